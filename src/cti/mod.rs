@@ -1,0 +1,62 @@
+//! CTI actions: how the ladder (and the manual sign-in/out routes) reach the
+//! phone system. One trait, one implementation per platform (AMI, event
+//! socket, webhook, log-only), chosen per agent by its `source`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+pub mod log_only;
+
+/// Sign an agent into a queue, or out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtiVerb {
+    SignIn,
+    SignOut,
+}
+
+/// One request to the phone system.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CtiRequest {
+    pub verb: CtiVerb,
+    /// The agent id events use.
+    pub agent: String,
+    /// The CTI address (`PJSIP/1017`, `1000@default`); the agent id when none
+    /// is configured.
+    pub interface: String,
+    /// Display name, passed along where the platform takes one (`MemberName`).
+    pub name: Option<String>,
+    pub queue: String,
+}
+
+/// What the phone system answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CtiOutcome {
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl CtiOutcome {
+    pub fn ok(detail: impl Into<String>) -> Self {
+        CtiOutcome {
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+    pub fn failed(detail: impl Into<String>) -> Self {
+        CtiOutcome {
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub type CtiFuture = Pin<Box<dyn Future<Output = CtiOutcome> + Send>>;
+
+/// A way to sign agents in and out. Implementations own their timeouts and
+/// retries; the future always resolves with an outcome, never panics.
+pub trait Cti: Send + Sync {
+    fn execute(&self, req: CtiRequest) -> CtiFuture;
+}

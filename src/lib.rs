@@ -1,0 +1,10 @@
+//! acdmon: a real-time ACD/queue monitor for contact centres.
+//!
+//! Data flows one way: `sources` turn wire events into domain events, `state`
+//! folds them into per-queue and per-agent figures, `escalation` reads those
+//! figures and acts through `cti`, and `publish` serves them.
+
+pub mod cti;
+pub mod event;
+pub mod sources;
+pub mod time;

@@ -1,0 +1,1 @@
+//! The native JSON-lines feed (contract section 3).

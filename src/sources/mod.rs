@@ -1,0 +1,34 @@
+//! Sources turn wire events into domain [`Event`]s and hand them to the state
+//! engine through one bounded channel.
+//!
+//! The channel is bounded on purpose: when the engine falls behind, a source's
+//! `send().await` waits, which pushes back on the TCP peer (or the HTTP
+//! client) instead of growing memory. Sources own their reconnect, backoff and
+//! resync, and report their health through [`SourceHealth`].
+
+pub mod health;
+pub mod json;
+pub mod reject;
+
+use std::sync::Arc;
+
+use crate::event::Event;
+
+pub use health::{HealthRegistry, SourceHealth};
+pub use reject::{Reject, RejectCounter};
+
+/// What a source sends to the engine.
+#[derive(Debug)]
+pub enum Envelope {
+    /// A domain event from the named source.
+    Event { source: Arc<str>, event: Event },
+    /// A batch of events from one source, applied in order.
+    Batch { source: Arc<str>, events: Vec<Event> },
+}
+
+/// The engine's inbox. Capacity is [`INBOX_CAPACITY`].
+pub type Inbox = tokio::sync::mpsc::Sender<Envelope>;
+
+/// Bound of the engine inbox. At 1 M events/s this is ~65 ms of buffering;
+/// beyond that, sources wait (backpressure), they never drop.
+pub const INBOX_CAPACITY: usize = 65_536;

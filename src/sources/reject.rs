@@ -1,0 +1,84 @@
+//! Bad input is counted by reason, logged with its context, and skipped.
+//!
+//! Logging is rate limited per (source, reason): the first
+//! [`LOG_FIRST`] rejections are logged one by one with their line number or
+//! peer; after that one line per [`LOG_EVERY`] says how many were skipped, so a
+//! firehose of garbage cannot fill the disk with logs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+const LOG_FIRST: u64 = 20;
+const LOG_EVERY: u64 = 10_000;
+
+/// Why an input line or message was rejected. The string form is the
+/// `reason` label of `acd_source_events_rejected_total` and the key of the
+/// replay report's `rejected` map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl Reject {
+    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        Reject {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+/// Counts rejections per source and reason; shared by sources, the engine and
+/// the metrics publisher.
+#[derive(Debug, Default)]
+pub struct RejectCounter {
+    counts: Mutex<BTreeMap<(String, &'static str), u64>>,
+}
+
+impl RejectCounter {
+    /// Counts one rejection and logs it (rate limited). `context` is where it
+    /// came from: `file.json:17`, `tcp 10.0.0.5:4410`, `http`.
+    pub fn record(&self, source: &str, context: &dyn fmt::Display, reject: &Reject) {
+        let n = {
+            let mut m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            let c = m.entry((source.to_string(), reject.reason)).or_insert(0);
+            *c += 1;
+            *c
+        };
+        if n <= LOG_FIRST {
+            tracing::warn!(source, at = %context, reason = reject.reason, detail = %reject.detail, "input rejected and skipped");
+        } else if n % LOG_EVERY == 0 {
+            tracing::warn!(source, reason = reject.reason, total = n, "still rejecting input (logging 1 in {LOG_EVERY})");
+        }
+    }
+
+    /// Totals per reason across all sources (the replay report's `rejected`).
+    pub fn by_reason(&self) -> BTreeMap<String, u64> {
+        let m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = BTreeMap::new();
+        for ((_, reason), n) in m.iter() {
+            *out.entry((*reason).to_string()).or_insert(0) += n;
+        }
+        out
+    }
+
+    /// Every (source, reason, count), for metrics.
+    pub fn all(&self) -> Vec<(String, &'static str, u64)> {
+        let m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|((s, r), n)| (s.clone(), *r, *n)).collect()
+    }
+}
+
+/// Serializable view used in reports.
+#[derive(Debug, Serialize)]
+pub struct RejectSummary(pub BTreeMap<String, u64>);
