@@ -6,6 +6,8 @@
 
 pub mod config;
 pub mod cti;
+pub mod escalation;
 pub mod event;
 pub mod sources;
+pub mod state;
 pub mod time;

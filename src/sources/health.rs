@@ -74,7 +74,10 @@ impl SourceHealth {
             let err = self.last_error().unwrap_or_else(|| "not connected".into());
             Some(format!("{} ({}): {}", self.name, self.kind, err))
         } else if !self.synced() {
-            Some(format!("{} ({}): connected, resync not complete", self.name, self.kind))
+            Some(format!(
+                "{} ({}): connected, resync not complete",
+                self.name, self.kind
+            ))
         } else {
             None
         }

@@ -23,7 +23,10 @@ pub enum Envelope {
     /// A domain event from the named source.
     Event { source: Arc<str>, event: Event },
     /// A batch of events from one source, applied in order.
-    Batch { source: Arc<str>, events: Vec<Event> },
+    Batch {
+        source: Arc<str>,
+        events: Vec<Event>,
+    },
 }
 
 /// The engine's inbox. Capacity is [`INBOX_CAPACITY`].

@@ -58,7 +58,12 @@ impl RejectCounter {
         if n <= LOG_FIRST {
             tracing::warn!(source, at = %context, reason = reject.reason, detail = %reject.detail, "input rejected and skipped");
         } else if n % LOG_EVERY == 0 {
-            tracing::warn!(source, reason = reject.reason, total = n, "still rejecting input (logging 1 in {LOG_EVERY})");
+            tracing::warn!(
+                source,
+                reason = reject.reason,
+                total = n,
+                "still rejecting input (logging 1 in {LOG_EVERY})"
+            );
         }
     }
 

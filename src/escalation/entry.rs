@@ -1,0 +1,46 @@
+//! One escalation log entry (contract section 6): a decision of the ladder and
+//! the actions it took, as written to the audit log and sent on `/ws`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Ts;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// `sign_in`, `sign_out` or `advise`.
+    pub kind: String,
+    pub agent: Option<String>,
+    pub target_queue: Option<String>,
+    /// `ok`, `failed`, `pending`, `approved`, `rejected` (or `expired`).
+    pub result: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: u64,
+    pub ts: Ts,
+    pub queue: String,
+    pub stage: u32,
+    pub stage_name: String,
+    pub direction: Direction,
+    pub reason: String,
+    /// `auto` or `advise`.
+    pub mode: String,
+    pub actions: Vec<ActionRecord>,
+}
+
+impl<'de> Deserialize<'de> for Ts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ts::parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {s:?}")))
+    }
+}

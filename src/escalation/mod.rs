@@ -1,0 +1,5 @@
+//! The staged escalation ladder. The log entry shape is contract section 6.
+
+pub mod entry;
+
+pub use entry::{ActionRecord, Direction, Entry};

@@ -1,0 +1,51 @@
+//! One agent's live state. An agent has one state across all its queues
+//! (a person is either on a call or not); membership is per queue.
+
+use std::sync::Arc;
+
+use crate::event::AgentStatus;
+use crate::time::Ts;
+
+#[derive(Debug)]
+pub struct Agent {
+    pub id: Arc<str>,
+    pub name: Option<String>,
+    pub interface: Option<String>,
+    /// The CTI source that signs this agent in and out.
+    pub source: Option<String>,
+    pub groups: Vec<String>,
+    pub status: AgentStatus,
+    /// Pause code, when paused.
+    pub reason: Option<String>,
+    pub since: Ts,
+    /// Queue indices this agent is a member of.
+    pub queues: Vec<usize>,
+    /// The call the agent is on.
+    pub call: Option<String>,
+    /// The queue of the last completed call, while in wrap-up: after-call
+    /// work is charged to it when wrap-up ends.
+    pub wrap_queue: Option<usize>,
+    /// When an engine-timed wrap-up ends (queues with `wrap_up` set).
+    pub wrap_until: Option<Ts>,
+    pub signed_in_by_escalation: bool,
+}
+
+impl Agent {
+    pub fn new(id: &str, now: Ts) -> Self {
+        Agent {
+            id: Arc::from(id),
+            name: None,
+            interface: None,
+            source: None,
+            groups: Vec::new(),
+            status: AgentStatus::LoggedOut,
+            reason: None,
+            since: now,
+            queues: Vec::new(),
+            call: None,
+            wrap_queue: None,
+            wrap_until: None,
+            signed_in_by_escalation: false,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Per-queue and per-agent state and the KPIs computed from it.
+
+mod agent;
+mod engine;
+pub mod erlang;
+pub mod kpi;
+mod params;
+mod queue;
+pub mod snapshot;
+pub mod view;
+pub mod window;
+
+pub use agent::Agent;
+pub use engine::{Engine, QueueFigures};
+pub use params::{AgentProfile, EngineConfig, QueueParams};
+pub use queue::{IntervalRecord, Queue};
+pub use snapshot::{Delta, Publisher, Snapshot};
+pub use view::{AgentView, QueueView};

@@ -1,0 +1,113 @@
+//! What readers see: immutable views of a queue and an agent, shaped as in
+//! contract section 4 (plus a few documented extension fields).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::kpi::WindowView;
+use crate::event::AgentStatus;
+use crate::time::Ts;
+
+/// Members of a queue by agent state. `logged_in` counts every member not
+/// logged out (paused members included, as Asterisk's QueueSummary does).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AgentsByState {
+    pub logged_in: u32,
+    pub available: u32,
+    pub ringing: u32,
+    pub on_call: u32,
+    pub wrap_up: u32,
+    pub paused: u32,
+}
+
+impl AgentsByState {
+    pub fn from_counts(c: &[u32; 6]) -> Self {
+        AgentsByState {
+            logged_in: c[1] + c[2] + c[3] + c[4] + c[5],
+            available: c[AgentStatus::Available.index()],
+            ringing: c[AgentStatus::Ringing.index()],
+            on_call: c[AgentStatus::OnCall.index()],
+            wrap_up: c[AgentStatus::WrapUp.index()],
+            paused: c[AgentStatus::Paused.index()],
+        }
+    }
+
+    pub fn get(&self, s: AgentStatus) -> u32 {
+        match s {
+            AgentStatus::LoggedOut => 0,
+            AgentStatus::Available => self.available,
+            AgentStatus::Ringing => self.ringing,
+            AgentStatus::OnCall => self.on_call,
+            AgentStatus::WrapUp => self.wrap_up,
+            AgentStatus::Paused => self.paused,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Windows {
+    pub rolling: WindowView,
+    pub interval: WindowView,
+    pub today: WindowView,
+}
+
+/// The escalation state of a queue, set by the ladder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EscalationStatus {
+    pub stage: u32,
+    pub stage_name: String,
+    pub since: Ts,
+    pub signed_in: Vec<String>,
+    /// Advice waiting for a manager (entry ids), when the ladder is in advise mode.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub pending: Vec<u64>,
+}
+
+/// Counters since the daemon started (Prometheus counters read these).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueTotals {
+    pub offered: u64,
+    pub answered: u64,
+    pub answered_in_sl: u64,
+    pub abandoned: u64,
+    pub short_abandoned: u64,
+    pub exited: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueView {
+    pub queue: String,
+    pub waiting: u32,
+    pub longest_wait_s: f64,
+    pub agents: AgentsByState,
+    pub windows: Windows,
+    pub required_agents: Option<u32>,
+    pub escalation: Option<EscalationStatus>,
+    /// Extension: the queue's SL threshold (seconds) and target.
+    pub sl_threshold_s: f64,
+    pub sl_target: f64,
+    /// Extension: (on_call + wrap_up) / (on_call + wrap_up + ringing + available),
+    /// right now; `null` when nobody is staffed.
+    pub occupancy: Option<f64>,
+    /// Extension: counters since the daemon started.
+    pub totals: QueueTotals,
+    /// Extension: the oldest waiting caller's join time.
+    pub oldest_since: Option<Ts>,
+    /// Extension: the event time this view was computed at.
+    pub as_of: Ts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentView {
+    pub agent: String,
+    pub name: Option<String>,
+    pub state: AgentStatus,
+    pub reason: Option<String>,
+    pub since: Ts,
+    pub queues: Vec<String>,
+    pub groups: Vec<String>,
+    pub signed_in_by_escalation: bool,
+    /// Extension: the call the agent is on, if any.
+    pub call: Option<String>,
+}
