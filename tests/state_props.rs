@@ -150,10 +150,8 @@ proptest! {
             prop_assert!(w.answered_in_sl <= w.answered);
             prop_assert!(w.abandoned_in_sl <= w.abandoned);
             prop_assert!(w.short_abandoned <= w.abandoned);
-            for r in all_ratios(&v) {
-                if let Some(x) = r {
-                    prop_assert!((0.0..=1.0).contains(&x), "ratio {} out of range", x);
-                }
+            for x in all_ratios(&v).into_iter().flatten() {
+                prop_assert!((0.0..=1.0).contains(&x), "ratio {} out of range", x);
             }
             // Agents by state equal a recount from the agents themselves.
             let mut recount = [0u32; 6];
