@@ -241,3 +241,22 @@ proptest! {
         prop_assert_eq!(v.windows.rolling.offered, rolling);
     }
 }
+
+proptest! {
+    /// Any bytes, in any chunking, decode to events or rejections: never a
+    /// panic, and every complete line is accounted for.
+    #[test]
+    fn json_decoder_survives_arbitrary_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..4096),
+        chunk in 1usize..64,
+    ) {
+        let mut d = acdmon::sources::json::LineDecoder::new();
+        let mut out = Vec::new();
+        for c in bytes.chunks(chunk) {
+            d.feed(c, &mut out);
+        }
+        d.finish(&mut out);
+        let lines = bytes.split(|&b| b == b'\n').filter(|l| l.iter().any(|b| !b.is_ascii_whitespace())).count();
+        prop_assert_eq!(out.len(), lines);
+    }
+}
