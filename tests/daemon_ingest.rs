@@ -168,15 +168,25 @@ async fn a_json_client_source_reconnects_after_the_producer_drops() {
     let now = acdmon::time::Ts::now().0;
     for call in ["r1", "r2"] {
         let (mut s, _) = producer.accept().await.unwrap();
-        s.write_all(format!("{{\"ts\":{now},\"type\":\"call_enqueued\",\"call\":\"{call}\",\"queue\":\"q\"}}\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!(
+                "{{\"ts\":{now},\"type\":\"call_enqueued\",\"call\":\"{call}\",\"queue\":\"q\"}}\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
         drop(s); // the producer goes away; the source must come back
     }
     let p = d.state.publisher.clone();
     eventually(Duration::from_secs(10), "both connections' events", || {
         let p = p.clone();
-        async move { p.snapshot().queue("q").filter(|q| q.waiting == 2).map(|_| ()) }
+        async move {
+            p.snapshot()
+                .queue("q")
+                .filter(|q| q.waiting == 2)
+                .map(|_| ())
+        }
     })
     .await;
     let h = d.state.health.all();
