@@ -4,6 +4,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod metrics;
+pub mod wall;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,9 +26,46 @@ pub struct AppState {
     pub rejects: Arc<RejectCounter>,
     pub inbox: Inbox,
     pub started: Instant,
+    pub metrics: Arc<metrics::Metrics>,
+    pub hub: Arc<ws::Hub>,
 }
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    api::routes(state.clone()).with_state(state)
+    api::routes(state.clone())
+        .merge(metrics_routes())
+        .merge(ws::routes())
+        .merge(wall::routes())
+        .with_state(state)
+}
+
+fn metrics_routes() -> Router<AppState> {
+    Router::new().route("/metrics", axum::routing::get(metrics_route))
+}
+
+/// `/metrics`: open unless `metrics_auth = true`. Rendering walks every
+/// series (milliseconds at 1,000 queues), so it runs off the async workers.
+async fn metrics_route(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    h: axum::http::HeaderMap,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if s.config.server.metrics_auth
+        && let Err(r) = api::read_guard(&s, &h, &q)
+    {
+        return r;
+    }
+    let st = s.clone();
+    match tokio::task::spawn_blocking(move || st.metrics.render(&st.health, &st.rejects)).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
