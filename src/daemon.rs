@@ -37,6 +37,9 @@ pub fn start(config: Config, observers: Vec<Box<dyn Observer>>) -> Daemon {
     let engine = ::metrics::with_local_recorder(&*recorder, || {
         Engine::starting_at(config.engine_config(), Ts::now())
     });
+    let mut engine = engine;
+    // A wall that connects before the first event sees the configured queues.
+    publisher.publish(&mut engine, Vec::new());
     let mut driver = Driver::new(engine, rejects.clone());
     driver.observers = observers;
     let engine_thread = spawn_engine(driver, rx, publisher.clone(), Some(recorder));

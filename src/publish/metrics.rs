@@ -257,6 +257,16 @@ fn describe(r: &dyn Recorder) {
         "Erlang C agents needed to meet the queue's SL target (rolling window); NaN when unknown.",
     );
     g(
+        "acd_queue_service_level_target_ratio",
+        None,
+        "The queue's configured service-level target (sl_target), for alert rules.",
+    );
+    g(
+        "acd_queue_service_level_threshold_seconds",
+        Some(Unit::Seconds),
+        "The queue's configured SL threshold T (sl_threshold).",
+    );
+    g(
         "acd_escalation_stage",
         None,
         "Active escalation stage of the queue (0: none).",
@@ -341,6 +351,8 @@ struct QueueSeries {
     asa: [Gauge; 3],
     abandon: [Gauge; 3],
     required: Gauge,
+    target: Gauge,
+    threshold: Gauge,
     stage: Gauge,
     offered: Counter,
     answered: Counter,
@@ -363,6 +375,8 @@ impl QueueSeries {
             asa: per_window("acd_queue_asa_seconds"),
             abandon: per_window("acd_queue_abandon_ratio"),
             required: m.gauge("acd_queue_required_agents", &l),
+            target: m.gauge("acd_queue_service_level_target_ratio", &l),
+            threshold: m.gauge("acd_queue_service_level_threshold_seconds", &l),
             stage: m.gauge("acd_escalation_stage", &l),
             offered: m.counter("acd_queue_calls_offered_total", &l),
             answered: m.counter("acd_queue_calls_answered_total", &l),
@@ -404,6 +418,8 @@ impl QueueSeries {
             self.abandon[i].set(opt(win.abandon_rate));
         }
         self.required.set(opt(v.required_agents.map(|n| n as f64)));
+        self.target.set(v.sl_target);
+        self.threshold.set(v.sl_threshold_s);
         self.stage
             .set(v.escalation.as_ref().map(|e| e.stage as f64).unwrap_or(0.0));
         let t = &v.totals;
@@ -442,17 +458,17 @@ impl Follower {
             return;
         }
         let m = &self.metrics;
-        if let Some(old) = self.agents.insert(v.agent.clone(), v.state)
-            && old != v.state
-        {
-            // Left at 0; the idle timeout removes it later.
-            m.gauge(
-                "acd_agent_state",
-                &[("agent", &v.agent), ("state", status_name(old))],
-            )
-            .set(0.0);
-        } else if !full {
-            return;
+        match self.agents.insert(v.agent.clone(), v.state) {
+            Some(old) if old == v.state && !full => return,
+            Some(old) if old != v.state => {
+                // Left at 0; the idle timeout removes it later.
+                m.gauge(
+                    "acd_agent_state",
+                    &[("agent", &v.agent), ("state", status_name(old))],
+                )
+                .set(0.0);
+            }
+            _ => {}
         }
         m.gauge(
             "acd_agent_state",

@@ -56,8 +56,9 @@ use crate::time::Ts;
 pub const HISTORY_FRAMES: usize = 3000;
 /// ...and at most this many bytes of them.
 pub const HISTORY_BYTES: usize = 32 << 20;
-/// Frames in flight to clients; a client further behind is resynced.
-pub const FRAME_CAPACITY: usize = 256;
+/// Frames in flight to clients (6.4 s at the default period; each frame holds
+/// at most one view per queue and agent); a client further behind is resynced.
+pub const FRAME_CAPACITY: usize = 64;
 /// A client whose socket accepts nothing for this long is disconnected.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 /// A quiet connection gets `{"type":"heartbeat"}` this often, so a wall can
