@@ -26,11 +26,20 @@ pub struct Running {
 
 /// A daemon with read and admin tokens plus `extra` configuration.
 pub async fn daemon(server_extra: &str, extra: &str) -> Running {
+    daemon_with(server_extra, extra, Vec::new()).await
+}
+
+/// [`daemon`] with engine observers (a stand-in ladder, say).
+pub async fn daemon_with(
+    server_extra: &str,
+    extra: &str,
+    observers: Vec<Box<dyn acdmon::runtime::Observer>>,
+) -> Running {
     let text = format!(
         "[server]\nread_token = \"{READ}\"\nadmin_token = \"{ADMIN}\"\n{server_extra}\n{extra}"
     );
     let cfg = Config::parse("test.toml", &text).expect("config");
-    let d = acdmon::daemon::start(cfg, Vec::new());
+    let d = acdmon::daemon::start(cfg, observers);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));

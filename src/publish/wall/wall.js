@@ -117,7 +117,7 @@
     const buttons = admin
       ? `<button class="approve" data-act="approve" data-id="${id}">Approve</button><button class="reject" data-act="reject" data-id="${id}">Reject</button>`
       : `<span class="note">an admin can approve or reject this (Admin button)</span>`;
-    return `<div class="advice" data-advice="${id}"><p>${text}</p>${buttons}${note ? ` <span class="note">${esc(note)}</span>` : ""}</div>`;
+    return `<div class="advice" data-advice="${id}"><p>${text}</p>${buttons}${note ? ` <span class="note act-note">${esc(note)}</span>` : ""}</div>`;
   }
 
   function agentName(id) { const a = agents.get(id); return (a && a.name) || id; }
