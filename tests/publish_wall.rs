@@ -316,7 +316,6 @@ async fn the_wall_shows_the_api_figures_and_moves_with_events() {
         return;
     };
     let shown = {
-        let mut last = Value::Null;
         let start = Instant::now();
         loop {
             let t = tiles(&mut page).await;
@@ -326,10 +325,9 @@ async fn the_wall_shows_the_api_figures_and_moves_with_events() {
             {
                 break t;
             }
-            last = t;
             assert!(
                 start.elapsed() < Duration::from_secs(15),
-                "the wall did not come up: {last}"
+                "the wall did not come up: {t}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
