@@ -201,6 +201,61 @@ impl acdmon::runtime::Observer for StandInLadder {
     }
 }
 
+async fn waiting(page: &mut Page) -> String {
+    page.eval(
+        "document.querySelector('article[data-queue=hotline] [data-field=waiting]').textContent",
+    )
+    .await
+    .as_str()
+    .unwrap_or("")
+    .to_string()
+}
+
+/// A TCP relay between the browser and the daemon that the test can cut
+/// and restore: a network outage, seen from the wall.
+struct Relay {
+    addr: String,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        use std::sync::atomic::Ordering;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, conns2) = (up.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = l.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused, in effect
+                }
+                let target = target.clone();
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                conns2.lock().unwrap().push(h.abort_handle());
+            }
+        });
+        Relay { addr, up, conns }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// GET with Content-Length framing: Chromium's DevTools server keeps the
 /// connection open, so reading to the end would wait for its timeout.
 async fn get_json(addr: &str, path: &str) -> Option<Value> {
@@ -266,7 +321,7 @@ async fn tiles(page: &mut Page) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wall_shows_the_api_figures_and_moves_with_events() {
     let d = daemon_with(
-        "wall_title = \"Floor 3 <test>\"",
+        "wall_title = \"Contact centre <floor 3>\"",
         "[[queues]]\nname = \"hotline\"\n[[queues]]\nname = \"billing\"\nsl_threshold = \"30s\"\n\
          [[agents]]\nid = \"a1\"\nname = \"Li Na\"\n[[agents]]\nid = \"a2\"\nname = \"Wang Wei\"\n",
         vec![Box::new(StandInLadder { done: false })],
@@ -311,7 +366,8 @@ async fn the_wall_shows_the_api_figures_and_moves_with_events() {
     assert_eq!(r.status, 401);
     assert!(r.body.contains("read token"));
 
-    let url = format!("http://{}/?token={READ}&admin={ADMIN}", d.addr);
+    let relay = Relay::start(d.addr.clone()).await;
+    let url = format!("http://{}/?token={READ}&admin={ADMIN}", relay.addr);
     let Some((_browser, mut page)) = launch(&url).await else {
         return;
     };
@@ -333,7 +389,10 @@ async fn the_wall_shows_the_api_figures_and_moves_with_events() {
         }
     };
     let title = page.eval("document.title").await;
-    assert_eq!(title, "Floor 3 <test>", "the title is text, not markup");
+    assert_eq!(
+        title, "Contact centre <floor 3>",
+        "the title is text, not markup"
+    );
 
     // Tiles show the API's figures.
     let api = api_queues().await.unwrap();
@@ -477,4 +536,51 @@ async fn the_wall_shows_the_api_figures_and_moves_with_events() {
         assert!(start.elapsed() < Duration::from_secs(3), "approve: {note}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // The network drops: the wall says so, keeps its figures, reconnects
+    // with backoff and resumes with ?since (a delta, not a new snapshot).
+    let before = waiting(&mut page).await;
+    relay.cut();
+    let start = Instant::now();
+    let banner = loop {
+        let b = page
+            .eval("(b => b.hidden ? '' : b.textContent)(document.getElementById('banner'))")
+            .await;
+        let b = b.as_str().unwrap_or("").to_string();
+        if b.contains("Connection lost") {
+            break b;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "no banner: {b:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(banner.contains("not live"), "{banner}");
+    assert_eq!(waiting(&mut page).await, before, "figures are kept");
+    post(&d.addr, &enqueue("hotline", "during-outage")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.restore();
+    let want = (before.parse::<u32>().unwrap() + 1).to_string();
+    let start = Instant::now();
+    loop {
+        let s: Value = serde_json::from_str(
+            page.eval(
+                "JSON.stringify({live: document.getElementById('conn').textContent, \
+                 banner: document.getElementById('banner').hidden, \
+                 first: window.acdmonWall.firstAfterConnect})",
+            )
+            .await
+            .as_str()
+            .unwrap(),
+        )
+        .unwrap();
+        if s["live"] == "live" && s["banner"] == true && waiting(&mut page).await == want {
+            assert_eq!(s["first"], "delta", "resumed with ?since: {s}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "did not recover: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("recovered after the outage in {:?}", start.elapsed());
 }

@@ -120,7 +120,8 @@ fn to_text<T: Serialize>(m: &T) -> Utf8Bytes {
     }
 }
 
-fn delta_text(
+/// The `/ws` delta message for these views (one serialization per frame).
+pub fn encode_delta(
     seq: u64,
     as_of: Ts,
     queues: &[Arc<QueueView>],
@@ -173,7 +174,7 @@ impl Merge {
     fn frame(self) -> Frame {
         let queues: Vec<_> = self.queues.into_values().collect();
         let agents: Vec<_> = self.agents.into_values().collect();
-        let text = delta_text(self.seq, self.as_of, &queues, &agents, &self.escalations);
+        let text = encode_delta(self.seq, self.as_of, &queues, &agents, &self.escalations);
         Frame {
             from: self.from,
             seq: self.seq,
@@ -597,7 +598,13 @@ impl View {
         }
         let queues: Vec<_> = m.queues.into_values().collect();
         let agents: Vec<_> = m.agents.into_values().collect();
-        Some(delta_text(m.seq, m.as_of, &queues, &agents, &m.escalations))
+        Some(encode_delta(
+            m.seq,
+            m.as_of,
+            &queues,
+            &agents,
+            &m.escalations,
+        ))
     }
 }
 

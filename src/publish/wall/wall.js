@@ -25,6 +25,7 @@
   let attempt = 0;
   let retryAt = 0;
   let connected = false;
+  let firstAfterConnect = null; // "snapshot" or "delta" (a resume), for tests
   const notes = new Map();    // entry id -> note after approve/reject
   const fetchedEntries = new Set();
 
@@ -237,6 +238,7 @@
     let m;
     try { m = JSON.parse(ev.data); } catch (e) { return; }
     lastMsg = Date.now();
+    if (firstAfterConnect === "" && m.type !== "heartbeat") firstAfterConnect = m.type;
     if (typeof m.seq === "number") seq = m.seq;
     if (m.as_of) { const t = ms(m.as_of); if (t != null) { skewMs = t - Date.now(); lastData = t; } }
     if (m.type === "snapshot") {
@@ -270,7 +272,7 @@
     if (filter) u.searchParams.set("queues", filter);
     if (seq != null) u.searchParams.set("since", String(seq));
     ws = new WebSocket(u.toString());
-    ws.onopen = () => { connected = true; attempt = 0; lastMsg = Date.now(); updateBanner(); };
+    ws.onopen = () => { connected = true; attempt = 0; lastMsg = Date.now(); firstAfterConnect = ""; updateBanner(); };
     ws.onmessage = onMessage;
     ws.onclose = () => {
       const was = connected;
@@ -341,7 +343,8 @@
     history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
   }
   // Test hook: the numbers the wall shows, for headless checks.
-  window.acdmonWall = { queues, agents, get seq() { return seq; }, get connected() { return connected; } };
+  window.acdmonWall = { queues, agents, get seq() { return seq; }, get connected() { return connected; },
+    get firstAfterConnect() { return firstAfterConnect; } };
   renderTiles();
   connect();
   tick();
