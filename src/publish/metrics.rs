@@ -79,7 +79,16 @@ pub struct Metrics {
     /// Clients that fell behind and were resynced with a fresh snapshot.
     pub ws_resyncs: Counter,
     per_agent: bool,
+    /// The last rendering, shared by scrapes that arrive within
+    /// [`RENDER_REUSE`] of it (and by concurrent ones: one renders, the
+    /// others wait for it). Rendering 1,000 queues takes tens of ms, so an
+    /// open `/metrics` hammered by many scrapers costs at most a few renders
+    /// a second.
+    last: tokio::sync::Mutex<Option<(std::time::Instant, axum::body::Bytes)>>,
 }
+
+/// How long one rendering of `/metrics` is served to later scrapes.
+pub const RENDER_REUSE: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,6 +160,7 @@ impl Metrics {
             ws_clients: AtomicI64::new(0),
             ws_resyncs,
             per_agent,
+            last: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -196,6 +206,29 @@ impl Metrics {
         self.gauge("acd_websocket_clients", &[])
             .set(self.ws_clients.load(Ordering::Relaxed).max(0) as f64);
         self.handle.render()
+    }
+
+    /// [`Metrics::render`] for the `/metrics` route: off the async workers,
+    /// one at a time, reused for [`RENDER_REUSE`].
+    pub async fn render_shared(
+        self: &Arc<Self>,
+        health: &Arc<HealthRegistry>,
+        rejects: &Arc<RejectCounter>,
+    ) -> Option<axum::body::Bytes> {
+        let mut last = self.last.lock().await;
+        if let Some((at, text)) = last.as_ref()
+            && at.elapsed() < RENDER_REUSE
+        {
+            return Some(text.clone());
+        }
+        let (m, h, r) = (self.clone(), health.clone(), rejects.clone());
+        let text = axum::body::Bytes::from(
+            tokio::task::spawn_blocking(move || m.render(&h, &r))
+                .await
+                .ok()?,
+        );
+        *last = Some((std::time::Instant::now(), text.clone()));
+        Some(text)
     }
 
     /// Compacts histogram memory and drops idle series.

@@ -44,7 +44,8 @@ fn metrics_routes() -> Router<AppState> {
 }
 
 /// `/metrics`: open unless `metrics_auth = true`. Rendering walks every
-/// series (milliseconds at 1,000 queues), so it runs off the async workers.
+/// series (tens of milliseconds at 1,000 queues), so it runs off the async
+/// workers and is shared by scrapes that come close together.
 async fn metrics_route(
     axum::extract::State(s): axum::extract::State<AppState>,
     h: axum::http::HeaderMap,
@@ -56,9 +57,8 @@ async fn metrics_route(
     {
         return r;
     }
-    let st = s.clone();
-    match tokio::task::spawn_blocking(move || st.metrics.render(&st.health, &st.rejects)).await {
-        Ok(text) => (
+    match s.metrics.render_shared(&s.health, &s.rejects).await {
+        Some(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -66,6 +66,6 @@ async fn metrics_route(
             text,
         )
             .into_response(),
-        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        None => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
