@@ -19,8 +19,12 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The presented token: `Authorization: Bearer X`, or `token` in the query.
-pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+/// The presented token: `Authorization: Bearer X`, or `token` in the query
+/// (percent-decoded: a browser encodes `+`, `/` and `=` of a base64 token).
+pub fn presented<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+) -> Option<std::borrow::Cow<'a, str>> {
     if let Some(v) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -28,9 +32,11 @@ pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
     {
-        return Some(t.trim());
+        return Some(std::borrow::Cow::Borrowed(t.trim()));
     }
-    query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
+    query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
+        .map(|t| percent_encoding::percent_decode_str(t).decode_utf8_lossy())
 }
 
 fn matches(secret: &Option<Secret>, token: Option<&str>) -> bool {
@@ -66,6 +72,17 @@ pub fn check_admin(admin: &Option<Secret>, token: Option<&str>) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            presented(&h, Some("queues=a&token=ab%2Fc%3D%3D")).as_deref(),
+            Some("ab/c==")
+        );
+        assert_eq!(presented(&h, Some("token=plain")).as_deref(), Some("plain"));
+        assert_eq!(presented(&h, Some("queues=a")), None);
+    }
 
     #[test]
     fn tokens() {

@@ -46,7 +46,7 @@ async fn index(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -
     let allowed = auth::check_read(
         &s.config.server.read_token,
         &s.config.server.admin_token,
-        auth::presented(&h, q.as_deref()),
+        auth::presented(&h, q.as_deref()).as_deref(),
     );
     if allowed.is_err() {
         return (StatusCode::UNAUTHORIZED, Html(LOGIN)).into_response();
