@@ -396,34 +396,38 @@ struct QueueSeries {
 
 impl QueueSeries {
     fn new(m: &Metrics, q: &str) -> Self {
-        let l = [("queue", q)];
-        let per_window =
-            |name: &'static str| WINDOWS.map(|w| m.gauge(name, &[("queue", q), ("window", w)]));
+        // The queue label is shared (`Arc<str>`) and the others are static:
+        // the exporter clones every key on each render, and shared labels
+        // make those clones allocation-free.
+        let q = SharedString::from(Arc::<str>::from(q));
+        let one = |name: &'static str| Key::from_parts(name, vec![Label::new("queue", q.clone())]);
+        let two = |name: &'static str, k: &'static str, v: &'static str| {
+            Key::from_parts(name, vec![Label::new("queue", q.clone()), Label::new(k, v)])
+        };
+        let g = |k: Key| m.recorder.register_gauge(&k, &meta());
+        let c = |k: Key| m.recorder.register_counter(&k, &meta());
+        let per_window = |name: &'static str| WINDOWS.map(|w| g(two(name, "window", w)));
         QueueSeries {
-            waiting: m.gauge("acd_queue_waiting_calls", &l),
-            longest_wait: m.gauge("acd_queue_longest_wait_seconds", &l),
-            agents: QUEUE_STATES
-                .map(|s| m.gauge("acd_queue_agents", &[("queue", q), ("state", s)])),
+            waiting: g(one("acd_queue_waiting_calls")),
+            longest_wait: g(one("acd_queue_longest_wait_seconds")),
+            agents: QUEUE_STATES.map(|s| g(two("acd_queue_agents", "state", s))),
             service_level: per_window("acd_queue_service_level_ratio"),
             asa: per_window("acd_queue_asa_seconds"),
             abandon: per_window("acd_queue_abandon_ratio"),
-            required: m.gauge("acd_queue_required_agents", &l),
-            target: m.gauge("acd_queue_service_level_target_ratio", &l),
-            threshold: m.gauge("acd_queue_service_level_threshold_seconds", &l),
-            stage: m.gauge("acd_escalation_stage", &l),
-            offered: m.counter("acd_queue_calls_offered_total", &l),
-            answered: m.counter("acd_queue_calls_answered_total", &l),
-            answered_in_sl: m.counter("acd_queue_calls_answered_in_sl_total", &l),
-            abandoned: m.counter("acd_queue_calls_abandoned_total", &l),
+            required: g(one("acd_queue_required_agents")),
+            target: g(one("acd_queue_service_level_target_ratio")),
+            threshold: g(one("acd_queue_service_level_threshold_seconds")),
+            stage: g(one("acd_escalation_stage")),
+            offered: c(one("acd_queue_calls_offered_total")),
+            answered: c(one("acd_queue_calls_answered_total")),
+            answered_in_sl: c(one("acd_queue_calls_answered_in_sl_total")),
+            abandoned: c(one("acd_queue_calls_abandoned_total")),
             exited: ExitReason::ALL
                 .iter()
                 .map(|r| {
                     (
                         r.as_str(),
-                        m.counter(
-                            "acd_queue_calls_exited_total",
-                            &[("queue", q), ("reason", r.as_str())],
-                        ),
+                        c(two("acd_queue_calls_exited_total", "reason", r.as_str())),
                     )
                 })
                 .collect(),

@@ -79,7 +79,10 @@ impl Queue {
             totals,
             escalation: None,
             first_seen: now,
-            wait_seconds: metrics::histogram!("acd_queue_wait_seconds", "queue" => name.to_string()),
+            wait_seconds: metrics::histogram!(
+                "acd_queue_wait_seconds",
+                "queue" => metrics::SharedString::from(Arc::<str>::from(name))
+            ),
         }
     }
 
