@@ -181,6 +181,13 @@ pub fn replay(
             (qs, ags)
         }
     };
+    // The ladder sends an entry again when one of its results changes; the
+    // report lists each entry once, as it stands at the end.
+    let mut last: BTreeMap<u64, Arc<Entry>> = BTreeMap::new();
+    for e in escalations {
+        last.insert(e.id, e);
+    }
+    let escalations: Vec<Arc<Entry>> = last.into_values().collect();
     Ok(Report {
         queues,
         agents,

@@ -8,6 +8,10 @@ use std::pin::Pin;
 use serde::Serialize;
 
 pub mod log_only;
+pub mod registry;
+pub mod webhook;
+
+pub use registry::CtiRegistry;
 
 /// Sign an agent into a queue, or out of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
