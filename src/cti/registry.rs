@@ -91,10 +91,10 @@ mod tests {
     #[test]
     fn lookup_by_source_then_default() {
         let r = CtiRegistry::new();
-        assert!(r.for_source(None).unwrap_err().contains("default"));
+        assert!(r.for_source(None).err().unwrap().contains("default"));
         r.insert("hook", Arc::new(LogOnly));
         assert!(r.for_source(Some("hook")).is_ok());
-        assert!(r.for_source(Some("pbx9")).unwrap_err().contains("pbx9"));
+        assert!(r.for_source(Some("pbx9")).err().unwrap().contains("pbx9"));
         r.set_default("hook");
         assert!(r.for_source(None).is_ok());
         let only = CtiRegistry::only(Arc::new(LogOnly));

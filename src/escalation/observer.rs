@@ -628,6 +628,9 @@ impl LadderObserver {
         self.changed.insert(q);
         self.process(engine, q, outs);
         self.sync(engine);
+        // The next stage's clock starts at the answer, not at the next event.
+        self.evaluate(engine, q);
+        self.sync(engine);
         self.composed(id)
     }
 

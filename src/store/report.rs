@@ -76,19 +76,20 @@ pub fn parse_bound(s: &str, zone: &jiff::tz::TimeZone, end_of_day: bool) -> Resu
     if let Some(t) = Ts::parse_rfc3339(s) {
         return Ok(t);
     }
-    if let Ok(d) = s.parse::<jiff::civil::Date>() {
+    if s.contains(['T', ' ']) {
+        if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
+            let z = dt
+                .to_zoned_datetime(zone.clone())
+                .map_err(|e| format!("{s}: {e}"))?;
+            return Ok(Ts(z.timestamp().as_millisecond()));
+        }
+    } else if let Ok(d) = s.parse::<jiff::civil::Date>() {
         let d = if end_of_day {
             d.tomorrow().map_err(|e| e.to_string())?
         } else {
             d
         };
         let z = d
-            .to_zoned_datetime(zone.clone())
-            .map_err(|e| format!("{s}: {e}"))?;
-        return Ok(Ts(z.timestamp().as_millisecond()));
-    }
-    if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
-        let z = dt
             .to_zoned_datetime(zone.clone())
             .map_err(|e| format!("{s}: {e}"))?;
         return Ok(Ts(z.timestamp().as_millisecond()));
