@@ -507,16 +507,16 @@ impl<'a> Loader<'a> {
                     ),
                 );
             }
-            if let Some(l) = &c.ladder {
-                if !ladders.contains(l.get_ref().as_str()) {
-                    self.err(
-                        Some(l.span()),
-                        format!(
-                            "unknown ladder `{}` (no [[ladders]] entry has that name)",
-                            l.get_ref()
-                        ),
-                    );
-                }
+            if let Some(l) = &c.ladder
+                && !ladders.contains(l.get_ref().as_str())
+            {
+                self.err(
+                    Some(l.span()),
+                    format!(
+                        "unknown ladder `{}` (no [[ladders]] entry has that name)",
+                        l.get_ref()
+                    ),
+                );
             }
             out.push(Schedule {
                 name: c.name.clone(),

@@ -240,10 +240,10 @@ impl Clock {
     fn observe(&mut self, holds: bool, now: Ts, grace_ms: i64) {
         self.holding = holds;
         if holds {
-            if let Some(fs) = self.false_since.take() {
-                if now.since(fs) > grace_ms {
-                    self.since = None;
-                }
+            if let Some(fs) = self.false_since.take()
+                && now.since(fs) > grace_ms
+            {
+                self.since = None;
             }
             if self.since.is_none() {
                 self.since = Some(now);
@@ -484,12 +484,12 @@ impl QueueLadder {
         if self.proposal.as_ref().is_some_and(|p| now >= p.expires) {
             out.extend(self.expire());
         }
-        if self.is_idle() {
-            if let Some(p) = self.next_plan.take() {
-                self.plan = p;
-                self.up.reset();
-                self.down.reset();
-            }
+        if self.is_idle()
+            && let Some(p) = self.next_plan.take()
+        {
+            self.plan = p;
+            self.up.reset();
+            self.down.reset();
         }
         let Some(plan) = self.plan.clone() else {
             return out;
@@ -504,19 +504,19 @@ impl QueueLadder {
             self.up.observe(climbing, now, plan.grace_ms);
             self.down
                 .observe(open && releasing && !self.active.is_empty(), now, 0);
-            if let (Some(st), Some(since)) = (next, self.up.running_since()) {
-                if now.since(since) >= st.for_ms {
-                    out.extend(self.fire(&plan, inp, ids));
-                    self.up.reset();
-                    continue;
-                }
+            if let (Some(st), Some(since)) = (next, self.up.running_since())
+                && now.since(since) >= st.for_ms
+            {
+                out.extend(self.fire(&plan, inp, ids));
+                self.up.reset();
+                continue;
             }
-            if let Some(since) = self.down.running_since() {
-                if now.since(since) >= plan.release_hold_ms {
-                    out.extend(self.release(&plan, inp, ids));
-                    self.down.reset();
-                    continue;
-                }
+            if let Some(since) = self.down.running_since()
+                && now.since(since) >= plan.release_hold_ms
+            {
+                out.extend(self.release(&plan, inp, ids));
+                self.down.reset();
+                continue;
             }
             break;
         }
@@ -598,14 +598,14 @@ impl QueueLadder {
                 if kept.len() + people.len() >= want {
                     break;
                 }
-                if c.assignments == 0 {
-                    if let Some(s) = seats_left.as_mut() {
-                        if *s == 0 {
-                            no_seat += 1;
-                            continue;
-                        }
-                        *s -= 1;
+                if c.assignments == 0
+                    && let Some(s) = seats_left.as_mut()
+                {
+                    if *s == 0 {
+                        no_seat += 1;
+                        continue;
                     }
+                    *s -= 1;
                 }
                 people.push((actions.len(), c.agent.clone()));
                 actions.push(record(
@@ -1035,14 +1035,13 @@ impl QueueLadder {
             if e.queue != self.queue || e.mode == "manual" {
                 continue;
             }
-            if let Some(name) = &e.ladder {
-                if self.plan.as_ref().map(|p| p.name.as_str()) != Some(name.as_str()) {
-                    if let Some(p) = plan_named(name) {
-                        let current = self.plan.replace(p);
-                        if self.next_plan.is_none() {
-                            self.next_plan = Some(current);
-                        }
-                    }
+            if let Some(name) = &e.ladder
+                && self.plan.as_ref().map(|p| p.name.as_str()) != Some(name.as_str())
+                && let Some(p) = plan_named(name)
+            {
+                let current = self.plan.replace(p);
+                if self.next_plan.is_none() {
+                    self.next_plan = Some(current);
                 }
             }
             let decision = e.decision.as_ref().map(|d| d.result.as_str());

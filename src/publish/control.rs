@@ -34,13 +34,15 @@ fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(json!({"error": msg.into()}))).into_response()
 }
 
-fn ladder(s: &AppState) -> Result<LadderHandle, Response> {
-    handle_for(&s.publisher).ok_or_else(|| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no escalation ladder runs in this process",
-        )
-    })
+fn ladder(s: &AppState) -> Option<LadderHandle> {
+    handle_for(&s.publisher)
+}
+
+fn no_ladder() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no escalation ladder runs in this process",
+    )
 }
 
 fn control_error(e: ControlError) -> Response {
@@ -95,9 +97,8 @@ async fn list(
             }
         },
     };
-    let l = match ladder(&s) {
-        Ok(l) => l,
-        Err(r) => return r,
+    let Some(l) = ladder(&s) else {
+        return no_ladder();
     };
     let limit = q.limit.unwrap_or(MAX_ENTRIES).min(MAX_ENTRIES);
     let queue = q.queue.filter(|x| !x.is_empty());
@@ -150,9 +151,8 @@ async fn decide(
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad body: {e}")),
         }
     };
-    let l = match ladder(&s) {
-        Ok(l) => l,
-        Err(r) => return r,
+    let Some(l) = ladder(&s) else {
+        return no_ladder();
     };
     let by = who(body.by);
     let r = l
@@ -210,9 +210,8 @@ async fn manual(
             );
         }
     };
-    let l = match ladder(&s) {
-        Ok(l) => l,
-        Err(r) => return r,
+    let Some(l) = ladder(&s) else {
+        return no_ladder();
     };
     let by = who(body.by);
     let queue = body.queue;

@@ -398,7 +398,7 @@ fn grace_lets_a_clock_ride_out_a_blip() {
 
 #[test]
 fn eligibility_idle_first_then_fewest_assignments_then_longest_idle() {
-    let mut cands = vec![
+    let mut cands = [
         Candidate {
             agent: "busy".into(),
             status: AgentStatus::OnCall,
