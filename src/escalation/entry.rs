@@ -27,6 +27,10 @@ pub struct ActionRecord {
     /// add (Erlang C required agents minus logged-in members, at least 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seats: Option<u32>,
+    /// Extension: when `result` was recorded (absent while it is the result
+    /// the entry was written with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Ts>,
 }
 
 /// Extension: how a manager answered advice (advise mode), or that nobody

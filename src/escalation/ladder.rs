@@ -544,6 +544,7 @@ impl QueueLadder {
                 result: result.into(),
                 detail,
                 seats: None,
+                at: None,
             }
         };
         if let Some(g) = &st.sign_in {
@@ -750,6 +751,7 @@ impl QueueLadder {
                 result: PENDING.into(),
                 detail,
                 seats: None,
+                at: None,
             });
         }
         let entry = Entry {

@@ -671,6 +671,7 @@ impl LadderObserver {
                 result: PENDING.into(),
                 detail: None,
                 seats: None,
+                at: None,
             }],
             ladder: None,
             decision: None,

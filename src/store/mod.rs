@@ -481,6 +481,7 @@ fn compose(conn: &Connection, entries: &mut [Entry]) -> Result<(), StoreError> {
                 .and_then(|i| e.actions.get_mut(i))
             {
                 a.result = result;
+                a.at = Some(ts);
                 if detail.is_some() {
                     a.detail = detail;
                 }
@@ -511,6 +512,7 @@ mod tests {
                 result: "pending".into(),
                 detail: None,
                 seats: None,
+                at: None,
             }],
             ladder: Some("emergency".into()),
             decision: None,
