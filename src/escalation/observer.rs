@@ -42,6 +42,11 @@ pub const RESULTS_CAPACITY: usize = 1024;
 /// Longest gap between two evaluations of every ladder when something
 /// changed that no queue event reports, in event time.
 const EVAL_EVERY_MS: i64 = 1_000;
+/// After a restart, a queue with an escalation in progress is left alone
+/// until an event for it arrives (a source's resync) or this much event time
+/// has passed: until then the engine does not know its callers, and an empty
+/// queue must not read as "release everyone".
+const RESTORE_SETTLE_MS: i64 = 60_000;
 
 /// Where CTI futures run.
 enum Runner {
@@ -93,6 +98,8 @@ pub struct LadderObserver {
     seats: HashMap<String, u32>,
     changed: HashSet<usize>,
     local: Option<(i64, jiff::civil::DateTime)>,
+    /// Restored queues waiting for their first event (see [`RESTORE_SETTLE_MS`]).
+    settling: HashMap<usize, Ts>,
 }
 
 /// The answers to the ladder's questions, from the engine.
@@ -197,6 +204,7 @@ impl LadderObserver {
             seats: HashMap::new(),
             changed: HashSet::new(),
             local: None,
+            settling: HashMap::new(),
         };
         Ok((
             obs,
@@ -245,6 +253,8 @@ impl LadderObserver {
             let n = l.signed_in().len();
             if n > 0 || !l.is_idle() {
                 tracing::info!(%queue, signed_in = n, "escalation resumed from the audit log");
+                self.settling
+                    .insert(q, engine.now().plus_ms(RESTORE_SETTLE_MS));
             }
             self.changed.insert(q);
             self.process(engine, q, outs);
@@ -295,6 +305,12 @@ impl LadderObserver {
     }
 
     fn evaluate(&mut self, engine: &mut Engine, q: usize) {
+        if let Some(&until) = self.settling.get(&q) {
+            if engine.now() < until {
+                return;
+            }
+            self.settling.remove(&q);
+        }
         self.ensure_ladder(engine, q);
         let wanted = self.wanted_plan(engine, q);
         let Some(l) = self.ladders[q].as_mut() else {
@@ -713,7 +729,10 @@ impl Observer for LadderObserver {
         self.ensure_ready(engine);
         let now = engine.now();
         match queue {
-            Some(q) => self.evaluate(engine, q),
+            Some(q) => {
+                self.settling.remove(&q);
+                self.evaluate(engine, q)
+            }
             None => {
                 let due = self.next_deadline().is_some_and(|d| d <= now);
                 if due || now.since(self.last_full) >= EVAL_EVERY_MS {
