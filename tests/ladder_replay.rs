@@ -98,7 +98,7 @@ groups = ["back-office"]
 [[ladders]]
 name = "emergency"
 mode = "auto"
-max_added_seats = 9
+max_added_seats = 12
 release_when = "waiting < 5"
 release_hold = "2m"
 
@@ -344,7 +344,8 @@ fn a_surge_walks_the_plan_up_and_back_down() {
     let detail = advice["detail"].as_str().unwrap();
     assert!(
         detail.contains(&format!("{} more seats", required - 3))
-            && detail.contains(&format!("{required} agents needed")),
+            && detail.contains(&format!("{required} agents needed"))
+            && detail.ends_with("[added seats in use: 12 of 12]"),
         "{detail}"
     );
 

@@ -495,7 +495,9 @@ impl QueueLadder {
             return out;
         };
         // Each pass fires or releases at most one stage; a `for = "0s"`
-        // stage fires in the same evaluation as the one before it.
+        // stage fires in the same evaluation as the one before it, and must
+        // count the seats that one just took.
+        let mut seats_taken = 0u32;
         for _ in 0..plan.stages.len() * 2 + 2 {
             let releasing = plan.release_when.eval(&inp.figures);
             let open = self.proposal.is_none();
@@ -507,7 +509,7 @@ impl QueueLadder {
             if let (Some(st), Some(since)) = (next, self.up.running_since())
                 && now.since(since) >= st.for_ms
             {
-                out.extend(self.fire(&plan, inp, ids));
+                out.extend(self.fire(&plan, inp, ids, &mut seats_taken));
                 self.up.reset();
                 continue;
             }
@@ -523,7 +525,13 @@ impl QueueLadder {
         out
     }
 
-    fn fire(&mut self, plan: &Plan, inp: &Inputs<'_>, ids: &mut u64) -> Vec<Output> {
+    fn fire(
+        &mut self,
+        plan: &Plan,
+        inp: &Inputs<'_>,
+        ids: &mut u64,
+        seats_taken: &mut u32,
+    ) -> Vec<Output> {
         let k = self.active.len();
         let st = &plan.stages[k];
         let now = inp.now;
@@ -593,20 +601,21 @@ impl QueueLadder {
             cands.truncate(eligible - keep);
             let mut seats_left = plan
                 .max_added_seats
-                .map(|m| m.saturating_sub(inp.seats_used) as usize);
+                .map(|m| m.saturating_sub(inp.seats_used + *seats_taken) as usize);
             let mut no_seat = 0usize;
             for c in cands {
                 if kept.len() + people.len() >= want {
                     break;
                 }
-                if c.assignments == 0
-                    && let Some(s) = seats_left.as_mut()
-                {
-                    if *s == 0 {
-                        no_seat += 1;
-                        continue;
+                if c.assignments == 0 {
+                    if let Some(s) = seats_left.as_mut() {
+                        if *s == 0 {
+                            no_seat += 1;
+                            continue;
+                        }
+                        *s -= 1;
                     }
-                    *s -= 1;
+                    *seats_taken += 1;
                 }
                 people.push((actions.len(), c.agent.clone()));
                 actions.push(record(
@@ -665,6 +674,13 @@ impl QueueLadder {
                 }
             } else {
                 (text.clone(), None)
+            };
+            let detail = match plan.max_added_seats {
+                Some(max) => format!(
+                    "{detail} [added seats in use: {} of {max}]",
+                    (inp.seats_used + *seats_taken).min(max)
+                ),
+                None => detail,
             };
             let mut a = record("advise", None, advice_result, Some(detail));
             a.seats = seats;

@@ -340,6 +340,8 @@ impl LadderObserver {
         if !outs.is_empty() {
             self.changed.insert(q);
             self.process(engine, q, outs);
+            // The next queue's decisions must see these seats taken.
+            self.sync(engine);
         }
     }
 
@@ -520,13 +522,18 @@ impl LadderObserver {
         self.assignments.clear();
         let mut per_plan: HashMap<String, HashSet<String>> = HashMap::new();
         for l in self.ladders.iter().flatten() {
-            let people = l.signed_in();
-            for a in &people {
-                *self.assignments.entry(a.clone()).or_default() += 1;
-                now_in.insert(a.clone());
+            now_in.extend(l.signed_in());
+            // Proposed people count as taken: two proposals must not promise
+            // the same seat or person.
+            let tracked = l.tracked();
+            for a in &tracked {
+                *self.assignments.entry(a.to_string()).or_default() += 1;
             }
             if let Some(p) = l.plan() {
-                per_plan.entry(p.name.clone()).or_default().extend(people);
+                per_plan
+                    .entry(p.name.clone())
+                    .or_default()
+                    .extend(tracked.into_iter().map(str::to_string));
             }
         }
         self.seats = per_plan

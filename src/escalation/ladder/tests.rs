@@ -480,6 +480,32 @@ fn the_seat_limit_caps_sign_ins_and_keep_leaves_people_out() {
 }
 
 #[test]
+fn stages_firing_together_share_the_seat_limit() {
+    let mut h = H::new("auto");
+    h.seats_used = 5; // four seats left of 9
+    let mut p = (**h.l.plan().unwrap()).clone();
+    p.stages[1].for_ms = 0;
+    h.l = QueueLadder::new("hotline", Some(Arc::new(p)));
+    h.at(m(0.0), 7.0);
+    h.run_to(m(5.0));
+    assert_eq!(
+        h.stages(),
+        vec![up(m(5.0), "experts"), up(m(5.0), "outbound")]
+    );
+    let people: Vec<String> = h.acts.iter().map(|(_, a)| a.agent.clone()).collect();
+    assert_eq!(people, ["x1", "x2", "x3", "o1"]);
+    let advice = &h.entries[1].actions[1];
+    assert!(
+        advice
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("seat limit of 9"),
+        "{advice:?}"
+    );
+}
+
+#[test]
 fn climbing_again_keeps_an_agent_whose_sign_out_waits_for_a_call() {
     let mut h = H::new("auto");
     h.at(m(0.0), 7.0);
