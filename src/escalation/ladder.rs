@@ -186,8 +186,8 @@ pub struct Inputs<'a> {
     pub required_agents: &'a dyn Fn() -> Option<u32>,
     pub floor: &'a dyn Floor,
     /// Distinct agents this ladder has signed in over every queue it runs
-    /// (seats taken against `max_added_seats`).
-    pub seats_used: u32,
+    /// (seats taken against `max_added_seats`); asked only when firing.
+    pub seats_used: &'a dyn Fn() -> u32,
 }
 
 /// A CTI action to run once the entry that decided it is written.
@@ -356,21 +356,21 @@ impl QueueLadder {
 
     /// The ladder a schedule wants now. Applied at once when idle, else when
     /// the running escalation has been released.
-    pub fn set_plan(&mut self, plan: Option<Arc<Plan>>) {
-        let same = |a: &Option<Arc<Plan>>, b: &Option<Arc<Plan>>| match (a, b) {
+    pub fn set_plan(&mut self, plan: Option<&Arc<Plan>>) {
+        let same = match (&self.plan, plan) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.name == b.name,
             (None, None) => true,
             _ => false,
         };
-        if same(&self.plan, &plan) {
+        if same {
             self.next_plan = None;
         } else if self.is_idle() {
-            self.plan = plan;
+            self.plan = plan.cloned();
             self.next_plan = None;
             self.up.reset();
             self.down.reset();
         } else {
-            self.next_plan = Some(plan);
+            self.next_plan = Some(plan.cloned());
         }
     }
 
@@ -601,7 +601,7 @@ impl QueueLadder {
             cands.truncate(eligible - keep);
             let mut seats_left = plan
                 .max_added_seats
-                .map(|m| m.saturating_sub(inp.seats_used + *seats_taken) as usize);
+                .map(|m| m.saturating_sub((inp.seats_used)() + *seats_taken) as usize);
             let mut no_seat = 0usize;
             for c in cands {
                 if kept.len() + people.len() >= want {
@@ -678,7 +678,7 @@ impl QueueLadder {
             let detail = match plan.max_added_seats {
                 Some(max) => format!(
                     "{detail} [added seats in use: {} of {max}]",
-                    (inp.seats_used + *seats_taken).min(max)
+                    ((inp.seats_used)() + *seats_taken).min(max)
                 ),
                 None => detail,
             };

@@ -17,7 +17,7 @@
 //! figures that move without queue events (agent states, waits growing), at
 //! most once per second of event time.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -28,7 +28,7 @@ use super::expr::Var;
 use super::ladder::{
     Act, Candidate, Floor, Inputs, Mark, NotPending, Output, PENDING, Plan, QueueLadder,
 };
-use super::schedule::{Schedule, ladder_for};
+use super::schedule::Schedule;
 use crate::config::Config;
 use crate::cti::{CtiOutcome, CtiRegistry, CtiRequest, CtiVerb};
 use crate::event::AgentStatus;
@@ -70,6 +70,10 @@ struct AgentActs {
 pub struct LadderObserver {
     plans: HashMap<String, Arc<Plan>>,
     schedules: Vec<Schedule>,
+    /// Each schedule's plan, resolved once (no name lookups per event).
+    schedule_plans: Vec<Option<Arc<Plan>>>,
+    /// Each queue's own plan, by engine queue index.
+    base_plan: Vec<Option<Arc<Plan>>>,
     /// By engine queue index; created when a queue is first evaluated.
     ladders: Vec<Option<QueueLadder>>,
     store: Arc<Store>,
@@ -100,6 +104,12 @@ pub struct LadderObserver {
     local: Option<(i64, jiff::civil::DateTime)>,
     /// Restored queues waiting for their first event (see [`RESTORE_SETTLE_MS`]).
     settling: HashMap<usize, Ts>,
+    /// Each ladder's next deadline, indexed both ways, so the driver's
+    /// question before every event costs O(log queues), not O(queues).
+    deadline_of: Vec<Option<Ts>>,
+    deadlines: BTreeSet<(Ts, usize)>,
+    /// Queues with sign-outs waiting for a call to end.
+    leaving: BTreeSet<usize>,
 }
 
 /// The answers to the ladder's questions, from the engine.
@@ -179,9 +189,16 @@ impl LadderObserver {
             Ok(h) => Runner::Spawn(h),
             Err(_) => Runner::Inline,
         };
+        let schedule_plans = cfg
+            .schedules
+            .iter()
+            .map(|s| s.ladder.as_ref().and_then(|n| plans.get(n).cloned()))
+            .collect();
         let obs = LadderObserver {
             plans,
             schedules: cfg.schedules.clone(),
+            schedule_plans,
+            base_plan: Vec::new(),
             ladders: Vec::new(),
             store: store.clone(),
             cti,
@@ -205,6 +222,9 @@ impl LadderObserver {
             changed: HashSet::new(),
             local: None,
             settling: HashMap::new(),
+            deadline_of: Vec::new(),
+            deadlines: BTreeSet::new(),
+            leaving: BTreeSet::new(),
         };
         Ok((
             obs,
@@ -280,50 +300,61 @@ impl LadderObserver {
 
     fn ensure_ladder(&mut self, engine: &Engine, q: usize) {
         if self.ladders.len() <= q {
-            self.ladders
-                .resize_with(engine.queue_count().max(q + 1), || None);
+            let n = engine.queue_count().max(q + 1);
+            self.ladders.resize_with(n, || None);
+            self.base_plan.resize(n, None);
         }
         if self.ladders[q].is_none() {
-            let name = engine.queue(q).name.to_string();
-            self.ladders[q] = Some(QueueLadder::new(&name, None));
+            let qs = engine.queue(q);
+            self.ladders[q] = Some(QueueLadder::new(&qs.name, None));
+            self.base_plan[q] = qs
+                .params
+                .ladder
+                .as_ref()
+                .and_then(|n| self.plans.get(n).cloned());
         }
     }
 
-    /// The ladder queue `q` runs now, per its schedules.
-    fn wanted_plan(&mut self, engine: &Engine, q: usize) -> Option<Arc<Plan>> {
-        let base = engine.queue(q).params.ladder.clone();
-        let name = if self.schedules.is_empty() {
-            base
-        } else {
-            let t = self.local_time(engine);
-            let queue = engine.queue(q).name.clone();
-            ladder_for(&self.schedules, &queue, base.as_deref(), t)
-                .0
-                .map(str::to_string)
-        };
-        name.and_then(|n| self.plans.get(&n).cloned())
+    /// Which schedule is on for queue `q` now (first match), if any.
+    fn schedule_on(&mut self, engine: &Engine, q: usize) -> Option<usize> {
+        if self.schedules.is_empty() {
+            return None;
+        }
+        let t = self.local_time(engine);
+        let name = &engine.queue(q).name;
+        self.schedules.iter().position(|s| s.matches(name, t))
     }
 
     fn evaluate(&mut self, engine: &mut Engine, q: usize) {
-        if let Some(&until) = self.settling.get(&q) {
+        if !self.settling.is_empty()
+            && let Some(&until) = self.settling.get(&q)
+        {
             if engine.now() < until {
                 return;
             }
             self.settling.remove(&q);
         }
         self.ensure_ladder(engine, q);
-        let wanted = self.wanted_plan(engine, q);
+        let on = self.schedule_on(engine, q);
+        let wanted = match on {
+            Some(i) => self.schedule_plans[i].as_ref(),
+            None => self.base_plan[q].as_ref(),
+        };
         let Some(l) = self.ladders[q].as_mut() else {
             return;
         };
         l.set_plan(wanted);
-        if l.plan().is_none() && l.is_idle() && l.signed_in().is_empty() {
+        if l.plan().is_none() && l.is_idle() && !l.has_leaving() {
+            self.refresh(q);
             return;
         }
-        let seats_used = l
-            .plan()
-            .and_then(|p| self.seats.get(&p.name).copied())
-            .unwrap_or(0);
+        let seats = &self.seats;
+        let plan = l.plan().cloned();
+        let seats_used = || {
+            plan.as_ref()
+                .and_then(|p| seats.get(&p.name).copied())
+                .unwrap_or(0)
+        };
         let floor = EngineFloor {
             engine,
             q,
@@ -334,14 +365,40 @@ impl LadderObserver {
             figures: engine.figures(q),
             required_agents: &|| engine.required_agents(q),
             floor: &floor,
-            seats_used,
+            seats_used: &seats_used,
         };
         let outs = l.evaluate(&inputs, &mut self.next_id);
-        if !outs.is_empty() {
+        if outs.is_empty() {
+            self.refresh(q);
+        } else {
             self.changed.insert(q);
             self.process(engine, q, outs);
             // The next queue's decisions must see these seats taken.
             self.sync(engine);
+        }
+    }
+
+    /// Re-indexes queue `q`'s deadline and pending sign-outs.
+    fn refresh(&mut self, q: usize) {
+        let l = self.ladders.get(q).and_then(Option::as_ref);
+        let new = l.and_then(QueueLadder::next_deadline);
+        if self.deadline_of.len() <= q {
+            self.deadline_of.resize(q + 1, None);
+        }
+        let old = self.deadline_of[q];
+        if old != new {
+            if let Some(t) = old {
+                self.deadlines.remove(&(t, q));
+            }
+            if let Some(t) = new {
+                self.deadlines.insert((t, q));
+            }
+            self.deadline_of[q] = new;
+        }
+        if l.is_some_and(QueueLadder::has_leaving) {
+            self.leaving.insert(q);
+        } else {
+            self.leaving.remove(&q);
         }
     }
 
@@ -517,6 +574,7 @@ impl LadderObserver {
             if let Some(l) = self.ladders.get(q).and_then(Option::as_ref) {
                 engine.set_escalation(q, l.status());
             }
+            self.refresh(q);
         }
         let mut now_in: HashSet<String> = HashSet::new();
         self.assignments.clear();
@@ -741,19 +799,23 @@ impl Observer for LadderObserver {
                 self.evaluate(engine, q)
             }
             None => {
-                let due = self.next_deadline().is_some_and(|d| d <= now);
-                if due || now.since(self.last_full) >= EVAL_EVERY_MS {
+                if now.since(self.last_full) >= EVAL_EVERY_MS {
                     self.evaluate_all(engine);
                 } else {
                     self.owed = true;
-                    // Calls that end are what deferred sign-outs wait for.
-                    for q in 0..self.ladders.len() {
-                        if self.ladders[q]
-                            .as_ref()
-                            .is_some_and(QueueLadder::has_leaving)
-                        {
-                            self.evaluate(engine, q);
-                        }
+                    // Ladders whose clock ran out, and those with sign-outs
+                    // waiting for a call to end (agent events end calls).
+                    let mut qs: Vec<usize> = self
+                        .deadlines
+                        .iter()
+                        .take_while(|(t, _)| *t <= now)
+                        .map(|(_, q)| *q)
+                        .collect();
+                    qs.extend(self.leaving.iter().copied());
+                    qs.sort_unstable();
+                    qs.dedup();
+                    for q in qs {
+                        self.evaluate(engine, q);
                     }
                 }
             }
@@ -782,15 +844,8 @@ impl Observer for LadderObserver {
     }
 
     fn next_deadline(&self) -> Option<Ts> {
-        let mut d = self
-            .ladders
-            .iter()
-            .flatten()
-            .filter_map(QueueLadder::next_deadline)
-            .min();
-        if self.owed
-            || (self.time_dependent && self.ladders.iter().flatten().any(|l| l.plan().is_some()))
-        {
+        let mut d = self.deadlines.first().map(|(t, _)| *t);
+        if self.owed || self.time_dependent {
             let t = self.last_full.plus_ms(EVAL_EVERY_MS);
             d = Some(d.map_or(t, |x| x.min(t)));
         }

@@ -194,6 +194,7 @@ impl H {
 
     fn eval(&mut self, now: Ts) -> Vec<Output> {
         let required = self.floor.required;
+        let seats_used = self.seats_used;
         let inp = Inputs {
             now,
             figures: QueueFigures {
@@ -203,7 +204,7 @@ impl H {
             },
             required_agents: &move || required,
             floor: &self.floor,
-            seats_used: self.seats_used,
+            seats_used: &|| seats_used,
         };
         let outs = self.l.evaluate(&inp, &mut self.ids);
         self.take(now, outs)
@@ -712,7 +713,7 @@ fn a_schedule_change_waits_until_the_escalation_is_over() {
     h.run_to(m(5.0));
     let mut night = (*plan("auto")).clone();
     night.name = "night".into();
-    h.l.set_plan(Some(Arc::new(night)));
+    h.l.set_plan(Some(&Arc::new(night)));
     assert_eq!(
         h.l.plan().unwrap().name,
         "emergency",
