@@ -125,6 +125,23 @@ impl Plan {
         })
     }
 
+    /// A plan with no stages that only releases, with the default release
+    /// rule (`waiting < 5` held for 2m): what a restored escalation runs
+    /// when its ladder is no longer in the configuration, so the people it
+    /// signed in are still signed out.
+    pub fn release_only(name: &str) -> Plan {
+        Plan {
+            name: name.to_string(),
+            mode: LadderMode::Auto,
+            max_added_seats: None,
+            release_when: Expr::parse("waiting < 5").unwrap_or(Expr { any: Vec::new() }),
+            release_hold_ms: 120_000,
+            advice_expiry_ms: 600_000,
+            grace_ms: 0,
+            stages: Vec::new(),
+        }
+    }
+
     fn mode_str(&self) -> &'static str {
         match self.mode {
             LadderMode::Auto => "auto",
@@ -1055,8 +1072,8 @@ impl QueueLadder {
             }
             if let Some(name) = &e.ladder
                 && self.plan.as_ref().map(|p| p.name.as_str()) != Some(name.as_str())
-                && let Some(p) = plan_named(name)
             {
+                let p = plan_named(name).unwrap_or_else(|| Arc::new(Plan::release_only(name)));
                 let current = self.plan.replace(p);
                 if self.next_plan.is_none() {
                     self.next_plan = Some(current);

@@ -723,3 +723,30 @@ fn a_schedule_change_waits_until_the_escalation_is_over() {
     h.run_to(m(9.0));
     assert_eq!(h.l.plan().unwrap().name, "night");
 }
+
+#[test]
+fn a_restored_escalation_whose_ladder_is_gone_is_still_released() {
+    let mut h = H::new("auto");
+    h.at(m(0.0), 7.0);
+    h.run_to(m(5.0));
+    let mut entries = h.entries.clone();
+    for a in &mut entries[0].actions {
+        a.result = OK.into();
+    }
+    // The configuration no longer has "emergency", and the queue has no ladder.
+    let mut r = QueueLadder::new("hotline", None);
+    assert!(r.restore(&entries, &|_| None).is_empty());
+    assert_eq!(r.plan().unwrap().name, "emergency");
+    h.l = r;
+    h.acts.clear();
+    h.at(m(10.0), 1.0);
+    h.run_to(m(13.0));
+    let outs: Vec<&str> = h.acts.iter().map(|(_, a)| a.agent.as_str()).collect();
+    assert_eq!(
+        outs,
+        ["x1", "x2", "x3"],
+        "signed out after the default 2m hold"
+    );
+    assert_eq!(h.acts[0].0, m(12.0));
+    assert!(h.l.plan().is_none(), "then the queue runs no ladder");
+}
