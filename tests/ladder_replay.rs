@@ -414,3 +414,128 @@ fn flapping_around_the_threshold_does_not_move_the_ladder() {
         r["escalations"]
     );
 }
+
+/// Replays `feed` with config/example.toml (its secrets from the environment).
+fn replay_example(feed: Feed) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("feed.jsonl");
+    feed.write(&input);
+    let out = Command::new(env!("CARGO_BIN_EXE_acdmon"))
+        .args(["replay", "--config"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+        .arg(&input)
+        .env("ACDMON_READ_TOKEN", "r")
+        .env("ACDMON_ADMIN_TOKEN", "a")
+        .env("AMI_SECRET", "s")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn staff(f: &mut Feed, t: Ts) {
+    for a in ["p1", "p2", "p3"] {
+        f.push(
+            t,
+            json!({"type": "agent_joined_queue", "agent": a, "queue": "hotline"}),
+        );
+        f.push(
+            t,
+            json!({"type": "agent_state", "agent": a, "state": "available"}),
+        );
+    }
+    for a in ["1017", "1018", "1019", "1020", "1021"] {
+        f.push(
+            t,
+            json!({"type": "agent_state", "agent": a, "state": "available"}),
+        );
+    }
+}
+
+#[test]
+fn at_night_every_non_phone_group_joins_at_once_but_one_supervisor() {
+    // 2026-11-24 23:00 in Shanghai: the example's night schedule.
+    let t = Ts::parse_rfc3339("2026-11-24T23:00:00+08:00").unwrap();
+    let mut f = Feed(Vec::new());
+    staff(&mut f, t);
+    for i in 1..=6 {
+        f.enqueue(t.plus_ms(1000 + i), &format!("n{i}"));
+    }
+    f.enqueue(t.plus_ms(10 * 60_000), "late");
+    let r = replay_example(f);
+    let log = r["escalations"].as_array().unwrap();
+    let walk: Vec<(&str, &str, String)> = log
+        .iter()
+        .map(|e| {
+            (
+                e["ladder"].as_str().unwrap(),
+                e["stage_name"].as_str().unwrap(),
+                hms(Ts::parse_rfc3339(e["ts"].as_str().unwrap()).unwrap()),
+            )
+        })
+        .collect();
+    let at = "23:05:01".to_string();
+    assert_eq!(
+        walk,
+        [
+            ("night", "night-experts", at.clone()),
+            ("night", "night-outbound", at.clone()),
+            ("night", "night-quality", at.clone()),
+            ("night", "night-back-office", at.clone()),
+            ("night", "night-supervisors", at.clone()),
+        ]
+    );
+    let signed: Vec<Vec<String>> = log.iter().map(|e| agents_of(e, "sign_in")).collect();
+    assert_eq!(
+        signed,
+        [
+            vec!["1017".to_string()],
+            vec!["1018".into()],
+            vec!["1019".into()],
+            vec!["1020".into()],
+            vec![],
+        ],
+        "the one on-site supervisor (1021) stays off the phones"
+    );
+}
+
+#[test]
+fn on_a_holiday_the_ladder_keeps_five_spare_seats() {
+    // 2026-10-01 is in the example's holiday calendar; three phone agents
+    // are idle, fewer than the five spare seats wanted.
+    let t = Ts::parse_rfc3339("2026-10-01T10:00:00+08:00").unwrap();
+    let mut f = Feed(Vec::new());
+    staff(&mut f, t);
+    f.enqueue(t.plus_ms(3 * 60_000), "h1");
+    let r = replay_example(f);
+    let log = r["escalations"].as_array().unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    let e = &log[0];
+    assert_eq!(
+        (e["ladder"].as_str(), e["stage_name"].as_str()),
+        (Some("holiday"), Some("spare-experts"))
+    );
+    assert_eq!(
+        hms(Ts::parse_rfc3339(e["ts"].as_str().unwrap()).unwrap()),
+        "10:02:00"
+    );
+    assert_eq!(e["reason"], "available=3 < 5 for 2m");
+    assert_eq!(agents_of(e, "sign_in"), ["1017"]);
+    let advice = e["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "advise")
+        .unwrap();
+    assert!(
+        advice["detail"]
+            .as_str()
+            .unwrap()
+            .contains("only 1 of the 2 wanted"),
+        "{advice}"
+    );
+}
