@@ -1,0 +1,11 @@
+//! Asterisk Manager Interface source: queue events in, domain events out.
+//!
+//! Split the quinn way: [`parser`] frames bytes, [`mapping`] turns queue
+//! events into domain events, [`session`] is the connection state machine
+//! (login, resync, keepalive, actions), all without I/O; [`task`] is the thin
+//! tokio driver that moves bytes and timers. [`replay`] runs a recorded
+//! transcript through the same session.
+
+pub mod mapping;
+pub mod parser;
+pub mod session;
