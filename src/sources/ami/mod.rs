@@ -8,4 +8,11 @@
 
 pub mod mapping;
 pub mod parser;
+pub mod replay;
 pub mod session;
+pub mod task;
+
+pub use mapping::{AgentIds, AgentNaming};
+pub use replay::AmiReplay;
+pub use session::{ActionReply, AmiAction, Auth, ReplyStatus, Session, SessionConfig};
+pub use task::{AmiConfig, spawn, spawn_with_cti};

@@ -206,6 +206,7 @@ pub struct Session {
     version: Option<String>,
     /// Passive mode: time of a Ping reply not yet tied to a list.
     pending_list_time: Option<Ts>,
+    queued_full_resync: bool,
 }
 
 impl Session {
@@ -265,6 +266,7 @@ impl Session {
             error: None,
             version: None,
             pending_list_time: None,
+            queued_full_resync: false,
         }
     }
 
@@ -499,6 +501,20 @@ impl Session {
         }
         let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.send(Pending::Action { token, action }, name, &refs);
+    }
+
+    /// Relists every queue (after events had to be dropped). Until the list
+    /// is complete the session reports itself not synced.
+    pub fn request_resync(&mut self) {
+        if self.passive || !self.logged_in() {
+            return;
+        }
+        self.synced = false;
+        if self.resync.is_none() {
+            self.start_resync(None);
+        } else {
+            self.queued_full_resync = true;
+        }
     }
 
     /// Ends a replay: judges leaves still held (the transcript ended).
@@ -905,7 +921,11 @@ impl Session {
                 self.phase = Phase::Live;
             }
         }
-        if let Some(q) = self.queued_resync.take() {
+        if std::mem::take(&mut self.queued_full_resync) {
+            self.queued_resync = None;
+            self.synced = false;
+            self.start_resync(None);
+        } else if let Some(q) = self.queued_resync.take() {
             self.start_resync(Some(q));
         }
     }
