@@ -52,7 +52,10 @@ fn resync_rebuilds_members_and_waiting_callers_from_the_list() {
     assert_eq!(queue, "support");
     // List time is the Ping reply's Timestamp; join = list time - Wait.
     assert_eq!(evs[0].ts, Ts(1_763_900_000_000));
-    let joins: Vec<(&str, Ts)> = callers.iter().map(|c| (c.call.as_str(), c.joined)).collect();
+    let joins: Vec<(&str, Ts)> = callers
+        .iter()
+        .map(|c| (c.call.as_str(), c.joined))
+        .collect();
     assert_eq!(
         joins,
         [
@@ -85,9 +88,9 @@ fn outcomes_follow_the_wire_rules() {
                     Some(format!("answered by {agent}"))
                 }
                 EventKind::CallAbandoned { call: c, .. } if c == call => Some("abandoned".into()),
-                EventKind::CallExited { call: c, reason, .. } if c == call => {
-                    Some(format!("exited {}", reason.as_str()))
-                }
+                EventKind::CallExited {
+                    call: c, reason, ..
+                } if c == call => Some(format!("exited {}", reason.as_str())),
                 _ => None,
             })
             .unwrap_or_default()
@@ -109,7 +112,11 @@ fn outcomes_follow_the_wire_rules() {
         .collect();
     assert_eq!(
         alice[..3],
-        [AgentStatus::Ringing, AgentStatus::Available, AgentStatus::Ringing]
+        [
+            AgentStatus::Ringing,
+            AgentStatus::Available,
+            AgentStatus::Ringing
+        ]
     );
 }
 
@@ -129,7 +136,13 @@ fn the_engine_ends_with_the_right_figures() {
     assert_eq!(v.waiting, 0);
     let t = &v.windows.today;
     assert_eq!(
-        (t.offered, t.answered, t.abandoned, t.exited, t.answered_in_sl),
+        (
+            t.offered,
+            t.answered,
+            t.abandoned,
+            t.exited,
+            t.answered_in_sl
+        ),
         (4, 1, 1, 2, 0)
     );
     assert_eq!(v.totals.exited.get(ExitReason::Timeout.as_str()), Some(&1));

@@ -542,7 +542,10 @@ fn respond(state: &Arc<Mutex<PbxState>>, h: &[(String, String)], authed: &mut bo
             if !st.queues.contains(&q) {
                 return reply(
                     "Error",
-                    &[("Message", "Unable to add interface to queue: No such queue".into())],
+                    &[(
+                        "Message",
+                        "Unable to add interface to queue: No such queue".into(),
+                    )],
                 );
             }
             let key = (q.clone(), i.clone());
@@ -554,7 +557,13 @@ fn respond(state: &Arc<Mutex<PbxState>>, h: &[(String, String)], authed: &mut bo
             }
             let name = get(h, "MemberName").unwrap_or(&i).to_string();
             let m = MemberState::new(&name, 1, st.clock);
-            let ev = event("QueueMemberAdded", "agent", st.clock, 0, &m.live_block(&q, &i));
+            let ev = event(
+                "QueueMemberAdded",
+                "agent",
+                st.clock,
+                0,
+                &m.live_block(&q, &i),
+            );
             st.members.insert(key, m);
             reply("Success", &[("Message", "Added interface to queue".into())]) + &ev
         }
@@ -571,8 +580,13 @@ fn respond(state: &Arc<Mutex<PbxState>>, h: &[(String, String)], authed: &mut bo
                 }
                 Some(m) => {
                     st.members.remove(&(q.clone(), i.clone()));
-                    let ev =
-                        event("QueueMemberRemoved", "agent", st.clock, 0, &m.live_block(&q, &i));
+                    let ev = event(
+                        "QueueMemberRemoved",
+                        "agent",
+                        st.clock,
+                        0,
+                        &m.live_block(&q, &i),
+                    );
                     reply(
                         "Success",
                         &[("Message", "Removed interface from queue".into())],
@@ -617,7 +631,10 @@ fn respond(state: &Arc<Mutex<PbxState>>, h: &[(String, String)], authed: &mut bo
 pub mod ev {
     use super::*;
 
-    fn with(mut a: Vec<(&'static str, String)>, b: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    fn with(
+        mut a: Vec<(&'static str, String)>,
+        b: &[(&'static str, String)],
+    ) -> Vec<(&'static str, String)> {
         a.extend(b.iter().cloned());
         a
     }
@@ -625,7 +642,11 @@ pub mod ev {
     pub fn join(q: &str, c: &Caller, pos: u32, count: u32, sec: i64, usec: u32) -> String {
         let f = with(
             c.snapshot(6),
-            &[("Queue", q.into()), ("Position", pos.to_string()), ("Count", count.to_string())],
+            &[
+                ("Queue", q.into()),
+                ("Position", pos.to_string()),
+                ("Count", count.to_string()),
+            ],
         );
         event("QueueCallerJoin", "agent", sec, usec, &f)
     }
@@ -633,7 +654,11 @@ pub mod ev {
     pub fn leave(q: &str, c: &Caller, pos: u32, count: u32, sec: i64, usec: u32) -> String {
         let f = with(
             c.snapshot(6),
-            &[("Queue", q.into()), ("Position", pos.to_string()), ("Count", count.to_string())],
+            &[
+                ("Queue", q.into()),
+                ("Position", pos.to_string()),
+                ("Count", count.to_string()),
+            ],
         );
         event("QueueCallerLeave", "agent", sec, usec, &f)
     }
@@ -664,7 +689,10 @@ pub mod ev {
     pub fn hangup(c: &Caller, sec: i64, usec: u32) -> String {
         let f = with(
             c.snapshot(6),
-            &[("Cause", "16".into()), ("Cause-txt", "Normal Clearing".into())],
+            &[
+                ("Cause", "16".into()),
+                ("Cause-txt", "Normal Clearing".into()),
+            ],
         );
         event("Hangup", "call", sec, usec, &f)
     }
@@ -679,11 +707,25 @@ pub mod ev {
     }
 
     pub fn agent_called(q: &str, c: &Caller, a: &Agent, leg: u32, sec: i64, usec: u32) -> String {
-        event("AgentCalled", "agent", sec, usec, &agent_fields(q, c, a, leg))
+        event(
+            "AgentCalled",
+            "agent",
+            sec,
+            usec,
+            &agent_fields(q, c, a, leg),
+        )
     }
 
     /// `RingTime` in milliseconds (app_queue.c rna()).
-    pub fn ring_no_answer(q: &str, c: &Caller, a: &Agent, leg: u32, ring_ms: i64, sec: i64, usec: u32) -> String {
+    pub fn ring_no_answer(
+        q: &str,
+        c: &Caller,
+        a: &Agent,
+        leg: u32,
+        ring_ms: i64,
+        sec: i64,
+        usec: u32,
+    ) -> String {
         let mut f = agent_fields(q, c, a, leg);
         f.push(("RingTime", ring_ms.to_string()));
         event("AgentRingNoAnswer", "agent", sec, usec, &f)
@@ -691,7 +733,16 @@ pub mod ev {
 
     /// `HoldTime` and `RingTime` in seconds.
     #[allow(clippy::too_many_arguments)]
-    pub fn connect(q: &str, c: &Caller, a: &Agent, leg: u32, hold_s: i64, ring_s: i64, sec: i64, usec: u32) -> String {
+    pub fn connect(
+        q: &str,
+        c: &Caller,
+        a: &Agent,
+        leg: u32,
+        hold_s: i64,
+        ring_s: i64,
+        sec: i64,
+        usec: u32,
+    ) -> String {
         let mut f = agent_fields(q, c, a, leg);
         f.push(("HoldTime", hold_s.to_string()));
         f.push(("RingTime", ring_s.to_string()));
@@ -699,7 +750,17 @@ pub mod ev {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn complete(q: &str, c: &Caller, a: &Agent, leg: u32, hold_s: i64, talk_s: i64, reason: &str, sec: i64, usec: u32) -> String {
+    pub fn complete(
+        q: &str,
+        c: &Caller,
+        a: &Agent,
+        leg: u32,
+        hold_s: i64,
+        talk_s: i64,
+        reason: &str,
+        sec: i64,
+        usec: u32,
+    ) -> String {
         let mut f = agent_fields(q, c, a, leg);
         f.push(("HoldTime", hold_s.to_string()));
         f.push(("TalkTime", talk_s.to_string()));
