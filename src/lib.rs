@@ -6,8 +6,15 @@
 
 pub mod config;
 pub mod cti;
+pub mod daemon;
+pub mod demo;
 pub mod escalation;
 pub mod event;
+pub mod publish;
+pub mod replay;
+mod replay_formats;
+pub mod runtime;
 pub mod sources;
 pub mod state;
 pub mod time;
+pub mod wiring;

@@ -1,3 +1,138 @@
-fn main() {
-    println!("acdmon");
+//! The `acdmon` command line (contract section 1).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use acdmon::config::Config;
+use acdmon::replay::{self, Format};
+
+#[derive(Parser)]
+#[command(
+    name = "acdmon",
+    version,
+    about = "Real-time ACD/queue monitor for contact centres"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The daemon with a built-in simulated contact centre; needs no config.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Random seed of the simulator (same seed, same traffic).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// The daemon.
+    Run {
+        #[arg(long)]
+        config: String,
+    },
+    /// Validates a configuration file; prints file:line:col: message per error.
+    CheckConfig { file: String },
+    /// Runs recorded events through the engine on event time; prints a JSON report.
+    Replay {
+        #[arg(long)]
+        config: String,
+        /// Input format; detected from the content when omitted.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[arg(required = true)]
+        inputs: Vec<String>,
+    },
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ACDMON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(path: &str) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errs| {
+        for e in errs {
+            eprintln!("{e}");
+        }
+        ExitCode::from(1)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{file}: ok");
+                ExitCode::SUCCESS
+            }
+            Err(errs) => {
+                for e in errs {
+                    println!("{e}");
+                }
+                ExitCode::from(1)
+            }
+        },
+        Command::Replay {
+            config,
+            format,
+            inputs,
+        } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match replay::replay(&cfg, &inputs, format, &acdmon::wiring::replay_observers) {
+                Ok(report) => match serde_json::to_string_pretty(&report) {
+                    Ok(s) => {
+                        println!("{s}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("acdmon: cannot encode the report: {e}");
+                        ExitCode::from(2)
+                    }
+                },
+                Err(e) => {
+                    eprintln!("acdmon: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Run { config } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            runtime_main(async move { acdmon::wiring::run(cfg).await })
+        }
+        Command::Demo { listen, seed } => {
+            runtime_main(async move { acdmon::demo::run(&listen, seed).await })
+        }
+    }
+}
+
+fn runtime_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("acdmon: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("acdmon: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,5 +1,557 @@
 //! Configuration (contract section 2): TOML, validated with positions.
+//!
+//! `check-config` must report *every* error, each as `file:line:col:
+//! message`. serde stops at the first error, so the loader parses the file
+//! into a span-carrying tree first (`toml::de::DeTable`), deserializes each
+//! section and each array entry on its own, and when an entry fails it removes
+//! the offending key and tries again: one pass finds every bad key of an
+//! entry. Cross-references (groups, ladders, sources, zones, expressions) are
+//! checked last, with the spans serde kept for them.
 
+mod model;
 mod values;
 
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue};
+
+pub use model::*;
 pub use values::{HumanDuration, Secret};
+
+use crate::escalation::expr::Expr;
+use crate::state::{AgentProfile, EngineConfig, QueueParams};
+
+/// A configuration error at a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+/// Settings of the native JSON source (`kind = "json"`): exactly one of
+/// `listen` (accept producers), `address` (connect to a producer, with
+/// reconnect) or `path` (read a file; `follow` keeps reading as it grows).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSourceConfig {
+    pub listen: Option<String>,
+    pub address: Option<String>,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// Kind-specific settings of a `[[sources]]` entry.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    Json(JsonSourceConfig),
+    /// Settings of an adapter that validates its own keys when it starts.
+    Other(toml::Table),
+}
+
+/// Source kinds the daemon knows.
+pub const SOURCE_KINDS: [&str; 5] = ["ami", "queue_log", "esl", "hep", "json"];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: String,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub zone: jiff::tz::TimeZone,
+    pub zone_name: String,
+    pub defaults: QueueParams,
+    pub queues: Vec<QueueConfig>,
+    pub agents: Vec<AgentConfig>,
+    pub sources: Vec<SourceConfig>,
+    pub ladders: Vec<LadderConfig>,
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &str) -> Result<Config, Vec<ConfigError>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
+            Err(e) => Err(vec![ConfigError {
+                file: path.into(),
+                line: 1,
+                col: 1,
+                message: format!("cannot read: {e}"),
+            }]),
+        }
+    }
+
+    /// Validates configuration text; `file` labels the errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
+        let mut l = Loader {
+            file,
+            text,
+            errors: Vec::new(),
+        };
+        let cfg = l.load();
+        match cfg {
+            Some(c) if l.errors.is_empty() => Ok(c),
+            _ => {
+                let mut errs = l.errors;
+                errs.sort_by_key(|e| (e.line, e.col));
+                errs.dedup();
+                Err(errs)
+            }
+        }
+    }
+
+    /// The settings the state engine needs.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            zone: self.zone.clone(),
+            defaults: self.defaults.clone(),
+            queues: self
+                .queues
+                .iter()
+                .map(|q| (q.name.clone(), resolve(&self.defaults, &q.settings())))
+                .collect(),
+            agents: self
+                .agents
+                .iter()
+                .map(|a| AgentProfile {
+                    id: a.id.clone(),
+                    name: a.name.clone(),
+                    interface: a.interface.clone(),
+                    source: a.source.as_ref().map(|s| s.get_ref().clone()),
+                    groups: a.groups.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn ladder(&self, name: &str) -> Option<&LadderConfig> {
+        self.ladders.iter().find(|l| l.name == name)
+    }
+}
+
+/// A queue's settings over the defaults.
+fn resolve(d: &QueueParams, s: &QueueSettings) -> QueueParams {
+    QueueParams {
+        sl_threshold_ms: s
+            .sl_threshold
+            .map(|x| x.millis())
+            .unwrap_or(d.sl_threshold_ms),
+        sl_target: s
+            .sl_target
+            .as_ref()
+            .map(|x| *x.get_ref())
+            .unwrap_or(d.sl_target),
+        short_abandon_ms: s
+            .short_abandon
+            .map(|x| x.millis())
+            .unwrap_or(d.short_abandon_ms),
+        sl_formula: s.sl_formula.unwrap_or(d.sl_formula),
+        rolling_ms: s.rolling_window.map(|x| x.millis()).unwrap_or(d.rolling_ms),
+        interval_ms: s
+            .interval
+            .as_ref()
+            .map(|x| x.get_ref().millis())
+            .unwrap_or(d.interval_ms),
+        wrap_up_ms: s.wrap_up.map(|x| x.millis()).unwrap_or(d.wrap_up_ms),
+        ladder: s
+            .ladder
+            .as_ref()
+            .map(|x| x.get_ref().clone())
+            .or_else(|| d.ladder.clone()),
+    }
+}
+
+struct Loader<'a> {
+    file: &'a str,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders";
+
+impl<'a> Loader<'a> {
+    fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let (line, col) = span.map(|s| line_col(self.text, s.start)).unwrap_or((1, 1));
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            col,
+            message: message.into(),
+        });
+    }
+
+    fn load(&mut self) -> Option<Config> {
+        let (root, syntax) = DeTable::parse_recoverable(self.text);
+        if !syntax.is_empty() {
+            for e in syntax {
+                let msg = first_line(e.message());
+                self.err(e.span(), msg);
+            }
+            return None;
+        }
+        let root = root.into_inner();
+        let mut server = ServerConfig::default();
+        let mut storage = StorageConfig::default();
+        let mut time = TimeConfig::default();
+        let mut defaults = QueueSettings::default();
+        let mut queues: Vec<QueueConfig> = Vec::new();
+        let mut agents: Vec<AgentConfig> = Vec::new();
+        let mut sources: Vec<SourceConfig> = Vec::new();
+        let mut ladders: Vec<LadderConfig> = Vec::new();
+        for (key, value) in root.iter() {
+            match key.get_ref().as_ref() {
+                "server" => server = self.de(value).unwrap_or_default(),
+                "storage" => storage = self.de(value).unwrap_or_default(),
+                "time" => time = self.de(value).unwrap_or_default(),
+                "defaults" => defaults = self.de(value).unwrap_or_default(),
+                "queues" => queues = self.each(value, "queues", |l, v| l.de(v)),
+                "agents" => agents = self.each(value, "agents", |l, v| l.de(v)),
+                "sources" => sources = self.each(value, "sources", |l, v| l.source(v)),
+                "ladders" => ladders = self.each(value, "ladders", |l, v| l.de(v)),
+                other => self.err(
+                    Some(key.span()),
+                    format!("unknown section `{other}` (expected one of: {SECTIONS})"),
+                ),
+            }
+        }
+
+        // Time zone.
+        let zone_name = time.zone.get_ref().clone();
+        let zone = match jiff::tz::TimeZone::get(&zone_name) {
+            Ok(z) => z,
+            Err(_) => {
+                self.err(
+                    Some(time.zone.span()),
+                    format!(
+                        "unknown time zone `{zone_name}` (an IANA name such as \"Asia/Shanghai\")"
+                    ),
+                );
+                jiff::tz::TimeZone::UTC
+            }
+        };
+
+        let defaults_p = resolve(&QueueParams::default(), &defaults);
+        self.check_settings(&defaults);
+        let ladder_names: HashSet<&str> = ladders
+            .iter()
+            .map(|l: &LadderConfig| l.name.as_str())
+            .collect();
+        let mut seen = HashSet::new();
+        for q in &queues {
+            if !seen.insert(q.name.clone()) {
+                self.err(None, format!("queue `{}` is listed twice", q.name));
+            }
+            self.check_settings(&q.settings());
+        }
+        for l in [&defaults.ladder]
+            .into_iter()
+            .chain(queues.iter().map(|q: &QueueConfig| &q.ladder))
+            .flatten()
+        {
+            if !ladder_names.contains(l.get_ref().as_str()) {
+                self.err(
+                    Some(l.span()),
+                    format!(
+                        "unknown ladder `{}` (no [[ladders]] entry has that name)",
+                        l.get_ref()
+                    ),
+                );
+            }
+        }
+
+        let source_names: HashSet<&str> = sources
+            .iter()
+            .map(|s: &SourceConfig| s.name.as_str())
+            .collect();
+        let mut groups: HashMap<&str, usize> = HashMap::new();
+        let mut agent_ids = HashSet::new();
+        for a in &agents {
+            if !agent_ids.insert(a.id.as_str()) {
+                self.err(None, format!("agent `{}` is listed twice", a.id));
+            }
+            for g in &a.groups {
+                *groups.entry(g.as_str()).or_default() += 1;
+            }
+            if let Some(s) = &a.source {
+                if !source_names.contains(s.get_ref().as_str()) {
+                    self.err(
+                        Some(s.span()),
+                        format!(
+                            "unknown source `{}` (no [[sources]] entry has that name)",
+                            s.get_ref()
+                        ),
+                    );
+                }
+            }
+        }
+        let mut names = HashSet::new();
+        for s in &sources {
+            if !names.insert(s.name.as_str()) {
+                self.err(None, format!("source `{}` is listed twice", s.name));
+            }
+        }
+        let mut lnames = HashSet::new();
+        for l in &ladders {
+            if !lnames.insert(l.name.as_str()) {
+                self.err(None, format!("ladder `{}` is listed twice", l.name));
+            }
+            self.expr(&l.release_when);
+            if l.stages.is_empty() {
+                self.err(None, format!("ladder `{}` has no stages", l.name));
+            }
+            for st in &l.stages {
+                self.expr(&st.when);
+                if let Some(si) = &st.sign_in {
+                    if !groups.contains_key(si.group.get_ref().as_str()) {
+                        self.err(
+                            Some(si.group.span()),
+                            format!(
+                                "unknown group `{}` (no [[agents]] entry is in that group)",
+                                si.group.get_ref()
+                            ),
+                        );
+                    }
+                    if let (Some(min), Some(max)) = (si.min, si.max) {
+                        if min > max {
+                            self.err(
+                                Some(si.group.span()),
+                                format!("stage `{}`: min {min} > max {max}", st.name),
+                            );
+                        }
+                    }
+                }
+                if st.sign_in.is_none() && st.advise.is_none() {
+                    self.err(
+                        Some(st.when.span()),
+                        format!("stage `{}` neither signs in a group nor advises", st.name),
+                    );
+                }
+                if let Some(s) = &st.staffing {
+                    if s.get_ref() != "erlang_c" {
+                        self.err(
+                            Some(s.span()),
+                            format!("unknown staffing `{}` (erlang_c)", s.get_ref()),
+                        );
+                    }
+                }
+            }
+        }
+
+        Some(Config {
+            file: self.file.to_string(),
+            server,
+            storage,
+            zone,
+            zone_name,
+            defaults: defaults_p,
+            queues,
+            agents,
+            sources,
+            ladders,
+        })
+    }
+
+    fn check_settings(&mut self, s: &QueueSettings) {
+        if let Some(t) = &s.sl_target {
+            if !(0.0..=1.0).contains(t.get_ref()) {
+                self.err(
+                    Some(t.span()),
+                    format!("sl_target {} is not between 0 and 1", t.get_ref()),
+                );
+            }
+        }
+        if let Some(i) = &s.interval {
+            let ms = i.get_ref().millis();
+            if ms < 60_000 || 86_400_000 % ms != 0 {
+                self.err(
+                    Some(i.span()),
+                    format!(
+                        "interval {} must divide a day into whole minutes (e.g. 15m, 30m, 1h)",
+                        i.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn expr(&mut self, s: &Spanned<String>) {
+        if let Err(e) = Expr::parse(s.get_ref()) {
+            let span = (s.span() != (0..0)).then(|| s.span());
+            self.err(span, format!("bad expression `{}`: {e}", s.get_ref()));
+        }
+    }
+
+    /// Each entry of an array of tables.
+    fn each<T>(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+        name: &str,
+        mut f: impl FnMut(&mut Self, &Spanned<DeValue<'_>>) -> Option<T>,
+    ) -> Vec<T> {
+        match value.get_ref() {
+            DeValue::Array(items) => items.iter().filter_map(|v| f(self, v)).collect(),
+            _ => {
+                self.err(
+                    Some(value.span()),
+                    format!("`{name}` must be an array of tables, written [[{name}]]"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Deserializes one table, reporting every bad key: on an error the key
+    /// it points at is removed and the table is tried again.
+    fn de<T: DeserializeOwned>(&mut self, value: &Spanned<DeValue<'_>>) -> Option<T> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.err(
+                Some(value.span()),
+                format!("expected a table, found {}", value.get_ref().type_str()),
+            );
+            return None;
+        };
+        let mut table: DeTable<'_> = table.clone();
+        let span = value.span();
+        let mut failed = false;
+        let mut removed: Vec<String> = Vec::new();
+        for _ in 0..64 {
+            let v = Spanned::new(span.clone(), DeValue::Table(table.clone()));
+            match T::deserialize(toml::de::ValueDeserializer::from(v)) {
+                Ok(t) => return (!failed).then_some(t),
+                Err(e) => {
+                    failed = true;
+                    let espan = e.span();
+                    let msg = first_line(e.message());
+                    let culprit = espan.as_ref().and_then(|es| {
+                        table
+                            .iter()
+                            .find(|(k, v)| overlaps(&k.span(), es) || overlaps(&v.span(), es))
+                            .map(|(k, _)| k.get_ref().to_string())
+                    });
+                    if removed
+                        .iter()
+                        .any(|k| msg.starts_with(&format!("missing field `{k}`")))
+                    {
+                        // Already reported as bad; not missing as well.
+                        return None;
+                    }
+                    let at = espan.filter(|s| *s != span).or(Some(span.clone()));
+                    self.err(at, msg);
+                    match culprit {
+                        Some(k) => {
+                            table.remove(k.as_str());
+                            removed.push(k);
+                        }
+                        None => return None,
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn source(&mut self, value: &Spanned<DeValue<'_>>) -> Option<SourceConfig> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.err(Some(value.span()), "expected a table");
+            return None;
+        };
+        let mut rest = table.clone();
+        let name = rest.remove("name");
+        let kind = rest.remove("kind");
+        let name = match name.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+            Some((Some(n), _)) if !n.is_empty() => n.to_string(),
+            Some((_, s)) => {
+                self.err(Some(s), "source `name` must be a non-empty string");
+                return None;
+            }
+            None => {
+                self.err(Some(value.span()), "missing field `name`");
+                return None;
+            }
+        };
+        let (kind, kspan) = match kind.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+            Some((Some(k), s)) => (k.to_string(), s),
+            Some((None, s)) => {
+                self.err(Some(s), "source `kind` must be a string");
+                return None;
+            }
+            None => {
+                self.err(
+                    Some(value.span()),
+                    format!("source `{name}`: missing field `kind`"),
+                );
+                return None;
+            }
+        };
+        let rest_v = Spanned::new(value.span(), DeValue::Table(rest));
+        let spec = match kind.as_str() {
+            "json" => {
+                let c: JsonSourceConfig = self.de(&rest_v)?;
+                let n = [c.listen.is_some(), c.address.is_some(), c.path.is_some()]
+                    .iter()
+                    .filter(|x| **x)
+                    .count();
+                if n != 1 {
+                    self.err(
+                        Some(value.span()),
+                        format!("source `{name}`: a json source needs exactly one of `listen`, `address`, `path`"),
+                    );
+                }
+                SourceSpec::Json(c)
+            }
+            k if SOURCE_KINDS.contains(&k) => SourceSpec::Other(self.de(&rest_v)?),
+            other => {
+                self.err(
+                    Some(kspan),
+                    format!(
+                        "unknown source kind `{other}` (expected one of: {})",
+                        SOURCE_KINDS.join(", ")
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(SourceConfig { name, kind, spec })
+    }
+}
+
+fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start <= b.start && b.start < a.end.max(a.start + 1)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).trim().to_string()
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! The configuration's shape (contract section 2). Every struct denies
+//! unknown keys, so a typo is an error with a position, not a silent default.
+//! `config/example.toml` is the annotated reference of every key here.
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use super::values::{HumanDuration, Secret};
+use crate::state::kpi::SlFormula;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the one HTTP listener (wall, API, `/ws`, `/metrics`).
+    pub listen: String,
+    /// Bearer token for read routes; without it they are open.
+    pub read_token: Option<Secret>,
+    /// Bearer token for control routes; without it they answer 403.
+    pub admin_token: Option<Secret>,
+    /// Whether `/metrics` needs the read token.
+    pub metrics_auth: bool,
+    /// Per-client coalescing of WebSocket deltas.
+    pub ws_coalesce: HumanDuration,
+    /// Export per-agent metric series (off: cardinality).
+    pub per_agent_metrics: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            read_token: None,
+            admin_token: None,
+            metrics_auth: false,
+            ws_coalesce: HumanDuration(std::time::Duration::from_millis(100)),
+            per_agent_metrics: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite file for the audit log and interval history.
+    pub path: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: "data/acdmon.sqlite".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeConfig {
+    /// IANA zone for intervals, "today" and schedules.
+    pub zone: Spanned<String>,
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        TimeConfig {
+            zone: Spanned::new(0..0, "UTC".into()),
+        }
+    }
+}
+
+/// Per-queue settings. In `[defaults]` every key has a built-in default; in a
+/// `[[queues]]` entry a missing key inherits `[defaults]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub sl_threshold: Option<HumanDuration>,
+    pub sl_target: Option<Spanned<f64>>,
+    pub short_abandon: Option<HumanDuration>,
+    pub sl_formula: Option<SlFormula>,
+    pub rolling_window: Option<HumanDuration>,
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub wrap_up: Option<HumanDuration>,
+    pub ladder: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub name: String,
+    pub sl_threshold: Option<HumanDuration>,
+    pub sl_target: Option<Spanned<f64>>,
+    pub short_abandon: Option<HumanDuration>,
+    pub sl_formula: Option<SlFormula>,
+    pub rolling_window: Option<HumanDuration>,
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub wrap_up: Option<HumanDuration>,
+    pub ladder: Option<Spanned<String>>,
+}
+
+impl QueueConfig {
+    pub fn settings(&self) -> QueueSettings {
+        QueueSettings {
+            sl_threshold: self.sl_threshold,
+            sl_target: self.sl_target.clone(),
+            short_abandon: self.short_abandon,
+            sl_formula: self.sl_formula,
+            rolling_window: self.rolling_window,
+            interval: self.interval.clone(),
+            wrap_up: self.wrap_up,
+            ladder: self.ladder.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub id: String,
+    pub name: Option<String>,
+    pub interface: Option<String>,
+    pub source: Option<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `[[sources]]`: `name` and `kind` here; the rest belongs to the adapter and
+/// is validated by it (see [`super::SourceSpec`]).
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: String,
+    pub spec: super::SourceSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LadderMode {
+    #[default]
+    Auto,
+    Advise,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    pub group: Spanned<String>,
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    pub name: String,
+    pub when: Spanned<String>,
+    #[serde(rename = "for", default)]
+    pub for_: HumanDuration,
+    pub sign_in: Option<SignIn>,
+    pub advise: Option<String>,
+    pub staffing: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderConfig {
+    pub name: String,
+    #[serde(default)]
+    pub mode: LadderMode,
+    pub max_added_seats: Option<u32>,
+    #[serde(default = "default_release_when")]
+    pub release_when: Spanned<String>,
+    #[serde(default = "default_release_hold")]
+    pub release_hold: HumanDuration,
+    /// Unanswered advice expires after this long (advise mode).
+    #[serde(default = "default_advice_expiry")]
+    pub advice_expiry: HumanDuration,
+    #[serde(default)]
+    pub stages: Vec<StageConfig>,
+}
+
+fn default_release_when() -> Spanned<String> {
+    Spanned::new(0..0, "waiting < 5".into())
+}
+
+fn default_release_hold() -> HumanDuration {
+    HumanDuration::from_secs(120)
+}
+
+fn default_advice_expiry() -> HumanDuration {
+    HumanDuration::from_secs(600)
+}

@@ -1,0 +1,107 @@
+use super::*;
+
+fn errors(text: &str) -> Vec<String> {
+    Config::parse("t.toml", text)
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+#[test]
+fn example_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+        .unwrap();
+    // The example's secrets come from the environment.
+    // SAFETY: tests in this module do not read these variables concurrently.
+    unsafe {
+        std::env::set_var("ACDMON_READ_TOKEN", "r");
+        std::env::set_var("ACDMON_ADMIN_TOKEN", "a");
+        std::env::set_var("AMI_SECRET", "s");
+    }
+    let c = Config::parse("example.toml", &text).unwrap();
+    assert!(!c.queues.is_empty());
+    let e = c.engine_config();
+    assert_eq!(e.defaults.sl_threshold_ms, 20_000);
+}
+
+#[test]
+fn empty_config_uses_defaults() {
+    let c = Config::parse("t.toml", "").unwrap();
+    assert_eq!(c.server.listen, "127.0.0.1:8080");
+    assert_eq!(c.defaults.sl_target, 0.8);
+    assert_eq!(c.zone_name, "UTC");
+}
+
+#[test]
+fn every_error_is_reported_with_its_position() {
+    let text = r#"
+[defaults]
+sl_threshold = "20 parsecs"
+sl_targt = 0.8
+sl_formula = "best"
+
+[time]
+zone = "Mars/Olympus"
+
+[[queues]]
+name = "hotline"
+ladder = "nope"
+
+[[queues]]
+name = 7
+
+[[ladders]]
+name = "emergency"
+[[ladders.stages]]
+name = "experts"
+when = "waiting >> 5"
+for = "5m"
+sign_in = { group = "ghosts" }
+
+[[sources]]
+name = "pbx"
+kind = "carrier-pigeon"
+
+[mystery]
+x = 1
+"#;
+    let errs = errors(text);
+    let joined = errs.join("\n");
+    assert!(
+        !joined.contains("missing field `name`"),
+        "a bad key is not also missing:\n{joined}"
+    );
+    for (needle, at) in [
+        ("bad duration", "t.toml:3:"),
+        ("sl_targt", "t.toml:4:1"),
+        ("best", "t.toml:5:"),
+        ("unknown time zone", "t.toml:8:"),
+        ("unknown ladder `nope`", "t.toml:12:"),
+        ("invalid type", "t.toml:15:"),
+        ("bad expression", "t.toml:21:"),
+        ("unknown group `ghosts`", "t.toml:23:"),
+        ("unknown source kind", "t.toml:27:"),
+        ("unknown section `mystery`", "t.toml:29:"),
+    ] {
+        assert!(
+            errs.iter().any(|e| e.contains(needle) && e.starts_with(at)),
+            "missing {needle:?} at {at}:\n{joined}"
+        );
+    }
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let errs = errors("[server]\nlisten = \n");
+    assert!(errs[0].starts_with("t.toml:2:"), "{errs:?}");
+}
+
+#[test]
+fn unknown_agent_source_is_an_error() {
+    let errs = errors("[[agents]]\nid = \"1\"\nsource = \"pbx9\"\n");
+    assert!(
+        errs[0].contains("unknown source `pbx9`") && errs[0].starts_with("t.toml:3:"),
+        "{errs:?}"
+    );
+}

@@ -1,0 +1,129 @@
+//! `acdmon run` and `acdmon demo`: wires sources -> engine -> publishers and
+//! serves until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::config::{Config, SourceSpec};
+use crate::publish::{AppState, router};
+use crate::runtime::{Driver, Observer, spawn_engine};
+use crate::sources::json::task::SourceCtx;
+use crate::sources::{HealthRegistry, INBOX_CAPACITY, Inbox, RejectCounter, SourceHealth};
+use crate::state::{Engine, Publisher};
+use crate::time::Ts;
+
+/// A running daemon's shared parts, for sources and publishers.
+pub struct Daemon {
+    pub state: AppState,
+    pub engine_thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the engine and the configured sources (no HTTP yet).
+pub fn start(config: Config, observers: Vec<Box<dyn Observer>>) -> Daemon {
+    let config = Arc::new(config);
+    let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+    let publisher = Arc::new(Publisher::new());
+    let rejects = Arc::new(RejectCounter::default());
+    let health = Arc::new(HealthRegistry::default());
+    let mut driver = Driver::new(
+        Engine::starting_at(config.engine_config(), Ts::now()),
+        rejects.clone(),
+    );
+    driver.observers = observers;
+    let engine_thread = spawn_engine(driver, rx, publisher.clone());
+    let state = AppState {
+        config: config.clone(),
+        publisher,
+        health,
+        rejects,
+        inbox: tx,
+        started: Instant::now(),
+    };
+    for s in &config.sources {
+        start_source(s, &state);
+    }
+    Daemon {
+        state,
+        engine_thread,
+    }
+}
+
+fn start_source(s: &crate::config::SourceConfig, state: &AppState) {
+    let kind: &'static str = match s.kind.as_str() {
+        "json" => "json",
+        "ami" => "ami",
+        "queue_log" => "queue_log",
+        "esl" => "esl",
+        "hep" => "hep",
+        _ => "unknown",
+    };
+    let health = SourceHealth::new(&s.name, kind);
+    state.health.register(health.clone());
+    let ctx = SourceCtx {
+        name: Arc::from(s.name.as_str()),
+        inbox: state.inbox.clone(),
+        health,
+        rejects: state.rejects.clone(),
+    };
+    match &s.spec {
+        SourceSpec::Json(c) => {
+            crate::sources::json::task::spawn(c.clone(), ctx);
+        }
+        SourceSpec::Other(_) => {
+            ctx.health.set_error(format!(
+                "source kind `{}` is not available in this build",
+                s.kind
+            ));
+            tracing::error!(source = %s.name, kind = %s.kind, "source kind not available in this build");
+        }
+    }
+}
+
+/// Serves HTTP on the configured address until a shutdown signal.
+pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    let addr = state.config.server.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    serve_on(listener, state).await
+}
+
+/// Serves HTTP on a bound listener (tests bind 127.0.0.1:0).
+pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%addr, "serving the wall, API, /ws and /metrics");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server failed")
+}
+
+/// A sender into the engine, for built-in sources (the demo's simulator).
+pub fn inbox(d: &Daemon) -> Inbox {
+    d.state.inbox.clone()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,216 @@
+//! `acdmon replay`: recorded events through the same engine and observers as
+//! the daemon, on event time, as fast as the CPU allows.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::escalation::Entry;
+use crate::event::Event;
+use crate::runtime::{Driver, Observer};
+use crate::sources::json::LineDecoder;
+use crate::sources::{Reject, RejectCounter};
+use crate::state::{AgentView, Engine, IntervalRecord, QueueView};
+
+/// Input formats `replay` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    QueueLog,
+    Ami,
+}
+
+/// A decoder of a recorded input, fed bytes in chunks (sans-IO).
+pub trait ReplayDecoder {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>>;
+    fn finish(&mut self) -> Vec<Result<Event, Reject>>;
+}
+
+/// The replay report (contract section 1).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub queues: Vec<QueueView>,
+    pub agents: Vec<AgentView>,
+    pub escalations: Vec<Arc<Entry>>,
+    pub rejected: BTreeMap<String, u64>,
+    /// Extension: intervals closed during the replay.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<IntervalRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Builds the observers a replay runs with (the ladder, in log-only mode).
+pub type ObserverFactory = dyn Fn(&Config) -> Vec<Box<dyn Observer>>;
+
+/// Guesses the format from the first non-blank bytes.
+pub fn detect(head: &[u8]) -> Format {
+    let text = String::from_utf8_lossy(head);
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if first.starts_with('{') {
+        Format::Json
+    } else if first.starts_with("Asterisk Call Manager")
+        || first.contains(": ") && !first.contains('|')
+    {
+        Format::Ami
+    } else {
+        Format::QueueLog
+    }
+}
+
+fn decoder_for(format: Format) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
+    crate::replay_formats::decoder(format)
+}
+
+/// Replays `inputs` in the order given and returns the report as of the last
+/// event's time.
+pub fn replay(
+    cfg: &Config,
+    inputs: &[String],
+    format: Option<Format>,
+    observers: &ObserverFactory,
+) -> Result<Report, ReplayError> {
+    let rejects = Arc::new(RejectCounter::default());
+    let mut driver: Option<Driver> = None;
+    let mut escalations = Vec::new();
+    let mut intervals = Collector::default();
+    let intervals_sink = intervals.handle();
+
+    let mut on_event = |source: &str, ev: Event, driver: &mut Option<Driver>| {
+        let d = driver.get_or_insert_with(|| {
+            let mut d = Driver::new(
+                Engine::starting_at(cfg.engine_config(), ev.ts),
+                rejects.clone(),
+            );
+            d.observers = observers(cfg);
+            d.observers.push(Box::new(intervals_sink.clone()));
+            d
+        });
+        d.apply(source, ev);
+        escalations.extend(d.before_publish());
+    };
+
+    for path in inputs {
+        let mut file = std::fs::File::open(path).map_err(|e| ReplayError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        let label = Path::new(path)
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_else(|| path.clone());
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut first = true;
+        let mut json: Option<LineDecoder> = None;
+        let mut other: Option<Box<dyn ReplayDecoder>> = None;
+        let mut decoded = Vec::new();
+        loop {
+            let n = file.read(&mut buf).map_err(|e| ReplayError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            if first {
+                first = false;
+                match format.unwrap_or_else(|| detect(&buf[..n])) {
+                    Format::Json => json = Some(LineDecoder::new()),
+                    f => other = Some(decoder_for(f)?),
+                }
+            }
+            if let Some(d) = json.as_mut() {
+                if n == 0 {
+                    d.finish(&mut decoded);
+                } else {
+                    d.feed(&buf[..n], &mut decoded);
+                }
+                for (line, r) in decoded.drain(..) {
+                    match r {
+                        Ok(ev) => on_event(&label, ev, &mut driver),
+                        Err(rej) => rejects.record(&label, &format_args!("{path}:{line}"), &rej),
+                    }
+                }
+            } else if let Some(d) = other.as_mut() {
+                let out = if n == 0 {
+                    d.finish()
+                } else {
+                    d.feed(&buf[..n])
+                };
+                for r in out {
+                    match r {
+                        Ok(ev) => on_event(&label, ev, &mut driver),
+                        Err(rej) => rejects.record(&label, &path.as_str(), &rej),
+                    }
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    let (queues, agents) = match driver.as_mut() {
+        Some(d) => {
+            let now = d.engine.now();
+            d.advance(now);
+            escalations.extend(d.before_publish());
+            let e = &mut d.engine;
+            let qs = (0..e.queue_count()).map(|q| e.queue_view(q)).collect();
+            let ags = (0..e.agent_count()).map(|a| e.agent_view(a)).collect();
+            (qs, ags)
+        }
+        None => {
+            let mut e = Engine::new(cfg.engine_config());
+            let qs = (0..e.queue_count()).map(|q| e.queue_view(q)).collect();
+            let ags = (0..e.agent_count()).map(|a| e.agent_view(a)).collect();
+            (qs, ags)
+        }
+    };
+    Ok(Report {
+        queues,
+        agents,
+        escalations,
+        rejected: rejects.by_reason(),
+        intervals: intervals.take(),
+    })
+}
+
+/// Collects closed intervals during a replay.
+#[derive(Default, Clone)]
+struct Collector {
+    inner: Arc<std::sync::Mutex<Vec<IntervalRecord>>>,
+}
+
+impl Collector {
+    fn handle(&self) -> Collector {
+        self.clone()
+    }
+
+    fn take(&mut self) -> Vec<IntervalRecord> {
+        std::mem::take(&mut *self.inner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Observer for Collector {
+    fn intervals_closed(&mut self, records: &[IntervalRecord]) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(records);
+    }
+}

@@ -1,0 +1,17 @@
+//! Which decoder reads which recorded format. Adapters register here.
+
+use crate::replay::{Format, ReplayDecoder, ReplayError};
+
+pub fn decoder(format: Format) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
+    match format {
+        Format::Json => Err(ReplayError::Unsupported(
+            "json is decoded by the line decoder".into(),
+        )),
+        Format::QueueLog => Err(ReplayError::Unsupported(
+            "queue_log replay is not built yet".into(),
+        )),
+        Format::Ami => Err(ReplayError::Unsupported(
+            "AMI transcript replay is not built yet".into(),
+        )),
+    }
+}
