@@ -93,7 +93,10 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
 
 /// Serves HTTP on a bound listener (tests bind 127.0.0.1:0).
 pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(%addr, "serving the wall, API, /ws and /metrics");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())

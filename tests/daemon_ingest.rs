@@ -11,8 +11,17 @@ use support::{eventually, free_port, http};
 use tokio::io::AsyncWriteExt;
 
 async fn queue(addr: &str, token: &str, name: &str) -> Option<Value> {
-    let r = http(addr, "GET", &format!("/api/v1/queues/{name}"), Some(token), "").await;
-    (r.status == 200).then(|| serde_json::from_str(&r.body).ok()).flatten()
+    let r = http(
+        addr,
+        "GET",
+        &format!("/api/v1/queues/{name}"),
+        Some(token),
+        "",
+    )
+    .await;
+    (r.status == 200)
+        .then(|| serde_json::from_str(&r.body).ok())
+        .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +59,9 @@ path = {:?}
 
     // TCP: a producer connects and writes lines, one of them garbage.
     let mut tcp = eventually(Duration::from_secs(5), "json listener", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", json_port)).await.ok()
+        tokio::net::TcpStream::connect(("127.0.0.1", json_port))
+            .await
+            .ok()
     })
     .await;
     let now = acdmon::time::Ts::now().0;
@@ -64,15 +75,29 @@ path = {:?}
     .unwrap();
     tcp.flush().await.unwrap();
     let q = eventually(Duration::from_secs(5), "two waiting via TCP", || async {
-        queue(&addr, "reader", "hotline").await.filter(|q| q["waiting"] == 2)
+        queue(&addr, "reader", "hotline")
+            .await
+            .filter(|q| q["waiting"] == 2)
     })
     .await;
     assert_eq!(q["queue"], "hotline");
 
     // HTTP: needs the admin token; the read token is refused.
-    let body = format!("{{\"ts\":{now},\"type\":\"call_abandoned\",\"call\":\"t1\",\"queue\":\"hotline\"}}\n{{\"bad\":1}}\n");
-    assert_eq!(http(&addr, "POST", "/api/v1/events", Some("reader"), &body).await.status, 403);
-    assert_eq!(http(&addr, "POST", "/api/v1/events", None, &body).await.status, 401);
+    let body = format!(
+        "{{\"ts\":{now},\"type\":\"call_abandoned\",\"call\":\"t1\",\"queue\":\"hotline\"}}\n{{\"bad\":1}}\n"
+    );
+    assert_eq!(
+        http(&addr, "POST", "/api/v1/events", Some("reader"), &body)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        http(&addr, "POST", "/api/v1/events", None, &body)
+            .await
+            .status,
+        401
+    );
     let r = http(&addr, "POST", "/api/v1/events", Some("boss"), &body).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let v: Value = serde_json::from_str(&r.body).unwrap();
@@ -87,13 +112,23 @@ path = {:?}
 
     // File: read once.
     eventually(Duration::from_secs(5), "file source", || async {
-        queue(&addr, "reader", "files").await.filter(|q| q["waiting"] == 1)
+        queue(&addr, "reader", "files")
+            .await
+            .filter(|q| q["waiting"] == 1)
     })
     .await;
 
     // Reads need the read token; unknown queues are 404; health is open.
-    assert_eq!(http(&addr, "GET", "/api/v1/queues", None, "").await.status, 401);
-    assert_eq!(http(&addr, "GET", "/api/v1/queues/nope", Some("reader"), "").await.status, 404);
+    assert_eq!(
+        http(&addr, "GET", "/api/v1/queues", None, "").await.status,
+        401
+    );
+    assert_eq!(
+        http(&addr, "GET", "/api/v1/queues/nope", Some("reader"), "")
+            .await
+            .status,
+        404
+    );
     assert_eq!(http(&addr, "GET", "/healthz", None, "").await.status, 200);
     let ready = http(&addr, "GET", "/readyz", None, "").await;
     assert_eq!(ready.status, 200, "{}", ready.body);
@@ -116,5 +151,9 @@ async fn control_routes_answer_403_without_an_admin_token() {
     let r = http(&addr, "POST", "/api/v1/events", Some("anything"), "{}").await;
     assert_eq!(r.status, 403);
     assert!(r.body.contains("no admin token"));
-    assert_eq!(http(&addr, "GET", "/api/v1/queues", None, "").await.status, 200, "reads are open without a read token");
+    assert_eq!(
+        http(&addr, "GET", "/api/v1/queues", None, "").await.status,
+        200,
+        "reads are open without a read token"
+    );
 }

@@ -52,7 +52,8 @@ fn after_a_reconnect_the_queue_is_rebuilt_from_the_pbx_list() {
     e.apply(ev(0, enq("gone"))).unwrap();
     e.apply(ev(1, enq("stays"))).unwrap();
     e.apply(ev(2, state("a1", AgentStatus::Available))).unwrap();
-    e.apply(ev(2, state("old", AgentStatus::Available))).unwrap();
+    e.apply(ev(2, state("old", AgentStatus::Available)))
+        .unwrap();
     // Disconnected for a minute; the PBX now lists "stays" and "new" (joined
     // 30 s ago) and members a1 (on a call) and a2 (paused).
     e.apply(ev(
@@ -60,21 +61,44 @@ fn after_a_reconnect_the_queue_is_rebuilt_from_the_pbx_list() {
         EventKind::QueueResync {
             queue: "q".into(),
             callers: vec![
-                ResyncCaller { call: "stays".into(), joined: t(1) },
-                ResyncCaller { call: "new".into(), joined: t(32) },
+                ResyncCaller {
+                    call: "stays".into(),
+                    joined: t(1),
+                },
+                ResyncCaller {
+                    call: "new".into(),
+                    joined: t(32),
+                },
             ],
             members: vec![
-                ResyncMember { agent: "a1".into(), status: AgentStatus::OnCall, reason: None },
-                ResyncMember { agent: "a2".into(), status: AgentStatus::Paused, reason: Some("lunch".into()) },
+                ResyncMember {
+                    agent: "a1".into(),
+                    status: AgentStatus::OnCall,
+                    reason: None,
+                },
+                ResyncMember {
+                    agent: "a2".into(),
+                    status: AgentStatus::Paused,
+                    reason: Some("lunch".into()),
+                },
             ],
         },
     ))
     .unwrap();
     let v = e.queue_view(0);
     assert_eq!(v.waiting, 2);
-    assert_eq!(v.longest_wait_s, 61.0, "'stays' kept its original join time");
-    assert_eq!(v.windows.today.offered, 0, "the vanished call's outcome is unknown: not counted");
-    assert_eq!((v.agents.logged_in, v.agents.on_call, v.agents.paused), (2, 1, 1));
+    assert_eq!(
+        v.longest_wait_s, 61.0,
+        "'stays' kept its original join time"
+    );
+    assert_eq!(
+        v.windows.today.offered, 0,
+        "the vanished call's outcome is unknown: not counted"
+    );
+    assert_eq!(
+        (v.agents.logged_in, v.agents.on_call, v.agents.paused),
+        (2, 1, 1)
+    );
     // The resynced caller is counted with its true wait when answered.
     e.apply(ev(70, answer("new", "a2"))).unwrap();
     let v = e.queue_view(0);
@@ -102,9 +126,17 @@ fn engine_timed_wrap_up_counts_in_aht_and_ends_on_event_time() {
     assert_eq!(e.agent(a).status, AgentStatus::WrapUp);
     e.advance(t(146));
     assert_eq!(e.agent(a).status, AgentStatus::Available);
-    assert_eq!(e.agent(a).since, t(145), "wrap-up ended at its due time, not at the tick");
+    assert_eq!(
+        e.agent(a).since,
+        t(145),
+        "wrap-up ended at its due time, not at the tick"
+    );
     let v = e.queue_view(0);
-    assert_eq!(v.windows.today.aht_s, Some(130.0), "100 s talk + 30 s wrap-up");
+    assert_eq!(
+        v.windows.today.aht_s,
+        Some(130.0),
+        "100 s talk + 30 s wrap-up"
+    );
 }
 
 #[test]
@@ -115,7 +147,8 @@ fn reported_wrap_up_is_measured_when_the_agent_leaves_it() {
     e.apply(ev(2, answer("c1", "a1"))).unwrap();
     e.apply(ev(62, complete("c1", "a1"))).unwrap();
     e.apply(ev(62, state("a1", AgentStatus::WrapUp))).unwrap();
-    e.apply(ev(82, state("a1", AgentStatus::Available))).unwrap();
+    e.apply(ev(82, state("a1", AgentStatus::Available)))
+        .unwrap();
     assert_eq!(e.queue_view(0).windows.today.aht_s, Some(80.0));
 }
 
@@ -136,7 +169,10 @@ fn a_call_answered_that_was_never_seen_waiting_updates_the_agent_but_not_the_kpi
 fn a_duplicate_enqueue_is_rejected_and_counted_once() {
     let mut e = Engine::starting_at(EngineConfig::default(), t(0));
     e.apply(ev(0, enq("c1"))).unwrap();
-    assert_eq!(e.apply(ev(1, enq("c1"))).unwrap_err().reason, "duplicate_call");
+    assert_eq!(
+        e.apply(ev(1, enq("c1"))).unwrap_err().reason,
+        "duplicate_call"
+    );
     assert_eq!(e.queue_view(0).waiting, 1);
     assert_eq!(e.queue_view(0).longest_wait_s, 1.0, "first join time kept");
 }
@@ -159,7 +195,8 @@ fn required_agents_follow_the_rolling_arrival_rate() {
         let c = format!("c{i}");
         e.apply(ev(s, enq(&c))).unwrap();
         e.apply(ev(s, answer(&c, &format!("a{}", i % 20)))).unwrap();
-        e.apply(ev(s + 180, complete(&c, &format!("a{}", i % 20)))).unwrap();
+        e.apply(ev(s + 180, complete(&c, &format!("a{}", i % 20))))
+            .unwrap();
     }
     e.advance(t(1800));
     let q = e.find_queue("q").unwrap();

@@ -9,6 +9,7 @@
 pub mod ami;
 pub mod health;
 pub mod json;
+pub mod queue_log;
 pub mod reject;
 
 use std::sync::Arc;

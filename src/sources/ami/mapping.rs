@@ -385,6 +385,19 @@ impl AgentIds {
             .insert(interface.to_ascii_lowercase(), id.to_string());
     }
 
+    /// A name that may be an interface (queue_log's agent column): the
+    /// configured id for that interface, else the name itself.
+    pub fn resolve(&self, name_or_interface: &str) -> String {
+        if !self.by_interface.is_empty()
+            && let Some(id) = self
+                .by_interface
+                .get(&name_or_interface.to_ascii_lowercase())
+        {
+            return id.clone();
+        }
+        name_or_interface.to_string()
+    }
+
     /// The agent id for a member.
     pub fn agent(&self, interface: &str, name: Option<&str>) -> String {
         if !self.by_interface.is_empty()
