@@ -86,6 +86,14 @@ impl QueueLogConfig {
         }
     }
 
+    /// Reads the adapter's keys of a `[[sources]]` table (without `name` and
+    /// `kind`); unknown keys are errors.
+    pub fn from_table(t: toml::Table) -> Result<Self, String> {
+        toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("queue_log source: {}", e.message()))
+    }
+
     fn decoder(&self) -> Result<QueueLogDecoder, String> {
         let zone = match &self.time_zone {
             Some(z) => jiff::tz::TimeZone::get(z).map_err(|e| format!("time_zone {z:?}: {e}"))?,

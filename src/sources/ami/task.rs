@@ -121,6 +121,14 @@ impl AmiConfig {
         }
     }
 
+    /// Reads the adapter's keys of a `[[sources]]` table (without `name` and
+    /// `kind`); unknown keys are errors.
+    pub fn from_table(t: toml::Table) -> Result<Self, String> {
+        toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("ami source: {}", e.message()))
+    }
+
     /// The agent-id rule plus the `[[agents]]` directory.
     pub fn agent_ids(&self) -> AgentIds {
         let mut ids = AgentIds::new(self.agent_id);
@@ -436,5 +444,43 @@ fn fail_waiters(
 ) {
     for (_, w) in waiters.drain() {
         let _ = w.send(not_connected(why));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_from_toml_with_defaults_and_rejects_unknown_keys() {
+        let t: toml::Table = toml::from_str(
+            "address = \"10.0.0.2:5038\"\nusername = \"acdmon\"\nsecret = \"inline-secret\"\nauth = \"md5\"\nagent_id = \"interface\"\nsign_out = \"pause\"\nping_interval = \"10s\"",
+        )
+        .unwrap();
+        let c = AmiConfig::from_table(t).unwrap();
+        assert_eq!(c.auth, Auth::Md5);
+        assert_eq!(c.agent_id, AgentNaming::Interface);
+        assert_eq!(c.sign_out, SignOutMode::Pause);
+        assert_eq!(c.events, "agent,call");
+        assert_eq!(c.ping_interval.millis(), 10_000);
+        assert_eq!(c.action_timeout.millis(), 5_000);
+        assert!(!format!("{c:?}").contains("inline-secret"));
+        let bad: toml::Table =
+            toml::from_str("address = \"x:1\"\nusername = \"u\"\nsecret = \"s\"\nport = 5038")
+                .unwrap();
+        let e = AmiConfig::from_table(bad).unwrap_err();
+        assert!(e.contains("port"), "{e}");
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let d: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
+        for (i, x) in d.iter().enumerate() {
+            let nominal = Duration::from_millis((100u64 << i).min(800));
+            assert!(*x >= nominal / 2 && *x <= nominal, "{i}: {x:?}");
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 }
