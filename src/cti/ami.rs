@@ -106,7 +106,9 @@ impl AmiCti {
             .call(AmiAction::QueueAdd {
                 queue: req.queue.clone(),
                 interface: req.interface.clone(),
-                member_name: Some(req.name.clone().unwrap_or_else(|| req.agent.clone())),
+                // The agent id, not the display name: queue_log call lines
+                // and AMI events then name the agent as acdmon does.
+                member_name: Some(req.agent.clone()),
             })
             .await;
         outcome(r, &["already there"])

@@ -35,7 +35,7 @@
 //!   and emits `agent_state` only when that folded state differs from what
 //!   the engine already believes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Deserialize;
 
@@ -530,8 +530,15 @@ impl MemberOwned {
 pub struct Tracker {
     ids: AgentIds,
     callers: HashMap<String, Caller>,
-    /// (queue, interface lower-cased) → member.
-    members: HashMap<(String, String), Member>,
+    /// (queue, interface lower-cased) → member; ordered so that one
+    /// queue's members are a range.
+    members: BTreeMap<(String, String), Member>,
+    /// agent → its member keys (an agent's state folds these).
+    by_agent: HashMap<String, Vec<(String, String)>>,
+    /// Held leaves by time (see [`LEAVE_GRACE_MS`]).
+    leaves: BTreeSet<(Ts, String)>,
+    /// Wrap-up ends by time, per agent.
+    wraps: BTreeSet<(Ts, String)>,
     /// What the engine believes each agent is doing (after our events).
     believed: HashMap<String, AgentStatus>,
     /// This connection delivered `call`-class events (`read = call` works).
@@ -545,7 +552,10 @@ impl Tracker {
         Tracker {
             ids,
             callers: HashMap::new(),
-            members: HashMap::new(),
+            members: BTreeMap::new(),
+            by_agent: HashMap::new(),
+            leaves: BTreeSet::new(),
+            wraps: BTreeSet::new(),
             believed: HashMap::new(),
             call_class_seen: false,
             warned_no_call_class: false,
@@ -586,16 +596,12 @@ impl Tracker {
 
     /// The earliest time [`Tracker::poll`] has something to do.
     pub fn next_deadline(&self) -> Option<Ts> {
-        let leaves = self.callers.values().filter_map(|c| match c.state {
-            CallerState::Left(t) => Some(t.plus_ms(LEAVE_GRACE_MS)),
-            CallerState::Waiting => None,
-        });
-        let wraps = self
-            .members
-            .values()
-            .filter(|m| m.wrap_until > self.clock)
-            .map(|m| m.wrap_until);
-        leaves.chain(wraps).min()
+        let l = self.leaves.first().map(|(t, _)| t.plus_ms(LEAVE_GRACE_MS));
+        let w = self.wraps.first().map(|(t, _)| *t);
+        match (l, w) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Moves the tracker's clock: judges held leaves whose grace ran out and
@@ -604,34 +610,63 @@ impl Tracker {
         if now < self.clock {
             return;
         }
-        let before = self.clock;
         self.clock = now;
-        let mut due: Vec<(Ts, String)> = self
-            .callers
-            .iter()
-            .filter_map(|(id, c)| match c.state {
-                CallerState::Left(t) if t.plus_ms(LEAVE_GRACE_MS) <= now => Some((t, id.clone())),
-                _ => None,
-            })
-            .collect();
-        due.sort();
-        for (_, id) in due {
-            self.judge_leave(&id, out);
+        while let Some((t, call)) = self.leaves.first().cloned() {
+            if t.plus_ms(LEAVE_GRACE_MS) > now {
+                break;
+            }
+            self.leaves.pop_first();
+            self.judge_leave(&call, out);
         }
-        let mut ended: Vec<(Ts, String)> = self
-            .members
-            .values()
-            .filter(|m| m.wrap_until > before && m.wrap_until <= now)
-            .map(|m| (m.wrap_until, m.agent.clone()))
-            .collect();
-        ended.sort();
-        for (at, agent) in ended {
-            self.refresh_agent(&agent, None, at, out);
+        while let Some((t, agent)) = self.wraps.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.wraps.pop_first();
+            self.refresh_agent(&agent, None, t, out);
         }
     }
 
+    /// Removes a caller (and its held leave, if any).
+    fn take_caller(&mut self, call: &str) -> Option<Caller> {
+        let c = self.callers.remove(call)?;
+        if let CallerState::Left(t) = c.state {
+            self.leaves.remove(&(t, call.to_string()));
+        }
+        Some(c)
+    }
+
+    fn put_member(&mut self, key: (String, String), m: Member) {
+        if self
+            .members
+            .get(&key)
+            .is_some_and(|old| old.agent != m.agent)
+        {
+            self.drop_member(&key);
+        }
+        if m.wrap_until > self.clock {
+            self.wraps.insert((m.wrap_until, m.agent.clone()));
+        }
+        let keys = self.by_agent.entry(m.agent.clone()).or_default();
+        if !keys.contains(&key) {
+            keys.push(key.clone());
+        }
+        self.members.insert(key, m);
+    }
+
+    fn drop_member(&mut self, key: &(String, String)) -> Option<Member> {
+        let m = self.members.remove(key)?;
+        if let Some(v) = self.by_agent.get_mut(&m.agent) {
+            v.retain(|k| k != key);
+            if v.is_empty() {
+                self.by_agent.remove(&m.agent);
+            }
+        }
+        Some(m)
+    }
+
     fn judge_leave(&mut self, call: &str, out: &mut Vec<Event>) {
-        if let Some(c) = self.callers.remove(call)
+        if let Some(c) = self.take_caller(call)
             && let CallerState::Left(t) = c.state
         {
             out.push(Event {
@@ -658,7 +693,7 @@ impl Tracker {
                     // The same channel re-entering (e.g. after a key exit):
                     // judge the old visit first.
                     self.judge_leave(call, out);
-                    self.callers.remove(call);
+                    self.take_caller(call);
                 }
                 self.callers.insert(
                     call.to_string(),
@@ -689,7 +724,7 @@ impl Tracker {
                 }
             }
             QueueEvent::CallerAbandon { queue, call, .. } => {
-                let hung_up = self.callers.remove(call).map(|c| c.hangup_requested);
+                let hung_up = self.take_caller(call).map(|c| c.hangup_requested);
                 let kind = match hung_up {
                     Some(true) => EventKind::CallAbandoned {
                         call: call.to_string(),
@@ -724,6 +759,7 @@ impl Tracker {
                     && c.state == CallerState::Waiting
                 {
                     c.state = CallerState::Left(ts);
+                    self.leaves.insert((ts, call.to_string()));
                 }
             }
             QueueEvent::AgentConnect {
@@ -733,7 +769,7 @@ impl Tracker {
                 name,
                 ..
             } => {
-                self.callers.remove(call);
+                self.take_caller(call);
                 let agent = self.ids.agent(interface, name);
                 if let Some(m) = self.member_mut(queue, interface) {
                     m.in_call = true;
@@ -761,6 +797,8 @@ impl Tracker {
                     m.in_call = false;
                     if m.wrapup_ms > 0 {
                         m.wrap_until = ts.plus_ms(m.wrapup_ms);
+                        let until = m.wrap_until;
+                        self.wraps.insert((until, agent.clone()));
                     }
                 }
                 out.push(Event {
@@ -826,7 +864,7 @@ impl Tracker {
         let agent = self.ids.agent(b.interface, b.name);
         let key = (b.queue.to_string(), b.interface.to_ascii_lowercase());
         if change == MemberChange::Removed {
-            self.members.remove(&key);
+            self.drop_member(&key);
             out.push(Event {
                 ts,
                 kind: EventKind::AgentLeftQueue {
@@ -840,7 +878,7 @@ impl Tracker {
         let old = self.members.get(&key);
         let known = old.is_some();
         let m = Member::from_block(b, agent.clone(), old);
-        self.members.insert(key, m);
+        self.put_member(key, m);
         if !known {
             out.push(Event {
                 ts,
@@ -862,13 +900,18 @@ impl Tracker {
     /// view, roughly).
     fn queue_has_staff(&self, queue: &str) -> bool {
         self.members
-            .iter()
-            .any(|((q, _), m)| q == queue && m.logged_in() && !m.paused)
+            .range((queue.to_string(), String::new())..)
+            .take_while(|((q, _), _)| q == queue)
+            .any(|(_, m)| m.logged_in() && !m.paused)
     }
 
     /// The folded state of an agent across its memberships (module doc).
     fn folded(&self, agent: &str, now: Ts) -> (AgentStatus, Option<String>) {
-        let mine: Vec<&Member> = self.members.values().filter(|m| m.agent == agent).collect();
+        let mine: Vec<&Member> = self
+            .by_agent
+            .get(agent)
+            .map(|keys| keys.iter().filter_map(|k| self.members.get(k)).collect())
+            .unwrap_or_default();
         let logged: Vec<&&Member> = mine.iter().filter(|m| m.logged_in()).collect();
         if logged.is_empty() {
             return (AgentStatus::LoggedOut, None);
@@ -939,7 +982,9 @@ impl Tracker {
                 .filter(|(_, c)| c.queue == q)
                 .map(|(k, c)| (k.clone(), c.clone()))
                 .collect();
-            self.callers.retain(|_, c| c.queue != q);
+            for call in previous.keys() {
+                self.take_caller(call);
+            }
             let mut callers = Vec::new();
             for (call, wait_ms, _) in &l.entries {
                 if joins_buffered.contains(call) {
@@ -966,6 +1011,9 @@ impl Tracker {
             }
             for (call, c) in &previous {
                 if outcomes_buffered.contains(call) && !self.callers.contains_key(call) {
+                    if let CallerState::Left(t) = c.state {
+                        self.leaves.insert((t, call.clone()));
+                    }
                     self.callers.insert(call.clone(), c.clone());
                     callers.push(ResyncCaller {
                         call: call.clone(),
@@ -981,14 +1029,16 @@ impl Tracker {
                 .filter(|((mq, _), _)| mq == q)
                 .map(|(k, m)| (k.clone(), m.clone()))
                 .collect();
-            self.members.retain(|(mq, _), _| mq != q);
+            for key in old.keys() {
+                self.drop_member(key);
+            }
             let mut agents = Vec::new();
             for mo in &l.members {
                 let b = mo.block();
                 let agent = self.ids.agent(b.interface, b.name);
                 let key = (q.to_string(), b.interface.to_ascii_lowercase());
                 let m = Member::from_block(&b, agent.clone(), old.get(&key));
-                self.members.insert(key, m);
+                self.put_member(key, m);
                 agents.push(agent);
             }
             let mut members = Vec::new();

@@ -3,9 +3,11 @@
 //! Zero-copy in the httparse manner: a [`Message`] borrows its keys and
 //! values from the caller's buffer and the parser's reusable offset table, so
 //! parsing allocates nothing once warm. Incomplete input is reported as
-//! "need more bytes" (`consumed == 0`, no item) and reparsed from the message
-//! start on the next call; a message is at most [`MAX_HEADERS`] lines of
-//! [`MAX_LINE`] bytes, so the reparse is bounded.
+//! "need more bytes" (no item; the caller keeps the unconsumed bytes at the
+//! front of its buffer and calls again with more); the parser remembers how
+//! far into the block it got, so a peer trickling bytes costs linear time. A
+//! block is at most [`MAX_HEADERS`] lines of [`MAX_LINE`] bytes, which bounds
+//! what the caller must buffer.
 //!
 //! Why the resync rules are what they are: Asterisk always writes whole
 //! blocks ending in an empty line, so the blank line is the only trustworthy
@@ -166,6 +168,10 @@ enum Mode {
 pub struct Parser {
     mode: Mode,
     fields: Vec<Field>,
+    /// A block was incomplete: where its next line starts (relative to the
+    /// block start, which the caller keeps at the front of its buffer), so
+    /// a slow peer costs O(bytes), not O(bytes²).
+    resume: Option<usize>,
 }
 
 impl Default for Parser {
@@ -179,6 +185,7 @@ impl Parser {
         Parser {
             mode: Mode::Normal,
             fields: Vec::with_capacity(32),
+            resume: None,
         }
     }
 
@@ -187,6 +194,7 @@ impl Parser {
         Parser {
             mode: Mode::Normal,
             fields: Vec::new(),
+            resume: None,
         }
     }
 
@@ -234,9 +242,14 @@ impl Parser {
             }
         }
 
-        self.fields.clear();
         let start = pos;
         let mut line_start = pos;
+        match self.resume.take() {
+            // The caller kept the unconsumed block at the front of `buf`:
+            // carry on after the lines already read.
+            Some(at) if pos == 0 && at <= buf.len() => line_start = at,
+            _ => self.fields.clear(),
+        }
         loop {
             let window_end = buf.len().min(line_start + MAX_LINE + 2);
             let Some(i) = memchr(b'\n', &buf[line_start..window_end]) else {
@@ -247,7 +260,17 @@ impl Parser {
                     // Only the window is known to hold no line end.
                     return (window_end, Some(Item::Rejected(reject)));
                 }
-                // Need more bytes; keep the block from its start.
+                // Need more bytes; keep the block from its start, and
+                // remember how far it was read (offsets relative to it).
+                if start > 0 {
+                    for f in &mut self.fields {
+                        f.k0 -= start as u32;
+                        f.k1 -= start as u32;
+                        f.v0 -= start as u32;
+                        f.v1 -= start as u32;
+                    }
+                }
+                self.resume = Some(line_start - start);
                 return (start, None);
             };
             let nl = line_start + i;

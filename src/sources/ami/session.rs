@@ -784,10 +784,21 @@ impl Session {
                 r.buffered.push((m.to_owned(), ts));
                 return;
             }
-            // Passive mode: a finished list waiting for a time.
-            if let Some(t) = stamped {
-                let at = r.at.unwrap_or(t);
-                self.finish_resync(at);
+            // Passive mode: a finished list waiting for a time. Events
+            // without one wait with it, in order.
+            match stamped {
+                Some(t) => {
+                    let at = r.at.unwrap_or(t);
+                    self.finish_resync(at);
+                }
+                None if r.buffered.len() < MAX_BUFFERED => {
+                    r.buffered.push((m.to_owned(), ts));
+                    return;
+                }
+                None => {
+                    let at = self.last_ts.unwrap_or(self.now);
+                    self.finish_resync(at);
+                }
             }
         }
         self.apply_live(m, ts);
