@@ -15,11 +15,11 @@ mkdir -p "$corpus"
 case $target in
   ami_parser|ami_session)
     for f in tests/data/ami/*.ami; do
-      # Whole small files; the first 64 KiB of big ones.
-      head -c 65536 "$f" > "$corpus/seed-$(basename "$f")"
+      # The first 8 KiB of each transcript.
+      head -c 8192 "$f" > "$corpus/seed-$(basename "$f")"
     done ;;
   queue_log_line)
     for f in tests/data/queue_log/*; do cp "$f" "$corpus/seed-$(basename "$f")"; done ;;
 esac
 cd fuzz
-exec cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$secs" -max_len=131072
+exec cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$secs" -max_len=16384

@@ -80,6 +80,7 @@ fn compare(rec: &common::day::Recording) {
 fn a_day_of_traffic_gives_the_same_kpis_through_ami_and_queue_log() {
     let rec = common::day::simulate(7, DAY, 8, 20, 40.0);
     assert!(rec.calls > 1500, "{} calls", rec.calls);
+    eprintln!("simulated day: {} calls", rec.calls);
     compare(&rec);
     // Exits of every kind happened, so the abandon/timeout/key rules were
     // exercised.
