@@ -157,3 +157,38 @@ async fn control_routes_answer_403_without_an_admin_token() {
         "reads are open without a read token"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_client_source_reconnects_after_the_producer_drops() {
+    let producer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let paddr = producer.local_addr().unwrap().to_string();
+    let text = format!("[[sources]]\nname = \"up\"\nkind = \"json\"\naddress = \"{paddr}\"\n");
+    let cfg = Config::parse("t.toml", &text).unwrap();
+    let d = acdmon::daemon::start(cfg, Vec::new());
+    let now = acdmon::time::Ts::now().0;
+    for call in ["r1", "r2"] {
+        let (mut s, _) = producer.accept().await.unwrap();
+        s.write_all(
+            format!(
+                "{{\"ts\":{now},\"type\":\"call_enqueued\",\"call\":\"{call}\",\"queue\":\"q\"}}\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        drop(s); // the producer goes away; the source must come back
+    }
+    let p = d.state.publisher.clone();
+    eventually(Duration::from_secs(10), "both connections' events", || {
+        let p = p.clone();
+        async move {
+            p.snapshot()
+                .queue("q")
+                .filter(|q| q.waiting == 2)
+                .map(|_| ())
+        }
+    })
+    .await;
+    let h = d.state.health.all();
+    assert_eq!(h[0].events(), 2);
+}

@@ -288,16 +288,16 @@ impl<'a> Loader<'a> {
             for g in &a.groups {
                 *groups.entry(g.as_str()).or_default() += 1;
             }
-            if let Some(s) = &a.source {
-                if !source_names.contains(s.get_ref().as_str()) {
-                    self.err(
-                        Some(s.span()),
-                        format!(
-                            "unknown source `{}` (no [[sources]] entry has that name)",
-                            s.get_ref()
-                        ),
-                    );
-                }
+            if let Some(s) = &a.source
+                && !source_names.contains(s.get_ref().as_str())
+            {
+                self.err(
+                    Some(s.span()),
+                    format!(
+                        "unknown source `{}` (no [[sources]] entry has that name)",
+                        s.get_ref()
+                    ),
+                );
             }
         }
         let mut names = HashSet::new();
@@ -327,13 +327,13 @@ impl<'a> Loader<'a> {
                             ),
                         );
                     }
-                    if let (Some(min), Some(max)) = (si.min, si.max) {
-                        if min > max {
-                            self.err(
-                                Some(si.group.span()),
-                                format!("stage `{}`: min {min} > max {max}", st.name),
-                            );
-                        }
+                    if let (Some(min), Some(max)) = (si.min, si.max)
+                        && min > max
+                    {
+                        self.err(
+                            Some(si.group.span()),
+                            format!("stage `{}`: min {min} > max {max}", st.name),
+                        );
                     }
                 }
                 if st.sign_in.is_none() && st.advise.is_none() {
@@ -342,13 +342,13 @@ impl<'a> Loader<'a> {
                         format!("stage `{}` neither signs in a group nor advises", st.name),
                     );
                 }
-                if let Some(s) = &st.staffing {
-                    if s.get_ref() != "erlang_c" {
-                        self.err(
-                            Some(s.span()),
-                            format!("unknown staffing `{}` (erlang_c)", s.get_ref()),
-                        );
-                    }
+                if let Some(s) = &st.staffing
+                    && s.get_ref() != "erlang_c"
+                {
+                    self.err(
+                        Some(s.span()),
+                        format!("unknown staffing `{}` (erlang_c)", s.get_ref()),
+                    );
                 }
             }
         }
@@ -368,13 +368,13 @@ impl<'a> Loader<'a> {
     }
 
     fn check_settings(&mut self, s: &QueueSettings) {
-        if let Some(t) = &s.sl_target {
-            if !(0.0..=1.0).contains(t.get_ref()) {
-                self.err(
-                    Some(t.span()),
-                    format!("sl_target {} is not between 0 and 1", t.get_ref()),
-                );
-            }
+        if let Some(t) = &s.sl_target
+            && !(0.0..=1.0).contains(t.get_ref())
+        {
+            self.err(
+                Some(t.span()),
+                format!("sl_target {} is not between 0 and 1", t.get_ref()),
+            );
         }
         if let Some(i) = &s.interval {
             let ms = i.get_ref().millis();
