@@ -1,23 +1,39 @@
 //! Which decoder reads which recorded format. Adapters register here.
 
+use crate::config::Config;
 use crate::event::Event;
 use crate::replay::{Format, ReplayDecoder, ReplayError};
 use crate::sources::Reject;
 use crate::sources::ami::{AgentIds, AmiReplay};
 use crate::sources::queue_log::QueueLogReplay;
 
-pub fn decoder(format: Format) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
+/// A decoder that knows the configured agents (`[[agents]] interface` names
+/// the agent whose id events should carry) and reads queue_log database
+/// times in the configured `[time] zone`.
+pub fn decoder_with_config(
+    format: Format,
+    cfg: &Config,
+) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
+    let mut ids = AgentIds::default();
+    for a in &cfg.agents {
+        if let Some(i) = &a.interface {
+            ids.insert(&a.id, i);
+        }
+    }
+    decoder_for(format, ids, cfg.zone.clone())
+}
+
+fn decoder_for(
+    format: Format,
+    ids: AgentIds,
+    zone: jiff::tz::TimeZone,
+) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
     match format {
         Format::Json => Err(ReplayError::Unsupported(
             "json is decoded by the line decoder".into(),
         )),
-        // The agent directory (`[[agents]] interface`) is not passed here
-        // yet: ids come from MemberName / the queue_log agent column.
-        Format::QueueLog => Ok(Box::new(QueueLogReplay::new(
-            AgentIds::default(),
-            jiff::tz::TimeZone::system(),
-        ))),
-        Format::Ami => Ok(Box::new(AmiReplay::new(AgentIds::default()))),
+        Format::QueueLog => Ok(Box::new(QueueLogReplay::new(ids, zone))),
+        Format::Ami => Ok(Box::new(AmiReplay::new(ids))),
     }
 }
 

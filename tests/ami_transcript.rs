@@ -155,3 +155,25 @@ fn the_engine_ends_with_the_right_figures() {
     assert_eq!(status("Carol"), AgentStatus::Available);
     assert_eq!(status("Dave"), AgentStatus::LoggedOut);
 }
+
+#[test]
+fn acdmon_replay_reads_the_transcript_with_the_configured_agent_ids() {
+    let cfg = acdmon::config::Config::parse(
+        "t.toml",
+        "[time]\nzone = \"UTC\"\n[[agents]]\nid = \"a-1001\"\ninterface = \"PJSIP/1001\"\n",
+    )
+    .unwrap();
+    let report = acdmon::replay::replay(
+        &cfg,
+        &["tests/data/ami/basic.ami".to_string()],
+        None,
+        &|_| Vec::new(),
+    )
+    .unwrap();
+    let agents: Vec<&str> = report.agents.iter().map(|a| a.agent.as_str()).collect();
+    assert!(agents.contains(&"a-1001"), "{agents:?}");
+    assert!(!agents.contains(&"Alice"), "{agents:?}");
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    let q = &report.queues[0];
+    assert_eq!((q.queue.as_str(), q.windows.today.offered), ("support", 4));
+}
