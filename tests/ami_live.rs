@@ -278,6 +278,37 @@ async fn reconnect_in_the_middle_of_a_surge_resyncs_waiting_and_agent_states() {
 }
 
 #[tokio::test]
+async fn periodic_relist_heals_a_lost_event() {
+    let mut r = rig(
+        |st| member(st, "1001", "Alice", 1),
+        |c| c.resync_interval = HumanDuration(Duration::from_millis(150)),
+    )
+    .await;
+    r.synced().await;
+    // A caller joins, but its QueueCallerJoin never reaches us.
+    let t = now_s();
+    r.server.state.lock().unwrap().waiting.push(Waiting {
+        queue: "support".into(),
+        caller: Caller::new(&format!("{t}.77"), "5557777"),
+        joined: t,
+    });
+    r.until("the relist shows the caller", |e, _| {
+        e.find_queue("support")
+            .is_some_and(|q| e.queue_view(q).waiting == 1)
+    })
+    .await;
+    assert!(r.health.synced());
+    assert!(
+        r.server
+            .action_names()
+            .iter()
+            .filter(|n| *n == "QueueStatus")
+            .count()
+            >= 2
+    );
+}
+
+#[tokio::test]
 async fn md5_login_never_sends_the_secret() {
     let mut r = rig(|_| {}, |c| c.auth = Auth::Md5).await;
     r.synced().await;

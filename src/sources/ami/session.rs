@@ -62,6 +62,9 @@ pub struct SessionConfig {
     pub events: String,
     pub ping_interval_ms: i64,
     pub action_timeout_ms: i64,
+    /// Relist every queue this often while connected (0 = only on connect),
+    /// so state that drifted (a lost leave, a filtered event) heals.
+    pub resync_interval_ms: i64,
     pub ids: AgentIds,
 }
 
@@ -207,6 +210,7 @@ pub struct Session {
     /// Passive mode: time of a Ping reply not yet tied to a list.
     pending_list_time: Option<Ts>,
     queued_full_resync: bool,
+    next_relist: Ts,
 }
 
 impl Session {
@@ -233,6 +237,7 @@ impl Session {
             events: String::new(),
             ping_interval_ms: i64::MAX / 4,
             action_timeout_ms: i64::MAX / 4,
+            resync_interval_ms: 0,
             ids: ids.clone(),
         };
         let mut s = Self::with_tracker(cfg, Tracker::new(ids), Ts::ZERO, true);
@@ -267,6 +272,7 @@ impl Session {
             version: None,
             pending_list_time: None,
             queued_full_resync: false,
+            next_relist: Ts(i64::MAX),
         }
     }
 
@@ -359,6 +365,7 @@ impl Session {
         }
         if self.logged_in() {
             min(self.next_ping);
+            min(self.next_relist);
         }
         for o in self.outstanding.values() {
             min(o.deadline);
@@ -435,9 +442,23 @@ impl Session {
             }
             self.next_ping = now.plus_ms(self.cfg.ping_interval_ms);
         }
+        if self.logged_in() && now >= self.next_relist {
+            if self.resync.is_none() {
+                self.start_resync(None);
+            }
+            self.schedule_relist();
+        }
         if self.resync.is_none() {
             self.tracker.poll(now, &mut self.events);
         }
+    }
+
+    fn schedule_relist(&mut self) {
+        self.next_relist = if self.cfg.resync_interval_ms > 0 {
+            self.now.plus_ms(self.cfg.resync_interval_ms)
+        } else {
+            Ts(i64::MAX)
+        };
     }
 
     /// Sends a CTI action. The reply comes back through
@@ -685,6 +706,7 @@ impl Session {
                     self.phase = Phase::Resync;
                     self.tracker.on_connect();
                     self.next_ping = self.now.plus_ms(self.cfg.ping_interval_ms);
+                    self.schedule_relist();
                     self.start_resync(None);
                 } else {
                     self.fail(format!("login failed: {message}"));

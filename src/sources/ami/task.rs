@@ -75,6 +75,10 @@ pub struct AmiConfig {
     /// How long an action (login, ping, sign-in/out) may wait for its reply.
     #[serde(default = "secs::<5>")]
     pub action_timeout: HumanDuration,
+    /// Relist all queues (`QueueStatus`) this often while connected, to heal
+    /// drift from lost or filtered events; `"0s"` = only on connect.
+    #[serde(default = "secs::<900>")]
+    pub resync_interval: HumanDuration,
     /// First reconnect delay; doubles per failure up to `reconnect_max`,
     /// with jitter.
     #[serde(default = "secs::<1>")]
@@ -115,6 +119,7 @@ impl AmiConfig {
             connect_timeout: secs::<5>(),
             ping_interval: secs::<20>(),
             action_timeout: secs::<5>(),
+            resync_interval: secs::<900>(),
             reconnect_min: secs::<1>(),
             reconnect_max: secs::<30>(),
             agents: Vec::new(),
@@ -146,6 +151,7 @@ impl AmiConfig {
             events: self.events.clone(),
             ping_interval_ms: self.ping_interval.millis().max(1),
             action_timeout_ms: self.action_timeout.millis().max(1),
+            resync_interval_ms: self.resync_interval.millis().max(0),
             ids: self.agent_ids(),
         }
     }
