@@ -10,18 +10,21 @@
 //! unavailable), and no list of waiting callers on start-up.
 //!
 //! The decoder is sans-IO ([`QueueLogDecoder::decode_line`]); the tail task
-//! polls the file (no inotify: works the same on NFS and in containers) and
+//! polls the file through `tokio::fs` (file I/O on the blocking pool, so a
+//! stalled mount never stalls the runtime; no inotify: works the same on NFS
+//! and in containers) and
 //! follows rotation (the path names a new inode: finish the old file, then
 //! read the new one from its start) and truncation (`copytruncate`: the file
 //! got shorter than our position: start again from 0).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::config::HumanDuration;
 use crate::event::{AgentStatus, Event, EventKind, ExitReason};
@@ -553,18 +556,18 @@ struct Position {
     offset: u64,
 }
 
-fn load_position(p: &Path) -> Option<Position> {
-    let s = std::fs::read_to_string(p).ok()?;
+async fn load_position(p: &Path) -> Option<Position> {
+    let s = tokio::fs::read_to_string(p).await.ok()?;
     let mut it = s.split_whitespace();
     let inode = it.next()?.parse().ok()?;
     let offset = it.next()?.parse().ok()?;
     Some(Position { inode, offset })
 }
 
-fn save_position(p: &Path, pos: Position) -> std::io::Result<()> {
+async fn save_position(p: &Path, pos: Position) -> std::io::Result<()> {
     let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, format!("{} {}\n", pos.inode, pos.offset))?;
-    std::fs::rename(&tmp, p)
+    tokio::fs::write(&tmp, format!("{} {}\n", pos.inode, pos.offset)).await?;
+    tokio::fs::rename(&tmp, p).await
 }
 
 #[cfg(unix)]
@@ -590,7 +593,7 @@ pub fn spawn(
 }
 
 struct Open {
-    file: std::fs::File,
+    file: tokio::fs::File,
     inode: u64,
     /// Offset of the end of the last complete line handed on.
     offset: u64,
@@ -615,7 +618,7 @@ async fn tail(
     };
     let posfile = cfg.position_file();
     let poll = cfg.poll_interval.0.max(Duration::from_millis(10));
-    let mut saved = load_position(&posfile);
+    let mut saved = load_position(&posfile).await;
     let mut open: Option<Open> = None;
     let mut lines = LineSplitter::default();
     let mut buf = vec![0u8; 64 * 1024];
@@ -623,7 +626,11 @@ async fn tail(
     let label = cfg.path.display().to_string();
     loop {
         if open.is_none() {
-            match std::fs::File::open(&cfg.path).and_then(|f| f.metadata().map(|m| (f, m))) {
+            let opened = match tokio::fs::File::open(&cfg.path).await {
+                Ok(f) => f.metadata().await.map(|m| (f, m)),
+                Err(e) => Err(e),
+            };
+            match opened {
                 Ok((mut file, meta)) => {
                     let ino = inode(&meta);
                     let offset = match saved.take() {
@@ -636,7 +643,7 @@ async fn tail(
                             StartAt::Beginning => 0,
                         },
                     };
-                    if file.seek(SeekFrom::Start(offset)).is_ok() {
+                    if file.seek(SeekFrom::Start(offset)).await.is_ok() {
                         tracing::info!(source = %name, path = %label, offset, "tailing queue_log");
                         lines = LineSplitter::default();
                         open = Some(Open {
@@ -661,7 +668,7 @@ async fn tail(
         // Read what is there.
         let mut progressed = false;
         loop {
-            let n = match o.file.read(&mut buf) {
+            let n = match o.file.read(&mut buf).await {
                 Ok(n) => n,
                 Err(e) => {
                     health.set_error(format!("{label}: {e}"));
@@ -706,17 +713,18 @@ async fn tail(
                     inode: o.inode,
                     offset: o.offset,
                 },
-            );
+            )
+            .await;
         }
         health.set_synced(true);
         tokio::time::sleep(poll).await;
         // Rotation or truncation?
-        match std::fs::metadata(&cfg.path) {
+        match tokio::fs::metadata(&cfg.path).await {
             Ok(meta) if inode(&meta) != o.inode => {
                 // Finish the old file first (Asterisk may have written its
                 // last lines before the rename), then switch.
                 let mut rest = Vec::new();
-                let _ = o.file.read_to_end(&mut rest);
+                let _ = o.file.read_to_end(&mut rest).await;
                 lines.feed(&rest, |line_no, l| match l {
                     Ok(line) => {
                         if let Err(r) = decoder.decode_line(line, &mut events) {
@@ -754,7 +762,7 @@ async fn tail(
             }
             Ok(meta) if meta.len() < o.offset => {
                 tracing::info!(source = %name, path = %label, "queue_log truncated; reading from the start");
-                let _ = o.file.seek(SeekFrom::Start(0));
+                let _ = o.file.seek(SeekFrom::Start(0)).await;
                 o.offset = 0;
                 o.read_pos = 0;
                 lines = LineSplitter::default();
@@ -764,7 +772,8 @@ async fn tail(
                         inode: o.inode,
                         offset: 0,
                     },
-                );
+                )
+                .await;
             }
             Ok(_) => {}
             Err(_) => {
