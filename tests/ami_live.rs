@@ -309,6 +309,19 @@ async fn periodic_relist_heals_a_lost_event() {
 }
 
 #[tokio::test]
+async fn a_list_that_never_completes_is_a_stuck_connection() {
+    let r = rig(
+        |st| st.stall_lists = true,
+        |c| c.action_timeout = HumanDuration(Duration::from_millis(100)),
+    )
+    .await;
+    r.server.wait_connections(2).await;
+    assert!(!r.health.synced());
+    let err = r.health.last_error().unwrap_or_default();
+    assert!(err.contains("did not complete"), "{err}");
+}
+
+#[tokio::test]
 async fn md5_login_never_sends_the_secret() {
     let mut r = rig(|_| {}, |c| c.auth = Auth::Md5).await;
     r.synced().await;

@@ -283,6 +283,8 @@ pub struct PbxState {
     pub waiting: Vec<Waiting>,
     /// Answer Queue* actions (false: stay silent, for timeout tests).
     pub answer_actions: bool,
+    /// Start QueueStatus lists but never finish them.
+    pub stall_lists: bool,
     /// Every action received, as header lists, across connections.
     pub actions: Vec<Vec<(String, String)>>,
     pub connections: usize,
@@ -480,6 +482,9 @@ fn respond(state: &Arc<Mutex<PbxState>>, h: &[(String, String)], authed: &mut bo
                     ("Message", "Queue status will follow".into()),
                 ],
             );
+            if st.stall_lists {
+                return out;
+            }
             let mut items = 0;
             for q in st.queues.clone() {
                 if only.as_ref().is_some_and(|o| !o.eq_ignore_ascii_case(&q)) {

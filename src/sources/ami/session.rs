@@ -179,6 +179,8 @@ struct Resync {
     /// Server time of the list, from the Ping reply.
     at: Option<Ts>,
     complete: bool,
+    /// A list that has not completed by then means a stuck connection.
+    deadline: Ts,
 }
 
 /// One AMI connection (see the module doc).
@@ -373,6 +375,9 @@ impl Session {
         for c in &self.confirms {
             min(c.deadline);
         }
+        if let Some(r) = &self.resync {
+            min(r.deadline);
+        }
         t
     }
 
@@ -385,6 +390,10 @@ impl Session {
         self.now = self.now.max(now);
         if self.phase == Phase::AwaitBanner && now >= self.banner_deadline {
             self.fail("no AMI banner from the peer (is this an Asterisk manager port?)");
+            return;
+        }
+        if self.resync.as_ref().is_some_and(|r| now >= r.deadline) {
+            self.fail("QueueStatus list did not complete in time");
             return;
         }
         let expired: Vec<String> = self
@@ -646,9 +655,15 @@ impl Session {
             Some(q) => self.send(Pending::QueueStatus, "QueueStatus", &[("Queue", q)]),
             None => self.send(Pending::QueueStatus, "QueueStatus", &[]),
         };
+        // Lists take milliseconds; allow a generous multiple of the action
+        // timeout before calling the connection stuck.
+        let deadline = self
+            .now
+            .plus_ms(self.cfg.action_timeout_ms.saturating_mul(4));
         self.resync = Some(Resync {
             action_id: Some(id),
             full,
+            deadline,
             ..Resync::default()
         });
     }
