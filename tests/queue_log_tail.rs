@@ -89,8 +89,19 @@ async fn tail_follows_rotation_truncation_and_restarts_where_it_stopped() {
     append(&path, &enter(1763900005, "b1"));
     assert_eq!(calls(&mut rx, 2).await, ["a4", "b1"]);
 
-    // Stop; lines written while we are down are read after the restart,
-    // and nothing before them is read twice.
+    // Stop (once the position is saved: events are handed on before the
+    // position is written, so a kill in between re-reads, never loses);
+    // lines written while we are down are read after the restart, and
+    // nothing before them is read twice.
+    let posfile = dir.path().join("state").join(".queue_log.acdmon-pos");
+    let len = std::fs::metadata(&path).unwrap().len();
+    for _ in 0..500 {
+        let saved = std::fs::read_to_string(&posfile).unwrap_or_default();
+        if saved.split_whitespace().nth(1) == Some(len.to_string().as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     task.abort();
     let _ = task.await;
     append(&path, &enter(1763900006, "b2"));
