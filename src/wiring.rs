@@ -74,6 +74,8 @@ pub struct DaemonParts {
     pub observers: Vec<Box<dyn Observer>>,
     /// For the HTTP control routes ([`control::attach`] it to the publisher).
     pub ladder: LadderHandle,
+    /// Where sources that can sign agents in (AMI) register their action.
+    pub cti: Arc<CtiRegistry>,
 }
 
 /// The daemon's observers: the ladder (audit log in `[storage]`, acting
@@ -85,17 +87,18 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
             .with_context(|| "the audit log and interval history need [storage] path")?,
     );
     let (ladder, handle) =
-        LadderObserver::new(cfg, store.clone(), cti).map_err(|e| anyhow::anyhow!(e))?;
+        LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
     Ok(DaemonParts {
         observers: vec![Box::new(ladder), Box::new(IntervalHistory::new(store))],
         ladder: handle,
+        cti,
     })
 }
 
 /// Starts the engine, sources and observers of `parts` (no HTTP yet), with
 /// the ladder reachable from the control routes.
 pub fn start(cfg: Config, parts: DaemonParts) -> daemon::Daemon {
-    let d = daemon::start(cfg, parts.observers);
+    let d = daemon::start_with(cfg, parts.observers, Some(parts.cti));
     control::attach(&d.state.publisher, parts.ladder);
     d
 }

@@ -733,7 +733,10 @@ impl<'a> Loader<'a> {
         let rest_v = Spanned::new(value.span(), DeValue::Table(rest));
         let spec = match kind.as_str() {
             "json" => {
-                let c: JsonSourceConfig = self.de(&rest_v)?;
+                let c: JsonSourceConfig = self.de(&rest_v).unwrap_or_else(|| JsonSourceConfig {
+                    path: Some(String::new()),
+                    ..JsonSourceConfig::default()
+                });
                 let n = [c.listen.is_some(), c.address.is_some(), c.path.is_some()]
                     .iter()
                     .filter(|x| **x)
@@ -746,7 +749,23 @@ impl<'a> Loader<'a> {
                 }
                 SourceSpec::Json(c)
             }
-            k if SOURCE_KINDS.contains(&k) => SourceSpec::Other(self.de(&rest_v)?),
+            k if SOURCE_KINDS.contains(&k) => {
+                // Validate with the adapter's own typed settings, so its key
+                // errors carry positions too; the adapter re-reads the table.
+                let typed_ok = match k {
+                    "ami" => self.de::<crate::sources::ami::AmiConfig>(&rest_v).is_some(),
+                    "queue_log" => self
+                        .de::<crate::sources::queue_log::QueueLogConfig>(&rest_v)
+                        .is_some(),
+                    _ => true,
+                };
+                match (typed_ok, self.de(&rest_v)) {
+                    (true, Some(t)) => SourceSpec::Other(t),
+                    // Already reported; keep the name so references to it
+                    // are not reported as unknown too.
+                    _ => SourceSpec::Other(toml::Table::new()),
+                }
+            }
             other => {
                 self.err(
                     Some(kspan),

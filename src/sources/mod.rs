@@ -6,8 +6,10 @@
 //! client) instead of growing memory. Sources own their reconnect, backoff and
 //! resync, and report their health through [`SourceHealth`].
 
+pub mod ami;
 pub mod health;
 pub mod json;
+pub mod queue_log;
 pub mod reject;
 
 use std::sync::Arc;
