@@ -7,8 +7,10 @@
 //! resync, and report their health through [`SourceHealth`].
 
 pub mod health;
+pub mod hep;
 pub mod json;
 pub mod reject;
+pub mod sip;
 
 use std::sync::Arc;
 
