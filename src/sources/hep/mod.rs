@@ -268,7 +268,13 @@ impl HepIngest {
         let corr = p.correlation_id.map(String::from_utf8_lossy);
         let r = self
             .sip
-            .on_payload(&payload, &cap, corr.as_deref(), out)
+            .on_payload(
+                &payload,
+                &cap,
+                corr.as_deref(),
+                p.ip_proto.is_some_and(|ip| ip != 17),
+                out,
+            )
             .map_err(|e| e.to_reject());
         let refused = self.sip.tracker().stats.refused;
         if refused > self.refused_seen {

@@ -15,6 +15,14 @@
 //!   makes the escaped form equivalent, and [`super::message::unescape`]
 //!   turns it back);
 //! - the request line gets single spaces;
+//! - whitespace around `;` and `=` in header parameters is dropped (rsip's
+//!   typed From/To/Contact refuse `<sip:a@b> ;tag = x`, which folding and
+//!   RFC 4475 produce);
+//! - an IPv6 literal host (`[2001:db8::1]`) is written as a placeholder
+//!   name (`v6-2001-db8--1.invalid`): rsip splits host and port at the
+//!   first colon and cannot read IPv6 literals at all (found here, not in
+//!   its issue tracker). acdmon never reads hosts from rsip, so nothing
+//!   is lost;
 //! - the body is cut at Content-Length (rsip takes everything after the
 //!   blank line, so a stream read or trailing bytes would end up in it).
 //!
@@ -30,7 +38,7 @@ pub fn normalize(msg: &SipMessage<'_>) -> Vec<u8> {
         StartLine::Request { method, uri } => {
             out.push_str(method.as_str());
             out.push(' ');
-            escape_uri_users(uri, &mut out);
+            escape_uri_users(&rewrite_ipv6(uri), &mut out);
             out.push_str(" SIP/2.0\r\n");
         }
         StartLine::Response { code, reason } => {
@@ -47,8 +55,10 @@ pub fn normalize(msg: &SipMessage<'_>) -> Vec<u8> {
         out.push_str(": ");
         if name.eq_ignore_ascii_case("Content-Length") {
             out.push_str(&msg.body.len().to_string());
+        } else if is_free_text(name) {
+            out.push_str(&value);
         } else {
-            escape_uri_users(&value, &mut out);
+            escape_uri_users(&tidy_params(&rewrite_ipv6(&value)), &mut out);
         }
         out.push_str("\r\n");
     }
@@ -56,6 +66,98 @@ pub fn normalize(msg: &SipMessage<'_>) -> Vec<u8> {
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(msg.body);
     bytes
+}
+
+/// Headers whose value is prose, left as written.
+fn is_free_text(name: &str) -> bool {
+    [
+        "Subject",
+        "User-Agent",
+        "Server",
+        "Organization",
+        "Warning",
+        "Date",
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Drops whitespace around `;` and `=` outside quoted strings.
+fn tidy_params(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut in_quotes = false;
+    let mut escaped = false;
+    let mut pending_ws = String::new();
+    for c in v.chars() {
+        if in_quotes {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_quotes = false;
+            }
+            continue;
+        }
+        match c {
+            ' ' | '\t' => pending_ws.push(c),
+            ';' | '=' => {
+                pending_ws.clear();
+                out.push(c);
+                // Whitespace after the separator is dropped too.
+                pending_ws.push('\0');
+            }
+            _ => {
+                if pending_ws.starts_with('\0') {
+                    pending_ws.clear();
+                }
+                out.push_str(&pending_ws);
+                pending_ws.clear();
+                if c == '"' {
+                    in_quotes = true;
+                }
+                out.push(c);
+            }
+        }
+    }
+    if !pending_ws.starts_with('\0') {
+        out.push_str(&pending_ws);
+    }
+    out
+}
+
+/// Replaces each bracketed IPv6 literal by a placeholder host name.
+fn rewrite_ipv6(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains('[') {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() + 16);
+    let mut rest = v;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        match after.find(']') {
+            Some(close)
+                if close > 1
+                    && after[..close].contains(':')
+                    && after[..close]
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') =>
+            {
+                out.push_str(&rest[..open]);
+                out.push_str("v6-");
+                out.push_str(&after[..close].replace([':', '.'], "-"));
+                out.push_str(".invalid");
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=open]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Copies `s`, writing `.` as `%2E` inside the userinfo of every

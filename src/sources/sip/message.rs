@@ -188,10 +188,10 @@ pub fn uri_user(uri: &str) -> Option<&str> {
     if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
         return None;
     }
-    // userinfo ends at the first `@`; a `;` or `?` before it means there is
-    // no userinfo (those only follow the host).
-    let stop = rest.find([';', '?', '>']).unwrap_or(rest.len());
-    let at = rest[..stop].rfind('@')?;
+    // The userinfo ends at the first `@` (the user part may contain `;`,
+    // `?`, `/`, `&` and `=`, RFC 3261 25.1 user-unreserved; an `@` anywhere
+    // else must be escaped).
+    let at = rest.find('@')?;
     let userinfo = &rest[..at];
     let user = userinfo.split(':').next().unwrap_or(userinfo);
     Some(user).filter(|u| !u.is_empty())
@@ -452,8 +452,17 @@ impl<'a> SipMessage<'a> {
             num.parse::<u32>()
                 .map_err(|_| SipError::CSeq(clip(&cseq)))?
         };
-        if cseq.split_ascii_whitespace().nth(1).is_none() {
-            return Err(SipError::CSeq(clip(&cseq)));
+        // A request's CSeq names its own method (RFC 3261 8.1.1.5).
+        match (cseq.split_ascii_whitespace().nth(1), &start) {
+            (None, _) => return Err(SipError::CSeq(clip(&cseq))),
+            (Some(m), StartLine::Request { method, .. }) if m != method.as_str() => {
+                return Err(SipError::CSeq(format!(
+                    "{} in a {} request",
+                    clip(&cseq),
+                    method.as_str()
+                )));
+            }
+            _ => {}
         }
         let avail = &msg[body_start..];
         let (body, body_truncated) = match content_length {
@@ -578,7 +587,9 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, SipError> {
     if let Some(rest) = line.strip_prefix("SIP/") {
         // SIP/2.0 SP code SP reason
         let mut it = rest.splitn(3, ' ');
-        let _version = it.next().ok_or_else(bad)?;
+        if it.next() != Some("2.0") {
+            return Err(bad());
+        }
         let code = it.next().ok_or_else(bad)?.trim();
         if code.len() != 3 {
             return Err(bad());
@@ -590,13 +601,16 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, SipError> {
         let reason = it.next().unwrap_or("").trim();
         return Ok(StartLine::Response { code, reason });
     }
+    // Extra spaces between the parts are tolerated (RFC 4475 3.1.2.8 allows
+    // a liberal reader to), spaces inside the URI are not (3.1.2.7).
     let mut it = line.split_ascii_whitespace();
     let method = it.next().ok_or_else(bad)?;
     let uri = it.next().ok_or_else(bad)?;
     let version = it.next().ok_or_else(bad)?;
     if it.next().is_some()
-        || !version.starts_with("SIP/")
+        || !version.eq_ignore_ascii_case("SIP/2.0")
         || !method.bytes().all(is_token)
+        || uri.starts_with('<')
         || !uri.contains(':')
     {
         return Err(bad());

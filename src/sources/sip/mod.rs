@@ -49,14 +49,17 @@ impl SipIngest {
         &self.mapper
     }
 
-    /// Feeds a captured payload, which may hold several messages (a TCP
-    /// segment capture). Stops at the first bad message and returns its
-    /// error; events of the messages before it are kept.
+    /// Feeds a captured payload. A payload captured from a stream (`stream`:
+    /// TCP, TLS, SCTP) may hold several messages, framed by Content-Length;
+    /// from a datagram, bytes after the first message are ignored (RFC 3261
+    /// 18.3; RFC 4475 3.1.1.8). Stops at the first bad message and returns
+    /// its error; events of the messages before it are kept.
     pub fn on_payload(
         &mut self,
         payload: &[u8],
         cap: &Capture,
         correlation: Option<&str>,
+        stream: bool,
         out: &mut Vec<Event>,
     ) -> Result<(), SipError> {
         let mut rest = payload;
@@ -65,7 +68,7 @@ impl SipIngest {
             let used = msg.len.max(1);
             self.on_message(&msg, cap, correlation, out)?;
             rest = &rest[used.min(rest.len())..];
-            if rest.iter().all(|b| b.is_ascii_whitespace()) {
+            if !stream || rest.iter().all(|b| b.is_ascii_whitespace()) {
                 return Ok(());
             }
         }
