@@ -711,3 +711,98 @@ fn compact_and_folded_messages_follow_the_same_flow() {
         ]
     );
 }
+
+/// A real capture: the HEPv3 datagrams Kamailio 5.6 (siptrace,
+/// `trace_mode=1`, auth key `k3y`) sent for two SIPp calls through it,
+/// written back to back (tests/data/hep/kamailio_calls.hep, 41 packets):
+/// caller A into sales (8001, platform answers), agent 1001 rung by the
+/// platform's dialer with `X-Call-Ref` and answering after 1 s; caller C
+/// into support (8002, early media) cancelling after 2 s.
+#[test]
+fn a_real_kamailio_capture_replays_into_queue_events() {
+    let mut cfg = config();
+    cfg.auth_key = Some(Secret::inline("k3y"));
+    cfg.queues.push(QueueRule {
+        pattern: "^8002$".into(),
+        queue: Some("support".into()),
+        match_on: UserFrom::RequestUri,
+        answer: AnswerMode::EarlyMedia,
+    });
+    cfg.agents[0].agent = None;
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/hep/kamailio_calls.hep"
+    ))
+    .unwrap();
+    let mut d = HepReplayDecoder::new(&cfg).unwrap();
+    let mut out = d.feed(&bytes);
+    out.extend(d.finish());
+    let events: Vec<&Event> = out.iter().map(|r| r.as_ref().unwrap()).collect();
+    let t0 = events[0].ts.0;
+    let story: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let s = describe(e);
+            let (_, rest) = s.split_once("s ").unwrap();
+            format!("+{}ms {rest}", e.ts.0 - t0)
+        })
+        .collect();
+    let kinds: Vec<String> = story
+        .iter()
+        .map(|s| s.split_once(' ').unwrap().1.to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "enqueued callerC-1@rec in support from 4930333",
+            "enqueued callerA-1@rec in sales from 4930111",
+            "1001 ringing (sales)",
+            "answered callerA-1@rec in sales by 1001",
+            "abandoned callerC-1@rec in support",
+            "completed callerA-1@rec in sales by 1001",
+        ],
+        "{story:#?}"
+    );
+    // Waits from Kamailio's own timestamps: A 1.2 s, C 2.0 s.
+    let at = |i: usize| events[i].ts.0;
+    assert_eq!(at(3) - at(1), 1199, "{story:#?}");
+    assert_eq!(at(4) - at(0), 2003, "{story:#?}");
+    // A collector with no key configured accepts keyed packets; one with
+    // another key refuses every packet.
+    let mut open = cfg.clone();
+    open.auth_key = None;
+    let mut d = HepReplayDecoder::new(&open).unwrap();
+    let mut refused = d.feed(&bytes);
+    refused.retain(|r| r.is_ok());
+    assert_eq!(refused.len(), 6);
+    let mut cfg2 = cfg.clone();
+    cfg2.auth_key = Some(Secret::inline("other"));
+    let mut d = HepReplayDecoder::new(&cfg2).unwrap();
+    let all = d.feed(&bytes);
+    assert_eq!(all.len(), 41);
+    assert!(
+        all.iter()
+            .all(|r| r.as_ref().err().is_some_and(|e| e.reason == "hep_auth"))
+    );
+}
+
+/// A caller whose dialog goes silent (the BYE or CANCEL was never mirrored)
+/// leaves the queue after `unanswered_timeout`, on the sender's clock: the
+/// local clock only says how much time passed since the last packet.
+#[test]
+fn a_silent_waiting_caller_expires_on_the_senders_clock() {
+    let mut cfg = config();
+    cfg.unanswered_timeout = acdmon::config::HumanDuration::from_secs(600);
+    let mut ingest = cfg.ingest().unwrap();
+    let local = Ts(5_000_000_000_000); // the collector's clock is far off
+    let l = Leg::new("lost@pbx", "4930", "q-support", CALLER, PLATFORM);
+    let p =
+        HepBuilder::sip(addr(CALLER), addr(PROXY), Ts(T0)).build(l.request("INVITE", 1).as_bytes());
+    let mut ev = Vec::new();
+    ingest.on_datagram(&p, local, &mut ev).unwrap();
+    assert_eq!(ev.len(), 1);
+    ingest.tick(local.plus_ms(599_000), &mut ev);
+    assert_eq!(ev.len(), 1, "not yet");
+    ingest.tick(local.plus_ms(601_000), &mut ev);
+    assert_eq!(describe(&ev[1]), "601s exited lost@pbx from support: other");
+}

@@ -199,6 +199,7 @@ impl HepSourceConfig {
             auth_key: self.auth_key.clone(),
             sip: SipIngest::new(self.rules()?, self.dialog_limits(), self.full_parse),
             refused_seen: 0,
+            clock: None,
         })
     }
 }
@@ -210,6 +211,11 @@ pub struct HepIngest {
     auth_key: Option<Secret>,
     sip: SipIngest,
     refused_seen: u64,
+    /// The latest capture time seen and the local time it was received:
+    /// quiet legs are expired on the senders' clock, advanced by local time
+    /// while traffic is quiet, so a sender whose clock is off does not get
+    /// its calls expired early (or never).
+    clock: Option<(Ts, Ts)>,
 }
 
 impl HepIngest {
@@ -265,6 +271,9 @@ impl HepIngest {
             src: p.src,
             dst: p.dst,
         };
+        if self.clock.is_none_or(|(seen, _)| cap.ts > seen) {
+            self.clock = Some((cap.ts, received));
+        }
         let corr = p.correlation_id.map(String::from_utf8_lossy);
         let r = self
             .sip
@@ -301,7 +310,13 @@ impl HepIngest {
         self.on_packet(&p, received, out)
     }
 
-    pub fn tick(&mut self, now: Ts, out: &mut Vec<Event>) {
+    /// Expires quiet legs. `local_now` is the local wall clock; it is
+    /// turned into the senders' time (see `clock`).
+    pub fn tick(&mut self, local_now: Ts, out: &mut Vec<Event>) {
+        let now = match self.clock {
+            Some((seen, at)) => seen.plus_ms(local_now.since(at)),
+            None => return,
+        };
         self.sip.tick(now, out);
     }
 }

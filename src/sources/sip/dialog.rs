@@ -84,7 +84,9 @@ pub enum LegEvent {
         by_originator: bool,
         answered: bool,
     },
-    /// Nothing seen for the timeout; `ts` is the last message's time.
+    /// Nothing seen for the timeout; `ts` is when that was noticed (the
+    /// sweep's time: the leg was live until then as far as anyone could
+    /// tell, and events are not dated back past what the engine has seen).
     Expired {
         call_id: String,
         ts: Ts,
@@ -312,7 +314,7 @@ impl DialogTracker {
                     expired += 1;
                     out.push(LegEvent::Expired {
                         call_id: call_id.to_string(),
-                        ts: leg.last_seen,
+                        ts: now,
                         answered: true,
                     });
                     false
@@ -329,7 +331,7 @@ impl DialogTracker {
                         },
                         None => LegEvent::Expired {
                             call_id: call_id.to_string(),
-                            ts: leg.last_seen,
+                            ts: now,
                             answered: false,
                         },
                     });
@@ -625,7 +627,7 @@ mod tests {
             out,
             vec![LegEvent::Expired {
                 call_id: "x".into(),
-                ts: Ts(0),
+                ts: Ts(10_001),
                 answered: false
             }]
         );
@@ -635,7 +637,7 @@ mod tests {
             out,
             vec![LegEvent::Expired {
                 call_id: "y".into(),
-                ts: Ts(5),
+                ts: Ts(20_005),
                 answered: true
             }]
         );

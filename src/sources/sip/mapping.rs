@@ -248,6 +248,12 @@ struct AgentLeg {
     serving: Option<String>,
 }
 
+#[derive(Debug, Default)]
+struct Waiting {
+    calls: VecDeque<String>,
+    sweep_at: usize,
+}
+
 /// Bound on remembered agent states (a To-user rule matching everything
 /// must not grow memory without end).
 const MAX_AGENTS: usize = 200_000;
@@ -260,8 +266,10 @@ pub struct Mapper {
     callers: HashMap<String, CallerLeg>,
     agent_legs: HashMap<String, AgentLeg>,
     /// Callers in each queue in joining order, for `fifo_fallback`. Entries
-    /// of callers that left are skipped lazily.
-    waiting: HashMap<String, VecDeque<String>>,
+    /// of callers that left are dropped lazily: from the front when looked
+    /// at, and by a sweep whenever a queue's list doubles, so the lists stay
+    /// within twice the callers actually waiting (amortised O(1)).
+    waiting: HashMap<String, Waiting>,
     /// A caller leg's own HEP correlation id → its Call-ID.
     by_correlation: HashMap<String, String>,
     /// The last status this source reported per agent, to report changes
@@ -424,7 +432,13 @@ impl Mapper {
         }
         leg.enqueued = true;
         let w = self.waiting.entry(leg.queue.clone()).or_default();
-        w.push_back(call.to_string());
+        w.calls.push_back(call.to_string());
+        if w.calls.len() > w.sweep_at.max(64) {
+            let callers = &self.callers;
+            w.calls
+                .retain(|c| c == call || callers.get(c).is_some_and(|l| l.answered.is_none()));
+            w.sweep_at = w.calls.len() * 2;
+        }
         out.push(Event {
             ts,
             kind: EventKind::CallEnqueued {
@@ -470,11 +484,11 @@ impl Mapper {
     /// The oldest enqueued, unanswered caller of `queue`.
     fn longest_waiting(&mut self, queue: &str) -> Option<String> {
         let w = self.waiting.get_mut(queue)?;
-        while let Some(c) = w.front() {
+        while let Some(c) = w.calls.front() {
             match self.callers.get(c) {
                 Some(l) if l.enqueued && l.answered.is_none() => return Some(c.clone()),
                 _ => {
-                    w.pop_front();
+                    w.calls.pop_front();
                 }
             }
         }
@@ -748,6 +762,11 @@ impl Mapper {
         let Some(agent) = self.rules.agent_of_user(&unescape(user)) else {
             return Ok(());
         };
+        if !self.blf.contains_key(&agent) && self.blf.len() >= MAX_AGENTS {
+            return Err(format!(
+                "more than {MAX_AGENTS} BLF entities; {agent} not followed"
+            ));
+        }
         let status = {
             let cur = self.blf.entry(agent.clone()).or_default();
             if info.full {
@@ -792,5 +811,103 @@ pub fn exit_reason(code: u16) -> ExitReason {
         300..=399 => ExitReason::Transfer,
         408 | 480 => ExitReason::Timeout,
         _ => ExitReason::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> MappingRules {
+        MappingRules::new(&MappingConfig {
+            queues: vec![QueueRule {
+                pattern: "^q(\\d)$".into(),
+                queue: Some("queue-$1".into()),
+                match_on: UserFrom::RequestUri,
+                answer: AnswerMode::EarlyMedia,
+            }],
+            agents: vec![AgentRule {
+                pattern: "^(?<ext>1\\d{3})$".into(),
+                agent: Some("a${ext}".into()),
+                match_on: UserFrom::To,
+            }],
+            ..MappingConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn invite(call: &str, ruri: &str, to: &str) -> String {
+        format!(
+            "INVITE sip:{ruri}@h SIP/2.0\r\nFrom: <sip:c@h>;tag=f\r\nTo: <sip:{to}@h>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn rules_name_queues_and_agents_with_templates() {
+        let m = Mapper::new(rules());
+        let text = invite("x", "q7", "whatever");
+        let msg = SipMessage::parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            m.classify(&msg, None),
+            Some(Role::Caller {
+                queue: "queue-7".into(),
+                answer: AnswerMode::EarlyMedia
+            })
+        );
+        let text = invite("y", "anything", "1017");
+        let msg = SipMessage::parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            m.classify(&msg, None),
+            Some(Role::Agent {
+                agent: "a1017".into(),
+                queue: None,
+                caller_call: None
+            })
+        );
+        let text = invite("z", "999", "reception");
+        assert_eq!(
+            m.classify(&SipMessage::parse(text.as_bytes()).unwrap(), None),
+            None
+        );
+        assert!(
+            MappingRules::new(&MappingConfig {
+                queues: vec![QueueRule {
+                    pattern: "([".into(),
+                    queue: None,
+                    match_on: UserFrom::To,
+                    answer: AnswerMode::Platform
+                }],
+                ..MappingConfig::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_fifo_list_of_a_queue_stays_bounded_when_nobody_asks() {
+        let mut m = Mapper::new(rules());
+        let mut out = Vec::new();
+        for i in 0..10_000 {
+            let text = invite(&format!("c{i}"), "q1", "x");
+            let msg = SipMessage::parse(text.as_bytes()).unwrap();
+            let role = m.classify(&msg, None).unwrap();
+            m.start(role, &msg, Ts(i), None, &mut out);
+            m.on_leg(
+                LegEvent::Failed {
+                    call_id: format!("c{i}"),
+                    ts: Ts(i + 1),
+                    code: 487,
+                    cancelled: true,
+                },
+                &mut out,
+            );
+        }
+        assert_eq!(out.len(), 20_000);
+        assert!(
+            m.waiting["queue-1"].calls.len() <= 128,
+            "{}",
+            m.waiting["queue-1"].calls.len()
+        );
+        assert_eq!(m.open_calls(), 0);
     }
 }

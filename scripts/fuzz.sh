@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs one cargo-fuzz target for a while.
+#   scripts/fuzz.sh <target> [seconds]
+# Targets are the [[bin]] entries of fuzz/Cargo.toml (e.g. hep_packet,
+# sip_message). Needs the nightly toolchain; installs cargo-fuzz if missing.
+# Seeds each target's corpus from the recorded inputs in tests/data.
+set -euo pipefail
+target=${1:?usage: scripts/fuzz.sh <target> [seconds]}
+secs=${2:-60}
+cd "$(dirname "$0")/.."
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
+corpus=fuzz/corpus/$target
+mkdir -p "$corpus"
+case $target in
+  hep_packet)
+    # Each packet of the recorded Kamailio capture (HEPv3, back to back).
+    python3 - "$corpus" tests/data/hep/kamailio_calls.hep <<'PY'
+import sys
+out, src = sys.argv[1], open(sys.argv[2], "rb").read()
+i = n = 0
+while i + 6 <= len(src):
+    ln = int.from_bytes(src[i + 4:i + 6], "big")
+    if ln < 6:
+        break
+    open(f"{out}/seed-kamailio-{n:03}", "wb").write(src[i:i + ln])
+    i += ln
+    n += 1
+PY
+    ;;
+  sip_message)
+    for f in tests/data/sip/messages/*.sip; do
+      sed 's/$/\r/' "$f" > "$corpus/seed-$(basename "$f")"
+    done ;;
+esac
+cd fuzz
+exec cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$secs" -max_len=16384
