@@ -2,7 +2,9 @@
 //! decode, SIP reader, dialog tracker, mapping): nothing may panic.
 #![no_main]
 
-use acdmon::sources::hep::HepSourceConfig;
+use std::sync::OnceLock;
+
+use acdmon::sources::hep::{HepIngest, HepSourceConfig};
 use acdmon::sources::hep::packet::{Limits, StreamFramer};
 use acdmon::sources::sip::mapping::{AgentRule, AnswerMode, QueueRule, UserFrom};
 use acdmon::time::Ts;
@@ -27,9 +29,13 @@ fn config() -> HepSourceConfig {
     }
 }
 
+/// Compiled once (regexes); each run starts from a fresh clone.
+static TEMPLATE: OnceLock<HepIngest> = OnceLock::new();
+
 fuzz_target!(|data: &[u8]| {
-    let cfg = config();
-    let mut ingest = cfg.ingest().expect("static config");
+    let mut ingest = TEMPLATE
+        .get_or_init(|| config().ingest().expect("static config"))
+        .clone();
     let mut events = Vec::new();
     // As one datagram.
     let _ = ingest.on_datagram(data, Ts(1_000), &mut events);

@@ -9,6 +9,10 @@ use acdmon::sources::sip::message::SipMessage;
 use acdmon::sources::sip::{SipIngest, dialog_info, full};
 use acdmon::time::Ts;
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+/// Compiled once (regexes); each run starts from a fresh clone.
+static RULES: OnceLock<MappingRules> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = SipMessage::parse(data) {
@@ -23,16 +27,20 @@ fuzz_target!(|data: &[u8]| {
         let _ = dialog_info::parse(m.body);
     }
     let _ = dialog_info::parse(data);
-    let rules = MappingRules::new(&MappingConfig {
-        queues: vec![QueueRule {
-            pattern: ".".into(),
-            queue: None,
-            match_on: UserFrom::To,
-            answer: AnswerMode::Platform,
-        }],
-        ..MappingConfig::default()
-    })
-    .expect("static rules");
+    let rules = RULES
+        .get_or_init(|| {
+            MappingRules::new(&MappingConfig {
+                queues: vec![QueueRule {
+                    pattern: ".".into(),
+                    queue: None,
+                    match_on: UserFrom::To,
+                    answer: AnswerMode::Platform,
+                }],
+                ..MappingConfig::default()
+            })
+            .expect("static rules")
+        })
+        .clone();
     let mut ingest = SipIngest::new(rules, DialogLimits::default(), false);
     let cap = Capture {
         ts: Ts(0),

@@ -126,7 +126,7 @@ enum State {
     Ended,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Leg {
     state: State,
     invite_cseq: u32,
@@ -149,7 +149,7 @@ pub struct DialogStats {
     pub refused: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DialogTracker {
     legs: HashMap<Box<str>, Leg>,
     limits: DialogLimits,

@@ -91,7 +91,7 @@ pub struct AgentRule {
     pub match_on: UserFrom,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Rule {
     re: Regex,
     template: Option<String>,
@@ -116,7 +116,7 @@ impl Rule {
 }
 
 /// The compiled rules of one source.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MappingRules {
     queues: Vec<Rule>,
     agents: Vec<Rule>,
@@ -226,7 +226,7 @@ pub enum Role {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct CallerLeg {
     queue: String,
     answer: AnswerMode,
@@ -239,7 +239,7 @@ struct CallerLeg {
     agent_legs: Vec<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct AgentLeg {
     agent: String,
     queue: Option<String>,
@@ -248,7 +248,7 @@ struct AgentLeg {
     serving: Option<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Waiting {
     calls: VecDeque<String>,
     sweep_at: usize,
@@ -260,7 +260,7 @@ const MAX_AGENTS: usize = 200_000;
 
 /// The sans-IO mapper. Feed it classified leg starts, leg events and
 /// NOTIFYs; it pushes domain events.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Mapper {
     rules: MappingRules,
     callers: HashMap<String, CallerLeg>,

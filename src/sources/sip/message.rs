@@ -8,9 +8,9 @@
 //! send (compact forms, folded lines, `Via :`, `sip:john.doe@host`, no
 //! Content-Length framing; protocols.md 5.1). This reader tolerates all of
 //! them, and on the same messages (`cargo bench --bench hep`) it reads
-//! what we need in ~0.7 us per message where `rsip` takes ~2.0 us to parse
-//! and ~3.8 us to also type the few headers we need; the whole collector
-//! runs at ~1.2 M messages/s with this reader and ~160 k/s when `rsip`
+//! what we need in ~0.7 us per message where `rsip` takes ~1.8 us to parse
+//! and ~3.4 us to also type the few headers we need; the whole collector
+//! runs at ~1.1 M messages/s with this reader and ~180 k/s when `rsip`
 //! validates every message (numbers in `docs/sip.md`, `notes/hep.md`).
 //! `rsip` stays where a full, validating parse is worth its cost: see
 //! [`super::full`].

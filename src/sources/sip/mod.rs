@@ -20,13 +20,13 @@ use crate::event::Event;
 use crate::time::Ts;
 
 /// Sans-IO SIP ingest: messages with their capture facts in, events out.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SipIngest {
     tracker: DialogTracker,
     mapper: Mapper,
     /// Validate every message with `rsip` (after normalisation) and reject
     /// what it refuses. Off by default: the reader is enough to follow
-    /// dialogs, and the full parse makes the collector ~7x slower.
+    /// dialogs, and the full parse makes the collector ~6x slower.
     full_parse: bool,
     legs: Vec<LegEvent>,
 }
