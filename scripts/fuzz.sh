@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Runs one cargo-fuzz target for a while.
-#   scripts/fuzz.sh <target> [seconds]
-# Targets are the [[bin]] entries of fuzz/Cargo.toml (e.g. hep_packet,
-# sip_message). Needs the nightly toolchain; installs cargo-fuzz if missing.
-# Seeds each target's corpus from the recorded inputs in tests/data.
+#   scripts/fuzz.sh <target> [seconds]     targets: ami_parser ami_session queue_log_line hep_packet sip_message
+# Needs the nightly toolchain; installs cargo-fuzz if it is missing.
+# Seeds the corpus from the recorded transcripts in tests/data.
 set -euo pipefail
 target=${1:?usage: scripts/fuzz.sh <target> [seconds]}
 secs=${2:-60}
@@ -14,6 +13,13 @@ fi
 corpus=fuzz/corpus/$target
 mkdir -p "$corpus"
 case $target in
+  ami_parser|ami_session)
+    for f in tests/data/ami/*.ami; do
+      # The first 8 KiB of each transcript.
+      head -c 8192 "$f" > "$corpus/seed-$(basename "$f")"
+    done ;;
+  queue_log_line)
+    for f in tests/data/queue_log/*; do cp "$f" "$corpus/seed-$(basename "$f")"; done ;;
   hep_packet)
     # Each packet of the recorded Kamailio capture (HEPv3, back to back).
     python3 - "$corpus" tests/data/hep/kamailio_calls.hep <<'PY'

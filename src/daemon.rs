@@ -72,6 +72,43 @@ fn start_source(s: &crate::config::SourceConfig, state: &AppState) {
         SourceSpec::Json(c) => {
             crate::sources::json::task::spawn(c.clone(), ctx);
         }
+        SourceSpec::Other(t) if s.kind == "ami" || s.kind == "queue_log" => {
+            // Agents this source may name by interface (`[[agents]] interface`).
+            let agents: Vec<(String, String)> = state
+                .config
+                .agents
+                .iter()
+                .filter(|a| a.source.as_ref().is_none_or(|x| *x.get_ref() == s.name))
+                .filter_map(|a| a.interface.clone().map(|i| (a.id.clone(), i)))
+                .collect();
+            let started = if s.kind == "ami" {
+                crate::sources::ami::AmiConfig::from_table(t.clone()).map(|mut c| {
+                    c.agents = agents;
+                    crate::sources::ami::spawn(
+                        ctx.name.clone(),
+                        c,
+                        ctx.inbox.clone(),
+                        ctx.health.clone(),
+                        ctx.rejects.clone(),
+                    );
+                })
+            } else {
+                crate::sources::queue_log::QueueLogConfig::from_table(t.clone()).map(|mut c| {
+                    c.agents = agents;
+                    crate::sources::queue_log::spawn(
+                        ctx.name.clone(),
+                        c,
+                        ctx.inbox.clone(),
+                        ctx.health.clone(),
+                        ctx.rejects.clone(),
+                    );
+                })
+            };
+            if let Err(e) = started {
+                ctx.health.set_error(e.clone());
+                tracing::error!(source = %s.name, error = %e, "source not started");
+            }
+        }
         SourceSpec::Other(_) => {
             ctx.health.set_error(format!(
                 "source kind `{}` is not available in this build",
@@ -88,6 +125,15 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    serve_on(listener, state).await
+}
+
+/// Serves HTTP on a bound listener (tests bind 127.0.0.1:0).
+pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(%addr, "serving the wall, API, /ws and /metrics");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -75,8 +75,8 @@ pub fn detect(head: &[u8]) -> Format {
     }
 }
 
-fn decoder_for(format: Format) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
-    crate::replay_formats::decoder(format)
+fn decoder_for(format: Format, cfg: &Config) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
+    crate::replay_formats::decoder_with_config(format, cfg)
 }
 
 /// Replays `inputs` in the order given and returns the report as of the last
@@ -130,7 +130,7 @@ pub fn replay(
                 first = false;
                 match format.unwrap_or_else(|| detect(&buf[..n])) {
                     Format::Json => json = Some(LineDecoder::new()),
-                    f => other = Some(decoder_for(f)?),
+                    f => other = Some(decoder_for(f, cfg)?),
                 }
             }
             if let Some(d) = json.as_mut() {

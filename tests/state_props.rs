@@ -150,10 +150,8 @@ proptest! {
             prop_assert!(w.answered_in_sl <= w.answered);
             prop_assert!(w.abandoned_in_sl <= w.abandoned);
             prop_assert!(w.short_abandoned <= w.abandoned);
-            for r in all_ratios(&v) {
-                if let Some(x) = r {
-                    prop_assert!((0.0..=1.0).contains(&x), "ratio {} out of range", x);
-                }
+            for x in all_ratios(&v).into_iter().flatten() {
+                prop_assert!((0.0..=1.0).contains(&x), "ratio {} out of range", x);
             }
             // Agents by state equal a recount from the agents themselves.
             let mut recount = [0u32; 6];
@@ -241,5 +239,24 @@ proptest! {
         // Rolling: the last 15 minutes.
         let rolling = times.iter().filter(|x| x.0 > last.0 - 900_000).count() as u64;
         prop_assert_eq!(v.windows.rolling.offered, rolling);
+    }
+}
+
+proptest! {
+    /// Any bytes, in any chunking, decode to events or rejections: never a
+    /// panic, and every complete line is accounted for.
+    #[test]
+    fn json_decoder_survives_arbitrary_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..4096),
+        chunk in 1usize..64,
+    ) {
+        let mut d = acdmon::sources::json::LineDecoder::new();
+        let mut out = Vec::new();
+        for c in bytes.chunks(chunk) {
+            d.feed(c, &mut out);
+        }
+        d.finish(&mut out);
+        let lines = bytes.split(|&b| b == b'\n').filter(|l| l.iter().any(|b| !b.is_ascii_whitespace())).count();
+        prop_assert_eq!(out.len(), lines);
     }
 }

@@ -288,16 +288,16 @@ impl<'a> Loader<'a> {
             for g in &a.groups {
                 *groups.entry(g.as_str()).or_default() += 1;
             }
-            if let Some(s) = &a.source {
-                if !source_names.contains(s.get_ref().as_str()) {
-                    self.err(
-                        Some(s.span()),
-                        format!(
-                            "unknown source `{}` (no [[sources]] entry has that name)",
-                            s.get_ref()
-                        ),
-                    );
-                }
+            if let Some(s) = &a.source
+                && !source_names.contains(s.get_ref().as_str())
+            {
+                self.err(
+                    Some(s.span()),
+                    format!(
+                        "unknown source `{}` (no [[sources]] entry has that name)",
+                        s.get_ref()
+                    ),
+                );
             }
         }
         let mut names = HashSet::new();
@@ -327,13 +327,13 @@ impl<'a> Loader<'a> {
                             ),
                         );
                     }
-                    if let (Some(min), Some(max)) = (si.min, si.max) {
-                        if min > max {
-                            self.err(
-                                Some(si.group.span()),
-                                format!("stage `{}`: min {min} > max {max}", st.name),
-                            );
-                        }
+                    if let (Some(min), Some(max)) = (si.min, si.max)
+                        && min > max
+                    {
+                        self.err(
+                            Some(si.group.span()),
+                            format!("stage `{}`: min {min} > max {max}", st.name),
+                        );
                     }
                 }
                 if st.sign_in.is_none() && st.advise.is_none() {
@@ -342,13 +342,13 @@ impl<'a> Loader<'a> {
                         format!("stage `{}` neither signs in a group nor advises", st.name),
                     );
                 }
-                if let Some(s) = &st.staffing {
-                    if s.get_ref() != "erlang_c" {
-                        self.err(
-                            Some(s.span()),
-                            format!("unknown staffing `{}` (erlang_c)", s.get_ref()),
-                        );
-                    }
+                if let Some(s) = &st.staffing
+                    && s.get_ref() != "erlang_c"
+                {
+                    self.err(
+                        Some(s.span()),
+                        format!("unknown staffing `{}` (erlang_c)", s.get_ref()),
+                    );
                 }
             }
         }
@@ -368,13 +368,13 @@ impl<'a> Loader<'a> {
     }
 
     fn check_settings(&mut self, s: &QueueSettings) {
-        if let Some(t) = &s.sl_target {
-            if !(0.0..=1.0).contains(t.get_ref()) {
-                self.err(
-                    Some(t.span()),
-                    format!("sl_target {} is not between 0 and 1", t.get_ref()),
-                );
-            }
+        if let Some(t) = &s.sl_target
+            && !(0.0..=1.0).contains(t.get_ref())
+        {
+            self.err(
+                Some(t.span()),
+                format!("sl_target {} is not between 0 and 1", t.get_ref()),
+            );
         }
         if let Some(i) = &s.interval {
             let ms = i.get_ref().millis();
@@ -502,7 +502,10 @@ impl<'a> Loader<'a> {
         let rest_v = Spanned::new(value.span(), DeValue::Table(rest));
         let spec = match kind.as_str() {
             "json" => {
-                let c: JsonSourceConfig = self.de(&rest_v)?;
+                let c: JsonSourceConfig = self.de(&rest_v).unwrap_or_else(|| JsonSourceConfig {
+                    path: Some(String::new()),
+                    ..JsonSourceConfig::default()
+                });
                 let n = [c.listen.is_some(), c.address.is_some(), c.path.is_some()]
                     .iter()
                     .filter(|x| **x)
@@ -515,7 +518,23 @@ impl<'a> Loader<'a> {
                 }
                 SourceSpec::Json(c)
             }
-            k if SOURCE_KINDS.contains(&k) => SourceSpec::Other(self.de(&rest_v)?),
+            k if SOURCE_KINDS.contains(&k) => {
+                // Validate with the adapter's own typed settings, so its key
+                // errors carry positions too; the adapter re-reads the table.
+                let typed_ok = match k {
+                    "ami" => self.de::<crate::sources::ami::AmiConfig>(&rest_v).is_some(),
+                    "queue_log" => self
+                        .de::<crate::sources::queue_log::QueueLogConfig>(&rest_v)
+                        .is_some(),
+                    _ => true,
+                };
+                match (typed_ok, self.de(&rest_v)) {
+                    (true, Some(t)) => SourceSpec::Other(t),
+                    // Already reported; keep the name so references to it
+                    // are not reported as unknown too.
+                    _ => SourceSpec::Other(toml::Table::new()),
+                }
+            }
             other => {
                 self.err(
                     Some(kspan),

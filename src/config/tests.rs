@@ -105,3 +105,20 @@ fn unknown_agent_source_is_an_error() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn adapter_keys_are_checked_with_positions() {
+    let errs = errors(
+        "[[sources]]\nname = \"pbx\"\nkind = \"ami\"\naddress = \"127.0.0.1:5038\"\nusername = \"u\"\nsecret = \"s\"\nsign_out = \"vanish\"\nport = 5038\n",
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:7:") && e.contains("vanish")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:8:") && e.contains("port")),
+        "{errs:?}"
+    );
+}

@@ -137,7 +137,7 @@ impl Expr {
             let v = c
                 .var
                 .read(f)
-                .map(|x| format_num(x))
+                .map(format_num)
                 .unwrap_or_else(|| "null".into());
             format!(
                 "{}={} {} {}",

@@ -24,6 +24,7 @@ pub fn routes(_state: AppState) -> Router<AppState> {
         .route("/api/v1/events", post(ingest))
 }
 
+#[allow(clippy::result_large_err)]
 pub(crate) fn read_guard(s: &AppState, h: &HeaderMap, q: &Option<String>) -> Result<(), Response> {
     auth::check_read(
         &s.config.server.read_token,
@@ -33,6 +34,7 @@ pub(crate) fn read_guard(s: &AppState, h: &HeaderMap, q: &Option<String>) -> Res
     .map_err(|c| (c, Json(json!({"error": "a valid read token is required"}))).into_response())
 }
 
+#[allow(clippy::result_large_err)]
 pub(crate) fn admin_guard(s: &AppState, h: &HeaderMap, q: &Option<String>) -> Result<(), Response> {
     auth::check_admin(
         &s.config.server.admin_token,

@@ -24,13 +24,11 @@ pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&
     if let Some(v) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    {
-        if let Some(t) = v
+        && let Some(t) = v
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
-        {
-            return Some(t.trim());
-        }
+    {
+        return Some(t.trim());
     }
     query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
 }

@@ -13,7 +13,7 @@ pub fn traffic(arrivals_per_s: f64, aht_s: f64) -> f64 {
 /// Probability that a call waits (Erlang C), for `agents` agents and
 /// `traffic` Erlangs. 1.0 when the queue is overloaded (`agents <= traffic`).
 pub fn prob_wait(traffic: f64, agents: u32) -> f64 {
-    if !(traffic > 0.0) {
+    if traffic.is_nan() || traffic <= 0.0 {
         return 0.0;
     }
     let n = agents as f64;
@@ -31,7 +31,7 @@ pub fn prob_wait(traffic: f64, agents: u32) -> f64 {
 
 /// Share of calls answered within `threshold_s`.
 pub fn service_level(traffic: f64, agents: u32, aht_s: f64, threshold_s: f64) -> f64 {
-    if !(traffic > 0.0) {
+    if traffic.is_nan() || traffic <= 0.0 {
         return 1.0;
     }
     let n = agents as f64;
@@ -44,7 +44,7 @@ pub fn service_level(traffic: f64, agents: u32, aht_s: f64, threshold_s: f64) ->
 
 /// Average speed of answer in seconds; infinite when overloaded.
 pub fn asa(traffic: f64, agents: u32, aht_s: f64) -> f64 {
-    if !(traffic > 0.0) {
+    if traffic.is_nan() || traffic <= 0.0 {
         return 0.0;
     }
     let n = agents as f64;

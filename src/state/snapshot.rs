@@ -84,7 +84,7 @@ impl Publisher {
     pub fn publish(&self, engine: &mut Engine, escalations: Vec<Arc<Entry>>) -> Option<Arc<Delta>> {
         let (dq, da) = engine.take_dirty();
         let prev = self.current.load_full();
-        if dq.is_empty() && da.is_empty() && escalations.is_empty() && prev.as_of == engine.now() {
+        if dq.is_empty() && da.is_empty() && escalations.is_empty() {
             return None;
         }
         let mut queues = prev.queues.clone();

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up what the tests need on a fresh machine, then runs them.
+# Usage: scripts/test.sh            (what CI runs, through .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests use (Prometheus/promtool, Chromium, Kamailio,
+# SIPp): each install script is idempotent and skips what is present.
+for s in scripts/install-*.sh; do
+  [ -f "$s" ] || continue
+  echo "== $s"
+  bash "$s"
+done
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --locked
