@@ -378,6 +378,21 @@ impl HepReplayDecoder {
     }
 }
 
+/// The replay decoder for `acdmon replay --format hep`: mapping rules from
+/// the configuration's first `kind = "hep"` source.
+pub fn replay_decoder(cfg: &crate::config::Config) -> Result<HepReplayDecoder, String> {
+    let spec = cfg
+        .sources
+        .iter()
+        .find(|s| s.kind == "hep")
+        .ok_or("replaying HEP needs a [[sources]] entry with kind = \"hep\" (its mapping rules say which legs are queue calls)")?;
+    let hep = match &spec.spec {
+        crate::config::SourceSpec::Other(t) => HepSourceConfig::from_table(t)?,
+        crate::config::SourceSpec::Json(_) => return Err("hep source has no hep settings".into()),
+    };
+    HepReplayDecoder::new(&hep)
+}
+
 /// Formats a capture address for logs.
 pub fn peer(a: Option<SocketAddr>) -> String {
     a.map_or_else(|| "?".into(), |a| a.to_string())
