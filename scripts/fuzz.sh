@@ -34,6 +34,8 @@ while i + 6 <= len(src):
     i += ln
     n += 1
 PY
+    # Real HEPv2 datagrams.
+    for f in tests/data/hep/kamailio_v2/*.hep; do cp "$f" "$corpus/seed-v2-$(basename "$f")"; done
     ;;
   sip_message)
     for f in tests/data/sip/messages/*.sip; do

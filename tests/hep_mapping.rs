@@ -806,3 +806,49 @@ fn a_silent_waiting_caller_expires_on_the_senders_clock() {
     ingest.tick(local.plus_ms(601_000), &mut ev);
     assert_eq!(describe(&ev[1]), "601s exited lost@pbx from support: other");
 }
+
+/// Real HEPv2 from Kamailio 5.6 (`hep_version=2`): one datagram per file in
+/// tests/data/hep/kamailio_v2, a caller into an early-media queue (8002)
+/// cancelling after 1.5 s. Checks the little-endian v2 time header against
+/// the real sender, and that a v2 flow maps like a v3 one.
+#[test]
+fn real_kamailio_hepv2_datagrams_map_like_v3() {
+    let mut cfg = config();
+    cfg.queues.push(QueueRule {
+        pattern: "^8002$".into(),
+        queue: Some("support".into()),
+        match_on: UserFrom::RequestUri,
+        answer: AnswerMode::EarlyMedia,
+    });
+    let mut ingest = cfg.ingest().unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hep/kamailio_v2");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 13);
+    let mut ev = Vec::new();
+    for f in &files {
+        let d = std::fs::read(f).unwrap();
+        let p = acdmon::sources::hep::packet::parse_datagram(&d, &Default::default()).unwrap();
+        assert_eq!((p.version, p.capture_id), (2, Some(42)));
+        // Captured in November 2026: the time header read little-endian.
+        let ts = p.ts.unwrap();
+        assert!(ts.rfc3339().starts_with("2026-11-"), "{}", ts.rfc3339());
+        ingest.on_datagram(&d, Ts(0), &mut ev).unwrap();
+    }
+    let kinds: Vec<String> = ev
+        .iter()
+        .map(|e| describe(e).split_once("s ").unwrap().1.to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "enqueued callerV2-1@rec in support from 4930333",
+            "abandoned callerV2-1@rec in support"
+        ]
+    );
+    let wait = ev[1].ts.0 - ev[0].ts.0;
+    assert!((1450..1700).contains(&wait), "{wait} ms");
+}

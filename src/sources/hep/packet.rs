@@ -9,7 +9,10 @@
 //! where the total length frames the stream; HEPv1/v2 (no magic, fixed
 //! header) over UDP only, since they carry no length. Offsets of v1/v2 are
 //! computed from version and address family, never from `hdr_len`, because
-//! Kamailio and sofia-sip disagree on what `hdr_len` counts (3.6).
+//! Kamailio and sofia-sip disagree on what `hdr_len` counts (3.6). The v2
+//! time header is 12 bytes on the wire from Kamailio 5.6 (the 10-byte C
+//! struct padded; seen in a real capture, tests/data/hep/kamailio_v2), not
+//! the 10 protocols.md 3.6 gives; both are accepted.
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -412,7 +415,16 @@ fn parse_v12<'a>(buf: &'a [u8], limits: &Limits) -> Result<HepPacket<'a>, HepErr
             i64::from(secs) * 1000 + i64::from(usecs.min(999_999)) / 1000
         ));
         capture_id = Some(u32::from(u16::from_le_bytes([t[8], t[9]])));
-        off += 10;
+        // The C struct (u32, u32, u16) is padded to 12 bytes, and Kamailio
+        // and sofia-sip send `sizeof`: 2 padding bytes follow. A sender that
+        // packs the struct sends 10; take whichever leaves a SIP start line.
+        off += if buf.len() >= off + 12
+            && (looks_like_sip(&buf[off + 12..]) || !looks_like_sip(&buf[off + 10..]))
+        {
+            12
+        } else {
+            10
+        };
     }
     let payload = &buf[off..];
     if payload.is_empty() {
@@ -731,6 +743,7 @@ mod tests {
         b.extend_from_slice(&1_700_000_000u32.to_le_bytes());
         b.extend_from_slice(&250_000u32.to_le_bytes());
         b.extend_from_slice(&7u16.to_le_bytes());
+        let packed = b.len();
         b.extend_from_slice(b"SIP/2.0 200 OK\r\n\r\n");
         let p = parse_datagram(&b, &Limits::default()).unwrap();
         assert_eq!(p.version, 2);
@@ -747,6 +760,12 @@ mod tests {
             parse_datagram(&be, &Limits::default()).unwrap().ts,
             Some(Ts(1_700_000_000_250))
         );
+        // Kamailio's real layout: the struct padded to 12 bytes.
+        let mut padded = b[..packed].to_vec();
+        padded.extend_from_slice(&[0, 0]);
+        padded.extend_from_slice(b"SIP/2.0 200 OK\r\n\r\n");
+        let p = parse_datagram(&padded, &Limits::default()).unwrap();
+        assert_eq!(p.payload, Payload::Plain(b"SIP/2.0 200 OK\r\n\r\n"));
     }
 
     #[test]
