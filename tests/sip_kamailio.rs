@@ -52,14 +52,19 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// Children are killed when the test ends, whatever happens.
+/// Children are stopped when the test ends, whatever happens. Each runs in
+/// its own process group: Kamailio forks workers, and killing only the main
+/// process would orphan them (holding the port). The group gets SIGTERM
+/// (Kamailio then stops its workers), then SIGKILL if still there.
 struct Procs(Vec<(String, Child)>);
 
 impl Procs {
     fn spawn(&mut self, name: &str, cmd: &mut Command, log: &Path) {
+        use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
         let child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -69,9 +74,27 @@ impl Procs {
     }
 }
 
+fn signal_group(pgid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
 impl Drop for Procs {
     fn drop(&mut self) {
+        for (_, c) in &self.0 {
+            signal_group(c.id(), "-TERM");
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
         for (_, c) in &mut self.0 {
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for (_, c) in &mut self.0 {
+            // Workers may outlive the main process briefly: the group, always.
+            signal_group(c.id(), "-KILL");
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -466,23 +489,16 @@ async fn kamailio_mirrors_a_queue_floor_to_the_collector() {
         ),
     ];
     let t_start = Instant::now();
-    let mut uacs = Vec::new();
+    let mut uacs = Procs(Vec::new());
     for (at, name, mut cmd) in runs {
         let due = Duration::from_millis(at);
         if let Some(wait) = due.checked_sub(t_start.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        let out = std::fs::File::create(log(name)).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap();
-        uacs.push((name, child));
+        uacs.spawn(name, &mut cmd, &log(name));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    for (name, child) in &mut uacs {
+    for (name, child) in &mut uacs.0 {
         loop {
             if let Some(st) = child.try_wait().unwrap() {
                 assert!(
