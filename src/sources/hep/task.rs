@@ -43,7 +43,7 @@ impl Listeners {
     pub async fn bind(cfg: &HepSourceConfig) -> std::io::Result<Listeners> {
         let udp = match cfg.listen_udp.trim() {
             "" => None,
-            a => Some(UdpSocket::bind(a).await?),
+            a => Some(bind_udp(a).await?),
         };
         let tcp = match cfg.listen_tcp.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -59,6 +59,36 @@ impl Listeners {
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|s| s.local_addr().ok())
     }
+}
+
+/// Asked-for kernel receive buffer of the UDP socket: HEP senders do not
+/// retransmit, so bursts must fit in the kernel while a batch is handed to
+/// the engine. The kernel caps it at `net.core.rmem_max` (often 208 KB by
+/// default; raise it for busy platforms); the size obtained is logged.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
+async fn bind_udp(addr: &str) -> std::io::Result<UdpSocket> {
+    let sa: SocketAddr = match addr.parse() {
+        Ok(sa) => sa,
+        Err(_) => tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("no address for {addr}"),
+            )
+        })?,
+    };
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(sa),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer is not a reason to refuse to run.
+    let _ = sock.set_recv_buffer_size(UDP_RECV_BUFFER);
+    sock.set_nonblocking(true)?;
+    sock.bind(&sa.into())?;
+    let got = sock.recv_buffer_size().unwrap_or(0);
+    tracing::debug!(addr, recv_buffer = got, "HEP UDP socket bound");
+    UdpSocket::from_std(sock.into())
 }
 
 /// Spawns the source: binds (retrying with backoff), then runs until the
