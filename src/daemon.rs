@@ -126,6 +126,23 @@ fn start_source(
                 tracing::error!(source = %s.name, error = %e, "source not started");
             }
         }
+        SourceSpec::Other(t) if s.kind == "hep" => {
+            match crate::sources::hep::HepSourceConfig::from_table(t) {
+                Ok(c) => {
+                    crate::sources::hep::spawn(
+                        ctx.name.clone(),
+                        c,
+                        ctx.inbox.clone(),
+                        ctx.health.clone(),
+                        ctx.rejects.clone(),
+                    );
+                }
+                Err(e) => {
+                    ctx.health.set_error(e.clone());
+                    tracing::error!(source = %s.name, error = %e, "source not started");
+                }
+            }
+        }
         SourceSpec::Other(_) => {
             ctx.health.set_error(format!(
                 "source kind `{}` is not available in this build",

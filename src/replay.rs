@@ -22,6 +22,9 @@ pub enum Format {
     Json,
     QueueLog,
     Ami,
+    /// HEPv3 packets back to back (a TCP capture, or datagrams written one
+    /// after another), mapped by the config's `kind = "hep"` source rules.
+    Hep,
 }
 
 /// A decoder of a recorded input, fed bytes in chunks (sans-IO).
@@ -58,6 +61,9 @@ pub type ObserverFactory = dyn Fn(&Config) -> Vec<Box<dyn Observer>>;
 
 /// Guesses the format from the first non-blank bytes.
 pub fn detect(head: &[u8]) -> Format {
+    if head.starts_with(crate::sources::hep::packet::HEP3_MAGIC) {
+        return Format::Hep;
+    }
     let text = String::from_utf8_lossy(head);
     let first = text
         .lines()

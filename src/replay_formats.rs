@@ -14,6 +14,11 @@ pub fn decoder_with_config(
     format: Format,
     cfg: &Config,
 ) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
+    if format == Format::Hep {
+        return crate::sources::hep::replay_decoder(cfg)
+            .map(|d| Box::new(d) as Box<dyn ReplayDecoder>)
+            .map_err(ReplayError::Unsupported);
+    }
     let mut ids = AgentIds::default();
     for a in &cfg.agents {
         if let Some(i) = &a.interface {
@@ -34,6 +39,9 @@ fn decoder_for(
         )),
         Format::QueueLog => Ok(Box::new(QueueLogReplay::new(ids, zone))),
         Format::Ami => Ok(Box::new(AmiReplay::new(ids))),
+        Format::Hep => Err(ReplayError::Unsupported(
+            "hep replay needs the configuration".into(),
+        )),
     }
 }
 

@@ -757,6 +757,16 @@ impl<'a> Loader<'a> {
                     "queue_log" => self
                         .de::<crate::sources::queue_log::QueueLogConfig>(&rest_v)
                         .is_some(),
+                    "hep" => match self.de::<crate::sources::hep::HepSourceConfig>(&rest_v) {
+                        Some(c) => match c.validate() {
+                            Ok(()) => true,
+                            Err(e) => {
+                                self.err(Some(value.span()), format!("source `{name}`: {e}"));
+                                false
+                            }
+                        },
+                        None => false,
+                    },
                     _ => true,
                 };
                 match (typed_ok, self.de(&rest_v)) {

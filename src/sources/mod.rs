@@ -8,9 +8,11 @@
 
 pub mod ami;
 pub mod health;
+pub mod hep;
 pub mod json;
 pub mod queue_log;
 pub mod reject;
+pub mod sip;
 
 use std::sync::Arc;
 
