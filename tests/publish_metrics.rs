@@ -92,7 +92,17 @@ async fn metrics_follow_the_engine() {
     support::http(&d.addr, "POST", "/api/v1/events", Some(ADMIN), &lines).await;
     let text = eventually(Duration::from_secs(5), "metrics updated", || async {
         let r = support::http(&d.addr, "GET", "/metrics", None, "").await;
-        (value(&r.body, "acd_queue_calls_offered_total{queue=\"hotline\"}") == Some(3.0))
+        // Series are updated one by one while a scrape may read them (as in
+        // any Prometheus client): wait for the whole batch to show.
+        let all = [
+            ("acd_queue_calls_offered_total{queue=\"hotline\"}", 3.0),
+            ("acd_queue_calls_answered_total{queue=\"hotline\"}", 1.0),
+            ("acd_queue_calls_abandoned_total{queue=\"hotline\"}", 1.0),
+            ("acd_queue_waiting_calls{queue=\"hotline\"}", 1.0),
+            ("acd_queue_wait_seconds_count{queue=\"hotline\"}", 1.0),
+        ];
+        all.iter()
+            .all(|(k, want)| value(&r.body, k) == Some(*want))
             .then_some(r.body)
     })
     .await;

@@ -8,7 +8,9 @@
 //!   `histogram!` calls land here); everything else registers on it directly.
 //!   `acdmon run`/`demo` also install it globally, for stray `metrics::` calls.
 //! - Gauges and counters are not computed here: they are copied from the
-//!   published views. One task follows the delta channel and updates cached
+//!   published views (`acd_escalation_actions_total` is counted by the
+//!   ladder itself, on the engine thread, when an action reaches its final
+//!   result: a delta re-sends an entry whenever a result changes). One task follows the delta channel and updates cached
 //!   handles of the queues that changed (a cached handle costs ~8 ns, a
 //!   `gauge!` with runtime labels ~120 ns); counters are set with `absolute`
 //!   from `QueueView.totals`, so a missed delta cannot make them drift.
@@ -35,7 +37,6 @@ use metrics_exporter_prometheus::{
 };
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::escalation::Entry;
 use crate::event::{AgentStatus, ExitReason};
 use crate::sources::{HealthRegistry, RejectCounter};
 use crate::state::{AgentView, Publisher, QueueView};
@@ -349,7 +350,7 @@ fn describe(r: &dyn Recorder) {
     );
     c(
         "acd_escalation_actions_total",
-        "Escalation actions by queue, stage number and result.",
+        "Escalation actions by queue, stage name and final result (counted by the ladder).",
     );
     c(
         "acd_source_events_total",
@@ -514,24 +515,6 @@ impl Follower {
         .set(1.0);
     }
 
-    fn escalations(&self, entries: &[Arc<Entry>]) {
-        for e in entries {
-            let stage = e.stage.to_string();
-            for a in &e.actions {
-                self.metrics
-                    .counter(
-                        "acd_escalation_actions_total",
-                        &[
-                            ("queue", &e.queue),
-                            ("stage", &stage),
-                            ("result", &a.result),
-                        ],
-                    )
-                    .increment(1);
-            }
-        }
-    }
-
     fn full(&mut self, p: &Publisher) {
         let snap = p.snapshot();
         for q in &snap.queues {
@@ -584,9 +567,6 @@ pub fn spawn(metrics: Arc<Metrics>, publisher: Arc<Publisher>) {
             tokio::select! {
                 r = rx.recv() => match r {
                     Ok(d) => {
-                        // Escalation entries are counted once, even when
-                        // the views of this delta were already in a snapshot.
-                        f.escalations(&d.escalations);
                         if d.seq > f.seq {
                             for q in &d.queues {
                                 f.queue(q);
@@ -598,7 +578,7 @@ pub fn spawn(metrics: Arc<Metrics>, publisher: Arc<Publisher>) {
                         }
                     }
                     Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "metrics fell behind the engine; refreshing from the snapshot (escalation actions in the missed deltas are not counted)");
+                        tracing::warn!(missed = n, "metrics fell behind the engine; refreshing from the snapshot");
                         f.full(&publisher);
                     }
                     Err(RecvError::Closed) => break,

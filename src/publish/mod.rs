@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod control;
 pub mod metrics;
 pub mod wall;
 pub mod ws;
@@ -33,6 +34,7 @@ pub struct AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     api::routes(state.clone())
+        .merge(control::routes(state.clone()))
         .merge(metrics_routes())
         .merge(ws::routes())
         .merge(wall::routes())
