@@ -585,3 +585,101 @@ async fn the_wall_shows_the_api_figures_and_moves_with_events() {
     }
     eprintln!("recovered after the outage in {:?}", start.elapsed());
 }
+
+/// With the real ladder in advise mode: a backed-up queue gets a proposal on
+/// the wall; the manager approves it there; the ladder takes the step and
+/// the wall shows the stage, with the proposal gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_approves_advice_on_the_wall() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nread_token = \"{READ}\"\nadmin_token = \"{ADMIN}\"\n\
+         [storage]\npath = {:?}\n\
+         [[queues]]\nname = \"hotline\"\nladder = \"floor\"\n\
+         [[ladders]]\nname = \"floor\"\nmode = \"advise\"\nrelease_when = \"waiting < 2\"\n\
+         [[ladders.stages]]\nname = \"extend-shifts\"\nwhen = \"waiting > 3\"\nfor = \"0s\"\n\
+         advise = \"Extend shifts to add seats\"\n",
+        dir.path().join("a.sqlite").display().to_string()
+    );
+    let cfg = acdmon::config::Config::parse("t.toml", &text).expect("config");
+    let cti = acdmon::wiring::cti_registry(&cfg).unwrap();
+    let parts = acdmon::wiring::daemon_parts(&cfg, cti).unwrap();
+    let d = acdmon::wiring::start(cfg, parts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+
+    let url = format!("http://{addr}/?token={READ}&admin={ADMIN}");
+    let Some((_browser, mut page)) = launch(&url).await else {
+        return;
+    };
+    let start = Instant::now();
+    while page
+        .eval("document.getElementById('conn').textContent")
+        .await
+        != "live"
+    {
+        assert!(start.elapsed() < Duration::from_secs(15), "wall not live");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut calls = String::new();
+    for i in 0..4 {
+        calls.push_str(&enqueue("hotline", &format!("s{i}")));
+    }
+    post(&addr, &calls).await;
+
+    let advice = r#"(() => { const a = document.querySelector('article[data-queue=hotline] .advice');
+      return a ? a.textContent : ''; })()"#;
+    let start = Instant::now();
+    let shown = loop {
+        let t = page.eval(advice).await.as_str().unwrap_or("").to_string();
+        if t.contains("Extend shifts") && t.contains("Approve") {
+            break t;
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            let q = support::http(&addr, "GET", "/api/v1/queues/hotline", Some(READ), "").await;
+            let l = support::http(&addr, "GET", "/api/v1/escalations", Some(READ), "").await;
+            panic!("no proposal: {t:?}\nqueue: {}\nlog: {}", q.body, l.body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(shown.contains("extend-shifts"), "{shown}");
+
+    page.eval(
+        "document.querySelector('article[data-queue=hotline] .advice button.approve').click()",
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let s: Value = serde_json::from_str(
+            page.eval(
+                "JSON.stringify({advice: !!document.querySelector('article[data-queue=hotline] .advice'), \
+                 stage: document.querySelector('article[data-queue=hotline] [data-field=stage]').textContent})",
+            )
+            .await
+            .as_str()
+            .unwrap(),
+        )
+        .unwrap();
+        if s["advice"] == false && s["stage"].as_str().unwrap().contains("extend-shifts") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "approval not shown: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The log says who decided what.
+    let r = support::http(
+        &addr,
+        "GET",
+        "/api/v1/escalations?queue=hotline",
+        Some(READ),
+        "",
+    )
+    .await;
+    let log: Value = serde_json::from_str(&r.body).unwrap();
+    let e = log.as_array().unwrap().last().unwrap();
+    assert_eq!(e["decision"]["result"], "approved", "{e}");
+}

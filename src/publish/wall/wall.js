@@ -104,13 +104,27 @@
 </article>`;
   }
 
+  // What a proposed step would do, in a supervisor's words.
+  function describe(en) {
+    const parts = [];
+    const ins = [], outs = [];
+    for (const x of en.actions || []) {
+      if (x.kind === "advise") parts.push(esc(x.detail || ""));
+      else if (x.kind === "sign_in") ins.push(esc(agentName(x.agent)));
+      else if (x.kind === "sign_out") outs.push(esc(agentName(x.agent)));
+    }
+    if (ins.length) parts.push("sign in " + ins.join(", "));
+    if (outs.length) parts.push("sign out " + outs.join(", "));
+    return parts.filter(Boolean).join("; ");
+  }
+
   function adviceBlock(queue, id) {
     const en = entries.get(id);
     let text = "Advice #" + id;
     if (en) {
-      const adv = (en.actions || []).filter((x) => x.kind === "advise").map((x) => x.detail).filter(Boolean);
-      text = `Stage ${en.stage} \u00b7 ${esc(en.stage_name)}: ${esc(adv.join("; ") || en.reason)}`;
-      if (en.reason && adv.length) text += ` <span class="note">(${esc(en.reason)})</span>`;
+      const what = describe(en);
+      text = `Stage ${en.stage} \u00b7 ${esc(en.stage_name)}${en.direction === "down" ? " (release)" : ""}: ${what || esc(en.reason)}`;
+      if (en.reason && what) text += ` <span class="note">(${esc(en.reason)})</span>`;
     } else {
       fetchEntries(queue);
     }
