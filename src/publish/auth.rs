@@ -8,9 +8,12 @@ use axum::http::{HeaderMap, StatusCode};
 
 use crate::config::Secret;
 
-/// Constant-time equality (no early exit on the first differing byte).
+/// Constant-time equality (no early exit on the first differing byte; the
+/// length is not secret). Any length difference fails: folding only the low
+/// bits of it let a token padded with 65,536 NUL bytes (now reachable as
+/// `%00` in a query) compare equal.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
+    let mut diff = u8::from(a.len() != b.len());
     for i in 0..a.len().max(b.len()) {
         let x = a.get(i).copied().unwrap_or(0);
         let y = b.get(i).copied().unwrap_or(0);
@@ -89,6 +92,9 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"abcd"));
+        let mut padded = b"abc".to_vec();
+        padded.resize(3 + 65_536, 0);
+        assert!(!ct_eq(b"abc", &padded), "NUL padding by a multiple of 65,536");
         let r = Some(Secret::inline("r"));
         let a = Some(Secret::inline("a"));
         assert!(check_read(&None, &a, None).is_ok());
