@@ -94,7 +94,10 @@ mod tests {
         assert!(!ct_eq(b"abc", b"abcd"));
         let mut padded = b"abc".to_vec();
         padded.resize(3 + 65_536, 0);
-        assert!(!ct_eq(b"abc", &padded), "NUL padding by a multiple of 65,536");
+        assert!(
+            !ct_eq(b"abc", &padded),
+            "NUL padding by a multiple of 65,536"
+        );
         let r = Some(Secret::inline("r"));
         let a = Some(Secret::inline("a"));
         assert!(check_read(&None, &a, None).is_ok());

@@ -25,7 +25,8 @@
   let attempt = 0;
   let retryAt = 0;
   let connected = false;
-  let firstAfterConnect = null; // "snapshot" or "delta" (a resume), for tests
+  let snapshots = 0;          // snapshots received (a resume brings none), for tests
+  const adviceText = new Map(); // "entry/action" -> the advice as first written
   const notes = new Map();    // entry id -> note after approve/reject
   const fetchedEntries = new Set();
 
@@ -88,6 +89,9 @@
       escHtml = `<div class="esc">Signed in by the ladder since ${esc(clockOf(e.since))}: <span class="who" data-field="signed_in">${who}</span></div>`;
     }
     let adviceHtml = "";
+    for (const a of activeAdvice(q)) {
+      adviceHtml += `<div class="esc" data-field="advice-in-force">Advice, stage ${a.stage} \u00b7 ${esc(a.name)}: <span class="who">${esc(a.detail)}</span></div>`;
+    }
     for (const id of (e && e.pending) || []) adviceHtml += adviceBlock(q.queue, id);
     const pill = (st, n) => `<span class="pill st-${st}">${STATE_LABEL[st] || st} <b data-field="agents.${st}">${n}</b></span>`;
     return `<article class="tile band-${band}" data-queue="${esc(q.queue)}">
@@ -104,15 +108,56 @@
 </article>`;
   }
 
+  // An entry is re-sent whenever one of its results changes, and the new
+  // result's detail ("approved by ...") replaces the advice text: keep the
+  // text as first seen while it is still pending.
+  function keepEntry(e) {
+    (e.actions || []).forEach((x, i) => {
+      const k = e.id + "/" + i;
+      if (x.kind === "advise" && x.detail && !adviceText.has(k) && (x.result === "pending" || x.result === "ok")) {
+        adviceText.set(k, x.detail);
+      }
+    });
+    entries.set(e.id, e);
+  }
+  function adviceOf(e, i) {
+    const x = e.actions[i];
+    return adviceText.get(e.id + "/" + i) || x.detail;
+  }
+
+  // Advice of the stages in force (auto mode records it as done, advise
+  // mode once approved): the latest entry of each active stage.
+  function activeAdvice(q) {
+    const e = q.escalation;
+    if (!e || !e.stage) return [];
+    const latest = new Map();
+    for (const en of entries.values()) {
+      if (en.queue !== q.queue || en.stage < 1 || en.stage > e.stage) continue;
+      const cur = latest.get(en.stage);
+      if (!cur || en.id > cur.id) latest.set(en.stage, en);
+    }
+    if (latest.size === 0) fetchEntries(q.queue);
+    const out = [];
+    for (const en of latest.values()) {
+      if (en.direction !== "up") continue;
+      (en.actions || []).forEach((x, i) => {
+        if (x.kind === "advise" && x.detail && (x.result === "ok" || x.result === "approved")) {
+          out.push({ stage: en.stage, name: en.stage_name, detail: adviceOf(en, i) });
+        }
+      });
+    }
+    return out.sort((a, b) => a.stage - b.stage);
+  }
+
   // What a proposed step would do, in a supervisor's words.
   function describe(en) {
     const parts = [];
     const ins = [], outs = [];
-    for (const x of en.actions || []) {
-      if (x.kind === "advise") parts.push(esc(x.detail || ""));
+    (en.actions || []).forEach((x, i) => {
+      if (x.kind === "advise") parts.push(esc(adviceOf(en, i) || ""));
       else if (x.kind === "sign_in") ins.push(esc(agentName(x.agent)));
       else if (x.kind === "sign_out") outs.push(esc(agentName(x.agent)));
-    }
+    });
     if (ins.length) parts.push("sign in " + ins.join(", "));
     if (outs.length) parts.push("sign out " + outs.join(", "));
     return parts.filter(Boolean).join("; ");
@@ -252,11 +297,11 @@
     let m;
     try { m = JSON.parse(ev.data); } catch (e) { return; }
     lastMsg = Date.now();
-    if (firstAfterConnect === "" && m.type !== "heartbeat") firstAfterConnect = m.type;
     if (typeof m.seq === "number") seq = m.seq;
     if (m.as_of) { const t = ms(m.as_of); if (t != null) { skewMs = t - Date.now(); lastData = t; } }
     if (m.type === "snapshot") {
-      queues.clear(); agents.clear();
+      snapshots++;
+      queues.clear(); agents.clear(); fetchedEntries.clear();
       $("tiles").innerHTML = "";
       for (const q of m.queues) { queues.set(q.queue, q); dirty.add(q.queue); }
       for (const a of m.agents) agents.set(a.agent, a);
@@ -272,7 +317,7 @@
         for (const q of queues.values()) if (q.escalation && q.escalation.signed_in.length) dirty.add(q.queue);
       }
       for (const e of m.escalations || []) {
-        entries.set(e.id, e);
+        keepEntry(e);
         if (queues.has(e.queue)) dirty.add(e.queue);
       }
     }
@@ -286,7 +331,7 @@
     if (filter) u.searchParams.set("queues", filter);
     if (seq != null) u.searchParams.set("since", String(seq));
     ws = new WebSocket(u.toString());
-    ws.onopen = () => { connected = true; attempt = 0; lastMsg = Date.now(); firstAfterConnect = ""; updateBanner(); };
+    ws.onopen = () => { connected = true; attempt = 0; lastMsg = Date.now(); updateBanner(); };
     ws.onmessage = onMessage;
     ws.onclose = () => {
       const was = connected;
@@ -308,10 +353,10 @@
     if (fetchedEntries.has(queue)) return;
     fetchedEntries.add(queue);
     const headers = token ? { Authorization: "Bearer " + token } : {};
-    fetch("/api/v1/escalations?queue=" + encodeURIComponent(queue), { headers })
+    fetch("/api/v1/escalations?limit=200&queue=" + encodeURIComponent(queue), { headers })
       .then((r) => (r.ok ? r.json() : []))
       .then((list) => {
-        for (const e of Array.isArray(list) ? list : list.entries || []) entries.set(e.id, e);
+        for (const e of Array.isArray(list) ? list : list.entries || []) keepEntry(e);
         dirty.add(queue); schedule();
       })
       .catch(() => {});
@@ -358,7 +403,7 @@
   }
   // Test hook: the numbers the wall shows, for headless checks.
   window.acdmonWall = { queues, agents, get seq() { return seq; }, get connected() { return connected; },
-    get firstAfterConnect() { return firstAfterConnect; } };
+    get snapshots() { return snapshots; } };
   renderTiles();
   connect();
   tick();
