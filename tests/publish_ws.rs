@@ -8,7 +8,6 @@ mod wsutil;
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::Value;
 use wsutil::support;
 use wsutil::*;

@@ -95,7 +95,7 @@ async fn a_client_that_stops_reading_is_resynced_and_slows_nobody() {
     // ~40 MB of frames went by the stuck client; what it may hold is one
     // message and kernel buffers.
     assert!(
-        rss_after.saturating_sub(rss_before) < 24 * 1024,
+        rss_after.saturating_sub(rss_before) < 32 * 1024,
         "RSS grew from {rss_before} KiB to {rss_after} KiB with a stuck client"
     );
 
