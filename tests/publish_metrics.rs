@@ -161,6 +161,8 @@ async fn metrics_follow_the_engine() {
         v("acd_source_events_rejected_total{source=\"http\",reason=\"unknown_type\"}"),
         1.0,
     );
+    // HTTP ingest counts as a source of events (7 lines accepted).
+    assert_eq!(v("acd_source_events_total{source=\"http\"}"), 7.0);
     // Per-agent series are off by default.
     assert!(!text.contains("acd_agent_state{"));
     // Two clients on /ws are counted.

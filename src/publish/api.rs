@@ -137,6 +137,9 @@ async fn ingest(
         }
     }
     let accepted = events.len();
+    s.metrics
+        .http_events
+        .fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
     if !events.is_empty()
         && s.inbox
             .send(Envelope::Batch {

@@ -79,6 +79,10 @@ pub struct Metrics {
     pub ws_clients: AtomicI64,
     /// Clients that fell behind and were resynced with a fresh snapshot.
     pub ws_resyncs: Counter,
+    /// Events accepted by `POST /api/v1/events` (exported as
+    /// `acd_source_events_total{source="http"}` once there is one, so the
+    /// no-events alert also sees HTTP feeds).
+    pub http_events: std::sync::atomic::AtomicU64,
     per_agent: bool,
     /// The last rendering, shared by scrapes that arrive within
     /// [`RENDER_REUSE`] of it (and by concurrent ones: one renders, the
@@ -160,6 +164,7 @@ impl Metrics {
             handle,
             ws_clients: AtomicI64::new(0),
             ws_resyncs,
+            http_events: std::sync::atomic::AtomicU64::new(0),
             per_agent,
             last: tokio::sync::Mutex::new(None),
         })
@@ -196,6 +201,11 @@ impl Metrics {
                 .set(h.synced() as u8 as f64);
             self.counter("acd_source_events_total", &[("source", s)])
                 .absolute(h.events());
+        }
+        let http = self.http_events.load(Ordering::Relaxed);
+        if http > 0 {
+            self.counter("acd_source_events_total", &[("source", "http")])
+                .absolute(http);
         }
         for (source, reason, n) in rejects.all() {
             self.counter(
