@@ -9,9 +9,11 @@
 //!   goes out at once, a flood goes out at most once per period. Each frame is
 //!   serialized once; an unfiltered client that keeps up sends those shared
 //!   bytes, so 500 clients cost one serialization, not 500.
-//! - **A client that falls behind merges again, on its own.** Each client
-//!   task drains every frame that is ready and sends them as one message; only
-//!   then (and for `?queues=` filters) does it serialize for itself.
+//! - **A client that falls behind merges again.** Each client task drains
+//!   every frame that is ready and sends them as one message (merging, not
+//!   sending each frame: frames repeat whole views, and bytes are what a
+//!   fan-out pays for). Clients behind by the same frames share that merge;
+//!   only `?queues=` filters serialize per client.
 //! - **Slow clients never hold memory or slow ingest.** Frames reach clients
 //!   on a bounded broadcast ring shared by all (fixed capacity, oldest
 //!   dropped). A client whose socket does not drain stays blocked in its own
