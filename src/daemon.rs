@@ -72,6 +72,17 @@ fn start_source(s: &crate::config::SourceConfig, state: &AppState) {
         SourceSpec::Json(c) => {
             crate::sources::json::task::spawn(c.clone(), ctx);
         }
+        SourceSpec::Other(t) if s.kind == "esl" => {
+            match crate::sources::esl::EslConfig::from_table(t) {
+                Ok(c) => {
+                    crate::sources::esl::spawn(ctx.name, c, ctx.inbox, ctx.health, ctx.rejects);
+                }
+                Err(e) => {
+                    ctx.health.set_error(format!("bad esl settings: {e}"));
+                    tracing::error!(source = %s.name, error = %e, "bad esl source settings");
+                }
+            }
+        }
         SourceSpec::Other(_) => {
             ctx.health.set_error(format!(
                 "source kind `{}` is not available in this build",

@@ -22,6 +22,7 @@ pub enum Format {
     Json,
     QueueLog,
     Ami,
+    Esl,
 }
 
 /// A decoder of a recorded input, fed bytes in chunks (sans-IO).
@@ -64,7 +65,9 @@ pub fn detect(head: &[u8]) -> Format {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("");
-    if first.starts_with('{') {
+    if first.starts_with("Content-Type:") || first.starts_with("Content-Length:") {
+        Format::Esl
+    } else if first.starts_with('{') {
         Format::Json
     } else if first.starts_with("Asterisk Call Manager")
         || first.contains(": ") && !first.contains('|')

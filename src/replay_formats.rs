@@ -10,6 +10,7 @@ pub fn decoder(format: Format) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
         Format::QueueLog => Err(ReplayError::Unsupported(
             "queue_log replay is not built yet".into(),
         )),
+        Format::Esl => Ok(Box::new(crate::sources::esl::EslReplay::new())),
         Format::Ami => Err(ReplayError::Unsupported(
             "AMI transcript replay is not built yet".into(),
         )),

@@ -7,6 +7,7 @@ use std::pin::Pin;
 
 use serde::Serialize;
 
+pub mod esl;
 pub mod log_only;
 
 /// Sign an agent into a queue, or out of it.

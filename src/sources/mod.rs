@@ -6,6 +6,7 @@
 //! client) instead of growing memory. Sources own their reconnect, backoff and
 //! resync, and report their health through [`SourceHealth`].
 
+pub mod esl;
 pub mod health;
 pub mod json;
 pub mod reject;
