@@ -113,7 +113,15 @@ pub async fn start(transcript: Vec<u8>, chunk: usize, responder: Responder) -> F
                 }
                 None => (last.take().unwrap_or_default(), true),
             };
-            let keep = serve(stream, segments, is_last, chunk, log.clone(), responder.clone()).await;
+            let keep = serve(
+                stream,
+                segments,
+                is_last,
+                chunk,
+                log.clone(),
+                responder.clone(),
+            )
+            .await;
             last = keep;
         }
     });
@@ -187,16 +195,20 @@ async fn serve(
         return None;
     }
     while let Some(cmd) = rx.recv().await {
-        if let Some(b) = responder(&cmd) {
-            if write(&mut wr, &b, chunk).await.is_err() {
-                break;
-            }
+        if let Some(b) = responder(&cmd)
+            && write(&mut wr, &b, chunk).await.is_err()
+        {
+            break;
         }
     }
     Some(copy)
 }
 
-async fn write(wr: &mut tokio::net::tcp::OwnedWriteHalf, b: &[u8], chunk: usize) -> std::io::Result<()> {
+async fn write(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    b: &[u8],
+    chunk: usize,
+) -> std::io::Result<()> {
     for part in b.chunks(chunk.max(1)) {
         wr.write_all(part).await?;
         wr.flush().await?;
@@ -206,7 +218,11 @@ async fn write(wr: &mut tokio::net::tcp::OwnedWriteHalf, b: &[u8], chunk: usize)
 
 /// `api/response` framing.
 pub fn api(body: &str) -> Vec<u8> {
-    format!("Content-Type: api/response\nContent-Length: {}\n\n{body}", body.len()).into_bytes()
+    format!(
+        "Content-Type: api/response\nContent-Length: {}\n\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// A plain `callcenter::info` event as FreeSWITCH frames it (values
@@ -220,7 +236,7 @@ pub fn event(headers: &[(&str, &str)]) -> Vec<u8> {
             body.push_str("_undef_");
         }
         for b in v.bytes() {
-            if b < 0x20 || b > 0x7e || b"\r\n #%&+:;<=>?@[\\]^`{|}\"".contains(&b) {
+            if !(0x20..=0x7e).contains(&b) || b"\r\n #%&+:;<=>?@[\\]^`{|}\"".contains(&b) {
                 body.push_str(&format!("%{b:02X}"));
             } else {
                 body.push(b as char);

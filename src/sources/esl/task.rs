@@ -83,7 +83,16 @@ struct Driver {
     health: Arc<SourceHealth>,
     rejects: Arc<RejectCounter>,
     commands: mpsc::Receiver<EslCommand>,
-    waiters: HashMap<u64, oneshot::Sender<Result<String, String>>>,
+    /// CTI commands awaiting their reply, with when they were sent. A
+    /// command FreeSWITCH never answers would shift every later reply onto
+    /// the wrong command, so an overdue one drops the connection.
+    waiters: HashMap<
+        u64,
+        (
+            oneshot::Sender<Result<String, String>>,
+            tokio::time::Instant,
+        ),
+    >,
     next_id: u64,
     batch: Vec<Event>,
 }
@@ -118,6 +127,9 @@ impl Driver {
                     };
                     self.session.disconnected(&why, &mut out);
                     let _ = self.process(out, &mut None).await;
+                    for (_, (w, _)) in self.waiters.drain() {
+                        let _ = w.send(Err(format!("connection lost: {why}")));
+                    }
                     let _ = self.deliver().await;
                     self.health.set_connected(false);
                     if matches!(end, End::EngineGone) || self.inbox.is_closed() {
@@ -206,11 +218,19 @@ impl Driver {
                     let id = self.next_id;
                     self.next_id += 1;
                     match self.session.api(id, &c.command, c.effect, &mut out) {
-                        Ok(()) => { self.waiters.insert(id, c.reply); }
+                        Ok(()) => { self.waiters.insert(id, (c.reply, tokio::time::Instant::now())); }
                         Err(e) => { let _ = c.reply.send(Err(e)); }
                     }
                 }
-                _ = tick.tick() => self.session.tick(Ts::now(), &mut out),
+                _ = tick.tick() => {
+                    self.session.tick(Ts::now(), &mut out);
+                    let limit = self.cfg.command_timeout.0 * 2;
+                    if self.waiters.values().any(|(_, sent)| sent.elapsed() > limit) {
+                        out.push(Output::Close(format!(
+                            "FreeSWITCH did not answer a command within {limit:?}"
+                        )));
+                    }
+                }
                 _ = periodic.tick() => self.session.request_resync("periodic", Ts::now(), &mut out),
             }
             let closed = self.process(std::mem::take(&mut out), &mut wr).await;
@@ -253,7 +273,7 @@ impl Driver {
                 }
                 Output::Synced => self.health.set_synced(true),
                 Output::Reply { id, result } => {
-                    if let Some(w) = self.waiters.remove(&id) {
+                    if let Some((w, _)) = self.waiters.remove(&id) {
                         let _ = w.send(result);
                     }
                 }
