@@ -14,6 +14,9 @@ pub mod replay;
 pub mod session;
 pub mod task;
 
+#[cfg(test)]
+mod story_tests;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
