@@ -521,11 +521,10 @@ impl Session {
     }
 
     fn event(&mut self, ev: CcEvent<'_>, now: Ts, out: &mut Vec<Output>) {
-        if ev.get(Field::EventName).is_some_and(|n| n != "CUSTOM")
-            || ev
-                .get(Field::Subclass)
-                .is_some_and(|s| s != "callcenter::info")
-        {
+        let ours = ev.is_absent_or(Field::EventName, "CUSTOM")
+            && (ev.is_absent_or(Field::Subclass, "callcenter%3A%3Ainfo")
+                || ev.is_absent_or(Field::Subclass, "callcenter::info"));
+        if !ours {
             return;
         }
         let gap = self.gap(&ev);
