@@ -23,6 +23,16 @@ pub struct Daemon {
 
 /// Starts the engine and the configured sources (no HTTP yet).
 pub fn start(config: Config, observers: Vec<Box<dyn Observer>>) -> Daemon {
+    start_with(config, observers, None)
+}
+
+/// [`start`], registering the CTI action of every source that has one (AMI)
+/// in `cti` under the source's name, for the ladder.
+pub fn start_with(
+    config: Config,
+    observers: Vec<Box<dyn Observer>>,
+    cti: Option<Arc<crate::cti::CtiRegistry>>,
+) -> Daemon {
     let config = Arc::new(config);
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
     let publisher = Arc::new(Publisher::new());
@@ -43,7 +53,7 @@ pub fn start(config: Config, observers: Vec<Box<dyn Observer>>) -> Daemon {
         started: Instant::now(),
     };
     for s in &config.sources {
-        start_source(s, &state);
+        start_source(s, &state, cti.as_deref());
     }
     Daemon {
         state,
@@ -51,7 +61,11 @@ pub fn start(config: Config, observers: Vec<Box<dyn Observer>>) -> Daemon {
     }
 }
 
-fn start_source(s: &crate::config::SourceConfig, state: &AppState) {
+fn start_source(
+    s: &crate::config::SourceConfig,
+    state: &AppState,
+    cti: Option<&crate::cti::CtiRegistry>,
+) {
     let kind: &'static str = match s.kind.as_str() {
         "json" => "json",
         "ami" => "ami",
@@ -72,14 +86,81 @@ fn start_source(s: &crate::config::SourceConfig, state: &AppState) {
         SourceSpec::Json(c) => {
             crate::sources::json::task::spawn(c.clone(), ctx);
         }
+        SourceSpec::Other(t) if s.kind == "ami" || s.kind == "queue_log" => {
+            // Agents this source may name by interface (`[[agents]] interface`).
+            let agents: Vec<(String, String)> = state
+                .config
+                .agents
+                .iter()
+                .filter(|a| a.source.as_ref().is_none_or(|x| *x.get_ref() == s.name))
+                .filter_map(|a| a.interface.clone().map(|i| (a.id.clone(), i)))
+                .collect();
+            let started = if s.kind == "ami" {
+                crate::sources::ami::AmiConfig::from_table(t.clone()).map(|mut c| {
+                    c.agents = agents;
+                    let (_, action) = crate::sources::ami::spawn_with_cti(
+                        ctx.name.clone(),
+                        c,
+                        ctx.inbox.clone(),
+                        ctx.health.clone(),
+                        ctx.rejects.clone(),
+                    );
+                    if let Some(reg) = cti {
+                        reg.insert(&s.name, Arc::new(action));
+                    }
+                })
+            } else {
+                crate::sources::queue_log::QueueLogConfig::from_table(t.clone()).map(|mut c| {
+                    c.agents = agents;
+                    crate::sources::queue_log::spawn(
+                        ctx.name.clone(),
+                        c,
+                        ctx.inbox.clone(),
+                        ctx.health.clone(),
+                        ctx.rejects.clone(),
+                    );
+                })
+            };
+            if let Err(e) = started {
+                ctx.health.set_error(e.clone());
+                tracing::error!(source = %s.name, error = %e, "source not started");
+            }
+        }
         SourceSpec::Other(t) if s.kind == "esl" => {
             match crate::sources::esl::EslConfig::from_table(t) {
                 Ok(c) => {
-                    crate::sources::esl::spawn(ctx.name, c, ctx.inbox, ctx.health, ctx.rejects);
+                    let (_, action) = crate::sources::esl::spawn_with_cti(
+                        ctx.name.clone(),
+                        c,
+                        ctx.inbox.clone(),
+                        ctx.health.clone(),
+                        ctx.rejects.clone(),
+                    );
+                    if let Some(reg) = cti {
+                        reg.insert(&s.name, Arc::new(action));
+                    }
                 }
                 Err(e) => {
-                    ctx.health.set_error(format!("bad esl settings: {e}"));
-                    tracing::error!(source = %s.name, error = %e, "bad esl source settings");
+                    let e = format!("bad esl settings: {e}");
+                    ctx.health.set_error(e.clone());
+                    tracing::error!(source = %s.name, error = %e, "source not started");
+                }
+            }
+        }
+        SourceSpec::Other(t) if s.kind == "hep" => {
+            match crate::sources::hep::HepSourceConfig::from_table(t) {
+                Ok(c) => {
+                    crate::sources::hep::spawn(
+                        ctx.name.clone(),
+                        c,
+                        ctx.inbox.clone(),
+                        ctx.health.clone(),
+                        ctx.rejects.clone(),
+                    );
+                }
+                Err(e) => {
+                    ctx.health.set_error(e.clone());
+                    tracing::error!(source = %s.name, error = %e, "source not started");
                 }
             }
         }

@@ -16,5 +16,6 @@ mod replay_formats;
 pub mod runtime;
 pub mod sources;
 pub mod state;
+pub mod store;
 pub mod time;
 pub mod wiring;

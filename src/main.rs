@@ -44,6 +44,24 @@ enum Command {
         format: Option<Format>,
         #[arg(required = true)]
         inputs: Vec<String>,
+        /// Also write the interval history to [storage] (for `acdmon report`).
+        #[arg(long)]
+        store: bool,
+    },
+    /// Prints the interval history: seats per interval, forecast, actuals.
+    Report {
+        #[arg(long)]
+        config: String,
+        /// First day (2026-11-23), local time (2026-11-23T09:00) or RFC 3339.
+        #[arg(long)]
+        from: String,
+        /// Last day (inclusive), local time or RFC 3339 (exclusive).
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: acdmon::store::report::ReportFormat,
     },
 }
 
@@ -85,12 +103,18 @@ fn main() -> ExitCode {
             config,
             format,
             inputs,
+            store,
         } => {
             let cfg = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match replay::replay(&cfg, &inputs, format, &acdmon::wiring::replay_observers) {
+            let observers: &replay::ObserverFactory = if store {
+                &acdmon::wiring::replay_observers_storing
+            } else {
+                &acdmon::wiring::replay_observers
+            };
+            match replay::replay(&cfg, &inputs, format, observers) {
                 Ok(report) => match serde_json::to_string_pretty(&report) {
                     Ok(s) => {
                         println!("{s}");
@@ -101,6 +125,28 @@ fn main() -> ExitCode {
                         ExitCode::from(2)
                     }
                 },
+                Err(e) => {
+                    eprintln!("acdmon: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Report {
+            config,
+            from,
+            to,
+            queue,
+            format,
+        } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match acdmon::store::report::run(&cfg, &from, &to, queue.as_deref(), format) {
+                Ok(s) => {
+                    print!("{s}");
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("acdmon: {e}");
                     ExitCode::from(1)

@@ -22,6 +22,10 @@ pub enum Format {
     Json,
     QueueLog,
     Ami,
+    /// HEPv3 packets back to back (a TCP capture, or datagrams written one
+    /// after another), mapped by the config's `kind = "hep"` source rules.
+    Hep,
+    /// A FreeSWITCH event-socket transcript (the bytes an ESL client received).
     Esl,
 }
 
@@ -59,6 +63,9 @@ pub type ObserverFactory = dyn Fn(&Config) -> Vec<Box<dyn Observer>>;
 
 /// Guesses the format from the first non-blank bytes.
 pub fn detect(head: &[u8]) -> Format {
+    if head.starts_with(crate::sources::hep::packet::HEP3_MAGIC) {
+        return Format::Hep;
+    }
     let text = String::from_utf8_lossy(head);
     let first = text
         .lines()
@@ -78,8 +85,8 @@ pub fn detect(head: &[u8]) -> Format {
     }
 }
 
-fn decoder_for(format: Format) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
-    crate::replay_formats::decoder(format)
+fn decoder_for(format: Format, cfg: &Config) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
+    crate::replay_formats::decoder_with_config(format, cfg)
 }
 
 /// Replays `inputs` in the order given and returns the report as of the last
@@ -133,7 +140,7 @@ pub fn replay(
                 first = false;
                 match format.unwrap_or_else(|| detect(&buf[..n])) {
                     Format::Json => json = Some(LineDecoder::new()),
-                    f => other = Some(decoder_for(f)?),
+                    f => other = Some(decoder_for(f, cfg)?),
                 }
             }
             if let Some(d) = json.as_mut() {
@@ -184,6 +191,13 @@ pub fn replay(
             (qs, ags)
         }
     };
+    // The ladder sends an entry again when one of its results changes; the
+    // report lists each entry once, as it stands at the end.
+    let mut last: BTreeMap<u64, Arc<Entry>> = BTreeMap::new();
+    for e in escalations {
+        last.insert(e.id, e);
+    }
+    let escalations: Vec<Arc<Entry>> = last.into_values().collect();
     Ok(Report {
         queues,
         agents,

@@ -1,23 +1,112 @@
 //! Which observers and publishers a daemon or a replay runs with. Kept in one
 //! place so `run`, `demo` and `replay` stay the same engine.
 
-use crate::config::Config;
-use crate::daemon;
-use crate::runtime::Observer;
+use std::sync::Arc;
 
-/// Observers of a replay (the ladder, acting through the log-only CTI).
-pub fn replay_observers(_cfg: &Config) -> Vec<Box<dyn Observer>> {
-    Vec::new()
+use anyhow::Context;
+
+use crate::config::{Config, CtiSpec};
+use crate::cti::CtiRegistry;
+use crate::cti::log_only::LogOnly;
+use crate::cti::webhook::Webhook;
+use crate::daemon;
+use crate::escalation::control::{self, LadderHandle};
+use crate::escalation::observer::LadderObserver;
+use crate::runtime::Observer;
+use crate::store::Store;
+use crate::store::history::IntervalHistory;
+
+/// The CTI actions the config names (`[[cti]]`). Source adapters that can
+/// sign agents in (AMI, ESL) add themselves under their source name with
+/// [`CtiRegistry::insert`] when they start.
+pub fn cti_registry(cfg: &Config) -> anyhow::Result<Arc<CtiRegistry>> {
+    let reg = CtiRegistry::new();
+    for c in &cfg.cti {
+        match &c.spec {
+            CtiSpec::Webhook(w) => {
+                let hook = Webhook::new(&c.name, w.clone())
+                    .map_err(|e| anyhow::anyhow!("cti `{}`: {e}", c.name))?;
+                reg.insert(&c.name, Arc::new(hook));
+            }
+        }
+        if c.default {
+            reg.set_default(&c.name);
+        }
+    }
+    Ok(Arc::new(reg))
 }
 
-/// Observers of the daemon.
-pub fn daemon_observers(_cfg: &Config) -> Vec<Box<dyn Observer>> {
-    Vec::new()
+/// Observers of a replay: the ladder, acting through the log-only CTI and
+/// logging to a private in-memory audit log.
+pub fn replay_observers(cfg: &Config) -> Vec<Box<dyn Observer>> {
+    replay_with(cfg, false)
+}
+
+/// [`replay_observers`], plus the interval history written to `[storage]`
+/// (`acdmon replay --store`: backfill history from recordings).
+pub fn replay_observers_storing(cfg: &Config) -> Vec<Box<dyn Observer>> {
+    replay_with(cfg, true)
+}
+
+fn replay_with(cfg: &Config, store_history: bool) -> Vec<Box<dyn Observer>> {
+    let mut out: Vec<Box<dyn Observer>> = Vec::new();
+    match Store::in_memory() {
+        Ok(store) => {
+            let cti = Arc::new(CtiRegistry::only(Arc::new(LogOnly)));
+            match LadderObserver::new(cfg, Arc::new(store), cti) {
+                Ok((obs, _)) => out.push(Box::new(obs)),
+                Err(e) => tracing::error!(error = %e, "the ladder cannot run"),
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "no in-memory audit log; the ladder does not run"),
+    }
+    if store_history {
+        match Store::open(&cfg.storage.path) {
+            Ok(s) => out.push(Box::new(IntervalHistory::new(Arc::new(s)))),
+            Err(e) => tracing::error!(error = %e, "interval history is not stored"),
+        }
+    }
+    out
+}
+
+/// What a daemon runs beside the engine.
+pub struct DaemonParts {
+    pub observers: Vec<Box<dyn Observer>>,
+    /// For the HTTP control routes ([`control::attach`] it to the publisher).
+    pub ladder: LadderHandle,
+    /// Where sources that can sign agents in (AMI) register their action.
+    pub cti: Arc<CtiRegistry>,
+}
+
+/// The daemon's observers: the ladder (audit log in `[storage]`, acting
+/// through `cti`) and the interval history. Fails when the storage cannot
+/// be opened: a ladder without its audit log must not act.
+pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<DaemonParts> {
+    let store = Arc::new(
+        Store::open(&cfg.storage.path)
+            .with_context(|| "the audit log and interval history need [storage] path")?,
+    );
+    let (ladder, handle) =
+        LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(DaemonParts {
+        observers: vec![Box::new(ladder), Box::new(IntervalHistory::new(store))],
+        ladder: handle,
+        cti,
+    })
+}
+
+/// Starts the engine, sources and observers of `parts` (no HTTP yet), with
+/// the ladder reachable from the control routes.
+pub fn start(cfg: Config, parts: DaemonParts) -> daemon::Daemon {
+    let d = daemon::start_with(cfg, parts.observers, Some(parts.cti));
+    control::attach(&d.state.publisher, parts.ladder);
+    d
 }
 
 /// `acdmon run`.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let obs = daemon_observers(&cfg);
-    let d = daemon::start(cfg, obs);
+    let cti = cti_registry(&cfg)?;
+    let parts = daemon_parts(&cfg, cti)?;
+    let d = start(cfg, parts);
     daemon::serve(d.state).await
 }

@@ -81,6 +81,10 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     pub sources: Vec<SourceConfig>,
     pub ladders: Vec<LadderConfig>,
+    /// `[[schedules]]`, compiled (first match wins).
+    pub schedules: Vec<crate::escalation::schedule::Schedule>,
+    /// `[[cti]]` entries.
+    pub cti: Vec<CtiConfig>,
 }
 
 impl Config {
@@ -183,7 +187,8 @@ struct Loader<'a> {
     errors: Vec<ConfigError>,
 }
 
-const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders";
+const SECTIONS: &str =
+    "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti";
 
 impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
@@ -214,6 +219,8 @@ impl<'a> Loader<'a> {
         let mut agents: Vec<AgentConfig> = Vec::new();
         let mut sources: Vec<SourceConfig> = Vec::new();
         let mut ladders: Vec<LadderConfig> = Vec::new();
+        let mut schedule_cfgs: Vec<ScheduleConfig> = Vec::new();
+        let mut cti: Vec<CtiConfig> = Vec::new();
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => server = self.de(value).unwrap_or_default(),
@@ -224,6 +231,8 @@ impl<'a> Loader<'a> {
                 "agents" => agents = self.each(value, "agents", |l, v| l.de(v)),
                 "sources" => sources = self.each(value, "sources", |l, v| l.source(v)),
                 "ladders" => ladders = self.each(value, "ladders", |l, v| l.de(v)),
+                "schedules" => schedule_cfgs = self.each(value, "schedules", |l, v| l.de(v)),
+                "cti" => cti = self.each(value, "cti", |l, v| l.cti(v)),
                 other => self.err(
                     Some(key.span()),
                     format!("unknown section `{other}` (expected one of: {SECTIONS})"),
@@ -275,10 +284,26 @@ impl<'a> Loader<'a> {
             }
         }
 
-        let source_names: HashSet<&str> = sources
+        let mut source_names: HashSet<&str> = sources
             .iter()
             .map(|s: &SourceConfig| s.name.as_str())
             .collect();
+        let mut defaults_seen = 0;
+        for c in &cti {
+            if !source_names.insert(c.name.as_str()) {
+                self.err(
+                    None,
+                    format!(
+                        "cti `{}`: the name is already used by a [[sources]] or [[cti]] entry",
+                        c.name
+                    ),
+                );
+            }
+            defaults_seen += c.default as usize;
+        }
+        if defaults_seen > 1 {
+            self.err(None, "more than one [[cti]] entry has `default = true`");
+        }
         let mut groups: HashMap<&str, usize> = HashMap::new();
         let mut agent_ids = HashSet::new();
         for a in &agents {
@@ -294,7 +319,7 @@ impl<'a> Loader<'a> {
                 self.err(
                     Some(s.span()),
                     format!(
-                        "unknown source `{}` (no [[sources]] entry has that name)",
+                        "unknown source `{}` (no [[sources]] or [[cti]] entry has that name)",
                         s.get_ref()
                     ),
                 );
@@ -327,6 +352,12 @@ impl<'a> Loader<'a> {
                             ),
                         );
                     }
+                    if si.max == Some(0) {
+                        self.err(
+                            Some(si.group.span()),
+                            format!("stage `{}`: max 0 signs nobody in", st.name),
+                        );
+                    }
                     if let (Some(min), Some(max)) = (si.min, si.max)
                         && min > max
                     {
@@ -343,6 +374,18 @@ impl<'a> Loader<'a> {
                     );
                 }
                 if let Some(s) = &st.staffing
+                    && s.get_ref() == "erlang_c"
+                    && st.advise.is_none()
+                {
+                    self.err(
+                        Some(s.span()),
+                        format!(
+                            "stage `{}`: `staffing` sizes an advice; add `advise = \"...\"`",
+                            st.name
+                        ),
+                    );
+                }
+                if let Some(s) = &st.staffing
                     && s.get_ref() != "erlang_c"
                 {
                     self.err(
@@ -352,6 +395,8 @@ impl<'a> Loader<'a> {
                 }
             }
         }
+
+        let schedules = self.schedules(&schedule_cfgs, &ladder_names);
 
         Some(Config {
             file: self.file.to_string(),
@@ -364,7 +409,193 @@ impl<'a> Loader<'a> {
             agents,
             sources,
             ladders,
+            schedules,
+            cti,
         })
+    }
+
+    /// Compiles `[[schedules]]`, reporting bad dates, times, weekdays and
+    /// ladders at their positions.
+    fn schedules(
+        &mut self,
+        cfgs: &[ScheduleConfig],
+        ladders: &HashSet<&str>,
+    ) -> Vec<crate::escalation::schedule::Schedule> {
+        use crate::escalation::schedule::{Schedule, parse_time, parse_weekday};
+        let mut out = Vec::new();
+        let mut names = HashSet::new();
+        for c in cfgs {
+            if !names.insert(c.name.as_str()) {
+                self.err(None, format!("schedule `{}` is listed twice", c.name));
+            }
+            let mut dates = Vec::new();
+            for d in &c.dates {
+                match d.get_ref().parse::<jiff::civil::Date>() {
+                    Ok(x) => dates.push(x),
+                    Err(_) => self.err(
+                        Some(d.span()),
+                        format!(
+                            "schedule `{}`: `{}` is not a date (YYYY-MM-DD)",
+                            c.name,
+                            d.get_ref()
+                        ),
+                    ),
+                }
+            }
+            let mut weekdays = Vec::new();
+            for w in &c.weekdays {
+                match parse_weekday(w.get_ref()) {
+                    Some(x) => weekdays.push(x),
+                    None => self.err(
+                        Some(w.span()),
+                        format!(
+                            "schedule `{}`: `{}` is not a weekday (mon .. sun)",
+                            c.name,
+                            w.get_ref()
+                        ),
+                    ),
+                }
+            }
+            let time = |t: &Option<Spanned<String>>, l: &mut Self| {
+                t.as_ref().and_then(|t| {
+                    let x = parse_time(t.get_ref());
+                    if x.is_none() {
+                        l.err(
+                            Some(t.span()),
+                            format!(
+                                "schedule `{}`: `{}` is not a time of day (HH:MM)",
+                                c.name,
+                                t.get_ref()
+                            ),
+                        );
+                    }
+                    x
+                })
+            };
+            let from = time(&c.from, self);
+            let to = time(&c.to, self);
+            let window = match (&c.from, &c.to) {
+                (None, None) => None,
+                (Some(_), Some(_)) => match (from, to) {
+                    (Some(f), Some(t)) if f == t => {
+                        self.err(
+                            c.from.as_ref().map(|x| x.span()),
+                            format!(
+                                "schedule `{}`: `from` and `to` are equal (an empty window)",
+                                c.name
+                            ),
+                        );
+                        None
+                    }
+                    (Some(f), Some(t)) => Some((f, t)),
+                    _ => None,
+                },
+                (Some(x), None) | (None, Some(x)) => {
+                    self.err(
+                        Some(x.span()),
+                        format!("schedule `{}`: `from` and `to` go together", c.name),
+                    );
+                    None
+                }
+            };
+            if c.dates.is_empty() && c.weekdays.is_empty() && c.from.is_none() && c.to.is_none() {
+                self.err(
+                    None,
+                    format!(
+                        "schedule `{}` is always on: give it `dates`, `weekdays` or `from`/`to`",
+                        c.name
+                    ),
+                );
+            }
+            if let Some(l) = &c.ladder
+                && !ladders.contains(l.get_ref().as_str())
+            {
+                self.err(
+                    Some(l.span()),
+                    format!(
+                        "unknown ladder `{}` (no [[ladders]] entry has that name)",
+                        l.get_ref()
+                    ),
+                );
+            }
+            out.push(Schedule {
+                name: c.name.clone(),
+                dates,
+                weekdays,
+                window,
+                ladder: c.ladder.as_ref().map(|l| l.get_ref().clone()),
+                queues: c.queues.clone(),
+            });
+        }
+        out
+    }
+
+    /// A `[[cti]]` entry: `name`, `kind` and `default` here, the rest is the
+    /// kind's own settings.
+    fn cti(&mut self, value: &Spanned<DeValue<'_>>) -> Option<CtiConfig> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.err(Some(value.span()), "expected a table");
+            return None;
+        };
+        let mut rest = table.clone();
+        let name = rest.remove("name");
+        let kind = rest.remove("kind");
+        let default = rest.remove("default");
+        let name = match name.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+            Some((Some(n), _)) if !n.is_empty() => n.to_string(),
+            Some((_, s)) => {
+                self.err(Some(s), "cti `name` must be a non-empty string");
+                return None;
+            }
+            None => {
+                self.err(Some(value.span()), "missing field `name`");
+                return None;
+            }
+        };
+        let default = match default.as_ref().map(|v| (v.get_ref(), v.span())) {
+            None => false,
+            Some((DeValue::Boolean(b), _)) => *b,
+            Some((_, s)) => {
+                self.err(
+                    Some(s),
+                    format!("cti `{name}`: `default` must be true or false"),
+                );
+                false
+            }
+        };
+        let rest_v = Spanned::new(value.span(), DeValue::Table(rest));
+        match kind.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+            Some((Some("webhook"), _)) => {
+                let c: crate::cti::webhook::WebhookConfig = self.de(&rest_v)?;
+                if let Err(e) = c.check() {
+                    self.err(Some(c.url.span()), format!("cti `{name}`: {e}"));
+                }
+                Some(CtiConfig {
+                    name,
+                    kind: "webhook".into(),
+                    default,
+                    spec: CtiSpec::Webhook(c),
+                })
+            }
+            Some((Some(k), s)) => {
+                self.err(
+                    Some(s),
+                    format!("unknown cti kind `{k}` (expected: webhook; AMI and ESL sources sign agents in through their own connection)"),
+                );
+                None
+            }
+            Some((None, s)) => {
+                self.err(Some(s), "cti `kind` must be a string");
+                None
+            }
+            None => {
+                self.err(
+                    Some(value.span()),
+                    format!("cti `{name}`: missing field `kind`"),
+                );
+                None
+            }
+        }
     }
 
     fn check_settings(&mut self, s: &QueueSettings) {
@@ -502,7 +733,10 @@ impl<'a> Loader<'a> {
         let rest_v = Spanned::new(value.span(), DeValue::Table(rest));
         let spec = match kind.as_str() {
             "json" => {
-                let c: JsonSourceConfig = self.de(&rest_v)?;
+                let c: JsonSourceConfig = self.de(&rest_v).unwrap_or_else(|| JsonSourceConfig {
+                    path: Some(String::new()),
+                    ..JsonSourceConfig::default()
+                });
                 let n = [c.listen.is_some(), c.address.is_some(), c.path.is_some()]
                     .iter()
                     .filter(|x| **x)
@@ -515,7 +749,33 @@ impl<'a> Loader<'a> {
                 }
                 SourceSpec::Json(c)
             }
-            k if SOURCE_KINDS.contains(&k) => SourceSpec::Other(self.de(&rest_v)?),
+            k if SOURCE_KINDS.contains(&k) => {
+                // Validate with the adapter's own typed settings, so its key
+                // errors carry positions too; the adapter re-reads the table.
+                let typed_ok = match k {
+                    "ami" => self.de::<crate::sources::ami::AmiConfig>(&rest_v).is_some(),
+                    "queue_log" => self
+                        .de::<crate::sources::queue_log::QueueLogConfig>(&rest_v)
+                        .is_some(),
+                    "hep" => match self.de::<crate::sources::hep::HepSourceConfig>(&rest_v) {
+                        Some(c) => match c.validate() {
+                            Ok(()) => true,
+                            Err(e) => {
+                                self.err(Some(value.span()), format!("source `{name}`: {e}"));
+                                false
+                            }
+                        },
+                        None => false,
+                    },
+                    _ => true,
+                };
+                match (typed_ok, self.de(&rest_v)) {
+                    (true, Some(t)) => SourceSpec::Other(t),
+                    // Already reported; keep the name so references to it
+                    // are not reported as unknown too.
+                    _ => SourceSpec::Other(toml::Table::new()),
+                }
+            }
             other => {
                 self.err(
                     Some(kspan),

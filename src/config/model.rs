@@ -146,6 +146,9 @@ pub struct SignIn {
     pub group: Spanned<String>,
     pub min: Option<u32>,
     pub max: Option<u32>,
+    /// Leave this many eligible members out (the night ladder keeps one
+    /// on-site supervisor off the phones with `keep = 1`).
+    pub keep: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +177,11 @@ pub struct LadderConfig {
     /// Unanswered advice expires after this long (advise mode).
     #[serde(default = "default_advice_expiry")]
     pub advice_expiry: HumanDuration,
+    /// A stage's `for` clock survives its condition failing for at most this
+    /// long (debounce; default 0s: the clock restarts at once, as the
+    /// contract reads).
+    #[serde(default)]
+    pub grace: HumanDuration,
     #[serde(default)]
     pub stages: Vec<StageConfig>,
 }
@@ -188,4 +196,44 @@ fn default_release_hold() -> HumanDuration {
 
 fn default_advice_expiry() -> HumanDuration {
     HumanDuration::from_secs(600)
+}
+
+/// `[[schedules]]`: a time window (days and/or a time of day) in which
+/// queues run another ladder. The first schedule that matches wins; outside
+/// every schedule a queue runs its own `ladder`. See docs/escalation.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub name: String,
+    /// Local dates `"YYYY-MM-DD"` (a holiday calendar).
+    #[serde(default)]
+    pub dates: Vec<Spanned<String>>,
+    /// `"mon"` .. `"sun"`.
+    #[serde(default)]
+    pub weekdays: Vec<Spanned<String>>,
+    /// Local time of day `"HH:MM"`; `from` > `to` wraps midnight.
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    /// The ladder to run; omitted: no ladder while the schedule is on.
+    pub ladder: Option<Spanned<String>>,
+    /// Queues the schedule applies to; empty: every queue.
+    #[serde(default)]
+    pub queues: Vec<String>,
+}
+
+/// `[[cti]]`: a way to sign agents in and out that is not an event source
+/// (agents name it in `source`). `name`, `kind` and `default` here; the rest
+/// belongs to the kind's own settings.
+#[derive(Debug, Clone)]
+pub struct CtiConfig {
+    pub name: String,
+    pub kind: String,
+    /// Agents without a `source` are signed in and out through this entry.
+    pub default: bool,
+    pub spec: CtiSpec,
+}
+
+#[derive(Debug, Clone)]
+pub enum CtiSpec {
+    Webhook(crate::cti::webhook::WebhookConfig),
 }

@@ -105,3 +105,148 @@ fn unknown_agent_source_is_an_error() {
         "{errs:?}"
     );
 }
+
+const LADDERS: &str = r#"
+[[agents]]
+id = "1"
+groups = ["experts"]
+
+[[ladders]]
+name = "day"
+[[ladders.stages]]
+name = "experts"
+when = "waiting > 5"
+sign_in = { group = "experts" }
+
+[[ladders]]
+name = "night"
+[[ladders.stages]]
+name = "experts"
+when = "waiting > 5"
+sign_in = { group = "experts", keep = 1 }
+"#;
+
+#[test]
+fn schedules_and_cti_are_compiled() {
+    let text = format!(
+        r#"{LADDERS}
+[[schedules]]
+name = "holidays"
+dates = ["2026-10-01", "2026-10-02"]
+ladder = "day"
+
+[[schedules]]
+name = "night"
+weekdays = ["mon", "tue"]
+from = "22:00"
+to = "08:00"
+ladder = "night"
+queues = ["hotline"]
+
+[[cti]]
+name = "crm"
+kind = "webhook"
+url = "http://127.0.0.1:9000/cti"
+timeout = "2s"
+retries = 2
+backoff = "100ms"
+default = true
+"#
+    );
+    let c = Config::parse("t.toml", &text).unwrap();
+    assert_eq!(c.schedules.len(), 2);
+    assert_eq!(c.schedules[0].dates.len(), 2);
+    assert!(c.schedules[1].window.is_some());
+    assert_eq!(c.cti.len(), 1);
+    assert!(c.cti[0].default);
+    let CtiSpec::Webhook(w) = &c.cti[0].spec;
+    assert_eq!(w.retries, 2);
+    assert_eq!(
+        c.ladder("night").unwrap().stages[0]
+            .sign_in
+            .as_ref()
+            .unwrap()
+            .keep,
+        Some(1)
+    );
+}
+
+#[test]
+fn bad_schedules_and_cti_are_reported_at_their_positions() {
+    let text = format!(
+        r#"{LADDERS}
+[[schedules]]
+name = "holidays"
+dates = ["2026-13-01"]
+ladder = "weekend"
+
+[[schedules]]
+name = "night"
+weekdays = ["funday"]
+from = "25:00"
+to = "08:00"
+
+[[schedules]]
+name = "always"
+ladder = "day"
+
+[[cti]]
+name = "crm"
+kind = "webhook"
+url = "https://crm.example/cti"
+retries = 99
+
+[[cti]]
+name = "fax"
+kind = "fax"
+
+[[agents]]
+id = "2"
+source = "crm2"
+"#
+    );
+    let errs = errors(&text);
+    let joined = errs.join("\n");
+    let line = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| format!("t.toml:{}:", i + 1))
+            .unwrap()
+    };
+    for (needle, at) in [
+        ("is not a date", line("2026-13-01")),
+        ("unknown ladder `weekend`", line("\"weekend\"")),
+        ("is not a weekday", line("funday")),
+        ("is not a time of day", line("25:00")),
+        ("no TLS", line("https://")),
+        ("unknown cti kind `fax`", line("kind = \"fax\"")),
+        ("unknown source `crm2`", line("\"crm2\"")),
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(needle) && e.starts_with(&at)),
+            "missing {needle:?} at {at}:\n{joined}"
+        );
+    }
+    assert!(
+        joined.contains("schedule `always` is always on"),
+        "{joined}"
+    );
+}
+
+#[test]
+fn adapter_keys_are_checked_with_positions() {
+    let errs = errors(
+        "[[sources]]\nname = \"pbx\"\nkind = \"ami\"\naddress = \"127.0.0.1:5038\"\nusername = \"u\"\nsecret = \"s\"\nsign_out = \"vanish\"\nport = 5038\n",
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:7:") && e.contains("vanish")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:8:") && e.contains("port")),
+        "{errs:?}"
+    );
+}

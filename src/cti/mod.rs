@@ -7,8 +7,13 @@ use std::pin::Pin;
 
 use serde::Serialize;
 
+pub mod ami;
 pub mod esl;
 pub mod log_only;
+pub mod registry;
+pub mod webhook;
+
+pub use registry::CtiRegistry;
 
 /// Sign an agent into a queue, or out of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -67,13 +67,35 @@ impl Cti for SimCti {
     }
 }
 
+/// Commands for the simulator, from its [`SimCti`].
+pub struct SimCommands(mpsc::Receiver<SimCommand>);
+
+/// The simulator's CTI handle and the receiving end, made before the
+/// simulator runs (the ladder needs the handle before the engine starts).
+pub fn sim_channel() -> (SimCti, SimCommands) {
+    let (tx, rx) = mpsc::channel::<SimCommand>(64);
+    (SimCti { tx }, SimCommands(rx))
+}
+
 /// Starts the simulator as a source; returns its CTI handle.
 pub fn spawn_simulator(
     seed: u64,
     inbox: crate::sources::Inbox,
     health: Arc<SourceHealth>,
 ) -> SimCti {
-    let (tx, mut rx) = mpsc::channel::<SimCommand>(64);
+    let (cti, rx) = sim_channel();
+    spawn_simulator_with(seed, inbox, health, rx);
+    cti
+}
+
+/// Starts the simulator as a source, taking commands from `commands`.
+pub fn spawn_simulator_with(
+    seed: u64,
+    inbox: crate::sources::Inbox,
+    health: Arc<SourceHealth>,
+    commands: SimCommands,
+) {
+    let mut rx = commands.0;
     tokio::spawn(async move {
         let mut sim = Simulator::new(Centre::hotline(), seed, Ts::now());
         health.set_connected(true);
@@ -113,7 +135,6 @@ pub fn spawn_simulator(
             }
         }
     });
-    SimCti { tx }
 }
 
 /// `acdmon demo`.
@@ -121,11 +142,17 @@ pub async fn run(listen: &str, seed: u64) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("acdmon-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let cfg = demo_config(listen, &dir.to_string_lossy())?;
-    let obs = crate::wiring::daemon_observers(&cfg);
-    let d = crate::daemon::start(cfg, obs);
+    // The ladder signs the simulated people in and out through the
+    // simulator, so the surge walks the ladder up and back down.
+    let (cti, commands) = sim_channel();
+    let registry = crate::wiring::cti_registry(&cfg)?;
+    registry.insert("simulator", Arc::new(cti));
+    registry.set_default("simulator");
+    let parts = crate::wiring::daemon_parts(&cfg, registry)?;
+    let d = crate::wiring::start(cfg, parts);
     let health = SourceHealth::new("simulator", "json");
     d.state.health.register(health.clone());
-    let _cti = spawn_simulator(seed, d.state.inbox.clone(), health);
+    spawn_simulator_with(seed, d.state.inbox.clone(), health, commands);
     eprintln!("acdmon demo: the wall is at http://{listen}/  (API: http://{listen}/api/v1/queues)");
     crate::daemon::serve(d.state).await
 }

@@ -135,7 +135,7 @@ impl Centre {
             queues,
             people,
             surge_queue: "hotline",
-            surge_factor: 3.0,
+            surge_factor: 6.0,
             cycle_s: 40 * 60,
             surge_from_s: 2 * 60,
             surge_to_s: 14 * 60,

@@ -18,9 +18,29 @@ pub struct ActionRecord {
     pub kind: String,
     pub agent: Option<String>,
     pub target_queue: Option<String>,
-    /// `ok`, `failed`, `pending`, `approved`, `rejected` (or `expired`).
+    /// `ok`, `failed`, `pending`, `approved`, `rejected`; extensions:
+    /// `expired` (advice nobody answered in time) and `cancelled` (a
+    /// deferred sign-out dropped because the ladder went back up first).
     pub result: String,
     pub detail: Option<String>,
+    /// Extension: for an advice with `staffing = "erlang_c"`, the seats to
+    /// add (Erlang C required agents minus logged-in members, at least 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<u32>,
+    /// Extension: when `result` was recorded (absent while it is the result
+    /// the entry was written with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Ts>,
+}
+
+/// Extension: how a manager answered advice (advise mode), or that nobody
+/// did. Appended after the entry, never written into it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryDecision {
+    /// `approved`, `rejected` or `expired`.
+    pub result: String,
+    pub ts: Ts,
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,9 +52,16 @@ pub struct Entry {
     pub stage_name: String,
     pub direction: Direction,
     pub reason: String,
-    /// `auto` or `advise`.
+    /// `auto` or `advise`; extension: `manual` for the admin sign-in/out
+    /// routes.
     pub mode: String,
     pub actions: Vec<ActionRecord>,
+    /// Extension: the ladder the decision came from (schedules switch them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<String>,
+    /// Extension: the answer to advice (advise mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<EntryDecision>,
 }
 
 impl<'de> Deserialize<'de> for Ts {

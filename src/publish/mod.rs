@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod control;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,5 +28,7 @@ pub struct AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    api::routes(state.clone()).with_state(state)
+    api::routes(state.clone())
+        .merge(control::routes(state.clone()))
+        .with_state(state)
 }

@@ -6,10 +6,14 @@
 //! client) instead of growing memory. Sources own their reconnect, backoff and
 //! resync, and report their health through [`SourceHealth`].
 
+pub mod ami;
 pub mod esl;
 pub mod health;
+pub mod hep;
 pub mod json;
+pub mod queue_log;
 pub mod reject;
+pub mod sip;
 
 use std::sync::Arc;
 

@@ -39,6 +39,28 @@ impl EslReplay {
         Self::with_config(SessionConfig::replay())
     }
 
+    /// With the settings of the config's first `kind = "esl"` source (its
+    /// queues and timers), so a transcript recorded with them replays the
+    /// same way; defaults when there is none. The password is not needed
+    /// and not resolved.
+    pub fn for_config(cfg: &crate::config::Config) -> Self {
+        let table = cfg.sources.iter().find_map(|s| match &s.spec {
+            crate::config::SourceSpec::Other(t) if s.kind == "esl" => Some(t.clone()),
+            _ => None,
+        });
+        let Some(mut t) = table else {
+            return Self::new();
+        };
+        t.insert("password".into(), toml::Value::String(String::new()));
+        match super::EslConfig::from_table(&t) {
+            Ok(c) => Self::with_config(c.session_config()),
+            Err(e) => {
+                tracing::warn!(error = %e, "esl source settings unusable for replay; using defaults");
+                Self::new()
+            }
+        }
+    }
+
     /// With the settings the recording session ran with (queues, timers).
     pub fn with_config(mut cfg: SessionConfig) -> Self {
         cfg.replay = true;

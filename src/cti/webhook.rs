@@ -1,0 +1,284 @@
+//! The webhook CTI action: sign-in and sign-out as an HTTP POST of JSON, for
+//! phone systems acdmon has no adapter for (a CRM, a cloud contact centre, a
+//! script in front of the PBX).
+//!
+//! Why plain HTTP/1.1 over `hyper` and no TLS: the receiver is normally a
+//! relay on the same host or LAN, and a TLS stack (rustls plus a crypto
+//! backend) would double the build for one feature. `https://` URLs are
+//! refused at config load with that explanation.
+//!
+//! Delivery: each attempt has `timeout`; connection errors, timeouts, 408,
+//! 429 and 5xx are retried up to `retries` times with exponential backoff
+//! (`backoff`, doubled per retry, capped at 30 s, plus up to 25 % jitter so
+//! a burst of failures does not retry in lockstep). Other 4xx answers are
+//! final: the receiver understood and refused. A 2xx answer is success
+//! unless its JSON body says `"ok": false`. The receiver must treat a
+//! repeated request as a no-op (sign-in of a member already in the queue is
+//! `ok`): a retry after a lost answer, or a re-issue after a daemon crash,
+//! sends the same request again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper::http::Uri;
+use hyper::http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::Rng;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use super::{Cti, CtiFuture, CtiOutcome, CtiRequest};
+use crate::config::{HumanDuration, Secret};
+
+/// Settings of a `[[cti]]` entry with `kind = "webhook"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://host:port/path` that receives the POSTs.
+    pub url: Spanned<String>,
+    /// Per attempt: connect, send and read the answer.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// Further attempts after the first fails (0..=10).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    #[serde(default = "default_backoff")]
+    pub backoff: HumanDuration,
+    /// Sent as `Authorization: Bearer <token>` when set.
+    pub token: Option<Secret>,
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_backoff() -> HumanDuration {
+    HumanDuration(Duration::from_millis(500))
+}
+
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Most bytes of an answer read (the detail needs a line, not a page).
+const MAX_ANSWER: usize = 16 * 1024;
+
+impl WebhookConfig {
+    /// Checks what serde cannot: the URL's shape and the bounds.
+    pub fn check(&self) -> Result<(), String> {
+        parse_url(self.url.get_ref())?;
+        if self.timeout.0.is_zero() {
+            return Err("webhook `timeout` must be above 0s".into());
+        }
+        if self.retries > 10 {
+            return Err(format!(
+                "webhook `retries` = {} is too many (at most 10)",
+                self.retries
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_url(url: &str) -> Result<Uri, String> {
+    if url.starts_with("https://") {
+        return Err(format!(
+            "webhook url `{url}`: https is not supported in this build (no TLS); \
+             point it at an http:// relay on this host or LAN"
+        ));
+    }
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("webhook url `{url}` is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(format!(
+            "webhook url `{url}` must look like http://host:port/path"
+        ));
+    }
+    Ok(uri)
+}
+
+/// A webhook CTI action. Cheap to clone (the connection pool is shared).
+#[derive(Clone)]
+pub struct Webhook {
+    name: Arc<str>,
+    uri: Uri,
+    cfg: Arc<WebhookConfig>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("name", &self.name)
+            .field("uri", &self.uri)
+            .finish()
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(CtiOutcome),
+    Retry(String),
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    ok: Option<bool>,
+    detail: Option<String>,
+}
+
+impl Webhook {
+    pub fn new(name: &str, cfg: WebhookConfig) -> Result<Webhook, String> {
+        cfg.check()?;
+        let uri = parse_url(cfg.url.get_ref())?;
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(cfg.timeout.0));
+        conn.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(conn);
+        Ok(Webhook {
+            name: Arc::from(name),
+            uri,
+            cfg: Arc::new(cfg),
+            client,
+        })
+    }
+
+    async fn attempt(&self, body: &Bytes, n: u32) -> Attempt {
+        let mut b = Request::post(self.uri.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, concat!("acdmon/", env!("CARGO_PKG_VERSION")))
+            .header("x-acdmon-attempt", n.to_string());
+        if let Some(t) = &self.cfg.token {
+            b = b.header(AUTHORIZATION, format!("Bearer {}", t.expose()));
+        }
+        let req = match b.body(Full::new(body.clone())) {
+            Ok(r) => r,
+            Err(e) => return Attempt::Done(CtiOutcome::failed(format!("bad request: {e}"))),
+        };
+        let exchange = async {
+            let resp = self.client.request(req).await.map_err(|e| {
+                let mut msg = e.to_string();
+                if let Some(src) = std::error::Error::source(&e) {
+                    msg = format!("{msg}: {src}");
+                }
+                msg
+            })?;
+            let status = resp.status();
+            let mut body = resp.into_body();
+            let mut buf = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| format!("reading the answer: {e}"))?;
+                if let Some(d) = frame.data_ref() {
+                    let room = MAX_ANSWER.saturating_sub(buf.len());
+                    buf.extend_from_slice(&d[..d.len().min(room)]);
+                }
+            }
+            Ok::<_, String>((status, buf))
+        };
+        match tokio::time::timeout(self.cfg.timeout.0, exchange).await {
+            Err(_) => Attempt::Retry(format!("no answer within {}", self.cfg.timeout)),
+            Ok(Err(e)) => Attempt::Retry(e),
+            Ok(Ok((status, buf))) => {
+                let answer: Option<Answer> = serde_json::from_slice(&buf).ok();
+                let text = String::from_utf8_lossy(&buf);
+                let snippet: String = text.trim().chars().take(200).collect();
+                let detail = answer
+                    .as_ref()
+                    .and_then(|a| a.detail.clone())
+                    .unwrap_or_else(|| {
+                        if snippet.is_empty() {
+                            format!("HTTP {}", status.as_u16())
+                        } else {
+                            format!("HTTP {}: {snippet}", status.as_u16())
+                        }
+                    });
+                if status.is_success() {
+                    if answer.and_then(|a| a.ok) == Some(false) {
+                        Attempt::Done(CtiOutcome::failed(detail))
+                    } else {
+                        Attempt::Done(CtiOutcome::ok(detail))
+                    }
+                } else if status.is_server_error()
+                    || status.as_u16() == 408
+                    || status.as_u16() == 429
+                {
+                    Attempt::Retry(detail)
+                } else {
+                    Attempt::Done(CtiOutcome::failed(detail))
+                }
+            }
+        }
+    }
+
+    async fn send(self, req: CtiRequest) -> CtiOutcome {
+        let body = match serde_json::to_vec(&req) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => return CtiOutcome::failed(format!("cannot encode the request: {e}")),
+        };
+        let attempts = self.cfg.retries + 1;
+        let mut wait = self.cfg.backoff.0;
+        let mut last = String::new();
+        for n in 1..=attempts {
+            match self.attempt(&body, n).await {
+                Attempt::Done(mut o) => {
+                    if n > 1 {
+                        o.detail = format!("{} (attempt {n} of {attempts})", o.detail);
+                    }
+                    return o;
+                }
+                Attempt::Retry(why) => {
+                    tracing::warn!(cti = %self.name, agent = %req.agent, verb = ?req.verb,
+                        attempt = n, of = attempts, error = %why, "webhook attempt failed");
+                    last = why;
+                }
+            }
+            if n < attempts {
+                let jitter = rand::rng().random_range(0.0..0.25);
+                tokio::time::sleep(wait.mul_f64(1.0 + jitter)).await;
+                wait = (wait * 2).min(MAX_BACKOFF);
+            }
+        }
+        CtiOutcome::failed(format!("{last} (gave up after {attempts} attempts)"))
+    }
+}
+
+impl Cti for Webhook {
+    fn execute(&self, req: CtiRequest) -> CtiFuture {
+        Box::pin(self.clone().send(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str) -> WebhookConfig {
+        WebhookConfig {
+            url: Spanned::new(0..0, url.into()),
+            timeout: default_timeout(),
+            retries: 3,
+            backoff: default_backoff(),
+            token: None,
+        }
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(cfg("http://127.0.0.1:9000/cti").check().is_ok());
+        assert!(cfg("https://x/cti").check().unwrap_err().contains("no TLS"));
+        assert!(cfg("ftp://x/").check().is_err());
+        assert!(cfg("not a url").check().is_err());
+        let mut c = cfg("http://h/");
+        c.retries = 11;
+        assert!(c.check().unwrap_err().contains("at most 10"));
+    }
+}

@@ -1,0 +1,854 @@
+//! Runs the queues' ladders on the engine thread.
+//!
+//! Order of work for every decision: the entry is written to the audit log
+//! first (synchronously: decisions are rare and a write is well under a
+//! millisecond in WAL mode), then its CTI actions are handed to async tasks
+//! on the daemon's runtime; the engine never waits for a phone system. The
+//! tasks' outcomes come back on a bounded channel that is drained before each
+//! publish, appended to the log as results and fed back to the ladder.
+//!
+//! One action at a time per agent: a sign-out decided while that agent's
+//! sign-in is still on the wire waits for it (and vice versa), so a release
+//! can never overtake the escalation it undoes.
+//!
+//! Evaluation: the queue an event touched is evaluated after that event;
+//! every ladder is evaluated when one of its clocks runs out (the
+//! [`Observer::next_deadline`] the driver honours, also in replay) and, for
+//! figures that move without queue events (agent states, waits growing), at
+//! most once per second of event time.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::control::{CONTROL_CAPACITY, Command, ControlError, LadderHandle};
+use super::entry::{ActionRecord, Direction, Entry};
+use super::expr::Var;
+use super::ladder::{
+    Act, Candidate, Floor, Inputs, Mark, NotPending, Output, PENDING, Plan, QueueLadder,
+};
+use super::schedule::Schedule;
+use crate::config::Config;
+use crate::cti::{CtiOutcome, CtiRegistry, CtiRequest, CtiVerb};
+use crate::event::AgentStatus;
+use crate::runtime::Observer;
+use crate::state::Engine;
+use crate::store::Store;
+use crate::time::Ts;
+
+/// Outcomes waiting for the engine thread. CTI tasks wait when it is full.
+pub const RESULTS_CAPACITY: usize = 1024;
+/// Longest gap between two evaluations of every ladder when something
+/// changed that no queue event reports, in event time.
+const EVAL_EVERY_MS: i64 = 1_000;
+/// After a restart, a queue with an escalation in progress is left alone
+/// until an event for it arrives (a source's resync) or this much event time
+/// has passed: until then the engine does not know its callers, and an empty
+/// queue must not read as "release everyone".
+const RESTORE_SETTLE_MS: i64 = 60_000;
+
+/// Where CTI futures run.
+enum Runner {
+    /// On the daemon's runtime; outcomes come back on the results channel.
+    Spawn(tokio::runtime::Handle),
+    /// Polled once on the spot (replay's log-only CTI answers at once).
+    Inline,
+}
+
+struct Done {
+    act: Act,
+    outcome: CtiOutcome,
+}
+
+#[derive(Default)]
+struct AgentActs {
+    running: Option<Act>,
+    queued: VecDeque<Act>,
+}
+
+pub struct LadderObserver {
+    plans: HashMap<String, Arc<Plan>>,
+    schedules: Vec<Schedule>,
+    /// Each schedule's plan, resolved once (no name lookups per event).
+    schedule_plans: Vec<Option<Arc<Plan>>>,
+    /// Each queue's own plan, by engine queue index.
+    base_plan: Vec<Option<Arc<Plan>>>,
+    /// By engine queue index; created when a queue is first evaluated.
+    ladders: Vec<Option<QueueLadder>>,
+    store: Arc<Store>,
+    cti: Arc<CtiRegistry>,
+    runner: Runner,
+    results_tx: mpsc::Sender<Done>,
+    results_rx: mpsc::Receiver<Done>,
+    inline_done: Vec<Done>,
+    control_rx: Option<mpsc::Receiver<Command>>,
+    acts: HashMap<String, AgentActs>,
+    next_id: u64,
+    /// Entries written or changed since the last publish.
+    outbox: Vec<u64>,
+    /// Entries whose write failed: never acted on.
+    unwritten: HashSet<u64>,
+    /// (queue, stage name) of entries, for metric labels.
+    meta: HashMap<u64, (String, String)>,
+    ready: bool,
+    last_full: Ts,
+    /// An evaluation was skipped by the once-a-second limit.
+    owed: bool,
+    /// Some ladder reads figures that move with time alone.
+    time_dependent: bool,
+    flagged: HashSet<String>,
+    assignments: HashMap<String, u32>,
+    seats: HashMap<String, u32>,
+    changed: HashSet<usize>,
+    local: Option<(i64, jiff::civil::DateTime)>,
+    /// Restored queues waiting for their first event (see [`RESTORE_SETTLE_MS`]).
+    settling: HashMap<usize, Ts>,
+    /// Each ladder's next deadline, indexed both ways, so the driver's
+    /// question before every event costs O(log queues), not O(queues).
+    deadline_of: Vec<Option<Ts>>,
+    deadlines: BTreeSet<(Ts, usize)>,
+    /// Queues with sign-outs waiting for a call to end.
+    leaving: BTreeSet<usize>,
+}
+
+/// The answers to the ladder's questions, from the engine.
+struct EngineFloor<'a> {
+    engine: &'a Engine,
+    q: usize,
+    assignments: &'a HashMap<String, u32>,
+}
+
+impl Floor for EngineFloor<'_> {
+    fn candidates(&self, group: &str) -> Vec<Candidate> {
+        let e = self.engine;
+        (0..e.agent_count())
+            .map(|a| e.agent(a))
+            .filter(|a| {
+                a.status != AgentStatus::LoggedOut
+                    && !a.queues.contains(&self.q)
+                    && a.groups.iter().any(|g| g == group)
+            })
+            .map(|a| Candidate {
+                agent: a.id.to_string(),
+                status: a.status,
+                since: a.since,
+                assignments: self.assignments.get(&*a.id).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    fn busy(&self, agent: &str) -> bool {
+        self.engine.find_agent(agent).is_some_and(|a| {
+            matches!(
+                self.engine.agent(a).status,
+                AgentStatus::Ringing | AgentStatus::OnCall
+            )
+        })
+    }
+
+    fn in_group(&self, agent: &str, group: &str) -> bool {
+        self.engine
+            .find_agent(agent)
+            .is_some_and(|a| self.engine.agent(a).groups.iter().any(|g| g == group))
+    }
+}
+
+impl LadderObserver {
+    /// A ladder observer for `cfg`, writing to `store` and acting through
+    /// `cti`. Inside a tokio runtime CTI actions run as tasks on it; outside
+    /// one (replay) they are polled on the spot and must answer at once.
+    /// Returns the handle the HTTP routes use.
+    pub fn new(
+        cfg: &Config,
+        store: Arc<Store>,
+        cti: Arc<CtiRegistry>,
+    ) -> Result<(LadderObserver, LadderHandle), String> {
+        let mut plans = HashMap::new();
+        let mut time_dependent = false;
+        for l in &cfg.ladders {
+            let p = Plan::compile(l)?;
+            let exprs = p
+                .stages
+                .iter()
+                .map(|s| &s.when)
+                .chain(std::iter::once(&p.release_when));
+            for e in exprs {
+                time_dependent |= e.any.iter().flatten().any(|c| {
+                    matches!(
+                        c.var,
+                        Var::LongestWait | Var::ServiceLevel | Var::AbandonRate
+                    )
+                });
+            }
+            plans.insert(l.name.clone(), Arc::new(p));
+        }
+        let (results_tx, results_rx) = mpsc::channel(RESULTS_CAPACITY);
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
+        let runner = match tokio::runtime::Handle::try_current() {
+            Ok(h) => Runner::Spawn(h),
+            Err(_) => Runner::Inline,
+        };
+        let schedule_plans = cfg
+            .schedules
+            .iter()
+            .map(|s| s.ladder.as_ref().and_then(|n| plans.get(n).cloned()))
+            .collect();
+        let obs = LadderObserver {
+            plans,
+            schedules: cfg.schedules.clone(),
+            schedule_plans,
+            base_plan: Vec::new(),
+            ladders: Vec::new(),
+            store: store.clone(),
+            cti,
+            runner,
+            results_tx,
+            results_rx,
+            inline_done: Vec::new(),
+            control_rx: Some(control_rx),
+            acts: HashMap::new(),
+            next_id: 0,
+            outbox: Vec::new(),
+            unwritten: HashSet::new(),
+            meta: HashMap::new(),
+            ready: false,
+            last_full: Ts(i64::MIN / 2),
+            owed: false,
+            time_dependent,
+            flagged: HashSet::new(),
+            assignments: HashMap::new(),
+            seats: HashMap::new(),
+            changed: HashSet::new(),
+            local: None,
+            settling: HashMap::new(),
+            deadline_of: Vec::new(),
+            deadlines: BTreeSet::new(),
+            leaving: BTreeSet::new(),
+        };
+        Ok((
+            obs,
+            LadderHandle {
+                tx: control_tx,
+                store,
+            },
+        ))
+    }
+
+    /// First call on the engine thread: continue from the audit log.
+    fn ensure_ready(&mut self, engine: &mut Engine) {
+        if self.ready {
+            return;
+        }
+        self.ready = true;
+        let entries = match self.store.all_entries() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the escalation log; the ladder starts empty");
+                Vec::new()
+            }
+        };
+        self.next_id = self
+            .store
+            .max_entry_id()
+            .unwrap_or(0)
+            .max(entries.iter().map(|e| e.id).max().unwrap_or(0));
+        let mut by_queue: Vec<(String, Vec<Entry>)> = Vec::new();
+        for e in entries {
+            self.meta
+                .insert(e.id, (e.queue.clone(), e.stage_name.clone()));
+            match by_queue.iter_mut().find(|(q, _)| *q == e.queue) {
+                Some((_, v)) => v.push(e),
+                None => by_queue.push((e.queue.clone(), vec![e])),
+            }
+        }
+        for (queue, entries) in by_queue {
+            let q = engine.queue_index(&queue);
+            self.ensure_ladder(engine, q);
+            let plans = self.plans.clone();
+            let Some(l) = self.ladders[q].as_mut() else {
+                continue;
+            };
+            let outs = l.restore(&entries, &|n| plans.get(n).cloned());
+            let n = l.signed_in().len();
+            if n > 0 || !l.is_idle() {
+                tracing::info!(%queue, signed_in = n, "escalation resumed from the audit log");
+                self.settling
+                    .insert(q, engine.now().plus_ms(RESTORE_SETTLE_MS));
+            }
+            self.changed.insert(q);
+            self.process(engine, q, outs);
+        }
+        self.sync(engine);
+    }
+
+    fn local_time(&mut self, engine: &Engine) -> jiff::civil::DateTime {
+        let now = engine.now();
+        let sec = now.0.div_euclid(1000);
+        match self.local {
+            Some((s, dt)) if s == sec => dt,
+            _ => {
+                let dt = now
+                    .to_jiff()
+                    .to_zoned_datetime(engine.zone().clone())
+                    .datetime();
+                self.local = Some((sec, dt));
+                dt
+            }
+        }
+    }
+
+    fn ensure_ladder(&mut self, engine: &Engine, q: usize) {
+        if self.ladders.len() <= q {
+            let n = engine.queue_count().max(q + 1);
+            self.ladders.resize_with(n, || None);
+            self.base_plan.resize(n, None);
+        }
+        if self.ladders[q].is_none() {
+            let qs = engine.queue(q);
+            self.ladders[q] = Some(QueueLadder::new(&qs.name, None));
+            self.base_plan[q] = qs
+                .params
+                .ladder
+                .as_ref()
+                .and_then(|n| self.plans.get(n).cloned());
+        }
+    }
+
+    /// Which schedule is on for queue `q` now (first match), if any.
+    fn schedule_on(&mut self, engine: &Engine, q: usize) -> Option<usize> {
+        if self.schedules.is_empty() {
+            return None;
+        }
+        let t = self.local_time(engine);
+        let name = &engine.queue(q).name;
+        self.schedules.iter().position(|s| s.matches(name, t))
+    }
+
+    fn evaluate(&mut self, engine: &mut Engine, q: usize) {
+        if !self.settling.is_empty()
+            && let Some(&until) = self.settling.get(&q)
+        {
+            if engine.now() < until {
+                return;
+            }
+            self.settling.remove(&q);
+        }
+        self.ensure_ladder(engine, q);
+        let on = self.schedule_on(engine, q);
+        let wanted = match on {
+            Some(i) => self.schedule_plans[i].as_ref(),
+            None => self.base_plan[q].as_ref(),
+        };
+        let Some(l) = self.ladders[q].as_mut() else {
+            return;
+        };
+        l.set_plan(wanted);
+        if l.plan().is_none() && l.is_idle() && !l.has_leaving() {
+            self.refresh(q);
+            return;
+        }
+        let seats = &self.seats;
+        let plan = l.plan().cloned();
+        let seats_used = || {
+            plan.as_ref()
+                .and_then(|p| seats.get(&p.name).copied())
+                .unwrap_or(0)
+        };
+        let floor = EngineFloor {
+            engine,
+            q,
+            assignments: &self.assignments,
+        };
+        let inputs = Inputs {
+            now: engine.now(),
+            figures: engine.figures(q),
+            required_agents: &|| engine.required_agents(q),
+            floor: &floor,
+            seats_used: &seats_used,
+        };
+        let outs = l.evaluate(&inputs, &mut self.next_id);
+        if outs.is_empty() {
+            self.refresh(q);
+        } else {
+            self.changed.insert(q);
+            self.process(engine, q, outs);
+            // The next queue's decisions must see these seats taken.
+            self.sync(engine);
+        }
+    }
+
+    /// Re-indexes queue `q`'s deadline and pending sign-outs.
+    fn refresh(&mut self, q: usize) {
+        let l = self.ladders.get(q).and_then(Option::as_ref);
+        let new = l.and_then(QueueLadder::next_deadline);
+        if self.deadline_of.len() <= q {
+            self.deadline_of.resize(q + 1, None);
+        }
+        let old = self.deadline_of[q];
+        if old != new {
+            if let Some(t) = old {
+                self.deadlines.remove(&(t, q));
+            }
+            if let Some(t) = new {
+                self.deadlines.insert((t, q));
+            }
+            self.deadline_of[q] = new;
+        }
+        if l.is_some_and(QueueLadder::has_leaving) {
+            self.leaving.insert(q);
+        } else {
+            self.leaving.remove(&q);
+        }
+    }
+
+    fn evaluate_all(&mut self, engine: &mut Engine) {
+        for q in 0..engine.queue_count() {
+            self.evaluate(engine, q);
+        }
+        self.last_full = engine.now();
+        self.owed = false;
+    }
+
+    /// Writes entries, appends marks and starts acts, in the ladder's order.
+    fn process(&mut self, engine: &mut Engine, q: usize, outs: Vec<Output>) {
+        let now = engine.now();
+        for o in outs {
+            match o {
+                Output::Entry(e) => {
+                    self.meta
+                        .insert(e.id, (e.queue.clone(), e.stage_name.clone()));
+                    match self.store.insert_entry(&e) {
+                        Ok(()) => self.outbox.push(e.id),
+                        Err(err) => {
+                            tracing::error!(id = e.id, queue = %e.queue, error = %err,
+                                "cannot write an escalation decision; it is not acted on");
+                            self.unwritten.insert(e.id);
+                        }
+                    }
+                }
+                Output::Mark(m) => self.mark(&m, now),
+                Output::Act(a) => {
+                    if self.unwritten.contains(&a.entry) {
+                        if let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
+                            l.on_result(&a, false, now);
+                        }
+                        continue;
+                    }
+                    self.enqueue(engine, a);
+                }
+            }
+        }
+        self.run_inline(engine);
+    }
+
+    fn mark(&mut self, m: &Mark, now: Ts) {
+        if let Err(e) = self.store.append_result(
+            m.entry,
+            m.action,
+            now,
+            m.result,
+            m.detail.as_deref(),
+            m.by.as_deref(),
+        ) {
+            tracing::error!(entry = m.entry, error = %e, "cannot append an escalation result");
+        }
+        if m.action.is_some() && m.result != PENDING {
+            self.count(m.entry, m.result);
+        }
+        self.outbox.push(m.entry);
+    }
+
+    fn count(&self, entry: u64, result: &str) {
+        if let Some((queue, stage)) = self.meta.get(&entry) {
+            metrics::counter!("acd_escalation_actions_total",
+                "queue" => queue.clone(), "stage" => stage.clone(), "result" => result.to_string())
+            .increment(1);
+        }
+    }
+
+    fn enqueue(&mut self, engine: &Engine, a: Act) {
+        let slot = self.acts.entry(a.agent.clone()).or_default();
+        if slot.running.is_some() {
+            slot.queued.push_back(a);
+        } else {
+            self.start(engine, a);
+        }
+    }
+
+    fn start(&mut self, engine: &Engine, a: Act) {
+        let profile = engine.find_agent(&a.agent).map(|i| engine.agent(i));
+        let req = CtiRequest {
+            verb: a.verb,
+            agent: a.agent.clone(),
+            interface: profile
+                .and_then(|p| p.interface.clone())
+                .unwrap_or_else(|| a.agent.clone()),
+            name: profile.and_then(|p| p.name.clone()),
+            queue: a.queue.clone(),
+        };
+        let source = profile.and_then(|p| p.source.clone());
+        self.acts.entry(a.agent.clone()).or_default().running = Some(a.clone());
+        let cti = match self.cti.for_source(source.as_deref()) {
+            Ok(c) => c,
+            Err(why) => {
+                self.inline_done.push(Done {
+                    act: a,
+                    outcome: CtiOutcome::failed(why),
+                });
+                return;
+            }
+        };
+        let fut = cti.execute(req);
+        match &self.runner {
+            Runner::Spawn(h) => {
+                let tx = self.results_tx.clone();
+                h.spawn(async move {
+                    let outcome = fut.await;
+                    let _ = tx.send(Done { act: a, outcome }).await;
+                });
+            }
+            Runner::Inline => {
+                let mut fut = fut;
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                let outcome = match fut.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(o) => o,
+                    std::task::Poll::Pending => CtiOutcome::failed(
+                        "this CTI action cannot run without the daemon's runtime",
+                    ),
+                };
+                self.inline_done.push(Done { act: a, outcome });
+            }
+        }
+    }
+
+    fn run_inline(&mut self, engine: &mut Engine) {
+        while !self.inline_done.is_empty() {
+            let done = std::mem::take(&mut self.inline_done);
+            for d in done {
+                self.complete(engine, d);
+            }
+        }
+    }
+
+    fn complete(&mut self, engine: &mut Engine, d: Done) {
+        let now = engine.now();
+        let Done { act, outcome } = d;
+        let result = if outcome.ok { "ok" } else { "failed" };
+        if !outcome.ok {
+            tracing::warn!(agent = %act.agent, queue = %act.queue, verb = ?act.verb,
+                detail = %outcome.detail, "escalation action failed");
+        }
+        self.mark(
+            &Mark {
+                entry: act.entry,
+                action: Some(act.action),
+                result,
+                detail: Some(outcome.detail.clone()),
+                by: None,
+            },
+            now,
+        );
+        if let Some(q) = engine.find_queue(&act.queue) {
+            if let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
+                l.on_result(&act, outcome.ok, now);
+            }
+            self.changed.insert(q);
+        }
+        let next = self.acts.get_mut(&act.agent).and_then(|s| {
+            s.running = None;
+            s.queued.pop_front()
+        });
+        if let Some(n) = next {
+            self.start(engine, n);
+        }
+    }
+
+    /// Publishes queue statuses, agents' `signed_in_by_escalation`, and the
+    /// seat and assignment counts the next decisions read.
+    fn sync(&mut self, engine: &mut Engine) {
+        if self.changed.is_empty() {
+            return;
+        }
+        for q in std::mem::take(&mut self.changed) {
+            if let Some(l) = self.ladders.get(q).and_then(Option::as_ref) {
+                engine.set_escalation(q, l.status());
+            }
+            self.refresh(q);
+        }
+        let mut now_in: HashSet<String> = HashSet::new();
+        self.assignments.clear();
+        let mut per_plan: HashMap<String, HashSet<String>> = HashMap::new();
+        for l in self.ladders.iter().flatten() {
+            now_in.extend(l.signed_in());
+            // Proposed people count as taken: two proposals must not promise
+            // the same seat or person.
+            let tracked = l.tracked();
+            for a in &tracked {
+                *self.assignments.entry(a.to_string()).or_default() += 1;
+            }
+            if let Some(p) = l.plan() {
+                per_plan
+                    .entry(p.name.clone())
+                    .or_default()
+                    .extend(tracked.into_iter().map(str::to_string));
+            }
+        }
+        self.seats = per_plan
+            .into_iter()
+            .map(|(k, v)| (k, v.len() as u32))
+            .collect();
+        for a in self.flagged.difference(&now_in) {
+            if let Some(i) = engine.find_agent(a) {
+                engine.set_signed_in_by_escalation(i, false);
+            }
+        }
+        for a in now_in.difference(&self.flagged) {
+            let i = engine.agent_index(a);
+            engine.set_signed_in_by_escalation(i, true);
+        }
+        self.flagged = now_in;
+    }
+
+    fn drain_results(&mut self, engine: &mut Engine) {
+        while let Ok(d) = self.results_rx.try_recv() {
+            self.complete(engine, d);
+            self.run_inline(engine);
+        }
+    }
+
+    fn drain_control(&mut self, engine: &mut Engine) {
+        let Some(mut rx) = self.control_rx.take() else {
+            return;
+        };
+        while let Ok(cmd) = rx.try_recv() {
+            self.command(engine, cmd);
+        }
+        self.control_rx = Some(rx);
+    }
+
+    fn command(&mut self, engine: &mut Engine, cmd: Command) {
+        match cmd {
+            Command::Approve { id, by, reply } => {
+                let r = self.decide(engine, id, &by, true);
+                let _ = reply.send(r);
+            }
+            Command::Reject { id, by, reply } => {
+                let r = self.decide(engine, id, &by, false);
+                let _ = reply.send(r);
+            }
+            Command::SignIn {
+                agent,
+                queue,
+                by,
+                reply,
+            } => {
+                let r = self.manual(engine, CtiVerb::SignIn, &agent, &queue, &by);
+                let _ = reply.send(r);
+            }
+            Command::SignOut {
+                agent,
+                queue,
+                by,
+                reply,
+            } => {
+                let r = self.manual(engine, CtiVerb::SignOut, &agent, &queue, &by);
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn composed(&self, id: u64) -> Result<Entry, ControlError> {
+        match self.store.entry(id) {
+            Ok(Some(e)) => Ok(e),
+            Ok(None) => Err(ControlError::NotFound(format!("no escalation entry {id}"))),
+            Err(e) => Err(ControlError::Storage(e.to_string())),
+        }
+    }
+
+    fn decide(
+        &mut self,
+        engine: &mut Engine,
+        id: u64,
+        by: &str,
+        approve: bool,
+    ) -> Result<Entry, ControlError> {
+        let now = engine.now();
+        let q = self
+            .ladders
+            .iter()
+            .position(|l| l.as_ref().and_then(|l| l.pending_entry()) == Some(id));
+        let Some(q) = q else {
+            let e = self.composed(id)?;
+            let state = e
+                .decision
+                .map(|d| format!("already {}", d.result))
+                .unwrap_or_else(|| format!("mode {}", e.mode));
+            return Err(ControlError::Conflict(format!(
+                "entry {id} is not waiting for a decision ({state})"
+            )));
+        };
+        let floor_assign = self.assignments.clone();
+        let Some(l) = self.ladders[q].as_mut() else {
+            return Err(ControlError::NotFound(format!("no escalation entry {id}")));
+        };
+        let outs = if approve {
+            let floor = EngineFloor {
+                engine,
+                q,
+                assignments: &floor_assign,
+            };
+            l.approve(id, now, by, &floor)
+        } else {
+            l.reject(id, now, by)
+        };
+        let outs = outs.map_err(|NotPending| {
+            ControlError::Conflict(format!("entry {id} is not waiting for a decision"))
+        })?;
+        tracing::info!(id, by, approve, "escalation advice answered");
+        self.changed.insert(q);
+        self.process(engine, q, outs);
+        self.sync(engine);
+        // The next stage's clock starts at the answer, not at the next event.
+        self.evaluate(engine, q);
+        self.sync(engine);
+        self.composed(id)
+    }
+
+    fn manual(
+        &mut self,
+        engine: &mut Engine,
+        verb: CtiVerb,
+        agent: &str,
+        queue: &str,
+        by: &str,
+    ) -> Result<Entry, ControlError> {
+        if engine.find_agent(agent).is_none() {
+            return Err(ControlError::NotFound(format!("unknown agent {agent}")));
+        }
+        let Some(q) = engine.find_queue(queue) else {
+            return Err(ControlError::NotFound(format!("unknown queue {queue}")));
+        };
+        self.ensure_ladder(engine, q);
+        self.next_id += 1;
+        let id = self.next_id;
+        let (kind, direction, what) = match verb {
+            CtiVerb::SignIn => ("sign_in", Direction::Up, "sign-in"),
+            CtiVerb::SignOut => ("sign_out", Direction::Down, "sign-out"),
+        };
+        let entry = Entry {
+            id,
+            ts: engine.now(),
+            queue: queue.to_string(),
+            stage: 0,
+            stage_name: "manual".into(),
+            direction,
+            reason: format!("manual {what} by {by}"),
+            mode: "manual".into(),
+            actions: vec![ActionRecord {
+                kind: kind.into(),
+                agent: Some(agent.to_string()),
+                target_queue: Some(queue.to_string()),
+                result: PENDING.into(),
+                detail: None,
+                seats: None,
+                at: None,
+            }],
+            ladder: None,
+            decision: None,
+        };
+        let mut outs = vec![
+            Output::Entry(entry),
+            Output::Act(Act {
+                entry: id,
+                action: 0,
+                verb,
+                agent: agent.to_string(),
+                queue: queue.to_string(),
+                attempt: 1,
+            }),
+        ];
+        if let Some(l) = self.ladders[q].as_mut() {
+            outs.extend(l.forget(
+                agent,
+                &format!(
+                    "the agent was signed {} by hand (entry {id})",
+                    if verb == CtiVerb::SignIn { "in" } else { "out" }
+                ),
+            ));
+        }
+        self.changed.insert(q);
+        self.process(engine, q, outs);
+        if self.unwritten.contains(&id) {
+            return Err(ControlError::Storage(format!(
+                "cannot write entry {id} to the audit log; nothing was done"
+            )));
+        }
+        self.sync(engine);
+        self.composed(id)
+    }
+}
+
+impl Observer for LadderObserver {
+    fn after_event(&mut self, engine: &mut Engine, queue: Option<usize>) {
+        self.ensure_ready(engine);
+        let now = engine.now();
+        match queue {
+            Some(q) => {
+                self.settling.remove(&q);
+                self.evaluate(engine, q)
+            }
+            None => {
+                if now.since(self.last_full) >= EVAL_EVERY_MS {
+                    self.evaluate_all(engine);
+                } else {
+                    self.owed = true;
+                    // Ladders whose clock ran out, and those with sign-outs
+                    // waiting for a call to end (agent events end calls).
+                    let mut qs: Vec<usize> = self
+                        .deadlines
+                        .iter()
+                        .take_while(|(t, _)| *t <= now)
+                        .map(|(_, q)| *q)
+                        .collect();
+                    qs.extend(self.leaving.iter().copied());
+                    qs.sort_unstable();
+                    qs.dedup();
+                    for q in qs {
+                        self.evaluate(engine, q);
+                    }
+                }
+            }
+        }
+        self.sync(engine);
+    }
+
+    fn before_publish(&mut self, engine: &mut Engine) -> Vec<Arc<Entry>> {
+        self.ensure_ready(engine);
+        self.drain_results(engine);
+        self.drain_control(engine);
+        self.run_inline(engine);
+        self.sync(engine);
+        let mut ids = std::mem::take(&mut self.outbox);
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter_map(|id| match self.store.entry(id) {
+                Ok(e) => e.map(Arc::new),
+                Err(e) => {
+                    tracing::error!(id, error = %e, "cannot read back an escalation entry");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn next_deadline(&self) -> Option<Ts> {
+        let mut d = self.deadlines.first().map(|(t, _)| *t);
+        if self.owed || self.time_dependent {
+            let t = self.last_full.plus_ms(EVAL_EVERY_MS);
+            d = Some(d.map_or(t, |x| x.min(t)));
+        }
+        d
+    }
+}

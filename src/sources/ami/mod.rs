@@ -1,0 +1,18 @@
+//! Asterisk Manager Interface source: queue events in, domain events out.
+//!
+//! Split the quinn way: [`parser`] frames bytes, [`mapping`] turns queue
+//! events into domain events, [`session`] is the connection state machine
+//! (login, resync, keepalive, actions), all without I/O; [`task`] is the thin
+//! tokio driver that moves bytes and timers. [`replay`] runs a recorded
+//! transcript through the same session.
+
+pub mod mapping;
+pub mod parser;
+pub mod replay;
+pub mod session;
+pub mod task;
+
+pub use mapping::{AgentIds, AgentNaming};
+pub use replay::AmiReplay;
+pub use session::{ActionReply, AmiAction, Auth, ReplyStatus, Session, SessionConfig};
+pub use task::{AmiConfig, spawn, spawn_with_cti};

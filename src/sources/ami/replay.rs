@@ -1,0 +1,48 @@
+//! `acdmon replay --format ami`: a recorded AMI transcript (contract section
+//! 1: the raw text a client received, `timestampevents = yes`) through the
+//! same session code the daemon runs, passively. Event time is each event's
+//! `Timestamp:`; the `QueueStatus` list (which carries no `Timestamp`) is
+//! placed at the preceding `Ping` reply's time, else at the latest event
+//! time seen, else at the first event time that follows it.
+
+use super::mapping::AgentIds;
+use super::session::Session;
+use crate::event::Event;
+use crate::sources::Reject;
+
+/// Decodes an AMI transcript into events on event time.
+#[derive(Debug)]
+pub struct AmiReplay {
+    session: Session,
+    events: Vec<Event>,
+}
+
+impl AmiReplay {
+    pub fn new(ids: AgentIds) -> Self {
+        AmiReplay {
+            session: Session::passive(ids),
+            events: Vec::new(),
+        }
+    }
+
+    /// Feeds the next bytes of the transcript (any chunking).
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {
+        self.session.feed(bytes, crate::time::Ts::ZERO);
+        self.collect()
+    }
+
+    /// The transcript has ended: settles callers whose leave was still
+    /// waiting for an `AgentConnect`.
+    pub fn finish(&mut self) -> Vec<Result<Event, Reject>> {
+        self.session.finish(&mut self.events);
+        self.collect()
+    }
+
+    fn collect(&mut self) -> Vec<Result<Event, Reject>> {
+        self.session.drain_events(&mut self.events);
+        let mut out: Vec<Result<Event, Reject>> =
+            self.session.take_rejects().into_iter().map(Err).collect();
+        out.extend(self.events.drain(..).map(Ok));
+        out
+    }
+}

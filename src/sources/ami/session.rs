@@ -1,0 +1,992 @@
+//! One AMI connection as a plain state machine (quinn-proto style).
+//!
+//! Fed bytes and the current time; hands back bytes to send, domain events,
+//! action replies and rejections. It never touches a socket or a clock, so
+//! recorded transcripts, the fake server tests, the replay decoder and the
+//! fuzzer all drive exactly the code the daemon runs.
+//!
+//! Lifecycle of a connection: banner → (MD5 `Challenge`) → `Login` →
+//! `Ping` + `QueueStatus` → live. AMI keeps no history for clients
+//! (protocols.md 1.10), so every connect rebuilds the queues from
+//! `QueueStatus`: members from `QueueMember`, waiting callers from
+//! `QueueEntry` (joined = list time − `Wait`). Live events that arrive while
+//! the list is being sent are buffered in arrival order and applied after
+//! `QueueStatusComplete`, following one `QueueResync` per listed queue, so the
+//! engine sees the rebuilt picture first and then what changed since. The
+//! list time is the `Timestamp` of the `Ping` reply sent just before the
+//! list (Asterisk's clock, the same clock as the events' `Timestamp`s) and
+//! the local clock only when that is missing.
+//!
+//! A passive variant reads a transcript that some AMI client recorded: it
+//! sends nothing and accepts list events whatever their `ActionID`.
+
+use std::collections::HashMap;
+
+use md5::{Digest, Md5};
+use serde::Deserialize;
+
+use super::mapping::{
+    AgentIds, Listing, MemberChange, MemberOwned, QueueEvent, Tracker, classify, parse_timestamp,
+};
+use super::parser::{Item, MAX_LINE, Message, OwnedMessage, Parser};
+use crate::config::Secret;
+use crate::event::Event;
+use crate::sources::Reject;
+use crate::time::Ts;
+
+/// Most live events held while a `QueueStatus` list is read. A listing that
+/// takes this long is a broken connection; the session fails and reconnects.
+pub const MAX_BUFFERED: usize = 100_000;
+
+/// How long a successful sign-in/out waits for its `QueueMember*` event.
+pub const CONFIRM_WAIT_MS: i64 = 1_000;
+
+/// Login method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Auth {
+    /// `Secret:` in the `Login` action (plain text on the wire).
+    #[default]
+    Plain,
+    /// `Challenge` + `Key: md5(challenge + secret)`.
+    Md5,
+}
+
+/// What the session needs to know.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub username: String,
+    pub secret: Secret,
+    pub auth: Auth,
+    /// `Events:` in the Login (`agent,call`).
+    pub events: String,
+    pub ping_interval_ms: i64,
+    pub action_timeout_ms: i64,
+    /// Relist every queue this often while connected (0 = only on connect),
+    /// so state that drifted (a lost leave, a filtered event) heals.
+    pub resync_interval_ms: i64,
+    pub ids: AgentIds,
+}
+
+/// Where the connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    AwaitBanner,
+    Challenge,
+    Login,
+    /// Logged in; the first `QueueStatus` list is being read.
+    Resync,
+    Live,
+    /// A fatal error happened; see [`Session::error`].
+    Failed,
+}
+
+/// A queue action sent on behalf of the CTI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmiAction {
+    QueueAdd {
+        queue: String,
+        interface: String,
+        member_name: Option<String>,
+    },
+    QueueRemove {
+        queue: String,
+        interface: String,
+    },
+    QueuePause {
+        queue: String,
+        interface: String,
+        paused: bool,
+        reason: Option<String>,
+    },
+}
+
+impl AmiAction {
+    fn queue_interface(&self) -> (&str, &str) {
+        match self {
+            AmiAction::QueueAdd {
+                queue, interface, ..
+            }
+            | AmiAction::QueueRemove { queue, interface }
+            | AmiAction::QueuePause {
+                queue, interface, ..
+            } => (queue, interface),
+        }
+    }
+}
+
+/// How an action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyStatus {
+    Success,
+    Error,
+    Timeout,
+    NotConnected,
+    Invalid,
+}
+
+/// The answer to an [`AmiAction`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionReply {
+    pub status: ReplyStatus,
+    /// Asterisk's `Message:` (or why there is none).
+    pub message: String,
+    /// After a success: whether the matching `QueueMember*` event came back.
+    pub confirmed: Option<bool>,
+}
+
+impl ActionReply {
+    fn local(status: ReplyStatus, message: impl Into<String>) -> Self {
+        ActionReply {
+            status,
+            message: message.into(),
+            confirmed: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Pending {
+    Challenge,
+    Login,
+    Ping,
+    QueueStatus,
+    Action { token: u64, action: AmiAction },
+}
+
+#[derive(Debug)]
+struct Outstanding {
+    what: Pending,
+    deadline: Ts,
+}
+
+#[derive(Debug)]
+struct Confirm {
+    token: u64,
+    action: AmiAction,
+    message: String,
+    deadline: Ts,
+}
+
+#[derive(Debug, Default)]
+struct Resync {
+    /// Our QueueStatus ActionID (`None` in passive mode: take any).
+    action_id: Option<String>,
+    /// Only this queue (a reconcile after a CTI surprise).
+    full: bool,
+    listings: Vec<Listing>,
+    buffered: Vec<(OwnedMessage, Ts)>,
+    /// Server time of the list, from the Ping reply.
+    at: Option<Ts>,
+    complete: bool,
+    /// A list that has not completed by then means a stuck connection.
+    deadline: Ts,
+}
+
+/// One AMI connection (see the module doc).
+#[derive(Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    passive: bool,
+    parser: Parser,
+    inbuf: Vec<u8>,
+    phase: Phase,
+    tracker: Tracker,
+    next_id: u64,
+    outstanding: HashMap<String, Outstanding>,
+    confirms: Vec<Confirm>,
+    resync: Option<Resync>,
+    queued_resync: Option<String>,
+    synced: bool,
+    banner_deadline: Ts,
+    next_ping: Ts,
+    /// Latest `Timestamp:` seen (Asterisk's clock).
+    last_ts: Option<Ts>,
+    now: Ts,
+    outgoing: Vec<u8>,
+    events: Vec<Event>,
+    replies: Vec<(u64, ActionReply)>,
+    rejects: Vec<Reject>,
+    error: Option<String>,
+    version: Option<String>,
+    /// Passive mode: time of a Ping reply not yet tied to a list.
+    pending_list_time: Option<Ts>,
+    queued_full_resync: bool,
+    next_relist: Ts,
+}
+
+impl Session {
+    /// A client session for a fresh TCP connection.
+    pub fn new(cfg: SessionConfig, now: Ts) -> Self {
+        let tracker = Tracker::new(cfg.ids.clone());
+        Self::with_tracker(cfg, tracker, now, false)
+    }
+
+    /// A new connection that keeps what the previous one learnt (callers'
+    /// join times, members), so the resync can keep counting correctly.
+    pub fn reconnect(cfg: SessionConfig, previous: Session, now: Ts) -> Self {
+        let mut tracker = previous.tracker;
+        tracker.on_connect();
+        Self::with_tracker(cfg, tracker, now, false)
+    }
+
+    /// A passive session reading a recorded transcript (never sends).
+    pub fn passive(ids: AgentIds) -> Self {
+        let cfg = SessionConfig {
+            username: String::new(),
+            secret: Secret::inline(""),
+            auth: Auth::Plain,
+            events: String::new(),
+            ping_interval_ms: i64::MAX / 4,
+            action_timeout_ms: i64::MAX / 4,
+            resync_interval_ms: 0,
+            ids: ids.clone(),
+        };
+        let mut s = Self::with_tracker(cfg, Tracker::new(ids), Ts::ZERO, true);
+        s.phase = Phase::Live;
+        s
+    }
+
+    fn with_tracker(cfg: SessionConfig, tracker: Tracker, now: Ts, passive: bool) -> Self {
+        let banner_deadline = now.plus_ms(cfg.action_timeout_ms);
+        Session {
+            cfg,
+            passive,
+            parser: Parser::new(),
+            inbuf: Vec::with_capacity(16 * 1024),
+            phase: Phase::AwaitBanner,
+            tracker,
+            next_id: 1,
+            outstanding: HashMap::new(),
+            confirms: Vec::new(),
+            resync: None,
+            queued_resync: None,
+            synced: false,
+            banner_deadline,
+            next_ping: Ts(i64::MAX),
+            last_ts: None,
+            now,
+            outgoing: Vec::new(),
+            events: Vec::new(),
+            replies: Vec::new(),
+            rejects: Vec::new(),
+            error: None,
+            version: None,
+            pending_list_time: None,
+            queued_full_resync: false,
+            next_relist: Ts(i64::MAX),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Logged in (actions may be sent).
+    pub fn logged_in(&self) -> bool {
+        matches!(self.phase, Phase::Resync | Phase::Live)
+    }
+
+    /// The first full resync of this connection is done.
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Why the session failed (the connection should be closed).
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The AMI version from the banner.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// Bytes to write to the socket.
+    pub fn take_outgoing(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.outgoing)
+    }
+
+    pub fn has_outgoing(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// Domain events produced so far, in order.
+    pub fn drain_events(&mut self, out: &mut Vec<Event>) {
+        out.append(&mut self.events);
+    }
+
+    /// Action replies produced so far (token, reply).
+    pub fn take_replies(&mut self) -> Vec<(u64, ActionReply)> {
+        std::mem::take(&mut self.replies)
+    }
+
+    /// Input dropped so far.
+    pub fn take_rejects(&mut self) -> Vec<Reject> {
+        std::mem::take(&mut self.rejects)
+    }
+
+    /// Feeds bytes read from the socket (or transcript).
+    pub fn feed(&mut self, bytes: &[u8], now: Ts) {
+        self.now = self.now.max(now);
+        self.inbuf.extend_from_slice(bytes);
+        let mut buf = std::mem::take(&mut self.inbuf);
+        let mut parser = std::mem::replace(&mut self.parser, Parser::empty());
+        let mut start = 0;
+        while self.phase != Phase::Failed {
+            let (n, item) = parser.parse(&buf[start..]);
+            let done = item.is_none();
+            match item {
+                Some(Item::Banner(v)) => {
+                    let v = v.to_string();
+                    self.on_banner(v);
+                }
+                Some(Item::Message(m)) => self.on_message(&m),
+                Some(Item::Rejected(r)) => self.rejects.push(r),
+                None => {}
+            }
+            start += n;
+            if done {
+                break;
+            }
+        }
+        self.parser = parser;
+        buf.drain(..start);
+        self.inbuf = buf;
+    }
+
+    /// When [`Session::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Ts> {
+        if self.passive || self.phase == Phase::Failed {
+            return None;
+        }
+        let mut t = self.tracker.next_deadline();
+        let mut min = |x: Ts| t = Some(t.map_or(x, |y: Ts| y.min(x)));
+        if self.phase == Phase::AwaitBanner {
+            min(self.banner_deadline);
+        }
+        if self.logged_in() {
+            min(self.next_ping);
+            min(self.next_relist);
+        }
+        for o in self.outstanding.values() {
+            min(o.deadline);
+        }
+        for c in &self.confirms {
+            min(c.deadline);
+        }
+        if let Some(r) = &self.resync {
+            min(r.deadline);
+        }
+        t
+    }
+
+    /// Runs timers: banner and action timeouts, keepalive pings, unconfirmed
+    /// actions, and the tracker's held leaves and wrap-ups.
+    pub fn handle_timeout(&mut self, now: Ts) {
+        if self.passive || self.phase == Phase::Failed {
+            return;
+        }
+        self.now = self.now.max(now);
+        if self.phase == Phase::AwaitBanner && now >= self.banner_deadline {
+            self.fail("no AMI banner from the peer (is this an Asterisk manager port?)");
+            return;
+        }
+        if self.resync.as_ref().is_some_and(|r| now >= r.deadline) {
+            self.fail("QueueStatus list did not complete in time");
+            return;
+        }
+        let expired: Vec<String> = self
+            .outstanding
+            .iter()
+            .filter(|(_, o)| o.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in expired {
+            let Some(o) = self.outstanding.remove(&id) else {
+                continue;
+            };
+            match o.what {
+                Pending::Action { token, .. } => self.replies.push((
+                    token,
+                    ActionReply::local(ReplyStatus::Timeout, "no reply from Asterisk in time"),
+                )),
+                Pending::Ping => {
+                    self.fail("keepalive Ping not answered in time");
+                    return;
+                }
+                Pending::Challenge | Pending::Login => {
+                    self.fail("login not answered in time");
+                    return;
+                }
+                Pending::QueueStatus => {
+                    self.fail("QueueStatus not answered in time");
+                    return;
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.confirms.len() {
+            if self.confirms[i].deadline <= now {
+                let c = self.confirms.swap_remove(i);
+                self.replies.push((
+                    c.token,
+                    ActionReply {
+                        status: ReplyStatus::Success,
+                        message: c.message,
+                        confirmed: Some(false),
+                    },
+                ));
+            } else {
+                i += 1;
+            }
+        }
+        if self.logged_in() && now >= self.next_ping {
+            let has_ping = self
+                .outstanding
+                .values()
+                .any(|o| matches!(o.what, Pending::Ping));
+            if !has_ping {
+                self.send(Pending::Ping, "Ping", &[]);
+            }
+            self.next_ping = now.plus_ms(self.cfg.ping_interval_ms);
+        }
+        if self.logged_in() && now >= self.next_relist {
+            if self.resync.is_none() {
+                self.start_resync(None);
+            }
+            self.schedule_relist();
+        }
+        if self.resync.is_none() {
+            self.tracker.poll(now, &mut self.events);
+        }
+    }
+
+    fn schedule_relist(&mut self) {
+        self.next_relist = if self.cfg.resync_interval_ms > 0 {
+            self.now.plus_ms(self.cfg.resync_interval_ms)
+        } else {
+            Ts(i64::MAX)
+        };
+    }
+
+    /// Sends a CTI action. The reply comes back through
+    /// [`Session::take_replies`] with `token`.
+    pub fn submit(&mut self, token: u64, action: AmiAction, now: Ts) {
+        self.now = self.now.max(now);
+        if self.passive || !self.logged_in() {
+            self.replies.push((
+                token,
+                ActionReply::local(ReplyStatus::NotConnected, "AMI session not logged in"),
+            ));
+            return;
+        }
+        let mut headers: Vec<(&str, String)> = Vec::new();
+        let name = match &action {
+            AmiAction::QueueAdd {
+                queue,
+                interface,
+                member_name,
+            } => {
+                headers.push(("Queue", queue.clone()));
+                headers.push(("Interface", interface.clone()));
+                if let Some(n) = member_name {
+                    headers.push(("MemberName", n.clone()));
+                }
+                "QueueAdd"
+            }
+            AmiAction::QueueRemove { queue, interface } => {
+                headers.push(("Queue", queue.clone()));
+                headers.push(("Interface", interface.clone()));
+                "QueueRemove"
+            }
+            AmiAction::QueuePause {
+                queue,
+                interface,
+                paused,
+                reason,
+            } => {
+                headers.push(("Queue", queue.clone()));
+                headers.push(("Interface", interface.clone()));
+                headers.push(("Paused", if *paused { "true" } else { "false" }.into()));
+                if let Some(r) = reason {
+                    headers.push(("Reason", r.clone()));
+                }
+                "QueuePause"
+            }
+        };
+        // No line breaks or overlong lines: a queue name carrying "\r\n"
+        // would inject a second action.
+        for (k, v) in &headers {
+            if v.is_empty() || v.contains(['\r', '\n']) || k.len() + 2 + v.len() > MAX_LINE {
+                self.replies.push((
+                    token,
+                    ActionReply::local(
+                        ReplyStatus::Invalid,
+                        format!("{k} is empty, too long or contains a line break"),
+                    ),
+                ));
+                return;
+            }
+        }
+        let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.send(Pending::Action { token, action }, name, &refs);
+    }
+
+    /// Relists every queue (after events had to be dropped). Until the list
+    /// is complete the session reports itself not synced.
+    pub fn request_resync(&mut self) {
+        if self.passive || !self.logged_in() {
+            return;
+        }
+        self.synced = false;
+        if self.resync.is_none() {
+            self.start_resync(None);
+        } else {
+            self.queued_full_resync = true;
+        }
+    }
+
+    /// Ends a replay: judges leaves still held (the transcript ended).
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        if let Some(r) = self.resync.as_mut()
+            && r.complete
+        {
+            let at = r.at.or(self.last_ts).unwrap_or(self.now);
+            self.finish_resync(at);
+        }
+        if let Some(last) = self.last_ts {
+            self.tracker.poll(
+                last.plus_ms(super::mapping::LEAVE_GRACE_MS),
+                &mut self.events,
+            );
+        }
+        self.drain_events(out);
+    }
+
+    fn fail(&mut self, why: impl Into<String>) {
+        self.phase = Phase::Failed;
+        self.error = Some(why.into());
+    }
+
+    fn send(&mut self, what: Pending, action: &str, headers: &[(&str, &str)]) -> String {
+        let id = format!("acdmon-{}", self.next_id);
+        self.next_id += 1;
+        let out = &mut self.outgoing;
+        out.extend_from_slice(b"Action: ");
+        out.extend_from_slice(action.as_bytes());
+        out.extend_from_slice(b"\r\nActionID: ");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (k, v) in headers {
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let deadline = self.now.plus_ms(self.cfg.action_timeout_ms);
+        self.outstanding
+            .insert(id.clone(), Outstanding { what, deadline });
+        id
+    }
+
+    fn on_banner(&mut self, version: String) {
+        self.version = Some(version);
+        if self.passive {
+            // A reconnect inside the transcript: what was buffered is lost.
+            self.resync = None;
+            self.synced = false;
+            self.tracker.on_connect();
+            return;
+        }
+        if self.phase != Phase::AwaitBanner {
+            return;
+        }
+        match self.cfg.auth {
+            Auth::Plain => self.send_login(None),
+            Auth::Md5 => {
+                self.phase = Phase::Challenge;
+                self.send(Pending::Challenge, "Challenge", &[("AuthType", "MD5")]);
+            }
+        }
+    }
+
+    fn send_login(&mut self, challenge: Option<&str>) {
+        self.phase = Phase::Login;
+        let user = self.cfg.username.clone();
+        let events = self.cfg.events.clone();
+        match challenge {
+            None => {
+                let secret = self.cfg.secret.clone();
+                self.send(
+                    Pending::Login,
+                    "Login",
+                    &[
+                        ("Username", &user),
+                        ("Secret", secret.expose()),
+                        ("Events", &events),
+                    ],
+                );
+            }
+            Some(ch) => {
+                let mut h = Md5::new();
+                h.update(ch.as_bytes());
+                h.update(self.cfg.secret.expose().as_bytes());
+                let key: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                self.send(
+                    Pending::Login,
+                    "Login",
+                    &[
+                        ("AuthType", "MD5"),
+                        ("Username", &user),
+                        ("Key", &key),
+                        ("Events", &events),
+                    ],
+                );
+            }
+        }
+    }
+
+    fn start_resync(&mut self, queue: Option<String>) {
+        let full = queue.is_none();
+        self.send(Pending::Ping, "Ping", &[]);
+        let id = match &queue {
+            Some(q) => self.send(Pending::QueueStatus, "QueueStatus", &[("Queue", q)]),
+            None => self.send(Pending::QueueStatus, "QueueStatus", &[]),
+        };
+        // Lists take milliseconds; allow a generous multiple of the action
+        // timeout before calling the connection stuck.
+        let deadline = self
+            .now
+            .plus_ms(self.cfg.action_timeout_ms.saturating_mul(4));
+        self.resync = Some(Resync {
+            action_id: Some(id),
+            full,
+            deadline,
+            ..Resync::default()
+        });
+    }
+
+    fn on_message(&mut self, m: &Message<'_>) {
+        if m.get_bytes("Response").is_some() {
+            self.on_response(m);
+        } else if m.get_bytes("Event").is_some() {
+            self.on_event(m);
+        } else {
+            self.rejects.push(Reject::new(
+                "malformed",
+                "block with neither Response nor Event",
+            ));
+        }
+    }
+
+    fn on_response(&mut self, m: &Message<'_>) {
+        let success = m.is("Response", "Success");
+        let message = m.get("Message").unwrap_or("").to_string();
+        // Ping replies carry Asterisk's clock; note it even in passive mode.
+        if m.get_bytes("Ping").is_some()
+            && let Some(t) = m.get("Timestamp").and_then(parse_timestamp)
+        {
+            self.last_ts = Some(self.last_ts.map_or(t, |l| l.max(t)));
+            if let Some(r) = self.resync.as_mut()
+                && r.at.is_none()
+            {
+                r.at = Some(t);
+            }
+            if self.passive && self.resync.is_none() {
+                // A Ping right before a list: remember its time for it.
+                self.pending_list_time = Some(t);
+            }
+        }
+        if self.passive {
+            return;
+        }
+        let Some(id) = m.get("ActionID") else {
+            return;
+        };
+        let Some(o) = self.outstanding.remove(id) else {
+            return;
+        };
+        match o.what {
+            Pending::Challenge => match m.get("Challenge").filter(|_| success) {
+                Some(ch) => {
+                    let ch = ch.to_string();
+                    self.send_login(Some(&ch));
+                }
+                None => self.fail(format!("MD5 challenge refused: {message}")),
+            },
+            Pending::Login => {
+                if success {
+                    self.phase = Phase::Resync;
+                    self.tracker.on_connect();
+                    self.next_ping = self.now.plus_ms(self.cfg.ping_interval_ms);
+                    self.schedule_relist();
+                    self.start_resync(None);
+                } else {
+                    self.fail(format!("login failed: {message}"));
+                }
+            }
+            Pending::Ping => {}
+            Pending::QueueStatus => {
+                if !success {
+                    self.fail(format!("QueueStatus refused: {message}"));
+                }
+            }
+            Pending::Action { token, action } => {
+                if success {
+                    let deadline = self.now.plus_ms(CONFIRM_WAIT_MS);
+                    self.confirms.push(Confirm {
+                        token,
+                        action,
+                        message,
+                        deadline,
+                    });
+                } else {
+                    self.reconcile_refusal(&action, &message);
+                    self.replies.push((
+                        token,
+                        ActionReply {
+                            status: ReplyStatus::Error,
+                            message,
+                            confirmed: None,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    /// "Already there" / "Not there" / "Interface not found" say something
+    /// about membership; when it contradicts what we track, relist the queue.
+    fn reconcile_refusal(&mut self, action: &AmiAction, message: &str) {
+        let (queue, interface) = action.queue_interface();
+        let known = self.tracker.has_member(queue, interface);
+        let m = message.to_ascii_lowercase();
+        let says_member = if m.contains("already there") {
+            Some(true)
+        } else if m.contains("not there") || m.contains("interface not found") {
+            Some(false)
+        } else {
+            None
+        };
+        if says_member.is_some_and(|s| s != known) {
+            tracing::info!(
+                queue,
+                interface,
+                reply = message,
+                "membership differs from what AMI events said; relisting the queue"
+            );
+            if self.resync.is_none() {
+                self.start_resync(Some(queue.to_string()));
+            } else {
+                self.queued_resync = Some(queue.to_string());
+            }
+        }
+    }
+
+    fn on_event(&mut self, m: &Message<'_>) {
+        if let Some(p) = m.get("Privilege") {
+            self.tracker.note_privilege(p);
+        }
+        let stamped = m.get("Timestamp").and_then(parse_timestamp);
+        if let Some(t) = stamped {
+            self.last_ts = Some(self.last_ts.map_or(t, |l| l.max(t)));
+        }
+        let ts = stamped.unwrap_or(if self.passive {
+            self.last_ts.unwrap_or(self.now)
+        } else {
+            self.now
+        });
+
+        // Is it a list event of a QueueStatus?
+        let is_list = [
+            "QueueParams",
+            "QueueMember",
+            "QueueEntry",
+            "QueueStatusComplete",
+        ]
+        .iter()
+        .any(|n| m.is("Event", n));
+        if is_list {
+            self.on_list_event(m);
+            return;
+        }
+        if let Some(r) = self.resync.as_mut() {
+            if !r.complete {
+                if r.buffered.len() >= MAX_BUFFERED {
+                    self.fail("too many live events during QueueStatus; reconnecting");
+                    return;
+                }
+                r.buffered.push((m.to_owned(), ts));
+                return;
+            }
+            // Passive mode: a finished list waiting for a time. Events
+            // without one wait with it, in order.
+            match stamped {
+                Some(t) => {
+                    let at = r.at.unwrap_or(t);
+                    self.finish_resync(at);
+                }
+                None if r.buffered.len() < MAX_BUFFERED => {
+                    r.buffered.push((m.to_owned(), ts));
+                    return;
+                }
+                None => {
+                    let at = self.last_ts.unwrap_or(self.now);
+                    self.finish_resync(at);
+                }
+            }
+        }
+        self.apply_live(m, ts);
+    }
+
+    fn apply_live<H: super::parser::Headers>(&mut self, m: &H, ts: Ts) {
+        match classify(m) {
+            Ok(Some(ev)) => {
+                if let QueueEvent::Member { change, block } = &ev {
+                    self.confirm(*change, block.queue, block.interface, block.paused);
+                }
+                self.tracker.apply(&ev, ts, &mut self.events);
+            }
+            Ok(None) => {}
+            Err(r) => self.rejects.push(r),
+        }
+    }
+
+    fn confirm(&mut self, change: MemberChange, queue: &str, interface: &str, paused: bool) {
+        let hit = self.confirms.iter().position(|c| {
+            let (q, i) = c.action.queue_interface();
+            q == queue
+                && i.eq_ignore_ascii_case(interface)
+                && match (&c.action, change) {
+                    (AmiAction::QueueAdd { .. }, MemberChange::Added) => true,
+                    (AmiAction::QueueRemove { .. }, MemberChange::Removed) => true,
+                    (AmiAction::QueuePause { paused: p, .. }, MemberChange::Pause) => *p == paused,
+                    _ => false,
+                }
+        });
+        if let Some(i) = hit {
+            let c = self.confirms.swap_remove(i);
+            self.replies.push((
+                c.token,
+                ActionReply {
+                    status: ReplyStatus::Success,
+                    message: c.message,
+                    confirmed: Some(true),
+                },
+            ));
+        }
+    }
+
+    fn on_list_event(&mut self, m: &Message<'_>) {
+        if self.resync.is_none() {
+            if !self.passive {
+                return; // Someone else's list; not ours.
+            }
+            self.resync = Some(Resync {
+                action_id: None,
+                full: true,
+                at: self.pending_list_time.take(),
+                ..Resync::default()
+            });
+        }
+        let Some(r) = self.resync.as_mut() else {
+            return;
+        };
+        if let Some(want) = &r.action_id
+            && m.get("ActionID") != Some(want.as_str())
+        {
+            return;
+        }
+        match classify(m) {
+            Ok(Some(QueueEvent::ListParams { queue })) => {
+                if !r.listings.iter().any(|l| l.queue == queue) {
+                    r.listings.push(Listing {
+                        queue: queue.to_string(),
+                        ..Listing::default()
+                    });
+                }
+            }
+            Ok(Some(QueueEvent::ListMember(b))) => {
+                listing(r, b.queue)
+                    .members
+                    .push(MemberOwned::from_block(&b));
+            }
+            Ok(Some(QueueEvent::ListEntry {
+                queue,
+                call,
+                wait_ms,
+                caller,
+            })) => {
+                listing(r, queue).entries.push((
+                    call.to_string(),
+                    wait_ms,
+                    caller.map(str::to_string),
+                ));
+            }
+            Ok(Some(QueueEvent::ListComplete)) => {
+                r.complete = true;
+                let at = if self.passive {
+                    r.at.or(self.last_ts)
+                } else {
+                    Some(r.at.unwrap_or(self.now))
+                };
+                if let Some(at) = at {
+                    self.finish_resync(at);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => self.rejects.push(e),
+        }
+    }
+
+    fn finish_resync(&mut self, at: Ts) {
+        let Some(r) = self.resync.take() else {
+            return;
+        };
+        let mut joins = Vec::new();
+        let mut outcomes = Vec::new();
+        for (m, _) in &r.buffered {
+            if let Ok(Some(ev)) = classify(m) {
+                match ev {
+                    QueueEvent::CallerJoin { call, .. } => joins.push(call.to_string()),
+                    QueueEvent::CallerAbandon { call, .. }
+                    | QueueEvent::CallerLeave { call, .. }
+                    | QueueEvent::AgentConnect { call, .. } => outcomes.push(call.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        let evs = self.tracker.resync(&r.listings, at, &joins, &outcomes);
+        self.events.extend(evs);
+        for (m, ts) in &r.buffered {
+            self.apply_live(m, *ts);
+        }
+        if r.full {
+            self.synced = true;
+            if self.phase == Phase::Resync {
+                self.phase = Phase::Live;
+            }
+        }
+        if std::mem::take(&mut self.queued_full_resync) {
+            self.queued_resync = None;
+            self.synced = false;
+            self.start_resync(None);
+        } else if let Some(q) = self.queued_resync.take() {
+            self.start_resync(Some(q));
+        }
+    }
+}
+
+fn listing<'r>(r: &'r mut Resync, queue: &str) -> &'r mut Listing {
+    if let Some(i) = r.listings.iter().position(|l| l.queue == queue) {
+        return &mut r.listings[i];
+    }
+    r.listings.push(Listing {
+        queue: queue.to_string(),
+        ..Listing::default()
+    });
+    let last = r.listings.len() - 1;
+    &mut r.listings[last]
+}

@@ -1,0 +1,675 @@
+//! Follows INVITE dialogs ("legs") from mirrored SIP and reports the moments
+//! a queue monitor cares about: ringing, answer, failure or cancel, hang-up.
+//! Sans-IO: fed parsed messages with their capture time and addresses.
+//!
+//! Why it looks at addresses: a proxy that mirrors everything (Kamailio
+//! `trace_mode`) shows each message twice, as received and as forwarded,
+//! and with forking it shows the final response of every branch. Only the
+//! final response sent back to the leg's originator (the UAC: the source of
+//! the first INVITE seen) ends the leg; a branch's 486 or 487 while another
+//! branch still rings does not. Without addresses (a sender that leaves out
+//! the IP chunks), any final response ends the leg.
+//!
+//! Retransmissions and the proxy's second copy are absorbed by the state
+//! machine itself: every report happens on a state change (first
+//! provisional, first 2xx, first final, first BYE), so a repeat changes
+//! nothing. Ended legs linger for [`DialogLimits::linger`] so that late
+//! repeats do not open a new leg.
+//!
+//! Memory is bounded: at most `max_legs` legs (new ones beyond are refused
+//! and counted), and legs that go quiet expire on event time
+//! (`unanswered_timeout` before answer, `answered_timeout` after).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::message::{Method, SipMessage};
+use crate::time::Ts;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialogLimits {
+    pub max_legs: usize,
+    /// A leg with no message for this long before answer expires.
+    pub unanswered_timeout_ms: i64,
+    /// A leg with no message for this long after answer expires (a lost
+    /// BYE; session timers refresh long calls with re-INVITE/UPDATE).
+    pub answered_timeout_ms: i64,
+    /// How long an ended leg is remembered to absorb retransmissions.
+    pub linger_ms: i64,
+}
+
+impl Default for DialogLimits {
+    fn default() -> Self {
+        DialogLimits {
+            max_legs: 100_000,
+            unanswered_timeout_ms: 3_600_000,
+            answered_timeout_ms: 8 * 3_600_000,
+            linger_ms: 32_000,
+        }
+    }
+}
+
+/// Where a message was captured: HEP addresses and capture time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capture {
+    pub ts: Ts,
+    pub src: Option<SocketAddr>,
+    pub dst: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegEvent {
+    /// First 180/183 (or other 101..199) of the leg.
+    Ringing { call_id: String, ts: Ts, code: u16 },
+    /// First 2xx to the INVITE. `contact_user` is the answering device.
+    Answered {
+        call_id: String,
+        ts: Ts,
+        contact_user: Option<String>,
+    },
+    /// Final non-2xx toward the originator. `cancelled`: the originator
+    /// sent CANCEL first, and `ts` is the CANCEL's time (when the caller gave
+    /// up, not when the 487 came back).
+    Failed {
+        call_id: String,
+        ts: Ts,
+        code: u16,
+        cancelled: bool,
+    },
+    /// BYE. `by_originator`: sent by the side that sent the INVITE.
+    /// `answered` is false for a BYE on a leg whose 2xx was never seen.
+    Ended {
+        call_id: String,
+        ts: Ts,
+        by_originator: bool,
+        answered: bool,
+    },
+    /// Nothing seen for the timeout; `ts` is when that was noticed (the
+    /// sweep's time: the leg was live until then as far as anyone could
+    /// tell, and events are not dated back past what the engine has seen).
+    Expired {
+        call_id: String,
+        ts: Ts,
+        answered: bool,
+    },
+}
+
+impl LegEvent {
+    pub fn call_id(&self) -> &str {
+        match self {
+            LegEvent::Ringing { call_id, .. }
+            | LegEvent::Answered { call_id, .. }
+            | LegEvent::Failed { call_id, .. }
+            | LegEvent::Ended { call_id, .. }
+            | LegEvent::Expired { call_id, .. } => call_id,
+        }
+    }
+}
+
+/// What the tracker made of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// An initial INVITE of a leg not tracked yet: call [`DialogTracker::start`]
+    /// if the leg is of interest.
+    NewInvite,
+    /// Belongs to a tracked leg (events, if any, were pushed).
+    Tracked,
+    /// Belongs to no tracked leg.
+    Untracked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum State {
+    Calling,
+    Ringing,
+    Answered,
+    Ended,
+}
+
+#[derive(Debug, Clone)]
+struct Leg {
+    state: State,
+    invite_cseq: u32,
+    from_tag: Option<Box<str>>,
+    uac: Option<SocketAddr>,
+    cancel_ts: Option<Ts>,
+    last_seen: Ts,
+}
+
+/// Counters for tests and the report; not exported as metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DialogStats {
+    pub started: u64,
+    /// Messages of tracked legs that changed nothing (retransmissions,
+    /// proxy copies, provisional repeats, ACKs).
+    pub repeats: u64,
+    /// Final responses of a forked branch, not sent to the originator.
+    pub branch_finals: u64,
+    pub expired: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DialogTracker {
+    legs: HashMap<Box<str>, Leg>,
+    limits: DialogLimits,
+    last_sweep: Option<Ts>,
+    pub stats: DialogStats,
+}
+
+impl DialogTracker {
+    pub fn new(limits: DialogLimits) -> Self {
+        DialogTracker {
+            legs: HashMap::new(),
+            limits,
+            last_sweep: None,
+            stats: DialogStats::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.legs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.legs.is_empty()
+    }
+
+    pub fn is_tracked(&self, call_id: &str) -> bool {
+        self.legs.contains_key(call_id)
+    }
+
+    /// Feeds one message. Pushes the leg's events, if any.
+    pub fn on_message(
+        &mut self,
+        msg: &SipMessage<'_>,
+        cap: &Capture,
+        out: &mut Vec<LegEvent>,
+    ) -> Seen {
+        let Some(leg) = self.legs.get_mut(msg.call_id.as_ref()) else {
+            return if msg.is_initial_invite() {
+                Seen::NewInvite
+            } else {
+                Seen::Untracked
+            };
+        };
+        leg.last_seen = leg.last_seen.max(cap.ts);
+        let call_id = || msg.call_id.to_string();
+        let before = leg.state;
+        match msg.method() {
+            Some(Method::Cancel) => {
+                if msg.cseq_num == leg.invite_cseq
+                    && leg.state < State::Answered
+                    && leg.cancel_ts.is_none()
+                {
+                    leg.cancel_ts = Some(cap.ts);
+                    return Seen::Tracked;
+                }
+            }
+            Some(Method::Bye) => {
+                if leg.state != State::Ended {
+                    let by_originator = match (&leg.from_tag, msg.from().tag) {
+                        (Some(t), Some(f)) => **t == *f,
+                        _ => true,
+                    };
+                    let answered = leg.state == State::Answered;
+                    leg.state = State::Ended;
+                    leg.last_seen = cap.ts;
+                    out.push(LegEvent::Ended {
+                        call_id: call_id(),
+                        ts: cap.ts,
+                        by_originator,
+                        answered,
+                    });
+                }
+            }
+            Some(_) => {}
+            None => {
+                let code = msg.status().unwrap_or(0);
+                if msg.cseq_method() == Method::Invite && msg.cseq_num == leg.invite_cseq {
+                    match code {
+                        101..=199 if leg.state == State::Calling => {
+                            leg.state = State::Ringing;
+                            out.push(LegEvent::Ringing {
+                                call_id: call_id(),
+                                ts: cap.ts,
+                                code,
+                            });
+                        }
+                        200..=299 if leg.state < State::Answered => {
+                            leg.state = State::Answered;
+                            out.push(LegEvent::Answered {
+                                call_id: call_id(),
+                                ts: cap.ts,
+                                contact_user: msg.contact().and_then(|c| {
+                                    c.user().map(|u| super::message::unescape(u).into_owned())
+                                }),
+                            });
+                        }
+                        300..=699 if leg.state < State::Answered => {
+                            let to_originator = match (leg.uac, cap.dst) {
+                                (Some(uac), Some(dst)) => uac == dst,
+                                _ => true,
+                            };
+                            if to_originator {
+                                leg.state = State::Ended;
+                                out.push(LegEvent::Failed {
+                                    call_id: call_id(),
+                                    ts: leg.cancel_ts.unwrap_or(cap.ts),
+                                    code,
+                                    cancelled: leg.cancel_ts.is_some(),
+                                });
+                            } else {
+                                self.stats.branch_finals += 1;
+                                return Seen::Tracked;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if leg.state == before {
+            self.stats.repeats += 1;
+        }
+        Seen::Tracked
+    }
+
+    /// Starts tracking the leg opened by an initial INVITE. Returns false
+    /// when the tracker is full (the leg is refused, counted in stats).
+    pub fn start(&mut self, msg: &SipMessage<'_>, cap: &Capture) -> bool {
+        if self.legs.len() >= self.limits.max_legs {
+            self.stats.refused += 1;
+            return false;
+        }
+        self.stats.started += 1;
+        self.legs.insert(
+            msg.call_id.as_ref().into(),
+            Leg {
+                state: State::Calling,
+                invite_cseq: msg.cseq_num,
+                from_tag: msg.from().tag.map(Into::into),
+                uac: cap.src,
+                cancel_ts: None,
+                last_seen: cap.ts,
+            },
+        );
+        true
+    }
+
+    /// Expires quiet legs and forgets ended ones, on event time. Cheap to
+    /// call often: it scans at most once per second of event time.
+    pub fn sweep(&mut self, now: Ts, out: &mut Vec<LegEvent>) {
+        if self.last_sweep.is_some_and(|t| now.since(t) < 1000) {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let l = self.limits;
+        let mut expired = 0;
+        self.legs.retain(|call_id, leg| {
+            let quiet = now.since(leg.last_seen);
+            match leg.state {
+                State::Ended => quiet < l.linger_ms,
+                State::Answered if quiet >= l.answered_timeout_ms => {
+                    expired += 1;
+                    out.push(LegEvent::Expired {
+                        call_id: call_id.to_string(),
+                        ts: now,
+                        answered: true,
+                    });
+                    false
+                }
+                State::Calling | State::Ringing if quiet >= l.unanswered_timeout_ms => {
+                    expired += 1;
+                    // A CANCEL whose 487 was never seen is still a cancel.
+                    out.push(match leg.cancel_ts {
+                        Some(ts) => LegEvent::Failed {
+                            call_id: call_id.to_string(),
+                            ts,
+                            code: 487,
+                            cancelled: true,
+                        },
+                        None => LegEvent::Expired {
+                            call_id: call_id.to_string(),
+                            ts: now,
+                            answered: false,
+                        },
+                    });
+                    false
+                }
+                _ => true,
+            }
+        });
+        self.stats.expired += expired;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALLER: &str = "192.0.2.10:5060";
+    const PROXY: &str = "192.0.2.1:5060";
+    const AGENT1: &str = "192.0.2.21:5060";
+    const AGENT2: &str = "192.0.2.22:5060";
+
+    fn cap(ts: i64, src: &str, dst: &str) -> Capture {
+        Capture {
+            ts: Ts(ts),
+            src: Some(src.parse().unwrap()),
+            dst: Some(dst.parse().unwrap()),
+        }
+    }
+
+    fn req(method: &str, cseq: u32, to_tag: Option<&str>, from_tag: &str) -> String {
+        let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        format!(
+            "{method} sip:8001@example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+             From: <sip:alice@example.com>;tag={from_tag}\r\n\
+             To: <sip:8001@example.com>{to_tag}\r\n\
+             Call-ID: leg1@example.com\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn resp(code: u16, cseq: u32, method: &str, to_tag: Option<&str>) -> String {
+        let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        format!(
+            "SIP/2.0 {code} Whatever\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+             From: <sip:alice@example.com>;tag=a1\r\n\
+             To: <sip:8001@example.com>{to_tag}\r\n\
+             Call-ID: leg1@example.com\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:1001@192.0.2.21>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    struct Run {
+        t: DialogTracker,
+        out: Vec<LegEvent>,
+    }
+
+    impl Run {
+        fn new() -> Self {
+            Run {
+                t: DialogTracker::new(DialogLimits::default()),
+                out: Vec::new(),
+            }
+        }
+        fn feed(&mut self, text: &str, c: Capture) -> Seen {
+            let m = SipMessage::parse(text.as_bytes()).unwrap();
+            let s = self.t.on_message(&m, &c, &mut self.out);
+            if s == Seen::NewInvite {
+                assert!(self.t.start(&m, &c));
+            }
+            s
+        }
+        fn kinds(&self) -> Vec<String> {
+            self.out
+                .iter()
+                .map(|e| match e {
+                    LegEvent::Ringing { ts, code, .. } => format!("ringing {code} @{}", ts.0),
+                    LegEvent::Answered {
+                        ts, contact_user, ..
+                    } => {
+                        format!(
+                            "answered {} @{}",
+                            contact_user.as_deref().unwrap_or("-"),
+                            ts.0
+                        )
+                    }
+                    LegEvent::Failed {
+                        ts,
+                        code,
+                        cancelled,
+                        ..
+                    } => {
+                        format!("failed {code} cancelled={cancelled} @{}", ts.0)
+                    }
+                    LegEvent::Ended {
+                        ts,
+                        by_originator,
+                        answered,
+                        ..
+                    } => {
+                        format!(
+                            "ended by_originator={by_originator} answered={answered} @{}",
+                            ts.0
+                        )
+                    }
+                    LegEvent::Expired { ts, answered, .. } => {
+                        format!("expired answered={answered} @{}", ts.0)
+                    }
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn an_answered_call_through_a_mirroring_proxy_reports_each_step_once() {
+        let mut r = Run::new();
+        // Every message shows up twice: received by the proxy, then sent on.
+        assert_eq!(
+            r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY)),
+            Seen::NewInvite
+        );
+        assert_eq!(
+            r.feed(&req("INVITE", 1, None, "a1"), cap(1, PROXY, AGENT1)),
+            Seen::Tracked
+        );
+        r.feed(&resp(100, 1, "INVITE", None), cap(2, PROXY, CALLER));
+        r.feed(&resp(180, 1, "INVITE", Some("b1")), cap(100, AGENT1, PROXY));
+        r.feed(&resp(180, 1, "INVITE", Some("b1")), cap(101, PROXY, CALLER));
+        // The caller retransmits the INVITE (a lost 100); nothing new.
+        r.feed(&req("INVITE", 1, None, "a1"), cap(500, CALLER, PROXY));
+        r.feed(
+            &resp(200, 1, "INVITE", Some("b1")),
+            cap(4000, AGENT1, PROXY),
+        );
+        r.feed(
+            &resp(200, 1, "INVITE", Some("b1")),
+            cap(4001, PROXY, CALLER),
+        );
+        // 2xx retransmitted until the ACK arrives.
+        r.feed(
+            &resp(200, 1, "INVITE", Some("b1")),
+            cap(4500, PROXY, CALLER),
+        );
+        r.feed(&req("ACK", 1, Some("b1"), "a1"), cap(4600, CALLER, PROXY));
+        r.feed(&req("BYE", 2, Some("b1"), "a1"), cap(60_000, CALLER, PROXY));
+        r.feed(&req("BYE", 2, Some("b1"), "a1"), cap(60_001, PROXY, AGENT1));
+        r.feed(&resp(200, 2, "BYE", Some("b1")), cap(60_050, AGENT1, PROXY));
+        assert_eq!(
+            r.kinds(),
+            vec![
+                "ringing 180 @100",
+                "answered 1001 @4000",
+                "ended by_originator=true answered=true @60000"
+            ]
+        );
+        assert!(r.t.stats.repeats >= 8, "{:?}", r.t.stats);
+    }
+
+    #[test]
+    fn a_cancel_is_dated_when_the_caller_gave_up_not_when_487_came_back() {
+        let mut r = Run::new();
+        r.feed(&req("INVITE", 7, None, "a1"), cap(0, CALLER, PROXY));
+        r.feed(&resp(183, 7, "INVITE", Some("q1")), cap(50, PROXY, CALLER));
+        r.feed(&req("CANCEL", 7, None, "a1"), cap(30_000, CALLER, PROXY));
+        r.feed(
+            &resp(200, 7, "CANCEL", Some("q1")),
+            cap(30_002, PROXY, CALLER),
+        );
+        r.feed(
+            &resp(487, 7, "INVITE", Some("q1")),
+            cap(30_040, PROXY, CALLER),
+        );
+        r.feed(
+            &resp(487, 7, "INVITE", Some("q1")),
+            cap(30_540, PROXY, CALLER),
+        );
+        r.feed(&req("ACK", 7, Some("q1"), "a1"), cap(30_041, CALLER, PROXY));
+        assert_eq!(
+            r.kinds(),
+            vec!["ringing 183 @50", "failed 487 cancelled=true @30000"]
+        );
+    }
+
+    #[test]
+    fn a_forked_branch_failing_does_not_end_the_leg_but_the_final_to_the_caller_does() {
+        let mut r = Run::new();
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
+        r.feed(&req("INVITE", 1, None, "a1"), cap(1, PROXY, AGENT1));
+        r.feed(&req("INVITE", 1, None, "a1"), cap(1, PROXY, AGENT2));
+        r.feed(&resp(180, 1, "INVITE", Some("x1")), cap(100, AGENT1, PROXY));
+        r.feed(&resp(180, 1, "INVITE", Some("x2")), cap(120, AGENT2, PROXY));
+        // Agent 2 is busy: its branch fails, the caller is not told.
+        r.feed(
+            &resp(486, 1, "INVITE", Some("x2")),
+            cap(2000, AGENT2, PROXY),
+        );
+        assert_eq!(r.t.stats.branch_finals, 1);
+        // Agent 1 answers.
+        r.feed(
+            &resp(200, 1, "INVITE", Some("x1")),
+            cap(3000, AGENT1, PROXY),
+        );
+        assert_eq!(r.kinds(), vec!["ringing 180 @100", "answered 1001 @3000"]);
+
+        // Another call where every branch fails: only the proxy's final
+        // response to the caller ends it.
+        let mut r = Run::new();
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
+        r.feed(
+            &resp(486, 1, "INVITE", Some("x2")),
+            cap(2000, AGENT2, PROXY),
+        );
+        r.feed(
+            &resp(480, 1, "INVITE", Some("x1")),
+            cap(2500, AGENT1, PROXY),
+        );
+        assert!(r.kinds().is_empty());
+        r.feed(
+            &resp(486, 1, "INVITE", Some("p1")),
+            cap(2501, PROXY, CALLER),
+        );
+        assert_eq!(r.kinds(), vec!["failed 486 cancelled=false @2501"]);
+    }
+
+    #[test]
+    fn a_200_that_races_a_cancel_wins() {
+        let mut r = Run::new();
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
+        r.feed(&req("CANCEL", 1, None, "a1"), cap(1000, CALLER, PROXY));
+        r.feed(&resp(200, 1, "INVITE", Some("b")), cap(1001, PROXY, CALLER));
+        r.feed(&resp(487, 1, "INVITE", Some("b")), cap(1002, PROXY, CALLER));
+        r.feed(&req("BYE", 2, Some("b"), "a1"), cap(1100, CALLER, PROXY));
+        assert_eq!(
+            r.kinds(),
+            vec![
+                "answered 1001 @1001",
+                "ended by_originator=true answered=true @1100"
+            ]
+        );
+    }
+
+    #[test]
+    fn callee_hangup_and_reinvite_do_not_confuse_the_leg() {
+        let mut r = Run::new();
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
+        r.feed(&resp(200, 1, "INVITE", Some("b")), cap(10, PROXY, CALLER));
+        // A re-INVITE (hold) and its 200 on CSeq 2: not an answer.
+        r.feed(&req("INVITE", 2, Some("b"), "a1"), cap(20, CALLER, PROXY));
+        r.feed(&resp(200, 2, "INVITE", Some("b")), cap(21, PROXY, CALLER));
+        // The callee hangs up: its BYE carries the callee's tag in From.
+        let bye = "BYE sip:alice@192.0.2.10 SIP/2.0\r\nFrom: <sip:8001@example.com>;tag=b\r\n\
+                   To: <sip:alice@example.com>;tag=a1\r\nCall-ID: leg1@example.com\r\nCSeq: 1 BYE\r\n\r\n";
+        r.feed(bye, cap(30, PROXY, CALLER));
+        assert_eq!(
+            r.kinds(),
+            vec![
+                "answered 1001 @10",
+                "ended by_originator=false answered=true @30"
+            ]
+        );
+    }
+
+    #[test]
+    fn legs_that_never_end_expire_on_event_time_and_memory_is_bounded() {
+        let mut t = DialogTracker::new(DialogLimits {
+            max_legs: 2,
+            unanswered_timeout_ms: 10_000,
+            answered_timeout_ms: 20_000,
+            linger_ms: 1_000,
+        });
+        let mut out = Vec::new();
+        let mk = |id: &str| req("INVITE", 1, None, "a1").replace("leg1@example.com", id);
+        for (i, id) in ["x", "y", "z"].iter().enumerate() {
+            let text = mk(id);
+            let m = SipMessage::parse(text.as_bytes()).unwrap();
+            let c = cap(i as i64, CALLER, PROXY);
+            assert_eq!(t.on_message(&m, &c, &mut out), Seen::NewInvite);
+            assert_eq!(t.start(&m, &c), i < 2);
+        }
+        assert_eq!(t.stats.refused, 1);
+        let ok = resp(200, 1, "INVITE", Some("b")).replace("leg1@example.com", "y");
+        let m = SipMessage::parse(ok.as_bytes()).unwrap();
+        t.on_message(&m, &cap(5, PROXY, CALLER), &mut out);
+        out.clear();
+        t.sweep(Ts(9_000), &mut out);
+        assert!(out.is_empty());
+        t.sweep(Ts(10_001), &mut out);
+        assert_eq!(
+            out,
+            vec![LegEvent::Expired {
+                call_id: "x".into(),
+                ts: Ts(10_001),
+                answered: false
+            }]
+        );
+        out.clear();
+        t.sweep(Ts(20_005), &mut out);
+        assert_eq!(
+            out,
+            vec![LegEvent::Expired {
+                call_id: "y".into(),
+                ts: Ts(20_005),
+                answered: true
+            }]
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn ended_legs_linger_then_go() {
+        let mut r = Run::new();
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
+        r.feed(&resp(486, 1, "INVITE", Some("b")), cap(10, PROXY, CALLER));
+        // A late repeat of the INVITE does not open a new leg.
+        assert_eq!(
+            r.feed(&req("INVITE", 1, None, "a1"), cap(20, CALLER, PROXY)),
+            Seen::Tracked
+        );
+        let mut out = Vec::new();
+        r.t.sweep(Ts(40_000), &mut out);
+        assert!(out.is_empty());
+        assert!(r.t.is_empty());
+    }
+
+    #[test]
+    fn without_addresses_any_final_ends_the_leg() {
+        let mut r = Run::new();
+        let none = |ts| Capture {
+            ts: Ts(ts),
+            src: None,
+            dst: None,
+        };
+        r.feed(&req("INVITE", 1, None, "a1"), none(0));
+        r.feed(&resp(404, 1, "INVITE", Some("b")), none(5));
+        assert_eq!(r.kinds(), vec!["failed 404 cancelled=false @5"]);
+    }
+}

@@ -1,0 +1,565 @@
+//! SQLite storage: the escalation audit log and the interval history.
+//!
+//! The audit log is append-only. An entry (contract section 6) is inserted
+//! once, as decided, *before* anything is acted on; what happens afterwards
+//! (the phone system's answer, a manager's approval, an expiry) is appended
+//! as a row of `escalation_results`, and the entry that readers see is
+//! composed: each action shows its latest result. Triggers refuse UPDATE and
+//! DELETE on both tables, so "never rewritten" is enforced by the database,
+//! not only by this code.
+//!
+//! Interval history is one row per queue and interval; a later write of the
+//! same interval (a replay of a recorded day) replaces the earlier one.
+//!
+//! Concurrency: WAL mode, so the HTTP handlers read through their own
+//! connection while the engine thread writes; writes are a handful of rows per
+//! decision (decisions are rare) and one transaction per closed interval
+//! batch, so the engine thread writes directly and stays well inside its
+//! budget. `synchronous = NORMAL` keeps every committed row across a process
+//! crash (a power loss may lose the last transactions, never corrupt).
+
+pub mod history;
+pub mod report;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::escalation::{ActionRecord, Direction, Entry, EntryDecision};
+use crate::state::IntervalRecord;
+use crate::time::Ts;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the directory of {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("storage: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("storage: bad stored value: {0}")]
+    Corrupt(String),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS escalation_entries (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    queue TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    stage_name TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    ladder TEXT,
+    actions TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS escalation_entries_queue ON escalation_entries (queue, ts_ms);
+CREATE INDEX IF NOT EXISTS escalation_entries_ts ON escalation_entries (ts_ms);
+CREATE TABLE IF NOT EXISTS escalation_results (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_id INTEGER NOT NULL REFERENCES escalation_entries (id),
+    action INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    detail TEXT,
+    by TEXT
+);
+CREATE INDEX IF NOT EXISTS escalation_results_entry ON escalation_results (entry_id, seq);
+CREATE TRIGGER IF NOT EXISTS escalation_entries_no_update BEFORE UPDATE ON escalation_entries
+    BEGIN SELECT RAISE(ABORT, 'escalation log entries are never rewritten'); END;
+CREATE TRIGGER IF NOT EXISTS escalation_entries_no_delete BEFORE DELETE ON escalation_entries
+    BEGIN SELECT RAISE(ABORT, 'escalation log entries are never deleted'); END;
+CREATE TRIGGER IF NOT EXISTS escalation_results_no_update BEFORE UPDATE ON escalation_results
+    BEGIN SELECT RAISE(ABORT, 'escalation results are never rewritten'); END;
+CREATE TRIGGER IF NOT EXISTS escalation_results_no_delete BEFORE DELETE ON escalation_results
+    BEGIN SELECT RAISE(ABORT, 'escalation results are never deleted'); END;
+CREATE TABLE IF NOT EXISTS intervals (
+    queue TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    offered INTEGER NOT NULL,
+    answered INTEGER NOT NULL,
+    answered_in_sl INTEGER NOT NULL,
+    abandoned INTEGER NOT NULL,
+    abandoned_in_sl INTEGER NOT NULL,
+    short_abandoned INTEGER NOT NULL,
+    exited INTEGER NOT NULL,
+    arrivals INTEGER NOT NULL,
+    handled INTEGER NOT NULL,
+    service_level REAL,
+    asa_s REAL,
+    aht_s REAL,
+    abandon_rate REAL,
+    staffed_agents REAL NOT NULL,
+    required_agents INTEGER,
+    window TEXT NOT NULL,
+    PRIMARY KEY (queue, start_ms)
+);
+";
+
+/// Result rows for the entry's own decision use this action index.
+const DECISION: i64 = -1;
+
+/// The audit log and interval history. Cheap to share behind an `Arc`.
+pub struct Store {
+    writer: Mutex<Connection>,
+    /// A second connection for readers (HTTP); `None` in memory, where a
+    /// second connection would see another database.
+    reader: Option<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// One stored interval (what `acdmon report` reads).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IntervalRow {
+    pub queue: String,
+    pub start: Ts,
+    pub end: Ts,
+    pub offered: u64,
+    pub answered: u64,
+    pub answered_in_sl: u64,
+    pub abandoned: u64,
+    pub abandoned_in_sl: u64,
+    pub short_abandoned: u64,
+    pub exited: u64,
+    pub arrivals: u64,
+    pub handled: u64,
+    pub service_level: Option<f64>,
+    pub asa_s: Option<f64>,
+    pub aht_s: Option<f64>,
+    pub abandon_rate: Option<f64>,
+    pub staffed_agents: f64,
+    pub required_agents: Option<u32>,
+}
+
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn setup(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating) the database at `path`, in WAL mode.
+    pub fn open(path: &str) -> Result<Store, StoreError> {
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir {
+                path: path.into(),
+                source: e,
+            })?;
+        }
+        let open = || -> Result<Connection, rusqlite::Error> {
+            let c = Connection::open(path)?;
+            setup(&c)?;
+            Ok(c)
+        };
+        let writer = open().map_err(|e| StoreError::Open {
+            path: path.into(),
+            source: e,
+        })?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = open().map_err(|e| StoreError::Open {
+            path: path.into(),
+            source: e,
+        })?;
+        Ok(Store {
+            writer: Mutex::new(writer),
+            reader: Some(Mutex::new(reader)),
+        })
+    }
+
+    /// A private in-memory database (replay, tests).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let c = Connection::open_in_memory()?;
+        c.pragma_update(None, "foreign_keys", "ON")?;
+        c.execute_batch(SCHEMA)?;
+        Ok(Store {
+            writer: Mutex::new(c),
+            reader: None,
+        })
+    }
+
+    fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        lock(self.reader.as_ref().unwrap_or(&self.writer))
+    }
+
+    /// Writes a decision, as decided. Must succeed before it is acted on.
+    pub fn insert_entry(&self, e: &Entry) -> Result<(), StoreError> {
+        let actions =
+            serde_json::to_string(&e.actions).map_err(|x| StoreError::Corrupt(x.to_string()))?;
+        lock(&self.writer).execute(
+            "INSERT INTO escalation_entries
+             (id, ts_ms, queue, stage, stage_name, direction, reason, mode, ladder, actions)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                e.id as i64,
+                e.ts.0,
+                e.queue,
+                e.stage,
+                e.stage_name,
+                direction_str(e.direction),
+                e.reason,
+                e.mode,
+                e.ladder,
+                actions
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Appends a result to an action (`action: None`: the entry's decision).
+    pub fn append_result(
+        &self,
+        entry: u64,
+        action: Option<usize>,
+        ts: Ts,
+        result: &str,
+        detail: Option<&str>,
+        by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        lock(&self.writer).execute(
+            "INSERT INTO escalation_results (entry_id, action, ts_ms, result, detail, by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                entry as i64,
+                action.map_or(DECISION, |a| a as i64),
+                ts.0,
+                result,
+                detail,
+                by
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The highest entry id (0 when empty): ids continue from it.
+    pub fn max_entry_id(&self) -> Result<u64, StoreError> {
+        let id: Option<i64> =
+            lock(&self.writer)
+                .query_row("SELECT MAX(id) FROM escalation_entries", [], |r| r.get(0))?;
+        Ok(id.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Entries, composed with their results, oldest first: of one queue or
+    /// all, from `since` on, at most `limit` (the newest `limit`).
+    pub fn entries(
+        &self,
+        queue: Option<&str>,
+        since: Option<Ts>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, ts_ms, queue, stage, stage_name, direction, reason, mode, ladder, actions
+             FROM escalation_entries
+             WHERE (?1 IS NULL OR queue = ?1) AND ts_ms >= ?2
+             ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![queue, since.map_or(i64::MIN, |t| t.0), limit as i64],
+            row_entry,
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        out.reverse();
+        compose(&conn, &mut out)?;
+        Ok(out)
+    }
+
+    /// Every entry, composed, oldest first (restoring the ladder).
+    pub fn all_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let conn = lock(&self.writer);
+        let mut stmt = conn.prepare(
+            "SELECT id, ts_ms, queue, stage, stage_name, direction, reason, mode, ladder, actions
+             FROM escalation_entries ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], row_entry)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        compose(&conn, &mut out)?;
+        Ok(out)
+    }
+
+    /// One entry, composed.
+    pub fn entry(&self, id: u64) -> Result<Option<Entry>, StoreError> {
+        let conn = lock(&self.writer);
+        let e = conn
+            .query_row(
+                "SELECT id, ts_ms, queue, stage, stage_name, direction, reason, mode, ladder, actions
+                 FROM escalation_entries WHERE id = ?1",
+                params![id as i64],
+                row_entry,
+            )
+            .optional()?;
+        match e {
+            Some(e) => {
+                let mut v = vec![e?];
+                compose(&conn, &mut v)?;
+                Ok(v.pop())
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Writes closed intervals in one transaction.
+    pub fn insert_intervals(&self, recs: &[IntervalRecord]) -> Result<(), StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO intervals
+                 (queue, start_ms, end_ms, offered, answered, answered_in_sl, abandoned,
+                  abandoned_in_sl, short_abandoned, exited, arrivals, handled, service_level,
+                  asa_s, aht_s, abandon_rate, staffed_agents, required_agents, window)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            )?;
+            for r in recs {
+                let w = &r.window;
+                let window =
+                    serde_json::to_string(w).map_err(|x| StoreError::Corrupt(x.to_string()))?;
+                stmt.execute(params![
+                    r.queue,
+                    r.start.0,
+                    r.end.0,
+                    w.offered as i64,
+                    w.answered as i64,
+                    w.answered_in_sl as i64,
+                    w.abandoned as i64,
+                    w.abandoned_in_sl as i64,
+                    w.short_abandoned as i64,
+                    w.exited as i64,
+                    w.arrivals as i64,
+                    w.handled as i64,
+                    w.service_level,
+                    w.asa_s,
+                    w.aht_s,
+                    w.abandon_rate,
+                    r.staffed_agents,
+                    r.required_agents,
+                    window
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stored intervals starting in `[from, to)`, by queue then start.
+    pub fn intervals(
+        &self,
+        from: Ts,
+        to: Ts,
+        queue: Option<&str>,
+    ) -> Result<Vec<IntervalRow>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn.prepare_cached(
+            "SELECT queue, start_ms, end_ms, offered, answered, answered_in_sl, abandoned,
+                    abandoned_in_sl, short_abandoned, exited, arrivals, handled, service_level,
+                    asa_s, aht_s, abandon_rate, staffed_agents, required_agents
+             FROM intervals WHERE start_ms >= ?1 AND start_ms < ?2 AND (?3 IS NULL OR queue = ?3)
+             ORDER BY queue, start_ms",
+        )?;
+        let rows = stmt.query_map(params![from.0, to.0, queue], |r| {
+            let u = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i)?.max(0) as u64) };
+            Ok(IntervalRow {
+                queue: r.get(0)?,
+                start: Ts(r.get(1)?),
+                end: Ts(r.get(2)?),
+                offered: u(3)?,
+                answered: u(4)?,
+                answered_in_sl: u(5)?,
+                abandoned: u(6)?,
+                abandoned_in_sl: u(7)?,
+                short_abandoned: u(8)?,
+                exited: u(9)?,
+                arrivals: u(10)?,
+                handled: u(11)?,
+                service_level: r.get(12)?,
+                asa_s: r.get(13)?,
+                aht_s: r.get(14)?,
+                abandon_rate: r.get(15)?,
+                staffed_agents: r.get(16)?,
+                required_agents: r.get(17)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+fn direction_str(d: Direction) -> &'static str {
+    match d {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    }
+}
+
+type RowEntry = Result<Entry, StoreError>;
+
+fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowEntry> {
+    let id: i64 = r.get(0)?;
+    let direction: String = r.get(5)?;
+    let actions: String = r.get(9)?;
+    let direction = match direction.as_str() {
+        "up" => Direction::Up,
+        "down" => Direction::Down,
+        other => {
+            return Ok(Err(StoreError::Corrupt(format!(
+                "entry {id}: direction {other:?}"
+            ))));
+        }
+    };
+    let actions: Vec<ActionRecord> = match serde_json::from_str(&actions) {
+        Ok(a) => a,
+        Err(e) => {
+            return Ok(Err(StoreError::Corrupt(format!(
+                "entry {id}: actions: {e}"
+            ))));
+        }
+    };
+    Ok(Ok(Entry {
+        id: id.max(0) as u64,
+        ts: Ts(r.get(1)?),
+        queue: r.get(2)?,
+        stage: r.get(3)?,
+        stage_name: r.get(4)?,
+        direction,
+        reason: r.get(6)?,
+        mode: r.get(7)?,
+        actions,
+        ladder: r.get(8)?,
+        decision: None,
+    }))
+}
+
+/// Applies each entry's results in order: an action shows its latest.
+fn compose(conn: &Connection, entries: &mut [Entry]) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT action, ts_ms, result, detail, by FROM escalation_results
+         WHERE entry_id = ?1 ORDER BY seq",
+    )?;
+    for e in entries.iter_mut() {
+        let rows = stmt.query_map(params![e.id as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                Ts(r.get(1)?),
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (action, ts, result, detail, by) = row?;
+            if action == DECISION {
+                e.decision = Some(EntryDecision { result, ts, by });
+            } else if let Some(a) = usize::try_from(action)
+                .ok()
+                .and_then(|i| e.actions.get_mut(i))
+            {
+                a.result = result;
+                a.at = Some(ts);
+                if detail.is_some() {
+                    a.detail = detail;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64) -> Entry {
+        Entry {
+            id,
+            ts: Ts(1_000 * id as i64),
+            queue: "hotline".into(),
+            stage: 1,
+            stage_name: "experts".into(),
+            direction: Direction::Up,
+            reason: "waiting=7 > 5 for 5m".into(),
+            mode: "auto".into(),
+            actions: vec![ActionRecord {
+                kind: "sign_in".into(),
+                agent: Some("x1".into()),
+                target_queue: Some("hotline".into()),
+                result: "pending".into(),
+                detail: None,
+                seats: None,
+                at: None,
+            }],
+            ladder: Some("emergency".into()),
+            decision: None,
+        }
+    }
+
+    #[test]
+    fn entries_are_composed_from_appended_results_and_never_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/a.sqlite");
+        let s = Store::open(path.to_str().unwrap()).unwrap();
+        s.insert_entry(&entry(1)).unwrap();
+        s.insert_entry(&entry(2)).unwrap();
+        s.append_result(1, Some(0), Ts(1500), "failed", Some("HTTP 503"), None)
+            .unwrap();
+        s.append_result(1, Some(0), Ts(1600), "ok", Some("HTTP 200"), None)
+            .unwrap();
+        s.append_result(2, None, Ts(2500), "approved", None, Some("admin"))
+            .unwrap();
+        let all = s.entries(None, None, 100).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].actions[0].result, "ok");
+        assert_eq!(all[0].actions[0].detail.as_deref(), Some("HTTP 200"));
+        assert_eq!(all[1].decision.as_ref().unwrap().result, "approved");
+        assert_eq!(s.max_entry_id().unwrap(), 2);
+        assert_eq!(s.entries(None, Some(Ts(2000)), 100).unwrap().len(), 1);
+        assert_eq!(s.entries(None, None, 1).unwrap()[0].id, 2, "the newest");
+        assert!(s.entries(Some("billing"), None, 10).unwrap().is_empty());
+        let w = lock(&s.writer);
+        let e = w
+            .execute(
+                "UPDATE escalation_entries SET reason = 'x' WHERE id = 1",
+                [],
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("never rewritten"), "{e}");
+        assert!(
+            w.execute("DELETE FROM escalation_results", [])
+                .unwrap_err()
+                .to_string()
+                .contains("never deleted")
+        );
+        drop(w);
+        // Survives a reopen.
+        drop(s);
+        let s = Store::open(path.to_str().unwrap()).unwrap();
+        assert_eq!(s.all_entries().unwrap().len(), 2);
+        assert_eq!(s.entry(1).unwrap().unwrap().actions[0].result, "ok");
+    }
+}

@@ -1,0 +1,111 @@
+//! The webhook CTI action against a real local HTTP receiver: a 503, a
+//! request that is never answered, then success; a refusal that is not
+//! retried; and giving up after the configured attempts.
+
+mod hook;
+
+use std::time::{Duration, Instant};
+
+use acdmon::config::{HumanDuration, Secret};
+use acdmon::cti::webhook::{Webhook, WebhookConfig};
+use acdmon::cti::{Cti, CtiRequest, CtiVerb};
+use hook::{Answer, Hook};
+use serde_spanned::Spanned;
+
+fn config(url: &str, retries: u32) -> WebhookConfig {
+    WebhookConfig {
+        url: Spanned::new(0..0, url.to_string()),
+        timeout: HumanDuration(Duration::from_millis(300)),
+        retries,
+        backoff: HumanDuration(Duration::from_millis(50)),
+        token: Some(Secret::inline("s3cret")),
+    }
+}
+
+fn request() -> CtiRequest {
+    CtiRequest {
+        verb: CtiVerb::SignIn,
+        agent: "1017".into(),
+        interface: "PJSIP/1017".into(),
+        name: Some("Li Na".into()),
+        queue: "hotline".into(),
+    }
+}
+
+#[tokio::test]
+async fn fails_times_out_then_succeeds() {
+    let hook = Hook::start(Answer::Status(
+        200,
+        r#"{"ok":true,"detail":"signed in"}"#.into(),
+    ))
+    .await;
+    hook.then(Answer::Status(503, "busy".into()));
+    hook.then(Answer::Hang);
+    let cti = Webhook::new("crm", config(&hook.url, 3)).unwrap();
+    let started = Instant::now();
+    let out = cti.execute(request()).await;
+    let took = started.elapsed();
+    assert!(out.ok, "{out:?}");
+    assert_eq!(out.detail, "signed in (attempt 3 of 4)");
+    let seen = hook.seen();
+    assert_eq!(seen.len(), 3);
+    for (i, s) in seen.iter().enumerate() {
+        assert!(s.head.starts_with("post /cti http/1.1"), "{}", s.head);
+        assert!(s.head.contains("authorization: bearer s3cret"));
+        assert!(s.head.contains(&format!("x-acdmon-attempt: {}", i + 1)));
+        assert_eq!(s.body["verb"], "sign_in");
+        assert_eq!(s.body["agent"], "1017");
+        assert_eq!(s.body["interface"], "PJSIP/1017");
+        assert_eq!(s.body["name"], "Li Na");
+        assert_eq!(s.body["queue"], "hotline");
+    }
+    // 300 ms timeout + 50 ms and 100 ms backoff (+ up to 25 % jitter).
+    assert!(took >= Duration::from_millis(440), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_refusal_is_final_and_an_ok_false_answer_is_a_failure() {
+    let hook = Hook::start(Answer::Status(404, "no such agent".into())).await;
+    let cti = Webhook::new("crm", config(&hook.url, 3)).unwrap();
+    let out = cti.execute(request()).await;
+    assert!(!out.ok);
+    assert_eq!(out.detail, "HTTP 404: no such agent");
+    assert_eq!(hook.seen().len(), 1, "4xx is not retried");
+
+    let hook = Hook::start(Answer::Status(
+        200,
+        r#"{"ok":false,"detail":"agent is on leave"}"#.into(),
+    ))
+    .await;
+    let cti = Webhook::new("crm", config(&hook.url, 3)).unwrap();
+    let out = cti.execute(request()).await;
+    assert!(!out.ok);
+    assert_eq!(out.detail, "agent is on leave");
+    assert_eq!(hook.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn gives_up_after_the_configured_attempts() {
+    let hook = Hook::start(Answer::Status(503, "down".into())).await;
+    let cti = Webhook::new("crm", config(&hook.url, 2)).unwrap();
+    let out = cti.execute(request()).await;
+    assert!(!out.ok);
+    assert_eq!(out.detail, "HTTP 503: down (gave up after 3 attempts)");
+    assert_eq!(hook.seen().len(), 3);
+
+    // Nobody listening: connection refused, retried, then failed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cti = Webhook::new("crm", config(&format!("http://127.0.0.1:{port}/cti"), 1)).unwrap();
+    let out = cti.execute(request()).await;
+    assert!(!out.ok);
+    assert!(
+        out.detail.contains("gave up after 2 attempts"),
+        "{}",
+        out.detail
+    );
+}
