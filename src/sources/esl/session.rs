@@ -76,8 +76,8 @@ impl SessionConfig {
     }
 }
 
-/// What the session asks of its driver.
-#[derive(Debug)]
+/// What the session asks of its driver. `Debug` shows the size of bytes to
+/// send, never their content (the first one carries the password).
 pub enum Output {
     /// Bytes to write to the socket.
     Send(Vec<u8>),
@@ -94,6 +94,24 @@ pub enum Output {
     /// The connection must be closed (auth refused, server disconnect, a
     /// resync that failed); the driver reconnects with backoff.
     Close(String),
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Send(b) => write!(f, "Send({} bytes)", b.len()),
+            Output::Event(e) => f.debug_tuple("Event").field(e).finish(),
+            Output::Reject(r) => f.debug_tuple("Reject").field(r).finish(),
+            Output::ResyncStarted(r) => f.debug_tuple("ResyncStarted").field(r).finish(),
+            Output::Synced => f.write_str("Synced"),
+            Output::Reply { id, result } => f
+                .debug_struct("Reply")
+                .field("id", id)
+                .field("result", result)
+                .finish(),
+            Output::Close(w) => f.debug_tuple("Close").field(w).finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

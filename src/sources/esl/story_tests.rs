@@ -173,10 +173,38 @@ fn the_handshake_authenticates_subscribes_and_lists() {
     r.feed(&api("name|strategy\nq1|ring-all\nq2|top-down\n+OK\n"), 0);
     let sent = r.sent();
     assert_eq!(sent[0], "auth ClueCon");
+    assert!(!format!("{:?}", Output::Send(b"auth ClueCon".to_vec())).contains("ClueCon"));
     assert_eq!(sent[1], "event json CUSTOM callcenter::info");
     assert_eq!(sent[2], "api callcenter_config queue list");
     assert_eq!(sent.len(), 3 + 6);
     assert_eq!(sent[8], "api callcenter_config queue list tiers q2");
+}
+
+#[test]
+fn json_events_map_like_plain_ones() {
+    let mut r = Rig::new(|c| c.format = EventFormat::Json);
+    r.connect(0, &[]);
+    let body = format!(
+        r#"{{"Event-Name":"CUSTOM","Event-Subclass":"callcenter::info","CC-Action":"member-queue-start","CC-Queue":"q1","CC-Member-UUID":"m7","CC-Member-CID-Number":"+86 10 1234","Event-Date-Timestamp":"{}","Event-Sequence":"9","_body":""}}"#,
+        (T0 + 3) * 1_000_000
+    );
+    let frame = format!(
+        "Content-Length: {}\nContent-Type: text/event-json\n\n{body}",
+        body.len()
+    );
+    r.feed(frame.as_bytes(), 3);
+    assert_eq!(
+        r.events(),
+        [(
+            3_000,
+            EventKind::CallEnqueued {
+                call: "m7".into(),
+                queue: "q1".into(),
+                caller: Some("+86 10 1234".into()),
+                priority: None
+            }
+        )]
+    );
 }
 
 #[test]
