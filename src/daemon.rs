@@ -8,6 +8,8 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, SourceSpec};
+use crate::publish::metrics::Metrics;
+use crate::publish::ws::Hub;
 use crate::publish::{AppState, router};
 use crate::runtime::{Driver, Observer, spawn_engine};
 use crate::sources::json::task::SourceCtx;
@@ -38,13 +40,24 @@ pub fn start_with(
     let publisher = Arc::new(Publisher::new());
     let rejects = Arc::new(RejectCounter::default());
     let health = Arc::new(HealthRegistry::default());
-    let mut driver = Driver::new(
-        Engine::starting_at(config.engine_config(), Ts::now()),
-        rejects.clone(),
-    );
+    let metrics = Metrics::new(config.server.per_agent_metrics);
+    let recorder = metrics.recorder();
+    // Configured queues are created here: their metric handles must land on
+    // this daemon's recorder, as those of queues the engine thread creates.
+    let engine = ::metrics::with_local_recorder(&*recorder, || {
+        Engine::starting_at(config.engine_config(), Ts::now())
+    });
+    let mut engine = engine;
+    // A wall that connects before the first event sees the configured queues.
+    publisher.publish(&mut engine, Vec::new());
+    let mut driver = Driver::new(engine, rejects.clone());
     driver.observers = observers;
-    let engine_thread = spawn_engine(driver, rx, publisher.clone());
+    let engine_thread = spawn_engine(driver, rx, publisher.clone(), Some(recorder));
+    crate::publish::metrics::spawn(metrics.clone(), publisher.clone());
+    let hub = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
     let state = AppState {
+        metrics,
+        hub,
         config: config.clone(),
         publisher,
         health,
@@ -180,6 +193,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    // One daemon per process here: stray `metrics::` calls land in /metrics.
+    state.metrics.install_global();
     serve_on(listener, state).await
 }
 

@@ -159,14 +159,20 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub const MAX_BATCH: usize = 8192;
 
 /// Runs the live engine on its own thread until every inbox sender is gone.
+/// `recorder`, when given, receives the engine thread's metrics (the
+/// daemon's own recorder rather than the process-global one).
 pub fn spawn_engine(
     mut driver: Driver,
     mut rx: mpsc::Receiver<Envelope>,
     publisher: Arc<Publisher>,
+    recorder: Option<Arc<dyn metrics::Recorder + Send + Sync>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("acdmon-engine".into())
         .spawn(move || {
+            let _metrics = recorder
+                .as_deref()
+                .map(|r| metrics::set_default_local_recorder(r));
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()

@@ -23,6 +23,14 @@ pub struct ServerConfig {
     pub ws_coalesce: HumanDuration,
     /// Export per-agent metric series (off: cardinality).
     pub per_agent_metrics: bool,
+    /// The live wall's heading.
+    pub wall_title: String,
+    /// The wall's service-level bands: green at or above a queue's
+    /// `sl_target`, amber down to `sl_target - wall_sl_amber`, red below.
+    pub wall_sl_amber: f64,
+    /// The wall shows "data stale" after this long without a message (the
+    /// server sends a heartbeat every 5 s on a quiet connection).
+    pub wall_stale_after: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +42,9 @@ impl Default for ServerConfig {
             metrics_auth: false,
             ws_coalesce: HumanDuration(std::time::Duration::from_millis(100)),
             per_agent_metrics: false,
+            wall_title: "acdmon".into(),
+            wall_sl_amber: 0.05,
+            wall_stale_after: HumanDuration(std::time::Duration::from_secs(15)),
         }
     }
 }

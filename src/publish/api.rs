@@ -29,7 +29,7 @@ pub(crate) fn read_guard(s: &AppState, h: &HeaderMap, q: &Option<String>) -> Res
     auth::check_read(
         &s.config.server.read_token,
         &s.config.server.admin_token,
-        auth::presented(h, q.as_deref()),
+        auth::presented(h, q.as_deref()).as_deref(),
     )
     .map_err(|c| (c, Json(json!({"error": "a valid read token is required"}))).into_response())
 }
@@ -38,7 +38,7 @@ pub(crate) fn read_guard(s: &AppState, h: &HeaderMap, q: &Option<String>) -> Res
 pub(crate) fn admin_guard(s: &AppState, h: &HeaderMap, q: &Option<String>) -> Result<(), Response> {
     auth::check_admin(
         &s.config.server.admin_token,
-        auth::presented(h, q.as_deref()),
+        auth::presented(h, q.as_deref()).as_deref(),
     )
     .map_err(|c| {
         let msg = if s.config.server.admin_token.is_none() {
@@ -137,6 +137,9 @@ async fn ingest(
         }
     }
     let accepted = events.len();
+    s.metrics
+        .http_events
+        .fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
     if !events.is_empty()
         && s.inbox
             .send(Envelope::Batch {

@@ -8,9 +8,12 @@ use axum::http::{HeaderMap, StatusCode};
 
 use crate::config::Secret;
 
-/// Constant-time equality (no early exit on the first differing byte).
+/// Constant-time equality (no early exit on the first differing byte; the
+/// length is not secret). Any length difference fails: folding only the low
+/// bits of it let a token padded with 65,536 NUL bytes (now reachable as
+/// `%00` in a query) compare equal.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
+    let mut diff = u8::from(a.len() != b.len());
     for i in 0..a.len().max(b.len()) {
         let x = a.get(i).copied().unwrap_or(0);
         let y = b.get(i).copied().unwrap_or(0);
@@ -19,8 +22,12 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The presented token: `Authorization: Bearer X`, or `token` in the query.
-pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+/// The presented token: `Authorization: Bearer X`, or `token` in the query
+/// (percent-decoded: a browser encodes `+`, `/` and `=` of a base64 token).
+pub fn presented<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+) -> Option<std::borrow::Cow<'a, str>> {
     if let Some(v) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -28,9 +35,11 @@ pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
     {
-        return Some(t.trim());
+        return Some(std::borrow::Cow::Borrowed(t.trim()));
     }
-    query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
+    query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
+        .map(|t| percent_encoding::percent_decode_str(t).decode_utf8_lossy())
 }
 
 fn matches(secret: &Option<Secret>, token: Option<&str>) -> bool {
@@ -68,10 +77,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn query_tokens_are_percent_decoded() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            presented(&h, Some("queues=a&token=ab%2Fc%3D%3D")).as_deref(),
+            Some("ab/c==")
+        );
+        assert_eq!(presented(&h, Some("token=plain")).as_deref(), Some("plain"));
+        assert_eq!(presented(&h, Some("queues=a")), None);
+    }
+
+    #[test]
     fn tokens() {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"abcd"));
+        let mut padded = b"abc".to_vec();
+        padded.resize(3 + 65_536, 0);
+        assert!(
+            !ct_eq(b"abc", &padded),
+            "NUL padding by a multiple of 65,536"
+        );
         let r = Some(Secret::inline("r"));
         let a = Some(Secret::inline("a"));
         assert!(check_read(&None, &a, None).is_ok());

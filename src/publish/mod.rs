@@ -5,6 +5,9 @@
 pub mod api;
 pub mod auth;
 pub mod control;
+pub mod metrics;
+pub mod wall;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,11 +27,47 @@ pub struct AppState {
     pub rejects: Arc<RejectCounter>,
     pub inbox: Inbox,
     pub started: Instant,
+    pub metrics: Arc<metrics::Metrics>,
+    pub hub: Arc<ws::Hub>,
 }
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     api::routes(state.clone())
         .merge(control::routes(state.clone()))
+        .merge(metrics_routes())
+        .merge(ws::routes())
+        .merge(wall::routes())
         .with_state(state)
+}
+
+fn metrics_routes() -> Router<AppState> {
+    Router::new().route("/metrics", axum::routing::get(metrics_route))
+}
+
+/// `/metrics`: open unless `metrics_auth = true`. Rendering walks every
+/// series (tens of milliseconds at 1,000 queues), so it runs off the async
+/// workers and is shared by scrapes that come close together.
+async fn metrics_route(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    h: axum::http::HeaderMap,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if s.config.server.metrics_auth
+        && let Err(r) = api::read_guard(&s, &h, &q)
+    {
+        return r;
+    }
+    match s.metrics.render_shared(&s.health, &s.rejects).await {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }

@@ -1,0 +1,364 @@
+//! Load tool: event-to-WebSocket-client latency with many clients.
+//!
+//! Starts a daemon in this process (a native JSON TCP source, `/ws` on
+//! 127.0.0.1), connects N WebSocket clients, and feeds events over TCP at a
+//! fixed rate: calls entering and leaving 50 queues and agents changing
+//! state. Every 10 ms one *probe* event is sent: agent `probe` pauses with
+//! reason `p<n>`. A client that receives a view of `probe` with reason
+//! `p<m>` has seen the effect of every probe up to m, so probe k's latency
+//! is the receive time minus k's send time, for every k it had not yet seen.
+//! Sender and clients share one clock (this process), so no clock skew.
+//!
+//! The daemon runs on its own 2-worker runtime (what `acdmon run` has on a
+//! 2-core machine); the 500 clients share one more thread, the generator
+//! another: everything competes for the same 2 cores, as it would in
+//! production with clients elsewhere it would only get better.
+//!
+//! Run:
+//!   cargo run --release --example ws_load -- --clients 500 --rate 50000 --seconds 10 --coalesce 100ms
+//! Options: --queues N (50) and --agents N (1000) spread the traffic; the
+//! size of each message grows with how many queues and agents change.
+//! Prints one JSON line with the figures.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Args {
+    clients: usize,
+    rate: u64,
+    seconds: u64,
+    coalesce: String,
+    queues: usize,
+    agents: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        clients: 500,
+        rate: 50_000,
+        seconds: 10,
+        coalesce: "100ms".into(),
+        queues: 50,
+        agents: 1000,
+    };
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i + 1 < v.len() {
+        let val = v[i + 1].clone();
+        match v[i].as_str() {
+            "--clients" => a.clients = val.parse().expect("--clients N"),
+            "--rate" => a.rate = val.parse().expect("--rate N"),
+            "--seconds" => a.seconds = val.parse().expect("--seconds N"),
+            "--coalesce" => a.coalesce = val,
+            "--queues" => a.queues = val.parse().expect("--queues N"),
+            "--agents" => a.agents = val.parse().expect("--agents N"),
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+const MAX_PROBES: usize = 1 << 16;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The probe number in a message, if it carries a view of agent `probe`.
+fn probe_in(text: &str) -> Option<usize> {
+    let at = memchr::memmem::find(text.as_bytes(), b"\"agent\":\"probe\"")?;
+    let rest = &text[at..];
+    let r = memchr::memmem::find(rest.as_bytes(), b"\"reason\":\"p")?;
+    let digits = &rest[r + 11..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+/// CPU seconds used so far by this process's threads, by thread-name prefix.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let tick = 100.0; // USER_HZ on Linux
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for t in dir.flatten() {
+            let p = t.path();
+            let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name: state is 3rd, utime 14th, stime 15th.
+            let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let cpu = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+                + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            let role = match name.trim() {
+                n if n.starts_with("daemon") => "daemon (http, /ws, hub)",
+                n if n.starts_with("acdmon-engine") => "engine",
+                n if n.starts_with("ws-clients") => "clients",
+                _ => "generator and other",
+            };
+            *out.entry(role.to_string()).or_insert(0.0) += cpu / tick;
+        }
+    }
+    out
+}
+
+fn main() {
+    let a = args();
+    let json_port = free_port();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nws_coalesce = {:?}\n[[sources]]\nname = \"load\"\nkind = \"json\"\nlisten = \"127.0.0.1:{json_port}\"\n",
+        a.coalesce
+    );
+    let cfg = acdmon::config::Config::parse("load.toml", &config).expect("config");
+    let daemon_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("daemon")
+        .enable_all()
+        .build()
+        .unwrap();
+    let (addr, state) = daemon_rt.block_on(async {
+        let d = acdmon::daemon::start(cfg, Vec::new());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(acdmon::daemon::serve_on(l, d.state.clone()));
+        (addr, d.state)
+    });
+
+    let epoch = Instant::now();
+    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..MAX_PROBES).map(|_| AtomicU64::new(0)).collect());
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+
+    // Clients: one thread, one current-thread runtime.
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let clients = {
+        let (addr, sent, measuring, stop, received, bytes) = (
+            addr.clone(),
+            sent.clone(),
+            measuring.clone(),
+            stop.clone(),
+            received.clone(),
+            bytes.clone(),
+        );
+        let n = a.clients;
+        std::thread::Builder::new()
+            .name("ws-clients".into())
+            .spawn(move || {
+                client_rt.block_on(async move {
+                    let mut tasks = Vec::new();
+                    for _ in 0..n {
+                        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+                            .await
+                            .expect("ws connect");
+                        let (sent, measuring, stop, received, bytes) = (
+                            sent.clone(),
+                            measuring.clone(),
+                            stop.clone(),
+                            received.clone(),
+                            bytes.clone(),
+                        );
+                        tasks.push(tokio::spawn(async move {
+                            let (_w, mut r) = ws.split();
+                            let mut seen = 0usize; // probes up to this one are seen
+                            let mut lat_us: Vec<u32> = Vec::new();
+                            while let Some(Ok(m)) = r.next().await {
+                                if stop.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                                if let Message::Text(t) = m {
+                                    received.fetch_add(1, Ordering::Relaxed);
+                                    bytes.fetch_add(t.len() as u64, Ordering::Relaxed);
+                                    if let Some(p) = probe_in(&t) {
+                                        let now = epoch.elapsed().as_micros() as u64;
+                                        if p > seen {
+                                            if measuring.load(Ordering::Relaxed) && seen > 0 {
+                                                for k in seen + 1..=p.min(MAX_PROBES - 1) {
+                                                    let s = sent[k].load(Ordering::Relaxed);
+                                                    if s > 0 && now >= s {
+                                                        lat_us.push((now - s) as u32);
+                                                    }
+                                                }
+                                            }
+                                            seen = p;
+                                        }
+                                    }
+                                }
+                            }
+                            lat_us
+                        }));
+                    }
+                    eprintln!("{n} clients connected");
+                    let mut all = Vec::new();
+                    for t in tasks {
+                        if let Ok(v) = t.await {
+                            all.extend(v);
+                        }
+                    }
+                    all
+                })
+            })
+            .expect("client thread")
+    };
+
+    // Wait until the clients are connected.
+    let t0 = Instant::now();
+    while state.hub.clients() < a.clients as i64 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "clients did not connect"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Generator: a blocking TCP writer in batches of 1 ms.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", json_port)).expect("json source");
+    tcp.set_nodelay(true).unwrap();
+    let warmup = Duration::from_secs(2);
+    let total = warmup + Duration::from_secs(a.seconds);
+    let start = Instant::now();
+    let mut events: u64 = 0;
+    let mut probe = 0usize;
+    let mut next_probe = start;
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut i: u64 = 0;
+    let mut measured_from = None;
+    while start.elapsed() < total {
+        if measured_from.is_none() && start.elapsed() >= warmup {
+            measuring.store(true, Ordering::Relaxed);
+            measured_from = Some((
+                Instant::now(),
+                events,
+                received.load(Ordering::Relaxed),
+                cpu_by_thread(),
+            ));
+        }
+        let due = (start.elapsed().as_secs_f64() * a.rate as f64) as u64;
+        let now_ms = acdmon::time::Ts::now().0;
+        buf.clear();
+        while events < due {
+            let q = i % a.queues as u64;
+            match i % 3 {
+                0 => {
+                    let _ = writeln!(
+                        buf,
+                        "{{\"ts\":{now_ms},\"type\":\"call_enqueued\",\"call\":\"c{i}\",\"queue\":\"q{q}\"}}"
+                    );
+                }
+                1 => {
+                    // The call enqueued 300 events ago leaves (keeps ~100 waiting).
+                    let j = i.saturating_sub(301);
+                    let _ = writeln!(
+                        buf,
+                        "{{\"ts\":{now_ms},\"type\":\"call_abandoned\",\"call\":\"c{j}\",\"queue\":\"q{}\"}}",
+                        j % a.queues as u64
+                    );
+                }
+                _ => {
+                    let st = if (i / 3).is_multiple_of(2) {
+                        "available"
+                    } else {
+                        "on_call"
+                    };
+                    let _ = writeln!(
+                        buf,
+                        "{{\"ts\":{now_ms},\"type\":\"agent_state\",\"agent\":\"a{}\",\"state\":\"{st}\",\"queue\":\"q{q}\"}}",
+                        (i / 3) % a.agents
+                    );
+                }
+            }
+            i += 1;
+            events += 1;
+        }
+        let probe_now = Instant::now() >= next_probe && probe + 1 < MAX_PROBES;
+        if probe_now {
+            probe += 1;
+            let _ = writeln!(
+                buf,
+                "{{\"ts\":{now_ms},\"type\":\"agent_state\",\"agent\":\"probe\",\"state\":\"paused\",\"reason\":\"p{probe}\"}}"
+            );
+            events += 1;
+            next_probe += PROBE_EVERY;
+        }
+        if !buf.is_empty() {
+            if probe_now {
+                // Stamp just before the bytes leave.
+                sent[probe].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+            tcp.write_all(&buf).expect("write events");
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let (m_start, m_events, m_recv, cpu0) = measured_from.expect("measured");
+    let secs = m_start.elapsed().as_secs_f64();
+    let cpu: serde_json::Map<String, serde_json::Value> = cpu_by_thread()
+        .into_iter()
+        .map(|(k, v)| {
+            let used = (v - cpu0.get(&k).copied().unwrap_or(0.0)) / secs;
+            (k, serde_json::json!((used * 100.0).round() / 100.0))
+        })
+        .collect();
+    let ev_rate = (events - m_events) as f64 / secs;
+    let msg_rate = (received.load(Ordering::Relaxed) - m_recv) as f64 / secs / a.clients as f64;
+    measuring.store(false, Ordering::Relaxed);
+    // Let in-flight probes land, then stop the clients.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    // One more event wakes every client so it sees `stop`.
+    let _ = writeln!(
+        tcp,
+        "{{\"ts\":{},\"type\":\"agent_state\",\"agent\":\"probe\",\"state\":\"available\"}}",
+        acdmon::time::Ts::now().0
+    );
+    let mut lat = clients.join().expect("clients");
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat[i] as f64 / 1000.0
+    };
+    let metrics = state.metrics.render(&state.health, &state.rejects);
+    let resyncs = metrics
+        .lines()
+        .find(|l| l.starts_with("acd_websocket_resyncs_total"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?")
+        .to_string();
+    println!(
+        "{}",
+        serde_json::json!({
+            "clients": a.clients,
+            "target_events_per_s": a.rate,
+            "events_per_s": ev_rate.round(),
+            "ws_coalesce": a.coalesce,
+            "queues": a.queues,
+            "agents": a.agents,
+            "measured_s": (secs * 10.0).round() / 10.0,
+            "probes_measured": lat.len(),
+            "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)},
+            "messages_per_client_per_s": (msg_rate * 10.0).round() / 10.0,
+            "mbytes_to_clients": bytes.load(Ordering::Relaxed) as f64 / 1e6,
+            "resyncs": resyncs,
+            "cpu_cores_used": cpu,
+            "load_average_1m": std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_string)),
+        })
+    );
+    drop(daemon_rt);
+}

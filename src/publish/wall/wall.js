@@ -1,0 +1,411 @@
+// acdmon live wall. Plain JavaScript, no build step: it is served from the
+// binary. State comes from /ws (a snapshot, then deltas); waits and times in
+// state tick locally between messages. On a lost connection it reconnects
+// with backoff and resumes with ?since=<last seq>.
+"use strict";
+(function () {
+  const cfg = window.ACDMON_WALL || {};
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token") || "";
+  const filter = params.get("queues") || "";
+  let admin = params.get("admin") || sessionStorage.getItem("acdmon-admin") || "";
+  const SL_AMBER = typeof cfg.sl_amber === "number" ? cfg.sl_amber : 0.05;
+  const STALE_MS = (cfg.stale_after_s || 15) * 1000;
+
+  const queues = new Map();   // name -> QueueView
+  const agents = new Map();   // id -> AgentView
+  const entries = new Map();  // escalation entry id -> entry
+  const dirty = new Set();    // queue names to re-render
+  let agentsDirty = true;
+  let seq = null;             // last seq received (for ?since=)
+  let skewMs = 0;             // server event time minus local time
+  let lastMsg = 0;            // local time of the last message
+  let lastData = null;        // server time of the last snapshot/delta
+  let ws = null;
+  let attempt = 0;
+  let retryAt = 0;
+  let connected = false;
+  let snapshots = 0;          // snapshots received (a resume brings none), for tests
+  const adviceText = new Map(); // "entry/action" -> the advice as first written
+  const notes = new Map();    // entry id -> note after approve/reject
+  const fetchedEntries = new Set();
+
+  const $ = (id) => document.getElementById(id);
+  const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) =>
+    ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+  // ---------- formatting (the tests compare these with /api/v1/queues) ----------
+  function pct(x) { return x == null ? "\u2013" : Math.round(x * 100) + "%"; }
+  function dur(s) {
+    if (s == null || !isFinite(s)) return "\u2013";
+    s = Math.max(0, Math.floor(s));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    const two = (n) => (n < 10 ? "0" : "") + n;
+    return h > 0 ? h + ":" + two(m) + ":" + two(r) : m + ":" + two(r);
+  }
+  function secs(x) { return x == null ? "\u2013" : (Math.round(x * 10) / 10) + " s"; }
+  function slBand(sl, target) {
+    if (sl == null) return "";
+    if (sl >= target) return "green";
+    if (sl >= target - SL_AMBER) return "amber";
+    return "red";
+  }
+  function waitBand(w, threshold) {
+    if (w <= threshold) return "green";
+    if (w <= 2 * threshold) return "amber";
+    return "red";
+  }
+  const WORSE = { "": 0, green: 1, amber: 2, red: 3 };
+  const STATE_LABEL = { available: "available", ringing: "ringing", on_call: "on call",
+    wrap_up: "wrap-up", paused: "paused", logged_out: "logged out" };
+
+  function serverNow() { return Date.now() + skewMs; }
+  function ms(ts) { const t = Date.parse(ts); return isNaN(t) ? null : t; }
+
+  // Longest wait right now: from the oldest caller's join time on the
+  // server's clock (skew-corrected), else the view's figure.
+  function longestWait(q) {
+    if (!q.waiting) return 0;
+    const since = q.oldest_since ? ms(q.oldest_since) : null;
+    if (since != null) return Math.max(q.longest_wait_s, (serverNow() - since) / 1000);
+    return q.longest_wait_s;
+  }
+
+  // ---------- rendering ----------
+  function tileHtml(q) {
+    const r = q.windows.rolling, today = q.windows.today;
+    const lw = longestWait(q);
+    const slB = slBand(r.service_level, q.sl_target);
+    const wB = q.waiting ? waitBand(lw, q.sl_threshold_s) : "green";
+    const band = WORSE[slB] >= WORSE[wB] ? (slB || wB) : wB;
+    const a = q.agents;
+    const e = q.escalation;
+    const stage = e && e.stage > 0
+      ? `<span class="stage s${e.stage}" data-field="stage" data-value="${e.stage}">Stage ${e.stage} \u00b7 ${esc(e.stage_name)}</span>`
+      : `<span class="stage s0" data-field="stage" data-value="0">no escalation</span>`;
+    let escHtml = "";
+    if (e && e.signed_in && e.signed_in.length) {
+      const who = e.signed_in.map((id) => esc(agentName(id))).join(", ");
+      escHtml = `<div class="esc">Signed in by the ladder since ${esc(clockOf(e.since))}: <span class="who" data-field="signed_in">${who}</span></div>`;
+    }
+    let adviceHtml = "";
+    for (const a of activeAdvice(q)) {
+      adviceHtml += `<div class="esc" data-field="advice-in-force">Advice, stage ${a.stage} \u00b7 ${esc(a.name)}: <span class="who">${esc(a.detail)}</span></div>`;
+    }
+    for (const id of (e && e.pending) || []) adviceHtml += adviceBlock(q.queue, id);
+    const pill = (st, n) => `<span class="pill st-${st}">${STATE_LABEL[st] || st} <b data-field="agents.${st}">${n}</b></span>`;
+    return `<article class="tile band-${band}" data-queue="${esc(q.queue)}">
+  <header><h2 title="${esc(q.queue)}">${esc(q.queue)}</h2>${stage}</header>
+  <div class="figs">
+    <div class="fig"><span class="v" data-field="waiting" data-value="${q.waiting}">${q.waiting}</span><label>waiting</label></div>
+    <div class="fig"><span class="v ${wB}" data-field="longest_wait" data-tick="wait">${dur(lw)}</span><label>longest wait</label></div>
+    <div class="fig"><span class="v ${slB}" data-field="service_level" data-value="${r.service_level == null ? "" : r.service_level}">${pct(r.service_level)}</span><label>SL rolling \u00b7 target ${pct(q.sl_target)} in ${q.sl_threshold_s} s</label></div>
+  </div>
+  <div class="states">${pill("available", a.available)}${pill("ringing", a.ringing)}${pill("on_call", a.on_call)}${pill("wrap_up", a.wrap_up)}${pill("paused", a.paused)}<span class="pill">logged in <b data-field="agents.logged_in">${a.logged_in}</b></span></div>
+  <div class="sub">rolling: offered <b data-field="rolling.offered">${r.offered}</b> \u00b7 abandoned <b>${r.abandoned}</b> \u00b7 ASA <b>${secs(r.asa_s)}</b> \u00b7 needed <b data-field="required_agents">${q.required_agents == null ? "\u2013" : q.required_agents}</b></div>
+  <div class="sub">today: offered <b data-field="today.offered">${today.offered}</b> \u00b7 answered <b>${today.answered}</b> \u00b7 abandoned <b>${today.abandoned}</b> \u00b7 SL <b data-field="today.service_level">${pct(today.service_level)}</b></div>
+  ${escHtml}${adviceHtml}
+</article>`;
+  }
+
+  // An entry is re-sent whenever one of its results changes, and the new
+  // result's detail ("approved by ...") replaces the advice text: keep the
+  // text as first seen while it is still pending.
+  function keepEntry(e) {
+    (e.actions || []).forEach((x, i) => {
+      const k = e.id + "/" + i;
+      if (x.kind === "advise" && x.detail && !adviceText.has(k) && (x.result === "pending" || x.result === "ok")) {
+        adviceText.set(k, x.detail);
+      }
+    });
+    entries.set(e.id, e);
+  }
+  function adviceOf(e, i) {
+    const x = e.actions[i];
+    return adviceText.get(e.id + "/" + i) || x.detail;
+  }
+
+  // Advice of the stages in force (auto mode records it as done, advise
+  // mode once approved): the latest entry of each active stage.
+  function activeAdvice(q) {
+    const e = q.escalation;
+    if (!e || !e.stage) return [];
+    const latest = new Map();
+    for (const en of entries.values()) {
+      if (en.queue !== q.queue || en.stage < 1 || en.stage > e.stage) continue;
+      const cur = latest.get(en.stage);
+      if (!cur || en.id > cur.id) latest.set(en.stage, en);
+    }
+    if (latest.size === 0) fetchEntries(q.queue);
+    const out = [];
+    for (const en of latest.values()) {
+      if (en.direction !== "up") continue;
+      (en.actions || []).forEach((x, i) => {
+        if (x.kind === "advise" && x.detail && (x.result === "ok" || x.result === "approved")) {
+          out.push({ stage: en.stage, name: en.stage_name, detail: adviceOf(en, i) });
+        }
+      });
+    }
+    return out.sort((a, b) => a.stage - b.stage);
+  }
+
+  // What a proposed step would do, in a supervisor's words.
+  function describe(en) {
+    const parts = [];
+    const ins = [], outs = [];
+    (en.actions || []).forEach((x, i) => {
+      if (x.kind === "advise") parts.push(esc(adviceOf(en, i) || ""));
+      else if (x.kind === "sign_in") ins.push(esc(agentName(x.agent)));
+      else if (x.kind === "sign_out") outs.push(esc(agentName(x.agent)));
+    });
+    if (ins.length) parts.push("sign in " + ins.join(", "));
+    if (outs.length) parts.push("sign out " + outs.join(", "));
+    return parts.filter(Boolean).join("; ");
+  }
+
+  function adviceBlock(queue, id) {
+    const en = entries.get(id);
+    let text = "Advice #" + id;
+    if (en) {
+      const what = describe(en);
+      text = `Stage ${en.stage} \u00b7 ${esc(en.stage_name)}${en.direction === "down" ? " (release)" : ""}: ${what || esc(en.reason)}`;
+      if (en.reason && what) text += ` <span class="note">(${esc(en.reason)})</span>`;
+    } else {
+      fetchEntries(queue);
+    }
+    const note = notes.get(id);
+    const buttons = admin
+      ? `<button class="approve" data-act="approve" data-id="${id}">Approve</button><button class="reject" data-act="reject" data-id="${id}">Reject</button>`
+      : `<span class="note">an admin can approve or reject this (Admin button)</span>`;
+    return `<div class="advice" data-advice="${id}"><p>${text}</p>${buttons}${note ? ` <span class="note act-note">${esc(note)}</span>` : ""}</div>`;
+  }
+
+  function agentName(id) { const a = agents.get(id); return (a && a.name) || id; }
+  function clockOf(ts) {
+    const t = ms(ts); if (t == null) return "";
+    return new Date(t - skewMs).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function renderTiles() {
+    const box = $("tiles");
+    if (queues.size === 0) {
+      box.innerHTML = `<div class="empty">${connected ? "No queues yet: waiting for events." : "Connecting\u2026"}</div>`;
+      dirty.clear();
+      return;
+    }
+    if (box.querySelector(".empty")) box.innerHTML = "";
+    const names = [...queues.keys()].sort();
+    for (const name of dirty) {
+      const q = queues.get(name);
+      if (!q) continue;
+      const html = tileHtml(q);
+      let el = box.querySelector(`article[data-queue="${CSS.escape(name)}"]`);
+      const tmp = document.createElement("div");
+      tmp.innerHTML = html;
+      const fresh = tmp.firstElementChild;
+      if (el) el.replaceWith(fresh); else box.appendChild(fresh);
+    }
+    dirty.clear();
+    // Keep tiles in name order.
+    const els = [...box.children];
+    const ordered = els.slice().sort((a, b) => names.indexOf(a.dataset.queue) - names.indexOf(b.dataset.queue));
+    if (ordered.some((el, i) => el !== els[i])) ordered.forEach((el) => box.appendChild(el));
+  }
+
+  const STATE_ORDER = { on_call: 0, ringing: 1, wrap_up: 2, available: 3, paused: 4, logged_out: 5 };
+  function renderAgents() {
+    agentsDirty = false;
+    const list = [...agents.values()].filter((a) => !filter || a.queues.some((q) => queues.has(q)) || a.signed_in_by_escalation);
+    list.sort((a, b) => (STATE_ORDER[a.state] - STATE_ORDER[b.state]) || agentName(a.agent).localeCompare(agentName(b.agent)));
+    const counts = {};
+    for (const a of list) counts[a.state] = (counts[a.state] || 0) + 1;
+    $("agent-counts").textContent = Object.keys(STATE_ORDER).filter((s) => counts[s])
+      .map((s) => `${STATE_LABEL[s]} ${counts[s]}`).join(" \u00b7 ");
+    $("agents").innerHTML = list.map((a) =>
+      `<tr data-agent="${esc(a.agent)}" class="${a.signed_in_by_escalation ? "esc-in" : ""}">` +
+      `<td title="${esc(a.agent)}">${esc(a.name || a.agent)}</td>` +
+      `<td class="st-${a.state}" data-field="state">${STATE_LABEL[a.state] || esc(a.state)}</td>` +
+      `<td>${esc(a.reason || "")}</td>` +
+      `<td class="num" data-tick="since" data-since="${esc(a.since)}">${dur((serverNow() - ms(a.since)) / 1000)}</td>` +
+      `<td>${esc(a.queues.join(", "))}</td></tr>`).join("");
+  }
+
+  function renderSummary() {
+    let waiting = 0, avail = 0, logged = 0;
+    for (const q of queues.values()) { waiting += q.waiting; }
+    for (const a of agents.values()) {
+      if (a.state !== "logged_out") logged++;
+      if (a.state === "available") avail++;
+    }
+    $("summary").innerHTML = `<b data-field="total-waiting">${waiting}</b> waiting \u00b7 <b>${avail}</b> available \u00b7 <b>${logged}</b> logged in \u00b7 ${queues.size} queues`;
+  }
+
+  // Between messages: advance waits and times in state, the clock, the banner.
+  function tick() {
+    $("clock").textContent = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    for (const el of document.querySelectorAll('[data-tick="wait"]')) {
+      const tile = el.closest("article");
+      const q = tile && queues.get(tile.dataset.queue);
+      if (!q) continue;
+      const lw = longestWait(q);
+      el.textContent = dur(lw);
+      el.className = "v " + (q.waiting ? waitBand(lw, q.sl_threshold_s) : "green");
+    }
+    for (const el of document.querySelectorAll('[data-tick="since"]')) {
+      el.textContent = dur((serverNow() - ms(el.dataset.since)) / 1000);
+    }
+    updateBanner();
+  }
+
+  function updateBanner() {
+    const b = $("banner"), c = $("conn");
+    const asOf = lastData != null ? new Date(lastData - skewMs).toLocaleTimeString() : "never";
+    let text = "", cls = "";
+    if (!connected) {
+      const wait = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+      text = `Connection lost \u2013 reconnecting${wait ? " in " + wait + " s" : "\u2026"}. Figures are from ${asOf} and are not live.`;
+      cls = "lost";
+      c.className = "conn " + (lastMsg ? "lost" : "connecting");
+      c.textContent = lastMsg ? "offline" : "connecting";
+    } else if (Date.now() - lastMsg > STALE_MS) {
+      text = `No data for ${Math.round((Date.now() - lastMsg) / 1000)} s \u2013 figures may be stale (last update ${asOf}).`;
+      cls = "stale";
+      c.className = "conn stale"; c.textContent = "stale";
+    } else {
+      c.className = "conn live"; c.textContent = "live";
+    }
+    if (text && !(lastMsg === 0 && !connected && attempt === 0)) {
+      b.hidden = false; b.className = cls; b.textContent = text;
+    } else {
+      b.hidden = true;
+    }
+  }
+
+  let frame = 0;
+  function schedule() {
+    if (frame) return;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      renderTiles();
+      if (agentsDirty) renderAgents();
+      renderSummary();
+    });
+  }
+
+  // ---------- protocol ----------
+  function onMessage(ev) {
+    let m;
+    try { m = JSON.parse(ev.data); } catch (e) { return; }
+    lastMsg = Date.now();
+    if (typeof m.seq === "number") seq = m.seq;
+    if (m.as_of) { const t = ms(m.as_of); if (t != null) { skewMs = t - Date.now(); lastData = t; } }
+    if (m.type === "snapshot") {
+      snapshots++;
+      queues.clear(); agents.clear(); fetchedEntries.clear();
+      $("tiles").innerHTML = "";
+      for (const q of m.queues) { queues.set(q.queue, q); dirty.add(q.queue); }
+      for (const a of m.agents) agents.set(a.agent, a);
+      agentsDirty = true;
+    } else if (m.type === "delta") {
+      for (const q of m.queues) { queues.set(q.queue, q); dirty.add(q.queue); }
+      for (const a of m.agents) {
+        if (filter && !a.queues.some((q) => queues.has(q))) agents.delete(a.agent); else agents.set(a.agent, a);
+      }
+      if (m.agents.length) {
+        agentsDirty = true;
+        // Names of signed-in agents appear on tiles.
+        for (const q of queues.values()) if (q.escalation && q.escalation.signed_in.length) dirty.add(q.queue);
+      }
+      for (const e of m.escalations || []) {
+        keepEntry(e);
+        if (queues.has(e.queue)) dirty.add(e.queue);
+      }
+    }
+    schedule();
+  }
+
+  function connect() {
+    const u = new URL("/ws", location.href);
+    u.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    if (token) u.searchParams.set("token", token);
+    if (filter) u.searchParams.set("queues", filter);
+    if (seq != null) u.searchParams.set("since", String(seq));
+    ws = new WebSocket(u.toString());
+    ws.onopen = () => { connected = true; attempt = 0; lastMsg = Date.now(); updateBanner(); };
+    ws.onmessage = onMessage;
+    ws.onclose = () => {
+      const was = connected;
+      connected = false; ws = null;
+      // Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... 15 s.
+      const base = Math.min(15000, 500 * Math.pow(2, attempt));
+      attempt++;
+      const delay = was ? 250 : base / 2 + Math.random() * base / 2;
+      retryAt = Date.now() + delay;
+      setTimeout(connect, delay);
+      updateBanner();
+      schedule();
+    };
+    ws.onerror = () => { try { ws && ws.close(); } catch (e) { /* closing anyway */ } };
+  }
+
+  // Details of pending advice that arrived before this page connected.
+  function fetchEntries(queue) {
+    if (fetchedEntries.has(queue)) return;
+    fetchedEntries.add(queue);
+    const headers = token ? { Authorization: "Bearer " + token } : {};
+    fetch("/api/v1/escalations?limit=200&queue=" + encodeURIComponent(queue), { headers })
+      .then((r) => (r.ok ? r.json() : []))
+      .then((list) => {
+        for (const e of Array.isArray(list) ? list : list.entries || []) keepEntry(e);
+        dirty.add(queue); schedule();
+      })
+      .catch(() => {});
+  }
+
+  function act(id, verb) {
+    notes.set(id, verb === "approve" ? "approving\u2026" : "rejecting\u2026");
+    for (const q of queues.values()) if (q.escalation && (q.escalation.pending || []).includes(id)) dirty.add(q.queue);
+    schedule();
+    fetch(`/api/v1/escalations/${encodeURIComponent(id)}/${verb}`, {
+      method: "POST", headers: { Authorization: "Bearer " + admin, "Content-Type": "application/json" }, body: "{}",
+    }).then((r) => r.text().then((t) => {
+      notes.set(id, r.ok ? (verb === "approve" ? "approved" : "rejected") : `failed (${r.status}): ${t.slice(0, 120)}`);
+    })).catch((e) => notes.set(id, "failed: " + e))
+      .finally(() => {
+        for (const q of queues.values()) dirty.add(q.queue);
+        schedule();
+      });
+  }
+
+  document.addEventListener("click", (ev) => {
+    const b = ev.target.closest("button[data-act]");
+    if (b) { act(Number(b.dataset.id), b.dataset.act); return; }
+    if (ev.target.id === "admin") {
+      const t = prompt("Admin token (kept for this browser tab only; empty to clear):", admin ? "\u2022\u2022\u2022\u2022" : "");
+      if (t === null) return;
+      if (t !== "\u2022\u2022\u2022\u2022") admin = t.trim();
+      if (admin) sessionStorage.setItem("acdmon-admin", admin); else sessionStorage.removeItem("acdmon-admin");
+      $("admin").classList.toggle("on", !!admin);
+      for (const q of queues.keys()) dirty.add(q);
+      schedule();
+    }
+  });
+
+  if (cfg.title) document.title = cfg.title;
+  if (admin) {
+    sessionStorage.setItem("acdmon-admin", admin);
+    $("admin").classList.add("on");
+  }
+  // Do not keep tokens in the address bar (screenshots, shoulder surfing).
+  if (params.has("admin")) {
+    params.delete("admin");
+    history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
+  }
+  // Test hook: the numbers the wall shows, for headless checks.
+  window.acdmonWall = { queues, agents, get seq() { return seq; }, get connected() { return connected; },
+    get snapshots() { return snapshots; } };
+  renderTiles();
+  connect();
+  tick();
+  setInterval(tick, 500);
+})();

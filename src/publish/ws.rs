@@ -1,0 +1,756 @@
+//! `/ws` (contract section 5): a snapshot, then deltas with a monotonic
+//! `seq`, coalesced, filtered by queue, resumable with `?since=SEQ`.
+//!
+//! Why it is built this way:
+//! - **Coalescing happens once, for everyone.** One hub task follows the
+//!   engine's delta channel and merges deltas (changed queues and agents by
+//!   key, latest view wins; every escalation entry kept) into one *frame* per
+//!   `ws_coalesce` period, leading edge first: a lone event on a quiet floor
+//!   goes out at once, a flood goes out at most once per period. Each frame is
+//!   serialized once; an unfiltered client that keeps up sends those shared
+//!   bytes, so 500 clients cost one serialization, not 500.
+//! - **A client that falls behind merges again, on its own.** Each client
+//!   task drains every frame that is ready and sends them as one message; only
+//!   then (and for `?queues=` filters) does it serialize for itself.
+//! - **Slow clients never hold memory or slow ingest.** Frames reach clients
+//!   on a bounded broadcast ring shared by all (fixed capacity, oldest
+//!   dropped). A client whose socket does not drain stays blocked in its own
+//!   `send`; when the ring has moved past it, it gets `Lagged`, forgets its
+//!   backlog and is sent a fresh snapshot once it can write again ("resync",
+//!   counted in `acd_websocket_resyncs_total`). A send that cannot complete in
+//!   [`SEND_TIMEOUT`] closes the connection. The engine publishes into a
+//!   channel that never waits for a reader, so ingest cannot be slowed.
+//! - **Resume** uses a bounded history of past frames (count and bytes), kept
+//!   by the hub. Frames carry whole views, not diffs, so replaying every frame
+//!   after `since` (merged into one message) rebuilds the client's state; when
+//!   that history no longer reaches back to `since`, the client gets a fresh
+//!   snapshot instead.
+//! - Views are absolute, so a frame that straddles a snapshot's `seq` is
+//!   still correct to apply after it; only frames entirely at or before the
+//!   snapshot are skipped. Every message's `seq` is the last engine delta it
+//!   includes, and each client's `seq`s strictly increase.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::Instant;
+
+use super::AppState;
+use super::metrics::Metrics;
+use crate::config::ServerConfig;
+use crate::escalation::Entry;
+use crate::state::{AgentView, Delta, Publisher, QueueView};
+use crate::time::Ts;
+
+/// Frames kept for `?since=` resume (5 minutes at the default 100 ms)...
+pub const HISTORY_FRAMES: usize = 3000;
+/// ...and at most this many bytes of them.
+pub const HISTORY_BYTES: usize = 32 << 20;
+/// Frames in flight to clients (6.4 s at the default period; each frame holds
+/// at most one view per queue and agent); a client further behind is resynced.
+pub const FRAME_CAPACITY: usize = 64;
+/// A client whose socket accepts nothing for this long is disconnected.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+/// A quiet connection gets `{"type":"heartbeat"}` this often, so a wall can
+/// tell "nothing happened" from "the connection is dead".
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Backstop for one client's write buffer. Each client has at most one
+/// message in flight (every send is flushed before the next), so this only
+/// bounds the largest snapshot.
+pub const MAX_WRITE_BUFFER: usize = 64 << 20;
+/// Clients send nothing we use; bound what they may make us buffer.
+const MAX_INCOMING: usize = 64 << 10;
+
+/// Engine deltas merged for one coalescing period.
+#[derive(Debug)]
+pub struct Frame {
+    /// First engine delta in this frame.
+    pub from: u64,
+    /// Last engine delta in this frame.
+    pub seq: u64,
+    /// The hub lost deltas (it fell behind the engine): clients must resync.
+    pub reset: bool,
+    pub as_of: Ts,
+    pub queues: Vec<Arc<QueueView>>,
+    pub agents: Vec<Arc<AgentView>>,
+    pub escalations: Vec<Arc<Entry>>,
+    /// The unfiltered delta message, serialized once for every client.
+    text: Utf8Bytes,
+}
+
+#[derive(Serialize)]
+struct DeltaMsg<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    seq: u64,
+    as_of: Ts,
+    queues: &'a [Arc<QueueView>],
+    agents: &'a [Arc<AgentView>],
+    escalations: &'a [Arc<Entry>],
+}
+
+#[derive(Serialize)]
+struct SnapshotMsg<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    seq: u64,
+    as_of: Ts,
+    queues: &'a [Arc<QueueView>],
+    agents: &'a [Arc<AgentView>],
+}
+
+fn to_text<T: Serialize>(m: &T) -> Utf8Bytes {
+    match serde_json::to_string(m) {
+        Ok(s) => Utf8Bytes::from(s),
+        // Views are plain data; this cannot fail, but never panic on it.
+        Err(e) => Utf8Bytes::from(format!(
+            "{{\"type\":\"error\",\"error\":{:?}}}",
+            e.to_string()
+        )),
+    }
+}
+
+/// The `/ws` delta message for these views (one serialization per frame).
+pub fn encode_delta(
+    seq: u64,
+    as_of: Ts,
+    queues: &[Arc<QueueView>],
+    agents: &[Arc<AgentView>],
+    escalations: &[Arc<Entry>],
+) -> Utf8Bytes {
+    to_text(&DeltaMsg {
+        kind: "delta",
+        seq,
+        as_of,
+        queues,
+        agents,
+        escalations,
+    })
+}
+
+/// Deltas being merged by key.
+#[derive(Default)]
+struct Merge {
+    from: u64,
+    seq: u64,
+    as_of: Ts,
+    queues: BTreeMap<String, Arc<QueueView>>,
+    agents: BTreeMap<String, Arc<AgentView>>,
+    escalations: Vec<Arc<Entry>>,
+    n: usize,
+}
+
+impl Merge {
+    fn add(&mut self, from: u64, seq: u64, as_of: Ts) {
+        if self.n == 0 {
+            self.from = from;
+        }
+        self.n += 1;
+        self.seq = seq;
+        self.as_of = as_of;
+    }
+
+    fn delta(&mut self, d: &Delta) {
+        self.add(d.seq, d.seq, d.as_of);
+        for q in &d.queues {
+            self.queues.insert(q.queue.clone(), q.clone());
+        }
+        for a in &d.agents {
+            self.agents.insert(a.agent.clone(), a.clone());
+        }
+        self.escalations.extend(d.escalations.iter().cloned());
+    }
+
+    fn frame(self) -> Frame {
+        let queues: Vec<_> = self.queues.into_values().collect();
+        let agents: Vec<_> = self.agents.into_values().collect();
+        let text = encode_delta(self.seq, self.as_of, &queues, &agents, &self.escalations);
+        Frame {
+            from: self.from,
+            seq: self.seq,
+            reset: false,
+            as_of: self.as_of,
+            queues,
+            agents,
+            escalations: self.escalations,
+            text,
+        }
+    }
+}
+
+/// Past frames for resume.
+struct History {
+    frames: VecDeque<Arc<Frame>>,
+    bytes: usize,
+    /// Every delta after this seq is in `frames` (or not yet emitted).
+    complete_after: u64,
+    /// Seq of the last frame emitted.
+    last: u64,
+    max_frames: usize,
+    max_bytes: usize,
+}
+
+impl History {
+    fn new(start: u64, max_frames: usize, max_bytes: usize) -> Self {
+        History {
+            frames: VecDeque::new(),
+            bytes: 0,
+            complete_after: start,
+            last: start,
+            max_frames,
+            max_bytes,
+        }
+    }
+
+    fn push(&mut self, f: Arc<Frame>) {
+        self.last = f.seq;
+        if f.reset {
+            self.frames.clear();
+            self.bytes = 0;
+            self.complete_after = f.seq;
+            return;
+        }
+        self.bytes += f.text.len();
+        self.frames.push_back(f);
+        while self.frames.len() > self.max_frames || self.bytes > self.max_bytes {
+            let Some(old) = self.frames.pop_front() else {
+                break;
+            };
+            self.bytes -= old.text.len();
+            self.complete_after = old.seq;
+        }
+    }
+
+    /// The frames a client that saw everything up to `since` missed, or
+    /// `None` when they are no longer all here.
+    fn after(&self, since: u64) -> Option<Vec<Arc<Frame>>> {
+        if since < self.complete_after || since > self.last {
+            return None;
+        }
+        Some(
+            self.frames
+                .iter()
+                .filter(|f| f.seq > since)
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+/// The fan-out point between the engine and `/ws` clients.
+pub struct Hub {
+    publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
+    coalesce: Duration,
+    history: Mutex<History>,
+    frames: broadcast::Sender<Arc<Frame>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("coalesce", &self.coalesce)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Start {
+    Snapshot,
+    Resume(Vec<Arc<Frame>>),
+}
+
+impl Hub {
+    /// Starts the hub task (needs a tokio runtime).
+    pub fn spawn(publisher: Arc<Publisher>, metrics: Arc<Metrics>, cfg: &ServerConfig) -> Arc<Hub> {
+        Self::spawn_with(
+            publisher,
+            metrics,
+            cfg.ws_coalesce.0,
+            HISTORY_FRAMES,
+            HISTORY_BYTES,
+        )
+    }
+
+    /// [`Hub::spawn`] with explicit bounds (tests shrink the history).
+    pub fn spawn_with(
+        publisher: Arc<Publisher>,
+        metrics: Arc<Metrics>,
+        coalesce: Duration,
+        history_frames: usize,
+        history_bytes: usize,
+    ) -> Arc<Hub> {
+        let rx = publisher.subscribe();
+        let start = publisher.snapshot().seq;
+        let (tx, _) = broadcast::channel(FRAME_CAPACITY);
+        let hub = Arc::new(Hub {
+            publisher,
+            metrics,
+            coalesce,
+            history: Mutex::new(History::new(start, history_frames, history_bytes)),
+            frames: tx,
+        });
+        tokio::spawn(run_hub(hub.clone(), rx, start));
+        hub
+    }
+
+    fn emit(&self, f: Frame) {
+        let f = Arc::new(f);
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        h.push(f.clone());
+        // Under the history lock, so a joining client sees each frame either
+        // in the history or on its receiver, never both or neither.
+        let _ = self.frames.send(f);
+    }
+
+    fn join(&self, since: Option<u64>) -> (broadcast::Receiver<Arc<Frame>>, Start) {
+        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let rx = self.frames.subscribe();
+        let start = match since.and_then(|s| h.after(s)) {
+            Some(frames) => Start::Resume(frames),
+            None => Start::Snapshot,
+        };
+        (rx, start)
+    }
+
+    /// Connected clients.
+    pub fn clients(&self) -> i64 {
+        self.metrics
+            .ws_clients
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+async fn run_hub(hub: Arc<Hub>, mut rx: broadcast::Receiver<Arc<Delta>>, mut seen: u64) {
+    let mut acc = Merge::default();
+    let mut last_emit: Option<Instant> = None;
+    loop {
+        let due = if acc.n > 0 {
+            last_emit.map(|t| t + hub.coalesce)
+        } else {
+            None
+        };
+        let mut closed = false;
+        tokio::select! {
+            r = rx.recv() => match r {
+                Ok(d) => take(&hub, &mut acc, &mut seen, &d),
+                Err(RecvError::Lagged(_)) => lost(&hub, &mut acc, &mut seen),
+                Err(RecvError::Closed) => closed = true,
+            },
+            _ = sleep_until_opt(due), if due.is_some() => {}
+        }
+        // Take everything already queued before deciding to emit.
+        loop {
+            match rx.try_recv() {
+                Ok(d) => take(&hub, &mut acc, &mut seen, &d),
+                Err(TryRecvError::Lagged(_)) => lost(&hub, &mut acc, &mut seen),
+                Err(TryRecvError::Closed) => {
+                    closed = true;
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        let now = Instant::now();
+        if acc.n > 0 && last_emit.is_none_or(|t| now >= t + hub.coalesce) {
+            hub.emit(std::mem::take(&mut acc).frame());
+            last_emit = Some(now);
+        }
+        if closed {
+            if acc.n > 0 {
+                hub.emit(std::mem::take(&mut acc).frame());
+            }
+            return;
+        }
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn take(_hub: &Hub, acc: &mut Merge, seen: &mut u64, d: &Delta) {
+    if d.seq <= *seen {
+        return;
+    }
+    *seen = d.seq;
+    acc.delta(d);
+}
+
+/// The hub fell behind the engine: what it merged is incomplete. Clients
+/// are told to take a fresh snapshot.
+fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
+    tracing::warn!("/ws hub fell behind the engine; clients will resync from a snapshot");
+    let snap = hub.publisher.snapshot();
+    *seen = (*seen).max(snap.seq);
+    *acc = Merge::default();
+    let seq = *seen;
+    hub.emit(Frame {
+        from: seq,
+        seq,
+        reset: true,
+        as_of: snap.as_of,
+        queues: Vec::new(),
+        agents: Vec::new(),
+        escalations: Vec::new(),
+        text: Utf8Bytes::from_static(""),
+    });
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ws", get(ws_route))
+}
+
+/// `?queues=a,b&since=N` (plus `token`, read by the auth check).
+#[derive(Debug, Default, PartialEq)]
+pub struct Params {
+    pub queues: Option<HashSet<String>>,
+    pub since: Option<u64>,
+}
+
+impl Params {
+    pub fn parse(q: Option<&str>) -> Result<Params, String> {
+        let mut p = Params::default();
+        for kv in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let v = v.replace('+', " ");
+            let v = percent_encoding::percent_decode_str(&v).decode_utf8_lossy();
+            match k {
+                "queues" => {
+                    let set: HashSet<String> = v
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    p.queues = Some(set);
+                }
+                "since" => {
+                    p.since = Some(
+                        v.trim()
+                            .parse()
+                            .map_err(|_| format!("since must be a sequence number, got {v:?}"))?,
+                    )
+                }
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+}
+
+async fn ws_route(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    up: WebSocketUpgrade,
+) -> Response {
+    if let Err(r) = super::api::read_guard(&s, &h, &q) {
+        return r;
+    }
+    let params = match Params::parse(q.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({ "error": e })),
+            )
+                .into_response();
+        }
+    };
+    let hub = s.hub.clone();
+    up.max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(MAX_INCOMING)
+        .max_frame_size(MAX_INCOMING)
+        .on_upgrade(move |socket| client(hub, socket, params))
+}
+
+/// Counts a connected client for as long as it lives.
+struct Connected(Arc<Metrics>);
+
+impl Connected {
+    fn new(m: &Arc<Metrics>) -> Self {
+        m.ws_clients
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Connected(m.clone())
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0
+            .ws_clients
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// What one client has been sent.
+struct View {
+    filter: Option<HashSet<String>>,
+    /// With a filter: agents this client holds (so it hears when one leaves
+    /// its queues).
+    known_agents: HashSet<String>,
+    seq: u64,
+}
+
+impl View {
+    fn wants_queue(&self, q: &str) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.contains(q))
+    }
+
+    fn agent_in_filter(&self, a: &AgentView) -> bool {
+        match &self.filter {
+            None => true,
+            Some(f) => a.queues.iter().any(|q| f.contains(q)),
+        }
+    }
+
+    fn snapshot(&mut self, p: &Publisher) -> Utf8Bytes {
+        let snap = p.snapshot();
+        self.seq = snap.seq;
+        if self.filter.is_none() {
+            return to_text(&SnapshotMsg {
+                kind: "snapshot",
+                seq: snap.seq,
+                as_of: snap.as_of,
+                queues: &snap.queues,
+                agents: &snap.agents,
+            });
+        }
+        let queues: Vec<_> = snap
+            .queues
+            .iter()
+            .filter(|q| self.wants_queue(&q.queue))
+            .cloned()
+            .collect();
+        let agents: Vec<_> = snap
+            .agents
+            .iter()
+            .filter(|a| self.agent_in_filter(a))
+            .cloned()
+            .collect();
+        self.known_agents = agents.iter().map(|a| a.agent.clone()).collect();
+        to_text(&SnapshotMsg {
+            kind: "snapshot",
+            seq: snap.seq,
+            as_of: snap.as_of,
+            queues: &queues,
+            agents: &agents,
+        })
+    }
+
+    /// One message for the frames not yet sent, or `None` when there is
+    /// nothing new for this client.
+    fn frames(&mut self, frames: &[Arc<Frame>]) -> Option<Utf8Bytes> {
+        let fresh: Vec<&Arc<Frame>> = frames.iter().filter(|f| f.seq > self.seq).collect();
+        let last = fresh.last()?;
+        if fresh.len() == 1 && self.filter.is_none() {
+            self.seq = last.seq;
+            return Some(last.text.clone());
+        }
+        let mut m = Merge::default();
+        for f in &fresh {
+            m.add(f.from, f.seq, f.as_of);
+            for q in f.queues.iter().filter(|q| self.wants_queue(&q.queue)) {
+                m.queues.insert(q.queue.clone(), q.clone());
+            }
+            for a in &f.agents {
+                let inside = self.agent_in_filter(a);
+                if self.filter.is_some() {
+                    let known = self.known_agents.contains(&a.agent);
+                    if !inside && !known {
+                        continue;
+                    }
+                    if inside {
+                        self.known_agents.insert(a.agent.clone());
+                    } else {
+                        self.known_agents.remove(&a.agent);
+                    }
+                }
+                m.agents.insert(a.agent.clone(), a.clone());
+            }
+            m.escalations.extend(
+                f.escalations
+                    .iter()
+                    .filter(|e| self.wants_queue(&e.queue))
+                    .cloned(),
+            );
+        }
+        self.seq = m.seq;
+        if self.filter.is_some()
+            && m.queues.is_empty()
+            && m.agents.is_empty()
+            && m.escalations.is_empty()
+        {
+            // Nothing this client watches changed: say nothing.
+            return None;
+        }
+        let queues: Vec<_> = m.queues.into_values().collect();
+        let agents: Vec<_> = m.agents.into_values().collect();
+        Some(encode_delta(
+            m.seq,
+            m.as_of,
+            &queues,
+            &agents,
+            &m.escalations,
+        ))
+    }
+}
+
+async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
+    let _count = Connected::new(&hub.metrics);
+    let mut view = View {
+        filter: p.queues,
+        known_agents: HashSet::new(),
+        seq: 0,
+    };
+    let (mut rx, start) = hub.join(p.since);
+    let first = match start {
+        Start::Resume(frames) => {
+            view.seq = p.since.unwrap_or(0);
+            view.frames(&frames)
+        }
+        Start::Snapshot => Some(view.snapshot(&hub.publisher)),
+    };
+    if let Some(m) = first
+        && !send(&mut socket, m).await
+    {
+        return;
+    }
+    let heartbeat = tokio::time::sleep(HEARTBEAT);
+    tokio::pin!(heartbeat);
+    let mut pending: Vec<Arc<Frame>> = Vec::new();
+    loop {
+        let mut resync = false;
+        tokio::select! {
+            m = socket.recv() => match m {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                // Text from clients is ignored; pings are answered by the
+                // WebSocket layer.
+                Some(Ok(_)) => continue,
+            },
+            r = rx.recv() => match r {
+                Ok(f) => pending.push(f),
+                Err(RecvError::Lagged(_)) => resync = true,
+                Err(RecvError::Closed) => return,
+            },
+            _ = &mut heartbeat => {
+                let text = format!("{{\"type\":\"heartbeat\",\"seq\":{}}}", view.seq);
+                if !send(&mut socket, Utf8Bytes::from(text)).await {
+                    return;
+                }
+                heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
+                continue;
+            }
+        }
+        // Everything else that is ready goes into the same message.
+        loop {
+            match rx.try_recv() {
+                Ok(f) => pending.push(f),
+                Err(TryRecvError::Lagged(_)) => resync = true,
+                Err(TryRecvError::Closed) | Err(TryRecvError::Empty) => break,
+            }
+        }
+        resync |= pending.iter().any(|f| f.reset);
+        let msg = if resync {
+            pending.clear();
+            hub.metrics.ws_resyncs.increment(1);
+            Some(view.snapshot(&hub.publisher))
+        } else {
+            let m = view.frames(&pending);
+            pending.clear();
+            m
+        };
+        if let Some(m) = msg {
+            if !send(&mut socket, m).await {
+                return;
+            }
+            heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(from: u64, seq: u64, bytes: usize) -> Arc<Frame> {
+        Arc::new(Frame {
+            from,
+            seq,
+            reset: false,
+            as_of: Ts(0),
+            queues: Vec::new(),
+            agents: Vec::new(),
+            escalations: Vec::new(),
+            text: Utf8Bytes::from("x".repeat(bytes)),
+        })
+    }
+
+    #[test]
+    fn history_serves_resume_only_while_it_reaches_back() {
+        let mut h = History::new(10, 3, 1000);
+        assert_eq!(h.after(10).map(|v| v.len()), Some(0), "nothing missed");
+        h.push(frame(11, 12, 10));
+        h.push(frame(13, 13, 10));
+        h.push(frame(14, 16, 10));
+        assert_eq!(h.after(10).map(|v| v.len()), Some(3));
+        assert_eq!(h.after(13).map(|v| v.len()), Some(1));
+        assert!(h.after(9).is_none(), "from before the hub started");
+        assert!(
+            h.after(17).is_none(),
+            "from the future (a restarted daemon)"
+        );
+        h.push(frame(17, 18, 10));
+        assert!(h.after(10).is_none(), "the first frame was evicted");
+        assert_eq!(h.after(12).map(|v| v.len()), Some(3));
+    }
+
+    #[test]
+    fn history_is_bounded_by_bytes_and_cleared_by_a_reset() {
+        let mut h = History::new(0, 100, 25);
+        for i in 1..=5 {
+            h.push(frame(i, i, 10));
+        }
+        assert_eq!(h.frames.len(), 2);
+        assert!(h.bytes <= 25);
+        assert!(h.after(2).is_none());
+        assert!(h.after(3).is_some());
+        let mut r = Frame {
+            reset: true,
+            ..Arc::try_unwrap(frame(6, 6, 0)).unwrap()
+        };
+        r.text = Utf8Bytes::from_static("");
+        h.push(Arc::new(r));
+        assert!(h.after(5).is_none());
+        assert_eq!(h.after(6).map(|v| v.len()), Some(0));
+    }
+
+    #[test]
+    fn params() {
+        let p = Params::parse(Some("token=x&queues=hot%20line,billing&since=42")).unwrap();
+        assert_eq!(p.since, Some(42));
+        let q = p.queues.unwrap();
+        assert!(q.contains("hot line") && q.contains("billing") && q.len() == 2);
+        assert!(Params::parse(Some("since=abc")).is_err());
+        assert_eq!(Params::parse(None).unwrap(), Params::default());
+    }
+}

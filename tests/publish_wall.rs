@@ -1,0 +1,696 @@
+//! The live wall in a real browser: headless Chromium, driven over the
+//! DevTools protocol (tokio-tungstenite), loads `/` from a running daemon.
+//! The tiles must show the figures of `/api/v1/queues`, and an event posted
+//! to the daemon must show on the page within a second, without a reload.
+//! Saves `test-output/wall.png`. Skips loudly when Chromium is not installed
+//! (`scripts/install-test-deps.sh` installs it).
+
+mod wsutil;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use wsutil::support::{self, eventually};
+use wsutil::*;
+
+fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        eprintln!(
+            "\n*** SKIPPED: Chromium is not installed. Run scripts/install-test-deps.sh (CI does). ***\n"
+        );
+    }
+    found
+}
+
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A DevTools protocol session on one page.
+struct Page {
+    ws: Ws,
+    id: u64,
+}
+
+impl Page {
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.id += 1;
+        let id = self.id;
+        self.ws
+            .send(Message::text(
+                json!({"id": id, "method": method, "params": params}).to_string(),
+            ))
+            .await
+            .unwrap();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(20), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("DevTools {method}: no answer"))
+                .expect("devtools socket open")
+                .unwrap();
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    async fn eval(&mut self, expr: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "returnByValue": true}),
+            )
+            .await;
+        r["result"]["value"].clone()
+    }
+}
+
+async fn launch(url: &str) -> Option<(Browser, Page)> {
+    let bin = chromium()?;
+    let profile = tempfile::tempdir().unwrap();
+    let child = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1920,1080",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let browser = Browser {
+        child,
+        _profile: profile,
+    };
+    // Chromium writes its DevTools port into the profile.
+    let port_file = browser._profile.path().join("DevToolsActivePort");
+    let port: u16 = eventually(Duration::from_secs(20), "DevToolsActivePort", || async {
+        std::fs::read_to_string(&port_file)
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    })
+    .await;
+    let devtools = format!("127.0.0.1:{port}");
+    let ws_url = eventually(Duration::from_secs(10), "a page target", || async {
+        let v = get_json(&devtools, "/json/list").await?;
+        v.as_array()?
+            .iter()
+            .find(|t| t["type"] == "page")
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .map(|u| u.replacen("localhost", "127.0.0.1", 1))
+    })
+    .await;
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let mut page = Page { ws, id: 0 };
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+    page.call("Page.enable", json!({})).await;
+    page.call("Page.navigate", json!({"url": url})).await;
+    Some((browser, page))
+}
+
+/// Stands in for the escalation ladder (another module): once hotline has
+/// four callers waiting, it reports stage 5 with an agent it signed in and
+/// advice waiting for a manager, as the ladder does through the engine.
+struct StandInLadder {
+    done: bool,
+}
+
+impl acdmon::runtime::Observer for StandInLadder {
+    fn before_publish(
+        &mut self,
+        engine: &mut acdmon::state::Engine,
+    ) -> Vec<Arc<acdmon::escalation::Entry>> {
+        use acdmon::escalation::{ActionRecord, Direction, Entry};
+        use acdmon::state::view::EscalationStatus;
+        let Some(q) = engine.find_queue("hotline") else {
+            return Vec::new();
+        };
+        if self.done || engine.figures(q).waiting < 4.0 {
+            return Vec::new();
+        }
+        self.done = true;
+        let now = engine.now();
+        engine.set_escalation(
+            q,
+            Some(EscalationStatus {
+                stage: 5,
+                stage_name: "extend-shifts".into(),
+                since: now,
+                signed_in: vec!["a1".into()],
+                pending: vec![42],
+            }),
+        );
+        vec![Arc::new(Entry {
+            id: 42,
+            ts: now,
+            queue: "hotline".into(),
+            stage: 5,
+            stage_name: "extend-shifts".into(),
+            direction: Direction::Up,
+            reason: "waiting=4 > 3 for 1m".into(),
+            mode: "advise".into(),
+            actions: vec![ActionRecord {
+                kind: "advise".into(),
+                agent: None,
+                target_queue: Some("hotline".into()),
+                result: "pending".into(),
+                detail: Some("Extend shifts to add seats".into()),
+                seats: None,
+                at: None,
+            }],
+            ladder: Some("stand-in".into()),
+            decision: None,
+        })]
+    }
+}
+
+async fn waiting(page: &mut Page) -> String {
+    page.eval(
+        "document.querySelector('article[data-queue=hotline] [data-field=waiting]').textContent",
+    )
+    .await
+    .as_str()
+    .unwrap_or("")
+    .to_string()
+}
+
+/// A TCP relay between the browser and the daemon that the test can cut
+/// and restore: a network outage, seen from the wall.
+struct Relay {
+    addr: String,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        use std::sync::atomic::Ordering;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, conns2) = (up.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = l.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused, in effect
+                }
+                let target = target.clone();
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                conns2.lock().unwrap().push(h.abort_handle());
+            }
+        });
+        Relay { addr, up, conns }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// GET with Content-Length framing: Chromium's DevTools server keeps the
+/// connection open, so reading to the end would wait for its timeout.
+async fn get_json(addr: &str, path: &str) -> Option<Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout_at(deadline.into(), s.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return serde_json::from_str(&body[..len]).ok();
+            }
+        }
+    }
+}
+
+/// What the page shows per tile, as text.
+const READ_TILES: &str = r#"JSON.stringify({
+  live: document.getElementById('conn').textContent,
+  banner: document.getElementById('banner').hidden ? null : document.getElementById('banner').textContent,
+  agentsRows: document.querySelectorAll('#agents tr').length,
+  tiles: [...document.querySelectorAll('article.tile')].map(t => {
+    const f = (n) => { const e = t.querySelector(`[data-field="${n}"]`); return e ? e.textContent : null; };
+    return { queue: t.dataset.queue, waiting: f('waiting'), sl: f('service_level'),
+      available: f('agents.available'), on_call: f('agents.on_call'), paused: f('agents.paused'),
+      logged_in: f('agents.logged_in'), offered: f('today.offered'), stage: t.querySelector('[data-field=stage]').dataset.value };
+  })
+})"#;
+
+fn pct(x: &Value) -> String {
+    match x.as_f64() {
+        None => "\u{2013}".into(),
+        Some(v) => format!("{}%", (v * 100.0).round() as i64),
+    }
+}
+
+async fn tiles(page: &mut Page) -> Value {
+    let s = page.eval(READ_TILES).await;
+    serde_json::from_str(s.as_str().unwrap_or("{}")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_shows_the_api_figures_and_moves_with_events() {
+    let d = daemon_with(
+        "wall_title = \"Contact centre <floor 3>\"",
+        "[[queues]]\nname = \"hotline\"\n[[queues]]\nname = \"billing\"\nsl_threshold = \"30s\"\n\
+         [[agents]]\nid = \"a1\"\nname = \"Li Na\"\n[[agents]]\nid = \"a2\"\nname = \"Wang Wei\"\n",
+        vec![Box::new(StandInLadder { done: false })],
+    )
+    .await;
+    let now = now_ms();
+    let mut seed = String::new();
+    for (i, ago) in [95_000, 40_000, 5_000].iter().enumerate() {
+        seed.push_str(&format!(
+            "{{\"ts\":{},\"type\":\"call_enqueued\",\"call\":\"h{i}\",\"queue\":\"hotline\"}}\n",
+            now - ago
+        ));
+    }
+    seed.push_str(&format!(
+        "{{\"ts\":{},\"type\":\"call_enqueued\",\"call\":\"b1\",\"queue\":\"billing\"}}\n\
+         {{\"ts\":{now},\"type\":\"call_answered\",\"call\":\"b1\",\"queue\":\"billing\",\"agent\":\"a2\"}}\n\
+         {{\"ts\":{},\"type\":\"call_enqueued\",\"call\":\"b2\",\"queue\":\"billing\"}}\n\
+         {{\"ts\":{now},\"type\":\"call_abandoned\",\"call\":\"b2\",\"queue\":\"billing\"}}\n",
+        now - 10_000,
+        now - 60_000
+    ));
+    seed.push_str(&agent("a1", "available", "hotline"));
+    seed.push_str(&format!(
+        "{{\"ts\":{now},\"type\":\"agent_state\",\"agent\":\"a3\",\"state\":\"paused\",\"reason\":\"lunch\",\"queue\":\"hotline\"}}\n"
+    ));
+    post(&d.addr, &seed).await;
+    let api_queues = || async {
+        let r = support::http(&d.addr, "GET", "/api/v1/queues", Some(READ), "").await;
+        serde_json::from_str::<Value>(&r.body).ok()
+    };
+    eventually(Duration::from_secs(5), "seed applied", || async {
+        let v = api_queues().await?;
+        v.as_array()?
+            .iter()
+            .any(|q| q["queue"] == "hotline" && q["waiting"] == 3 && q["agents"]["paused"] == 1)
+            .then_some(())
+    })
+    .await;
+
+    // Without the token, the wall asks for it.
+    let r = support::http(&d.addr, "GET", "/", None, "").await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("read token"));
+
+    let relay = Relay::start(d.addr.clone()).await;
+    let url = format!("http://{}/?token={READ}&admin={ADMIN}", relay.addr);
+    let Some((_browser, mut page)) = launch(&url).await else {
+        return;
+    };
+    let shown = {
+        let start = Instant::now();
+        loop {
+            let t = tiles(&mut page).await;
+            if t["live"] == "live"
+                && t["tiles"].as_array().is_some_and(|a| a.len() == 2)
+                && t["agentsRows"].as_u64().unwrap_or(0) >= 3
+            {
+                break t;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "the wall did not come up: {t}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let title = page.eval("document.title").await;
+    assert_eq!(
+        title, "Contact centre <floor 3>",
+        "the title is text, not markup"
+    );
+
+    // Tiles show the API's figures.
+    let api = api_queues().await.unwrap();
+    for q in api.as_array().unwrap() {
+        let name = q["queue"].as_str().unwrap();
+        let t = shown["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["queue"] == name)
+            .unwrap_or_else(|| panic!("no tile for {name}: {shown}"));
+        let a = &q["agents"];
+        assert_eq!(t["waiting"], q["waiting"].to_string(), "{name} waiting");
+        assert_eq!(t["available"], a["available"].to_string(), "{name}");
+        assert_eq!(t["on_call"], a["on_call"].to_string(), "{name}");
+        assert_eq!(t["paused"], a["paused"].to_string(), "{name}");
+        assert_eq!(t["logged_in"], a["logged_in"].to_string(), "{name}");
+        assert_eq!(
+            t["sl"],
+            pct(&q["windows"]["rolling"]["service_level"]),
+            "{name} SL"
+        );
+        assert_eq!(
+            t["offered"],
+            q["windows"]["today"]["offered"].to_string(),
+            "{name}"
+        );
+        assert_eq!(t["stage"], "0");
+    }
+    assert!(shown["banner"].is_null(), "no banner while live: {shown}");
+
+    // An event reaches the page within a second, without a reload.
+    let before = shown["tiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["queue"] == "hotline")
+        .unwrap()["waiting"]
+        .as_str()
+        .unwrap()
+        .parse::<u32>()
+        .unwrap();
+    page.eval("window.__noReload = 1").await;
+    let sent = Instant::now();
+    post(&d.addr, &enqueue("hotline", "live-1")).await;
+    loop {
+        let w = page
+            .eval("document.querySelector('article[data-queue=hotline] [data-field=waiting]').textContent")
+            .await;
+        if w.as_str() == Some(&(before + 1).to_string()) {
+            break;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "the wall still shows {w} a second after the event"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let latency = sent.elapsed();
+    assert_eq!(page.eval("window.__noReload").await, 1, "the page reloaded");
+    eprintln!("event to wall: {latency:?}");
+
+    // The agent board: names, states, pause reasons.
+    let board = page
+        .eval("[...document.querySelectorAll('#agents tr')].map(r => r.textContent).join('|')")
+        .await;
+    let board = board.as_str().unwrap();
+    assert!(
+        board.contains("Li Na") && board.contains("available"),
+        "{board}"
+    );
+    assert!(board.contains("lunch"), "{board}");
+
+    // The ladder's stage, who it signed in, and its advice with buttons.
+    let esc = r#"JSON.stringify((() => {
+      const t = document.querySelector('article[data-queue=hotline]');
+      const a = t.querySelector('[data-advice="42"]');
+      return { stage: t.querySelector('[data-field=stage]').dataset.value,
+        stageText: t.querySelector('[data-field=stage]').textContent,
+        who: (t.querySelector('[data-field=signed_in]') || {}).textContent,
+        advice: a ? a.textContent : null, approve: !!(a && a.querySelector('button.approve')) };
+    })())"#;
+    let start = Instant::now();
+    let e = loop {
+        let e: Value = serde_json::from_str(page.eval(esc).await.as_str().unwrap()).unwrap();
+        if e["stage"] == "5" && !e["advice"].is_null() {
+            break e;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no escalation shown: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        e["stageText"].as_str().unwrap().contains("extend-shifts"),
+        "{e}"
+    );
+    assert_eq!(e["who"], "Li Na");
+    assert!(
+        e["advice"]
+            .as_str()
+            .unwrap()
+            .contains("Extend shifts to add seats"),
+        "{e}"
+    );
+    assert_eq!(e["approve"], true, "an admin sees the buttons");
+    let metrics = support::http(&d.addr, "GET", "/metrics", None, "")
+        .await
+        .body;
+    assert!(metrics.contains("acd_escalation_stage{queue=\"hotline\"} 5"));
+
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-output");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("wall.png"), png).unwrap();
+
+    // Approve calls POST /api/v1/escalations/42/approve with the admin
+    // token; the page reports the answer (the ladder's routes decide it).
+    page.eval("document.querySelector('[data-advice=\"42\"] button.approve').click()")
+        .await;
+    let start = Instant::now();
+    loop {
+        let note = page
+            .eval("(document.querySelector('[data-advice=\"42\"] .act-note') || {}).textContent || ''")
+            .await;
+        let note = note.as_str().unwrap_or("").to_string();
+        if note == "approved" || note.starts_with("failed (") {
+            eprintln!("approve answered: {note}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "approve: {note}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The network drops: the wall says so, keeps its figures, reconnects
+    // with backoff and resumes with ?since (a delta, not a new snapshot).
+    let before = waiting(&mut page).await;
+    let snapshots_before = page.eval("window.acdmonWall.snapshots").await;
+    relay.cut();
+    let start = Instant::now();
+    let banner = loop {
+        let b = page
+            .eval("(b => b.hidden ? '' : b.textContent)(document.getElementById('banner'))")
+            .await;
+        let b = b.as_str().unwrap_or("").to_string();
+        if b.contains("Connection lost") {
+            break b;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "no banner: {b:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(banner.contains("not live"), "{banner}");
+    assert_eq!(waiting(&mut page).await, before, "figures are kept");
+    post(&d.addr, &enqueue("hotline", "during-outage")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.restore();
+    let want = (before.parse::<u32>().unwrap() + 1).to_string();
+    let start = Instant::now();
+    loop {
+        let s: Value = serde_json::from_str(
+            page.eval(
+                "JSON.stringify({live: document.getElementById('conn').textContent, \
+                 banner: document.getElementById('banner').hidden, \
+                 snapshots: window.acdmonWall.snapshots})",
+            )
+            .await
+            .as_str()
+            .unwrap(),
+        )
+        .unwrap();
+        if s["live"] == "live" && s["banner"] == true && waiting(&mut page).await == want {
+            assert_eq!(
+                s["snapshots"], snapshots_before,
+                "resumed with ?since (deltas), not a new snapshot: {s}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "did not recover: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("recovered after the outage in {:?}", start.elapsed());
+}
+
+/// With the real ladder in advise mode: a backed-up queue gets a proposal on
+/// the wall; the manager approves it there; the ladder takes the step and
+/// the wall shows the stage, with the proposal gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_approves_advice_on_the_wall() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nread_token = \"{READ}\"\nadmin_token = \"{ADMIN}\"\n\
+         [storage]\npath = {:?}\n\
+         [[queues]]\nname = \"hotline\"\nladder = \"floor\"\n\
+         [[ladders]]\nname = \"floor\"\nmode = \"advise\"\nrelease_when = \"waiting < 2\"\n\
+         [[ladders.stages]]\nname = \"extend-shifts\"\nwhen = \"waiting > 3\"\nfor = \"0s\"\n\
+         advise = \"Extend shifts to add seats\"\n",
+        dir.path().join("a.sqlite").display().to_string()
+    );
+    let cfg = acdmon::config::Config::parse("t.toml", &text).expect("config");
+    let cti = acdmon::wiring::cti_registry(&cfg).unwrap();
+    let parts = acdmon::wiring::daemon_parts(&cfg, cti).unwrap();
+    let d = acdmon::wiring::start(cfg, parts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+
+    let url = format!("http://{addr}/?token={READ}&admin={ADMIN}");
+    let Some((_browser, mut page)) = launch(&url).await else {
+        return;
+    };
+    let start = Instant::now();
+    while page
+        .eval("document.getElementById('conn').textContent")
+        .await
+        != "live"
+    {
+        assert!(start.elapsed() < Duration::from_secs(15), "wall not live");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut calls = String::new();
+    for i in 0..4 {
+        calls.push_str(&enqueue("hotline", &format!("s{i}")));
+    }
+    post(&addr, &calls).await;
+
+    let advice = r#"(() => { const a = document.querySelector('article[data-queue=hotline] .advice');
+      return a ? a.textContent : ''; })()"#;
+    let start = Instant::now();
+    let shown = loop {
+        let t = page.eval(advice).await.as_str().unwrap_or("").to_string();
+        if t.contains("Extend shifts") && t.contains("Approve") {
+            break t;
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            let q = support::http(&addr, "GET", "/api/v1/queues/hotline", Some(READ), "").await;
+            let l = support::http(&addr, "GET", "/api/v1/escalations", Some(READ), "").await;
+            panic!("no proposal: {t:?}\nqueue: {}\nlog: {}", q.body, l.body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(shown.contains("extend-shifts"), "{shown}");
+
+    page.eval(
+        "document.querySelector('article[data-queue=hotline] .advice button.approve').click()",
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let s: Value = serde_json::from_str(
+            page.eval(
+                "JSON.stringify({advice: !!document.querySelector('article[data-queue=hotline] .advice'), \
+                 stage: document.querySelector('article[data-queue=hotline] [data-field=stage]').textContent, \
+                 inForce: (document.querySelector('article[data-queue=hotline] [data-field=advice-in-force]') || {}).textContent || ''})",
+            )
+            .await
+            .as_str()
+            .unwrap(),
+        )
+        .unwrap();
+        if s["advice"] == false
+            && s["stage"].as_str().unwrap().contains("extend-shifts")
+            && s["inForce"]
+                .as_str()
+                .unwrap()
+                .contains("Extend shifts to add seats")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "approval not shown: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The log says who decided what.
+    let r = support::http(
+        &addr,
+        "GET",
+        "/api/v1/escalations?queue=hotline",
+        Some(READ),
+        "",
+    )
+    .await;
+    let log: Value = serde_json::from_str(&r.body).unwrap();
+    let e = log.as_array().unwrap().last().unwrap();
+    assert_eq!(e["decision"]["result"], "approved", "{e}");
+}
