@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs one cargo-fuzz target for a while.
-#   scripts/fuzz.sh <target> [seconds]     targets: ami_parser ami_session queue_log_line hep_packet sip_message
+#   scripts/fuzz.sh <target> [seconds]     targets: esl_parser ami_parser ami_session queue_log_line hep_packet sip_message
 # Needs the nightly toolchain; installs cargo-fuzz if it is missing.
 # Seeds the corpus from the recorded transcripts in tests/data.
 set -euo pipefail
@@ -17,6 +17,10 @@ case $target in
     for f in tests/data/ami/*.ami; do
       # The first 8 KiB of each transcript.
       head -c 8192 "$f" > "$corpus/seed-$(basename "$f")"
+    done ;;
+  esl_parser)
+    for f in tests/data/esl/*.esl; do
+      head -c 16384 "$f" > "$corpus/seed-$(basename "$f")"
     done ;;
   queue_log_line)
     for f in tests/data/queue_log/*; do cp "$f" "$corpus/seed-$(basename "$f")"; done ;;

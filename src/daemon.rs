@@ -139,6 +139,27 @@ fn start_source(
                 tracing::error!(source = %s.name, error = %e, "source not started");
             }
         }
+        SourceSpec::Other(t) if s.kind == "esl" => {
+            match crate::sources::esl::EslConfig::from_table(t) {
+                Ok(c) => {
+                    let (_, action) = crate::sources::esl::spawn_with_cti(
+                        ctx.name.clone(),
+                        c,
+                        ctx.inbox.clone(),
+                        ctx.health.clone(),
+                        ctx.rejects.clone(),
+                    );
+                    if let Some(reg) = cti {
+                        reg.insert(&s.name, Arc::new(action));
+                    }
+                }
+                Err(e) => {
+                    let e = format!("bad esl settings: {e}");
+                    ctx.health.set_error(e.clone());
+                    tracing::error!(source = %s.name, error = %e, "source not started");
+                }
+            }
+        }
         SourceSpec::Other(t) if s.kind == "hep" => {
             match crate::sources::hep::HepSourceConfig::from_table(t) {
                 Ok(c) => {

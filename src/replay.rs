@@ -25,6 +25,8 @@ pub enum Format {
     /// HEPv3 packets back to back (a TCP capture, or datagrams written one
     /// after another), mapped by the config's `kind = "hep"` source rules.
     Hep,
+    /// A FreeSWITCH event-socket transcript (the bytes an ESL client received).
+    Esl,
 }
 
 /// A decoder of a recorded input, fed bytes in chunks (sans-IO).
@@ -70,7 +72,9 @@ pub fn detect(head: &[u8]) -> Format {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("");
-    if first.starts_with('{') {
+    if first.starts_with("Content-Type:") || first.starts_with("Content-Length:") {
+        Format::Esl
+    } else if first.starts_with('{') {
         Format::Json
     } else if first.starts_with("Asterisk Call Manager")
         || first.contains(": ") && !first.contains('|')

@@ -14,6 +14,9 @@ pub fn decoder_with_config(
     format: Format,
     cfg: &Config,
 ) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
+    if format == Format::Esl {
+        return Ok(Box::new(crate::sources::esl::EslReplay::for_config(cfg)));
+    }
     if format == Format::Hep {
         return crate::sources::hep::replay_decoder(cfg)
             .map(|d| Box::new(d) as Box<dyn ReplayDecoder>)
@@ -39,8 +42,8 @@ fn decoder_for(
         )),
         Format::QueueLog => Ok(Box::new(QueueLogReplay::new(ids, zone))),
         Format::Ami => Ok(Box::new(AmiReplay::new(ids))),
-        Format::Hep => Err(ReplayError::Unsupported(
-            "hep replay needs the configuration".into(),
+        Format::Hep | Format::Esl => Err(ReplayError::Unsupported(
+            "hep and esl replay need the configuration".into(),
         )),
     }
 }

@@ -754,6 +754,7 @@ impl<'a> Loader<'a> {
                 // errors carry positions too; the adapter re-reads the table.
                 let typed_ok = match k {
                     "ami" => self.de::<crate::sources::ami::AmiConfig>(&rest_v).is_some(),
+                    "esl" => self.de::<crate::sources::esl::EslConfig>(&rest_v).is_some(),
                     "queue_log" => self
                         .de::<crate::sources::queue_log::QueueLogConfig>(&rest_v)
                         .is_some(),

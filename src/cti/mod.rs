@@ -8,6 +8,7 @@ use std::pin::Pin;
 use serde::Serialize;
 
 pub mod ami;
+pub mod esl;
 pub mod log_only;
 pub mod registry;
 pub mod webhook;

@@ -1,0 +1,169 @@
+//! `acdmon replay --format esl`: a recorded event-socket transcript (the raw
+//! bytes an ESL client received: `auth/request`, command replies, the resync
+//! lists, events, and, after a dropped connection, the next
+//! `auth/request`…) through the same [`Session`] as the live source.
+//!
+//! Replies carry no time, so each is stamped with the time of the next event
+//! the server sent (the lists of a resync are answered just before the
+//! events that follow them). The session's own commands are not needed:
+//! ESL answers in order, and the session asks the same questions in the same
+//! order when replaying as it did when live, with the default settings
+//! (every queue `queue list` shows).
+
+use super::parser::{Framer, Message, Parse};
+use super::session::{Output, Session, SessionConfig};
+use crate::event::Event;
+use crate::sources::Reject;
+use crate::time::Ts;
+
+/// Decodes an ESL transcript into domain events on event time.
+#[derive(Debug)]
+pub struct EslReplay {
+    framer: Framer,
+    buf: Vec<u8>,
+    session: Session,
+    /// Frames without time, waiting for the next event's time (raw bytes;
+    /// re-framed when released).
+    held: Vec<Vec<u8>>,
+    out: Vec<Output>,
+}
+
+impl Default for EslReplay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EslReplay {
+    pub fn new() -> Self {
+        Self::with_config(SessionConfig::replay())
+    }
+
+    /// With the settings of the config's first `kind = "esl"` source (its
+    /// queues and timers), so a transcript recorded with them replays the
+    /// same way; defaults when there is none. The password is not needed
+    /// and not resolved.
+    pub fn for_config(cfg: &crate::config::Config) -> Self {
+        let table = cfg.sources.iter().find_map(|s| match &s.spec {
+            crate::config::SourceSpec::Other(t) if s.kind == "esl" => Some(t.clone()),
+            _ => None,
+        });
+        let Some(mut t) = table else {
+            return Self::new();
+        };
+        t.insert("password".into(), toml::Value::String(String::new()));
+        match super::EslConfig::from_table(&t) {
+            Ok(c) => Self::with_config(c.session_config()),
+            Err(e) => {
+                tracing::warn!(error = %e, "esl source settings unusable for replay; using defaults");
+                Self::new()
+            }
+        }
+    }
+
+    /// With the settings the recording session ran with (queues, timers).
+    pub fn with_config(mut cfg: SessionConfig) -> Self {
+        cfg.replay = true;
+        EslReplay {
+            framer: Framer::default(),
+            buf: Vec::new(),
+            session: Session::new(cfg),
+            held: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {
+        self.buf.extend_from_slice(bytes);
+        let mut results = Vec::new();
+        let mut pos = 0;
+        loop {
+            match self.framer.next(&self.buf[pos..]) {
+                Parse::NeedMore => break,
+                Parse::Skip(r, n) => {
+                    results.push(Err(r));
+                    pos += n;
+                }
+                Parse::Frame(frame, n) => {
+                    let raw = &self.buf[pos..pos + n];
+                    pos += n;
+                    match frame.message() {
+                        Err(r) => results.push(Err(r)),
+                        Ok(Message::Event(ev)) => {
+                            let ts = ev
+                                .int(super::parser::Field::Timestamp)
+                                .map(|us| Ts(us.div_euclid(1000)))
+                                .unwrap_or_else(|| self.session.clock());
+                            release(&mut self.session, &mut self.held, ts, &mut self.out);
+                            self.session.handle(Message::Event(ev), ts, &mut self.out);
+                        }
+                        Ok(_) => self.held.push(raw.to_vec()),
+                    }
+                    drain(&mut self.session, &mut self.out, &mut results);
+                }
+            }
+        }
+        self.buf.drain(..pos);
+        results
+    }
+
+    pub fn finish(&mut self) -> Vec<Result<Event, Reject>> {
+        let mut results = Vec::new();
+        if !self.buf.is_empty() {
+            results.push(Err(Reject::new(
+                "truncated_frame",
+                format!("transcript ends inside a frame ({} bytes)", self.buf.len()),
+            )));
+            self.buf.clear();
+        }
+        let ts = self.session.clock();
+        release(&mut self.session, &mut self.held, ts, &mut self.out);
+        drain(&mut self.session, &mut self.out, &mut results);
+        results
+    }
+}
+
+fn release(session: &mut Session, held: &mut Vec<Vec<u8>>, ts: Ts, out: &mut Vec<Output>) {
+    let mut framer = Framer::default();
+    for raw in held.drain(..) {
+        if let Parse::Frame(f, _) = framer.next(&raw)
+            && let Ok(m) = f.message()
+        {
+            session.handle(m, ts, out);
+        }
+    }
+}
+
+fn drain(session: &mut Session, out: &mut Vec<Output>, results: &mut Vec<Result<Event, Reject>>) {
+    let mut closed = None;
+    for o in out.drain(..) {
+        match o {
+            Output::Event(e) => results.push(Ok(e)),
+            Output::Reject(r) => results.push(Err(r)),
+            Output::Close(why) => closed = Some(why),
+            Output::Send(_) | Output::ResyncStarted(_) | Output::Synced | Output::Reply { .. } => {}
+        }
+    }
+    if let Some(why) = closed {
+        // The recording goes on with the server's next connection.
+        tracing::info!(%why, "recorded connection closed");
+        let mut more = Vec::new();
+        session.disconnected(&why, &mut more);
+        for o in more {
+            match o {
+                Output::Event(e) => results.push(Ok(e)),
+                Output::Reject(r) => results.push(Err(r)),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl crate::replay::ReplayDecoder for EslReplay {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {
+        EslReplay::feed(self, bytes)
+    }
+    fn finish(&mut self) -> Vec<Result<Event, Reject>> {
+        EslReplay::finish(self)
+    }
+}
