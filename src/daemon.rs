@@ -13,7 +13,7 @@ use crate::publish::ws::Hub;
 use crate::publish::{AppState, router};
 use crate::runtime::{Driver, Observer, spawn_engine};
 use crate::sources::json::task::SourceCtx;
-use crate::sources::{HealthRegistry, INBOX_CAPACITY, Inbox, RejectCounter, SourceHealth};
+use crate::sources::{HealthRegistry, INBOX_CAPACITY, RejectCounter, SourceHealth};
 use crate::state::{Engine, Publisher};
 use crate::time::Ts;
 
@@ -209,11 +209,6 @@ pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> any
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("HTTP server failed")
-}
-
-/// A sender into the engine, for built-in sources (the demo's simulator).
-pub fn inbox(d: &Daemon) -> Inbox {
-    d.state.inbox.clone()
 }
 
 async fn shutdown_signal() {

@@ -21,7 +21,7 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use model::*;
-pub use values::{HumanDuration, Secret};
+pub use values::{HumanDuration, Secret, ct_eq};
 
 use crate::escalation::expr::Expr;
 use crate::state::{AgentProfile, EngineConfig, QueueParams};

@@ -6,6 +6,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+/// Constant-time equality for secrets (no early exit on the first differing
+/// byte); any length difference fails.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A humantime duration (`"20s"`, `"5m"`, `"1h 30m"`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct HumanDuration(pub Duration);

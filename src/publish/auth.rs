@@ -8,19 +8,10 @@ use axum::http::{HeaderMap, StatusCode};
 
 use crate::config::Secret;
 
-/// Constant-time equality (no early exit on the first differing byte; the
-/// length is not secret). Any length difference fails: folding only the low
-/// bits of it let a token padded with 65,536 NUL bytes (now reachable as
-/// `%00` in a query) compare equal.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
-    diff == 0
-}
+/// Constant-time comparison of tokens (one implementation for the whole
+/// daemon; any length difference fails, so a token padded with NUL bytes,
+/// reachable as `%00` in a query, never matches).
+pub use crate::config::ct_eq;
 
 /// The presented token: `Authorization: Bearer X`, or `token` in the query
 /// (percent-decoded: a browser encodes `+`, `/` and `=` of a base64 token).

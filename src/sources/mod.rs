@@ -7,6 +7,7 @@
 //! resync, and report their health through [`SourceHealth`].
 
 pub mod ami;
+pub mod backoff;
 pub mod esl;
 pub mod health;
 pub mod hep;

@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Mutex;
 
-use serde::Serialize;
-
 const LOG_FIRST: u64 = 20;
 const LOG_EVERY: u64 = 10_000;
 
@@ -83,7 +81,3 @@ impl RejectCounter {
         m.iter().map(|((s, r), n)| (s.clone(), *r, *n)).collect()
     }
 }
-
-/// Serializable view used in reports.
-#[derive(Debug, Serialize)]
-pub struct RejectSummary(pub BTreeMap<String, u64>);

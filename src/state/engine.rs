@@ -364,7 +364,7 @@ impl Engine {
             self.agents[a].wrap_until = None;
         }
         if status != AgentStatus::WrapUp && status != AgentStatus::OnCall {
-            self.agents[a].wrap_queue = self.agents[a].wrap_queue.filter(|_| false);
+            self.agents[a].wrap_queue = None;
         }
         if old != status {
             for i in 0..self.agents[a].queues.len() {

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
+use crate::sources::backoff::Backoff;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -195,35 +195,6 @@ pub fn spawn_with_cti(
     (handle, cti)
 }
 
-/// Exponential backoff with equal jitter: half the delay fixed, half random,
-/// so a PBX restart is not met by every client at the same instant.
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        let min = min.max(Duration::from_millis(10));
-        Backoff {
-            min,
-            max: max.max(min),
-            next: min,
-        }
-    }
-    fn reset(&mut self) {
-        self.next = self.min;
-    }
-    fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let half = d / 2;
-        let jitter = rand::rng().random_range(0..=half.as_millis() as u64);
-        half + Duration::from_millis(jitter)
-    }
-}
-
 enum End {
     /// Reconnect after a delay.
     Retry(String),
@@ -239,7 +210,7 @@ async fn run(
     rejects: Arc<RejectCounter>,
     mut commands: mpsc::Receiver<Command>,
 ) {
-    let mut backoff = Backoff::new(cfg.reconnect_min.0, cfg.reconnect_max.0);
+    let mut backoff = Backoff::with_bounds(cfg.reconnect_min.0, cfg.reconnect_max.0);
     let mut previous: Option<Session> = None;
     // Events not yet taken by the engine survive a reconnect.
     let mut pending: VecDeque<Event> = VecDeque::new();
@@ -476,17 +447,5 @@ mod tests {
                 .unwrap();
         let e = AmiConfig::from_table(bad).unwrap_err();
         assert!(e.contains("port"), "{e}");
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
-        let d: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
-        for (i, x) in d.iter().enumerate() {
-            let nominal = Duration::from_millis((100u64 << i).min(800));
-            assert!(*x >= nominal / 2 && *x <= nominal, "{i}: {x:?}");
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 }

@@ -23,7 +23,7 @@ use super::parser::{Framer, Parse};
 use super::session::{Output, Session};
 use crate::cti::esl::EslCti;
 use crate::event::{Event, EventKind};
-use crate::sources::json::task::Backoff;
+use crate::sources::backoff::Backoff;
 use crate::sources::{Envelope, Inbox, RejectCounter, SourceHealth};
 use crate::time::Ts;
 

@@ -153,10 +153,7 @@ impl<'a> HepPacket<'a> {
         };
         // Senders written in C may include the terminating NUL.
         let got = got.strip_suffix(&[0]).unwrap_or(got);
-        if got.len() != key.len() {
-            return false;
-        }
-        got.iter().zip(key).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        crate::config::ct_eq(got, key)
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::packet::{Limits, StreamFramer};
 use super::{HepIngest, HepSourceConfig};
 use crate::event::Event;
-use crate::sources::json::task::Backoff;
+use crate::sources::backoff::Backoff;
 use crate::sources::{Envelope, Inbox, Reject, RejectCounter, SourceHealth};
 use crate::time::Ts;
 

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::decode::{Decoded, LineDecoder};
 use crate::config::JsonSourceConfig;
+use crate::sources::backoff::Backoff;
 use crate::sources::{Envelope, Inbox, RejectCounter, SourceHealth};
 
 /// Everything a running source needs to report.
@@ -173,37 +174,5 @@ async fn read_stream(mut s: TcpStream, context: &str, ctx: &SourceCtx) -> Result
         Ok(())
     } else {
         Err(())
-    }
-}
-
-/// Exponential backoff with jitter: 0.5 s doubling to 30 s, each delay
-/// randomised to 50..100% so a fleet does not reconnect in lockstep.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(500);
-    const MAX: Duration = Duration::from_secs(30);
-
-    pub fn new() -> Self {
-        Backoff { next: Self::FIRST }
-    }
-
-    pub fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        d.mul_f64(0.5 + rand::random::<f64>() * 0.5)
     }
 }
