@@ -15,7 +15,6 @@
 use std::fmt::Write;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
 use acdmon::event::{AgentStatus, Event, EventKind};
 use acdmon::publish::metrics::Metrics;
@@ -88,22 +87,17 @@ fn bench(c: &mut Criterion) {
     let rejects = RejectCounter::default();
     {
         let _g = rt.enter();
-        acdmon::publish::metrics::spawn(metrics.clone(), publisher.clone());
+        acdmon::publish::metrics::spawn(metrics.clone());
     }
-    // Wait for the metrics task to export every queue.
-    let lines = loop {
-        let text = metrics.render(&health, &rejects);
-        if text.matches("acd_queue_waiting_calls{").count() == QUEUES {
-            break text.lines().filter(|l| !l.starts_with('#')).count();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let text = metrics.render(&publisher, &health, &rejects);
+    assert_eq!(text.matches("acd_queue_waiting_calls{").count(), QUEUES);
+    let lines = text.lines().filter(|l| !l.starts_with('#')).count();
     eprintln!("/metrics at {QUEUES} queues: {lines} series lines");
 
     let mut g = c.benchmark_group("metrics");
     g.sample_size(30);
     g.bench_function("metrics_render_1000q", |b| {
-        b.iter(|| black_box(metrics.render(&health, &rejects)))
+        b.iter(|| black_box(metrics.render(&publisher, &health, &rejects)))
     });
     g.bench_function("baseline_fmt_same_lines", |b| {
         b.iter(|| {

@@ -334,7 +334,7 @@ fn main() {
         let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
         lat[i] as f64 / 1000.0
     };
-    let metrics = state.metrics.render(&state.health, &state.rejects);
+    let metrics = state.metrics.render(&state.publisher, &state.health, &state.rejects);
     let resyncs = metrics
         .lines()
         .find(|l| l.starts_with("acd_websocket_resyncs_total"))

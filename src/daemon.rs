@@ -42,18 +42,13 @@ pub fn start_with(
     let health = Arc::new(HealthRegistry::default());
     let metrics = Metrics::new(config.server.per_agent_metrics);
     let recorder = metrics.recorder();
-    // Configured queues are created here: their metric handles must land on
-    // this daemon's recorder, as those of queues the engine thread creates.
-    let engine = ::metrics::with_local_recorder(&*recorder, || {
-        Engine::starting_at(config.engine_config(), Ts::now())
-    });
-    let mut engine = engine;
+    let mut engine = Engine::starting_at(config.engine_config(), Ts::now());
     // A wall that connects before the first event sees the configured queues.
     publisher.publish(&mut engine, Vec::new());
     let mut driver = Driver::new(engine, rejects.clone());
     driver.observers = observers;
     let engine_thread = spawn_engine(driver, rx, publisher.clone(), Some(recorder));
-    crate::publish::metrics::spawn(metrics.clone(), publisher.clone());
+    crate::publish::metrics::spawn(metrics.clone());
     let hub = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
     let state = AppState {
         metrics,

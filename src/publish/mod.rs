@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod control;
+pub mod exposition;
 pub mod metrics;
 pub mod wall;
 pub mod ws;
@@ -46,7 +47,7 @@ fn metrics_routes() -> Router<AppState> {
 }
 
 /// `/metrics`: open unless `metrics_auth = true`. Rendering walks every
-/// series (tens of milliseconds at 1,000 queues), so it runs off the async
+/// series (a few milliseconds at 1,000 queues), so it runs off the async
 /// workers and is shared by scrapes that come close together.
 async fn metrics_route(
     axum::extract::State(s): axum::extract::State<AppState>,
@@ -59,7 +60,7 @@ async fn metrics_route(
     {
         return r;
     }
-    match s.metrics.render_shared(&s.health, &s.rejects).await {
+    match s.metrics.render_shared(&s.publisher, &s.health, &s.rejects).await {
         Some(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,

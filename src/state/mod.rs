@@ -3,6 +3,7 @@
 mod agent;
 mod engine;
 pub mod erlang;
+mod histogram;
 pub mod kpi;
 mod params;
 mod queue;
@@ -11,6 +12,7 @@ pub mod view;
 pub mod window;
 
 pub use agent::Agent;
+pub use histogram::{WAIT_BUCKETS, WaitHistogram};
 pub use engine::{Engine, QueueFigures};
 pub use params::{AgentProfile, EngineConfig, QueueParams};
 pub use queue::{IntervalRecord, Queue};

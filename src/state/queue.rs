@@ -51,10 +51,6 @@ pub struct Queue {
     /// When the engine first saw this queue (Erlang C's arrival rate uses
     /// the shorter of the rolling window and this age).
     pub first_seen: Ts,
-    /// `acd_queue_wait_seconds{queue}`: waits of answered calls. A cached
-    /// handle (~8 ns a sample), registered on the recorder of the thread
-    /// that creates the queue (the daemon's engine thread; a no-op in replay).
-    wait_seconds: metrics::Histogram,
 }
 
 impl Queue {
@@ -79,10 +75,6 @@ impl Queue {
             totals,
             escalation: None,
             first_seen: now,
-            wait_seconds: metrics::histogram!(
-                "acd_queue_wait_seconds",
-                "queue" => metrics::SharedString::from(Arc::<str>::from(name))
-            ),
         }
     }
 
@@ -94,7 +86,7 @@ impl Queue {
         let t = &mut self.totals;
         match o {
             Outcome::Answered { in_sl, wait_ms } => {
-                self.wait_seconds.record(wait_ms as f64 / 1000.0);
+                t.wait.record(wait_ms);
                 t.offered += 1;
                 t.answered += 1;
                 t.answered_in_sl += in_sl as u64;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::histogram::WaitHistogram;
 use super::kpi::WindowView;
 use crate::event::AgentStatus;
 use crate::time::Ts;
@@ -73,6 +74,9 @@ pub struct QueueTotals {
     pub abandoned: u64,
     pub short_abandoned: u64,
     pub exited: BTreeMap<&'static str, u64>,
+    /// Waits of answered calls (`acd_queue_wait_seconds`; not in the JSON).
+    #[serde(skip)]
+    pub wait: WaitHistogram,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
