@@ -9,20 +9,31 @@
 //! is the receive time minus k's send time, for every k it had not yet seen.
 //! Sender and clients share one clock (this process), so no clock skew.
 //!
+//! Each latency is split in two: until the *first* client had the probe
+//! (engine, coalescing wait, hub, one write) and the *spread* after that
+//! (the same message reaching the other clients: the fan-out).
+//!
 //! The daemon runs on its own 2-worker runtime (what `acdmon run` has on a
-//! 2-core machine); the 500 clients share one more thread, the generator
-//! another: everything competes for the same 2 cores, as it would in
-//! production with clients elsewhere it would only get better.
+//! 2-core machine); the 500 clients share one more thread (or
+//! `--client-threads N`), the generator another: everything competes for
+//! the same 2 cores.
+//!
+//! Baseline (`--baseline-bytes N`): no daemon. A bare axum `/ws` route
+//! broadcasts one ready-made N-byte message carrying the newest probe every
+//! `--coalesce` period to the same clients, fed by the same generator (its
+//! bytes read and discarded): the cost of the WebSocket fan-out alone, to
+//! compare the daemon's with in the same way on the same machine.
 //!
 //! Run:
 //!   cargo run --release --example ws_load -- --clients 500 --rate 50000 --seconds 10 --coalesce 100ms
+//!   cargo run --release --example ws_load -- --clients 500 --rate 50000 --seconds 10 --coalesce 100ms --baseline-bytes 76000
 //! Options: --queues N (50) and --agents N (1000) spread the traffic; the
 //! size of each message grows with how many queues and agents change.
 //! Prints one JSON line with the figures.
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -35,6 +46,10 @@ struct Args {
     coalesce: String,
     queues: usize,
     agents: u64,
+    client_threads: usize,
+    /// Baseline: no daemon; a bare axum WebSocket server broadcasts one
+    /// message of this many bytes every `coalesce` to every client.
+    baseline_bytes: Option<usize>,
 }
 
 fn args() -> Args {
@@ -45,6 +60,8 @@ fn args() -> Args {
         coalesce: "100ms".into(),
         queues: 50,
         agents: 1000,
+        client_threads: 1,
+        baseline_bytes: None,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -57,6 +74,8 @@ fn args() -> Args {
             "--coalesce" => a.coalesce = val,
             "--queues" => a.queues = val.parse().expect("--queues N"),
             "--agents" => a.agents = val.parse().expect("--agents N"),
+            "--client-threads" => a.client_threads = val.parse().expect("--client-threads N"),
+            "--baseline-bytes" => a.baseline_bytes = Some(val.parse().expect("--baseline-bytes N")),
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -113,6 +132,110 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
     out
 }
 
+enum Server {
+    Daemon(acdmon::publish::AppState),
+    Baseline(Arc<AtomicI64>),
+}
+
+impl Server {
+    fn clients(&self) -> i64 {
+        match self {
+            Server::Daemon(s) => s.hub.clients(),
+            Server::Baseline(n) => n.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Args {
+    fn coalesce_duration(&self) -> Duration {
+        let c = self.coalesce.trim();
+        let ms = c
+            .strip_suffix("ms")
+            .map(|v| v.parse::<u64>().expect("--coalesce Nms"))
+            .or_else(|| {
+                c.strip_suffix('s')
+                    .map(|v| v.parse::<u64>().expect("--coalesce Ns") * 1000)
+            })
+            .expect("--coalesce like 100ms or 0s");
+        Duration::from_millis(ms)
+    }
+}
+
+/// The floor to compare against: what a WebSocket fan-out costs with no
+/// daemon behind it. A bare axum `/ws` route (same tungstenite, same read
+/// buffer size, one task per client, feed + flush) broadcasts one
+/// ready-made message of a given size every period, carrying the newest
+/// probe number; the event feed is read and discarded.
+mod baseline {
+    use super::*;
+    use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
+    use futures_util::SinkExt;
+    use tokio::io::AsyncReadExt;
+
+    pub async fn start(
+        l: tokio::net::TcpListener,
+        json_port: u16,
+        bytes: usize,
+        period: Duration,
+        latest: Arc<AtomicU64>,
+    ) -> Arc<AtomicI64> {
+        let clients = Arc::new(AtomicI64::new(0));
+        let (tx, _) = tokio::sync::broadcast::channel::<Utf8Bytes>(64);
+        let sink = tokio::net::TcpListener::bind(("127.0.0.1", json_port))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = sink.accept().await {
+                tokio::spawn(async move {
+                    let mut b = vec![0u8; 1 << 16];
+                    while matches!(c.read(&mut b).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        let ticker = tx.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(period.max(Duration::from_millis(1)));
+            let mut seq = 0u64;
+            loop {
+                t.tick().await;
+                seq += 1;
+                let head = format!(
+                    "{{\"type\":\"delta\",\"seq\":{seq},\"agents\":[{{\"agent\":\"probe\",\"reason\":\"p{}\"}}],\"pad\":\"",
+                    latest.load(Ordering::Relaxed)
+                );
+                let pad = bytes.saturating_sub(head.len() + 2);
+                let msg = format!("{head}{}\"}}", " ".repeat(pad));
+                let _ = ticker.send(Utf8Bytes::from(msg));
+            }
+        });
+        let (count, tx2) = (clients.clone(), tx.clone());
+        let app = axum::Router::new().route(
+            "/ws",
+            axum::routing::get(move |up: WebSocketUpgrade| {
+                let (count, tx) = (count.clone(), tx2.clone());
+                async move {
+                    up.read_buffer_size(4 << 10)
+                        .on_upgrade(move |mut socket| async move {
+                            let mut rx = tx.subscribe();
+                            count.fetch_add(1, Ordering::Relaxed);
+                            while let Ok(m) = rx.recv().await {
+                                if socket.feed(Message::Text(m)).await.is_err()
+                                    || socket.flush().await.is_err()
+                                {
+                                    break;
+                                }
+                            }
+                            count.fetch_sub(1, Ordering::Relaxed);
+                        })
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(l, app).await });
+        drop(tx);
+        clients
+    }
+}
+
 fn main() {
     let a = args();
     let json_port = free_port();
@@ -127,12 +250,23 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (addr, state) = daemon_rt.block_on(async {
-        let d = acdmon::daemon::start(cfg, Vec::new());
+    let latest_probe = Arc::new(AtomicU64::new(0));
+    let (addr, server) = daemon_rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
-        tokio::spawn(acdmon::daemon::serve_on(l, d.state.clone()));
-        (addr, d.state)
+        match a.baseline_bytes {
+            None => {
+                let d = acdmon::daemon::start(cfg, Vec::new());
+                tokio::spawn(acdmon::daemon::serve_on(l, d.state.clone()));
+                (addr, Server::Daemon(d.state))
+            }
+            Some(n) => {
+                let b =
+                    baseline::start(l, json_port, n, a.coalesce_duration(), latest_probe.clone())
+                        .await;
+                (addr, Server::Baseline(b))
+            }
+        }
     });
 
     let epoch = Instant::now();
@@ -142,15 +276,23 @@ fn main() {
     let received = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
 
-    // Clients: one thread, one current-thread runtime.
-    let client_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // Clients: their own runtime (one thread unless --client-threads).
+    let client_rt = if a.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(a.client_threads)
+            .thread_name("ws-clients")
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     let clients = {
-        let (addr, sent, measuring, stop, received, bytes) = (
+        let (addr, measuring, stop, received, bytes) = (
             addr.clone(),
-            sent.clone(),
             measuring.clone(),
             stop.clone(),
             received.clone(),
@@ -163,11 +305,20 @@ fn main() {
                 client_rt.block_on(async move {
                     let mut tasks = Vec::new();
                     for _ in 0..n {
-                        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-                            .await
-                            .expect("ws connect");
-                        let (sent, measuring, stop, received, bytes) = (
-                            sent.clone(),
+                        // tungstenite zeroes its whole read buffer on every
+                        // read (128 KiB by default: 8% of this tool's CPU);
+                        // a smaller one keeps the clients' cost honest.
+                        let cfg =
+                            tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                                .read_buffer_size(32 << 10);
+                        let (ws, _) = tokio_tungstenite::connect_async_with_config(
+                            format!("ws://{addr}/ws"),
+                            Some(cfg),
+                            true,
+                        )
+                        .await
+                        .expect("ws connect");
+                        let (measuring, stop, received, bytes) = (
                             measuring.clone(),
                             stop.clone(),
                             received.clone(),
@@ -176,7 +327,8 @@ fn main() {
                         tasks.push(tokio::spawn(async move {
                             let (_w, mut r) = ws.split();
                             let mut seen = 0usize; // probes up to this one are seen
-                            let mut lat_us: Vec<u32> = Vec::new();
+                            // (probe, receive time in us since `epoch`)
+                            let mut got: Vec<(u32, u64)> = Vec::new();
                             while let Some(Ok(m)) = r.next().await {
                                 if stop.load(Ordering::Relaxed) {
                                     break;
@@ -189,10 +341,7 @@ fn main() {
                                         if p > seen {
                                             if measuring.load(Ordering::Relaxed) && seen > 0 {
                                                 for k in seen + 1..=p.min(MAX_PROBES - 1) {
-                                                    let s = sent[k].load(Ordering::Relaxed);
-                                                    if s > 0 && now >= s {
-                                                        lat_us.push((now - s) as u32);
-                                                    }
+                                                    got.push((k as u32, now));
                                                 }
                                             }
                                             seen = p;
@@ -200,7 +349,7 @@ fn main() {
                                     }
                                 }
                             }
-                            lat_us
+                            got
                         }));
                     }
                     eprintln!("{n} clients connected");
@@ -218,7 +367,7 @@ fn main() {
 
     // Wait until the clients are connected.
     let t0 = Instant::now();
-    while state.hub.clients() < a.clients as i64 {
+    while server.clients() < a.clients as i64 {
         assert!(
             t0.elapsed() < Duration::from_secs(60),
             "clients did not connect"
@@ -299,6 +448,7 @@ fn main() {
             if probe_now {
                 // Stamp just before the bytes leave.
                 sent[probe].store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+                latest_probe.store(probe as u64, Ordering::Relaxed);
             }
             tcp.write_all(&buf).expect("write events");
         }
@@ -325,26 +475,58 @@ fn main() {
         "{{\"ts\":{},\"type\":\"agent_state\",\"agent\":\"probe\",\"state\":\"available\"}}",
         acdmon::time::Ts::now().0
     );
-    let mut lat = clients.join().expect("clients");
-    lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return f64::NAN;
+    let got = clients.join().expect("clients");
+    // Latency of each (probe, client); and its two parts: until the first
+    // client had it (engine, coalescing, hub, one write) and the spread
+    // after that (fanning the same message out to every other client).
+    let mut first = vec![u64::MAX; MAX_PROBES];
+    for &(k, t) in &got {
+        first[k as usize] = first[k as usize].min(t);
+    }
+    let mut lat = Vec::with_capacity(got.len());
+    let mut spread = Vec::with_capacity(got.len());
+    let mut hold = Vec::new();
+    for &(k, t) in &got {
+        let s = sent[k as usize].load(Ordering::Relaxed);
+        if s > 0 && t >= s {
+            lat.push(t - s);
+            spread.push(t - first[k as usize]);
         }
-        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
-        lat[i] as f64 / 1000.0
+    }
+    for (k, &f) in first.iter().enumerate() {
+        let s = sent[k].load(Ordering::Relaxed);
+        if f != u64::MAX && s > 0 && f >= s {
+            hold.push(f - s);
+        }
+    }
+    let pcts = |v: &mut Vec<u64>| -> serde_json::Value {
+        v.sort_unstable();
+        let at = |p: f64| -> f64 {
+            if v.is_empty() {
+                return f64::NAN;
+            }
+            let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+            (v[i] as f64 / 1000.0 * 100.0).round() / 100.0
+        };
+        serde_json::json!({"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": at(1.0)})
     };
-    let metrics = state.metrics.render(&state.publisher, &state.health, &state.rejects);
-    let resyncs = metrics
-        .lines()
-        .find(|l| l.starts_with("acd_websocket_resyncs_total"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?")
-        .to_string();
+    let resyncs = match &server {
+        Server::Daemon(state) => state
+            .metrics
+            .render(&state.publisher, &state.health, &state.rejects)
+            .lines()
+            .find(|l| l.starts_with("acd_websocket_resyncs_total"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string(),
+        Server::Baseline(_) => "n/a".to_string(),
+    };
     println!(
         "{}",
         serde_json::json!({
             "clients": a.clients,
+            "server": if a.baseline_bytes.is_some() { "baseline: bare axum WebSocket broadcast" } else { "acdmon" },
+            "baseline_bytes": a.baseline_bytes,
             "target_events_per_s": a.rate,
             "events_per_s": ev_rate.round(),
             "ws_coalesce": a.coalesce,
@@ -352,7 +534,9 @@ fn main() {
             "agents": a.agents,
             "measured_s": (secs * 10.0).round() / 10.0,
             "probes_measured": lat.len(),
-            "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)},
+            "latency_ms": pcts(&mut lat),
+            "to_first_client_ms": pcts(&mut hold),
+            "fan_out_spread_ms": pcts(&mut spread),
             "messages_per_client_per_s": (msg_rate * 10.0).round() / 10.0,
             "mbytes_to_clients": bytes.load(Ordering::Relaxed) as f64 / 1e6,
             "resyncs": resyncs,

@@ -188,7 +188,10 @@ pub fn write_snapshot(out: &mut String, snap: &Snapshot, per_agent: bool) {
         let h = &q.totals.wait;
         let les = WAIT_BUCKETS.iter().copied().chain([f64::INFINITY]).map(Num);
         for (le, n) in les.zip(h.cumulative()) {
-            let _ = writeln!(w.out, "acd_queue_wait_seconds_bucket{{{l},le=\"{le}\"}} {n}");
+            let _ = writeln!(
+                w.out,
+                "acd_queue_wait_seconds_bucket{{{l},le=\"{le}\"}} {n}"
+            );
         }
         let _ = writeln!(
             w.out,
@@ -298,23 +301,32 @@ mod tests {
         let q = "we\"ird\\q";
         let ev = |ts: i64, kind| Event { ts: Ts(ts), kind };
         for event in [
-            ev(t0, EventKind::AgentState {
-                agent: "a\"1".into(),
-                status: AgentStatus::Available,
-                reason: None,
-                queue: Some(q.into()),
-            }),
-            ev(t0, EventKind::CallEnqueued {
-                call: "c1".into(),
-                queue: q.into(),
-                caller: None,
-                priority: None,
-            }),
-            ev(t0 + 12_000, EventKind::CallAnswered {
-                call: "c1".into(),
-                queue: q.into(),
-                agent: "a\"1".into(),
-            }),
+            ev(
+                t0,
+                EventKind::AgentState {
+                    agent: "a\"1".into(),
+                    status: AgentStatus::Available,
+                    reason: None,
+                    queue: Some(q.into()),
+                },
+            ),
+            ev(
+                t0,
+                EventKind::CallEnqueued {
+                    call: "c1".into(),
+                    queue: q.into(),
+                    caller: None,
+                    priority: None,
+                },
+            ),
+            ev(
+                t0 + 12_000,
+                EventKind::CallAnswered {
+                    call: "c1".into(),
+                    queue: q.into(),
+                    agent: "a\"1".into(),
+                },
+            ),
         ] {
             let _ = e.apply(event);
         }
@@ -325,9 +337,15 @@ mod tests {
 
         let label = r#"queue="we\"ird\\q""#;
         assert!(out.contains(&format!("acd_queue_calls_answered_total{{{label}}} 1\n")));
-        assert!(out.contains(&format!("acd_queue_wait_seconds_bucket{{{label},le=\"10\"}} 0\n")));
-        assert!(out.contains(&format!("acd_queue_wait_seconds_bucket{{{label},le=\"15\"}} 1\n")));
-        assert!(out.contains(&format!("acd_queue_wait_seconds_bucket{{{label},le=\"+Inf\"}} 1\n")));
+        assert!(out.contains(&format!(
+            "acd_queue_wait_seconds_bucket{{{label},le=\"10\"}} 0\n"
+        )));
+        assert!(out.contains(&format!(
+            "acd_queue_wait_seconds_bucket{{{label},le=\"15\"}} 1\n"
+        )));
+        assert!(out.contains(&format!(
+            "acd_queue_wait_seconds_bucket{{{label},le=\"+Inf\"}} 1\n"
+        )));
         assert!(out.contains(&format!("acd_queue_wait_seconds_sum{{{label}}} 12\n")));
         assert!(out.contains(r#"acd_agent_state{agent="a\"1",state="on_call"} 1"#));
         assert!(out.contains(r#"acd_agent_state{agent="a\"1",state="available"} 0"#));

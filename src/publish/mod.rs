@@ -60,7 +60,11 @@ async fn metrics_route(
     {
         return r;
     }
-    match s.metrics.render_shared(&s.publisher, &s.health, &s.rejects).await {
+    match s
+        .metrics
+        .render_shared(&s.publisher, &s.health, &s.rejects)
+        .await
+    {
         Some(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,

@@ -12,8 +12,8 @@ pub mod view;
 pub mod window;
 
 pub use agent::Agent;
-pub use histogram::{WAIT_BUCKETS, WaitHistogram};
 pub use engine::{Engine, QueueFigures};
+pub use histogram::{WAIT_BUCKETS, WaitHistogram};
 pub use params::{AgentProfile, EngineConfig, QueueParams};
 pub use queue::{IntervalRecord, Queue};
 pub use snapshot::{Delta, Publisher, Snapshot};
