@@ -693,4 +693,13 @@ async fn a_manager_approves_advice_on_the_wall() {
     let log: Value = serde_json::from_str(&r.body).unwrap();
     let e = log.as_array().unwrap().last().unwrap();
     assert_eq!(e["decision"]["result"], "approved", "{e}");
+    // The approved advice still says what was advised.
+    assert_eq!(e["actions"][0]["kind"], "advise", "{e}");
+    assert_eq!(e["actions"][0]["result"], "approved", "{e}");
+    assert!(
+        e["actions"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Extend shifts to add seats")),
+        "{e}"
+    );
 }

@@ -915,12 +915,14 @@ impl QueueLadder {
             detail: None,
             by: by_s.clone(),
         })];
+        // The advice keeps its text (what was advised); who approved it is
+        // in the mark's `by` and the entry's decision.
         for ix in &p.advice {
             out.push(Output::Mark(Mark {
                 entry: id,
                 action: Some(*ix),
                 result: APPROVED,
-                detail: Some(format!("approved by {by}")),
+                detail: None,
                 by: by_s.clone(),
             }));
         }
@@ -976,17 +978,22 @@ impl QueueLadder {
             detail: None,
             by: by_s.clone(),
         })];
-        for ix in p
-            .people
-            .iter()
-            .map(|(i, _)| *i)
-            .chain(p.advice.iter().copied())
-        {
+        for (ix, _) in &p.people {
             out.push(Output::Mark(Mark {
                 entry: id,
-                action: Some(ix),
+                action: Some(*ix),
                 result: REJECTED,
                 detail: Some(format!("rejected by {by}")),
+                by: by_s.clone(),
+            }));
+        }
+        // Rejected advice keeps its text, as approved advice does.
+        for ix in &p.advice {
+            out.push(Output::Mark(Mark {
+                entry: id,
+                action: Some(*ix),
+                result: REJECTED,
+                detail: None,
                 by: by_s.clone(),
             }));
         }

@@ -108,9 +108,8 @@
 </article>`;
   }
 
-  // An entry is re-sent whenever one of its results changes, and the new
-  // result's detail ("approved by ...") replaces the advice text: keep the
-  // text as first seen while it is still pending.
+  // An entry is re-sent whenever one of its results changes; keep the
+  // advice text as first seen (a later result could carry its own detail).
   function keepEntry(e) {
     (e.actions || []).forEach((x, i) => {
       const k = e.id + "/" + i;
