@@ -58,15 +58,28 @@ pub struct Metrics {
     /// no-events alert also sees HTTP feeds).
     pub http_events: std::sync::atomic::AtomicU64,
     per_agent: bool,
-    /// The last rendering, shared by scrapes that arrive within
-    /// [`RENDER_REUSE`] of it (and by concurrent ones: one renders, the
-    /// others wait for it), so an open `/metrics` hammered by many scrapers
-    /// costs at most a few renders a second.
-    last: tokio::sync::Mutex<Option<(std::time::Instant, axum::body::Bytes)>>,
+    /// The last rendering, shared by concurrent scrapes (one renders, the
+    /// others wait for it) and reused by later ones while nothing it shows
+    /// has changed (for at most [`RENDER_REUSE`]): a scrape never misses an
+    /// applied event, and a scrape storm on a quiet floor costs nothing.
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Fingerprint, axum::body::Bytes)>>,
 }
 
-/// How long one rendering of `/metrics` is served to later scrapes.
+/// How long one rendering of `/metrics` may be served to later scrapes
+/// when nothing it is made of has changed (the publish-lag histogram and
+/// escalation action counters move with the snapshot's `seq`).
 pub const RENDER_REUSE: Duration = Duration::from_millis(250);
+
+/// What a rendering depends on, cheap to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    seq: u64,
+    source_events: u64,
+    sources_up: u64,
+    rejected: u64,
+    ws_clients: i64,
+    http_events: u64,
+}
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -207,7 +220,9 @@ impl Metrics {
         rejects: &Arc<RejectCounter>,
     ) -> Option<axum::body::Bytes> {
         let mut last = self.last.lock().await;
-        if let Some((at, text)) = last.as_ref()
+        let now = self.fingerprint(publisher, health, rejects);
+        if let Some((at, seen, text)) = last.as_ref()
+            && *seen == now
             && at.elapsed() < RENDER_REUSE
         {
             return Some(text.clone());
@@ -223,8 +238,28 @@ impl Metrics {
                 .await
                 .ok()?,
         );
-        *last = Some((std::time::Instant::now(), text.clone()));
+        *last = Some((std::time::Instant::now(), now, text.clone()));
         Some(text)
+    }
+
+    fn fingerprint(
+        &self,
+        publisher: &Publisher,
+        health: &HealthRegistry,
+        rejects: &RejectCounter,
+    ) -> Fingerprint {
+        let sources = health.all();
+        Fingerprint {
+            seq: publisher.snapshot().seq,
+            source_events: sources.iter().map(|h| h.events()).sum(),
+            sources_up: sources
+                .iter()
+                .map(|h| h.connected() as u64 + ((h.synced() as u64) << 32))
+                .sum(),
+            rejected: rejects.all().iter().map(|r| r.2).sum(),
+            ws_clients: self.ws_clients.load(Ordering::Relaxed),
+            http_events: self.http_events.load(Ordering::Relaxed),
+        }
     }
 
     /// Compacts histogram memory and drops idle series.
