@@ -211,7 +211,7 @@ pub fn write_snapshot(out: &mut String, snap: &Snapshot, per_agent: bool) {
             let l = format!("agent=\"{}\"", Escaped(&a.agent));
             for s in AgentStatus::ALL {
                 let v = if s == a.state { 1.0 } else { 0.0 };
-                w.sample("acd_agent_state", &l, Some(("state", status_name(s))), v);
+                w.sample("acd_agent_state", &l, Some(("state", s.as_str())), v);
             }
         }
     }
@@ -237,17 +237,6 @@ impl Writer<'_> {
 
 fn opt(x: Option<f64>) -> f64 {
     x.unwrap_or(f64::NAN)
-}
-
-pub(crate) fn status_name(s: AgentStatus) -> &'static str {
-    match s {
-        AgentStatus::LoggedOut => "logged_out",
-        AgentStatus::Available => "available",
-        AgentStatus::Ringing => "ringing",
-        AgentStatus::OnCall => "on_call",
-        AgentStatus::WrapUp => "wrap_up",
-        AgentStatus::Paused => "paused",
-    }
 }
 
 /// A sample value as Prometheus parses it (`NaN`, `+Inf`, `-Inf`).
