@@ -1,7 +1,7 @@
 //! `acdmon replay`: recorded events through the same engine and observers as
 //! the daemon, on event time, as fast as the CPU allows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -89,8 +89,10 @@ fn decoder_for(format: Format, cfg: &Config) -> Result<Box<dyn ReplayDecoder>, R
     crate::replay_formats::decoder_with_config(format, cfg)
 }
 
-/// Replays `inputs` in the order given and returns the report as of the last
-/// event's time.
+/// Replays `inputs` merged by event time (each input in its own order; on
+/// equal times the input given first goes first) and returns the report as
+/// of the last event's time. Every input is opened before any is replayed,
+/// so an unreadable one fails the replay before it starts.
 pub fn replay(
     cfg: &Config,
     inputs: &[String],
@@ -117,60 +119,25 @@ pub fn replay(
         escalations.extend(d.before_publish());
     };
 
-    for path in inputs {
-        let mut file = std::fs::File::open(path).map_err(|e| ReplayError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        let label = Path::new(path)
-            .file_name()
-            .map(|f| f.to_string_lossy().to_string())
-            .unwrap_or_else(|| path.clone());
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut first = true;
-        let mut json: Option<LineDecoder> = None;
-        let mut other: Option<Box<dyn ReplayDecoder>> = None;
-        let mut decoded = Vec::new();
-        loop {
-            let n = file.read(&mut buf).map_err(|e| ReplayError::Io {
-                path: path.clone(),
-                source: e,
-            })?;
-            if first {
-                first = false;
-                match format.unwrap_or_else(|| detect(&buf[..n])) {
-                    Format::Json => json = Some(LineDecoder::new()),
-                    f => other = Some(decoder_for(f, cfg)?),
-                }
-            }
-            if let Some(d) = json.as_mut() {
-                if n == 0 {
-                    d.finish(&mut decoded);
-                } else {
-                    d.feed(&buf[..n], &mut decoded);
-                }
-                for (line, r) in decoded.drain(..) {
-                    match r {
-                        Ok(ev) => on_event(&label, ev, &mut driver),
-                        Err(rej) => rejects.record(&label, &format_args!("{path}:{line}"), &rej),
-                    }
-                }
-            } else if let Some(d) = other.as_mut() {
-                let out = if n == 0 {
-                    d.finish()
-                } else {
-                    d.feed(&buf[..n])
-                };
-                for r in out {
-                    match r {
-                        Ok(ev) => on_event(&label, ev, &mut driver),
-                        Err(rej) => rejects.record(&label, &path.as_str(), &rej),
-                    }
-                }
-            }
-            if n == 0 {
-                break;
-            }
+    let mut open = inputs
+        .iter()
+        .map(|path| Input::open(path, format))
+        .collect::<Result<Vec<_>, _>>()?;
+    loop {
+        for input in open.iter_mut() {
+            input.fill(cfg, &rejects)?;
+        }
+        // The input whose next event is earliest (the first given on a tie).
+        let next = open
+            .iter()
+            .enumerate()
+            .filter_map(|(i, input)| input.pending.front().map(|e| (e.ts, i)))
+            .min();
+        let Some((_, i)) = next else {
+            break;
+        };
+        if let Some(ev) = open[i].pending.pop_front() {
+            on_event(&open[i].label, ev, &mut driver);
         }
     }
 
@@ -229,5 +196,89 @@ impl Observer for Collector {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend_from_slice(records);
+    }
+}
+
+/// One recorded input, decoded a chunk at a time as the merge needs it.
+struct Input {
+    path: String,
+    label: String,
+    file: std::fs::File,
+    format: Option<Format>,
+    json: Option<LineDecoder>,
+    other: Option<Box<dyn ReplayDecoder>>,
+    pending: VecDeque<Event>,
+    done: bool,
+}
+
+impl Input {
+    fn open(path: &str, format: Option<Format>) -> Result<Input, ReplayError> {
+        let file = std::fs::File::open(path).map_err(|e| ReplayError::Io {
+            path: path.to_string(),
+            source: e,
+        })?;
+        let label = Path::new(path)
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_else(|| path.to_string());
+        Ok(Input {
+            path: path.to_string(),
+            label,
+            file,
+            format,
+            json: None,
+            other: None,
+            pending: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    /// Reads and decodes until an event is pending or the input ends;
+    /// rejected input is counted as it is met.
+    fn fill(&mut self, cfg: &Config, rejects: &RejectCounter) -> Result<(), ReplayError> {
+        let mut buf = Vec::new();
+        let mut decoded = Vec::new();
+        while self.pending.is_empty() && !self.done {
+            buf.resize(256 * 1024, 0);
+            let n = self.file.read(&mut buf).map_err(|e| ReplayError::Io {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            if self.json.is_none() && self.other.is_none() {
+                match self.format.unwrap_or_else(|| detect(&buf[..n])) {
+                    Format::Json => self.json = Some(LineDecoder::new()),
+                    f => self.other = Some(decoder_for(f, cfg)?),
+                }
+            }
+            if let Some(d) = self.json.as_mut() {
+                if n == 0 {
+                    d.finish(&mut decoded);
+                } else {
+                    d.feed(&buf[..n], &mut decoded);
+                }
+                for (line, r) in decoded.drain(..) {
+                    match r {
+                        Ok(ev) => self.pending.push_back(ev),
+                        Err(rej) => {
+                            rejects.record(&self.label, &format_args!("{}:{line}", self.path), &rej)
+                        }
+                    }
+                }
+            } else if let Some(d) = self.other.as_mut() {
+                let out = if n == 0 {
+                    d.finish()
+                } else {
+                    d.feed(&buf[..n])
+                };
+                for r in out {
+                    match r {
+                        Ok(ev) => self.pending.push_back(ev),
+                        Err(rej) => rejects.record(&self.label, &self.path.as_str(), &rej),
+                    }
+                }
+            }
+            self.done = n == 0;
+        }
+        Ok(())
     }
 }

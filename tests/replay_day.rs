@@ -24,13 +24,14 @@ use serde_json::Value;
 
 fn replay() -> Value {
     let dir = env!("CARGO_MANIFEST_DIR");
+    replay_inputs(&[format!("{dir}/tests/data/day.jsonl")])
+}
+
+fn replay_inputs(inputs: &[String]) -> Value {
+    let dir = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(env!("CARGO_BIN_EXE_acdmon"))
-        .args([
-            "replay",
-            "--config",
-            &format!("{dir}/tests/data/day.toml"),
-            &format!("{dir}/tests/data/day.jsonl"),
-        ])
+        .args(["replay", "--config", &format!("{dir}/tests/data/day.toml")])
+        .args(inputs)
         .output()
         .unwrap();
     assert!(
@@ -159,6 +160,31 @@ fn check_config_reports_errors_with_positions_and_exit_1() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
+}
+
+/// Several inputs are merged by event time: the day split into an agents
+/// file and a calls file, given calls first, replays to the same report.
+#[test]
+fn several_inputs_are_merged_by_event_time() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let day = std::fs::read_to_string(format!("{dir}/tests/data/day.jsonl")).unwrap();
+    let (agents, calls): (Vec<&str>, Vec<&str>) = day.lines().partition(|l| l.contains("\"agent_"));
+    assert!(agents.len() > 3 && calls.len() > 10);
+    let tmp = std::env::temp_dir().join(format!("acdmon-merge-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let a = tmp.join("agents.jsonl");
+    let c = tmp.join("calls.jsonl");
+    std::fs::write(&a, agents.join("\n") + "\n").unwrap();
+    std::fs::write(&c, calls.join("\n") + "\n").unwrap();
+    let merged = replay_inputs(&[
+        c.to_string_lossy().into_owned(),
+        a.to_string_lossy().into_owned(),
+    ]);
+    let whole = replay();
+    let _ = std::fs::remove_dir_all(&tmp);
+    for key in ["queues", "agents", "rejected", "intervals"] {
+        assert_eq!(merged[key], whole[key], "{key} differs");
+    }
 }
 
 #[test]
