@@ -118,6 +118,8 @@ pub struct ResyncMember {
     pub agent: String,
     pub status: AgentStatus,
     pub reason: Option<String>,
+    /// Paused in this queue only (Asterisk pauses a member per queue).
+    pub paused_here: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +163,15 @@ pub enum EventKind {
         agent: String,
         queue: String,
     },
+    /// A member paused (or unpaused) in one queue only, as Asterisk allows:
+    /// the queue counts an available agent paused there as `paused`; the
+    /// agent's own state is unchanged. Not a wire event of the native feed;
+    /// the AMI and queue_log adapters emit it.
+    AgentQueuePause {
+        agent: String,
+        queue: String,
+        paused: bool,
+    },
     /// Authoritative picture of one queue from a CTI list command. Waiting
     /// callers not listed are dropped without being counted (their outcome is
     /// unknown); listed callers not yet known are added with their join time;
@@ -184,6 +195,7 @@ impl EventKind {
             EventKind::AgentState { .. } => "agent_state",
             EventKind::AgentJoinedQueue { .. } => "agent_joined_queue",
             EventKind::AgentLeftQueue { .. } => "agent_left_queue",
+            EventKind::AgentQueuePause { .. } => "agent_queue_pause",
             EventKind::QueueResync { .. } => "queue_resync",
         }
     }

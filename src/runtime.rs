@@ -148,6 +148,7 @@ fn queue_of(k: &EventKind) -> Option<&str> {
         | EventKind::CallCompleted { queue, .. }
         | EventKind::AgentJoinedQueue { queue, .. }
         | EventKind::AgentLeftQueue { queue, .. }
+        | EventKind::AgentQueuePause { queue, .. }
         | EventKind::QueueResync { queue, .. } => Some(queue),
         EventKind::AgentState { queue, .. } => queue.as_deref(),
     }

@@ -75,11 +75,13 @@ fn after_a_reconnect_the_queue_is_rebuilt_from_the_pbx_list() {
                     agent: "a1".into(),
                     status: AgentStatus::OnCall,
                     reason: None,
+                    paused_here: false,
                 },
                 ResyncMember {
                     agent: "a2".into(),
                     status: AgentStatus::Paused,
                     reason: Some("lunch".into()),
+                    paused_here: false,
                 },
             ],
         },

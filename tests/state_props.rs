@@ -17,6 +17,7 @@ enum Op {
     AgentState(u8, u8),
     Join(u8, u8),
     Leave(u8, u8),
+    QueuePause(u8, u8, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -29,6 +30,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..5, 0u8..6).prop_map(|(a, s)| Op::AgentState(a, s)),
         1 => (0u8..5, 0u8..3).prop_map(|(a, q)| Op::Join(a, q)),
         1 => (0u8..5, 0u8..3).prop_map(|(a, q)| Op::Leave(a, q)),
+        1 => (0u8..5, 0u8..3, any::<bool>()).prop_map(|(a, q, p)| Op::QueuePause(a, q, p)),
     ]
 }
 
@@ -71,6 +73,11 @@ fn kind(op: &Op) -> EventKind {
         Op::Join(a, q) => EventKind::AgentJoinedQueue {
             agent: agent(a),
             queue: queue(q),
+        },
+        Op::QueuePause(a, q, p) => EventKind::AgentQueuePause {
+            agent: agent(a),
+            queue: queue(q),
+            paused: *p,
         },
         Op::Leave(a, q) => EventKind::AgentLeftQueue {
             agent: agent(a),
@@ -153,12 +160,19 @@ proptest! {
             for x in all_ratios(&v).into_iter().flatten() {
                 prop_assert!((0.0..=1.0).contains(&x), "ratio {} out of range", x);
             }
-            // Agents by state equal a recount from the agents themselves.
+            // Agents by state equal a recount from the agents themselves
+            // (an available agent paused in this queue alone counts paused).
             let mut recount = [0u32; 6];
             for a in 0..e.agent_count() {
                 let ag = e.agent(a);
+                prop_assert!(ag.paused_in.iter().all(|p| ag.queues.contains(p)));
                 if ag.queues.contains(&q) {
-                    recount[ag.status.index()] += 1;
+                    let s = if ag.status == AgentStatus::Available && ag.paused_in.contains(&q) {
+                        AgentStatus::Paused
+                    } else {
+                        ag.status
+                    };
+                    recount[s.index()] += 1;
                 }
             }
             let by = v.agents;

@@ -285,11 +285,12 @@ impl QueueLogDecoder {
                 let queue = nonempty_queue(queue, event)?;
                 let t = self.agents.entry(agent.clone()).or_default();
                 t.queues.insert(queue.clone());
-                if data.first().is_some_and(|d| d.trim() == "PAUSED") {
-                    t.paused.insert(queue.clone());
+                let paused_here = data.first().is_some_and(|d| d.trim() == "PAUSED");
+                let changed = if paused_here {
+                    t.paused.insert(queue.clone())
                 } else {
-                    t.paused.remove(&queue);
-                }
+                    t.paused.remove(&queue)
+                };
                 let status = if t.on_call {
                     AgentStatus::OnCall
                 } else {
@@ -299,6 +300,13 @@ impl QueueLogDecoder {
                     agent: agent.clone(),
                     queue: queue.clone(),
                 }));
+                if changed {
+                    out.push(call_event(EventKind::AgentQueuePause {
+                        agent: agent.clone(),
+                        queue: queue.clone(),
+                        paused: paused_here,
+                    }));
+                }
                 if status != AgentStatus::OnCall {
                     out.push(call_event(EventKind::AgentState {
                         agent,
@@ -338,19 +346,36 @@ impl QueueLogDecoder {
                     .map(str::to_string);
                 let t = self.agents.entry(agent.clone()).or_default();
                 let q = (queue != "NONE" && !queue.is_empty()).then(|| queue.to_string());
+                // A pause in one queue is that queue's business
+                // (`AgentQueuePause`); the agent's own state folds them.
+                let pause_in = |queue: &str, paused: bool| {
+                    call_event(EventKind::AgentQueuePause {
+                        agent: agent.clone(),
+                        queue: queue.to_string(),
+                        paused,
+                    })
+                };
                 match (event, &q) {
                     ("PAUSE", Some(q)) => {
-                        t.paused.insert(q.clone());
+                        if t.paused.insert(q.clone()) {
+                            out.push(pause_in(q, true));
+                        }
                     }
                     ("UNPAUSE", Some(q)) => {
-                        t.paused.remove(q);
+                        if t.paused.remove(q) {
+                            out.push(pause_in(q, false));
+                        }
                         t.paused_all = None;
                     }
                     ("PAUSEALL", _) | ("PAUSE", None) => {
                         t.paused_all = Some(reason.clone().unwrap_or_default());
                     }
                     _ => {
-                        t.paused.clear();
+                        let mut was: Vec<String> = t.paused.drain().collect();
+                        was.sort();
+                        for q in was {
+                            out.push(pause_in(&q, false));
+                        }
                         t.paused_all = None;
                     }
                 }
@@ -833,12 +858,17 @@ mod tests {
                 "|1.1|support|1001|CONNECT|12|1763900012.5|3",
                 &["answered:1001"],
             ),
-            ("|NONE|support|1001|PAUSE|Lunch", &[]),
+            // Paused during a call: the queue hears of it now, the agent's
+            // state when the call ends.
+            ("|NONE|support|1001|PAUSE|Lunch", &["agent_queue_pause"]),
             (
                 "|1.1|support|1001|COMPLETECALLER|12|170|1",
                 &["call_completed", "1001:paused"],
             ),
-            ("|NONE|support|1001|UNPAUSE|", &["1001:available"]),
+            (
+                "|NONE|support|1001|UNPAUSE|",
+                &["agent_queue_pause", "1001:available"],
+            ),
             (
                 "|1.2|support|NONE|ENTERQUEUE||5551002|1|Wang Fang",
                 &["call_enqueued"],
@@ -906,7 +936,7 @@ mod tests {
         let mut d = dec();
         assert_eq!(
             one(&mut d, "1|MANAGER|support|Li Na|ADDMEMBER|PAUSED"),
-            ["agent_joined_queue", "Li Na:paused"]
+            ["agent_joined_queue", "agent_queue_pause", "Li Na:paused"]
         );
     }
 

@@ -20,6 +20,8 @@ pub struct Agent {
     pub since: Ts,
     /// Queue indices this agent is a member of.
     pub queues: Vec<usize>,
+    /// Queues (indices, members only) this agent is paused in by itself.
+    pub paused_in: Vec<usize>,
     /// The call the agent is on.
     pub call: Option<String>,
     /// The queue of the last completed call, while in wrap-up: after-call
@@ -42,10 +44,23 @@ impl Agent {
             reason: None,
             since: now,
             queues: Vec::new(),
+            paused_in: Vec::new(),
             call: None,
             wrap_queue: None,
             wrap_until: None,
             signed_in_by_escalation: false,
+        }
+    }
+}
+
+impl Agent {
+    /// The state queue `q` counts this member in: an available agent paused
+    /// in `q` alone is paused there (busy states stay what they are).
+    pub fn status_in(&self, q: usize) -> AgentStatus {
+        if self.status == AgentStatus::Available && self.paused_in.contains(&q) {
+            AgentStatus::Paused
+        } else {
+            self.status
         }
     }
 }

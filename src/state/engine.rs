@@ -252,6 +252,17 @@ impl Engine {
                 let q = self.queue_index(&queue);
                 self.remove_member(a, q, ts);
             }
+            EventKind::AgentQueuePause {
+                agent,
+                queue,
+                paused,
+            } => {
+                nonempty(&[&agent, &queue])?;
+                let a = self.agent_index(&agent);
+                let q = self.queue_index(&queue);
+                self.ensure_member(a, q, ts);
+                self.pause_in(a, q, paused, ts);
+            }
             EventKind::QueueResync {
                 queue,
                 callers,
@@ -369,8 +380,12 @@ impl Engine {
         if old != status {
             for i in 0..self.agents[a].queues.len() {
                 let q = self.agents[a].queues[i];
-                self.queues[q].count_member(ts, old, -1);
-                self.queues[q].count_member(ts, status, 1);
+                let before = self.agents[a].status_in(q);
+                self.agents[a].status = status;
+                let after = self.agents[a].status_in(q);
+                self.agents[a].status = old;
+                self.queues[q].count_member(ts, before, -1);
+                self.queues[q].count_member(ts, after, 1);
                 self.touch_queue(q);
             }
             self.agents[a].since = ts;
@@ -384,13 +399,33 @@ impl Engine {
         self.touch_agent(a);
     }
 
+    /// Pauses or unpauses member `a` in queue `q` alone.
+    fn pause_in(&mut self, a: usize, q: usize, paused: bool, ts: Ts) {
+        if self.agents[a].paused_in.contains(&q) == paused {
+            return;
+        }
+        let before = self.agents[a].status_in(q);
+        if paused {
+            self.agents[a].paused_in.push(q);
+        } else {
+            self.agents[a].paused_in.retain(|&x| x != q);
+        }
+        let after = self.agents[a].status_in(q);
+        if before != after {
+            self.queues[q].count_member(ts, before, -1);
+            self.queues[q].count_member(ts, after, 1);
+            self.touch_queue(q);
+        }
+        self.touch_agent(a);
+    }
+
     fn ensure_member(&mut self, a: usize, q: usize, ts: Ts) {
         if self.agents[a].queues.contains(&q) {
             return;
         }
         self.agents[a].queues.push(q);
         self.queues[q].members.push(a);
-        let status = self.agents[a].status;
+        let status = self.agents[a].status_in(q);
         self.queues[q].count_member(ts, status, 1);
         self.touch_queue(q);
         self.touch_agent(a);
@@ -400,9 +435,10 @@ impl Engine {
         let Some(pos) = self.agents[a].queues.iter().position(|&x| x == q) else {
             return;
         };
+        let status = self.agents[a].status_in(q);
         self.agents[a].queues.swap_remove(pos);
+        self.agents[a].paused_in.retain(|&x| x != q);
         self.queues[q].members.retain(|&x| x != a);
-        let status = self.agents[a].status;
         self.queues[q].count_member(ts, status, -1);
         self.touch_queue(q);
         self.touch_agent(a);
@@ -435,6 +471,7 @@ impl Engine {
                 None
             };
             self.set_status(a, m.status, reason, ts);
+            self.pause_in(a, q, m.paused_here, ts);
         }
         self.touch_queue(q);
     }
@@ -597,8 +634,15 @@ impl Engine {
             .map(|&q| self.queues[q].name.to_string())
             .collect();
         queues.sort();
+        let mut paused_in: Vec<String> = ag
+            .paused_in
+            .iter()
+            .map(|&q| self.queues[q].name.to_string())
+            .collect();
+        paused_in.sort();
         AgentView {
             agent: ag.id.to_string(),
+            paused_in,
             name: ag.name.clone(),
             state: ag.status,
             reason: ag.reason.clone(),

@@ -114,4 +114,9 @@ pub struct AgentView {
     pub signed_in_by_escalation: bool,
     /// Extension: the call the agent is on, if any.
     pub call: Option<String>,
+    /// Extension: queues the agent is paused in by itself (Asterisk's
+    /// per-queue pause; those queues count it as paused while it is
+    /// available). Absent when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paused_in: Vec<String>,
 }

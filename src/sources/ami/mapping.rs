@@ -541,10 +541,24 @@ pub struct Tracker {
     wraps: BTreeSet<(Ts, String)>,
     /// What the engine believes each agent is doing (after our events).
     believed: HashMap<String, AgentStatus>,
+    /// Queues the engine believes each agent is paused in, one by one
+    /// (Asterisk pauses per queue; `AgentQueuePause`).
+    believed_paused: HashMap<String, BTreeSet<String>>,
     /// This connection delivered `call`-class events (`read = call` works).
     call_class_seen: bool,
     warned_no_call_class: bool,
     clock: Ts,
+}
+
+fn queue_pause(ts: Ts, agent: &str, queue: &str, paused: bool) -> Event {
+    Event {
+        ts,
+        kind: EventKind::AgentQueuePause {
+            agent: agent.to_string(),
+            queue: queue.to_string(),
+            paused,
+        },
+    }
 }
 
 impl Tracker {
@@ -557,6 +571,7 @@ impl Tracker {
             leaves: BTreeSet::new(),
             wraps: BTreeSet::new(),
             believed: HashMap::new(),
+            believed_paused: HashMap::new(),
             call_class_seen: false,
             warned_no_call_class: false,
             clock: Ts::ZERO,
@@ -935,8 +950,37 @@ impl Tracker {
         (AgentStatus::Available, None)
     }
 
+    /// Emits `AgentQueuePause` for each queue where the member's own pause
+    /// differs from what the engine believes. Queues the agent is no longer
+    /// a member of are only forgotten: leaving a queue drops its pause.
+    fn sync_queue_pauses(&mut self, agent: &str, ts: Ts, out: &mut Vec<Event>) {
+        let keys = self.by_agent.get(agent).cloned().unwrap_or_default();
+        let paused: BTreeSet<String> = keys
+            .iter()
+            .filter(|k| {
+                self.members
+                    .get(*k)
+                    .is_some_and(|m| m.logged_in() && m.paused)
+            })
+            .map(|k| k.0.clone())
+            .collect();
+        let was = self.believed_paused.remove(agent).unwrap_or_default();
+        for q in was.difference(&paused) {
+            if keys.iter().any(|k| &k.0 == q) {
+                out.push(queue_pause(ts, agent, q, false));
+            }
+        }
+        for q in paused.difference(&was) {
+            out.push(queue_pause(ts, agent, q, true));
+        }
+        if !paused.is_empty() {
+            self.believed_paused.insert(agent.to_string(), paused);
+        }
+    }
+
     /// Emits the agent's folded state if the engine believes otherwise.
     fn refresh_agent(&mut self, agent: &str, queue: Option<&str>, ts: Ts, out: &mut Vec<Event>) {
+        self.sync_queue_pauses(agent, ts, out);
         let (status, reason) = self.folded(agent, ts);
         let believed = self.believed.get(agent).copied();
         // Paused with a new reason is a change too.
@@ -1033,22 +1077,31 @@ impl Tracker {
                 self.drop_member(key);
             }
             let mut agents = Vec::new();
+            let mut paused_here = Vec::new();
             for mo in &l.members {
                 let b = mo.block();
                 let agent = self.ids.agent(b.interface, b.name);
                 let key = (q.to_string(), b.interface.to_ascii_lowercase());
                 let m = Member::from_block(&b, agent.clone(), old.get(&key));
+                paused_here.push(m.logged_in() && m.paused);
                 self.put_member(key, m);
                 agents.push(agent);
             }
             let mut members = Vec::new();
-            for agent in &agents {
+            for (agent, here) in agents.iter().zip(paused_here) {
                 let (status, reason) = self.folded(agent, at);
                 self.believed.insert(agent.clone(), status);
+                let set = self.believed_paused.entry(agent.clone()).or_default();
+                if here {
+                    set.insert(q.to_string());
+                } else {
+                    set.remove(q);
+                }
                 members.push(ResyncMember {
                     agent: agent.clone(),
                     status,
                     reason,
+                    paused_here: here,
                 });
             }
             out.push(Event {
@@ -1191,6 +1244,50 @@ mod tests {
     const LEAVE: &str = "Event: QueueCallerLeave\nPrivilege: agent,all\nQueue: q\nUniqueid: 1.1";
     const HUP: &str = "Event: HangupRequest\nPrivilege: call,all\nUniqueid: 1.1";
     const MEMBER: &str = "Event: QueueMemberAdded\nPrivilege: agent,all\nQueue: q\nMemberName: a\nInterface: PJSIP/1\nStatus: 1\nPaused: 0\nInCall: 0\nWrapuptime: 0\nLastCall: 0";
+
+    /// Asterisk pauses a member per queue: paused in `q` only, the agent is
+    /// available, `q` counts it paused and `r` available; unpaused, both
+    /// count it available; paused in both, it is paused.
+    #[test]
+    fn a_pause_in_one_queue_counts_in_that_queue_only() {
+        use crate::state::{Engine, EngineConfig};
+        let member = |q: &str| {
+            format!(
+                "Event: QueueMemberAdded\nPrivilege: agent,all\nQueue: {q}\nMemberName: a\nInterface: PJSIP/1\nStatus: 1\nPaused: 0\nInCall: 0\nWrapuptime: 0\nLastCall: 0"
+            )
+        };
+        let pause = |q: &str, p: u8| {
+            format!(
+                "Event: QueueMemberPause\nPrivilege: agent,all\nQueue: {q}\nMemberName: a\nInterface: PJSIP/1\nStatus: 1\nPaused: {p}\nPausedReason: coaching\nInCall: 0\nWrapuptime: 0\nLastCall: 0"
+            )
+        };
+        let mut tr = Tracker::new(AgentIds::default());
+        let mut e = Engine::starting_at(EngineConfig::default(), Ts(0));
+        let mut step = |lines: &[String], t: i64, e: &mut Engine| {
+            let refs: Vec<(&str, i64)> = lines.iter().map(|l| (l.as_str(), t)).collect();
+            for ev in run(&mut tr, &refs) {
+                e.apply(ev).unwrap();
+            }
+        };
+        let counts = |e: &mut Engine, q: &str| {
+            let i = e.queue_index(q);
+            let v = e.queue_view(i);
+            (v.agents.available, v.agents.paused)
+        };
+        step(&[member("q"), member("r")], 1000, &mut e);
+        assert_eq!((counts(&mut e, "q"), counts(&mut e, "r")), ((1, 0), (1, 0)));
+        step(&[pause("q", 1)], 2000, &mut e);
+        assert_eq!((counts(&mut e, "q"), counts(&mut e, "r")), ((0, 1), (1, 0)));
+        let a = e.agent_index("a");
+        assert_eq!(e.agent_view(a).state, AgentStatus::Available);
+        assert_eq!(e.agent_view(a).paused_in, ["q"]);
+        step(&[pause("r", 1)], 3000, &mut e);
+        assert_eq!((counts(&mut e, "q"), counts(&mut e, "r")), ((0, 1), (0, 1)));
+        assert_eq!(e.agent_view(a).state, AgentStatus::Paused);
+        step(&[pause("q", 0), pause("r", 0)], 4000, &mut e);
+        assert_eq!((counts(&mut e, "q"), counts(&mut e, "r")), ((1, 0), (1, 0)));
+        assert!(e.agent_view(a).paused_in.is_empty());
+    }
 
     #[test]
     fn hangup_request_before_abandon_means_abandoned() {

@@ -838,6 +838,8 @@ impl Mapper {
                     agent: name.to_string(),
                     status,
                     reason,
+                    // mod_callcenter has no per-queue pause.
+                    paused_here: false,
                 });
                 if let Some(t) = next {
                     self.due.insert((t, name.to_string()));

@@ -178,7 +178,8 @@ fn trim(mut b: &[u8]) -> &[u8] {
 }
 
 /// Encodes an event as a native JSON line (the simulator and tests write
-/// feeds with it). `QueueResync` has no native form and yields `None`.
+/// feeds with it). `QueueResync` and `AgentQueuePause` have no native form
+/// and yield `None`.
 pub fn encode(ev: &Event) -> Option<String> {
     use serde_json::json;
     let ts = ev.ts.0;
@@ -236,7 +237,7 @@ pub fn encode(ev: &Event) -> Option<String> {
         EventKind::AgentLeftQueue { agent, queue } => {
             json!({"ts": ts, "type": "agent_left_queue", "agent": agent, "queue": queue})
         }
-        EventKind::QueueResync { .. } => return None,
+        EventKind::QueueResync { .. } | EventKind::AgentQueuePause { .. } => return None,
     };
     Some(v.to_string())
 }
