@@ -224,7 +224,7 @@
       `<tr data-agent="${esc(a.agent)}" class="${a.signed_in_by_escalation ? "esc-in" : ""}">` +
       `<td title="${esc(a.agent)}">${esc(a.name || a.agent)}</td>` +
       `<td class="st-${a.state}" data-field="state">${STATE_LABEL[a.state] || esc(a.state)}</td>` +
-      `<td>${esc(a.reason || "")}</td>` +
+      `<td>${esc(a.reason || (a.paused_in && a.paused_in.length ? "paused in " + a.paused_in.join(", ") : ""))}</td>` +
       `<td class="num" data-tick="since" data-since="${esc(a.since)}">${dur((serverNow() - ms(a.since)) / 1000)}</td>` +
       `<td>${esc(a.queues.join(", "))}</td></tr>`).join("");
   }
