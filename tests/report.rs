@@ -278,6 +278,8 @@ fn the_report_of_a_replayed_day_matches_the_calls() {
     assert_eq!(col("end"), "2026-11-23T09:15:00+08:00");
     let w = &this_week[&base.plus_ms(9 * H).0];
     assert_eq!(col("offered"), (w.answered + w.abandoned).to_string());
+    assert_eq!(col("partial"), "false");
+    assert!(rows.iter().all(|r| r["partial"] == false));
 
     // Bad bounds are an error with exit 1.
     let out = Command::new(bin)
@@ -288,4 +290,62 @@ fn the_report_of_a_replayed_day_matches_the_calls() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a date"));
+}
+
+/// A daemon (here a replay) that begins inside an interval stores that
+/// interval as partial: its figures miss what came before. Later ones are
+/// whole.
+#[test]
+fn an_interval_the_daemon_began_inside_is_marked_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("history.sqlite");
+    let cfg = dir.path().join("acdmon.toml");
+    std::fs::write(&cfg, CONFIG.replace("STORE", &store.display().to_string())).unwrap();
+    let input = dir.path().join("late-start.jsonl");
+    let lines = [
+        r#"{"ts":"2026-11-23T09:07:00+08:00","type":"call_enqueued","call":"c1","queue":"hotline"}"#,
+        r#"{"ts":"2026-11-23T09:07:30+08:00","type":"call_abandoned","call":"c1","queue":"hotline"}"#,
+        r#"{"ts":"2026-11-23T09:20:00+08:00","type":"call_enqueued","call":"c2","queue":"hotline"}"#,
+        r#"{"ts":"2026-11-23T09:31:00+08:00","type":"call_abandoned","call":"c2","queue":"hotline"}"#,
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let bin = env!("CARGO_BIN_EXE_acdmon");
+    let out = Command::new(bin)
+        .args(["replay", "--store", "--config"])
+        .arg(&cfg)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin)
+        .args(["report", "--config"])
+        .arg(&cfg)
+        .args([
+            "--from",
+            "2026-11-23",
+            "--to",
+            "2026-11-23",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let at = |hm: &str| {
+        rows.iter()
+            .find(|r| r["start"] == format!("2026-11-23T{hm}:00+08:00"))
+            .unwrap_or_else(|| panic!("no {hm} row in {rows:?}"))
+    };
+    assert_eq!(at("09:00")["partial"], true);
+    assert_eq!(at("09:00")["offered"], 1);
+    assert_eq!(at("09:15")["partial"], false);
 }

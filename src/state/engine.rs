@@ -57,6 +57,8 @@ pub struct Engine {
     dirty_a: Vec<bool>,
     dirty_a_list: Vec<usize>,
     closed: Vec<IntervalRecord>,
+    /// When this engine began observing (a restart loses what came before).
+    started: Ts,
     events_applied: u64,
 }
 
@@ -83,6 +85,7 @@ impl Engine {
             dirty_a: Vec::new(),
             dirty_a_list: Vec::new(),
             closed: Vec::new(),
+            started: now,
             events_applied: 0,
         };
         let names: Vec<String> = e.cfg.queues.iter().map(|(n, _)| n.clone()).collect();
@@ -318,7 +321,10 @@ impl Engine {
         let mut next = Ts(i64::MAX);
         for q in 0..self.queues.len() {
             let zone = self.cfg.zone.clone();
-            let closed = self.queues[q].roll(self.now, &zone);
+            let mut closed = self.queues[q].roll(self.now, &zone);
+            for r in &mut closed {
+                r.observed_from = r.start.max(self.started);
+            }
             if !closed.is_empty() {
                 self.closed.extend(closed);
                 self.touch_queue(q);

@@ -28,6 +28,10 @@ pub struct IntervalRecord {
     pub staffed_agents: f64,
     /// Erlang C agents needed for the interval's arrivals and AHT.
     pub required_agents: Option<u32>,
+    /// From when the figures were observed: later than `start` when the
+    /// daemon (or a replay) began inside the interval, so the figures miss
+    /// what came before.
+    pub observed_from: Ts,
 }
 
 #[derive(Debug)]
@@ -222,6 +226,7 @@ impl Queue {
             window: WindowView::from_tally(t, self.params.sl_formula),
             staffed_agents: (staffed * 100.0).round() / 100.0,
             required_agents: required,
+            observed_from: iv.start,
         }
     }
 }

@@ -101,9 +101,21 @@ CREATE TABLE IF NOT EXISTS intervals (
     staffed_agents REAL NOT NULL,
     required_agents INTEGER,
     window TEXT NOT NULL,
+    observed_from_ms INTEGER,
     PRIMARY KEY (queue, start_ms)
 );
 ";
+
+/// Adds what later versions keep to a database an earlier version created.
+fn migrate(c: &Connection) -> Result<(), rusqlite::Error> {
+    let has = c
+        .prepare("SELECT 1 FROM pragma_table_info('intervals') WHERE name = 'observed_from_ms'")?
+        .exists([])?;
+    if !has {
+        c.execute_batch("ALTER TABLE intervals ADD COLUMN observed_from_ms INTEGER")?;
+    }
+    Ok(())
+}
 
 /// Result rows for the entry's own decision use this action index.
 const DECISION: i64 = -1;
@@ -143,6 +155,10 @@ pub struct IntervalRow {
     pub abandon_rate: Option<f64>,
     pub staffed_agents: f64,
     pub required_agents: Option<u32>,
+    /// Later than `start` when the daemon began inside the interval (the
+    /// figures miss what came before); `None` in rows written before this
+    /// was recorded.
+    pub observed_from: Option<Ts>,
 }
 
 fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
@@ -179,6 +195,7 @@ impl Store {
             source: e,
         })?;
         writer.execute_batch(SCHEMA)?;
+        migrate(&writer)?;
         let reader = open().map_err(|e| StoreError::Open {
             path: path.into(),
             source: e,
@@ -335,8 +352,9 @@ impl Store {
                 "INSERT OR REPLACE INTO intervals
                  (queue, start_ms, end_ms, offered, answered, answered_in_sl, abandoned,
                   abandoned_in_sl, short_abandoned, exited, arrivals, handled, service_level,
-                  asa_s, aht_s, abandon_rate, staffed_agents, required_agents, window)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                  asa_s, aht_s, abandon_rate, staffed_agents, required_agents, window,
+                  observed_from_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             )?;
             for r in recs {
                 let w = &r.window;
@@ -361,7 +379,8 @@ impl Store {
                     w.abandon_rate,
                     r.staffed_agents,
                     r.required_agents,
-                    window
+                    window,
+                    r.observed_from.0
                 ])?;
             }
         }
@@ -380,7 +399,7 @@ impl Store {
         let mut stmt = conn.prepare_cached(
             "SELECT queue, start_ms, end_ms, offered, answered, answered_in_sl, abandoned,
                     abandoned_in_sl, short_abandoned, exited, arrivals, handled, service_level,
-                    asa_s, aht_s, abandon_rate, staffed_agents, required_agents
+                    asa_s, aht_s, abandon_rate, staffed_agents, required_agents, observed_from_ms
              FROM intervals WHERE start_ms >= ?1 AND start_ms < ?2 AND (?3 IS NULL OR queue = ?3)
              ORDER BY queue, start_ms",
         )?;
@@ -405,9 +424,17 @@ impl Store {
                 abandon_rate: r.get(15)?,
                 staffed_agents: r.get(16)?,
                 required_agents: r.get(17)?,
+                observed_from: r.get::<_, Option<i64>>(18)?.map(Ts),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+impl IntervalRow {
+    /// Observed from after its start (see [`IntervalRow::observed_from`]).
+    pub fn is_partial(&self) -> bool {
+        self.observed_from.is_some_and(|t| t > self.start)
     }
 }
 
@@ -494,6 +521,37 @@ fn compose(conn: &Connection, entries: &mut [Entry]) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database written before `observed_from_ms` existed opens, gains
+    /// the column, and its old rows read as not known to be partial.
+    #[test]
+    fn an_old_interval_table_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        let path = path.to_str().unwrap();
+        {
+            let c = Connection::open(path).unwrap();
+            let old = SCHEMA.replace("    observed_from_ms INTEGER,\n", "");
+            assert_ne!(old, SCHEMA);
+            c.execute_batch(&old).unwrap();
+            c.execute(
+                "INSERT INTO intervals (queue, start_ms, end_ms, offered, answered,
+                 answered_in_sl, abandoned, abandoned_in_sl, short_abandoned, exited,
+                 arrivals, handled, staffed_agents, window)
+                 VALUES ('q', 0, 900000, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1.0, '{}')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(path).unwrap();
+        let rows = store.intervals(Ts(0), Ts(1_000_000), None).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].observed_from, None);
+        assert!(!rows[0].is_partial());
+        // Opening again does not try to add the column twice.
+        drop(store);
+        Store::open(path).unwrap();
+    }
 
     fn entry(id: u64) -> Entry {
         Entry {

@@ -66,6 +66,10 @@ pub struct ReportRow {
     pub forecast_required: Option<u32>,
     /// offered − forecast_offered.
     pub forecast_error: Option<f64>,
+    /// The daemon began inside this interval (after a restart, or a replay
+    /// starting mid-interval): its figures miss what came before. Partial
+    /// intervals are left out of later forecasts.
+    pub partial: bool,
 }
 
 /// Parses `--from`/`--to`: a local date (`2026-11-23`: the whole day, so
@@ -141,6 +145,7 @@ pub fn rows(
         let past: Vec<&IntervalRow> = (1..=FORECAST_WEEKS)
             .filter_map(|k| weeks_before(r.start, k, zone))
             .filter_map(|t| by_start.get(&(r.queue.as_str(), t.0)).copied())
+            .filter(|p| !p.is_partial())
             .collect();
         let n = past.len() as f64;
         let forecast_offered =
@@ -188,6 +193,7 @@ pub fn rows(
             forecast_required,
             forecast_error: forecast_offered
                 .map(|f| ((r.offered as f64 - f) * 100.0).round() / 100.0),
+            partial: r.is_partial(),
         });
     }
     Ok(out)
@@ -214,7 +220,7 @@ pub fn render(rows: &[ReportRow], format: ReportFormat) -> String {
             let mut s = String::from(
                 "queue,start,end,offered,answered,answered_in_sl,abandoned,short_abandoned,exited,\
                  service_level,asa_s,aht_s,abandon_rate,staffed_agents,required_agents,staffing_gap,\
-                 forecast_weeks,forecast_offered,forecast_required,forecast_error\n",
+                 forecast_weeks,forecast_offered,forecast_required,forecast_error,partial\n",
             );
             for r in rows {
                 let q = if r.queue.contains([',', '"', '\n']) {
@@ -224,7 +230,7 @@ pub fn render(rows: &[ReportRow], format: ReportFormat) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "{q},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{q},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     r.start,
                     r.end,
                     r.offered,
@@ -246,6 +252,7 @@ pub fn render(rows: &[ReportRow], format: ReportFormat) -> String {
                         .map(|x| x.to_string())
                         .unwrap_or_default(),
                     num(r.forecast_error),
+                    r.partial,
                 );
             }
             s
