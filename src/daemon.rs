@@ -206,6 +206,30 @@ pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> any
         .context("HTTP server failed")
 }
 
+/// After serving: tells the engine to stop once it has applied what came
+/// before, and waits (at most `within`) for its thread to end, so the
+/// observers are dropped and the interval history writer flushes.
+pub async fn stop_engine(
+    inbox: crate::sources::Inbox,
+    engine: std::thread::JoinHandle<()>,
+    within: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    let sent = tokio::time::timeout_at(deadline, inbox.send(crate::sources::Envelope::Shutdown));
+    if !matches!(sent.await, Ok(Ok(()))) {
+        tracing::warn!("the engine did not take the shutdown; exiting without it");
+        return;
+    }
+    while !engine.is_finished() {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("the engine did not stop in time; exiting without it");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let _ = engine.join();
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

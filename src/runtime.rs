@@ -190,14 +190,15 @@ pub fn spawn_engine(
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 loop {
                     let started;
+                    let mut stop = false;
                     tokio::select! {
                         env = rx.recv() => {
                             let Some(env) = env else { break };
                             started = Instant::now();
-                            let mut n = apply_envelope(&mut driver, env);
-                            while n < MAX_BATCH {
+                            let mut n = apply_envelope(&mut driver, env, &mut stop);
+                            while n < MAX_BATCH && !stop {
                                 match rx.try_recv() {
-                                    Ok(env) => n += apply_envelope(&mut driver, env),
+                                    Ok(env) => n += apply_envelope(&mut driver, env, &mut stop),
                                     Err(_) => break,
                                 }
                             }
@@ -211,6 +212,10 @@ pub fn spawn_engine(
                     if publisher.publish(&mut driver.engine, entries).is_some() {
                         lag.record(started.elapsed().as_secs_f64());
                     }
+                    if stop {
+                        tracing::info!("engine stopped: shutdown");
+                        return;
+                    }
                 }
                 tracing::info!("engine stopped: all sources closed");
             });
@@ -218,8 +223,12 @@ pub fn spawn_engine(
         .unwrap_or_else(|e| panic!("cannot spawn the engine thread: {e}"))
 }
 
-fn apply_envelope(driver: &mut Driver, env: Envelope) -> usize {
+fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize {
     match env {
+        Envelope::Shutdown => {
+            *stop = true;
+            0
+        }
         Envelope::Event { source, event } => {
             driver.apply(&source, event);
             1

@@ -108,5 +108,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cti = cti_registry(&cfg)?;
     let parts = daemon_parts(&cfg, cti)?;
     let d = start(cfg, parts);
-    daemon::serve(d.state).await
+    let inbox = d.state.inbox.clone();
+    let served = daemon::serve(d.state).await;
+    daemon::stop_engine(inbox, d.engine_thread, STOP_WITHIN).await;
+    served
 }
+
+/// How long a stopping daemon waits for the engine to flush.
+pub const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);

@@ -154,5 +154,8 @@ pub async fn run(listen: &str, seed: u64) -> anyhow::Result<()> {
     d.state.health.register(health.clone());
     spawn_simulator_with(seed, d.state.inbox.clone(), health, commands);
     eprintln!("acdmon demo: the wall is at http://{listen}/  (API: http://{listen}/api/v1/queues)");
-    crate::daemon::serve(d.state).await
+    let inbox = d.state.inbox.clone();
+    let served = crate::daemon::serve(d.state).await;
+    crate::daemon::stop_engine(inbox, d.engine_thread, crate::wiring::STOP_WITHIN).await;
+    served
 }

@@ -33,6 +33,9 @@ pub enum Envelope {
         source: Arc<str>,
         events: Vec<Event>,
     },
+    /// The daemon is stopping: apply what came before, publish, and end the
+    /// engine thread (its observers flush the interval history on drop).
+    Shutdown,
 }
 
 /// The engine's inbox. Capacity is [`INBOX_CAPACITY`].
