@@ -137,12 +137,58 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-#[test]
-fn the_report_of_a_replayed_day_matches_the_calls() {
+/// A temporary directory with a config whose history goes to it.
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("history.sqlite");
     let cfg = dir.path().join("acdmon.toml");
     std::fs::write(&cfg, CONFIG.replace("STORE", &store.display().to_string())).unwrap();
+    (dir, cfg)
+}
+
+/// `acdmon replay --store` of `input` into the config's history.
+fn replay_into_history(cfg: &std::path::Path, input: &std::path::Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_acdmon"))
+        .args(["replay", "--store", "--config"])
+        .arg(cfg)
+        .arg(input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `acdmon report` of 2026-11-23 for hotline, in `format`.
+fn report_of_the_23rd(cfg: &std::path::Path, format: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_acdmon"))
+        .args(["report", "--config"])
+        .arg(cfg)
+        .args([
+            "--from",
+            "2026-11-23",
+            "--to",
+            "2026-11-23",
+            "--queue",
+            "hotline",
+            "--format",
+            format,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_report_of_a_replayed_day_matches_the_calls() {
+    let (dir, cfg) = setup();
     let mut events = Vec::new();
     let last_week = generate("2026-11-16", 0, &mut events);
     let this_week = generate("2026-11-23", 1, &mut events);
@@ -156,42 +202,9 @@ fn the_report_of_a_replayed_day_matches_the_calls() {
             .collect::<String>(),
     )
     .unwrap();
+    replay_into_history(&cfg, &input);
     let bin = env!("CARGO_BIN_EXE_acdmon");
-    let out = Command::new(bin)
-        .args(["replay", "--store", "--config"])
-        .arg(&cfg)
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let report = |format: &str| {
-        let out = Command::new(bin)
-            .args(["report", "--config"])
-            .arg(&cfg)
-            .args([
-                "--from",
-                "2026-11-23",
-                "--to",
-                "2026-11-23",
-                "--queue",
-                "hotline",
-                "--format",
-                format,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let report = |format: &str| report_of_the_23rd(&cfg, format);
     let rows: Vec<Value> = serde_json::from_str(&report("json")).unwrap();
     assert_eq!(
         rows.len(),
@@ -297,10 +310,7 @@ fn the_report_of_a_replayed_day_matches_the_calls() {
 /// whole.
 #[test]
 fn an_interval_the_daemon_began_inside_is_marked_partial() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("history.sqlite");
-    let cfg = dir.path().join("acdmon.toml");
-    std::fs::write(&cfg, CONFIG.replace("STORE", &store.display().to_string())).unwrap();
+    let (dir, cfg) = setup();
     let input = dir.path().join("late-start.jsonl");
     let lines = [
         r#"{"ts":"2026-11-23T09:07:00+08:00","type":"call_enqueued","call":"c1","queue":"hotline"}"#,
@@ -309,37 +319,8 @@ fn an_interval_the_daemon_began_inside_is_marked_partial() {
         r#"{"ts":"2026-11-23T09:31:00+08:00","type":"call_abandoned","call":"c2","queue":"hotline"}"#,
     ];
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let bin = env!("CARGO_BIN_EXE_acdmon");
-    let out = Command::new(bin)
-        .args(["replay", "--store", "--config"])
-        .arg(&cfg)
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(bin)
-        .args(["report", "--config"])
-        .arg(&cfg)
-        .args([
-            "--from",
-            "2026-11-23",
-            "--to",
-            "2026-11-23",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    replay_into_history(&cfg, &input);
+    let rows: Vec<Value> = serde_json::from_str(&report_of_the_23rd(&cfg, "json")).unwrap();
     let at = |hm: &str| {
         rows.iter()
             .find(|r| r["start"] == format!("2026-11-23T{hm}:00+08:00"))
