@@ -192,6 +192,76 @@ async fn a_wall_that_reconnects_with_since_gets_what_it_missed() {
     assert!(r.status == 400 || r.status == 426, "status {}", r.status);
 }
 
+/// A filtered wall that resumes hears of agents that left its queues while
+/// it was away, and of agents it already held leaving later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_resume_hears_of_agents_leaving_its_queues() {
+    let d = daemon("", QUEUES).await;
+    post(
+        &d.addr,
+        &(agent("a1", "available", "billing") + &agent("a2", "available", "billing")),
+    )
+    .await;
+    let view_of = |msg: &Value, id: &str| -> Option<Value> {
+        msg["agents"]
+            .as_array()?
+            .iter()
+            .find(|a| a["agent"] == id)
+            .cloned()
+    };
+    let in_billing = |a: &Value| {
+        a["queues"]
+            .as_array()
+            .is_some_and(|q| q.iter().any(|x| x == "billing"))
+    };
+    let query = format!("token={READ}&queues=billing");
+    let mut ws = connect(&d.addr, &query).await;
+    let mut seq = 0;
+    until(
+        &mut ws,
+        &mut seq,
+        Duration::from_secs(3),
+        "a1 and a2",
+        |v| view_of(v, "a1").is_some() && view_of(v, "a2").is_some(),
+    )
+    .await;
+    drop(ws);
+    // a1 leaves billing while the wall is away.
+    let left = |a: &str| {
+        format!(
+            "{{\"ts\":{},\"type\":\"agent_left_queue\",\"agent\":\"{a}\",\"queue\":\"billing\"}}\n",
+            now_ms()
+        )
+    };
+    post(&d.addr, &left("a1")).await;
+    wsutil::support::eventually(Duration::from_secs(3), "engine applied", || async {
+        let r = support::http(&d.addr, "GET", "/api/v1/agents", Some(READ), "").await;
+        let v: Value = serde_json::from_str(&r.body).ok()?;
+        let a1 = v.as_array()?.iter().find(|a| a["agent"] == "a1")?.clone();
+        (!in_billing(&a1)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    let mut ws = connect(&d.addr, &format!("{query}&since={seq}")).await;
+    let first = next(&mut ws, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(first["type"], "delta", "{first}");
+    let a1 = view_of(&first, "a1").expect("the resume tells of a1");
+    assert!(!in_billing(&a1), "{a1}");
+    seq = first["seq"].as_u64().unwrap();
+    // a2, unchanged while the wall was away, leaves now: the wall hears it.
+    post(&d.addr, &left("a2")).await;
+    until(
+        &mut ws,
+        &mut seq,
+        Duration::from_secs(3),
+        "a2 leaves billing",
+        |v| view_of(v, "a2").is_some_and(|a| !in_billing(&a)),
+    )
+    .await;
+    close(ws).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltas_are_coalesced_to_one_per_period() {
     let d = daemon("ws_coalesce = \"200ms\"", QUEUES).await;

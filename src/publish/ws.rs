@@ -538,6 +538,10 @@ struct View {
     /// With a filter: agents this client holds (so it hears when one leaves
     /// its queues).
     known_agents: HashSet<String>,
+    /// Resuming with a filter: the client's agents from before the drop are
+    /// unknown here, so every agent that changed meanwhile is sent, inside
+    /// the filter or not (a view outside its queues tells it to drop one).
+    resuming: bool,
     seq: u64,
 }
 
@@ -631,7 +635,7 @@ impl View {
             for a in &f.agents {
                 let inside = self.agent_in_filter(a);
                 if self.filter.is_some() {
-                    let known = self.known_agents.contains(&a.agent);
+                    let known = self.resuming || self.known_agents.contains(&a.agent);
                     if !inside && !known {
                         continue;
                     }
@@ -693,6 +697,7 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
     let mut view = View {
         filter: p.queues,
         known_agents: HashSet::new(),
+        resuming: false,
         seq: 0,
     };
     let (mut rx, start) = hub.join(p.since);
@@ -700,7 +705,21 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
         // A resume is always one message, whatever was missed.
         Start::Resume(frames) => {
             view.seq = p.since.unwrap_or(0);
-            view.frames(&frames, &hub.merges)
+            if view.filter.is_some() {
+                // Agents in its queues that did not change meanwhile are ones
+                // it already holds: it must hear when they leave.
+                let snap = hub.publisher.snapshot();
+                view.known_agents = snap
+                    .agents
+                    .iter()
+                    .filter(|a| view.agent_in_filter(a))
+                    .map(|a| a.agent.clone())
+                    .collect();
+            }
+            view.resuming = true;
+            let first = view.frames(&frames, &hub.merges);
+            view.resuming = false;
+            first
         }
         Start::Snapshot => vec![view.snapshot(&hub.publisher)],
     };
