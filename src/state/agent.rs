@@ -57,10 +57,15 @@ impl Agent {
     /// The state queue `q` counts this member in: an available agent paused
     /// in `q` alone is paused there (busy states stay what they are).
     pub fn status_in(&self, q: usize) -> AgentStatus {
-        if self.status == AgentStatus::Available && self.paused_in.contains(&q) {
+        self.status_in_if(self.status, q)
+    }
+
+    /// [`Agent::status_in`] were the agent's own state `status`.
+    pub fn status_in_if(&self, status: AgentStatus, q: usize) -> AgentStatus {
+        if status == AgentStatus::Available && self.paused_in.contains(&q) {
             AgentStatus::Paused
         } else {
-            self.status
+            status
         }
     }
 }

@@ -387,9 +387,7 @@ impl Engine {
             for i in 0..self.agents[a].queues.len() {
                 let q = self.agents[a].queues[i];
                 let before = self.agents[a].status_in(q);
-                self.agents[a].status = status;
-                let after = self.agents[a].status_in(q);
-                self.agents[a].status = old;
+                let after = self.agents[a].status_in_if(status, q);
                 self.queues[q].count_member(ts, before, -1);
                 self.queues[q].count_member(ts, after, 1);
                 self.touch_queue(q);
