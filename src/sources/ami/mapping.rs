@@ -33,7 +33,9 @@
 //!   device is busy; ringing; paused when paused in every queue it is logged
 //!   into; wrap-up while `LastCall + Wrapuptime` has not passed; available)
 //!   and emits `agent_state` only when that folded state differs from what
-//!   the engine already believes.
+//!   the engine already believes. A pause in some queues only is not lost
+//!   in the fold: it goes to the engine per queue (`AgentQueuePause`), so
+//!   those queues count the member as paused.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
