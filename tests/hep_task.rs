@@ -161,6 +161,50 @@ async fn hep_over_udp_and_tcp_reaches_the_engine_and_garbage_is_counted() {
     assert!(!health.connected());
 }
 
+/// When the collector cannot keep up (here: the engine stops taking
+/// batches, so it stops reading), datagrams the kernel drops are counted
+/// from the kernel's own table once it reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_the_kernel_drops_are_counted() {
+    if std::fs::read_to_string("/proc/net/udp").is_err() {
+        eprintln!("*** SKIPPED: /proc/net/udp is not readable here ***");
+        return;
+    }
+    let cfg = config();
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let udp_addr = listeners.udp_addr().unwrap();
+    let health = SourceHealth::new("sbc", "hep");
+    let (tx, mut rx) = mpsc::channel(1);
+    let _task = tokio::spawn(run(
+        Arc::from("sbc"),
+        listeners,
+        cfg.ingest().unwrap(),
+        tx,
+        health.clone(),
+        Arc::new(RejectCounter::default()),
+    ));
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Two batches: the first fills the inbox, the second blocks the task.
+    for (i, call) in ["d1", "d2"].iter().enumerate() {
+        udp.send_to(&packet(i as i64 * 10, &invite(call, "sales")), udp_addr)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nobody reads the socket now: a flood overflows its receive buffer.
+    let junk = vec![b'x'; 1200];
+    for _ in 0..20_000 {
+        let _ = udp.send_to(&junk, udp_addr).await;
+    }
+    assert_eq!(health.dropped(), 0, "nothing counted while blocked");
+    // The engine takes batches again; within a tick the drops are known.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while health.dropped() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no drops counted");
+        let _ = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await;
+    }
+}
+
 #[tokio::test]
 async fn spawn_retries_a_busy_address_and_reports_why() {
     let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

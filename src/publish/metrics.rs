@@ -189,6 +189,10 @@ impl Metrics {
                 .set(h.synced() as u8 as f64);
             self.counter("acd_source_events_total", &[("source", s)])
                 .absolute(h.events());
+            if h.kind == "hep" {
+                self.counter("acd_source_dropped_total", &[("source", s)])
+                    .absolute(h.dropped());
+            }
         }
         let http = self.http_events.load(Ordering::Relaxed);
         if http > 0 {
@@ -309,6 +313,10 @@ fn describe(r: &dyn Recorder) {
     c(
         "acd_source_events_rejected_total",
         "Input rejected (counted and skipped), by source and reason.",
+    );
+    c(
+        "acd_source_dropped_total",
+        "Input lost before the source read it, as the OS counts it (HEP: UDP datagrams the kernel dropped).",
     );
     c(
         "acd_websocket_resyncs_total",

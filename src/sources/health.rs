@@ -15,6 +15,9 @@ pub struct SourceHealth {
     connected: AtomicBool,
     synced: AtomicBool,
     events: AtomicU64,
+    /// Input lost before the source could read it (HEP: datagrams the
+    /// kernel dropped), as the OS counts it.
+    dropped: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -26,6 +29,7 @@ impl SourceHealth {
             connected: AtomicBool::new(false),
             synced: AtomicBool::new(false),
             events: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             last_error: Mutex::new(None),
         })
     }
@@ -47,6 +51,14 @@ impl SourceHealth {
 
     pub fn add_events(&self, n: u64) {
         self.events.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set_dropped(&self, n: u64) {
+        self.dropped.store(n, Ordering::Relaxed);
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     pub fn connected(&self) -> bool {

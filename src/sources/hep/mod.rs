@@ -8,6 +8,7 @@
 //! stream (packets back to back, as a TCP capture would send them) on event
 //! time.
 
+pub mod drops;
 pub mod packet;
 pub mod task;
 

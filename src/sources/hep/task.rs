@@ -159,6 +159,10 @@ pub async fn run(
         drop(tcp_tx);
     }
     let udp = listeners.udp;
+    // The kernel's drop count for our socket is cumulative over its life;
+    // it is read once a second and exported as is.
+    let udp_inode = udp.as_ref().and_then(super::drops::socket_inode);
+    let mut warned: Option<std::time::Instant> = None;
     let mut buf = vec![0u8; 65_536];
     let mut events: Vec<Event> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -197,7 +201,17 @@ pub async fn run(
                 }
                 None => tcp_open = false,
             },
-            _ = tick.tick() => ingest.tick(Ts::now(), &mut events),
+            _ = tick.tick() => {
+                ingest.tick(Ts::now(), &mut events);
+                if let Some(n) = udp_inode.and_then(super::drops::read) {
+                    // Said at most once a minute while it goes on.
+                    if n > health.dropped() && warned.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(60)) {
+                        tracing::warn!(source = %name, dropped = n, "the kernel dropped HEP datagrams (receive buffer full); raise net.core.rmem_max");
+                        warned = Some(std::time::Instant::now());
+                    }
+                    health.set_dropped(n);
+                }
+            }
         }
         if !events.is_empty() {
             health.add_events(events.len() as u64);
