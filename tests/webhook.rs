@@ -19,6 +19,7 @@ fn config(url: &str, retries: u32) -> WebhookConfig {
         retries,
         backoff: HumanDuration(Duration::from_millis(50)),
         token: Some(Secret::inline("s3cret")),
+        ca_file: None,
     }
 }
 
@@ -108,4 +109,107 @@ async fn gives_up_after_the_configured_attempts() {
         "{}",
         out.detail
     );
+}
+
+/// A receiver over TLS with a self-signed certificate: trusted through
+/// `ca_file`, the sign-in goes through (token and body encrypted); without
+/// it, the certificate is refused and nothing is sent in the clear.
+#[tokio::test]
+async fn https_with_a_private_ca() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("receiver.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, seen) = (acceptor.clone(), seen_tx.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then the body by Content-Length.
+                loop {
+                    let Ok(n) = tls.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            let _ = seen.send(text);
+                            break;
+                        }
+                    }
+                }
+                let body = r#"{"ok":true,"detail":"signed in over tls"}"#;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+
+    let url = format!("https://localhost:{port}/cti");
+    let mut trusted = config(&url, 0);
+    trusted.ca_file = Some(ca.to_string_lossy().into_owned());
+    let out = Webhook::new("crm", trusted)
+        .unwrap()
+        .execute(request())
+        .await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(out.detail, "signed in over tls");
+    let req = seen_rx.recv().await.unwrap();
+    assert!(req.starts_with("POST /cti HTTP/1.1"), "{req}");
+    assert!(
+        req.to_ascii_lowercase()
+            .contains("authorization: bearer s3cret")
+    );
+    assert!(req.contains("\"agent\":\"1017\""), "{req}");
+
+    // The public roots alone do not vouch for a self-signed receiver.
+    let out = Webhook::new("crm", config(&url, 0))
+        .unwrap()
+        .execute(request())
+        .await;
+    assert!(!out.ok, "{out:?}");
+    assert!(
+        out.detail.to_ascii_lowercase().contains("certificate"),
+        "{}",
+        out.detail
+    );
+    assert!(seen_rx.try_recv().is_err(), "nothing reached the receiver");
 }

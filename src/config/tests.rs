@@ -218,7 +218,7 @@ source = "crm2"
         ("unknown ladder `weekend`", line("\"weekend\"")),
         ("is not a weekday", line("funday")),
         ("is not a time of day", line("25:00")),
-        ("no TLS", line("https://")),
+        ("is too many (at most 10)", line("https://")),
         ("unknown cti kind `fax`", line("kind = \"fax\"")),
         ("unknown source `crm2`", line("\"crm2\"")),
     ] {
