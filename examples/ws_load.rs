@@ -147,17 +147,9 @@ impl Server {
 }
 
 impl Args {
+    /// `--coalesce` as the daemon reads `ws_coalesce` (humantime).
     fn coalesce_duration(&self) -> Duration {
-        let c = self.coalesce.trim();
-        let ms = c
-            .strip_suffix("ms")
-            .map(|v| v.parse::<u64>().expect("--coalesce Nms"))
-            .or_else(|| {
-                c.strip_suffix('s')
-                    .map(|v| v.parse::<u64>().expect("--coalesce Ns") * 1000)
-            })
-            .expect("--coalesce like 100ms or 0s");
-        Duration::from_millis(ms)
+        humantime::parse_duration(self.coalesce.trim()).expect("--coalesce like 100ms or 0s")
     }
 }
 

@@ -956,7 +956,7 @@ impl Tracker {
     /// differs from what the engine believes. Queues the agent is no longer
     /// a member of are only forgotten: leaving a queue drops its pause.
     fn sync_queue_pauses(&mut self, agent: &str, ts: Ts, out: &mut Vec<Event>) {
-        let keys = self.by_agent.get(agent).cloned().unwrap_or_default();
+        let keys: &[(String, String)] = self.by_agent.get(agent).map_or(&[], |k| k);
         let paused: BTreeSet<String> = keys
             .iter()
             .filter(|k| {
