@@ -49,14 +49,10 @@ pub fn start_with(
     let mut driver = Driver::new(engine, rejects.clone());
     driver.observers = observers;
     driver.max_future_skew_ms = Some(config.max_future_skew_ms);
-    let watch = Arc::new(EngineWatch::new(config.server.engine_stall_after.get_ref().0));
-    let engine_thread = spawn_engine(
-        driver,
-        rx,
-        publisher.clone(),
-        Some(recorder),
-        watch.clone(),
-    );
+    let watch = Arc::new(EngineWatch::new(
+        config.server.engine_stall_after.get_ref().0,
+    ));
+    let engine_thread = spawn_engine(driver, rx, publisher.clone(), Some(recorder), watch.clone());
     crate::publish::health::spawn_watchdog(watch.clone());
     crate::publish::metrics::spawn(metrics.clone());
     let hub = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);

@@ -112,7 +112,11 @@ pub fn replay(
             // The engine's clock starts at the first event: never at an
             // absurd one (later ones are checked by the driver).
             let rej = crate::sources::json::decode::time_reject(e);
-            rejects.record(source, &format_args!("replay ({})", ev.kind.type_name()), &rej);
+            rejects.record(
+                source,
+                &format_args!("replay ({})", ev.kind.type_name()),
+                &rej,
+            );
             return;
         }
         let d = driver.get_or_insert_with(|| {

@@ -84,7 +84,10 @@ impl Driver {
         if let Err(e) = Ts::event_time(ev.ts.0) {
             return Err(crate::sources::json::decode::time_reject(e));
         }
-        let reference = self.clock.unwrap_or(self.engine.now()).max(self.engine.now());
+        let reference = self
+            .clock
+            .unwrap_or(self.engine.now())
+            .max(self.engine.now());
         if let (Some(skew), Some(clock)) = (self.max_future_skew_ms, self.clock) {
             if ev.ts.0 > clock.0.saturating_add(skew) {
                 return Err(Reject::new(

@@ -209,7 +209,10 @@ mod rfc3339 {
 
     /// Epoch milliseconds, or what is wrong with the text.
     pub(super) fn parse(s: &str) -> Result<i64, String> {
-        let mut c = Cursor { b: s.as_bytes(), i: 0 };
+        let mut c = Cursor {
+            b: s.as_bytes(),
+            i: 0,
+        };
         let date = "expected a date YYYY-MM-DD";
         let year = c.digits(4, "the year").map_err(|_| date.to_string())?;
         c.expect(b'-', date)?;
@@ -274,7 +277,9 @@ mod rfc3339 {
             return Err(format!("month {month:02} is not 01..12"));
         }
         if day < 1 || day > days_in_month(year, month) {
-            return Err(format!("day {day:02} does not exist in {year:04}-{month:02}"));
+            return Err(format!(
+                "day {day:02} does not exist in {year:04}-{month:02}"
+            ));
         }
         if hour > 23 || minute > 59 || second > 60 {
             return Err(format!(
@@ -298,7 +303,9 @@ mod tests {
     use super::*;
 
     fn ms(s: &str) -> i64 {
-        Ts::parse_event_time(s).unwrap_or_else(|e| panic!("{s}: {e}")).0
+        Ts::parse_event_time(s)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .0
     }
 
     #[test]
@@ -318,10 +325,7 @@ mod tests {
         assert_eq!(ms("2026-11-23T09:00:00.5Z"), base + 500);
         assert_eq!(ms("2026-11-23T09:00:00.123456789Z"), base + 123);
         // A leap second keeps its date and order: just before midnight.
-        assert_eq!(
-            ms("2016-12-31T23:59:60Z"),
-            ms("2017-01-01T00:00:00Z") - 1
-        );
+        assert_eq!(ms("2016-12-31T23:59:60Z"), ms("2017-01-01T00:00:00Z") - 1);
         // What jiff read before still reads (an RFC 9557 annotation).
         assert_eq!(ms("2026-11-23T10:00:00+01:00[Europe/Berlin]"), base);
     }
@@ -334,7 +338,11 @@ mod tests {
         };
         let e = err("9999-12-31T23:59:59Z");
         assert!(matches!(e, TimeError::OutOfRange(_)), "{e}");
-        assert!(e.to_string().contains("year 9999 is outside the accepted range"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("year 9999 is outside the accepted range"),
+            "{e}"
+        );
         let e = err("1969-07-20T20:17:40Z").to_string();
         assert!(e.contains("year 1969 is outside"), "{e}");
         for (s, says) in [
@@ -355,8 +363,13 @@ mod tests {
     #[test]
     fn integer_times_are_bounded_and_named() {
         assert!(Ts::event_time(1_795_424_400_000).is_ok());
-        let e = Ts::event_time(1_000_000_000_000_000).unwrap_err().to_string();
-        assert!(e.contains("after the year 9999, outside the accepted range"), "{e}");
+        let e = Ts::event_time(1_000_000_000_000_000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("after the year 9999, outside the accepted range"),
+            "{e}"
+        );
         let e = Ts::event_time(253_402_300_799_000).unwrap_err().to_string();
         assert!(e.contains("year 9999, outside"), "{e}");
         let e = Ts::event_time(i64::MAX).unwrap_err().to_string();

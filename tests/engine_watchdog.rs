@@ -35,7 +35,9 @@ impl Observer for Jam {
 }
 
 fn agent(now: i64, id: &str) -> String {
-    format!("{{\"ts\":{now},\"type\":\"agent_state\",\"agent\":\"{id}\",\"state\":\"available\",\"queue\":\"hotline\"}}\n")
+    format!(
+        "{{\"ts\":{now},\"type\":\"agent_state\",\"agent\":\"{id}\",\"state\":\"available\",\"queue\":\"hotline\"}}\n"
+    )
 }
 
 async fn metric(addr: &str, name: &str) -> Option<f64> {
@@ -49,7 +51,8 @@ async fn metric(addr: &str, name: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_engine_turns_readyz_red_and_recovers() {
-    let text = "[server]\nadmin_token = \"boss\"\nread_token = \"reader\"\nengine_stall_after = \"1s\"\n";
+    let text =
+        "[server]\nadmin_token = \"boss\"\nread_token = \"reader\"\nengine_stall_after = \"1s\"\n";
     let cfg = Config::parse("t.toml", text).unwrap();
     let (release, rx) = mpsc::channel();
     let (release2, rx2) = mpsc::channel();
@@ -85,9 +88,15 @@ async fn a_stuck_engine_turns_readyz_red_and_recovers() {
         202
     );
     assert_eq!(
-        http(&addr, "POST", "/api/v1/events", Some("boss"), &agent(now, "b3"))
-            .await
-            .status,
+        http(
+            &addr,
+            "POST",
+            "/api/v1/events",
+            Some("boss"),
+            &agent(now, "b3")
+        )
+        .await
+        .status,
         202
     );
     let red = eventually(Duration::from_secs(5), "/readyz turns 503", || async {
@@ -98,7 +107,10 @@ async fn a_stuck_engine_turns_readyz_red_and_recovers() {
     assert_eq!(red["ready"], false);
     assert_eq!(red["not_ready"][0]["kind"], "engine_stalled", "{red}");
     let why = red["reasons"][0].as_str().unwrap();
-    assert!(why.starts_with("engine stalled: no batch finished for"), "{why}");
+    assert!(
+        why.starts_with("engine stalled: no batch finished for"),
+        "{why}"
+    );
     assert!(why.contains("1 inbox entries waiting"), "{why}");
     assert_eq!(http(&addr, "GET", "/healthz", None, "").await.status, 200);
     assert_eq!(metric(&addr, "acd_engine_stalled").await, Some(1.0));
@@ -119,14 +131,29 @@ async fn a_stuck_engine_turns_readyz_red_and_recovers() {
     assert_eq!(q["agents"]["available"], 4, "{q}");
 
     // Jammed again, the daemon is told to stop: it waits a bounded time.
-    http(&addr, "POST", "/api/v1/events", Some("boss"), &agent(now, "jam-again")).await;
+    http(
+        &addr,
+        "POST",
+        "/api/v1/events",
+        Some("boss"),
+        &agent(now, "jam-again"),
+    )
+    .await;
     eventually(Duration::from_secs(5), "stalled again", || async {
         (http(&addr, "GET", "/readyz", None, "").await.status == 503).then_some(())
     })
     .await;
     let started = Instant::now();
-    acdmon::daemon::stop_engine(d.state.inbox.clone(), d.engine_thread, Duration::from_millis(500))
-        .await;
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    acdmon::daemon::stop_engine(
+        d.state.inbox.clone(),
+        d.engine_thread,
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     release2.send(()).unwrap();
 }

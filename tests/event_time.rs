@@ -49,7 +49,14 @@ impl Floor {
     }
 
     async fn queue(&self, name: &str) -> Option<Value> {
-        let r = http(&self.addr, "GET", &format!("/api/v1/queues/{name}"), Some(READ), "").await;
+        let r = http(
+            &self.addr,
+            "GET",
+            &format!("/api/v1/queues/{name}"),
+            Some(READ),
+            "",
+        )
+        .await;
         (r.status == 200)
             .then(|| serde_json::from_str(&r.body).ok())
             .flatten()
@@ -97,9 +104,11 @@ async fn a_caller_waiting_3_s(f: &mut Floor) -> i64 {
 async fn the_floor_is_untouched(f: &mut Floor) {
     let now = Ts::now().0;
     f.send(&[enqueued(now, "n1", "opened-later")]).await;
-    eventually(Duration::from_secs(5), "a queue created afterwards", || async {
-        f.queue("opened-later").await.filter(|q| q["waiting"] == 1)
-    })
+    eventually(
+        Duration::from_secs(5),
+        "a queue created afterwards",
+        || async { f.queue("opened-later").await.filter(|q| q["waiting"] == 1) },
+    )
     .await;
     let q = f.queue("hotline").await.unwrap();
     let wait = q["longest_wait_s"].as_f64().unwrap();
@@ -128,19 +137,30 @@ async fn a_producer_an_hour_ahead_does_not_age_every_caller() {
     assert_eq!(f.metric(series).await, Some(1.0));
     // A producer a little ahead (within the skew) is applied, at the
     // daemon's time: its agent is there, the hotline's wait unchanged.
-    f.send(&[agent_at(&(Ts::now().0 + 20_000).to_string(), "slightly-fast")])
-        .await;
-    let agents = eventually(Duration::from_secs(5), "the agent within the skew", || async {
-        let r = http(&f.addr, "GET", "/api/v1/agents", Some(READ), "").await;
-        let v: Value = serde_json::from_str(&r.body).ok()?;
-        v.as_array()?
-            .iter()
-            .any(|a| a["agent"] == "slightly-fast")
-            .then_some(v)
-    })
+    f.send(&[agent_at(
+        &(Ts::now().0 + 20_000).to_string(),
+        "slightly-fast",
+    )])
+    .await;
+    let agents = eventually(
+        Duration::from_secs(5),
+        "the agent within the skew",
+        || async {
+            let r = http(&f.addr, "GET", "/api/v1/agents", Some(READ), "").await;
+            let v: Value = serde_json::from_str(&r.body).ok()?;
+            v.as_array()?
+                .iter()
+                .any(|a| a["agent"] == "slightly-fast")
+                .then_some(v)
+        },
+    )
     .await;
     assert!(
-        !agents.as_array().unwrap().iter().any(|a| a["agent"] == "fast-clock"),
+        !agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["agent"] == "fast-clock"),
         "{agents}"
     );
     the_floor_is_untouched(&mut f).await;
@@ -168,7 +188,11 @@ async fn absurd_timestamps_are_refused_and_the_engine_keeps_going() {
     assert_eq!(f.rejected("bad_timestamp"), 1);
     let r = http(&f.addr, "GET", "/api/v1/agents", Some(READ), "").await;
     for ghost in ["x", "y", "z", "w", "stale", "no-offset"] {
-        assert!(!r.body.contains(&format!("\"agent\":\"{ghost}\"")), "{}", r.body);
+        assert!(
+            !r.body.contains(&format!("\"agent\":\"{ghost}\"")),
+            "{}",
+            r.body
+        );
     }
     let series = "acd_source_events_rejected_total{source=\"feed\",reason=\"ts_out_of_range\"}";
     assert_eq!(f.metric(series).await, Some(4.0));

@@ -80,7 +80,8 @@ pub struct TimeConfig {
 }
 
 /// Default of `[time] max_future_skew`.
-pub const DEFAULT_MAX_FUTURE_SKEW: HumanDuration = HumanDuration(std::time::Duration::from_secs(300));
+pub const DEFAULT_MAX_FUTURE_SKEW: HumanDuration =
+    HumanDuration(std::time::Duration::from_secs(300));
 
 impl Default for TimeConfig {
     fn default() -> Self {

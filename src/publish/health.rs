@@ -107,7 +107,11 @@ mod tests {
         };
         let r = engine_reason(&st, Duration::from_secs(5), 42).unwrap();
         assert_eq!(r.kind, "engine_stalled");
-        assert!(r.detail.contains("7.2 s") && r.detail.contains("42 inbox"), "{}", r.detail);
+        assert!(
+            r.detail.contains("7.2 s") && r.detail.contains("42 inbox"),
+            "{}",
+            r.detail
+        );
         let ok = EngineStatus {
             since_batch: Duration::ZERO,
             lag: Duration::ZERO,

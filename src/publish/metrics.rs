@@ -281,14 +281,18 @@ impl Metrics {
         // cached rendering (a healthy engine's lag is under 0.2 s).
         let lag_s = st.lag.as_secs();
         self.engine_seen.store(
-            (st.stalled as u64) | ((st.behind as u64) << 1) | (lag_s << 2) | ((backlog as u64) << 32),
+            (st.stalled as u64)
+                | ((st.behind as u64) << 1)
+                | (lag_s << 2)
+                | ((backlog as u64) << 32),
             Ordering::Relaxed,
         );
         self.gauge("acd_engine_stalled", &[])
             .set(st.stalled as u8 as f64);
         self.gauge("acd_engine_lag_seconds", &[])
             .set(st.lag.as_secs_f64());
-        self.gauge("acd_engine_inbox_backlog", &[]).set(backlog as f64);
+        self.gauge("acd_engine_inbox_backlog", &[])
+            .set(backlog as f64);
     }
 
     /// Compacts histogram memory and drops idle series.

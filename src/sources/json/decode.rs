@@ -382,7 +382,9 @@ mod tests {
             "bad_timestamp"
         );
         assert_eq!(
-            reason(r#"{"ts":1795424400000,"type":"call_exited","call":"c","queue":"q","reason":"bored"}"#),
+            reason(
+                r#"{"ts":1795424400000,"type":"call_exited","call":"c","queue":"q","reason":"bored"}"#
+            ),
             "bad_value"
         );
         assert_eq!(
@@ -401,14 +403,22 @@ mod tests {
             "-9223372036854775808",
             "0",
         ] {
-            let line = format!(r#"{{"ts":{absurd},"type":"call_enqueued","call":"c","queue":"q"}}"#);
+            let line =
+                format!(r#"{{"ts":{absurd},"type":"call_enqueued","call":"c","queue":"q"}}"#);
             assert_eq!(reason(&line), "ts_out_of_range", "{absurd}");
         }
-        let e = decode_line(br#"{"ts":"9999-12-31T23:59:59Z","type":"call_enqueued","call":"c","queue":"q"}"#)
-            .unwrap_err();
-        assert!(e.detail.contains("year 9999 is outside the accepted range"), "{e}");
-        let e = decode_line(br#"{"ts":"2026-11-23T09:00:00","type":"call_enqueued","call":"c","queue":"q"}"#)
-            .unwrap_err();
+        let e = decode_line(
+            br#"{"ts":"9999-12-31T23:59:59Z","type":"call_enqueued","call":"c","queue":"q"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.detail.contains("year 9999 is outside the accepted range"),
+            "{e}"
+        );
+        let e = decode_line(
+            br#"{"ts":"2026-11-23T09:00:00","type":"call_enqueued","call":"c","queue":"q"}"#,
+        )
+        .unwrap_err();
         assert!(e.detail.contains("missing UTC offset"), "{e}");
         assert_eq!(reason(r#"[1,2]"#), "invalid_json");
         assert_eq!(decode_line(b"   \r").unwrap(), None);
