@@ -341,3 +341,102 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ResyncCaller;
+    use crate::state::EngineConfig;
+
+    const T0: i64 = 1_795_424_400_000; // 2026-11-23T09:00:00Z, a Monday
+
+    fn driver() -> Driver {
+        Driver::new(
+            Engine::starting_at(EngineConfig::default(), Ts(T0)),
+            Arc::new(RejectCounter::default()),
+        )
+    }
+
+    fn enqueue(ts: i64, call: &str) -> Event {
+        Event {
+            ts: Ts(ts),
+            kind: EventKind::CallEnqueued {
+                call: call.into(),
+                queue: "q".into(),
+                caller: None,
+                priority: None,
+            },
+        }
+    }
+
+    /// Whatever the source (queue_log's `Ts::from_secs` saturates a huge
+    /// epoch to `i64::MAX`; ESL and AMI carry epochs from the wire), the
+    /// engine never sees a time outside the accepted years.
+    #[test]
+    fn no_source_reaches_the_sentinel() {
+        let mut d = driver();
+        for ts in [Ts::NEVER.0, Ts::from_secs(i64::MAX / 10).0, i64::MIN, 0, Ts::LATEST.0] {
+            d.apply("queue_log", enqueue(ts, "c"));
+        }
+        assert_eq!(d.rejects.by_reason().get("ts_out_of_range"), Some(&5));
+        assert_eq!(d.engine.now(), Ts(T0));
+        assert_eq!(d.engine.events_applied(), 0);
+        d.apply("queue_log", enqueue(T0 + 1_000, "c"));
+        assert_eq!(d.engine.events_applied(), 1);
+    }
+
+    #[test]
+    fn the_daemons_clock_bounds_the_future_and_yesterday_bounds_the_past() {
+        let mut d = driver();
+        d.max_future_skew_ms = Some(300_000);
+        d.set_clock(Ts(T0));
+        d.apply("ami", enqueue(T0 + 300_001, "far"));
+        d.apply("ami", enqueue(T0 + 60_000, "near"));
+        // Within the skew: applied, at the daemon's clock.
+        assert_eq!(d.engine.now(), Ts(T0));
+        let q = d.engine.find_queue("q").unwrap();
+        assert_eq!(d.engine.queue(q).waiting.get("near"), Some(&Ts(T0)));
+        // Yesterday 00:00 UTC is still accepted; a millisecond before is not.
+        let yesterday = T0 - 9 * 3_600_000 - 86_400_000;
+        d.apply("ami", enqueue(yesterday, "yesterday"));
+        d.apply("ami", enqueue(yesterday - 1, "older"));
+        let by = d.rejects.by_reason();
+        assert_eq!(by.get("ts_in_future"), Some(&1));
+        assert_eq!(by.get("ts_too_old"), Some(&1));
+        assert_eq!(d.engine.queue(q).waiting.len(), 2);
+    }
+
+    #[test]
+    fn replay_is_its_own_clock_and_resync_join_times_are_kept_sane() {
+        let mut d = driver();
+        // No skew in replay: a day later in the file is just later.
+        d.apply("file", enqueue(T0 + 86_400_000, "tomorrow"));
+        assert_eq!(d.engine.now(), Ts(T0 + 86_400_000));
+        let now = T0 + 86_400_000;
+        d.apply(
+            "esl",
+            Event {
+                ts: Ts(now),
+                kind: EventKind::QueueResync {
+                    queue: "r".into(),
+                    callers: vec![
+                        ResyncCaller {
+                            call: "ahead".into(),
+                            joined: Ts(now + 3_600_000),
+                        },
+                        ResyncCaller {
+                            call: "epoch".into(),
+                            joined: Ts(0),
+                        },
+                    ],
+                    members: Vec::new(),
+                },
+            },
+        );
+        let r = d.engine.find_queue("r").unwrap();
+        let w = &d.engine.queue(r).waiting;
+        assert_eq!(w.get("ahead"), Some(&Ts(now)));
+        // Joined no earlier than the start of the previous day.
+        assert_eq!(w.get("epoch"), Some(&Ts(T0 - 9 * 3_600_000)));
+    }
+}
