@@ -375,7 +375,13 @@ mod tests {
     #[test]
     fn no_source_reaches_the_sentinel() {
         let mut d = driver();
-        for ts in [Ts::NEVER.0, Ts::from_secs(i64::MAX / 10).0, i64::MIN, 0, Ts::LATEST.0] {
+        for ts in [
+            Ts::NEVER.0,
+            Ts::from_secs(i64::MAX / 10).0,
+            i64::MIN,
+            0,
+            Ts::LATEST.0,
+        ] {
             d.apply("queue_log", enqueue(ts, "c"));
         }
         assert_eq!(d.rejects.by_reason().get("ts_out_of_range"), Some(&5));

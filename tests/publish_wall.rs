@@ -740,10 +740,16 @@ async fn the_wall_shows_a_red_banner_while_the_engine_is_stalled() {
         return;
     };
     let start = Instant::now();
-    while page.eval("window.acdmonWall && window.acdmonWall.connected").await != true
+    while page
+        .eval("window.acdmonWall && window.acdmonWall.connected")
+        .await
+        != true
         || page.eval(BANNER).await != ""
     {
-        assert!(start.elapsed() < Duration::from_secs(15), "the wall did not come up");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the wall did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -767,13 +773,19 @@ async fn the_wall_shows_a_red_banner_while_the_engine_is_stalled() {
         assert!(start.elapsed() < Duration::from_secs(10), "no banner: {b}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(shown.contains("engine stalled: no batch finished"), "{shown}");
+    assert!(
+        shown.contains("engine stalled: no batch finished"),
+        "{shown}"
+    );
 
     // It clears when the engine moves again.
     release.send(()).unwrap();
     let start = Instant::now();
     while page.eval(BANNER).await != "" {
-        assert!(start.elapsed() < Duration::from_secs(10), "the banner stayed");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the banner stayed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
