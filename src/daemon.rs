@@ -16,6 +16,7 @@ use crate::sources::json::task::SourceCtx;
 use crate::sources::{HealthRegistry, INBOX_CAPACITY, RejectCounter, SourceHealth};
 use crate::state::{Engine, Publisher};
 use crate::time::Ts;
+use crate::watchdog::EngineWatch;
 
 /// A running daemon's shared parts, for sources and publishers.
 pub struct Daemon {
@@ -47,7 +48,12 @@ pub fn start_with(
     publisher.publish(&mut engine, Vec::new());
     let mut driver = Driver::new(engine, rejects.clone());
     driver.observers = observers;
-    let engine_thread = spawn_engine(driver, rx, publisher.clone(), Some(recorder));
+    driver.max_future_skew_ms = Some(config.max_future_skew_ms);
+    let watch = Arc::new(EngineWatch::new(
+        config.server.engine_stall_after.get_ref().0,
+    ));
+    let engine_thread = spawn_engine(driver, rx, publisher.clone(), Some(recorder), watch.clone());
+    crate::publish::health::spawn_watchdog(watch.clone());
     crate::publish::metrics::spawn(metrics.clone());
     let hub = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
     let state = AppState {
@@ -59,6 +65,7 @@ pub fn start_with(
         rejects,
         inbox: tx,
         started: Instant::now(),
+        engine: watch,
     };
     for s in &config.sources {
         start_source(s, &state, cti.as_deref());

@@ -18,4 +18,5 @@ pub mod sources;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod watchdog;
 pub mod wiring;

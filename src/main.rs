@@ -177,7 +177,11 @@ fn runtime_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> Exi
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(f) {
+    let r = rt.block_on(f);
+    // Blocking tasks (a metrics rendering, a slow write) must not hold a
+    // stopping daemon: the engine already had its bounded wait.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("acdmon: {e:#}");

@@ -106,6 +106,19 @@ pub fn replay(
     let intervals_sink = intervals.handle();
 
     let mut on_event = |source: &str, ev: Event, driver: &mut Option<Driver>| {
+        if driver.is_none()
+            && let Err(e) = crate::time::Ts::event_time(ev.ts.0)
+        {
+            // The engine's clock starts at the first event: never at an
+            // absurd one (later ones are checked by the driver).
+            let rej = crate::sources::json::decode::time_reject(e);
+            rejects.record(
+                source,
+                &format_args!("replay ({})", ev.kind.type_name()),
+                &rej,
+            );
+            return;
+        }
         let d = driver.get_or_insert_with(|| {
             let mut d = Driver::new(
                 Engine::starting_at(cfg.engine_config(), ev.ts),

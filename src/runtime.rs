@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::escalation::Entry;
 use crate::event::{Event, EventKind};
-use crate::sources::{Envelope, RejectCounter};
+use crate::sources::{Envelope, Reject, RejectCounter};
 use crate::state::{Engine, IntervalRecord, Publisher};
 use crate::time::Ts;
 
@@ -36,10 +36,23 @@ pub trait Observer: Send {
 }
 
 /// The engine plus its observers: apply, advance, observe.
+///
+/// Every source's events pass [`Driver::apply`], so it is the one gate
+/// where event time is bounded: a producer's clock is an input, and one
+/// wrong clock must not move the engine's (which every queue's waits,
+/// windows and intervals read).
 pub struct Driver {
     pub engine: Engine,
     pub observers: Vec<Box<dyn Observer>>,
     pub rejects: Arc<RejectCounter>,
+    /// Live daemon: events more than this many ms ahead of [`Driver::set_clock`]
+    /// are rejected. `None` (replay): the events are the clock.
+    pub max_future_skew_ms: Option<i64>,
+    /// The daemon's clock as of the batch being applied (live only).
+    clock: Option<Ts>,
+    /// Cached "too old" floor: (valid from, valid until, start of the
+    /// previous local day).
+    too_old: (Ts, Ts, Ts),
 }
 
 impl Driver {
@@ -48,13 +61,94 @@ impl Driver {
             engine,
             observers: Vec::new(),
             rejects,
+            max_future_skew_ms: None,
+            clock: None,
+            too_old: (Ts::NEVER, Ts::ZERO, Ts::ZERO),
         }
+    }
+
+    /// The daemon's wall clock, read by the engine loop once per batch: the
+    /// reference for `max_future_skew` and for "too old".
+    pub fn set_clock(&mut self, now: Ts) {
+        self.clock = Some(now);
+    }
+
+    /// Decides whether an event's time can be used, and pins it: outside
+    /// the accepted years (`ts_out_of_range`), more than the skew ahead of
+    /// the daemon's clock (`ts_in_future`), or before the start of the
+    /// previous local day (`ts_too_old`) it is rejected. An event ahead of
+    /// the daemon's clock by less than the skew is applied at the daemon's
+    /// clock, so the engine's clock never runs ahead of it. Resync join
+    /// times are kept between the floor and the event.
+    fn admit(&mut self, ev: &mut Event) -> Result<(), Reject> {
+        if let Err(e) = Ts::event_time(ev.ts.0) {
+            return Err(crate::sources::json::decode::time_reject(e));
+        }
+        let reference = self
+            .clock
+            .unwrap_or(self.engine.now())
+            .max(self.engine.now());
+        if let (Some(skew), Some(clock)) = (self.max_future_skew_ms, self.clock) {
+            if ev.ts.0 > clock.0.saturating_add(skew) {
+                return Err(Reject::new(
+                    "ts_in_future",
+                    format!(
+                        "{} is {:.1} s ahead of the daemon's clock {} (max_future_skew {} s); a producer's clock is wrong",
+                        ev.ts,
+                        ev.ts.since(clock) as f64 / 1000.0,
+                        clock,
+                        skew / 1000
+                    ),
+                ));
+            }
+            if ev.ts > reference {
+                ev.ts = reference;
+            }
+        }
+        let floor = self.too_old_floor(reference);
+        if ev.ts < floor {
+            return Err(Reject::new(
+                "ts_too_old",
+                format!(
+                    "{} is before the start of the previous day ({floor}); a producer's clock is wrong or the event is stale",
+                    ev.ts
+                ),
+            ));
+        }
+        if let EventKind::QueueResync { callers, .. } = &mut ev.kind {
+            for c in callers {
+                c.joined = c.joined.clamp(floor, ev.ts);
+            }
+        }
+        Ok(())
+    }
+
+    /// The start of the local day before the one containing `now`.
+    fn too_old_floor(&mut self, now: Ts) -> Ts {
+        let (from, until, floor) = self.too_old;
+        if now >= from && now < until {
+            return floor;
+        }
+        let zone = self.engine.zone().clone();
+        let (start, end) = crate::state::window::day_bounds(now, &zone);
+        let (prev, _) = crate::state::window::day_bounds(start.plus_ms(-1), &zone);
+        self.too_old = (start, end, prev);
+        prev
     }
 
     /// Applies one event on event time: first runs any observer deadline that
     /// falls before it, so a ladder stage fires at its due time, not at the
-    /// next event.
-    pub fn apply(&mut self, source: &str, ev: Event) {
+    /// next event. An event whose time cannot be used is counted and skipped
+    /// (see `admit`).
+    pub fn apply(&mut self, source: &str, mut ev: Event) {
+        if let Err(rej) = self.admit(&mut ev) {
+            self.rejects.record(
+                source,
+                &format_args!("engine ({})", ev.kind.type_name()),
+                &rej,
+            );
+            return;
+        }
         self.run_deadlines_until(ev.ts);
         let qi = queue_of(&ev.kind).and_then(|q| self.engine.find_queue(q));
         let has_queue = queue_of(&ev.kind).is_some();
@@ -167,6 +261,7 @@ pub fn spawn_engine(
     mut rx: mpsc::Receiver<Envelope>,
     publisher: Arc<Publisher>,
     recorder: Option<Arc<dyn metrics::Recorder + Send + Sync>>,
+    watch: Arc<crate::watchdog::EngineWatch>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("acdmon-engine".into())
@@ -195,6 +290,7 @@ pub fn spawn_engine(
                         env = rx.recv() => {
                             let Some(env) = env else { break };
                             started = Instant::now();
+                            driver.set_clock(Ts::now());
                             let mut n = apply_envelope(&mut driver, env, &mut stop);
                             while n < MAX_BATCH && !stop {
                                 match rx.try_recv() {
@@ -205,13 +301,16 @@ pub fn spawn_engine(
                         }
                         _ = tick.tick() => {
                             started = Instant::now();
-                            driver.advance(Ts::now());
+                            let now = Ts::now();
+                            driver.set_clock(now);
+                            driver.advance(now);
                         }
                     }
                     let entries = driver.before_publish();
                     if publisher.publish(&mut driver.engine, entries).is_some() {
                         lag.record(started.elapsed().as_secs_f64());
                     }
+                    watch.batch_done(rx.is_empty());
                     if stop {
                         tracing::info!("engine stopped: shutdown");
                         return;
@@ -240,5 +339,110 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
             }
             n
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ResyncCaller;
+    use crate::state::EngineConfig;
+
+    const T0: i64 = 1_795_424_400_000; // 2026-11-23T09:00:00Z, a Monday
+
+    fn driver() -> Driver {
+        Driver::new(
+            Engine::starting_at(EngineConfig::default(), Ts(T0)),
+            Arc::new(RejectCounter::default()),
+        )
+    }
+
+    fn enqueue(ts: i64, call: &str) -> Event {
+        Event {
+            ts: Ts(ts),
+            kind: EventKind::CallEnqueued {
+                call: call.into(),
+                queue: "q".into(),
+                caller: None,
+                priority: None,
+            },
+        }
+    }
+
+    /// Whatever the source (queue_log's `Ts::from_secs` saturates a huge
+    /// epoch to `i64::MAX`; ESL and AMI carry epochs from the wire), the
+    /// engine never sees a time outside the accepted years.
+    #[test]
+    fn no_source_reaches_the_sentinel() {
+        let mut d = driver();
+        for ts in [
+            Ts::NEVER.0,
+            Ts::from_secs(i64::MAX / 10).0,
+            i64::MIN,
+            0,
+            Ts::LATEST.0,
+        ] {
+            d.apply("queue_log", enqueue(ts, "c"));
+        }
+        assert_eq!(d.rejects.by_reason().get("ts_out_of_range"), Some(&5));
+        assert_eq!(d.engine.now(), Ts(T0));
+        assert_eq!(d.engine.events_applied(), 0);
+        d.apply("queue_log", enqueue(T0 + 1_000, "c"));
+        assert_eq!(d.engine.events_applied(), 1);
+    }
+
+    #[test]
+    fn the_daemons_clock_bounds_the_future_and_yesterday_bounds_the_past() {
+        let mut d = driver();
+        d.max_future_skew_ms = Some(300_000);
+        d.set_clock(Ts(T0));
+        d.apply("ami", enqueue(T0 + 300_001, "far"));
+        d.apply("ami", enqueue(T0 + 60_000, "near"));
+        // Within the skew: applied, at the daemon's clock.
+        assert_eq!(d.engine.now(), Ts(T0));
+        let q = d.engine.find_queue("q").unwrap();
+        assert_eq!(d.engine.queue(q).waiting.get("near"), Some(&Ts(T0)));
+        // Yesterday 00:00 UTC is still accepted; a millisecond before is not.
+        let yesterday = T0 - 9 * 3_600_000 - 86_400_000;
+        d.apply("ami", enqueue(yesterday, "yesterday"));
+        d.apply("ami", enqueue(yesterday - 1, "older"));
+        let by = d.rejects.by_reason();
+        assert_eq!(by.get("ts_in_future"), Some(&1));
+        assert_eq!(by.get("ts_too_old"), Some(&1));
+        assert_eq!(d.engine.queue(q).waiting.len(), 2);
+    }
+
+    #[test]
+    fn replay_is_its_own_clock_and_resync_join_times_are_kept_sane() {
+        let mut d = driver();
+        // No skew in replay: a day later in the file is just later.
+        d.apply("file", enqueue(T0 + 86_400_000, "tomorrow"));
+        assert_eq!(d.engine.now(), Ts(T0 + 86_400_000));
+        let now = T0 + 86_400_000;
+        d.apply(
+            "esl",
+            Event {
+                ts: Ts(now),
+                kind: EventKind::QueueResync {
+                    queue: "r".into(),
+                    callers: vec![
+                        ResyncCaller {
+                            call: "ahead".into(),
+                            joined: Ts(now + 3_600_000),
+                        },
+                        ResyncCaller {
+                            call: "epoch".into(),
+                            joined: Ts(0),
+                        },
+                    ],
+                    members: Vec::new(),
+                },
+            },
+        );
+        let r = d.engine.find_queue("r").unwrap();
+        let w = &d.engine.queue(r).waiting;
+        assert_eq!(w.get("ahead"), Some(&Ts(now)));
+        // Joined no earlier than the start of the previous day.
+        assert_eq!(w.get("epoch"), Some(&Ts(T0 - 9 * 3_600_000)));
     }
 }

@@ -28,9 +28,14 @@ async fn queue(addr: &str, token: &str, name: &str) -> Option<Value> {
 async fn events_arrive_by_tcp_http_and_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("feed.jsonl");
+    // In `run` a file is read on the daemon's clock: stamped now (a time
+    // more than `max_future_skew` ahead would be rejected as ts_in_future).
     std::fs::write(
         &file,
-        "{\"ts\":1800000000000,\"type\":\"call_enqueued\",\"call\":\"f1\",\"queue\":\"files\"}\nnot json\n",
+        format!(
+            "{{\"ts\":{},\"type\":\"call_enqueued\",\"call\":\"f1\",\"queue\":\"files\"}}\nnot json\n",
+            acdmon::time::Ts::now().0
+        ),
     )
     .unwrap();
     let json_port = free_port();

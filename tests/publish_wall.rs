@@ -703,3 +703,89 @@ async fn a_manager_approves_advice_on_the_wall() {
         "{e}"
     );
 }
+
+/// Holds the engine thread the first time it sees agent `jam`, until the
+/// test releases it (a stand-in for whatever could stall the engine).
+struct Jam {
+    release: std::sync::mpsc::Receiver<()>,
+    jammed: bool,
+}
+
+impl acdmon::runtime::Observer for Jam {
+    fn after_event(&mut self, engine: &mut acdmon::state::Engine, _queue: Option<usize>) {
+        if !self.jammed && engine.find_agent("jam").is_some() {
+            self.jammed = true;
+            let _ = self.release.recv();
+        }
+    }
+}
+
+const BANNER: &str = r#"(() => { const b = document.getElementById("banner");
+  return b.hidden ? "" : b.className + "|" + b.textContent; })()"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_shows_a_red_banner_while_the_engine_is_stalled() {
+    let (release, rx) = std::sync::mpsc::channel();
+    let d = daemon_with(
+        "engine_stall_after = \"1s\"",
+        "[[queues]]\nname = \"hotline\"\n",
+        vec![Box::new(Jam {
+            release: rx,
+            jammed: false,
+        })],
+    )
+    .await;
+    let url = format!("http://{}/?token={READ}", d.addr);
+    let Some((_browser, mut page)) = launch(&url).await else {
+        return;
+    };
+    let start = Instant::now();
+    while page
+        .eval("window.acdmonWall && window.acdmonWall.connected")
+        .await
+        != true
+        || page.eval(BANNER).await != ""
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the wall did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The engine jams: within the stall limit plus one poll, the banner
+    // says why, in red, while the connection itself stays live.
+    post(
+        &d.addr,
+        &format!(
+            "{{\"ts\":{},\"type\":\"agent_state\",\"agent\":\"jam\",\"state\":\"available\"}}\n",
+            now_ms()
+        ),
+    )
+    .await;
+    let start = Instant::now();
+    let shown = loop {
+        let b = page.eval(BANNER).await;
+        let text = b.as_str().unwrap_or("").to_string();
+        if text.starts_with("health|Not ready") {
+            break text;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no banner: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        shown.contains("engine stalled: no batch finished"),
+        "{shown}"
+    );
+
+    // It clears when the engine moves again.
+    release.send(()).unwrap();
+    let start = Instant::now();
+    while page.eval(BANNER).await != "" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the banner stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

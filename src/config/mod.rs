@@ -76,6 +76,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub zone: jiff::tz::TimeZone,
     pub zone_name: String,
+    /// `[time] max_future_skew`, in milliseconds.
+    pub max_future_skew_ms: i64,
     pub defaults: QueueParams,
     pub queues: Vec<QueueConfig>,
     pub agents: Vec<AgentConfig>,
@@ -255,6 +257,27 @@ impl<'a> Loader<'a> {
             }
         };
 
+        let max_future_skew_ms = time.max_future_skew.get_ref().millis();
+        if !(1_000..=86_400_000).contains(&max_future_skew_ms) {
+            self.err(
+                Some(time.max_future_skew.span()),
+                format!(
+                    "max_future_skew {} must be between 1s and 24h",
+                    time.max_future_skew.get_ref()
+                ),
+            );
+        }
+        let stall = server.engine_stall_after.get_ref().millis();
+        if !(1_000..=3_600_000).contains(&stall) {
+            self.err(
+                Some(server.engine_stall_after.span()),
+                format!(
+                    "engine_stall_after {} must be between 1s and 1h",
+                    server.engine_stall_after.get_ref()
+                ),
+            );
+        }
+
         let defaults_p = resolve(&QueueParams::default(), &defaults);
         self.check_settings(&defaults);
         let ladder_names: HashSet<&str> = ladders
@@ -404,6 +427,7 @@ impl<'a> Loader<'a> {
             storage,
             zone,
             zone_name,
+            max_future_skew_ms,
             defaults: defaults_p,
             queues,
             agents,

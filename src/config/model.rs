@@ -31,6 +31,9 @@ pub struct ServerConfig {
     /// The wall shows "data stale" after this long without a message (the
     /// server sends a heartbeat every 5 s on a quiet connection).
     pub wall_stale_after: HumanDuration,
+    /// `/readyz` turns 503 (and `acd_engine_stalled` 1) when the engine has
+    /// not finished a batch or tick for this long (docs/failure-modes.md).
+    pub engine_stall_after: Spanned<HumanDuration>,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +48,7 @@ impl Default for ServerConfig {
             wall_title: "acdmon".into(),
             wall_sl_amber: 0.05,
             wall_stale_after: HumanDuration(std::time::Duration::from_secs(15)),
+            engine_stall_after: Spanned::new(0..0, HumanDuration::from_secs(5)),
         }
     }
 }
@@ -69,12 +73,21 @@ impl Default for StorageConfig {
 pub struct TimeConfig {
     /// IANA zone for intervals, "today" and schedules.
     pub zone: Spanned<String>,
+    /// `run`/`demo`: an event stamped more than this ahead of the daemon's
+    /// clock is rejected (`ts_in_future`); one less far ahead is applied at
+    /// the daemon's clock. `replay` does not use it (the file is the clock).
+    pub max_future_skew: Spanned<HumanDuration>,
 }
+
+/// Default of `[time] max_future_skew`.
+pub const DEFAULT_MAX_FUTURE_SKEW: HumanDuration =
+    HumanDuration(std::time::Duration::from_secs(300));
 
 impl Default for TimeConfig {
     fn default() -> Self {
         TimeConfig {
             zone: Spanned::new(0..0, "UTC".into()),
+            max_future_skew: Spanned::new(0..0, DEFAULT_MAX_FUTURE_SKEW),
         }
     }
 }

@@ -250,3 +250,29 @@ fn adapter_keys_are_checked_with_positions() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn clock_and_watchdog_limits_are_checked_with_positions() {
+    let c = Config::parse("t.toml", "").unwrap();
+    assert_eq!(c.max_future_skew_ms, 300_000);
+    assert_eq!(c.server.engine_stall_after.get_ref().millis(), 5_000);
+    let c = Config::parse(
+        "t.toml",
+        "[server]\nengine_stall_after = \"2s\"\n[time]\nmax_future_skew = \"30s\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.max_future_skew_ms, 30_000);
+    assert_eq!(c.server.engine_stall_after.get_ref().millis(), 2_000);
+    let e = errors("[server]\nengine_stall_after = \"0s\"\n[time]\nmax_future_skew = \"2d\"\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("t.toml:2:")
+            && e[0].contains("engine_stall_after 0s must be between 1s and 1h"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("t.toml:4:")
+            && e[1].contains("max_future_skew 2days must be between 1s and 24h"),
+        "{e:?}"
+    );
+}

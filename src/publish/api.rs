@@ -54,19 +54,18 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// 200 `{"ready": true}`, or 503 with `reasons` (text, one per problem)
+/// and `not_ready` (`[{kind, detail}]`, what the wall's banner shows). See
+/// [`super::health::not_ready_reasons`].
 async fn readyz(State(s): State<AppState>) -> Response {
-    let reasons: Vec<String> = s
-        .health
-        .all()
-        .iter()
-        .filter_map(|h| h.not_ready_reason())
-        .collect();
-    if reasons.is_empty() {
+    let not_ready = super::health::not_ready_reasons(&s);
+    if not_ready.is_empty() {
         (StatusCode::OK, Json(json!({"ready": true}))).into_response()
     } else {
+        let reasons: Vec<&str> = not_ready.iter().map(|r| r.detail.as_str()).collect();
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reasons": reasons})),
+            Json(json!({"ready": false, "reasons": reasons, "not_ready": not_ready})),
         )
             .into_response()
     }

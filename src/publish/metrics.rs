@@ -58,6 +58,10 @@ pub struct Metrics {
     /// no-events alert also sees HTTP feeds).
     pub http_events: std::sync::atomic::AtomicU64,
     per_agent: bool,
+    /// The engine's state as last set by [`Metrics::set_engine`] (stalled,
+    /// lag in ms and backlog folded together), so a cached rendering is
+    /// not reused across a change.
+    engine_seen: std::sync::atomic::AtomicU64,
     /// The last rendering, shared by concurrent scrapes (one renders, the
     /// others wait for it) and reused by later ones while nothing it shows
     /// has changed (for at most [`RENDER_REUSE`]): a scrape never misses an
@@ -79,6 +83,7 @@ struct Fingerprint {
     rejected: u64,
     ws_clients: i64,
     http_events: u64,
+    engine: u64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -148,6 +153,7 @@ impl Metrics {
             ws_resyncs,
             http_events: std::sync::atomic::AtomicU64::new(0),
             per_agent,
+            engine_seen: std::sync::atomic::AtomicU64::new(0),
             last: tokio::sync::Mutex::new(None),
         })
     }
@@ -263,7 +269,30 @@ impl Metrics {
             rejected: rejects.all().iter().map(|r| r.2).sum(),
             ws_clients: self.ws_clients.load(Ordering::Relaxed),
             http_events: self.http_events.load(Ordering::Relaxed),
+            engine: self.engine_seen.load(Ordering::Relaxed),
         }
+    }
+
+    /// The engine's health gauges, read at scrape time from its heartbeat:
+    /// `acd_engine_stalled`, `acd_engine_lag_seconds`,
+    /// `acd_engine_inbox_backlog`.
+    pub fn set_engine(&self, st: &crate::watchdog::EngineStatus, backlog: usize) {
+        // Lag moves every scrape; only whole seconds of it invalidate the
+        // cached rendering (a healthy engine's lag is under 0.2 s).
+        let lag_s = st.lag.as_secs();
+        self.engine_seen.store(
+            (st.stalled as u64)
+                | ((st.behind as u64) << 1)
+                | (lag_s << 2)
+                | ((backlog as u64) << 32),
+            Ordering::Relaxed,
+        );
+        self.gauge("acd_engine_stalled", &[])
+            .set(st.stalled as u8 as f64);
+        self.gauge("acd_engine_lag_seconds", &[])
+            .set(st.lag.as_secs_f64());
+        self.gauge("acd_engine_inbox_backlog", &[])
+            .set(backlog as f64);
     }
 
     /// Compacts histogram memory and drops idle series.
@@ -293,6 +322,21 @@ fn describe(r: &dyn Recorder) {
         "acd_source_synced",
         None,
         "1 when the source is connected and has finished its resync.",
+    );
+    g(
+        "acd_engine_stalled",
+        None,
+        "1 when the engine has not finished a batch for [server] engine_stall_after (/readyz is 503).",
+    );
+    g(
+        "acd_engine_lag_seconds",
+        Some(Unit::Seconds),
+        "How far the engine is behind: time since its inbox was last empty (0.1 s or less when healthy).",
+    );
+    g(
+        "acd_engine_inbox_backlog",
+        Some(Unit::Count),
+        "Entries (events or batches) waiting in the engine's inbox.",
     );
     g(
         "acd_websocket_clients",

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod control;
 pub mod exposition;
+pub mod health;
 pub mod metrics;
 pub mod wall;
 pub mod ws;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub started: Instant,
     pub metrics: Arc<metrics::Metrics>,
     pub hub: Arc<ws::Hub>,
+    /// The engine's heartbeat (stall and lag, for `/readyz` and metrics).
+    pub engine: Arc<crate::watchdog::EngineWatch>,
 }
 
 /// The whole HTTP surface.
@@ -60,6 +63,8 @@ async fn metrics_route(
     {
         return r;
     }
+    s.metrics
+        .set_engine(&s.engine.status(), health::inbox_backlog(&s));
     match s
         .metrics
         .render_shared(&s.publisher, &s.health, &s.rejects)

@@ -79,7 +79,7 @@ impl Engine {
             agent_ix: HashMap::new(),
             talking: HashMap::new(),
             wrap_timers: BTreeSet::new(),
-            next_roll: Ts(i64::MAX),
+            next_roll: Ts::NEVER,
             dirty_q: Vec::new(),
             dirty_q_list: Vec::new(),
             dirty_a: Vec::new(),
@@ -318,7 +318,7 @@ impl Engine {
     }
 
     fn roll_all(&mut self) {
-        let mut next = Ts(i64::MAX);
+        let mut next = Ts::NEVER;
         for q in 0..self.queues.len() {
             let zone = self.cfg.zone.clone();
             let mut closed = self.queues[q].roll(self.now, &zone);

@@ -256,6 +256,21 @@
     updateBanner();
   }
 
+  // The daemon's own health: /readyz (open, same origin) is polled, so the
+  // banner shows the very reasons operators see, and keeps working while
+  // the engine is stuck and /ws is silent (docs/publishing.md).
+  let notReady = [];
+  const READY_POLL_MS = 3000;
+  function pollReady() {
+    fetch("/readyz", { cache: "no-store" })
+      .then((r) => r.json())
+      .then((j) => {
+        notReady = j.ready ? [] : (j.not_ready || (j.reasons || []).map((d) => ({ kind: "unknown", detail: String(d) })));
+        updateBanner();
+      })
+      .catch(() => { /* the connection banner covers a daemon that is gone */ });
+  }
+
   function updateBanner() {
     const b = $("banner"), c = $("conn");
     const asOf = lastData != null ? new Date(lastData - skewMs).toLocaleTimeString() : "never";
@@ -272,6 +287,12 @@
       c.className = "conn stale"; c.textContent = "stale";
     } else {
       c.className = "conn live"; c.textContent = "live";
+    }
+    if (!text && notReady.length) {
+      // The daemon says it is not ready (engine stalled, a source down...):
+      // the figures may be wrong even though the connection is live.
+      text = "Not ready – " + notReady.map((r) => r.detail).join(" · ");
+      cls = "health";
     }
     if (text && !(lastMsg === 0 && !connected && attempt === 0)) {
       b.hidden = false; b.className = cls; b.textContent = text;
@@ -402,9 +423,11 @@
   }
   // Test hook: the numbers the wall shows, for headless checks.
   window.acdmonWall = { queues, agents, get seq() { return seq; }, get connected() { return connected; },
-    get snapshots() { return snapshots; } };
+    get snapshots() { return snapshots; }, get notReady() { return notReady; } };
   renderTiles();
   connect();
   tick();
   setInterval(tick, 500);
+  pollReady();
+  setInterval(pollReady, READY_POLL_MS);
 })();

@@ -4,7 +4,8 @@
 //! Decoding borrows from the line (`Cow` strings are only allocated when a
 //! value contains escapes) and validates per type, so a bad line is one
 //! [`Reject`] with a precise reason: `invalid_json`, `unknown_type`,
-//! `missing_field`, `bad_timestamp`, `bad_value`, `line_too_long`.
+//! `missing_field`, `bad_timestamp`, `ts_out_of_range`, `bad_value`,
+//! `line_too_long`.
 
 use std::borrow::Cow;
 
@@ -12,7 +13,7 @@ use serde::Deserialize;
 
 use crate::event::{AgentStatus, Event, EventKind, ExitReason};
 use crate::sources::Reject;
-use crate::time::Ts;
+use crate::time::{TimeError, Ts};
 
 /// Longest accepted line. An event is a few hundred bytes; anything this long
 /// is garbage or an attack, and is skipped without being buffered whole.
@@ -48,6 +49,16 @@ enum RawTs<'a> {
     Text(Cow<'a, str>),
 }
 
+/// A timestamp that cannot be an event's: `ts_out_of_range` when it is
+/// well-formed but outside [`Ts::EARLIEST`]..[`Ts::LATEST`], else
+/// `bad_timestamp`; the detail says what is wrong.
+pub fn time_reject(e: TimeError) -> Reject {
+    match e {
+        TimeError::OutOfRange(d) => Reject::new("ts_out_of_range", d),
+        TimeError::Syntax(d) => Reject::new("bad_timestamp", d),
+    }
+}
+
 /// Decodes one line. Blank lines are `Ok(None)`.
 pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
     let line = trim(line);
@@ -69,19 +80,14 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
         .to_string();
     let ts = match &raw.ts {
         None => return Err(Reject::new("missing_field", format!("ts ({kind})"))),
-        Some(RawTs::Millis(ms)) => Ts(*ms),
+        Some(RawTs::Millis(ms)) => Ts::event_time(*ms).map_err(time_reject)?,
         Some(RawTs::Float(f)) => {
             return Err(Reject::new(
                 "bad_timestamp",
                 format!("{f}: integer epoch milliseconds or an RFC 3339 string"),
             ));
         }
-        Some(RawTs::Text(s)) => Ts::parse_rfc3339(s).ok_or_else(|| {
-            Reject::new(
-                "bad_timestamp",
-                format!("{s:?} is not RFC 3339 with an offset"),
-            )
-        })?,
+        Some(RawTs::Text(s)) => Ts::parse_event_time(s).map_err(time_reject)?,
     };
     let field = |v: &Option<Cow<'_, str>>, name: &str| -> Result<String, Reject> {
         match v.as_deref() {
@@ -333,11 +339,11 @@ mod tests {
             r#"{"ts":"2026-11-23T09:00:00Z","type":"call_enqueued","call":"c1","queue":"hotline","caller":"+8613","priority":2}"#,
             r#"{"ts":1700000000000,"type":"call_answered","call":"c1","queue":"hotline","agent":"1017"}"#,
             r#"{"ts":"2026-11-23T17:00:00+08:00","type":"call_abandoned","call":"c1","queue":"q"}"#,
-            r#"{"ts":1,"type":"call_exited","call":"c1","queue":"q","reason":"timeout"}"#,
-            r#"{"ts":1,"type":"call_completed","call":"c1","queue":"q","agent":"a"}"#,
-            r#"{"ts":1,"type":"agent_state","agent":"a","state":"paused","reason":"lunch","extra":{"x":1}}"#,
-            r#"{"ts":1,"type":"agent_joined_queue","agent":"a","queue":"q"}"#,
-            r#"{"ts":1,"type":"agent_left_queue","agent":"a","queue":"q"}"#,
+            r#"{"ts":1795424400000,"type":"call_exited","call":"c1","queue":"q","reason":"timeout"}"#,
+            r#"{"ts":1795424400000,"type":"call_completed","call":"c1","queue":"q","agent":"a"}"#,
+            r#"{"ts":1795424400000,"type":"agent_state","agent":"a","state":"paused","reason":"lunch","extra":{"x":1}}"#,
+            r#"{"ts":1795424400000,"type":"agent_joined_queue","agent":"a","queue":"q"}"#,
+            r#"{"ts":1795424400000,"type":"agent_left_queue","agent":"a","queue":"q"}"#,
         ];
         for l in lines {
             let ev = decode_line(l.as_bytes()).unwrap().unwrap();
@@ -352,11 +358,11 @@ mod tests {
     fn rejects_with_reasons() {
         assert_eq!(reason("not json"), "invalid_json");
         assert_eq!(
-            reason(r#"{"ts":1,"type":"call_teleported"}"#),
+            reason(r#"{"ts":1795424400000,"type":"call_teleported"}"#),
             "unknown_type"
         );
         assert_eq!(
-            reason(r#"{"ts":1,"type":"call_enqueued","queue":"q"}"#),
+            reason(r#"{"ts":1795424400000,"type":"call_enqueued","queue":"q"}"#),
             "missing_field"
         );
         assert_eq!(
@@ -376,24 +382,51 @@ mod tests {
             "bad_timestamp"
         );
         assert_eq!(
-            reason(r#"{"ts":1,"type":"call_exited","call":"c","queue":"q","reason":"bored"}"#),
+            reason(
+                r#"{"ts":1795424400000,"type":"call_exited","call":"c","queue":"q","reason":"bored"}"#
+            ),
             "bad_value"
         );
         assert_eq!(
-            reason(r#"{"ts":1,"type":"agent_state","agent":"a","state":"asleep"}"#),
+            reason(r#"{"ts":1795424400000,"type":"agent_state","agent":"a","state":"asleep"}"#),
             "bad_value"
         );
         assert_eq!(
-            reason(r#"{"ts":1,"type":"call_enqueued","call":"","queue":"q"}"#),
+            reason(r#"{"ts":1795424400000,"type":"call_enqueued","call":"","queue":"q"}"#),
             "bad_value"
         );
+        // Absurd clocks get their own reason, whatever their notation.
+        for absurd in [
+            r#""9999-12-31T23:59:59Z""#,
+            "9223372036854775807",
+            "1000000000000000",
+            "-9223372036854775808",
+            "0",
+        ] {
+            let line =
+                format!(r#"{{"ts":{absurd},"type":"call_enqueued","call":"c","queue":"q"}}"#);
+            assert_eq!(reason(&line), "ts_out_of_range", "{absurd}");
+        }
+        let e = decode_line(
+            br#"{"ts":"9999-12-31T23:59:59Z","type":"call_enqueued","call":"c","queue":"q"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.detail.contains("year 9999 is outside the accepted range"),
+            "{e}"
+        );
+        let e = decode_line(
+            br#"{"ts":"2026-11-23T09:00:00","type":"call_enqueued","call":"c","queue":"q"}"#,
+        )
+        .unwrap_err();
+        assert!(e.detail.contains("missing UTC offset"), "{e}");
         assert_eq!(reason(r#"[1,2]"#), "invalid_json");
         assert_eq!(decode_line(b"   \r").unwrap(), None);
     }
 
     #[test]
     fn line_decoder_handles_chunks_and_long_lines() {
-        let good = br#"{"ts":1,"type":"agent_joined_queue","agent":"a","queue":"q"}"#;
+        let good = br#"{"ts":1795424400000,"type":"agent_joined_queue","agent":"a","queue":"q"}"#;
         let mut input = Vec::new();
         input.extend_from_slice(good);
         input.push(b'\n');
