@@ -4,6 +4,7 @@
 //! folds them into per-queue and per-agent figures, `escalation` reads those
 //! figures and acts through `cti`, and `publish` serves them.
 
+pub mod build_info;
 pub mod config;
 pub mod cti;
 pub mod daemon;

@@ -141,6 +141,20 @@ impl Metrics {
         let ws_resyncs =
             recorder.register_counter(&key("acd_websocket_resyncs_total", &[]), &meta());
         ws_resyncs.absolute(0);
+        let b = crate::build_info::get();
+        recorder
+            .register_gauge(
+                &key(
+                    "acd_build_info",
+                    &[
+                        ("version", b.version),
+                        ("commit", b.commit),
+                        ("build_date", b.build_date),
+                    ],
+                ),
+                &meta(),
+            )
+            .set(1.0);
         Arc::new(Metrics {
             recorder,
             handle,
@@ -293,6 +307,11 @@ fn describe(r: &dyn Recorder) {
         "acd_source_synced",
         None,
         "1 when the source is connected and has finished its resync.",
+    );
+    g(
+        "acd_build_info",
+        None,
+        "Always 1; the labels say which build this daemon runs (version, git commit, build date).",
     );
     g(
         "acd_websocket_clients",

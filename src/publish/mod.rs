@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod control;
 pub mod exposition;
+pub mod info;
 pub mod metrics;
 pub mod wall;
 pub mod ws;
@@ -36,6 +37,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     api::routes(state.clone())
         .merge(control::routes(state.clone()))
+        .merge(info::routes())
         .merge(metrics_routes())
         .merge(ws::routes())
         .merge(wall::routes())
