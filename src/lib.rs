@@ -12,6 +12,7 @@ pub mod demo;
 pub mod escalation;
 pub mod event;
 pub mod publish;
+pub mod reload;
 pub mod replay;
 mod replay_formats;
 pub mod runtime;

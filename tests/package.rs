@@ -92,7 +92,7 @@ fn package_holds_the_daemon_its_config_and_a_unit_systemd_accepts() {
     }
     let dir = tempfile::tempdir().unwrap();
     let deb = deb();
-    let listing = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    let listing = run(Command::new("dpkg-deb").arg("-c").arg(deb));
     for f in [
         "./usr/bin/acdmon",
         "./etc/acdmon/acdmon.toml",
@@ -115,14 +115,14 @@ fn package_holds_the_daemon_its_config_and_a_unit_systemd_accepts() {
     assert!(env_line.starts_with("-rw-r-----"), "{env_line}");
     let conffiles = run(Command::new("dpkg-deb")
         .args(["-I"])
-        .arg(&deb)
+        .arg(deb)
         .arg("conffiles"));
     assert!(conffiles.contains("/etc/acdmon/acdmon.toml"), "{conffiles}");
 
     // The packaged config validates once its secrets are set, and keeps its
     // storage where the unit lets the daemon write.
     let x = dir.path().join("x");
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&x));
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&x));
     let cfg = std::fs::read_to_string(x.join("etc/acdmon/acdmon.toml")).unwrap();
     assert!(cfg.contains("path = \"/var/lib/acdmon/acdmon.sqlite\""));
     let check = Command::new(x.join("usr/bin/acdmon"))
@@ -218,14 +218,18 @@ async fn installed_package_runs_as_its_own_user() {
     }
     let mut child = cmd.spawn().unwrap();
     let addr = format!("127.0.0.1:{port}");
-    let info = eventually(Duration::from_secs(15), "the packaged daemon serves", || {
-        let a = addr.clone();
-        async move {
-            tokio::net::TcpStream::connect(&a).await.ok()?;
-            let r = http(&a, "GET", "/api/v1/info", None, "").await;
-            (r.status == 200).then_some(r.body)
-        }
-    })
+    let info = eventually(
+        Duration::from_secs(15),
+        "the packaged daemon serves",
+        || {
+            let a = addr.clone();
+            async move {
+                tokio::net::TcpStream::connect(&a).await.ok()?;
+                let r = http(&a, "GET", "/api/v1/info", None, "").await;
+                (r.status == 200).then_some(r.body)
+            }
+        },
+    )
     .await;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

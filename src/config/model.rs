@@ -136,7 +136,7 @@ pub struct AgentConfig {
 
 /// `[[sources]]`: `name` and `kind` here; the rest belongs to the adapter and
 /// is validated by it (see [`super::SourceSpec`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
     pub name: String,
     pub kind: String,
@@ -235,7 +235,7 @@ pub struct ScheduleConfig {
 /// `[[cti]]`: a way to sign agents in and out that is not an event source
 /// (agents name it in `source`). `name`, `kind` and `default` here; the rest
 /// belongs to the kind's own settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CtiConfig {
     pub name: String,
     pub kind: String,
@@ -244,7 +244,7 @@ pub struct CtiConfig {
     pub spec: CtiSpec,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CtiSpec {
     Webhook(crate::cti::webhook::WebhookConfig),
 }

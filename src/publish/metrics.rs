@@ -34,6 +34,7 @@ use metrics_exporter_prometheus::{
 use crate::sources::{HealthRegistry, RejectCounter};
 use crate::state::Publisher;
 pub use crate::state::WAIT_BUCKETS;
+use crate::time::Ts;
 
 /// Buckets of `acd_event_publish_lag_seconds` (100 us to 1 s).
 pub const LAG_BUCKETS: &[f64] = &[
@@ -280,6 +281,17 @@ impl Metrics {
         }
     }
 
+    /// The last configuration reload: `acd_config_reload_success` (1 ok,
+    /// 0 refused) and, when it succeeded, its time.
+    pub fn reload_result(&self, ok: bool) {
+        self.gauge("acd_config_reload_success", &[])
+            .set(if ok { 1.0 } else { 0.0 });
+        if ok {
+            self.gauge("acd_config_reload_success_timestamp_seconds", &[])
+                .set(Ts::now().secs_f64());
+        }
+    }
+
     /// Compacts histogram memory and drops idle series.
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
@@ -307,6 +319,16 @@ fn describe(r: &dyn Recorder) {
         "acd_source_synced",
         None,
         "1 when the source is connected and has finished its resync.",
+    );
+    g(
+        "acd_config_reload_success",
+        None,
+        "1 when the last configuration reload was taken, 0 when the file was refused (nothing changed).",
+    );
+    g(
+        "acd_config_reload_success_timestamp_seconds",
+        Some(Unit::Seconds),
+        "When the configuration was last reloaded successfully (Unix time).",
     );
     g(
         "acd_build_info",
