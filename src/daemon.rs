@@ -22,6 +22,9 @@ use crate::watchdog::EngineWatch;
 pub struct Daemon {
     pub state: AppState,
     pub engine_thread: std::thread::JoinHandle<()>,
+    /// Each configured source's task, by source name (a reload stops and
+    /// starts them).
+    pub sources: Vec<(String, tokio::task::JoinHandle<()>)>,
 }
 
 /// Starts the engine and the configured sources (no HTTP yet).
@@ -59,7 +62,8 @@ pub fn start_with(
     let state = AppState {
         metrics,
         hub,
-        config: config.clone(),
+        config: Arc::new(arc_swap::ArcSwap::new(config.clone())),
+        reloader: Arc::new(std::sync::OnceLock::new()),
         publisher,
         health,
         rejects,
@@ -67,20 +71,25 @@ pub fn start_with(
         started: Instant::now(),
         engine: watch,
     };
-    for s in &config.sources {
-        start_source(s, &state, cti.as_deref());
-    }
+    let sources = config
+        .sources
+        .iter()
+        .filter_map(|s| start_source(s, &state, cti.as_deref()).map(|h| (s.name.clone(), h)))
+        .collect();
     Daemon {
         state,
         engine_thread,
+        sources,
     }
 }
 
-fn start_source(
+/// Starts one configured source; `None` when its settings cannot run (the
+/// reason is on its health, so `/readyz` says it).
+pub(crate) fn start_source(
     s: &crate::config::SourceConfig,
     state: &AppState,
     cti: Option<&crate::cti::CtiRegistry>,
-) {
+) -> Option<tokio::task::JoinHandle<()>> {
     let kind: &'static str = match s.kind.as_str() {
         "json" => "json",
         "ami" => "ami",
@@ -98,13 +107,12 @@ fn start_source(
         rejects: state.rejects.clone(),
     };
     match &s.spec {
-        SourceSpec::Json(c) => {
-            crate::sources::json::task::spawn(c.clone(), ctx);
-        }
+        SourceSpec::Json(c) => Some(crate::sources::json::task::spawn(c.clone(), ctx)),
         SourceSpec::Other(t) if s.kind == "ami" || s.kind == "queue_log" => {
             // Agents this source may name by interface (`[[agents]] interface`).
             let agents: Vec<(String, String)> = state
                 .config
+                .load()
                 .agents
                 .iter()
                 .filter(|a| a.source.as_ref().is_none_or(|x| *x.get_ref() == s.name))
@@ -113,7 +121,7 @@ fn start_source(
             let started = if s.kind == "ami" {
                 crate::sources::ami::AmiConfig::from_table(t.clone()).map(|mut c| {
                     c.agents = agents;
-                    let (_, action) = crate::sources::ami::spawn_with_cti(
+                    let (task, action) = crate::sources::ami::spawn_with_cti(
                         ctx.name.clone(),
                         c,
                         ctx.inbox.clone(),
@@ -123,6 +131,7 @@ fn start_source(
                     if let Some(reg) = cti {
                         reg.insert(&s.name, Arc::new(action));
                     }
+                    task
                 })
             } else {
                 crate::sources::queue_log::QueueLogConfig::from_table(t.clone()).map(|mut c| {
@@ -133,18 +142,22 @@ fn start_source(
                         ctx.inbox.clone(),
                         ctx.health.clone(),
                         ctx.rejects.clone(),
-                    );
+                    )
                 })
             };
-            if let Err(e) = started {
-                ctx.health.set_error(e.clone());
-                tracing::error!(source = %s.name, error = %e, "source not started");
+            match started {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    ctx.health.set_error(e.clone());
+                    tracing::error!(source = %s.name, error = %e, "source not started");
+                    None
+                }
             }
         }
         SourceSpec::Other(t) if s.kind == "esl" => {
             match crate::sources::esl::EslConfig::from_table(t) {
                 Ok(c) => {
-                    let (_, action) = crate::sources::esl::spawn_with_cti(
+                    let (task, action) = crate::sources::esl::spawn_with_cti(
                         ctx.name.clone(),
                         c,
                         ctx.inbox.clone(),
@@ -154,28 +167,29 @@ fn start_source(
                     if let Some(reg) = cti {
                         reg.insert(&s.name, Arc::new(action));
                     }
+                    Some(task)
                 }
                 Err(e) => {
                     let e = format!("bad esl settings: {e}");
                     ctx.health.set_error(e.clone());
                     tracing::error!(source = %s.name, error = %e, "source not started");
+                    None
                 }
             }
         }
         SourceSpec::Other(t) if s.kind == "hep" => {
             match crate::sources::hep::HepSourceConfig::from_table(t) {
-                Ok(c) => {
-                    crate::sources::hep::spawn(
-                        ctx.name.clone(),
-                        c,
-                        ctx.inbox.clone(),
-                        ctx.health.clone(),
-                        ctx.rejects.clone(),
-                    );
-                }
+                Ok(c) => Some(crate::sources::hep::spawn(
+                    ctx.name.clone(),
+                    c,
+                    ctx.inbox.clone(),
+                    ctx.health.clone(),
+                    ctx.rejects.clone(),
+                )),
                 Err(e) => {
                     ctx.health.set_error(e.clone());
                     tracing::error!(source = %s.name, error = %e, "source not started");
+                    None
                 }
             }
         }
@@ -185,13 +199,14 @@ fn start_source(
                 s.kind
             ));
             tracing::error!(source = %s.name, kind = %s.kind, "source kind not available in this build");
+            None
         }
     }
 }
 
 /// Serves HTTP on the configured address until a shutdown signal.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
-    let addr = state.config.server.listen.clone();
+    let addr = state.config.load().server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

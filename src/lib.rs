@@ -4,6 +4,7 @@
 //! folds them into per-queue and per-agent figures, `escalation` reads those
 //! figures and acts through `cti`, and `publish` serves them.
 
+pub mod build_info;
 pub mod config;
 pub mod cti;
 pub mod daemon;
@@ -11,6 +12,7 @@ pub mod demo;
 pub mod escalation;
 pub mod event;
 pub mod publish;
+pub mod reload;
 pub mod replay;
 mod replay_formats;
 pub mod runtime;

@@ -10,7 +10,7 @@ use acdmon::replay::{self, Format};
 #[derive(Parser)]
 #[command(
     name = "acdmon",
-    version,
+    version = acdmon::build_info::LONG_VERSION,
     about = "Real-time ACD/queue monitor for contact centres"
 )]
 struct Cli {
@@ -65,16 +65,37 @@ enum Command {
     },
 }
 
+/// Logs go to stderr, as human text by default or, with
+/// `ACDMON_LOG_FORMAT=json`, one JSON object per line (timestamp, level,
+/// target, message and the same structured fields) for journald, Loki or
+/// Elastic. An unknown format is reported and falls back to text rather than
+/// losing the logs.
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ACDMON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: journald and log files get plain text.
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let format = std::env::var("ACDMON_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format.trim() {
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        f => {
+            // Colours only on a terminal: journald and log files get plain text.
+            use std::io::IsTerminal;
+            builder.with_ansi(std::io::stderr().is_terminal()).init();
+            if !f.is_empty() && f != "text" {
+                tracing::warn!(
+                    value = f,
+                    "ACDMON_LOG_FORMAT is neither `text` nor `json`; logging as text"
+                );
+            }
+        }
+    }
 }
 
 fn load_config(path: &str) -> Result<Config, ExitCode> {

@@ -27,6 +27,8 @@ pub trait Observer: Send {
     }
     /// Intervals that closed.
     fn intervals_closed(&mut self, _records: &[IntervalRecord]) {}
+    /// A reloaded configuration, after the engine has taken it.
+    fn reconfigure(&mut self, _engine: &mut Engine, _config: &crate::config::Config) {}
     /// The next event time at which this observer wants to run even if no
     /// event arrives (a ladder `for` clock running out). Replay advances the
     /// clock to it between events.
@@ -224,6 +226,21 @@ impl Driver {
         }
     }
 
+    /// A reloaded configuration: the engine first (queue settings, agent
+    /// directory), then the observers (ladders, schedules), on the engine's
+    /// clock like everything else.
+    pub fn reconfigure(&mut self, config: &crate::config::Config) {
+        // Only a live daemon bounds skew (replay's clock is the file).
+        if self.max_future_skew_ms.is_some() {
+            self.max_future_skew_ms = Some(config.max_future_skew_ms);
+        }
+        self.engine.reconfigure(config.engine_config());
+        for o in &mut self.observers {
+            o.reconfigure(&mut self.engine, config);
+        }
+        self.flush_intervals();
+    }
+
     pub fn before_publish(&mut self) -> Vec<Arc<Entry>> {
         let mut out = Vec::new();
         for o in &mut self.observers {
@@ -324,6 +341,13 @@ pub fn spawn_engine(
 
 fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize {
     match env {
+        Envelope::Reconfigure { config, done } => {
+            driver.reconfigure(&config);
+            // Answered after this batch is published would be nicer; the
+            // reload's caller only needs to know the engine has it.
+            let _ = done.send(());
+            1
+        }
         Envelope::Shutdown => {
             *stop = true;
             0

@@ -12,6 +12,7 @@ use crate::cti::webhook::Webhook;
 use crate::daemon;
 use crate::escalation::control::{self, LadderHandle};
 use crate::escalation::observer::LadderObserver;
+use crate::reload::Reloader;
 use crate::runtime::Observer;
 use crate::store::Store;
 use crate::store::history::IntervalHistory;
@@ -76,6 +77,8 @@ pub struct DaemonParts {
     pub ladder: LadderHandle,
     /// Where sources that can sign agents in (AMI) register their action.
     pub cti: Arc<CtiRegistry>,
+    /// The audit log (reloads are recorded beside the escalations).
+    pub store: Arc<Store>,
 }
 
 /// The daemon's observers: the ladder (audit log in `[storage]`, acting
@@ -89,17 +92,31 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
     let (ladder, handle) =
         LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
     Ok(DaemonParts {
-        observers: vec![Box::new(ladder), Box::new(IntervalHistory::new(store))],
+        observers: vec![
+            Box::new(ladder),
+            Box::new(IntervalHistory::new(store.clone())),
+        ],
         ladder: handle,
         cti,
+        store,
     })
 }
 
 /// Starts the engine, sources and observers of `parts` (no HTTP yet), with
 /// the ladder reachable from the control routes.
+/// The daemon can reload its configuration (SIGHUP and
+/// `POST /api/v1/reload`).
 pub fn start(cfg: Config, parts: DaemonParts) -> daemon::Daemon {
-    let d = daemon::start_with(cfg, parts.observers, Some(parts.cti));
+    let mut d = daemon::start_with(cfg, parts.observers, Some(parts.cti.clone()));
     control::attach(&d.state.publisher, parts.ladder);
+    let reloader = Reloader::new(
+        d.state.clone(),
+        parts.cti,
+        Some(parts.store),
+        std::mem::take(&mut d.sources),
+    );
+    d.state.metrics.reload_result(true);
+    let _ = d.state.reloader.set(reloader);
     d
 }
 
@@ -108,6 +125,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cti = cti_registry(&cfg)?;
     let parts = daemon_parts(&cfg, cti)?;
     let d = start(cfg, parts);
+    if let Some(r) = d.state.reloader.get() {
+        crate::reload::spawn_sighup(r.clone());
+    }
     let inbox = d.state.inbox.clone();
     let served = daemon::serve(d.state).await;
     daemon::stop_engine(inbox, d.engine_thread, STOP_WITHIN).await;

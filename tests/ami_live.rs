@@ -81,7 +81,7 @@ impl Rig {
                 Ok(Some(Envelope::Event { event, .. })) => {
                     let _ = self.engine.apply(event);
                 }
-                Ok(Some(Envelope::Shutdown)) => {}
+                Ok(Some(_)) => {}
                 Ok(None) => panic!("inbox closed while waiting for: {what}"),
                 Err(_) => panic!("timed out waiting for: {what}"),
             }

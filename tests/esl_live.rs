@@ -45,7 +45,7 @@ async fn collect_until(
         let evs = match env {
             Envelope::Event { event, .. } => vec![event],
             Envelope::Batch { events, .. } => events,
-            Envelope::Shutdown => Vec::new(),
+            _ => Vec::new(),
         };
         let hit = evs.iter().any(&done);
         all.extend(evs);

@@ -57,7 +57,7 @@ async fn next_events(rx: &mut mpsc::Receiver<Envelope>, n: usize) -> Vec<Event> 
         match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
             Ok(Some(Envelope::Batch { events, .. })) => out.extend(events),
             Ok(Some(Envelope::Event { event, .. })) => out.push(event),
-            Ok(Some(Envelope::Shutdown)) => {}
+            Ok(Some(_)) => {}
             Ok(None) => panic!("source stopped"),
             Err(_) => panic!("timed out with {} of {n} events: {out:?}", out.len()),
         }

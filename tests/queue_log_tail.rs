@@ -32,7 +32,7 @@ async fn calls(rx: &mut mpsc::Receiver<Envelope>, n: usize) -> Vec<String> {
         let evs = match env {
             Envelope::Batch { events, .. } => events,
             Envelope::Event { event, .. } => vec![event],
-            Envelope::Shutdown => Vec::new(),
+            _ => Vec::new(),
         };
         for e in evs {
             if let EventKind::CallEnqueued { call, .. } = e.kind {

@@ -283,7 +283,7 @@ async fn kamailio_mirrors_a_queue_floor_to_the_collector() {
             match env {
                 Envelope::Batch { events, .. } => ev.extend(events),
                 Envelope::Event { event, .. } => ev.push(event),
-                Envelope::Shutdown => {}
+                _ => {}
             }
         }
     });

@@ -8,6 +8,7 @@
 //! entry. Cross-references (groups, ladders, sources, zones, expressions) are
 //! checked last, with the spans serde kept for them.
 
+pub mod diff;
 mod model;
 mod values;
 
@@ -48,7 +49,7 @@ impl fmt::Display for ConfigError {
 /// Settings of the native JSON source (`kind = "json"`): exactly one of
 /// `listen` (accept producers), `address` (connect to a producer, with
 /// reconnect) or `path` (read a file; `follow` keeps reading as it grows).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonSourceConfig {
     pub listen: Option<String>,
@@ -59,7 +60,7 @@ pub struct JsonSourceConfig {
 }
 
 /// Kind-specific settings of a `[[sources]]` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SourceSpec {
     Json(JsonSourceConfig),
     /// Settings of an adapter that validates its own keys when it starts.

@@ -149,7 +149,7 @@ pub struct AgentConfig {
 
 /// `[[sources]]`: `name` and `kind` here; the rest belongs to the adapter and
 /// is validated by it (see [`super::SourceSpec`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
     pub name: String,
     pub kind: String,
@@ -248,7 +248,7 @@ pub struct ScheduleConfig {
 /// `[[cti]]`: a way to sign agents in and out that is not an event source
 /// (agents name it in `source`). `name`, `kind` and `default` here; the rest
 /// belongs to the kind's own settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CtiConfig {
     pub name: String,
     pub kind: String,
@@ -257,7 +257,7 @@ pub struct CtiConfig {
     pub spec: CtiSpec,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CtiSpec {
     Webhook(crate::cti::webhook::WebhookConfig),
 }

@@ -51,10 +51,24 @@ impl CtiRegistry {
         }
     }
 
+    /// A source or `[[cti]]` entry removed by a config reload.
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut m) = self.map.write() {
+            m.remove(name);
+        }
+    }
+
     /// Agents without a `source` use `name`.
     pub fn set_default(&self, name: &str) {
         if let Ok(mut d) = self.default.write() {
             *d = Some(name.to_string());
+        }
+    }
+
+    /// No default any more (a reload removed the `[[cti]]` marked default).
+    pub fn clear_default(&self) {
+        if let Ok(mut d) = self.default.write() {
+            *d = None;
         }
     }
 

@@ -37,7 +37,7 @@ use super::{Cti, CtiFuture, CtiOutcome, CtiRequest};
 use crate::config::{HumanDuration, Secret};
 
 /// Settings of a `[[cti]]` entry with `kind = "webhook"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// `http://host:port/path` that receives the POSTs.

@@ -1197,5 +1197,7 @@ impl QueueLadder {
     }
 }
 
+mod replan;
+
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,8 @@ use crate::state::Engine;
 use crate::store::Store;
 use crate::time::Ts;
 
+mod reload;
+
 /// Outcomes waiting for the engine thread. CTI tasks wait when it is full.
 pub const RESULTS_CAPACITY: usize = 1024;
 /// Longest gap between two evaluations of every ladder when something
@@ -112,6 +114,31 @@ pub struct LadderObserver {
     leaving: BTreeSet<usize>,
 }
 
+/// Every configured ladder, compiled, and whether any reads figures that
+/// move with time alone (then every ladder is looked at once a second).
+fn compile_plans(cfg: &Config) -> Result<(HashMap<String, Arc<Plan>>, bool), String> {
+    let mut plans = HashMap::new();
+    let mut time_dependent = false;
+    for l in &cfg.ladders {
+        let p = Plan::compile(l)?;
+        let exprs = p
+            .stages
+            .iter()
+            .map(|s| &s.when)
+            .chain(std::iter::once(&p.release_when));
+        for e in exprs {
+            time_dependent |= e.any.iter().flatten().any(|c| {
+                matches!(
+                    c.var,
+                    Var::LongestWait | Var::ServiceLevel | Var::AbandonRate
+                )
+            });
+        }
+        plans.insert(l.name.clone(), Arc::new(p));
+    }
+    Ok((plans, time_dependent))
+}
+
 /// The answers to the ladder's questions, from the engine.
 struct EngineFloor<'a> {
     engine: &'a Engine,
@@ -164,25 +191,7 @@ impl LadderObserver {
         store: Arc<Store>,
         cti: Arc<CtiRegistry>,
     ) -> Result<(LadderObserver, LadderHandle), String> {
-        let mut plans = HashMap::new();
-        let mut time_dependent = false;
-        for l in &cfg.ladders {
-            let p = Plan::compile(l)?;
-            let exprs = p
-                .stages
-                .iter()
-                .map(|s| &s.when)
-                .chain(std::iter::once(&p.release_when));
-            for e in exprs {
-                time_dependent |= e.any.iter().flatten().any(|c| {
-                    matches!(
-                        c.var,
-                        Var::LongestWait | Var::ServiceLevel | Var::AbandonRate
-                    )
-                });
-            }
-            plans.insert(l.name.clone(), Arc::new(p));
-        }
+        let (plans, time_dependent) = compile_plans(cfg)?;
         let (results_tx, results_rx) = mpsc::channel(RESULTS_CAPACITY);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
         let runner = match tokio::runtime::Handle::try_current() {
@@ -841,6 +850,11 @@ impl Observer for LadderObserver {
                 }
             })
             .collect()
+    }
+
+    fn reconfigure(&mut self, engine: &mut Engine, config: &Config) {
+        self.ensure_ready(engine);
+        self.reload(engine, config);
     }
 
     fn next_deadline(&self) -> Option<Ts> {

@@ -26,9 +26,10 @@ pub fn routes(_state: AppState) -> Router<AppState> {
 
 #[allow(clippy::result_large_err)]
 pub(crate) fn read_guard(s: &AppState, h: &HeaderMap, q: &Option<String>) -> Result<(), Response> {
+    let c = s.config.load();
     auth::check_read(
-        &s.config.server.read_token,
-        &s.config.server.admin_token,
+        &c.server.read_token,
+        &c.server.admin_token,
         auth::presented(h, q.as_deref()).as_deref(),
     )
     .map_err(|c| (c, Json(json!({"error": "a valid read token is required"}))).into_response())
@@ -36,12 +37,13 @@ pub(crate) fn read_guard(s: &AppState, h: &HeaderMap, q: &Option<String>) -> Res
 
 #[allow(clippy::result_large_err)]
 pub(crate) fn admin_guard(s: &AppState, h: &HeaderMap, q: &Option<String>) -> Result<(), Response> {
+    let cfg = s.config.load();
     auth::check_admin(
-        &s.config.server.admin_token,
+        &cfg.server.admin_token,
         auth::presented(h, q.as_deref()).as_deref(),
     )
     .map_err(|c| {
-        let msg = if s.config.server.admin_token.is_none() {
+        let msg = if cfg.server.admin_token.is_none() {
             "control routes are disabled: no admin token is configured"
         } else {
             "a valid admin token is required"

@@ -34,6 +34,7 @@ use metrics_exporter_prometheus::{
 use crate::sources::{HealthRegistry, RejectCounter};
 use crate::state::Publisher;
 pub use crate::state::WAIT_BUCKETS;
+use crate::time::Ts;
 
 /// Buckets of `acd_event_publish_lag_seconds` (100 us to 1 s).
 pub const LAG_BUCKETS: &[f64] = &[
@@ -146,6 +147,20 @@ impl Metrics {
         let ws_resyncs =
             recorder.register_counter(&key("acd_websocket_resyncs_total", &[]), &meta());
         ws_resyncs.absolute(0);
+        let b = crate::build_info::get();
+        recorder
+            .register_gauge(
+                &key(
+                    "acd_build_info",
+                    &[
+                        ("version", b.version),
+                        ("commit", b.commit),
+                        ("build_date", b.build_date),
+                    ],
+                ),
+                &meta(),
+            )
+            .set(1.0);
         Arc::new(Metrics {
             recorder,
             handle,
@@ -295,6 +310,17 @@ impl Metrics {
             .set(backlog as f64);
     }
 
+    /// The last configuration reload: `acd_config_reload_success` (1 ok,
+    /// 0 refused) and, when it succeeded, its time.
+    pub fn reload_result(&self, ok: bool) {
+        self.gauge("acd_config_reload_success", &[])
+            .set(if ok { 1.0 } else { 0.0 });
+        if ok {
+            self.gauge("acd_config_reload_success_timestamp_seconds", &[])
+                .set(Ts::now().secs_f64());
+        }
+    }
+
     /// Compacts histogram memory and drops idle series.
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
@@ -337,6 +363,21 @@ fn describe(r: &dyn Recorder) {
         "acd_engine_inbox_backlog",
         Some(Unit::Count),
         "Entries (events or batches) waiting in the engine's inbox.",
+    );
+    g(
+        "acd_config_reload_success",
+        None,
+        "1 when the last configuration reload was taken, 0 when the file was refused (nothing changed).",
+    );
+    g(
+        "acd_config_reload_success_timestamp_seconds",
+        Some(Unit::Seconds),
+        "When the configuration was last reloaded successfully (Unix time).",
+    );
+    g(
+        "acd_build_info",
+        None,
+        "Always 1; the labels say which build this daemon runs (version, git commit, build date).",
     );
     g(
         "acd_websocket_clients",

@@ -7,7 +7,9 @@ pub mod auth;
 pub mod control;
 pub mod exposition;
 pub mod health;
+pub mod info;
 pub mod metrics;
+pub mod reload;
 pub mod wall;
 pub mod ws;
 
@@ -23,7 +25,11 @@ use crate::state::Publisher;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The configuration in force; a reload swaps it (handlers read it per
+    /// request, so a new token or wall setting applies at once).
+    pub config: Arc<arc_swap::ArcSwap<Config>>,
+    /// Set once the daemon can reload its configuration (`acdmon run`).
+    pub reloader: Arc<std::sync::OnceLock<Arc<crate::reload::Reloader>>>,
     pub publisher: Arc<Publisher>,
     pub health: Arc<HealthRegistry>,
     pub rejects: Arc<RejectCounter>,
@@ -39,6 +45,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     api::routes(state.clone())
         .merge(control::routes(state.clone()))
+        .merge(info::routes())
+        .merge(reload::routes())
         .merge(metrics_routes())
         .merge(ws::routes())
         .merge(wall::routes())
@@ -58,7 +66,7 @@ async fn metrics_route(
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if s.config.server.metrics_auth
+    if s.config.load().server.metrics_auth
         && let Err(r) = api::read_guard(&s, &h, &q)
     {
         return r;

@@ -30,7 +30,8 @@ pub fn routes() -> Router<AppState> {
 
 /// The page's settings, as a JavaScript object literal safe inside `<script>`.
 fn settings(s: &AppState) -> String {
-    let c = &s.config.server;
+    let cfg = s.config.load();
+    let c = &cfg.server;
     let v = serde_json::json!({
         "title": c.wall_title,
         "sl_amber": c.wall_sl_amber,
@@ -43,15 +44,16 @@ fn settings(s: &AppState) -> String {
 }
 
 async fn index(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let cfg = s.config.load();
     let allowed = auth::check_read(
-        &s.config.server.read_token,
-        &s.config.server.admin_token,
+        &cfg.server.read_token,
+        &cfg.server.admin_token,
         auth::presented(&h, q.as_deref()).as_deref(),
     );
     if allowed.is_err() {
         return (StatusCode::UNAUTHORIZED, Html(LOGIN)).into_response();
     }
-    let title = html_escape(&s.config.server.wall_title);
+    let title = html_escape(&cfg.server.wall_title);
     let page = INDEX
         .replace("{{SETTINGS}}", &settings(&s))
         .replace("{{TITLE}}", &title);

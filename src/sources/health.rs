@@ -110,6 +110,15 @@ impl HealthRegistry {
             .push(h);
     }
 
+    /// Forgets a source a config reload stopped (a restarted one registers
+    /// its new health under the same name).
+    pub fn remove(&self, name: &str) {
+        self.sources
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|h| &*h.name != name);
+    }
+
     pub fn all(&self) -> Vec<Arc<SourceHealth>> {
         self.sources
             .read()

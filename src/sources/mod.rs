@@ -36,6 +36,13 @@ pub enum Envelope {
     /// The daemon is stopping: apply what came before, publish, and end the
     /// engine thread (its observers flush the interval history on drop).
     Shutdown,
+    /// A reloaded configuration (already validated): the engine and its
+    /// observers take it after what came before; `done` is answered once it
+    /// is applied and published.
+    Reconfigure {
+        config: Arc<crate::config::Config>,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// The engine's inbox. Capacity is [`INBOX_CAPACITY`].

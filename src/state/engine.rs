@@ -20,6 +20,8 @@ use crate::event::{AgentStatus, Event, EventKind, ResyncCaller, ResyncMember};
 use crate::sources::Reject;
 use crate::time::Ts;
 
+mod reconfigure;
+
 /// A call being talked: answered, not yet completed.
 #[derive(Debug, Clone)]
 struct Talking {

@@ -134,6 +134,12 @@ impl RollingWindow {
         self.len_ms
     }
 
+    /// A new length (config reload): a shorter window sheds at the next
+    /// [`RollingWindow::expire`]; a longer one grows forward.
+    pub fn set_len_ms(&mut self, len_ms: i64) {
+        self.len_ms = len_ms.max(1);
+    }
+
     pub fn push(&mut self, ts: Ts, o: Outcome) {
         self.tally.add(&o);
         self.entries.push_back((ts, o));

@@ -19,6 +19,7 @@
 //! crash (a power loss may lose the last transactions, never corrupt).
 
 pub mod history;
+pub mod reloads;
 pub mod report;
 
 use std::path::Path;
