@@ -54,13 +54,21 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// "storage: <error>" while the audit log or interval history cannot be
+/// written, or escalation decisions wait to be written.
+pub(crate) fn storage_not_ready_reason(s: &AppState) -> Option<String> {
+    crate::escalation::control::handle_for(&s.publisher)
+        .and_then(|l| l.store.health().not_ready_reason())
+}
+
 async fn readyz(State(s): State<AppState>) -> Response {
-    let reasons: Vec<String> = s
+    let mut reasons: Vec<String> = s
         .health
         .all()
         .iter()
         .filter_map(|h| h.not_ready_reason())
         .collect();
+    reasons.extend(storage_not_ready_reason(&s));
     if reasons.is_empty() {
         (StatusCode::OK, Json(json!({"ready": true}))).into_response()
     } else {

@@ -79,6 +79,7 @@ struct Fingerprint {
     rejected: u64,
     ws_clients: i64,
     http_events: u64,
+    storage: Option<(bool, u64, u64)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -208,6 +209,13 @@ impl Metrics {
         }
         self.gauge("acd_websocket_clients", &[])
             .set(self.ws_clients.load(Ordering::Relaxed).max(0) as f64);
+        if let Some(h) = storage_health(publisher) {
+            self.gauge("acd_storage_ok", &[]).set(h.ok() as u8 as f64);
+            self.counter("acd_storage_write_failures_total", &[])
+                .absolute(h.failures());
+            self.gauge("acd_escalation_pending_writes", &[])
+                .set(h.pending_writes() as f64);
+        }
         let snap = publisher.snapshot();
         let mut out = String::with_capacity(64 * 64 * (snap.queues.len() + 8));
         super::exposition::write_snapshot(&mut out, &snap, self.per_agent);
@@ -263,6 +271,8 @@ impl Metrics {
             rejected: rejects.all().iter().map(|r| r.2).sum(),
             ws_clients: self.ws_clients.load(Ordering::Relaxed),
             http_events: self.http_events.load(Ordering::Relaxed),
+            storage: storage_health(publisher)
+                .map(|h| (h.ok(), h.failures(), h.pending_writes())),
         }
     }
 
@@ -270,6 +280,11 @@ impl Metrics {
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
+}
+
+/// The daemon's storage health, when it runs a ladder (and so a store).
+fn storage_health(publisher: &Publisher) -> Option<Arc<crate::store::StorageHealth>> {
+    crate::escalation::control::handle_for(publisher).map(|l| l.store.health().clone())
 }
 
 fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
@@ -295,6 +310,16 @@ fn describe(r: &dyn Recorder) {
         "1 when the source is connected and has finished its resync.",
     );
     g(
+        "acd_storage_ok",
+        None,
+        "1 when the last write to storage (audit log, interval history) succeeded and no escalation write waits.",
+    );
+    g(
+        "acd_escalation_pending_writes",
+        Some(Unit::Count),
+        "Escalation decisions and results waiting to be written to the audit log (retried; not acted on until written).",
+    );
+    g(
         "acd_websocket_clients",
         Some(Unit::Count),
         "Connected /ws clients.",
@@ -305,6 +330,10 @@ fn describe(r: &dyn Recorder) {
     c(
         "acd_escalation_actions_total",
         "Escalation actions by queue, stage name and final result (counted by the ladder).",
+    );
+    c(
+        "acd_storage_write_failures_total",
+        "Writes to storage (audit log, interval history) that failed, retries included.",
     );
     c(
         "acd_source_events_total",

@@ -404,6 +404,22 @@
   window.acdmonWall = { queues, agents, get seq() { return seq; }, get connected() { return connected; },
     get snapshots() { return snapshots; } };
   renderTiles();
+  // Storage faults: /readyz (no token) says "storage: ..." while the audit
+  // log or history cannot be written; the ladder then acts on nothing new.
+  function pollStorage() {
+    fetch("/readyz", { cache: "no-store" })
+      .then((r) => r.json())
+      .then((j) => {
+        const el = $("storage");
+        const bad = (j.reasons || []).filter((r) => String(r).startsWith("storage:"));
+        el.hidden = bad.length === 0;
+        el.textContent = bad.length ? "Storage fault \u2013 escalation decisions wait to be written: " + bad.join("; ") : "";
+      })
+      .catch(() => {});
+  }
+  pollStorage();
+  setInterval(pollStorage, 5000);
+
   connect();
   tick();
   setInterval(tick, 500);
