@@ -544,6 +544,9 @@ impl LadderObserver {
         if self.pending.is_empty() && self.retry_ms != WRITE_RETRY_FIRST_MS {
             tracing::info!("the audit log is written again; waiting escalation decisions are acted on");
             self.retry_ms = WRITE_RETRY_FIRST_MS;
+            for l in self.ladders.iter_mut().flatten() {
+                l.restart_clocks();
+            }
         }
         self.store
             .health()
