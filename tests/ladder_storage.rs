@@ -282,6 +282,18 @@ async fn a_full_disk_delays_the_release_and_nobody_is_forgotten() {
         .map(|a| a["agent"].as_str().unwrap())
         .collect();
     assert_eq!(flagged.len(), 9, "{agents}");
+    // A supervisor's manual sign-in cannot be logged either: refused, and
+    // no id is spent on it.
+    let r = http(
+        &addr,
+        "POST",
+        "/api/v1/agents/e1/sign-out",
+        Some("boss"),
+        r#"{"queue":"hotline"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("nothing was done"), "{}", r.body);
     let ids: Vec<u64> = json(&addr, "/api/v1/escalations")
         .await
         .as_array()

@@ -136,3 +136,46 @@ impl Drop for IntervalHistory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::kpi::{SlFormula, WindowView};
+    use crate::time::Ts;
+
+    fn record(start: i64) -> IntervalRecord {
+        IntervalRecord {
+            queue: "hotline".into(),
+            start: Ts(start),
+            end: Ts(start + 900_000),
+            window: WindowView::from_tally(&Default::default(), SlFormula::default()),
+            staffed_agents: 5.0,
+            required_agents: Some(6),
+            observed_from: Ts(start),
+        }
+    }
+
+    /// An interval closed while the disk is full is kept and written once
+    /// the disk has room again; storage health says so in between.
+    #[test]
+    fn history_written_during_a_full_disk_arrives_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path().join("h.sqlite").to_str().unwrap()).unwrap());
+        let mut h = IntervalHistory::new(store.clone());
+        store.set_full(true).unwrap();
+        // Rows big enough to need a page of their own.
+        let batch: Vec<IntervalRecord> = (0..40).map(|i| record(i * 900_000)).collect();
+        h.intervals_closed(&batch);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.health().ok() {
+            assert!(std::time::Instant::now() < deadline, "the write never failed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(store.health().last_error().unwrap().contains("full"));
+        store.set_full(false).unwrap();
+        drop(h);
+        let rows = store.intervals(Ts(0), Ts(i64::MAX / 2), None).unwrap();
+        assert_eq!(rows.len(), 40);
+        assert!(store.health().ok());
+    }
+}

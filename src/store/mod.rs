@@ -205,7 +205,8 @@ fn setup(conn: &Connection) -> Result<(), rusqlite::Error> {
 }
 
 impl Store {
-    /// Opens (creating) the database at `path`, in WAL mode.
+    /// Opens (creating) the database at `path`, in WAL mode, and writes to
+    /// it once: [`StoreError::NotWritable`] when that fails.
     pub fn open(path: &str) -> Result<Store, StoreError> {
         if let Some(dir) = Path::new(path)
             .parent()
@@ -246,6 +247,30 @@ impl Store {
         Ok(Store {
             writer: Mutex::new(writer),
             reader: Some(Mutex::new(reader)),
+            health: Arc::default(),
+        })
+    }
+
+    /// For readers (`acdmon report`): [`Store::open`], or, when the
+    /// database cannot be written (a read-only copy), the file read-only
+    /// as it is. Writes through it fail.
+    pub fn open_to_read(path: &str) -> Result<Store, StoreError> {
+        match Store::open(path) {
+            Err(StoreError::NotWritable { .. }) => {}
+            other => return other,
+        }
+        let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                Ok(c)
+            })
+            .map_err(|e| StoreError::Open {
+                path: path.into(),
+                source: e,
+            })?;
+        Ok(Store {
+            writer: Mutex::new(c),
+            reader: None,
             health: Arc::default(),
         })
     }
@@ -723,5 +748,25 @@ mod tests {
         let s = Store::open(path.to_str().unwrap()).unwrap();
         assert_eq!(s.all_entries().unwrap().len(), 2);
         assert_eq!(s.entry(1).unwrap().unwrap().actions[0].result, "ok");
+    }
+
+    /// A full database refuses a new entry with SQLITE_FULL, health says so,
+    /// and the same entry is written once there is room again.
+    #[test]
+    fn a_full_database_refuses_writes_until_it_has_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().join("f.sqlite").to_str().unwrap()).unwrap();
+        s.insert_entry(&entry(1)).unwrap();
+        s.set_full(true).unwrap();
+        let mut e = entry(2);
+        e.reason = "x".repeat(5000); // needs a page the file does not have
+        let err = s.insert_entry(&e).unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        assert!(!s.health().ok());
+        assert_eq!(s.health().failures(), 1);
+        s.set_full(false).unwrap();
+        s.insert_entry(&e).unwrap();
+        assert!(s.health().ok());
+        assert_eq!(s.all_entries().unwrap().len(), 2);
     }
 }
