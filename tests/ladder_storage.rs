@@ -171,7 +171,10 @@ fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
 
 fn actions_by_result(text: &str) -> HashMap<String, f64> {
     let mut m = HashMap::new();
-    for line in text.lines().filter(|l| l.starts_with("acd_escalation_actions_total{")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("acd_escalation_actions_total{"))
+    {
         let result = line
             .split("result=\"")
             .nth(1)
@@ -225,16 +228,20 @@ async fn a_full_disk_delays_the_release_and_nobody_is_forgotten() {
     ));
     let r = http(&addr, "POST", "/api/v1/events", Some("boss"), &body).await;
     assert_eq!(r.status, 202, "{}", r.body);
-    eventually(LIMIT, "nine sign-ins, all answered ok in the log", || async {
-        let log = json(&addr, "/api/v1/escalations").await;
-        let ok = log
-            .as_array()?
-            .iter()
-            .flat_map(|e| e["actions"].as_array().cloned().unwrap_or_default())
-            .filter(|a| a["kind"] == "sign_in" && a["result"] == "ok")
-            .count();
-        (ok == 9).then_some(())
-    })
+    eventually(
+        LIMIT,
+        "nine sign-ins, all answered ok in the log",
+        || async {
+            let log = json(&addr, "/api/v1/escalations").await;
+            let ok = log
+                .as_array()?
+                .iter()
+                .flat_map(|e| e["actions"].as_array().cloned().unwrap_or_default())
+                .filter(|a| a["kind"] == "sign_in" && a["result"] == "ok")
+                .count();
+            (ok == 9).then_some(())
+        },
+    )
     .await;
     assert_eq!(hook.calls().len(), 9);
 
@@ -282,6 +289,12 @@ async fn a_full_disk_delays_the_release_and_nobody_is_forgotten() {
         .map(|a| a["agent"].as_str().unwrap())
         .collect();
     assert_eq!(flagged.len(), 9, "{agents}");
+    let q = json(&addr, "/api/v1/queues/hotline").await;
+    assert_eq!(
+        q["escalation"]["signed_in"].as_array().map(Vec::len),
+        Some(9),
+        "the wall still shows all nine: {q}"
+    );
     // A supervisor's manual sign-in cannot be logged either: refused, and
     // no id is spent on it.
     let r = http(
@@ -420,7 +433,10 @@ fn run_read_only(dir: &Path, cfg: &Path) -> Option<std::process::Child> {
         c.args(["run", "--config"]).arg(cfg);
         c
     };
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().ok()
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()
 }
 
 #[test]
@@ -463,6 +479,9 @@ fn a_daemon_on_storage_it_cannot_write_refuses_to_start() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("cannot write"), "{err}");
     assert!(err.contains(db.to_str().unwrap()), "{err}");
-    assert!(err.contains("read-only") || err.contains("readonly"), "{err}");
+    assert!(
+        err.contains("read-only") || err.contains("readonly"),
+        "{err}"
+    );
     drop(earlier);
 }

@@ -46,6 +46,7 @@ use crate::cti::{CtiOutcome, CtiRegistry, CtiRequest, CtiVerb};
 use crate::event::AgentStatus;
 use crate::runtime::Observer;
 use crate::state::Engine;
+use crate::state::view::EscalationStatus;
 use crate::store::Store;
 use crate::time::Ts;
 
@@ -488,9 +489,7 @@ impl LadderObserver {
             self.retry_at = now;
             self.flush_writes(now);
         }
-        self.store
-            .health()
-            .set_pending_writes(self.pending.len());
+        self.store.health().set_pending_writes(self.pending.len());
     }
 
     /// Writes what waits, oldest first, until one fails (then again after a
@@ -513,17 +512,17 @@ impl LadderObserver {
             };
             match r {
                 Ok(()) => match w {
-                        Write::Entry(e) => {
-                            self.unwritten.remove(&e.id);
-                            self.outbox.push(e.id);
+                    Write::Entry(e) => {
+                        self.unwritten.remove(&e.id);
+                        self.outbox.push(e.id);
+                    }
+                    Write::Mark(m, _) => {
+                        if m.action.is_some() && m.result != PENDING {
+                            self.count(m.entry, m.result);
                         }
-                        Write::Mark(m, _) => {
-                            if m.action.is_some() && m.result != PENDING {
-                                self.count(m.entry, m.result);
-                            }
-                            self.outbox.push(m.entry);
-                        }
-                    },
+                        self.outbox.push(m.entry);
+                    }
+                },
                 Err(err) => {
                     let (what, id) = match &w {
                         Write::Entry(e) => ("decision", e.id),
@@ -542,15 +541,15 @@ impl LadderObserver {
             }
         }
         if self.pending.is_empty() && self.retry_ms != WRITE_RETRY_FIRST_MS {
-            tracing::info!("the audit log is written again; waiting escalation decisions are acted on");
+            tracing::info!(
+                "the audit log is written again; waiting escalation decisions are acted on"
+            );
             self.retry_ms = WRITE_RETRY_FIRST_MS;
             for l in self.ladders.iter_mut().flatten() {
                 l.restart_clocks();
             }
         }
-        self.store
-            .health()
-            .set_pending_writes(self.pending.len());
+        self.store.health().set_pending_writes(self.pending.len());
     }
 
     /// Retries waiting writes when due, then starts the acts whose entries
@@ -693,7 +692,26 @@ impl LadderObserver {
         }
         for q in std::mem::take(&mut self.changed) {
             if let Some(l) = self.ladders.get(q).and_then(Option::as_ref) {
-                engine.set_escalation(q, l.status());
+                let mut status = l.status();
+                // People a release waiting to be written has not signed out.
+                let queue = &engine.queue(q).name;
+                for a in self
+                    .held
+                    .iter()
+                    .filter(|a| a.verb == CtiVerb::SignOut && *a.queue == **queue)
+                {
+                    let st = status.get_or_insert_with(|| EscalationStatus {
+                        stage: 0,
+                        stage_name: String::new(),
+                        since: engine.now(),
+                        signed_in: Vec::new(),
+                        pending: Vec::new(),
+                    });
+                    if !st.signed_in.contains(&a.agent) {
+                        st.signed_in.push(a.agent.clone());
+                    }
+                }
+                engine.set_escalation(q, status);
             }
             self.refresh(q);
         }
@@ -918,13 +936,13 @@ impl LadderObserver {
             .insert(id, (entry.queue.clone(), entry.stage_name.clone()));
         self.outbox.push(id);
         let mut outs = vec![Output::Act(Act {
-                entry: id,
-                action: 0,
-                verb,
-                agent: agent.to_string(),
-                queue: queue.to_string(),
-                attempt: 1,
-            })];
+            entry: id,
+            action: 0,
+            verb,
+            agent: agent.to_string(),
+            queue: queue.to_string(),
+            attempt: 1,
+        })];
         if let Some(l) = self.ladders[q].as_mut() {
             outs.extend(l.forget(
                 agent,

@@ -271,8 +271,7 @@ impl Metrics {
             rejected: rejects.all().iter().map(|r| r.2).sum(),
             ws_clients: self.ws_clients.load(Ordering::Relaxed),
             http_events: self.http_events.load(Ordering::Relaxed),
-            storage: storage_health(publisher)
-                .map(|h| (h.ok(), h.failures(), h.pending_writes())),
+            storage: storage_health(publisher).map(|h| (h.ok(), h.failures(), h.pending_writes())),
         }
     }
 

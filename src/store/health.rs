@@ -104,7 +104,11 @@ mod tests {
         );
         h.write_ok();
         h.set_pending_writes(2);
-        assert!(h.not_ready_reason().unwrap().contains("2 escalation writes waiting"));
+        assert!(
+            h.not_ready_reason()
+                .unwrap()
+                .contains("2 escalation writes waiting")
+        );
         h.set_pending_writes(0);
         assert_eq!(h.not_ready_reason(), None);
         assert_eq!(h.failures(), 1);

@@ -168,7 +168,10 @@ mod tests {
         h.intervals_closed(&batch);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while store.health().ok() {
-            assert!(std::time::Instant::now() < deadline, "the write never failed");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write never failed"
+            );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert!(store.health().last_error().unwrap().contains("full"));

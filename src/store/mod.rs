@@ -309,9 +309,7 @@ impl Store {
     pub fn set_full(&self, full: bool) -> Result<(), StoreError> {
         let c = lock(&self.writer);
         if full {
-            c.execute_batch(
-                "CREATE TABLE IF NOT EXISTS storage_ballast (b BLOB NOT NULL)",
-            )?;
+            c.execute_batch("CREATE TABLE IF NOT EXISTS storage_ballast (b BLOB NOT NULL)")?;
             let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
             c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
             let mut size = 4096usize;
