@@ -210,7 +210,8 @@ impl Metrics {
         self.gauge("acd_websocket_clients", &[])
             .set(self.ws_clients.load(Ordering::Relaxed).max(0) as f64);
         if let Some(h) = storage_health(publisher) {
-            self.gauge("acd_storage_ok", &[]).set(h.ok() as u8 as f64);
+            self.gauge("acd_storage_ok", &[])
+                .set((h.ok() && h.pending_writes() == 0) as u8 as f64);
             self.counter("acd_storage_write_failures_total", &[])
                 .absolute(h.failures());
             self.gauge("acd_escalation_pending_writes", &[])
