@@ -485,3 +485,136 @@ fn a_daemon_on_storage_it_cannot_write_refuses_to_start() {
     );
     drop(earlier);
 }
+
+/// A phone system that answers at once and remembers every request.
+#[derive(Clone, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<(acdmon::cti::CtiVerb, String)>>>);
+
+impl acdmon::cti::Cti for Recorder {
+    fn execute(&self, req: acdmon::cti::CtiRequest) -> acdmon::cti::CtiFuture {
+        self.0.lock().unwrap().push((req.verb, req.agent));
+        Box::pin(async { acdmon::cti::CtiOutcome::ok("done") })
+    }
+}
+
+/// Steady load on a disk that is full some of the time: a surge every ten
+/// minutes for a day's afternoon, the disk filling and freeing at times
+/// that fall in every phase of the ladder (some writes still fit in the
+/// file's free space, others do not). Every agent alternates sign-in and
+/// sign-out (never signed in twice), everyone is out at the end, the log's
+/// ids run without a gap, and no write failed for any reason but a full
+/// disk (no `FOREIGN KEY constraint failed`).
+#[test]
+fn a_disk_that_fills_and_frees_under_load_never_breaks_the_ladder() {
+    use acdmon::event::{AgentStatus, Event, EventKind};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse("t.toml", &config(dir.path(), "http://127.0.0.1:9/unused")).unwrap();
+    let store = std::sync::Arc::new(acdmon::store::Store::in_memory().unwrap());
+    let phone = Recorder::default();
+    let reg = acdmon::cti::CtiRegistry::only(std::sync::Arc::new(phone.clone()));
+    let (obs, _) = acdmon::escalation::observer::LadderObserver::new(
+        &cfg,
+        store.clone(),
+        std::sync::Arc::new(reg),
+    )
+    .unwrap();
+    let t0 = 1_800_000_000_000i64;
+    let mut d = acdmon::runtime::Driver::new(
+        acdmon::state::Engine::starting_at(cfg.engine_config(), Ts(t0)),
+        std::sync::Arc::new(acdmon::sources::RejectCounter::default()),
+    );
+    d.observers.push(Box::new(obs));
+    for a in ["e1", "e2", "e3", "o1", "o2", "o3", "q1", "q2", "q3"] {
+        d.apply(
+            "t",
+            Event {
+                ts: Ts(t0),
+                kind: EventKind::AgentState {
+                    agent: a.into(),
+                    status: AgentStatus::Available,
+                    reason: None,
+                    queue: None,
+                },
+            },
+        );
+    }
+    let mut failures_seen = 0;
+    let mut full = false;
+    // One step = 250 ms of event time; a surge (a caller waiting 20 s)
+    // every 10 minutes; the disk toggles every 37 s, so its edges fall on
+    // every phase of the ladder.
+    let steps = 4 * 60 * 60 * 4;
+    for step in 0..steps {
+        let t = t0 + 1_000 + step * 250;
+        let in_cycle = (step * 250) % 600_000;
+        let call = format!("c{}", step * 250 / 600_000);
+        if in_cycle == 0 {
+            d.apply(
+                "t",
+                Event {
+                    ts: Ts(t),
+                    kind: EventKind::CallEnqueued {
+                        call: call.clone(),
+                        queue: "hotline".into(),
+                        caller: None,
+                        priority: None,
+                    },
+                },
+            );
+        } else if in_cycle == 20_000 {
+            d.apply(
+                "t",
+                Event {
+                    ts: Ts(t),
+                    kind: EventKind::CallAbandoned {
+                        call,
+                        queue: "hotline".into(),
+                    },
+                },
+            );
+        }
+        let want_full = step < steps - 4 * 600 && (step * 250 / 37_000) % 2 == 1;
+        if want_full != full {
+            store.set_full(want_full).unwrap();
+            full = want_full;
+        }
+        d.advance(Ts(t));
+        d.before_publish();
+        if !store.health().ok() {
+            failures_seen += 1;
+            let err = store.health().last_error().unwrap();
+            assert!(err.contains("full"), "only a full disk: {err}");
+        }
+    }
+    assert!(failures_seen > 100, "the disk was full often: {failures_seen}");
+    // Every agent alternates, starting with a sign-in, and ends signed out.
+    let calls = phone.0.lock().unwrap().clone();
+    let mut by_agent: HashMap<String, Vec<acdmon::cti::CtiVerb>> = HashMap::new();
+    for (v, a) in &calls {
+        by_agent.entry(a.clone()).or_default().push(*v);
+    }
+    assert_eq!(by_agent.len(), 9, "{calls:?}");
+    for (a, vs) in &by_agent {
+        for (i, v) in vs.iter().enumerate() {
+            let want = if i % 2 == 0 {
+                acdmon::cti::CtiVerb::SignIn
+            } else {
+                acdmon::cti::CtiVerb::SignOut
+            };
+            assert_eq!(*v, want, "{a}: {vs:?}");
+        }
+        assert_eq!(vs.len() % 2, 0, "{a} is still signed in: {vs:?}");
+        assert!(vs.len() >= 2 * 10, "{a} took part in the day: {vs:?}");
+    }
+    let entries = store.all_entries().unwrap();
+    let ids: Vec<u64> = entries.iter().map(|e| e.id).collect();
+    let want: Vec<u64> = (1..=ids.len() as u64).collect();
+    assert_eq!(ids, want, "no id goes missing");
+    // Every action of every entry has its answer in the log.
+    for e in &entries {
+        for a in &e.actions {
+            assert_eq!(a.result, "ok", "entry {}: {a:?}", e.id);
+        }
+    }
+    assert!(store.health().ok());
+}
