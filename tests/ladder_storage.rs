@@ -586,7 +586,10 @@ fn a_disk_that_fills_and_frees_under_load_never_breaks_the_ladder() {
             assert!(err.contains("full"), "only a full disk: {err}");
         }
     }
-    assert!(failures_seen > 100, "the disk was full often: {failures_seen}");
+    assert!(
+        failures_seen > 100,
+        "the disk was full often: {failures_seen}"
+    );
     // Every agent alternates, starting with a sign-in, and ends signed out.
     let calls = phone.0.lock().unwrap().clone();
     let mut by_agent: HashMap<String, Vec<acdmon::cti::CtiVerb>> = HashMap::new();
