@@ -206,7 +206,13 @@ fn runtime_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> Exi
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("acdmon: {e:#}");
-            ExitCode::from(2)
+            // Storage that cannot be opened or written at start is a setup
+            // error, like a bad config: exit 1, before anything is served.
+            if e.downcast_ref::<acdmon::store::StoreError>().is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

@@ -100,9 +100,9 @@ pub fn attach(publisher: &Arc<Publisher>, handle: LadderHandle) {
 }
 
 /// The ladder of the daemon publishing through `publisher`, if it runs one.
-pub fn handle_for(publisher: &Arc<Publisher>) -> Option<LadderHandle> {
+pub fn handle_for(publisher: &Publisher) -> Option<LadderHandle> {
     let h = handles().lock().unwrap_or_else(|e| e.into_inner());
     h.iter()
-        .find(|(p, _)| std::ptr::eq(p.as_ptr(), Arc::as_ptr(publisher)))
+        .find(|(p, _)| std::ptr::eq(p.as_ptr(), publisher))
         .map(|(_, l)| l.clone())
 }

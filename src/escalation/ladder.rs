@@ -391,6 +391,15 @@ impl QueueLadder {
         }
     }
 
+    /// Starts the `for` and release clocks again from the next evaluation:
+    /// after a pause in which the ladder could not act (the audit log could
+    /// not be written), so the steps after the one just acted on keep their
+    /// full `for` and `release_hold` apart instead of following at once.
+    pub fn restart_clocks(&mut self) {
+        self.up.reset();
+        self.down.reset();
+    }
+
     /// Agents this ladder answers for: active stages, a proposal, and
     /// sign-outs not yet done.
     pub fn tracked(&self) -> HashSet<&str> {

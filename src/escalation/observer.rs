@@ -7,6 +7,18 @@
 //! tasks' outcomes come back on a bounded channel that is drained before each
 //! publish, appended to the log as results and fed back to the ladder.
 //!
+//! When the audit log cannot be written (a full disk, a file system gone
+//! read-only), the decision stays in memory, in order, with everything
+//! decided after it: [`LadderObserver`]'s write queue is retried with a
+//! doubling backoff, and a decision's CTI actions run once its entry is
+//! written. While anything waits, the ladders decide nothing new (their
+//! figures would be acted on late and the queue would grow), approvals and
+//! manual actions are refused, and the agents a waiting release would sign
+//! out stay `signed_in_by_escalation`: the ladder never forgets whom it
+//! signed in because a write failed. Ids are given in decision order and
+//! written in that order, so none goes missing; results are counted in
+//! `acd_escalation_actions_total` when they are written.
+//!
 //! One action at a time per agent: a sign-out decided while that agent's
 //! sign-in is still on the wire waits for it (and vice versa), so a release
 //! can never overtake the escalation it undoes.
@@ -34,6 +46,7 @@ use crate::cti::{CtiOutcome, CtiRegistry, CtiRequest, CtiVerb};
 use crate::event::AgentStatus;
 use crate::runtime::Observer;
 use crate::state::Engine;
+use crate::state::view::EscalationStatus;
 use crate::store::Store;
 use crate::time::Ts;
 
@@ -49,6 +62,18 @@ const EVAL_EVERY_MS: i64 = 1_000;
 /// has passed: until then the engine does not know its callers, and an empty
 /// queue must not read as "release everyone".
 const RESTORE_SETTLE_MS: i64 = 60_000;
+
+/// First retry of a failed audit log write; doubled after each failure.
+const WRITE_RETRY_FIRST_MS: i64 = 250;
+/// Longest wait between two retries (a failing write costs microseconds;
+/// the disk's recovery should show within seconds).
+const WRITE_RETRY_MAX_MS: i64 = 2_000;
+
+/// A write the audit log owes, in the order decided.
+enum Write {
+    Entry(Entry),
+    Mark(Mark, Ts),
+}
 
 /// Where CTI futures run.
 enum Runner {
@@ -89,8 +114,16 @@ pub struct LadderObserver {
     next_id: u64,
     /// Entries written or changed since the last publish.
     outbox: Vec<u64>,
-    /// Entries whose write failed: never acted on.
+    /// Entries and results not yet written, oldest first; retried at
+    /// `retry_at`. Unbounded on purpose, but small: nothing new is decided
+    /// while it is not empty.
+    pending: VecDeque<Write>,
+    /// Ids of the entries in `pending`.
     unwritten: HashSet<u64>,
+    /// Acts of entries in `pending`, in order; started once written.
+    held: Vec<Act>,
+    retry_at: Ts,
+    retry_ms: i64,
     /// (queue, stage name) of entries, for metric labels.
     meta: HashMap<u64, (String, String)>,
     ready: bool,
@@ -219,7 +252,11 @@ impl LadderObserver {
             acts: HashMap::new(),
             next_id: 0,
             outbox: Vec::new(),
+            pending: VecDeque::new(),
             unwritten: HashSet::new(),
+            held: Vec::new(),
+            retry_at: Ts(i64::MIN / 2),
+            retry_ms: WRITE_RETRY_FIRST_MS,
             meta: HashMap::new(),
             ready: false,
             last_full: Ts(i64::MIN / 2),
@@ -286,7 +323,7 @@ impl LadderObserver {
                     .insert(q, engine.now().plus_ms(RESTORE_SETTLE_MS));
             }
             self.changed.insert(q);
-            self.process(engine, q, outs);
+            self.process(engine, outs);
         }
         self.sync(engine);
     }
@@ -335,6 +372,10 @@ impl LadderObserver {
     }
 
     fn evaluate(&mut self, engine: &mut Engine, q: usize) {
+        if !self.pending.is_empty() {
+            // Nothing new is decided while a decision waits to be written.
+            return;
+        }
         if !self.settling.is_empty()
             && let Some(&until) = self.settling.get(&q)
         {
@@ -381,7 +422,7 @@ impl LadderObserver {
             self.refresh(q);
         } else {
             self.changed.insert(q);
-            self.process(engine, q, outs);
+            self.process(engine, outs);
             // The next queue's decisions must see these seats taken.
             self.sync(engine);
         }
@@ -420,52 +461,128 @@ impl LadderObserver {
     }
 
     /// Writes entries, appends marks and starts acts, in the ladder's order.
-    fn process(&mut self, engine: &mut Engine, q: usize, outs: Vec<Output>) {
+    fn process(&mut self, engine: &mut Engine, outs: Vec<Output>) {
         let now = engine.now();
         for o in outs {
             match o {
                 Output::Entry(e) => {
                     self.meta
                         .insert(e.id, (e.queue.clone(), e.stage_name.clone()));
-                    match self.store.insert_entry(&e) {
-                        Ok(()) => self.outbox.push(e.id),
-                        Err(err) => {
-                            tracing::error!(id = e.id, queue = %e.queue, error = %err,
-                                "cannot write an escalation decision; it is not acted on");
-                            self.unwritten.insert(e.id);
-                        }
-                    }
+                    self.write(Write::Entry(e), now);
                 }
-                Output::Mark(m) => self.mark(&m, now),
+                Output::Mark(m) => self.write(Write::Mark(m, now), now),
                 Output::Act(a) => {
                     if self.unwritten.contains(&a.entry) {
-                        if let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
-                            l.on_result(&a, false, now);
+                        if let Some(q) = engine.find_queue(&a.queue) {
+                            self.changed.insert(q);
                         }
-                        continue;
+                        self.held.push(a);
+                    } else {
+                        self.enqueue(engine, a);
                     }
-                    self.enqueue(engine, a);
                 }
             }
         }
         self.run_inline(engine);
     }
 
-    fn mark(&mut self, m: &Mark, now: Ts) {
-        if let Err(e) = self.store.append_result(
-            m.entry,
-            m.action,
-            now,
-            m.result,
-            m.detail.as_deref(),
-            m.by.as_deref(),
-        ) {
-            tracing::error!(entry = m.entry, error = %e, "cannot append an escalation result");
+    /// Writes now, or after what already waits (order is kept, so a result
+    /// never reaches the log before its entry).
+    fn write(&mut self, w: Write, now: Ts) {
+        if let Write::Entry(e) = &w {
+            self.unwritten.insert(e.id);
         }
-        if m.action.is_some() && m.result != PENDING {
-            self.count(m.entry, m.result);
+        let first = self.pending.is_empty();
+        self.pending.push_back(w);
+        if first {
+            self.retry_at = now;
+            self.flush_writes(now);
         }
-        self.outbox.push(m.entry);
+        self.store.health().set_pending_writes(self.pending.len());
+    }
+
+    /// Writes what waits, oldest first, until one fails (then again after a
+    /// backoff).
+    fn flush_writes(&mut self, now: Ts) {
+        if self.pending.is_empty() || now < self.retry_at {
+            return;
+        }
+        while let Some(w) = self.pending.pop_front() {
+            let r = match &w {
+                Write::Entry(e) => self.store.insert_entry(e),
+                Write::Mark(m, at) => self.store.append_result(
+                    m.entry,
+                    m.action,
+                    *at,
+                    m.result,
+                    m.detail.as_deref(),
+                    m.by.as_deref(),
+                ),
+            };
+            match r {
+                Ok(()) => match w {
+                    Write::Entry(e) => {
+                        self.unwritten.remove(&e.id);
+                        self.outbox.push(e.id);
+                    }
+                    Write::Mark(m, _) => {
+                        if m.action.is_some() && m.result != PENDING {
+                            self.count(m.entry, m.result);
+                        }
+                        self.outbox.push(m.entry);
+                    }
+                },
+                Err(err) => {
+                    let (what, id) = match &w {
+                        Write::Entry(e) => ("decision", e.id),
+                        Write::Mark(m, _) => ("result", m.entry),
+                    };
+                    if self.retry_ms == WRITE_RETRY_FIRST_MS {
+                        tracing::error!(entry = id, error = %err, waiting = self.pending.len() + 1,
+                            "cannot write an escalation {what} to the audit log; it is kept and \
+                             retried, and nothing is acted on or decided until it is written");
+                    }
+                    self.pending.push_front(w);
+                    self.retry_at = now.plus_ms(self.retry_ms);
+                    self.retry_ms = (self.retry_ms * 2).min(WRITE_RETRY_MAX_MS);
+                    break;
+                }
+            }
+        }
+        if self.pending.is_empty() && self.retry_ms != WRITE_RETRY_FIRST_MS {
+            tracing::info!(
+                "the audit log is written again; waiting escalation decisions are acted on"
+            );
+            self.retry_ms = WRITE_RETRY_FIRST_MS;
+            for l in self.ladders.iter_mut().flatten() {
+                l.restart_clocks();
+            }
+        }
+        self.store.health().set_pending_writes(self.pending.len());
+    }
+
+    /// Retries waiting writes when due, then starts the acts whose entries
+    /// are now written, in the order decided.
+    fn retry_writes(&mut self, engine: &mut Engine) {
+        if self.pending.is_empty() && self.held.is_empty() {
+            return;
+        }
+        self.flush_writes(engine.now());
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        for a in held {
+            if self.unwritten.contains(&a.entry) {
+                self.held.push(a);
+            } else {
+                if let Some(q) = engine.find_queue(&a.queue) {
+                    self.changed.insert(q);
+                }
+                self.enqueue(engine, a);
+            }
+        }
+        self.run_inline(engine);
     }
 
     fn count(&self, entry: u64, result: &str) {
@@ -548,14 +665,17 @@ impl LadderObserver {
             tracing::warn!(agent = %act.agent, queue = %act.queue, verb = ?act.verb,
                 detail = %outcome.detail, "escalation action failed");
         }
-        self.mark(
-            &Mark {
-                entry: act.entry,
-                action: Some(act.action),
-                result,
-                detail: Some(outcome.detail.clone()),
-                by: None,
-            },
+        self.write(
+            Write::Mark(
+                Mark {
+                    entry: act.entry,
+                    action: Some(act.action),
+                    result,
+                    detail: Some(outcome.detail.clone()),
+                    by: None,
+                },
+                now,
+            ),
             now,
         );
         if let Some(q) = engine.find_queue(&act.queue) {
@@ -581,7 +701,26 @@ impl LadderObserver {
         }
         for q in std::mem::take(&mut self.changed) {
             if let Some(l) = self.ladders.get(q).and_then(Option::as_ref) {
-                engine.set_escalation(q, l.status());
+                let mut status = l.status();
+                // People a release waiting to be written has not signed out.
+                let queue = &engine.queue(q).name;
+                for a in self
+                    .held
+                    .iter()
+                    .filter(|a| a.verb == CtiVerb::SignOut && *a.queue == **queue)
+                {
+                    let st = status.get_or_insert_with(|| EscalationStatus {
+                        stage: 0,
+                        stage_name: String::new(),
+                        since: engine.now(),
+                        signed_in: Vec::new(),
+                        pending: Vec::new(),
+                    });
+                    if !st.signed_in.contains(&a.agent) {
+                        st.signed_in.push(a.agent.clone());
+                    }
+                }
+                engine.set_escalation(q, status);
             }
             self.refresh(q);
         }
@@ -601,6 +740,27 @@ impl LadderObserver {
                     .entry(p.name.clone())
                     .or_default()
                     .extend(tracked.into_iter().map(str::to_string));
+            }
+        }
+        // A release waiting to be written has not signed anyone out yet:
+        // its people are still the ladder's (flagged, seats, assignments).
+        for a in &self.held {
+            if a.verb != CtiVerb::SignOut {
+                continue;
+            }
+            if now_in.insert(a.agent.clone()) {
+                *self.assignments.entry(a.agent.clone()).or_default() += 1;
+                let plan = engine
+                    .find_queue(&a.queue)
+                    .and_then(|q| self.ladders.get(q))
+                    .and_then(Option::as_ref)
+                    .and_then(|l| l.plan());
+                if let Some(p) = plan {
+                    per_plan
+                        .entry(p.name.clone())
+                        .or_default()
+                        .insert(a.agent.clone());
+                }
             }
         }
         self.seats = per_plan
@@ -682,6 +842,7 @@ impl LadderObserver {
         by: &str,
         approve: bool,
     ) -> Result<Entry, ControlError> {
+        self.refuse_while_unwritten()?;
         let now = engine.now();
         let q = self
             .ladders
@@ -716,8 +877,14 @@ impl LadderObserver {
         })?;
         tracing::info!(id, by, approve, "escalation advice answered");
         self.changed.insert(q);
-        self.process(engine, q, outs);
+        self.process(engine, outs);
         self.sync(engine);
+        if !self.pending.is_empty() {
+            return Err(ControlError::Storage(format!(
+                "the answer to entry {id} cannot be written to the audit log yet; it is kept, \
+                 and acted on once written"
+            )));
+        }
         // The next stage's clock starts at the answer, not at the next event.
         self.evaluate(engine, q);
         self.sync(engine);
@@ -739,8 +906,8 @@ impl LadderObserver {
             return Err(ControlError::NotFound(format!("unknown queue {queue}")));
         };
         self.ensure_ladder(engine, q);
-        self.next_id += 1;
-        let id = self.next_id;
+        self.refuse_while_unwritten()?;
+        let id = self.next_id + 1;
         let (kind, direction, what) = match verb {
             CtiVerb::SignIn => ("sign_in", Direction::Up, "sign-in"),
             CtiVerb::SignOut => ("sign_out", Direction::Down, "sign-out"),
@@ -766,17 +933,25 @@ impl LadderObserver {
             ladder: None,
             decision: None,
         };
-        let mut outs = vec![
-            Output::Entry(entry),
-            Output::Act(Act {
-                entry: id,
-                action: 0,
-                verb,
-                agent: agent.to_string(),
-                queue: queue.to_string(),
-                attempt: 1,
-            }),
-        ];
+        // Written here, not queued: a person waits for the answer, and an
+        // action that cannot be logged is not done (nor its id spent).
+        if let Err(e) = self.store.insert_entry(&entry) {
+            return Err(ControlError::Storage(format!(
+                "cannot write entry {id} to the audit log ({e}); nothing was done"
+            )));
+        }
+        self.next_id = id;
+        self.meta
+            .insert(id, (entry.queue.clone(), entry.stage_name.clone()));
+        self.outbox.push(id);
+        let mut outs = vec![Output::Act(Act {
+            entry: id,
+            action: 0,
+            verb,
+            agent: agent.to_string(),
+            queue: queue.to_string(),
+            attempt: 1,
+        })];
         if let Some(l) = self.ladders[q].as_mut() {
             outs.extend(l.forget(
                 agent,
@@ -787,20 +962,43 @@ impl LadderObserver {
             ));
         }
         self.changed.insert(q);
-        self.process(engine, q, outs);
-        if self.unwritten.contains(&id) {
-            return Err(ControlError::Storage(format!(
-                "cannot write entry {id} to the audit log; nothing was done"
-            )));
-        }
+        self.process(engine, outs);
         self.sync(engine);
         self.composed(id)
+    }
+
+    fn refuse_while_unwritten(&self) -> Result<(), ControlError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let why = self
+            .store
+            .health()
+            .last_error()
+            .unwrap_or_else(|| "writes fail".into());
+        Err(ControlError::Storage(format!(
+            "the audit log cannot be written ({why}); {} escalation writes wait; nothing was done",
+            self.pending.len()
+        )))
+    }
+}
+
+impl Drop for LadderObserver {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            tracing::error!(
+                waiting = self.pending.len(),
+                "stopping with escalation decisions not written to the audit log; \
+                 they were not acted on, and the log shows the ladder as it was before them"
+            );
+        }
     }
 }
 
 impl Observer for LadderObserver {
     fn after_event(&mut self, engine: &mut Engine, queue: Option<usize>) {
         self.ensure_ready(engine);
+        self.retry_writes(engine);
         let now = engine.now();
         match queue {
             Some(q) => {
@@ -837,6 +1035,7 @@ impl Observer for LadderObserver {
         self.drain_results(engine);
         self.drain_control(engine);
         self.run_inline(engine);
+        self.retry_writes(engine);
         self.sync(engine);
         let mut ids = std::mem::take(&mut self.outbox);
         ids.sort_unstable();
@@ -859,6 +1058,9 @@ impl Observer for LadderObserver {
 
     fn next_deadline(&self) -> Option<Ts> {
         let mut d = self.deadlines.first().map(|(t, _)| *t);
+        if !self.pending.is_empty() {
+            d = Some(d.map_or(self.retry_at, |x| x.min(self.retry_at)));
+        }
         if self.owed || self.time_dependent {
             let t = self.last_full.plus_ms(EVAL_EVERY_MS);
             d = Some(d.map_or(t, |x| x.min(t)));

@@ -50,7 +50,9 @@ fn control_error(e: ControlError) -> Response {
         ControlError::NotFound(_) => StatusCode::NOT_FOUND,
         ControlError::Conflict(_) => StatusCode::CONFLICT,
         ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        ControlError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        // The audit log cannot be written now (full disk, read-only file
+        // system): nothing was done; try again when storage recovers.
+        ControlError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(code, e.to_string())
 }

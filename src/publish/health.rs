@@ -15,7 +15,7 @@ use crate::watchdog::{EngineStatus, EngineWatch};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reason {
     /// What is wrong, for machines and the wall's styling:
-    /// `engine_stalled`, `engine_behind`, `source_down`.
+    /// `engine_stalled`, `engine_behind`, `source_down`, `storage`.
     pub kind: &'static str,
     /// What is wrong, for people.
     pub detail: String,
@@ -39,6 +39,16 @@ pub fn not_ready_reasons(s: &AppState) -> Vec<Reason> {
                 detail,
             });
         }
+    }
+    // "storage: <error>" while the audit log or interval history cannot be
+    // written, or escalation decisions wait to be written.
+    if let Some(detail) = crate::escalation::control::handle_for(&s.publisher)
+        .and_then(|l| l.store.health().not_ready_reason())
+    {
+        out.push(Reason {
+            kind: "storage",
+            detail,
+        });
     }
     out
 }

@@ -85,6 +85,7 @@ struct Fingerprint {
     ws_clients: i64,
     http_events: u64,
     engine: u64,
+    storage: Option<(bool, u64, u64)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -229,6 +230,14 @@ impl Metrics {
         }
         self.gauge("acd_websocket_clients", &[])
             .set(self.ws_clients.load(Ordering::Relaxed).max(0) as f64);
+        if let Some(h) = storage_health(publisher) {
+            self.gauge("acd_storage_ok", &[])
+                .set((h.ok() && h.pending_writes() == 0) as u8 as f64);
+            self.counter("acd_storage_write_failures_total", &[])
+                .absolute(h.failures());
+            self.gauge("acd_escalation_pending_writes", &[])
+                .set(h.pending_writes() as f64);
+        }
         let snap = publisher.snapshot();
         let mut out = String::with_capacity(64 * 64 * (snap.queues.len() + 8));
         super::exposition::write_snapshot(&mut out, &snap, self.per_agent);
@@ -285,6 +294,7 @@ impl Metrics {
             ws_clients: self.ws_clients.load(Ordering::Relaxed),
             http_events: self.http_events.load(Ordering::Relaxed),
             engine: self.engine_seen.load(Ordering::Relaxed),
+            storage: storage_health(publisher).map(|h| (h.ok(), h.failures(), h.pending_writes())),
         }
     }
 
@@ -325,6 +335,11 @@ impl Metrics {
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
+}
+
+/// The daemon's storage health, when it runs a ladder (and so a store).
+fn storage_health(publisher: &Publisher) -> Option<Arc<crate::store::StorageHealth>> {
+    crate::escalation::control::handle_for(publisher).map(|l| l.store.health().clone())
 }
 
 fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
@@ -380,6 +395,16 @@ fn describe(r: &dyn Recorder) {
         "Always 1; the labels say which build this daemon runs (version, git commit, build date).",
     );
     g(
+        "acd_storage_ok",
+        None,
+        "1 when the last write to storage (audit log, interval history) succeeded and no escalation write waits.",
+    );
+    g(
+        "acd_escalation_pending_writes",
+        Some(Unit::Count),
+        "Escalation decisions and results waiting to be written to the audit log (retried; not acted on until written).",
+    );
+    g(
         "acd_websocket_clients",
         Some(Unit::Count),
         "Connected /ws clients.",
@@ -390,6 +415,10 @@ fn describe(r: &dyn Recorder) {
     c(
         "acd_escalation_actions_total",
         "Escalation actions by queue, stage name and final result (counted by the ladder).",
+    );
+    c(
+        "acd_storage_write_failures_total",
+        "Writes to storage (audit log, interval history) that failed, retries included.",
     );
     c(
         "acd_source_events_total",

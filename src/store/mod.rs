@@ -17,13 +17,23 @@
 //! batch, so the engine thread writes directly and stays well inside its
 //! budget. `synchronous = NORMAL` keeps every committed row across a process
 //! crash (a power loss may lose the last transactions, never corrupt).
+//!
+//! Health: every write records its outcome in the store's [`StorageHealth`],
+//! so `/readyz`, `acd_storage_ok` and the wall say when the disk is full or
+//! read-only, whoever was writing. [`Store::open`] writes once before it
+//! returns: SQLite opens a file it cannot write read-only without a word,
+//! and a daemon whose audit log cannot be written must not start as if it
+//! could (see docs/failure-modes.md).
 
+pub mod health;
 pub mod history;
 pub mod reloads;
 pub mod report;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+pub use health::StorageHealth;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -47,6 +57,11 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("storage: bad stored value: {0}")]
     Corrupt(String),
+    #[error(
+        "cannot write {path}: {why}; acdmon does not start on storage it cannot write \
+         (the escalation ladder writes every decision before acting on it)"
+    )]
+    NotWritable { path: String, why: String },
 }
 
 const SCHEMA: &str = "
@@ -82,6 +97,10 @@ CREATE TRIGGER IF NOT EXISTS escalation_results_no_update BEFORE UPDATE ON escal
     BEGIN SELECT RAISE(ABORT, 'escalation results are never rewritten'); END;
 CREATE TRIGGER IF NOT EXISTS escalation_results_no_delete BEFORE DELETE ON escalation_results
     BEGIN SELECT RAISE(ABORT, 'escalation results are never deleted'); END;
+CREATE TABLE IF NOT EXISTS storage_probe (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS intervals (
     queue TEXT NOT NULL,
     start_ms INTEGER NOT NULL,
@@ -127,6 +146,7 @@ pub struct Store {
     /// A second connection for readers (HTTP); `None` in memory, where a
     /// second connection would see another database.
     reader: Option<Mutex<Connection>>,
+    health: Arc<StorageHealth>,
 }
 
 impl std::fmt::Debug for Store {
@@ -166,6 +186,17 @@ fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// One real write, committed: what a read-only file or file system refuses
+/// (opening alone does not tell, and `CREATE TABLE IF NOT EXISTS` on an
+/// existing database writes nothing).
+fn probe(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "INSERT OR REPLACE INTO storage_probe (id, ts_ms) VALUES (1, ?1)",
+        params![Ts::now().0],
+    )?;
+    Ok(())
+}
+
 fn setup(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -175,7 +206,8 @@ fn setup(conn: &Connection) -> Result<(), rusqlite::Error> {
 }
 
 impl Store {
-    /// Opens (creating) the database at `path`, in WAL mode.
+    /// Opens (creating) the database at `path`, in WAL mode, and writes to
+    /// it once: [`StoreError::NotWritable`] when that fails.
     pub fn open(path: &str) -> Result<Store, StoreError> {
         if let Some(dir) = Path::new(path)
             .parent()
@@ -195,8 +227,20 @@ impl Store {
             path: path.into(),
             source: e,
         })?;
-        writer.execute_batch(SCHEMA)?;
-        migrate(&writer)?;
+        let not_writable = |why: String| StoreError::NotWritable {
+            path: path.into(),
+            why,
+        };
+        if writer.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(not_writable(
+                "the file or its file system is read-only".into(),
+            ));
+        }
+        writer
+            .execute_batch(SCHEMA)
+            .and_then(|()| migrate(&writer))
+            .and_then(|()| probe(&writer))
+            .map_err(|e| not_writable(e.to_string()))?;
         let reader = open().map_err(|e| StoreError::Open {
             path: path.into(),
             source: e,
@@ -204,6 +248,31 @@ impl Store {
         Ok(Store {
             writer: Mutex::new(writer),
             reader: Some(Mutex::new(reader)),
+            health: Arc::default(),
+        })
+    }
+
+    /// For readers (`acdmon report`): [`Store::open`], or, when the
+    /// database cannot be written (a read-only copy), the file read-only
+    /// as it is. Writes through it fail.
+    pub fn open_to_read(path: &str) -> Result<Store, StoreError> {
+        match Store::open(path) {
+            Err(StoreError::NotWritable { .. }) => {}
+            other => return other,
+        }
+        let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                Ok(c)
+            })
+            .map_err(|e| StoreError::Open {
+                path: path.into(),
+                source: e,
+            })?;
+        Ok(Store {
+            writer: Mutex::new(c),
+            reader: None,
+            health: Arc::default(),
         })
     }
 
@@ -215,7 +284,55 @@ impl Store {
         Ok(Store {
             writer: Mutex::new(c),
             reader: None,
+            health: Arc::default(),
         })
+    }
+
+    /// Whether writes succeed, as the last one found (shared with `/readyz`,
+    /// the metrics and the wall).
+    pub fn health(&self) -> &Arc<StorageHealth> {
+        &self.health
+    }
+
+    /// Records a write's outcome in [`Store::health`] and passes it on.
+    fn noted<T>(&self, what: &str, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &r {
+            Ok(_) => self.health.write_ok(),
+            Err(e) => self.health.write_failed(what, e),
+        }
+        r
+    }
+
+    /// Test hook: a database of at most its current size, as a full disk
+    /// looks to SQLite (`SQLITE_FULL`). The free space left inside the
+    /// file is taken by a ballast table first, so the next write that needs
+    /// a page fails. `false` lifts the limit and frees the ballast.
+    pub fn set_full(&self, full: bool) -> Result<(), StoreError> {
+        let c = lock(&self.writer);
+        if full {
+            c.execute_batch("CREATE TABLE IF NOT EXISTS storage_ballast (b BLOB NOT NULL)")?;
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            let mut size = 4096usize;
+            while size >= 16 {
+                match c.execute(
+                    "INSERT INTO storage_ballast (b) VALUES (zeroblob(?1))",
+                    params![size as i64],
+                ) {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(f, _))
+                        if f.code == rusqlite::ErrorCode::DiskFull =>
+                    {
+                        size /= 2
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        } else {
+            c.query_row("PRAGMA max_page_count = 4294967294", [], |_| Ok(()))?;
+            c.execute_batch("DROP TABLE IF EXISTS storage_ballast")?;
+        }
+        Ok(())
     }
 
     fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -224,6 +341,11 @@ impl Store {
 
     /// Writes a decision, as decided. Must succeed before it is acted on.
     pub fn insert_entry(&self, e: &Entry) -> Result<(), StoreError> {
+        let r = self.insert_entry_unnoted(e);
+        self.noted("the escalation log", r)
+    }
+
+    fn insert_entry_unnoted(&self, e: &Entry) -> Result<(), StoreError> {
         let actions =
             serde_json::to_string(&e.actions).map_err(|x| StoreError::Corrupt(x.to_string()))?;
         lock(&self.writer).execute(
@@ -256,7 +378,7 @@ impl Store {
         detail: Option<&str>,
         by: Option<&str>,
     ) -> Result<(), StoreError> {
-        lock(&self.writer).execute(
+        let r = lock(&self.writer).execute(
             "INSERT INTO escalation_results (entry_id, action, ts_ms, result, detail, by)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -267,8 +389,8 @@ impl Store {
                 detail,
                 by
             ],
-        )?;
-        Ok(())
+        );
+        self.noted("the escalation log", r.map(drop).map_err(StoreError::from))
     }
 
     /// The highest entry id (0 when empty): ids continue from it.
@@ -346,6 +468,11 @@ impl Store {
 
     /// Writes closed intervals in one transaction.
     pub fn insert_intervals(&self, recs: &[IntervalRecord]) -> Result<(), StoreError> {
+        let r = self.insert_intervals_unnoted(recs);
+        self.noted("the interval history", r)
+    }
+
+    fn insert_intervals_unnoted(&self, recs: &[IntervalRecord]) -> Result<(), StoreError> {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
         {
@@ -620,5 +747,25 @@ mod tests {
         let s = Store::open(path.to_str().unwrap()).unwrap();
         assert_eq!(s.all_entries().unwrap().len(), 2);
         assert_eq!(s.entry(1).unwrap().unwrap().actions[0].result, "ok");
+    }
+
+    /// A full database refuses a new entry with SQLITE_FULL, health says so,
+    /// and the same entry is written once there is room again.
+    #[test]
+    fn a_full_database_refuses_writes_until_it_has_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().join("f.sqlite").to_str().unwrap()).unwrap();
+        s.insert_entry(&entry(1)).unwrap();
+        s.set_full(true).unwrap();
+        let mut e = entry(2);
+        e.reason = "x".repeat(5000); // needs a page the file does not have
+        let err = s.insert_entry(&e).unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        assert!(!s.health().ok());
+        assert_eq!(s.health().failures(), 1);
+        s.set_full(false).unwrap();
+        s.insert_entry(&e).unwrap();
+        assert!(s.health().ok());
+        assert_eq!(s.all_entries().unwrap().len(), 2);
     }
 }

@@ -277,7 +277,7 @@ pub fn run(
             cfg.storage.path
         )));
     }
-    let store = Store::open(&cfg.storage.path)?;
+    let store = Store::open_to_read(&cfg.storage.path)?;
     let rows = rows(cfg, &store, from, to, queue)?;
     Ok(render(&rows, format))
 }

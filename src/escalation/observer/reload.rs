@@ -55,7 +55,7 @@ impl LadderObserver {
             if !outs.is_empty() {
                 tracing::info!(queue = %engine.queue(q).name, outputs = outs.len(),
                     "escalation follows the reloaded ladder");
-                self.process(engine, q, outs);
+                self.process(engine, outs);
             }
         }
         self.sync(engine);

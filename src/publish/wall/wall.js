@@ -425,6 +425,7 @@
   window.acdmonWall = { queues, agents, get seq() { return seq; }, get connected() { return connected; },
     get snapshots() { return snapshots; }, get notReady() { return notReady; } };
   renderTiles();
+
   connect();
   tick();
   setInterval(tick, 500);
