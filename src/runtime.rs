@@ -27,6 +27,9 @@ pub trait Observer: Send {
     }
     /// Intervals that closed.
     fn intervals_closed(&mut self, _records: &[IntervalRecord]) {}
+    /// The engine is stopping (a clean shutdown, or every source closed):
+    /// last chance to save what it holds.
+    fn on_stop(&mut self, _engine: &mut Engine) {}
     /// The next event time at which this observer wants to run even if no
     /// event arrives (a ladder `for` clock running out). Replay advances the
     /// clock to it between events.
@@ -130,6 +133,13 @@ impl Driver {
         }
     }
 
+    /// Lets every observer see the engine a last time (see [`Observer::on_stop`]).
+    pub fn stop(&mut self) {
+        for o in &mut self.observers {
+            o.on_stop(&mut self.engine);
+        }
+    }
+
     pub fn before_publish(&mut self) -> Vec<Arc<Entry>> {
         let mut out = Vec::new();
         for o in &mut self.observers {
@@ -213,10 +223,12 @@ pub fn spawn_engine(
                         lag.record(started.elapsed().as_secs_f64());
                     }
                     if stop {
+                        driver.stop();
                         tracing::info!("engine stopped: shutdown");
                         return;
                     }
                 }
+                driver.stop();
                 tracing::info!("engine stopped: all sources closed");
             });
         })
@@ -239,6 +251,18 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
                 driver.apply(&source, ev);
             }
             n
+        }
+        Envelope::Positioned {
+            source,
+            events,
+            position,
+        } => {
+            let n = events.len();
+            for ev in events {
+                driver.apply(&source, ev);
+            }
+            driver.engine.set_position(&source, position);
+            n.max(1)
         }
     }
 }

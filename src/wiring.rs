@@ -14,6 +14,7 @@ use crate::escalation::control::{self, LadderHandle};
 use crate::escalation::observer::LadderObserver;
 use crate::runtime::Observer;
 use crate::store::Store;
+use crate::store::checkpoint::{self, Checkpointer};
 use crate::store::history::IntervalHistory;
 
 /// The CTI actions the config names (`[[cti]]`). Source adapters that can
@@ -76,6 +77,9 @@ pub struct DaemonParts {
     pub ladder: LadderHandle,
     /// Where sources that can sign agents in (AMI) register their action.
     pub cti: Arc<CtiRegistry>,
+    /// The stored engine checkpoint, if any (restored at start when it
+    /// still fits).
+    pub checkpoint: Option<crate::state::EngineCheckpoint>,
 }
 
 /// The daemon's observers: the ladder (audit log in `[storage]`, acting
@@ -88,17 +92,28 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
     );
     let (ladder, handle) =
         LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let every = cfg.storage.checkpoint_every.0;
+    let mut observers: Vec<Box<dyn Observer>> =
+        vec![Box::new(ladder), Box::new(IntervalHistory::new(store.clone()))];
+    let checkpoint = if every.is_zero() {
+        None
+    } else {
+        let cp = checkpoint::load(&store);
+        observers.push(Box::new(Checkpointer::new(store, every)));
+        cp
+    };
     Ok(DaemonParts {
-        observers: vec![Box::new(ladder), Box::new(IntervalHistory::new(store))],
+        observers,
         ladder: handle,
         cti,
+        checkpoint,
     })
 }
 
 /// Starts the engine, sources and observers of `parts` (no HTTP yet), with
 /// the ladder reachable from the control routes.
 pub fn start(cfg: Config, parts: DaemonParts) -> daemon::Daemon {
-    let d = daemon::start_with(cfg, parts.observers, Some(parts.cti));
+    let d = daemon::start_from(cfg, parts.observers, Some(parts.cti), parts.checkpoint);
     control::attach(&d.state.publisher, parts.ladder);
     d
 }

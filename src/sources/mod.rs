@@ -33,6 +33,15 @@ pub enum Envelope {
         source: Arc<str>,
         events: Vec<Event>,
     },
+    /// A batch from a source that can read its input again (a file), with
+    /// where in it these events end. The engine keeps the position with
+    /// the figures, in the same checkpoint, so after a restart the source
+    /// resumes exactly where the restored figures end.
+    Positioned {
+        source: Arc<str>,
+        events: Vec<Event>,
+        position: crate::state::SourcePosition,
+    },
     /// The daemon is stopping: apply what came before, publish, and end the
     /// engine thread (its observers flush the interval history on drop).
     Shutdown,

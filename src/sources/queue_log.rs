@@ -71,6 +71,29 @@ pub struct QueueLogConfig {
     /// `log_membername_as_agent = yes`), call lines the member name.
     #[serde(skip)]
     pub agents: Vec<(String, String)>,
+    /// Set by the daemon: where a restart starts (see [`Restart`]). Without
+    /// it (a tail run on its own) the saved position file decides.
+    #[serde(skip)]
+    pub restart: Option<Restart>,
+}
+
+/// How the daemon's tail starts after a restart. It always reads the file
+/// from its first line, so the decoder learns who is a member and paused
+/// and which callers are still waiting, but hands on only what the engine
+/// does not already hold:
+/// - the engine was restored from a checkpoint that holds this file's events
+///   up to `applied` (same inode, offset within the file): lines before that
+///   offset are decoded and dropped, later lines are handed on. The
+///   position was saved in the same transaction as the figures, so this is
+///   exact: nothing counted twice, nothing skipped.
+/// - otherwise (no checkpoint, another day's, or the file was rotated or
+///   truncated since): with `start_at = "end"`, events of today
+///   (from `today_start`) are handed on and older ones dropped, rebuilding
+///   today's figures and the callers waiting; with `"beginning"`, all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    pub applied: Option<crate::state::SourcePosition>,
+    pub today_start: Ts,
 }
 
 fn default_poll() -> HumanDuration {
@@ -86,6 +109,7 @@ impl QueueLogConfig {
             poll_interval: default_poll(),
             time_zone: None,
             agents: Vec::new(),
+            restart: None,
         }
     }
 
@@ -643,7 +667,15 @@ async fn tail(
     };
     let posfile = cfg.position_file();
     let poll = cfg.poll_interval.0.max(Duration::from_millis(10));
-    let mut saved = load_position(&posfile).await;
+    let mut restart = cfg.restart;
+    let mut saved = match restart {
+        Some(_) => None,
+        None => load_position(&posfile).await,
+    };
+    // Set at a restart (see [`Restart`]): lines before this offset are
+    // decoded for the decoder's state only; events before `min_ts` dropped.
+    let mut discard_until = 0u64;
+    let mut min_ts: Option<Ts> = None;
     let mut open: Option<Open> = None;
     let mut lines = LineSplitter::default();
     let mut buf = vec![0u8; 64 * 1024];
@@ -658,7 +690,18 @@ async fn tail(
             match opened {
                 Ok((mut file, meta)) => {
                     let ino = inode(&meta);
-                    let offset = match saved.take() {
+                    let offset = if let Some(r) = restart.take() {
+                        match r.applied {
+                            Some(p) if p.file == ino && p.offset <= meta.len() => {
+                                discard_until = p.offset;
+                            }
+                            _ if cfg.start_at == StartAt::End => min_ts = Some(r.today_start),
+                            _ => {}
+                        }
+                        tracing::info!(source = %name, path = %label, resume_at = discard_until, today_from = ?min_ts.map(|t| t.to_string()), "re-reading queue_log from its start after a restart");
+                        0
+                    } else {
+                        match saved.take() {
                         Some(p) if p.inode == ino && p.offset <= meta.len() => p.offset,
                         // A different file than the one we stopped in: it was
                         // rotated while we were away; all of it is new.
@@ -667,6 +710,7 @@ async fn tail(
                             StartAt::End => meta.len(),
                             StartAt::Beginning => 0,
                         },
+                        }
                     };
                     if file.seek(SeekFrom::Start(offset)).await.is_ok() {
                         tracing::info!(source = %name, path = %label, offset, "tailing queue_log");
@@ -704,8 +748,21 @@ async fn tail(
                 break;
             }
             progressed = true;
+            let mut chunk = &buf[..n];
+            if o.read_pos < discard_until {
+                // Already applied before the restart: decoder state only
+                // (its rejects were counted then).
+                let k = ((discard_until - o.read_pos) as usize).min(n);
+                lines.feed(&chunk[..k], |_, l| {
+                    if let Ok(line) = l {
+                        let _ = decoder.decode_line(line, &mut events);
+                    }
+                });
+                events.clear();
+                chunk = &chunk[k..];
+            }
             o.read_pos += n as u64;
-            lines.feed(&buf[..n], |line_no, l| match l {
+            lines.feed(chunk, |line_no, l| match l {
                 Ok(line) => {
                     if let Err(r) = decoder.decode_line(line, &mut events) {
                         rejects.record(&name, &format_args!("{label}:{line_no}"), &r);
@@ -713,6 +770,9 @@ async fn tail(
                 }
                 Err(r) => rejects.record(&name, &format_args!("{label}:{line_no}"), &r),
             });
+            if let Some(t) = min_ts {
+                events.retain(|e| e.ts >= t);
+            }
             // Saved positions point past the last complete line, so a
             // restart never reads half a line.
             o.offset = o.read_pos - lines.pending() as u64;
@@ -720,9 +780,13 @@ async fn tail(
                 health.add_events(events.len() as u64);
                 let batch = std::mem::take(&mut events);
                 if inbox
-                    .send(Envelope::Batch {
+                    .send(Envelope::Positioned {
                         source: name.clone(),
                         events: batch,
+                        position: crate::state::SourcePosition {
+                            file: o.inode,
+                            offset: o.offset,
+                        },
                     })
                     .await
                     .is_err()
@@ -765,6 +829,9 @@ async fn tail(
                         rejects.record(&name, &format_args!("{label}:{line_no}"), &r);
                     }
                 });
+                if let Some(t) = min_ts {
+                    events.retain(|e| e.ts >= t);
+                }
                 if !events.is_empty() {
                     let batch = std::mem::take(&mut events);
                     if inbox
@@ -779,6 +846,8 @@ async fn tail(
                     }
                 }
                 tracing::info!(source = %name, path = %label, "queue_log rotated; reading the new file");
+                discard_until = 0;
+                min_ts = None;
                 saved = Some(Position {
                     inode: inode(&meta),
                     offset: 0,
@@ -787,6 +856,8 @@ async fn tail(
             }
             Ok(meta) if meta.len() < o.offset => {
                 tracing::info!(source = %name, path = %label, "queue_log truncated; reading from the start");
+                discard_until = 0;
+                min_ts = None;
                 let _ = o.file.seek(SeekFrom::Start(0)).await;
                 o.offset = 0;
                 o.read_pos = 0;

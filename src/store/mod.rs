@@ -18,6 +18,7 @@
 //! budget. `synchronous = NORMAL` keeps every committed row across a process
 //! crash (a power loss may lose the last transactions, never corrupt).
 
+pub mod checkpoint;
 pub mod history;
 pub mod report;
 
