@@ -137,7 +137,9 @@ fn start_source(
     };
     match &s.spec {
         SourceSpec::Json(c) => {
-            crate::sources::json::task::spawn(c.clone(), ctx);
+            let mut c = c.clone();
+            c.resume = restart.and_then(|r| r.applied);
+            crate::sources::json::task::spawn(c, ctx);
         }
         SourceSpec::Other(t) if s.kind == "ami" || s.kind == "queue_log" => {
             // Agents this source may name by interface (`[[agents]] interface`).
