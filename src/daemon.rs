@@ -72,8 +72,7 @@ pub fn start_from(
     let health = Arc::new(HealthRegistry::default());
     let metrics = Metrics::new(config.server.per_agent_metrics);
     let recorder = metrics.recorder();
-    let mut engine =
-        restored.unwrap_or_else(|| Engine::starting_at(config.engine_config(), now));
+    let mut engine = restored.unwrap_or_else(|| Engine::starting_at(config.engine_config(), now));
     let today_start = crate::state::window::day_bounds(now, engine.zone()).0;
     let resume: Vec<(String, crate::sources::queue_log::Restart)> = config
         .sources

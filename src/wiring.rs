@@ -93,8 +93,10 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
     let (ladder, handle) =
         LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
     let every = cfg.storage.checkpoint_every.0;
-    let mut observers: Vec<Box<dyn Observer>> =
-        vec![Box::new(ladder), Box::new(IntervalHistory::new(store.clone()))];
+    let mut observers: Vec<Box<dyn Observer>> = vec![
+        Box::new(ladder),
+        Box::new(IntervalHistory::new(store.clone())),
+    ];
     let checkpoint = if every.is_zero() {
         None
     } else {

@@ -57,12 +57,17 @@ impl Day {
                 ),
             );
         }
-        let enq = |c: &str| format!("\"type\":\"call_enqueued\",\"call\":\"{c}\",\"queue\":\"sales\"");
+        let enq =
+            |c: &str| format!("\"type\":\"call_enqueued\",\"call\":\"{c}\",\"queue\":\"sales\"");
         let ans = |c: &str, a: &str| {
-            format!("\"type\":\"call_answered\",\"call\":\"{c}\",\"queue\":\"sales\",\"agent\":\"{a}\"")
+            format!(
+                "\"type\":\"call_answered\",\"call\":\"{c}\",\"queue\":\"sales\",\"agent\":\"{a}\""
+            )
         };
         let done = |c: &str, a: &str| {
-            format!("\"type\":\"call_completed\",\"call\":\"{c}\",\"queue\":\"sales\",\"agent\":\"{a}\"")
+            format!(
+                "\"type\":\"call_completed\",\"call\":\"{c}\",\"queue\":\"sales\",\"agent\":\"{a}\""
+            )
         };
         for i in 0..5i64 {
             let c = format!("m{i}");
@@ -73,7 +78,10 @@ impl Day {
             s += &self.json(t + 8, &done(&c, a));
         }
         s += &self.json(60, &enq("ab1"));
-        s += &self.json(62, "\"type\":\"call_abandoned\",\"call\":\"ab1\",\"queue\":\"sales\"");
+        s += &self.json(
+            62,
+            "\"type\":\"call_abandoned\",\"call\":\"ab1\",\"queue\":\"sales\"",
+        );
         s += &self.json(64, &enq("talk"));
         s += &self.json(66, &ans("talk", "s1"));
         s += &self.json(70, &enq("w1"));
@@ -95,7 +103,10 @@ impl Day {
             114,
             "\"type\":\"call_exited\",\"call\":\"w2\",\"queue\":\"sales\",\"reason\":\"timeout\"",
         );
-        s += &self.json(116, "\"type\":\"call_enqueued\",\"call\":\"e1\",\"queue\":\"sales\"");
+        s += &self.json(
+            116,
+            "\"type\":\"call_enqueued\",\"call\":\"e1\",\"queue\":\"sales\"",
+        );
         s += &self.json(
             118,
             "\"type\":\"call_answered\",\"call\":\"e1\",\"queue\":\"sales\",\"agent\":\"s3\"",
@@ -117,8 +128,14 @@ impl Day {
             let a = ["Li", "Wang"][i as usize % 2];
             let t = 3 + i * 12;
             s += &self.qlog(t, &format!("q{i}|support|NONE|ENTERQUEUE||55510{i}|1"));
-            s += &self.qlog(t + 2 + i, &format!("q{i}|support|{a}|CONNECT|{}|x|1", 2 + i));
-            s += &self.qlog(t + 9, &format!("q{i}|support|{a}|COMPLETECALLER|{}|5|1", 2 + i));
+            s += &self.qlog(
+                t + 2 + i,
+                &format!("q{i}|support|{a}|CONNECT|{}|x|1", 2 + i),
+            );
+            s += &self.qlog(
+                t + 9,
+                &format!("q{i}|support|{a}|COMPLETECALLER|{}|5|1", 2 + i),
+            );
         }
         s += &self.qlog(61, "qab|support|NONE|ENTERQUEUE||5551999|1");
         s += &self.qlog(63, "qab|support|NONE|ABANDON|1|1|2");
@@ -307,11 +324,7 @@ poll_interval = "50ms"
 
     // The uninterrupted run: the same input through `acdmon replay`.
     let jsonl = dir.path().join("sales.jsonl");
-    std::fs::write(
-        &jsonl,
-        day.sales_morning() + &day.sales_afternoon(),
-    )
-    .unwrap();
+    std::fs::write(&jsonl, day.sales_morning() + &day.sales_afternoon()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_acdmon"))
         .args(["replay", "--config"])
         .arg(&cfg)
@@ -319,18 +332,35 @@ poll_interval = "50ms"
         .arg(&qlog)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["rejected"], serde_json::json!({}), "the input is clean");
+    assert_eq!(
+        report["rejected"],
+        serde_json::json!({}),
+        "the input is clean"
+    );
     let replayed = report["queues"].as_array().unwrap();
 
     let same_interval = acdmon::time::Ts::now().0 - interval_start < INTERVAL_MS;
     for name in ["sales", "support"] {
         let (a, b) = (find(&live, name).unwrap(), find(replayed, name).unwrap());
-        assert_eq!(a["windows"]["today"], b["windows"]["today"], "{name}: today");
-        assert_eq!(a["windows"]["rolling"], b["windows"]["rolling"], "{name}: rolling");
+        assert_eq!(
+            a["windows"]["today"], b["windows"]["today"],
+            "{name}: today"
+        );
+        assert_eq!(
+            a["windows"]["rolling"], b["windows"]["rolling"],
+            "{name}: rolling"
+        );
         if same_interval {
-            assert_eq!(a["windows"]["interval"], b["windows"]["interval"], "{name}: interval");
+            assert_eq!(
+                a["windows"]["interval"], b["windows"]["interval"],
+                "{name}: interval"
+            );
         }
         assert_eq!(a["agents"], b["agents"], "{name}: agents");
     }

@@ -702,14 +702,14 @@ async fn tail(
                         0
                     } else {
                         match saved.take() {
-                        Some(p) if p.inode == ino && p.offset <= meta.len() => p.offset,
-                        // A different file than the one we stopped in: it was
-                        // rotated while we were away; all of it is new.
-                        Some(_) => 0,
-                        None => match cfg.start_at {
-                            StartAt::End => meta.len(),
-                            StartAt::Beginning => 0,
-                        },
+                            Some(p) if p.inode == ino && p.offset <= meta.len() => p.offset,
+                            // A different file than the one we stopped in: it was
+                            // rotated while we were away; all of it is new.
+                            Some(_) => 0,
+                            None => match cfg.start_at {
+                                StartAt::End => meta.len(),
+                                StartAt::Beginning => 0,
+                            },
                         }
                     };
                     if file.seek(SeekFrom::Start(offset)).await.is_ok() {

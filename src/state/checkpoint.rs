@@ -171,7 +171,7 @@ fn zone_name(zone: &jiff::tz::TimeZone) -> String {
 
 impl Engine {
     /// The engine's state as an owned checkpoint (cost measured in
-    /// `benches/engine.rs`: a copy, no formatting; serialising and writing
+    /// `benches/checkpoint.rs`: a copy, no formatting; serialising and writing
     /// happen on the checkpoint writer's thread).
     pub fn checkpoint(&self) -> EngineCheckpoint {
         let queues = self
@@ -281,7 +281,11 @@ impl EngineCheckpoint {
             let q = e.queue_index(&qc.name);
             qmap.push(q);
             let qs = &mut e.queues[q];
-            qs.waiting = qc.waiting.iter().map(|(c, t)| (c.clone(), Ts(*t))).collect();
+            qs.waiting = qc
+                .waiting
+                .iter()
+                .map(|(c, t)| (c.clone(), Ts(*t)))
+                .collect();
             let mut entries = VecDeque::with_capacity(qc.rolling.len());
             let mut tally = Tally::default();
             for r in &qc.rolling {
@@ -482,7 +486,10 @@ mod tests {
         run(&mut restored, afternoon());
         assert_eq!(json(&mut restored), json(&mut whole));
         for id in ["a1", "a2"] {
-            let (a, b) = (whole.find_agent(id).unwrap(), restored.find_agent(id).unwrap());
+            let (a, b) = (
+                whole.find_agent(id).unwrap(),
+                restored.find_agent(id).unwrap(),
+            );
             assert_eq!(restored.agent_view(b), whole.agent_view(a));
         }
     }

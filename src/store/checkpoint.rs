@@ -6,11 +6,11 @@
 //! [`Observer`]. Every `[storage] checkpoint_every` of wall time, after each
 //! interval close and when the engine stops, it copies the engine's state
 //! into an owned [`EngineCheckpoint`] (a copy, no formatting: measured in
-//! `benches/engine.rs`) and hands it to a writer thread, which serialises it
-//! to JSON and writes it. The hand-over holds one checkpoint: if the writer
-//! is still busy with the previous one (a slow disk), this one is skipped
-//! and the next is taken a period later, so a stalled disk never stalls the
-//! engine and memory stays bounded. The checkpoint taken at stop is written
+//! `benches/checkpoint.rs`) and hands it to a writer thread, which
+//! serialises it to JSON and writes it. One checkpoint is in flight at a
+//! time: while the writer is still busy with the previous one (a slow disk)
+//! none is taken, and the next is taken at the first publish after it is
+//! done, so a stalled disk never stalls the engine and memory stays bounded. The checkpoint taken at stop is written
 //! after the writer has finished, on the stopping thread, so it is the last.
 //!
 //! Reading: [`load`] returns the stored checkpoint, or `None` (with a log
@@ -19,6 +19,7 @@
 //! decision.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -113,7 +114,11 @@ fn write(store: &Store, cp: &EngineCheckpoint, failing: &mut bool) {
                 tracing::info!("engine checkpoints are written again");
             }
             *failing = false;
-            tracing::debug!(bytes, ms = t.elapsed().as_millis() as u64, "engine checkpoint written");
+            tracing::debug!(
+                bytes,
+                ms = t.elapsed().as_millis() as u64,
+                "engine checkpoint written"
+            );
         }
         Err(e) => {
             // Once per failing streak: a full disk would log every 5 s.
@@ -131,20 +136,26 @@ pub struct Checkpointer {
     every: Duration,
     last: Instant,
     interval_closed: bool,
-    tx: Option<SyncSender<EngineCheckpoint>>,
+    /// Set while the writer thread holds a checkpoint: at most one is
+    /// captured and waiting at a time, whatever the disk does.
+    writing: Arc<AtomicBool>,
+    tx: Option<SyncSender<Box<EngineCheckpoint>>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
     pub fn new(store: Arc<Store>, every: Duration) -> Self {
-        let (tx, rx) = sync_channel::<EngineCheckpoint>(1);
+        let (tx, rx) = sync_channel::<Box<EngineCheckpoint>>(1);
         let s = store.clone();
+        let writing = Arc::new(AtomicBool::new(false));
+        let done = writing.clone();
         let thread = std::thread::Builder::new()
             .name("acdmon-checkpoint".into())
             .spawn(move || {
                 let mut failing = false;
                 while let Ok(cp) = rx.recv() {
                     write(&s, &cp, &mut failing);
+                    done.store(false, Ordering::Release);
                 }
             })
             .map_err(|e| tracing::error!(error = %e, "cannot start the checkpoint writer; writing inline"))
@@ -154,23 +165,32 @@ impl Checkpointer {
             every,
             last: Instant::now(),
             interval_closed: false,
+            writing,
             tx: thread.as_ref().map(|_| tx),
             thread,
         }
     }
 
     fn take(&mut self, engine: &Engine) {
+        if self.writing.load(Ordering::Acquire) {
+            // The writer is still on the previous one: take this one as
+            // soon as it is done (checked at every publish), not before.
+            return;
+        }
         self.last = Instant::now();
         self.interval_closed = false;
-        let cp = engine.checkpoint();
-        match self.tx.as_ref().map(|tx| tx.try_send(cp)) {
-            Some(Ok(())) => {}
-            // The writer is still on the previous one: skip this one.
-            Some(Err(TrySendError::Full(_))) => {
-                tracing::debug!("engine checkpoint skipped: the previous one is still being written")
+        let cp = Box::new(engine.checkpoint());
+        match &self.tx {
+            Some(tx) => {
+                self.writing.store(true, Ordering::Release);
+                if let Err(TrySendError::Full(cp) | TrySendError::Disconnected(cp)) =
+                    tx.try_send(cp)
+                {
+                    self.writing.store(false, Ordering::Release);
+                    write(&self.store, &cp, &mut false);
+                }
             }
-            Some(Err(TrySendError::Disconnected(cp))) => write(&self.store, &cp, &mut false),
-            None => write(&self.store, &engine.checkpoint(), &mut false),
+            None => write(&self.store, &cp, &mut false),
         }
     }
 }
