@@ -3,11 +3,13 @@
 //!
 //! Why read it at all when AMI exists: it needs no manager account, it
 //! states outcomes directly (`ABANDON` vs `EXITWITHTIMEOUT` vs
-//! `EXITWITHKEY`, which AMI only implies), and it survives our restarts: the
-//! tail keeps its read position in a small state file, so a restart
-//! continues where it stopped instead of losing or double-counting calls.
+//! `EXITWITHKEY`, which AMI only implies), and it survives our restarts: in
+//! the daemon the tail re-reads the file from its start and hands on only
+//! what the restored engine checkpoint does not hold (see [`Restart`]), so
+//! callers already waiting are known again and nothing is counted twice; a
+//! tail run on its own keeps its read position in a small state file.
 //! Its limits: whole-second times, no device state (no ringing, no
-//! unavailable), and no list of waiting callers on start-up.
+//! unavailable), and no list of waiting callers besides the file itself.
 //!
 //! The decoder is sans-IO ([`QueueLogDecoder::decode_line`]); the tail task
 //! polls the file through `tokio::fs` (file I/O on the blocking pool, so a
@@ -35,11 +37,13 @@ use crate::time::Ts;
 /// Longest accepted line. Real lines are under 300 bytes.
 pub const MAX_LINE: usize = 8 * 1024;
 
-/// Where a tail with no saved position starts.
+/// Where a tail with no saved position (in the daemon: no usable engine
+/// checkpoint) starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StartAt {
-    /// Only lines written from now on (no history is re-counted).
+    /// Only lines written from now on (no history is re-counted); in the
+    /// daemon, today's lines (see [`Restart`]).
     #[default]
     End,
     /// The whole file (rebuilds today's figures from a daily-rotated log).
