@@ -319,6 +319,7 @@ poll_interval = "50ms"
     append(&qlog, &day.support_afternoon());
     let live = shows(&addr, (10, 0), (9, 0)).await;
     let metrics = http(&addr, "GET", "/metrics", None, "").await.body;
+    assert!(metrics.contains("acd_queue_waiting_calls"), "{metrics}");
     let _ = second.kill();
     let _ = second.wait();
 
