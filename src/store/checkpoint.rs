@@ -112,6 +112,7 @@ fn write(store: &Store, cp: &EngineCheckpoint, failing: &mut bool) {
         Ok(bytes) => {
             if *failing {
                 tracing::info!("engine checkpoints are written again");
+                store.health().write_ok();
             }
             *failing = false;
             tracing::debug!(
@@ -121,6 +122,8 @@ fn write(store: &Store, cp: &EngineCheckpoint, failing: &mut bool) {
             );
         }
         Err(e) => {
+            // Storage health (/readyz, acd_storage_ok, the wall) says so.
+            store.health().write_failed("the engine checkpoint", &e);
             // Once per failing streak: a full disk would log every 5 s.
             if !*failing {
                 tracing::error!(error = %e, "cannot write the engine checkpoint; a restart would lose the figures since the last one");
