@@ -156,7 +156,12 @@ async fn main() {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo build --release first)", a.binary));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (cargo build --release first)",
+                a.binary
+            )
+        });
     let pid = child.id();
     let mut sock = None;
     for _ in 0..100 {

@@ -30,7 +30,7 @@ async fn calls(rx: &mut mpsc::Receiver<Envelope>, n: usize) -> Vec<String> {
             .expect("timed out waiting for queue_log events")
             .expect("inbox closed");
         let evs = match env {
-            Envelope::Batch { events, .. } => events,
+            Envelope::Batch { events, .. } | Envelope::Checked { events, .. } => events,
             Envelope::Event { event, .. } => vec![event],
             _ => Vec::new(),
         };
