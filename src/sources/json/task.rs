@@ -123,8 +123,13 @@ const AUTH_LINE_MAX: usize = 1024;
 
 /// Reads the first line and checks it is `AUTH <token>`. Returns the bytes
 /// read after that line (the start of the feed), or why the producer is
-/// refused.
-async fn authenticate(s: &mut TcpStream, token: &crate::config::Secret) -> Result<Vec<u8>, Reject> {
+/// refused (`None`: it closed without sending anything, as a load
+/// balancer's TCP check does; not counted).
+async fn authenticate(
+    s: &mut TcpStream,
+    token: &crate::config::Secret,
+) -> Result<Vec<u8>, Option<Reject>> {
+    let refuse = |why: String| Some(Reject::new("unauthorized", why));
     let mut got = Vec::with_capacity(256);
     let mut buf = [0u8; 512];
     let read_line = async {
@@ -133,15 +138,11 @@ async fn authenticate(s: &mut TcpStream, token: &crate::config::Secret) -> Resul
                 return Ok(pos);
             }
             if got.len() > AUTH_LINE_MAX {
-                return Err(Reject::new(
-                    "unauthorized",
-                    "first line is not `AUTH <token>`",
-                ));
+                return Err(refuse("first line is not `AUTH <token>`".into()));
             }
             match s.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    return Err(Reject::new("unauthorized", "closed before `AUTH <token>`"));
-                }
+                Ok(0) | Err(_) if got.is_empty() => return Err(None),
+                Ok(0) | Err(_) => return Err(refuse("closed before `AUTH <token>`".into())),
                 Ok(n) => got.extend_from_slice(&buf[..n]),
             }
         }
@@ -149,24 +150,34 @@ async fn authenticate(s: &mut TcpStream, token: &crate::config::Secret) -> Resul
     let pos = match tokio::time::timeout(AUTH_WITHIN, read_line).await {
         Ok(r) => r?,
         Err(_) => {
-            return Err(Reject::new(
-                "unauthorized",
-                format!("no `AUTH <token>` line within {AUTH_WITHIN:?}"),
-            ));
+            return Err(refuse(format!(
+                "no `AUTH <token>` line within {AUTH_WITHIN:?}"
+            )));
         }
     };
     let line = String::from_utf8_lossy(&got[..pos]);
-    let presented = line.trim().strip_prefix("AUTH ").map(str::trim);
-    match presented {
+    match line.trim().strip_prefix("AUTH ").map(str::trim) {
         Some(t) if crate::config::ct_eq(t.as_bytes(), token.expose().as_bytes()) => {
             Ok(got[pos + 1..].to_vec())
         }
-        Some(_) => Err(Reject::new("unauthorized", "wrong token")),
-        None => Err(Reject::new(
-            "unauthorized",
-            "first line is not `AUTH <token>`",
-        )),
+        Some(_) => Err(refuse("wrong token".into())),
+        None => Err(refuse("first line is not `AUTH <token>`".into())),
     }
+}
+
+/// Tells a refused producer why and closes, within a second. Closing with
+/// its lines unread would send a reset that can discard the answer, so
+/// the answer is followed by a FIN and what the producer still sends is
+/// read and dropped until it closes too.
+async fn refuse(mut stream: TcpStream, why: &'static str) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(why.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 async fn listen_tcp(addr: &str, gate: Gate, ctx: &SourceCtx) {
@@ -200,35 +211,30 @@ async fn listen_tcp(addr: &str, gate: Gate, ctx: &SourceCtx) {
                         format!("{} producers already connected", gate.max_connections),
                     );
                     ctx.rejects.record(&ctx.name, &context, &rej);
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(
-                            Duration::from_secs(1),
-                            stream.write_all(b"ERR too many connections\n"),
-                        )
-                        .await;
-                    });
+                    tokio::spawn(refuse(stream, "ERR too many connections\n"));
                     continue;
                 };
                 let ctx = ctx.clone();
                 let token = token.clone();
                 tokio::spawn(async move {
-                    let _slot = slot;
+                    let slot = slot;
                     let head = match &token {
                         None => Vec::new(),
                         Some(t) => match authenticate(&mut stream, t).await {
                             Ok(head) => head,
                             Err(rej) => {
-                                ctx.rejects.record(&ctx.name, &context, &rej);
-                                let _ = tokio::time::timeout(
-                                    Duration::from_secs(1),
-                                    stream.write_all(b"ERR unauthorized\n"),
-                                )
-                                .await;
+                                if let Some(rej) = rej {
+                                    ctx.rejects.record(&ctx.name, &context, &rej);
+                                }
+                                // A refused producer does not hold a slot.
+                                drop(slot);
+                                refuse(stream, "ERR unauthorized\n").await;
                                 return;
                             }
                         },
                     };
                     let _ = read_stream_from(stream, head, &context, &ctx).await;
+                    drop(slot);
                 });
             }
             Err(e) => {
