@@ -557,3 +557,33 @@ fn check_config_validates_the_json_listen_keys() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn every_kind_of_secret_refuses_empty() {
+    let cases = [
+        (
+            "webhook token",
+            "[[cti]]\nname = \"crm\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9000/x\"\ntoken = \"\"\n",
+            5,
+        ),
+        (
+            "esl password",
+            "[[sources]]\nname = \"fs\"\nkind = \"esl\"\naddress = \"127.0.0.1:8021\"\npassword = \"  \"\n",
+            5,
+        ),
+        (
+            "hep auth_key",
+            "[[sources]]\nname = \"sbc\"\nkind = \"hep\"\nlisten = \"127.0.0.1:9060\"\nauth_key = \"\"\n",
+            5,
+        ),
+        ("read token", "[server]\nread_token = \"\\t\"\n", 2),
+    ];
+    for (what, text, line) in cases {
+        let errs = Config::parse("t.toml", text).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.line == line && e.message.contains("empty")),
+            "{what}: {errs:?}"
+        );
+    }
+}
