@@ -114,12 +114,17 @@ pub const MAX_LISTED_REJECTS: usize = 1000;
 /// The engine's answer on one batch: index in the batch and reason.
 type Verdict = tokio::sync::oneshot::Receiver<Vec<(usize, crate::sources::Reject)>>;
 
+/// Longest wait for the engine's verdict on a request's events.
+const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What one `POST /api/v1/events` did, built as the body streams in.
 #[derive(Default)]
 struct IngestReport {
     accepted: usize,
     rejected_total: usize,
     rejected: Vec<serde_json::Value>,
+    /// Accepted events whose verdict did not come within [`VERDICT_WAIT`].
+    unconfirmed: usize,
     /// The engine's verdict on each batch sent, with the batch's line numbers.
     pending: Vec<(Vec<u64>, Verdict)>,
 }
@@ -180,8 +185,21 @@ impl IngestReport {
     /// Waits for the engine's verdicts and folds its refusals in.
     async fn settle(&mut self) {
         let mut refused: Vec<(u64, crate::sources::Reject)> = Vec::new();
+        // A stalled engine must not hold the client (nor the drain): after
+        // VERDICT_WAIT the events still queued are answered as accepted
+        // but `unconfirmed`; the engine's refusals of those show only in
+        // the metrics.
+        let deadline = tokio::time::Instant::now() + VERDICT_WAIT;
         for (lines, rx) in std::mem::take(&mut self.pending) {
-            match rx.await {
+            let verdict = match tokio::time::timeout_at(deadline, rx).await {
+                Ok(v) => v,
+                Err(_) => {
+                    self.accepted += lines.len();
+                    self.unconfirmed += lines.len();
+                    continue;
+                }
+            };
+            match verdict {
                 Ok(verdict) => {
                     self.accepted += lines.len() - verdict.len();
                     refused.extend(
@@ -279,6 +297,7 @@ async fn ingest(State(s): State<AppState>, req: axum::extract::Request) -> Respo
         status,
         Json(json!({
             "accepted": report.accepted,
+            "unconfirmed": report.unconfirmed,
             "rejected_total": report.rejected_total,
             "rejected": report.rejected,
         })),
