@@ -281,9 +281,9 @@ async fn kamailio_mirrors_a_queue_floor_to_the_collector() {
         while let Some(env) = rx.recv().await {
             let mut ev = sink.lock().unwrap();
             match env {
-                Envelope::Batch { events, .. } | Envelope::Positioned { events, .. } => {
-                    ev.extend(events)
-                }
+                Envelope::Batch { events, .. }
+                | Envelope::Positioned { events, .. }
+                | Envelope::Checked { events, .. } => ev.extend(events),
                 Envelope::Event { event, .. } => ev.push(event),
                 _ => {}
             }

@@ -6,10 +6,12 @@ pub mod api;
 pub mod auth;
 pub mod control;
 pub mod exposition;
+pub mod guard;
 pub mod health;
 pub mod info;
 pub mod metrics;
 pub mod reload;
+pub mod server;
 pub mod wall;
 pub mod ws;
 
@@ -50,6 +52,12 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics_routes())
         .merge(ws::routes())
         .merge(wall::routes())
+        .fallback(guard::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::before_body,
+        ))
+        .layer(axum::middleware::from_fn(guard::json_errors))
         .with_state(state)
 }
 

@@ -675,6 +675,33 @@ impl View {
     }
 }
 
+/// A client message over [`MAX_INCOMING`] ends the connection with close
+/// code 1009 (Message Too Big, RFC 6455 7.4.1), so the client learns why
+/// rather than seeing the TCP connection drop. axum does not expose
+/// tungstenite's error type, so the capacity error is recognised by its text
+/// ("Space limit exceeded: Message too long" / "Message length too big");
+/// `publish_ws` tests pin it. Other read errors end the connection as before.
+async fn close_after_error(socket: &mut WebSocket, e: &axum::Error) {
+    use axum::extract::ws::CloseFrame;
+    let text = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| e.to_string());
+    if !(text.contains("Space limit exceeded") || text.contains("too big")) {
+        return;
+    }
+    let frame = CloseFrame {
+        code: 1009,
+        reason: Utf8Bytes::from(format!(
+            "messages from clients are limited to {MAX_INCOMING} bytes"
+        )),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
 async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
     send_all(socket, vec![text]).await
 }
@@ -733,7 +760,11 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
         let mut resync = false;
         tokio::select! {
             m = socket.recv() => match m {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Err(e)) => {
+                    close_after_error(&mut socket, &e).await;
+                    return;
+                }
                 // Text from clients is ignored; pings are answered by the
                 // WebSocket layer.
                 Some(Ok(_)) => continue,
