@@ -177,6 +177,35 @@ struct EngineFloor<'a> {
     engine: &'a Engine,
     q: usize,
     assignments: &'a HashMap<String, u32>,
+    cti: &'a CtiRegistry,
+}
+
+impl EngineFloor<'_> {
+    /// Not in the queue, as far as signing in goes: not a member, or a
+    /// member that a pause-mode sign-out left paused there (static members
+    /// can only be signed out that way). A member paused in this queue
+    /// alone counts (the ladder pauses per queue); a member paused
+    /// everywhere counts only with the sign-out pause reason, so that a
+    /// lunch break is never cut short.
+    fn signed_out(&self, a: &crate::state::Agent) -> bool {
+        if !a.queues.contains(&self.q) {
+            return true;
+        }
+        if a.status_in(self.q) != AgentStatus::Paused {
+            return false;
+        }
+        let Some(reason) = self.cti.sign_out_pause_reason(a.source.as_deref()) else {
+            return false;
+        };
+        match a.status {
+            AgentStatus::Available => a.paused_in.contains(&self.q),
+            AgentStatus::Paused => a
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(&reason)),
+            _ => false,
+        }
+    }
 }
 
 impl Floor for EngineFloor<'_> {
@@ -186,8 +215,8 @@ impl Floor for EngineFloor<'_> {
             .map(|a| e.agent(a))
             .filter(|a| {
                 a.status != AgentStatus::LoggedOut
-                    && !a.queues.contains(&self.q)
                     && a.groups.iter().any(|g| g == group)
+                    && self.signed_out(a)
             })
             .map(|a| Candidate {
                 agent: a.id.to_string(),
@@ -409,6 +438,7 @@ impl LadderObserver {
             engine,
             q,
             assignments: &self.assignments,
+            cti: &self.cti,
         };
         let inputs = Inputs {
             now: engine.now(),
@@ -867,6 +897,7 @@ impl LadderObserver {
                 engine,
                 q,
                 assignments: &floor_assign,
+                cti: &self.cti,
             };
             l.approve(id, now, by, &floor)
         } else {

@@ -15,6 +15,7 @@ pub use agent::Agent;
 pub use engine::{Engine, QueueFigures};
 pub use histogram::{WAIT_BUCKETS, WaitHistogram};
 pub use params::{AgentProfile, EngineConfig, QueueParams};
+pub use kpi::SlRound;
 pub use queue::{IntervalRecord, Queue};
 pub use snapshot::{Delta, Publisher, Snapshot};
 pub use view::{AgentView, QueueView};
