@@ -149,7 +149,10 @@ fn a_complete_without_uniqueid_ends_that_members_call() {
         .split("\r\n\r\n")
         .filter(|b| b.contains("Event: AgentComplete") && !b.contains("Uniqueid:"))
         .count();
-    assert_eq!(bare, 1, "the capture has one AgentComplete without Uniqueid");
+    assert_eq!(
+        bare, 1,
+        "the capture has one AgentComplete without Uniqueid"
+    );
     let (evs, rej) = ami(SUPPORT);
     assert!(rej.is_empty(), "{rej:?}");
     let completed: Vec<(&str, &str)> = evs
@@ -310,5 +313,83 @@ fn ami_and_queue_log_agree_on_every_capture() {
                 "{q}"
             );
         }
+    }
+}
+
+/// Item 15. `queue reload members` added static member 2004 and raised no
+/// AMI event at all; `module reload app_queue.so` raised `Reload` (class
+/// `system`). acdmon relists the queues on that `Reload`, so 2004 appears
+/// at once rather than at the next periodic relist.
+#[test]
+fn an_app_queue_reload_makes_the_session_relist() {
+    use acdmon::config::Secret;
+    use acdmon::sources::ami::{Auth, Session, SessionConfig};
+    let capture = include_bytes!("data/ami/asterisk20_reload_pause.ami");
+    let raw = String::from_utf8_lossy(capture);
+    let events: Vec<&str> = raw
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("Event: "))
+        .filter(|e| !e.starts_with("QueueMember") || *e == "QueueMemberAdded")
+        .filter(|e| !matches!(*e, "QueueParams" | "QueueStatusComplete" | "FullyBooted"))
+        .collect();
+    assert_eq!(events, ["Reload"], "no member event for 2004");
+    let at = raw.find("Event: Reload").unwrap();
+    let end = at + raw[at..].find("\r\n\r\n").unwrap() + 4;
+    let mut s = Session::new(
+        SessionConfig {
+            username: "acdmonsys".into(),
+            secret: Secret::inline("acdmon-secret"),
+            auth: Auth::Plain,
+            events: "agent,call,system".into(),
+            ping_interval_ms: 20_000,
+            action_timeout_ms: 5_000,
+            resync_interval_ms: 0,
+            ids: AgentIds::default(),
+        },
+        Ts(1_796_546_157_000),
+    );
+    s.feed(&capture[..at], Ts(1_796_546_160_000));
+    assert!(s.synced());
+    let before = String::from_utf8(s.take_outgoing()).unwrap();
+    assert_eq!(before.matches("Action: QueueStatus").count(), 1, "{before}");
+    s.feed(&capture[at..end], Ts(1_796_546_162_600));
+    let after = String::from_utf8(s.take_outgoing()).unwrap();
+    assert!(after.contains("Action: QueueStatus"), "{after:?}");
+}
+
+/// Item 11, on a relist. The wire up to the moment all three agents ring
+/// for 5551001, with the events that end the ring lost (a filter, a
+/// reconnect), then Asterisk's own last relist, which lists nobody waiting
+/// and every member "Not in use": the relist ends the ring.
+#[test]
+fn a_relist_ends_a_ring_whose_caller_is_gone() {
+    let raw = SUPPORT;
+    let text = String::from_utf8_lossy(raw);
+    // The three QueueMemberStatus (Status 2) right after the AgentCalled.
+    let ring_start = text.find("Timestamp: 1796546065.677534").unwrap();
+    let upto = ring_start + text[ring_start..].find("\r\n\r\n").unwrap() + 4;
+    // The last Ping + QueueStatus pair of the capture.
+    let pings: Vec<usize> = text
+        .match_indices("Response: Success\r\nActionID: acdmon-")
+        .map(|(i, _)| i)
+        .collect();
+    let last_ping = pings[pings.len() - 2];
+    let mut bytes = raw[..upto].to_vec();
+    bytes.extend_from_slice(&raw[last_ping..]);
+    let (evs, rej) = ami(&bytes);
+    assert!(rej.is_empty(), "{rej:?}");
+    let mut w = Wall::new(EngineConfig::default(), evs[0].ts);
+    let mut it = evs.into_iter();
+    w.run_until(&mut it, ts("1796546066"));
+    assert_eq!(
+        w.state("2001"),
+        AgentStatus::OnCall,
+        "a ringing Local member is In use"
+    );
+    for ev in it {
+        w.apply(ev);
+    }
+    for a in ["2001", "2002", "2003"] {
+        assert_eq!(w.state(a), AgentStatus::Available, "{a} after the relist");
     }
 }

@@ -165,6 +165,16 @@ pub fn abandon_rate(t: &Tally) -> Option<f64> {
 mod tests {
     use super::*;
 
+    /// Asterisk subtracts whole epoch seconds: 20.02 s spanning 21 second
+    /// boundaries is 21, 20.9 s inside them is 20.
+    #[test]
+    fn whole_seconds_count_second_boundaries_as_asterisk_does() {
+        assert_eq!(SlRound::Exact.wait_ms(100_990, 121_010), 20_020);
+        assert_eq!(SlRound::WholeSeconds.wait_ms(100_990, 121_010), 21_000);
+        assert_eq!(SlRound::WholeSeconds.wait_ms(100_000, 120_900), 20_000);
+        assert_eq!(SlRound::WholeSeconds.wait_ms(-1, 0), 1_000);
+    }
+
     /// The worked example of contract section 4.
     #[test]
     fn contract_example() {

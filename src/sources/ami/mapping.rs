@@ -469,7 +469,13 @@ impl Member {
             agent,
             status: b.status,
             paused: b.paused,
-            reason: b.paused_reason.map(str::to_string),
+            // `module reload app_queue.so` keeps a static member paused but
+            // lists it with an empty PausedReason (Asterisk 20.20.1): a pause
+            // that goes on keeps the reason it was given.
+            reason: b.paused_reason.map(str::to_string).or_else(|| {
+                old.filter(|o| b.paused && o.paused)
+                    .and_then(|o| o.reason.clone())
+            }),
             in_call: b.in_call,
             // Kept through status changes: Asterisk reports the member
             // "Not in use" (InCall 0) before the AgentComplete of the call.
