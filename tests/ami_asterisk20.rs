@@ -119,7 +119,7 @@ fn agents_stop_ringing_when_the_caller_hangs_up_mid_ring() {
     // The ring is on.
     w.run_until(&mut it, ts("1796546066"));
     for a in ["2001", "2002", "2003"] {
-        assert_ne!(w.state(a), AgentStatus::Available, "{a} rings");
+        assert_eq!(w.state(a), AgentStatus::Ringing, "{a} rings");
     }
     // The caller hung up at 1796546071.18.
     w.run_until(&mut it, ts("1796546072"));
@@ -383,8 +383,8 @@ fn a_relist_ends_a_ring_whose_caller_is_gone() {
     w.run_until(&mut it, ts("1796546066"));
     assert_eq!(
         w.state("2001"),
-        AgentStatus::OnCall,
-        "a ringing Local member is In use"
+        AgentStatus::Ringing,
+        "a ringing Local member (Status 2 on the wire) rings"
     );
     for ev in it {
         w.apply(ev);

@@ -1054,9 +1054,11 @@ impl Tracker {
         if logged.is_empty() {
             return (AgentStatus::LoggedOut, None);
         }
+        // A Local-channel member is "In use" (2) while it rings: for a
+        // member being rung, 2 is the ring itself, not another call.
         if logged
             .iter()
-            .any(|m| m.in_call || matches!(m.status, 2 | 3 | 7 | 8))
+            .any(|m| m.in_call || matches!(m.status, 3 | 7 | 8) || (m.status == 2 && !m.ringing))
         {
             return (AgentStatus::OnCall, None);
         }
