@@ -224,7 +224,13 @@ fn outcomes(evs: &[Event]) -> Vec<(String, String)> {
 /// (AgentRingNoAnswer for every ring first) is still a timeout.
 #[test]
 fn soft_hang_ups_are_abandons_and_timeouts_stay_timeouts() {
-    let cases: [(&[u8], &[u8], &[(&str, &str)]); 3] = [
+    // (AMI capture, queue_log, (caller, outcome) in order)
+    type Case = (
+        &'static [u8],
+        &'static [u8],
+        &'static [(&'static str, &'static str)],
+    );
+    let cases: [Case; 3] = [
         (
             SUPPORT,
             SUPPORT_QLOG,

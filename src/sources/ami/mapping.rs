@@ -254,7 +254,7 @@ pub fn classify<H: Headers + ?Sized>(h: &H) -> Result<Option<QueueEvent<'_>>, Re
             // up; 32 (explicit: AMI Hangup, `channel request hangup`), 4
             // (shutdown: `core stop/restart`), 8 (absolute timeout) and the
             // rest end the call.
-            request: number(h, name, "Cause").map_or(true, |c| c != ASYNC_GOTO),
+            request: number(h, name, "Cause").ok() != Some(ASYNC_GOTO),
         },
         Kind::ListParams => QueueEvent::ListParams {
             queue: need("Queue")?,

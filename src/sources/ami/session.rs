@@ -821,16 +821,17 @@ impl Session {
         // manager user may read `system` and `events` asks for it.
         if m.is("Event", "Reload")
             && m.get("Module").is_none_or(|module| {
-                module.is_empty() || module.to_ascii_lowercase().starts_with("app_queue")
+                let module = module.to_ascii_lowercase();
+                module.is_empty() || module == "all" || module.starts_with("app_queue")
             })
+            && !self.passive
+            && self.logged_in()
         {
-            if !self.passive && self.logged_in() {
-                tracing::info!("app_queue reloaded; relisting the queues");
-                if self.resync.is_none() {
-                    self.start_resync(None);
-                } else {
-                    self.queued_full_resync = true;
-                }
+            tracing::info!("app_queue reloaded; relisting the queues");
+            if self.resync.is_none() {
+                self.start_resync(None);
+            } else {
+                self.queued_full_resync = true;
             }
         }
         if let Some(r) = self.resync.as_mut() {
