@@ -198,6 +198,9 @@ fn queue_changes(a: &QueueParams, b: &QueueParams) -> Vec<String> {
             a.sl_formula, b.sl_formula
         ));
     }
+    if a.sl_round != b.sl_round {
+        v.push(format!("sl_round {:?} -> {:?}", a.sl_round, b.sl_round));
+    }
     if a.ladder != b.ladder {
         let s = |l: &Option<String>| l.clone().unwrap_or_else(|| "none".into());
         v.push(format!("ladder {} -> {}", s(&a.ladder), s(&b.ladder)));

@@ -183,6 +183,7 @@ fn resolve(d: &QueueParams, s: &QueueSettings) -> QueueParams {
             .map(|x| x.millis())
             .unwrap_or(d.short_abandon_ms),
         sl_formula: s.sl_formula.unwrap_or(d.sl_formula),
+        sl_round: s.sl_round.unwrap_or(d.sl_round),
         rolling_ms: s.rolling_window.map(|x| x.millis()).unwrap_or(d.rolling_ms),
         interval_ms: s
             .interval

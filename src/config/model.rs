@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::values::{HumanDuration, Secret};
-use crate::state::kpi::SlFormula;
+use crate::state::kpi::{SlFormula, SlRound};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -118,6 +118,7 @@ pub struct QueueSettings {
     pub sl_target: Option<Spanned<f64>>,
     pub short_abandon: Option<HumanDuration>,
     pub sl_formula: Option<SlFormula>,
+    pub sl_round: Option<SlRound>,
     pub rolling_window: Option<HumanDuration>,
     pub interval: Option<Spanned<HumanDuration>>,
     pub wrap_up: Option<HumanDuration>,
@@ -132,6 +133,7 @@ pub struct QueueConfig {
     pub sl_target: Option<Spanned<f64>>,
     pub short_abandon: Option<HumanDuration>,
     pub sl_formula: Option<SlFormula>,
+    pub sl_round: Option<SlRound>,
     pub rolling_window: Option<HumanDuration>,
     pub interval: Option<Spanned<HumanDuration>>,
     pub wrap_up: Option<HumanDuration>,
@@ -145,6 +147,7 @@ impl QueueConfig {
             sl_target: self.sl_target.clone(),
             short_abandon: self.short_abandon,
             sl_formula: self.sl_formula,
+            sl_round: self.sl_round,
             rolling_window: self.rolling_window,
             interval: self.interval.clone(),
             wrap_up: self.wrap_up,

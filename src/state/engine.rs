@@ -155,12 +155,16 @@ impl Engine {
                 let a = self.agent_index(&agent);
                 self.ensure_member(a, q, ts);
                 self.set_status(a, AgentStatus::OnCall, None, ts);
+                // The agent may already be on_call (a device-state event came
+                // first, as Asterisk's Local channels do): the call is still
+                // news for the agent's view.
                 self.agents[a].call = Some(call.clone());
+                self.touch_agent(a);
                 let joined = self.queues[q].waiting.remove(&call);
                 self.touch_queue(q);
                 let known = joined.is_some();
                 if let Some(joined) = joined {
-                    let o = self.queues[q].classify_answer(ts.since(joined));
+                    let o = self.queues[q].classify_answer(joined, ts);
                     self.queues[q].record(ts, o);
                 }
                 self.talking.insert(
@@ -184,7 +188,7 @@ impl Engine {
                 nonempty(&[&call, &queue])?;
                 let q = self.queue_index(&queue);
                 let joined = self.leave(q, &call)?;
-                let o = self.queues[q].classify_abandon(ts.since(joined));
+                let o = self.queues[q].classify_abandon(joined, ts);
                 self.queues[q].record(ts, o);
             }
             EventKind::CallExited {
@@ -374,7 +378,9 @@ impl Engine {
         let agent = &mut self.agents[a];
         if agent.call.as_deref() == Some(call) {
             agent.call = None;
+            self.touch_agent(a);
         }
+        let agent = &self.agents[a];
         if agent.status != AgentStatus::OnCall {
             return;
         }

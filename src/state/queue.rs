@@ -108,19 +108,26 @@ impl Queue {
         }
     }
 
-    pub fn classify_answer(&self, wait_ms: i64) -> Outcome {
+    /// A caller who joined at `joined` answered at `at`.
+    pub fn classify_answer(&self, joined: Ts, at: Ts) -> Outcome {
         Outcome::Answered {
-            wait_ms,
-            in_sl: wait_ms <= self.params.sl_threshold_ms,
+            wait_ms: at.since(joined),
+            in_sl: self.within_sl(joined, at),
         }
     }
 
-    pub fn classify_abandon(&self, wait_ms: i64) -> Outcome {
+    /// A caller who joined at `joined` hung up at `at`.
+    pub fn classify_abandon(&self, joined: Ts, at: Ts) -> Outcome {
+        let wait_ms = at.since(joined);
         Outcome::Abandoned {
             wait_ms,
-            in_sl: wait_ms <= self.params.sl_threshold_ms,
+            in_sl: self.within_sl(joined, at),
             short: wait_ms < self.params.short_abandon_ms,
         }
+    }
+
+    fn within_sl(&self, joined: Ts, at: Ts) -> bool {
+        self.params.sl_round.wait_ms(joined.0, at.0) <= self.params.sl_threshold_ms
     }
 
     pub fn logged_in(&self) -> u32 {
