@@ -2,13 +2,29 @@
 //! a queue monitor cares about: ringing, answer, failure or cancel, hang-up.
 //! Sans-IO: fed parsed messages with their capture time and addresses.
 //!
-//! Why it looks at addresses: a proxy that mirrors everything (Kamailio
-//! `trace_mode`) shows each message twice, as received and as forwarded,
-//! and with forking it shows the final response of every branch. Only the
-//! final response sent back to the leg's originator (the UAC: the source of
-//! the first INVITE seen) ends the leg; a branch's 486 or 487 while another
-//! branch still rings does not. Without addresses (a sender that leaves out
-//! the IP chunks), any final response ends the leg.
+//! Why it matches responses by transaction: a proxy that mirrors
+//! everything (Kamailio `trace_mode`) shows each message twice, as received
+//! and as forwarded, and with forking it shows the final response of every
+//! branch. Only the final response of the originator's own transaction ends
+//! the leg: the one whose top Via branch is the branch of the INVITE the
+//! originator sent (RFC 3261 17.1.3; the proxy's own Via is on top of a
+//! branch's responses). The address the response was sent to is not used
+//! when branches are known: without `rport` a response goes to the port in
+//! the caller's Via, not the port the INVITE came from (RFC 3261 18.2.2).
+//! Only for a sender without a Via branch (RFC 2543) does the tracker fall
+//! back to addresses (the response sent to the source of the first INVITE),
+//! and without addresses either, any final response ends the leg.
+//!
+//! A proxy that forks the INVITE (a ring-all hunt group) sends it on with
+//! the same Call-ID and CSeq under its own Via branch, one per target, with
+//! the target's user in the Request-URI: each such branch is reported
+//! ([`LegEvent::Branch`]) so the mapper can show the agents it rings.
+//!
+//! A digest challenge (401/407) is not the end of a call: the phone sends
+//! the INVITE again with the same Call-ID and a higher CSeq (RFC 3261
+//! 22.2). The leg waits for it ("challenge pending") and follows the new
+//! transaction; only if no new INVITE comes within the linger time does the
+//! challenge end the leg as a failure.
 //!
 //! Retransmissions and the proxy's second copy are absorbed by the state
 //! machine itself: every report happens on a state change (first
@@ -84,6 +100,14 @@ pub enum LegEvent {
         by_originator: bool,
         answered: bool,
     },
+    /// A branch of a forked INVITE (same Call-ID and CSeq, the proxy's own
+    /// Via branch, `user` from its Request-URI) reached a moment.
+    Branch {
+        call_id: String,
+        ts: Ts,
+        user: String,
+        moment: BranchMoment,
+    },
     /// Nothing seen for the timeout; `ts` is when that was noticed (the
     /// sweep's time: the leg was live until then as far as anyone could
     /// tell, and events are not dated back past what the engine has seen).
@@ -101,9 +125,34 @@ impl LegEvent {
             | LegEvent::Answered { call_id, .. }
             | LegEvent::Failed { call_id, .. }
             | LegEvent::Ended { call_id, .. }
+            | LegEvent::Branch { call_id, .. }
             | LegEvent::Expired { call_id, .. } => call_id,
         }
     }
+}
+
+/// What happened on one branch of a forked INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchMoment {
+    /// The proxy sent the INVITE to this target.
+    Offered,
+    /// First 18x of the branch.
+    Ringing,
+    /// The branch's 2xx.
+    Answered,
+    /// The branch's final non-2xx (busy, declined, or 487 after the proxy
+    /// cancelled it because another branch answered or the caller gave up).
+    Failed { code: u16 },
+}
+
+/// At most this many fork branches are followed per leg.
+const MAX_BRANCHES: usize = 32;
+
+#[derive(Debug, Clone)]
+struct Branch {
+    via: Box<str>,
+    user: Box<str>,
+    state: State,
 }
 
 /// What the tracker made of a message.
@@ -132,6 +181,13 @@ struct Leg {
     invite_cseq: u32,
     from_tag: Option<Box<str>>,
     uac: Option<SocketAddr>,
+    /// Top Via branch of the originator's current INVITE.
+    uac_branch: Option<Box<str>>,
+    /// The user of the originator's Request-URI (forks go to other users).
+    ruri_user: Option<Box<str>>,
+    /// A 401/407 came back; the leg waits for the INVITE sent again.
+    challenged: Option<(Ts, u16)>,
+    branches: Vec<Branch>,
     cancel_ts: Option<Ts>,
     last_seen: Ts,
 }
@@ -145,6 +201,8 @@ pub struct DialogStats {
     pub repeats: u64,
     /// Final responses of a forked branch, not sent to the originator.
     pub branch_finals: u64,
+    /// 401/407 challenges followed by a new INVITE on the same Call-ID.
+    pub challenges: u64,
     pub expired: u64,
     pub refused: u64,
 }
@@ -223,11 +281,73 @@ impl DialogTracker {
                     });
                 }
             }
+            Some(Method::Invite) if msg.to().tag.is_none() && leg.state < State::Ended => {
+                if msg.cseq_num > leg.invite_cseq && leg.challenged.is_some() {
+                    // The INVITE again, with credentials: a new transaction.
+                    leg.challenged = None;
+                    leg.invite_cseq = msg.cseq_num;
+                    leg.uac_branch = msg.via_branch().map(Into::into);
+                    leg.cancel_ts = None;
+                    leg.branches.clear();
+                    self.stats.challenges += 1;
+                    return Seen::Tracked;
+                }
+                if let Some(b) = fork_branch(leg, msg) {
+                    let user = b.user.to_string();
+                    leg.branches.push(b);
+                    out.push(LegEvent::Branch {
+                        call_id: call_id(),
+                        ts: cap.ts,
+                        user,
+                        moment: BranchMoment::Offered,
+                    });
+                    return Seen::Tracked;
+                }
+            }
             Some(_) => {}
             None => {
                 let code = msg.status().unwrap_or(0);
                 if msg.cseq_method() == Method::Invite && msg.cseq_num == leg.invite_cseq {
+                    let rb = msg.via_branch();
+                    if let Some(b) = rb.and_then(|rb| leg.branches.iter_mut().find(|b| *b.via == *rb)) {
+                        let moment = match code {
+                            101..=199 if b.state == State::Calling => {
+                                b.state = State::Ringing;
+                                Some(BranchMoment::Ringing)
+                            }
+                            200..=299 if b.state < State::Answered => {
+                                b.state = State::Answered;
+                                Some(BranchMoment::Answered)
+                            }
+                            300..=699 if b.state < State::Answered => {
+                                b.state = State::Ended;
+                                Some(BranchMoment::Failed { code })
+                            }
+                            _ => None,
+                        };
+                        if let Some(moment) = moment {
+                            out.push(LegEvent::Branch {
+                                call_id: call_id(),
+                                ts: cap.ts,
+                                user: b.user.to_string(),
+                                moment,
+                            });
+                        }
+                    }
+                    let to_originator = match (leg.uac_branch.as_deref(), rb) {
+                        (Some(ub), Some(rb)) => ub == rb,
+                        _ => match (leg.uac, cap.dst) {
+                            (Some(uac), Some(dst)) => uac == dst,
+                            _ => true,
+                        },
+                    };
                     match code {
+                        401 | 407 if to_originator && leg.state < State::Answered => {
+                            if leg.challenged.is_none() {
+                                leg.challenged = Some((cap.ts, code));
+                            }
+                            return Seen::Tracked;
+                        }
                         101..=199 if leg.state == State::Calling => {
                             leg.state = State::Ringing;
                             out.push(LegEvent::Ringing {
@@ -247,10 +367,6 @@ impl DialogTracker {
                             });
                         }
                         300..=699 if leg.state < State::Answered => {
-                            let to_originator = match (leg.uac, cap.dst) {
-                                (Some(uac), Some(dst)) => uac == dst,
-                                _ => true,
-                            };
                             if to_originator {
                                 leg.state = State::Ended;
                                 out.push(LegEvent::Failed {
@@ -290,6 +406,10 @@ impl DialogTracker {
                 invite_cseq: msg.cseq_num,
                 from_tag: msg.from().tag.map(Into::into),
                 uac: cap.src,
+                uac_branch: msg.via_branch().map(Into::into),
+                ruri_user: msg.request_user().map(Into::into),
+                challenged: None,
+                branches: Vec::new(),
                 cancel_ts: None,
                 last_seen: cap.ts,
             },
@@ -310,6 +430,18 @@ impl DialogTracker {
             let quiet = now.since(leg.last_seen);
             match leg.state {
                 State::Ended => quiet < l.linger_ms,
+                // A challenge nobody answered: the call failed there.
+                _ if leg.challenged.is_some() && quiet >= l.linger_ms => {
+                    if let Some((_, code)) = leg.challenged {
+                        out.push(LegEvent::Failed {
+                            call_id: call_id.to_string(),
+                            ts: now,
+                            code,
+                            cancelled: false,
+                        });
+                    }
+                    false
+                }
                 State::Answered if quiet >= l.answered_timeout_ms => {
                     expired += 1;
                     out.push(LegEvent::Expired {
@@ -342,6 +474,27 @@ impl DialogTracker {
         });
         self.stats.expired += expired;
     }
+}
+
+/// The INVITE is the originator's, forwarded by a forking proxy to another
+/// target: same CSeq, another top Via branch, another Request-URI user.
+fn fork_branch(leg: &Leg, msg: &SipMessage<'_>) -> Option<Branch> {
+    if msg.cseq_num != leg.invite_cseq || leg.branches.len() >= MAX_BRANCHES {
+        return None;
+    }
+    let via = msg.via_branch()?;
+    let user = msg.request_user()?;
+    if leg.uac_branch.as_deref() == Some(via)
+        || leg.ruri_user.as_deref() == Some(user)
+        || leg.branches.iter().any(|b| *b.via == *via)
+    {
+        return None;
+    }
+    Some(Branch {
+        via: via.into(),
+        user: super::message::unescape(user).into(),
+        state: State::Calling,
+    })
 }
 
 #[cfg(test)]
