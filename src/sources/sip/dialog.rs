@@ -597,6 +597,9 @@ mod tests {
                     LegEvent::Expired { ts, answered, .. } => {
                         format!("expired answered={answered} @{}", ts.0)
                     }
+                    LegEvent::Branch {
+                        ts, user, moment, ..
+                    } => format!("branch {user} {moment:?} @{}", ts.0),
                 })
                 .collect()
         }
@@ -672,37 +675,72 @@ mod tests {
         );
     }
 
+    /// The message as forwarded by the proxy on its own branch: the
+    /// proxy's Via on top (a branch's responses carry it back).
+    fn via(text: &str, branch: &str) -> String {
+        text.replace(
+            "Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n",
+            &format!(
+                "Via: SIP/2.0/UDP 192.0.2.1;branch={branch}\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n"
+            ),
+        )
+    }
+
+    /// The INVITE as a forking proxy sends it to `user`.
+    fn fork(user: &str, branch: &str) -> String {
+        via(&req("INVITE", 1, None, "a1"), branch)
+            .replace("INVITE sip:8001@", &format!("INVITE sip:{user}@"))
+    }
+
     #[test]
     fn a_forked_branch_failing_does_not_end_the_leg_but_the_final_to_the_caller_does() {
         let mut r = Run::new();
         r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
-        r.feed(&req("INVITE", 1, None, "a1"), cap(1, PROXY, AGENT1));
-        r.feed(&req("INVITE", 1, None, "a1"), cap(1, PROXY, AGENT2));
-        r.feed(&resp(180, 1, "INVITE", Some("x1")), cap(100, AGENT1, PROXY));
-        r.feed(&resp(180, 1, "INVITE", Some("x2")), cap(120, AGENT2, PROXY));
+        r.feed(&fork("1001", "z9hG4bKp1"), cap(1, PROXY, AGENT1));
+        r.feed(&fork("1002", "z9hG4bKp2"), cap(1, PROXY, AGENT2));
+        r.feed(
+            &via(&resp(180, 1, "INVITE", Some("x1")), "z9hG4bKp1"),
+            cap(100, AGENT1, PROXY),
+        );
+        r.feed(
+            &via(&resp(180, 1, "INVITE", Some("x2")), "z9hG4bKp2"),
+            cap(120, AGENT2, PROXY),
+        );
         // Agent 2 is busy: its branch fails, the caller is not told.
         r.feed(
-            &resp(486, 1, "INVITE", Some("x2")),
+            &via(&resp(486, 1, "INVITE", Some("x2")), "z9hG4bKp2"),
             cap(2000, AGENT2, PROXY),
         );
         assert_eq!(r.t.stats.branch_finals, 1);
         // Agent 1 answers.
         r.feed(
-            &resp(200, 1, "INVITE", Some("x1")),
+            &via(&resp(200, 1, "INVITE", Some("x1")), "z9hG4bKp1"),
             cap(3000, AGENT1, PROXY),
         );
-        assert_eq!(r.kinds(), vec!["ringing 180 @100", "answered 1001 @3000"]);
+        assert_eq!(
+            r.kinds(),
+            vec![
+                "branch 1001 Offered @1",
+                "branch 1002 Offered @1",
+                "branch 1001 Ringing @100",
+                "ringing 180 @100",
+                "branch 1002 Ringing @120",
+                "branch 1002 Failed { code: 486 } @2000",
+                "branch 1001 Answered @3000",
+                "answered 1001 @3000"
+            ]
+        );
 
         // Another call where every branch fails: only the proxy's final
         // response to the caller ends it.
         let mut r = Run::new();
         r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
         r.feed(
-            &resp(486, 1, "INVITE", Some("x2")),
+            &via(&resp(486, 1, "INVITE", Some("x2")), "z9hG4bKp2"),
             cap(2000, AGENT2, PROXY),
         );
         r.feed(
-            &resp(480, 1, "INVITE", Some("x1")),
+            &via(&resp(480, 1, "INVITE", Some("x1")), "z9hG4bKp1"),
             cap(2500, AGENT1, PROXY),
         );
         assert!(r.kinds().is_empty());
@@ -711,6 +749,64 @@ mod tests {
             cap(2501, PROXY, CALLER),
         );
         assert_eq!(r.kinds(), vec!["failed 486 cancelled=false @2501"]);
+    }
+
+    #[test]
+    fn a_digest_challenge_is_pending_until_the_invite_comes_again() {
+        let mut r = Run::new();
+        // The proxy challenges the first INVITE; the phone ACKs the 407 and
+        // sends the INVITE again (same Call-ID, CSeq 2, a new branch).
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
+        r.feed(&resp(407, 1, "INVITE", Some("k")), cap(2, PROXY, CALLER));
+        r.feed(&req("ACK", 1, Some("k"), "a1"), cap(3, CALLER, PROXY));
+        // A retransmitted 407 changes nothing.
+        r.feed(&resp(407, 1, "INVITE", Some("k")), cap(400, PROXY, CALLER));
+        assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+        let again = req("INVITE", 2, None, "a1").replace("branch=z9hG4bK1", "branch=z9hG4bK2");
+        assert_eq!(r.feed(&again, cap(10, CALLER, PROXY)), Seen::Tracked);
+        let on2 = |t: String| t.replace("branch=z9hG4bK1", "branch=z9hG4bK2");
+        r.feed(&on2(resp(180, 2, "INVITE", Some("b"))), cap(50, PROXY, CALLER));
+        r.feed(&on2(resp(200, 2, "INVITE", Some("b"))), cap(2000, PROXY, CALLER));
+        r.feed(&req("BYE", 3, Some("b"), "a1"), cap(9000, CALLER, PROXY));
+        assert_eq!(
+            r.kinds(),
+            vec![
+                "ringing 180 @50",
+                "answered 1001 @2000",
+                "ended by_originator=true answered=true @9000"
+            ]
+        );
+        assert_eq!(r.t.stats.challenges, 1);
+
+        // A challenge the phone never answers fails the leg after the
+        // linger time.
+        let mut r = Run::new();
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
+        r.feed(&resp(401, 1, "INVITE", Some("k")), cap(2, PROXY, CALLER));
+        r.t.sweep(Ts(20_000), &mut r.out);
+        assert!(r.kinds().is_empty());
+        r.t.sweep(Ts(40_000), &mut r.out);
+        assert_eq!(r.kinds(), vec!["failed 401 cancelled=false @40000"]);
+        assert!(r.t.is_empty());
+    }
+
+    #[test]
+    fn a_response_sent_to_the_via_port_without_rport_ends_the_callers_transaction() {
+        // The phone sends from port 5062 but its Via says 5060 and asks for
+        // no rport: the proxy answers to 5060 (RFC 3261 18.2.2).
+        let mut r = Run::new();
+        let phone_src = "192.0.2.10:5062";
+        let via_port = "192.0.2.10:5060";
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, phone_src, PROXY));
+        r.feed(&req("INVITE", 1, None, "a1"), cap(1, PROXY, AGENT1));
+        // The platform refuses; the proxy relays the refusal to the Via port.
+        r.feed(
+            &via(&resp(486, 1, "INVITE", Some("x")), "z9hG4bKp1"),
+            cap(40, AGENT1, PROXY),
+        );
+        assert!(r.kinds().is_empty(), "the platform's answer to the proxy");
+        r.feed(&resp(486, 1, "INVITE", Some("x")), cap(41, PROXY, via_port));
+        assert_eq!(r.kinds(), vec!["failed 486 cancelled=false @41"]);
     }
 
     #[test]

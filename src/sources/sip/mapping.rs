@@ -1087,7 +1087,8 @@ mod tests {
             Some(Role::Agent {
                 agent: "a1017".into(),
                 queue: None,
-                caller_call: None
+                caller_call: None,
+                tagged: false
             })
         );
         let text = invite("z", "999", "reception");
