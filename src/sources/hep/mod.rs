@@ -284,7 +284,10 @@ impl HepIngest {
         let Ok(payload) = p.payload_bytes(self.limits.max_payload) else {
             return;
         };
-        let key = self.auth_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
+        let key = self
+            .auth_key
+            .as_ref()
+            .map(|k| k.expose().as_bytes().to_vec());
         let b = packet::HepBuilder {
             src: p.src,
             dst: p.dst,

@@ -309,7 +309,9 @@ impl DialogTracker {
                 let code = msg.status().unwrap_or(0);
                 if msg.cseq_method() == Method::Invite && msg.cseq_num == leg.invite_cseq {
                     let rb = msg.via_branch();
-                    if let Some(b) = rb.and_then(|rb| leg.branches.iter_mut().find(|b| *b.via == *rb)) {
+                    if let Some(b) =
+                        rb.and_then(|rb| leg.branches.iter_mut().find(|b| *b.via == *rb))
+                    {
                         let moment = match code {
                             101..=199 if b.state == State::Calling => {
                                 b.state = State::Ringing;
@@ -765,8 +767,14 @@ mod tests {
         let again = req("INVITE", 2, None, "a1").replace("branch=z9hG4bK1", "branch=z9hG4bK2");
         assert_eq!(r.feed(&again, cap(10, CALLER, PROXY)), Seen::Tracked);
         let on2 = |t: String| t.replace("branch=z9hG4bK1", "branch=z9hG4bK2");
-        r.feed(&on2(resp(180, 2, "INVITE", Some("b"))), cap(50, PROXY, CALLER));
-        r.feed(&on2(resp(200, 2, "INVITE", Some("b"))), cap(2000, PROXY, CALLER));
+        r.feed(
+            &on2(resp(180, 2, "INVITE", Some("b"))),
+            cap(50, PROXY, CALLER),
+        );
+        r.feed(
+            &on2(resp(200, 2, "INVITE", Some("b"))),
+            cap(2000, PROXY, CALLER),
+        );
         r.feed(&req("BYE", 3, Some("b"), "a1"), cap(9000, CALLER, PROXY));
         assert_eq!(
             r.kinds(),

@@ -322,14 +322,14 @@ fn register_expiry(msg: &SipMessage<'_>) -> Option<u32> {
         }
         let params = match c.find('>') {
             Some(gt) => c[gt + 1..].to_string(),
-            None => c.split_once(';').map(|(_, p)| format!(";{p}")).unwrap_or_default(),
+            None => c
+                .split_once(';')
+                .map(|(_, p)| format!(";{p}"))
+                .unwrap_or_default(),
         };
         param(&params, "expires").and_then(|v| v.trim().parse().ok())
     });
-    from_contact.or_else(|| {
-        msg.header("Expires")
-            .and_then(|v| v.trim().parse().ok())
-    })
+    from_contact.or_else(|| msg.header("Expires").and_then(|v| v.trim().parse().ok()))
 }
 
 impl Mapper {
