@@ -307,6 +307,9 @@ pub struct Mapper {
     pending_registers: HashMap<(String, u32), u32>,
     /// Registered agents and when their registration lapses.
     registered: HashMap<String, Ts>,
+    /// No registration lapses before this (the sweep runs on every message
+    /// and must not scan every agent each time).
+    next_lapse: Option<Ts>,
 }
 
 /// Bound on REGISTER transactions awaiting their response.
@@ -346,6 +349,7 @@ impl Mapper {
             announced: false,
             pending_registers: HashMap::new(),
             registered: HashMap::new(),
+            next_lapse: None,
         }
     }
 
@@ -907,8 +911,9 @@ impl Mapper {
         if !self.registered.contains_key(&agent) && self.registered.len() >= MAX_AGENTS {
             return;
         }
-        self.registered
-            .insert(agent.clone(), ts.plus_ms(i64::from(granted) * 1000));
+        let until = ts.plus_ms(i64::from(granted) * 1000);
+        self.registered.insert(agent.clone(), until);
+        self.next_lapse = Some(self.next_lapse.map_or(until, |t| t.min(until)));
         match self.agent_status.get(&agent) {
             None | Some(AgentStatus::LoggedOut) => {
                 self.agent_state(&agent, AgentStatus::Available, None, ts, out)
@@ -927,9 +932,15 @@ impl Mapper {
 
     /// Registrations that lapsed by `now` log their agents out.
     pub fn sweep(&mut self, now: Ts, out: &mut Vec<Event>) {
-        if self.registered.values().all(|&until| until > now) {
+        if self.next_lapse.is_none_or(|t| t > now) {
             return;
         }
+        self.next_lapse = self
+            .registered
+            .values()
+            .filter(|&&u| u > now)
+            .min()
+            .copied();
         let mut lapsed: Vec<String> = self
             .registered
             .iter()
