@@ -39,14 +39,56 @@ pub fn start_with(
     observers: Vec<Box<dyn Observer>>,
     cti: Option<Arc<crate::cti::CtiRegistry>>,
 ) -> Daemon {
+    start_from(config, observers, cti, None)
+}
+
+/// [`start_with`], restoring the engine from `checkpoint` when it belongs to
+/// today and fits the configuration (else it is ignored, with a log line),
+/// and telling sources that can re-read their input where the restored
+/// figures end (docs/failure-modes.md, "Restarts and crashes").
+pub fn start_from(
+    config: Config,
+    observers: Vec<Box<dyn Observer>>,
+    cti: Option<Arc<crate::cti::CtiRegistry>>,
+    checkpoint: Option<crate::state::EngineCheckpoint>,
+) -> Daemon {
     let config = Arc::new(config);
+    let now = Ts::now();
+    let restored = checkpoint.and_then(|cp| match cp.restore(config.engine_config(), now) {
+        Ok(e) => {
+            tracing::info!(
+                taken = %Ts(cp.saved_at),
+                events = cp.events_applied,
+                queues = cp.queues.len(),
+                agents = cp.agents.len(),
+                "restored today's figures from the engine checkpoint"
+            );
+            Some(e)
+        }
+        Err(why) => {
+            tracing::warn!(%why, "engine checkpoint not restored; today's figures start from what the sources resend");
+            None
+        }
+    });
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
     let publisher = Arc::new(Publisher::new());
     let rejects = Arc::new(RejectCounter::default());
     let health = Arc::new(HealthRegistry::default());
     let metrics = Metrics::new(config.server.per_agent_metrics);
     let recorder = metrics.recorder();
-    let mut engine = Engine::starting_at(config.engine_config(), Ts::now());
+    let mut engine = restored.unwrap_or_else(|| Engine::starting_at(config.engine_config(), now));
+    let today_start = crate::state::window::day_bounds(now, engine.zone()).0;
+    let resume: Vec<(String, crate::sources::queue_log::Restart)> = config
+        .sources
+        .iter()
+        .map(|s| {
+            let r = crate::sources::queue_log::Restart {
+                applied: engine.position(&s.name),
+                today_start,
+            };
+            (s.name.clone(), r)
+        })
+        .collect();
     // A wall that connects before the first event sees the configured queues.
     publisher.publish(&mut engine, Vec::new());
     let mut driver = Driver::new(engine, rejects.clone());
@@ -74,7 +116,10 @@ pub fn start_with(
     let sources = config
         .sources
         .iter()
-        .filter_map(|s| start_source(s, &state, cti.as_deref()).map(|h| (s.name.clone(), h)))
+        .filter_map(|s| {
+            let restart = resume.iter().find(|(n, _)| *n == s.name).map(|(_, r)| *r);
+            start_source(s, &state, cti.as_deref(), restart).map(|h| (s.name.clone(), h))
+        })
         .collect();
     Daemon {
         state,
@@ -89,6 +134,7 @@ pub(crate) fn start_source(
     s: &crate::config::SourceConfig,
     state: &AppState,
     cti: Option<&crate::cti::CtiRegistry>,
+    restart: Option<crate::sources::queue_log::Restart>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let kind: &'static str = match s.kind.as_str() {
         "json" => "json",
@@ -107,7 +153,11 @@ pub(crate) fn start_source(
         rejects: state.rejects.clone(),
     };
     match &s.spec {
-        SourceSpec::Json(c) => Some(crate::sources::json::task::spawn(c.clone(), ctx)),
+        SourceSpec::Json(c) => {
+            let mut c = c.clone();
+            c.resume = restart.and_then(|r| r.applied);
+            Some(crate::sources::json::task::spawn(c, ctx))
+        }
         SourceSpec::Other(t) if s.kind == "ami" || s.kind == "queue_log" => {
             // Agents this source may name by interface (`[[agents]] interface`).
             let agents: Vec<(String, String)> = state
@@ -136,6 +186,7 @@ pub(crate) fn start_source(
             } else {
                 crate::sources::queue_log::QueueLogConfig::from_table(t.clone()).map(|mut c| {
                     c.agents = agents;
+                    c.restart = restart;
                     crate::sources::queue_log::spawn(
                         ctx.name.clone(),
                         c,

@@ -100,6 +100,26 @@ impl Reloader {
             }
         }
         let mut errors = Vec::new();
+        // Sources the reload removes or changes stop first: what they had
+        // sent is then ahead of the new settings in the engine's inbox, and
+        // the positions the engine answers with are final.
+        let agents_moved = interfaces(&old) != interfaces(&new);
+        for s in &old.sources {
+            let kept = new.sources.iter().find(|n| n.name == s.name);
+            let restart = match kept {
+                None => true,
+                Some(n) => n != s || (agents_moved && uses_interfaces(n)),
+            };
+            if restart {
+                if let Some(task) = sources.remove(&s.name) {
+                    task.abort();
+                    let _ = task.await;
+                }
+                self.state.health.remove(&s.name);
+                self.cti.remove(&s.name);
+                tracing::info!(source = %s.name, "source stopped by a config reload");
+            }
+        }
         // The engine and the ladders, in event order.
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let sent = self
@@ -110,15 +130,16 @@ impl Reloader {
                 done: done_tx,
             })
             .await;
+        let mut positions = Vec::new();
         if sent.is_err() {
             errors.push("the engine has stopped; queue and ladder settings not applied".into());
-        } else if tokio::time::timeout(ENGINE_TAKES_WITHIN, done_rx)
-            .await
-            .is_err()
-        {
-            errors.push(format!(
-                "the engine has not taken the new settings within {ENGINE_TAKES_WITHIN:?}; it will when it catches up"
-            ));
+        } else {
+            match tokio::time::timeout(ENGINE_TAKES_WITHIN, done_rx).await {
+                Ok(Ok(p)) => positions = p,
+                _ => errors.push(format!(
+                    "the engine has not taken the new settings within {ENGINE_TAKES_WITHIN:?}; it will when it catches up"
+                )),
+            }
         }
         self.state.config.store(new.clone());
         // `[[cti]]` sinks.
@@ -134,28 +155,23 @@ impl Reloader {
         for c in new.cti.iter().filter(|c| c.default) {
             self.cti.set_default(&c.name);
         }
-        // Sources: stop the removed and changed, start the changed and new.
-        let agents_moved = interfaces(&old) != interfaces(&new);
-        for s in &old.sources {
-            let kept = new.sources.iter().find(|n| n.name == s.name);
-            let restart = match kept {
-                None => true,
-                Some(n) => n != s || (agents_moved && uses_interfaces(n)),
-            };
-            if restart {
-                if let Some(task) = sources.remove(&s.name) {
-                    task.abort();
-                }
-                self.state.health.remove(&s.name);
-                self.cti.remove(&s.name);
-                tracing::info!(source = %s.name, "source stopped by a config reload");
-            }
-        }
+        // Start the new and changed sources; a file source resumes where
+        // the engine's applied events from it end.
+        let today_start = crate::state::window::day_bounds(Ts::now(), &new.zone).0;
         for s in &new.sources {
             if sources.contains_key(&s.name) {
                 continue;
             }
-            if let Some(task) = crate::daemon::start_source(s, &self.state, Some(&self.cti)) {
+            let restart = crate::sources::queue_log::Restart {
+                applied: positions
+                    .iter()
+                    .find(|(n, _)| *n == s.name)
+                    .map(|(_, p)| *p),
+                today_start,
+            };
+            if let Some(task) =
+                crate::daemon::start_source(s, &self.state, Some(&self.cti), Some(restart))
+            {
                 sources.insert(s.name.clone(), task);
             }
             tracing::info!(source = %s.name, "source started by a config reload");

@@ -29,6 +29,9 @@ pub trait Observer: Send {
     fn intervals_closed(&mut self, _records: &[IntervalRecord]) {}
     /// A reloaded configuration, after the engine has taken it.
     fn reconfigure(&mut self, _engine: &mut Engine, _config: &crate::config::Config) {}
+    /// The engine is stopping (a clean shutdown, or every source closed):
+    /// last chance to save what it holds.
+    fn on_stop(&mut self, _engine: &mut Engine) {}
     /// The next event time at which this observer wants to run even if no
     /// event arrives (a ladder `for` clock running out). Replay advances the
     /// clock to it between events.
@@ -241,6 +244,13 @@ impl Driver {
         self.flush_intervals();
     }
 
+    /// Lets every observer see the engine a last time (see [`Observer::on_stop`]).
+    pub fn stop(&mut self) {
+        for o in &mut self.observers {
+            o.on_stop(&mut self.engine);
+        }
+    }
+
     pub fn before_publish(&mut self) -> Vec<Arc<Entry>> {
         let mut out = Vec::new();
         for o in &mut self.observers {
@@ -329,10 +339,12 @@ pub fn spawn_engine(
                     }
                     watch.batch_done(rx.is_empty());
                     if stop {
+                        driver.stop();
                         tracing::info!("engine stopped: shutdown");
                         return;
                     }
                 }
+                driver.stop();
                 tracing::info!("engine stopped: all sources closed");
             });
         })
@@ -343,9 +355,12 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
     match env {
         Envelope::Reconfigure { config, done } => {
             driver.reconfigure(&config);
-            // Answered after this batch is published would be nicer; the
-            // reload's caller only needs to know the engine has it.
-            let _ = done.send(());
+            let positions = config
+                .sources
+                .iter()
+                .filter_map(|s| Some((s.name.clone(), driver.engine.position(&s.name)?)))
+                .collect();
+            let _ = done.send(positions);
             1
         }
         Envelope::Shutdown => {
@@ -362,6 +377,18 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
                 driver.apply(&source, ev);
             }
             n
+        }
+        Envelope::Positioned {
+            source,
+            events,
+            position,
+        } => {
+            let n = events.len();
+            for ev in events {
+                driver.apply(&source, ev);
+            }
+            driver.engine.set_position(&source, position);
+            n.max(1)
         }
     }
 }

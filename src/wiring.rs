@@ -15,6 +15,7 @@ use crate::escalation::observer::LadderObserver;
 use crate::reload::Reloader;
 use crate::runtime::Observer;
 use crate::store::Store;
+use crate::store::checkpoint::{self, Checkpointer};
 use crate::store::history::IntervalHistory;
 
 /// The CTI actions the config names (`[[cti]]`). Source adapters that can
@@ -79,6 +80,9 @@ pub struct DaemonParts {
     pub cti: Arc<CtiRegistry>,
     /// The audit log (reloads are recorded beside the escalations).
     pub store: Arc<Store>,
+    /// The stored engine checkpoint, if any (restored at start when it
+    /// still fits).
+    pub checkpoint: Option<crate::state::EngineCheckpoint>,
 }
 
 /// The daemon's observers: the ladder (audit log in `[storage]`, acting
@@ -91,14 +95,24 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
     );
     let (ladder, handle) =
         LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let every = cfg.storage.checkpoint_every.0;
+    let mut observers: Vec<Box<dyn Observer>> = vec![
+        Box::new(ladder),
+        Box::new(IntervalHistory::new(store.clone())),
+    ];
+    let checkpoint = if every.is_zero() {
+        None
+    } else {
+        let cp = checkpoint::load(&store);
+        observers.push(Box::new(Checkpointer::new(store.clone(), every)));
+        cp
+    };
     Ok(DaemonParts {
-        observers: vec![
-            Box::new(ladder),
-            Box::new(IntervalHistory::new(store.clone())),
-        ],
+        observers,
         ladder: handle,
         cti,
         store,
+        checkpoint,
     })
 }
 
@@ -107,7 +121,12 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
 /// The daemon can reload its configuration (SIGHUP and
 /// `POST /api/v1/reload`).
 pub fn start(cfg: Config, parts: DaemonParts) -> daemon::Daemon {
-    let mut d = daemon::start_with(cfg, parts.observers, Some(parts.cti.clone()));
+    let mut d = daemon::start_from(
+        cfg,
+        parts.observers,
+        Some(parts.cti.clone()),
+        parts.checkpoint,
+    );
     control::attach(&d.state.publisher, parts.ladder);
     let reloader = Reloader::new(
         d.state.clone(),

@@ -44,7 +44,7 @@ async fn collect_until(
             .expect("source stopped");
         let evs = match env {
             Envelope::Event { event, .. } => vec![event],
-            Envelope::Batch { events, .. } => events,
+            Envelope::Batch { events, .. } | Envelope::Positioned { events, .. } => events,
             _ => Vec::new(),
         };
         let hit = evs.iter().any(&done);

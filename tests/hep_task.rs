@@ -55,7 +55,9 @@ async fn next_events(rx: &mut mpsc::Receiver<Envelope>, n: usize) -> Vec<Event> 
     let mut out = Vec::new();
     while out.len() < n {
         match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-            Ok(Some(Envelope::Batch { events, .. })) => out.extend(events),
+            Ok(Some(Envelope::Batch { events, .. } | Envelope::Positioned { events, .. })) => {
+                out.extend(events)
+            }
             Ok(Some(Envelope::Event { event, .. })) => out.push(event),
             Ok(Some(_)) => {}
             Ok(None) => panic!("source stopped"),

@@ -30,7 +30,7 @@ async fn calls(rx: &mut mpsc::Receiver<Envelope>, n: usize) -> Vec<String> {
             .expect("timed out waiting for queue_log events")
             .expect("inbox closed");
         let evs = match env {
-            Envelope::Batch { events, .. } => events,
+            Envelope::Batch { events, .. } | Envelope::Positioned { events, .. } => events,
             Envelope::Event { event, .. } => vec![event],
             _ => Vec::new(),
         };
@@ -161,5 +161,64 @@ async fn start_at_end_skips_history() {
     }
     append(&path, &enter(1763900002, "new"));
     assert_eq!(calls(&mut rx, 1).await, ["new"]);
+    task.abort();
+}
+
+/// Started by the daemon after a restart: the tail reads the file from its
+/// first line, hands on only what the restored engine does not hold (after
+/// the checkpoint's offset), and without a checkpoint hands on today's lines
+/// (the callers already waiting) but not yesterday's.
+#[tokio::test]
+async fn after_a_restart_the_tail_hands_on_what_the_checkpoint_lacks() {
+    use acdmon::sources::queue_log::Restart;
+    use acdmon::state::SourcePosition;
+    use acdmon::time::Ts;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue_log");
+    let midnight = 1763856000; // 2025-11-23T00:00:00Z
+    append(&path, &enter(midnight - 60, "yesterday"));
+    append(&path, &enter(midnight + 60, "morning"));
+    let applied = std::fs::metadata(&path).unwrap();
+    append(&path, &enter(midnight + 120, "after-checkpoint"));
+    #[cfg(unix)]
+    let file = std::os::unix::fs::MetadataExt::ino(&applied);
+    #[cfg(not(unix))]
+    let file = 0;
+    let run = |restart: Restart| {
+        let mut cfg = QueueLogConfig::new(&path);
+        cfg.poll_interval = HumanDuration(Duration::from_millis(20));
+        cfg.state_dir = Some(dir.path().to_path_buf());
+        cfg.restart = Some(restart);
+        let (tx, rx) = mpsc::channel(64);
+        let health = SourceHealth::new("qlog", "queue_log");
+        let task = spawn(
+            "qlog".into(),
+            cfg,
+            tx,
+            health,
+            Arc::new(RejectCounter::default()),
+        );
+        (task, rx)
+    };
+    let today = Ts::from_secs(midnight);
+
+    let (task, mut rx) = run(Restart {
+        applied: Some(SourcePosition {
+            file,
+            offset: applied.len(),
+        }),
+        today_start: today,
+    });
+    assert_eq!(calls(&mut rx, 1).await, ["after-checkpoint"]);
+    quiet(&mut rx).await;
+    task.abort();
+
+    let (task, mut rx) = run(Restart {
+        applied: None,
+        today_start: today,
+    });
+    assert_eq!(calls(&mut rx, 2).await, ["morning", "after-checkpoint"]);
+    quiet(&mut rx).await;
     task.abort();
 }

@@ -320,6 +320,13 @@ async fn sighup_takes_a_new_threshold_and_a_new_ladder_rule_without_losing_the_d
     who.sort();
     assert_eq!(who, ["a1", "a2"], "{log}");
     assert_eq!(d.metric("acd_config_reload_success").await, Some(1.0));
+    let m = http(&d.addr, "GET", "/metrics", None, "").await.body;
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("acd_build_info{") && l.contains(&version) && l.ends_with(" 1")),
+        "acd_build_info is exported"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

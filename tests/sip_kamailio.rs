@@ -281,7 +281,9 @@ async fn kamailio_mirrors_a_queue_floor_to_the_collector() {
         while let Some(env) = rx.recv().await {
             let mut ev = sink.lock().unwrap();
             match env {
-                Envelope::Batch { events, .. } => ev.extend(events),
+                Envelope::Batch { events, .. } | Envelope::Positioned { events, .. } => {
+                    ev.extend(events)
+                }
                 Envelope::Event { event, .. } => ev.push(event),
                 _ => {}
             }
@@ -792,7 +794,9 @@ async fn kamailio_challenges_forks_registers_and_answers_to_the_via_port() {
         while let Some(env) = rx.recv().await {
             let mut ev = sink.lock().unwrap();
             match env {
-                Envelope::Batch { events, .. } => ev.extend(events),
+                Envelope::Batch { events, .. } | Envelope::Positioned { events, .. } => {
+                    ev.extend(events)
+                }
                 Envelope::Event { event, .. } => ev.push(event),
                 _ => {}
             }

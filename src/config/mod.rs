@@ -57,6 +57,11 @@ pub struct JsonSourceConfig {
     pub path: Option<String>,
     #[serde(default)]
     pub follow: bool,
+    /// Set by the daemon after a restart: the engine was restored from a
+    /// checkpoint holding this file's events up to here, so reading
+    /// resumes there (when it is still the same file) instead of at 0.
+    #[serde(skip)]
+    pub resume: Option<crate::state::SourcePosition>,
 }
 
 /// Kind-specific settings of a `[[sources]]` entry.

@@ -58,12 +58,17 @@ impl Default for ServerConfig {
 pub struct StorageConfig {
     /// SQLite file for the audit log and interval history.
     pub path: String,
+    /// How often the engine's figures are checkpointed (besides at every
+    /// interval close and on a clean stop), so a restart keeps the day;
+    /// `"0s"` turns checkpoints (and restoring) off.
+    pub checkpoint_every: HumanDuration,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: "data/acdmon.sqlite".into(),
+            checkpoint_every: HumanDuration(std::time::Duration::from_secs(5)),
         }
     }
 }

@@ -24,8 +24,10 @@ pub fn demo_config(listen: &str, data_dir: &str) -> anyhow::Result<Config> {
         "listen = \"127.0.0.1:8080\"",
         &format!("listen = {listen:?}"),
     );
+    // No checkpoint: the simulation starts its centre afresh each time, so
+    // a restored day (its waiting callers, its call ids) would not fit it.
     text.push_str(&format!(
-        "\n[storage]\npath = {:?}\n",
+        "\n[storage]\npath = {:?}\ncheckpoint_every = \"0s\"\n",
         format!("{data_dir}/acdmon.sqlite")
     ));
     for (id, name, groups) in &centre.people {

@@ -33,15 +33,26 @@ pub enum Envelope {
         source: Arc<str>,
         events: Vec<Event>,
     },
+    /// A batch from a source that can read its input again (a file), with
+    /// where in it these events end. The engine keeps the position with
+    /// the figures, in the same checkpoint, so after a restart the source
+    /// resumes exactly where the restored figures end.
+    Positioned {
+        source: Arc<str>,
+        events: Vec<Event>,
+        position: crate::state::SourcePosition,
+    },
     /// The daemon is stopping: apply what came before, publish, and end the
     /// engine thread (its observers flush the interval history on drop).
     Shutdown,
     /// A reloaded configuration (already validated): the engine and its
     /// observers take it after what came before; `done` is answered once it
-    /// is applied and published.
+    /// is applied, with where each source's applied events end (a file
+    /// source restarted by the reload resumes there, so nothing is read
+    /// twice).
     Reconfigure {
         config: Arc<crate::config::Config>,
-        done: tokio::sync::oneshot::Sender<()>,
+        done: tokio::sync::oneshot::Sender<Vec<(String, crate::state::SourcePosition)>>,
     },
 }
 

@@ -3,11 +3,13 @@
 //!
 //! Why read it at all when AMI exists: it needs no manager account, it
 //! states outcomes directly (`ABANDON` vs `EXITWITHTIMEOUT` vs
-//! `EXITWITHKEY`, which AMI only implies), and it survives our restarts: the
-//! tail keeps its read position in a small state file, so a restart
-//! continues where it stopped instead of losing or double-counting calls.
+//! `EXITWITHKEY`, which AMI only implies), and it survives our restarts: in
+//! the daemon the tail re-reads the file from its start and hands on only
+//! what the restored engine checkpoint does not hold (see [`Restart`]), so
+//! callers already waiting are known again and nothing is counted twice; a
+//! tail run on its own keeps its read position in a small state file.
 //! Its limits: whole-second times, no device state (no ringing, no
-//! unavailable), and no list of waiting callers on start-up.
+//! unavailable), and no list of waiting callers besides the file itself.
 //!
 //! The decoder is sans-IO ([`QueueLogDecoder::decode_line`]); the tail task
 //! polls the file through `tokio::fs` (file I/O on the blocking pool, so a
@@ -35,11 +37,13 @@ use crate::time::Ts;
 /// Longest accepted line. Real lines are under 300 bytes.
 pub const MAX_LINE: usize = 8 * 1024;
 
-/// Where a tail with no saved position starts.
+/// Where a tail with no saved position (in the daemon: no usable engine
+/// checkpoint) starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StartAt {
-    /// Only lines written from now on (no history is re-counted).
+    /// Only lines written from now on (no history is re-counted); in the
+    /// daemon, today's lines (see [`Restart`]).
     #[default]
     End,
     /// The whole file (rebuilds today's figures from a daily-rotated log).
@@ -71,6 +75,29 @@ pub struct QueueLogConfig {
     /// `log_membername_as_agent = yes`), call lines the member name.
     #[serde(skip)]
     pub agents: Vec<(String, String)>,
+    /// Set by the daemon: where a restart starts (see [`Restart`]). Without
+    /// it (a tail run on its own) the saved position file decides.
+    #[serde(skip)]
+    pub restart: Option<Restart>,
+}
+
+/// How the daemon's tail starts after a restart. It always reads the file
+/// from its first line, so the decoder learns who is a member and paused
+/// and which callers are still waiting, but hands on only what the engine
+/// does not already hold:
+/// - the engine was restored from a checkpoint that holds this file's events
+///   up to `applied` (same inode, offset within the file): lines before that
+///   offset are decoded and dropped, later lines are handed on. The
+///   position was saved in the same transaction as the figures, so this is
+///   exact: nothing counted twice, nothing skipped.
+/// - otherwise (no checkpoint, another day's, or the file was rotated or
+///   truncated since): with `start_at = "end"`, events of today
+///   (from `today_start`) are handed on and older ones dropped, rebuilding
+///   today's figures and the callers waiting; with `"beginning"`, all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    pub applied: Option<crate::state::SourcePosition>,
+    pub today_start: Ts,
 }
 
 fn default_poll() -> HumanDuration {
@@ -86,6 +113,7 @@ impl QueueLogConfig {
             poll_interval: default_poll(),
             time_zone: None,
             agents: Vec::new(),
+            restart: None,
         }
     }
 
@@ -643,7 +671,15 @@ async fn tail(
     };
     let posfile = cfg.position_file();
     let poll = cfg.poll_interval.0.max(Duration::from_millis(10));
-    let mut saved = load_position(&posfile).await;
+    let mut restart = cfg.restart;
+    let mut saved = match restart {
+        Some(_) => None,
+        None => load_position(&posfile).await,
+    };
+    // Set at a restart (see [`Restart`]): lines before this offset are
+    // decoded for the decoder's state only; events before `min_ts` dropped.
+    let mut discard_until = 0u64;
+    let mut min_ts: Option<Ts> = None;
     let mut open: Option<Open> = None;
     let mut lines = LineSplitter::default();
     let mut buf = vec![0u8; 64 * 1024];
@@ -658,15 +694,27 @@ async fn tail(
             match opened {
                 Ok((mut file, meta)) => {
                     let ino = inode(&meta);
-                    let offset = match saved.take() {
-                        Some(p) if p.inode == ino && p.offset <= meta.len() => p.offset,
-                        // A different file than the one we stopped in: it was
-                        // rotated while we were away; all of it is new.
-                        Some(_) => 0,
-                        None => match cfg.start_at {
-                            StartAt::End => meta.len(),
-                            StartAt::Beginning => 0,
-                        },
+                    let offset = if let Some(r) = restart.take() {
+                        match r.applied {
+                            Some(p) if p.file == ino && p.offset <= meta.len() => {
+                                discard_until = p.offset;
+                            }
+                            _ if cfg.start_at == StartAt::End => min_ts = Some(r.today_start),
+                            _ => {}
+                        }
+                        tracing::info!(source = %name, path = %label, resume_at = discard_until, today_from = ?min_ts.map(|t| t.to_string()), "re-reading queue_log from its start after a restart");
+                        0
+                    } else {
+                        match saved.take() {
+                            Some(p) if p.inode == ino && p.offset <= meta.len() => p.offset,
+                            // A different file than the one we stopped in: it was
+                            // rotated while we were away; all of it is new.
+                            Some(_) => 0,
+                            None => match cfg.start_at {
+                                StartAt::End => meta.len(),
+                                StartAt::Beginning => 0,
+                            },
+                        }
                     };
                     if file.seek(SeekFrom::Start(offset)).await.is_ok() {
                         tracing::info!(source = %name, path = %label, offset, "tailing queue_log");
@@ -704,8 +752,21 @@ async fn tail(
                 break;
             }
             progressed = true;
+            let mut chunk = &buf[..n];
+            if o.read_pos < discard_until {
+                // Already applied before the restart: decoder state only
+                // (its rejects were counted then).
+                let k = ((discard_until - o.read_pos) as usize).min(n);
+                lines.feed(&chunk[..k], |_, l| {
+                    if let Ok(line) = l {
+                        let _ = decoder.decode_line(line, &mut events);
+                    }
+                });
+                events.clear();
+                chunk = &chunk[k..];
+            }
             o.read_pos += n as u64;
-            lines.feed(&buf[..n], |line_no, l| match l {
+            lines.feed(chunk, |line_no, l| match l {
                 Ok(line) => {
                     if let Err(r) = decoder.decode_line(line, &mut events) {
                         rejects.record(&name, &format_args!("{label}:{line_no}"), &r);
@@ -713,6 +774,9 @@ async fn tail(
                 }
                 Err(r) => rejects.record(&name, &format_args!("{label}:{line_no}"), &r),
             });
+            if let Some(t) = min_ts {
+                events.retain(|e| e.ts >= t);
+            }
             // Saved positions point past the last complete line, so a
             // restart never reads half a line.
             o.offset = o.read_pos - lines.pending() as u64;
@@ -720,9 +784,13 @@ async fn tail(
                 health.add_events(events.len() as u64);
                 let batch = std::mem::take(&mut events);
                 if inbox
-                    .send(Envelope::Batch {
+                    .send(Envelope::Positioned {
                         source: name.clone(),
                         events: batch,
+                        position: crate::state::SourcePosition {
+                            file: o.inode,
+                            offset: o.offset,
+                        },
                     })
                     .await
                     .is_err()
@@ -765,6 +833,9 @@ async fn tail(
                         rejects.record(&name, &format_args!("{label}:{line_no}"), &r);
                     }
                 });
+                if let Some(t) = min_ts {
+                    events.retain(|e| e.ts >= t);
+                }
                 if !events.is_empty() {
                     let batch = std::mem::take(&mut events);
                     if inbox
@@ -779,6 +850,8 @@ async fn tail(
                     }
                 }
                 tracing::info!(source = %name, path = %label, "queue_log rotated; reading the new file");
+                discard_until = 0;
+                min_ts = None;
                 saved = Some(Position {
                     inode: inode(&meta),
                     offset: 0,
@@ -787,6 +860,8 @@ async fn tail(
             }
             Ok(meta) if meta.len() < o.offset => {
                 tracing::info!(source = %name, path = %label, "queue_log truncated; reading from the start");
+                discard_until = 0;
+                min_ts = None;
                 let _ = o.file.seek(SeekFrom::Start(0)).await;
                 o.offset = 0;
                 o.read_pos = 0;

@@ -8,9 +8,10 @@
 //! `dashmap`-style sharded locks were not used: they make every apply pay for
 //! synchronisation that a single writer does not need.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::agent::Agent;
+use super::checkpoint::SourcePosition;
 use super::kpi::{self, WindowView};
 use super::params::{EngineConfig, QueueParams};
 use super::queue::{IntervalRecord, Queue};
@@ -24,10 +25,10 @@ mod reconfigure;
 
 /// A call being talked: answered, not yet completed.
 #[derive(Debug, Clone)]
-struct Talking {
-    queue: usize,
-    agent: usize,
-    answered: Ts,
+pub(super) struct Talking {
+    pub(super) queue: usize,
+    pub(super) agent: usize,
+    pub(super) answered: Ts,
 }
 
 /// The figures ladder `when` expressions read.
@@ -43,25 +44,28 @@ pub struct QueueFigures {
 
 #[derive(Debug)]
 pub struct Engine {
-    cfg: EngineConfig,
-    now: Ts,
-    queues: Vec<Queue>,
+    pub(super) cfg: EngineConfig,
+    pub(super) now: Ts,
+    pub(super) queues: Vec<Queue>,
     queue_ix: HashMap<Box<str>, usize>,
-    agents: Vec<Agent>,
+    pub(super) agents: Vec<Agent>,
     agent_ix: HashMap<Box<str>, usize>,
-    talking: HashMap<String, Talking>,
+    pub(super) talking: HashMap<String, Talking>,
     /// Engine-timed wrap-ups: (ends at, agent).
-    wrap_timers: BTreeSet<(Ts, usize)>,
+    pub(super) wrap_timers: BTreeSet<(Ts, usize)>,
     /// Earliest interval or day end over all queues.
-    next_roll: Ts,
+    pub(super) next_roll: Ts,
     dirty_q: Vec<bool>,
     dirty_q_list: Vec<usize>,
     dirty_a: Vec<bool>,
     dirty_a_list: Vec<usize>,
     closed: Vec<IntervalRecord>,
     /// When this engine began observing (a restart loses what came before).
-    started: Ts,
-    events_applied: u64,
+    pub(super) started: Ts,
+    pub(super) events_applied: u64,
+    /// How far into each re-readable source (a file) the applied events
+    /// reach, saved in the same checkpoint as the figures they produced.
+    pub(super) positions: BTreeMap<Box<str>, SourcePosition>,
 }
 
 impl Engine {
@@ -89,6 +93,7 @@ impl Engine {
             closed: Vec::new(),
             started: now,
             events_applied: 0,
+            positions: BTreeMap::new(),
         };
         let names: Vec<String> = e.cfg.queues.iter().map(|(n, _)| n.clone()).collect();
         for n in names {
@@ -319,7 +324,22 @@ impl Engine {
         }
     }
 
-    fn roll_all(&mut self) {
+    /// Records that the events of `source` applied so far end at `pos`.
+    pub fn set_position(&mut self, source: &str, pos: SourcePosition) {
+        match self.positions.get_mut(source) {
+            Some(p) => *p = pos,
+            None => {
+                self.positions.insert(source.into(), pos);
+            }
+        }
+    }
+
+    /// Where the applied events of `source` end (see [`Engine::set_position`]).
+    pub fn position(&self, source: &str) -> Option<SourcePosition> {
+        self.positions.get(source).copied()
+    }
+
+    pub(super) fn roll_all(&mut self) {
         let mut next = Ts::NEVER;
         for q in 0..self.queues.len() {
             let zone = self.cfg.zone.clone();

@@ -1,6 +1,7 @@
 //! Per-queue and per-agent state and the KPIs computed from it.
 
 mod agent;
+pub mod checkpoint;
 mod engine;
 pub mod erlang;
 mod histogram;
@@ -12,6 +13,7 @@ pub mod view;
 pub mod window;
 
 pub use agent::Agent;
+pub use checkpoint::{EngineCheckpoint, SourcePosition};
 pub use engine::{Engine, QueueFigures};
 pub use histogram::{WAIT_BUCKETS, WaitHistogram};
 pub use params::{AgentProfile, EngineConfig, QueueParams};

@@ -48,8 +48,8 @@ pub struct Queue {
     pub interval: FixedWindow,
     pub today: FixedWindow,
     /// Logged-in member-milliseconds accrued in the current interval.
-    staffed_ms: i64,
-    staffed_since: Ts,
+    pub(super) staffed_ms: i64,
+    pub(super) staffed_since: Ts,
     pub totals: QueueTotals,
     pub escalation: Option<EscalationStatus>,
     /// When the engine first saw this queue (Erlang C's arrival rate uses

@@ -42,7 +42,8 @@ pub enum Outcome {
 }
 
 /// Additive counters; a window is a sum of outcomes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Tally {
     pub arrivals: u64,
     pub answered: u64,
@@ -117,8 +118,8 @@ impl Tally {
 #[derive(Debug, Clone)]
 pub struct RollingWindow {
     len_ms: i64,
-    entries: VecDeque<(Ts, Outcome)>,
-    tally: Tally,
+    pub(super) entries: VecDeque<(Ts, Outcome)>,
+    pub(super) tally: Tally,
 }
 
 impl RollingWindow {

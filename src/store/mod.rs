@@ -25,6 +25,7 @@
 //! and a daemon whose audit log cannot be written must not start as if it
 //! could (see docs/failure-modes.md).
 
+pub mod checkpoint;
 pub mod health;
 pub mod history;
 pub mod reloads;

@@ -302,6 +302,12 @@ impl LineDecoder {
         }
     }
 
+    /// Bytes held for an unfinished line; `None` while skipping an
+    /// over-long one (its length is not kept).
+    pub fn pending(&self) -> Option<usize> {
+        (!self.discarding).then_some(self.buf.len())
+    }
+
     /// Decodes a last line without a trailing newline.
     pub fn finish(&mut self, out: &mut Vec<Decoded>) {
         if !self.buf.is_empty() && !self.discarding {

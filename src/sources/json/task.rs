@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::decode::{Decoded, LineDecoder};
@@ -26,6 +26,17 @@ impl SourceCtx {
     /// Sends decoded lines to the engine and counts the bad ones. Returns
     /// false when the engine has stopped.
     pub async fn deliver(&self, context: &str, decoded: &mut Vec<Decoded>) -> bool {
+        self.deliver_at(context, decoded, None).await
+    }
+
+    /// [`SourceCtx::deliver`], telling the engine where in a re-readable
+    /// input these events end (see [`Envelope::Positioned`]).
+    pub async fn deliver_at(
+        &self,
+        context: &str,
+        decoded: &mut Vec<Decoded>,
+        position: Option<crate::state::SourcePosition>,
+    ) -> bool {
         let mut events = Vec::with_capacity(decoded.len());
         for (line, r) in decoded.drain(..) {
             match r {
@@ -40,20 +51,23 @@ impl SourceCtx {
             return true;
         }
         self.health.add_events(events.len() as u64);
-        self.inbox
-            .send(Envelope::Batch {
-                source: self.name.clone(),
+        let source = self.name.clone();
+        let env = match position {
+            Some(position) => Envelope::Positioned {
+                source,
                 events,
-            })
-            .await
-            .is_ok()
+                position,
+            },
+            None => Envelope::Batch { source, events },
+        };
+        self.inbox.send(env).await.is_ok()
     }
 }
 
 pub fn spawn(cfg: JsonSourceConfig, ctx: SourceCtx) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if let Some(path) = cfg.path.clone() {
-            read_file(&path, cfg.follow, &ctx).await;
+            read_file(&path, cfg.follow, cfg.resume, &ctx).await;
         } else if let Some(listen) = cfg.listen.clone() {
             listen_tcp(&listen, &ctx).await;
         } else if let Some(addr) = cfg.address.clone() {
@@ -62,7 +76,15 @@ pub fn spawn(cfg: JsonSourceConfig, ctx: SourceCtx) -> tokio::task::JoinHandle<(
     })
 }
 
-async fn read_file(path: &str, follow: bool, ctx: &SourceCtx) {
+/// Reads an event file. After a restart the engine may already hold its
+/// events up to `resume` (restored from a checkpoint): reading starts there
+/// when the file is the same one (inode) and not shorter, else at 0.
+async fn read_file(
+    path: &str,
+    follow: bool,
+    resume: Option<crate::state::SourcePosition>,
+    ctx: &SourceCtx,
+) {
     let mut file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
         Err(e) => {
@@ -71,6 +93,17 @@ async fn read_file(path: &str, follow: bool, ctx: &SourceCtx) {
             return;
         }
     };
+    let (ino, len) = match file.metadata().await {
+        Ok(m) => (file_id(&m), m.len()),
+        Err(_) => (0, 0),
+    };
+    let mut read_pos = 0u64;
+    if let Some(p) = resume.filter(|p| p.file == ino && p.offset <= len)
+        && file.seek(std::io::SeekFrom::Start(p.offset)).await.is_ok()
+    {
+        tracing::info!(source = %ctx.name, path, offset = p.offset, "resuming the event file where the restored figures end");
+        read_pos = p.offset;
+    }
     ctx.health.set_connected(true);
     ctx.health.set_synced(true);
     let mut dec = LineDecoder::new();
@@ -81,8 +114,13 @@ async fn read_file(path: &str, follow: bool, ctx: &SourceCtx) {
             Ok(0) if follow => tokio::time::sleep(Duration::from_millis(200)).await,
             Ok(0) => break,
             Ok(n) => {
+                read_pos += n as u64;
                 dec.feed(&buf[..n], &mut out);
-                if !ctx.deliver(path, &mut out).await {
+                let position = dec.pending().map(|p| crate::state::SourcePosition {
+                    file: ino,
+                    offset: read_pos - p as u64,
+                });
+                if !ctx.deliver_at(path, &mut out, position).await {
                     return;
                 }
             }
@@ -94,7 +132,22 @@ async fn read_file(path: &str, follow: bool, ctx: &SourceCtx) {
         }
     }
     dec.finish(&mut out);
-    ctx.deliver(path, &mut out).await;
+    let end = crate::state::SourcePosition {
+        file: ino,
+        offset: read_pos,
+    };
+    ctx.deliver_at(path, &mut out, Some(end)).await;
+}
+
+#[cfg(unix)]
+fn file_id(m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.ino()
+}
+
+#[cfg(not(unix))]
+fn file_id(_m: &std::fs::Metadata) -> u64 {
+    0
 }
 
 async fn listen_tcp(addr: &str, ctx: &SourceCtx) {
