@@ -8,7 +8,9 @@ pub mod control;
 pub mod exposition;
 pub mod metrics;
 pub mod wall;
+pub mod merge_patch;
 pub mod ws;
+pub mod ws_v2;
 
 use std::sync::Arc;
 use std::time::Instant;

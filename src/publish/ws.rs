@@ -49,6 +49,7 @@ use tokio::time::Instant;
 
 use super::AppState;
 use super::metrics::Metrics;
+use super::ws_v2;
 use crate::config::ServerConfig;
 use crate::escalation::Entry;
 use crate::state::{AgentView, Delta, Publisher, QueueView};
@@ -90,6 +91,8 @@ pub struct Frame {
     pub escalations: Vec<Arc<Entry>>,
     /// The unfiltered delta message, serialized once for every client.
     text: Utf8Bytes,
+    /// The same frame as protocol version 2 patches (set by the hub).
+    pub v2: ws_v2::Changes,
 }
 
 #[derive(Serialize)]
@@ -188,6 +191,7 @@ impl Merge {
             agents,
             escalations: self.escalations,
             text,
+            v2: ws_v2::Changes::default(),
         }
     }
 }
@@ -260,6 +264,8 @@ pub struct Hub {
     frames: broadcast::Sender<Arc<Frame>>,
     /// Recent merges of several frames, for clients behind by the same frames.
     merges: MergeCache,
+    /// Version 2 documents as of the last frame (lock after `history`).
+    docs: Mutex<ws_v2::Docs>,
 }
 
 /// A few recent merged messages by the span of frames they cover: clients
@@ -322,7 +328,9 @@ impl Hub {
         history_bytes: usize,
     ) -> Arc<Hub> {
         let rx = publisher.subscribe();
-        let start = publisher.snapshot().seq;
+        let first = publisher.snapshot();
+        let start = first.seq;
+        let docs = Mutex::new(ws_v2::Docs::from_snapshot(&first, start));
         let (tx, _) = broadcast::channel(FRAME_CAPACITY);
         let hub = Arc::new(Hub {
             publisher,
@@ -331,14 +339,21 @@ impl Hub {
             history: Mutex::new(History::new(start, history_frames, history_bytes)),
             frames: tx,
             merges: MergeCache::default(),
+            docs,
         });
         tokio::spawn(run_hub(hub.clone(), rx, start));
         hub
     }
 
-    fn emit(&self, f: Frame) {
-        let f = Arc::new(f);
+    fn emit(&self, mut f: Frame) {
         let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if !f.reset {
+            // Patches against what clients hold: one diff per changed entity
+            // per frame, shared by every version 2 client.
+            let mut d = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+            f.v2 = d.advance(f.seq, f.as_of, &f.queues, &f.agents, &f.escalations);
+        }
+        let f = Arc::new(f);
         h.push(f.clone());
         // Under the history lock, so a joining client sees each frame either
         // in the history or on its receiver, never both or neither.
@@ -353,6 +368,13 @@ impl Hub {
             None => Start::Snapshot,
         };
         (rx, start)
+    }
+
+    /// The version 2 documents as of the last frame emitted. Frames after
+    /// them reach a receiver subscribed before this call (or are skipped
+    /// by `seq`).
+    fn docs(&self) -> ws_v2::Docs {
+        self.docs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Connected clients.
@@ -430,6 +452,7 @@ fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
     *seen = (*seen).max(snap.seq);
     *acc = Merge::default();
     let seq = *seen;
+    *hub.docs.lock().unwrap_or_else(|e| e.into_inner()) = ws_v2::Docs::from_snapshot(&snap, seq);
     hub.emit(Frame {
         from: seq,
         seq,
@@ -439,6 +462,7 @@ fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
         agents: Vec::new(),
         escalations: Vec::new(),
         text: Utf8Bytes::from_static(""),
+        v2: ws_v2::Changes::default(),
     });
 }
 
@@ -447,10 +471,22 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `?queues=a,b&since=N` (plus `token`, read by the auth check).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Params {
     pub queues: Option<HashSet<String>>,
     pub since: Option<u64>,
+    /// Protocol version: 2 (changes only, the default) or 1 (whole views).
+    pub v: u8,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            queues: None,
+            since: None,
+            v: 2,
+        }
+    }
 }
 
 impl Params {
@@ -475,6 +511,13 @@ impl Params {
                             .parse()
                             .map_err(|_| format!("since must be a sequence number, got {v:?}"))?,
                     )
+                }
+                "v" => {
+                    p.v = match v.trim() {
+                        "1" => 1,
+                        "2" => 2,
+                        _ => return Err(format!("v must be 1 or 2, got {v:?}")),
+                    }
                 }
                 _ => {}
             }
@@ -692,36 +735,128 @@ async fn send_all(socket: &mut WebSocket, texts: Vec<Utf8Bytes>) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, write).await, Ok(Ok(())))
 }
 
+/// A client of protocol version 2: one shared patch text per frame when
+/// unfiltered, per-client patches with a filter.
+struct V2 {
+    client: ws_v2::Client,
+    seq: u64,
+}
+
+impl V2 {
+    fn snapshot(&mut self, hub: &Hub) -> Utf8Bytes {
+        let docs = hub.docs();
+        self.seq = docs.seq;
+        self.client.snapshot(&docs)
+    }
+
+    /// One message per frame that changed something this client holds
+    /// (frames are patches against the previous frame, so they are sent in
+    /// order, not merged; each is small).
+    fn frames(&mut self, frames: &[Arc<Frame>]) -> Vec<Utf8Bytes> {
+        let mut out = Vec::new();
+        for f in frames {
+            if f.seq <= self.seq {
+                continue;
+            }
+            self.seq = f.seq;
+            out.extend(self.client.frame(f.seq, f.as_of, &f.v2, &f.escalations));
+        }
+        out
+    }
+}
+
+/// What a connection speaks.
+enum Proto {
+    V1(View),
+    V2(V2),
+}
+
+impl Proto {
+    fn snapshot(&mut self, hub: &Hub) -> Utf8Bytes {
+        match self {
+            Proto::V1(v) => v.snapshot(&hub.publisher),
+            Proto::V2(v) => v.snapshot(hub),
+        }
+    }
+
+    fn frames(&mut self, frames: &[Arc<Frame>], hub: &Hub) -> Vec<Utf8Bytes> {
+        match self {
+            Proto::V1(v) => v.frames(frames, &hub.merges),
+            Proto::V2(v) => v.frames(frames),
+        }
+    }
+
+    fn heartbeat(&self) -> Utf8Bytes {
+        match self {
+            Proto::V1(v) => Utf8Bytes::from(format!("{{\"type\":\"heartbeat\",\"seq\":{}}}", v.seq)),
+            Proto::V2(v) => ws_v2::heartbeat(v.seq, Ts::now()),
+        }
+    }
+
+    /// The first message(s) after a resume.
+    fn resume(&mut self, hub: &Hub, since: u64, frames: &[Arc<Frame>]) -> Vec<Utf8Bytes> {
+        match self {
+            Proto::V1(view) => {
+                view.seq = since;
+                if view.filter.is_some() {
+                    // Agents in its queues that did not change meanwhile are
+                    // ones it already holds: it must hear when they leave.
+                    let snap = hub.publisher.snapshot();
+                    view.known_agents = snap
+                        .agents
+                        .iter()
+                        .filter(|a| view.agent_in_filter(a))
+                        .map(|a| a.agent.clone())
+                        .collect();
+                }
+                view.resuming = true;
+                let first = view.frames(frames, &hub.merges);
+                view.resuming = false;
+                first
+            }
+            // Which agents a filtered client held is unknown here: it gets a
+            // snapshot. Unfiltered, the missed frames' patches in order (an
+            // empty delta when none changed anything, so it learns its seq).
+            Proto::V2(v) if v.client.filter.is_some() => vec![v.snapshot(hub)],
+            Proto::V2(v) => {
+                v.seq = since;
+                let mut out = v.frames(frames);
+                if out.is_empty() {
+                    let now = frames.last().map_or_else(Ts::now, |f| f.as_of);
+                    out.push(ws_v2::encode_delta(
+                        v.seq,
+                        now,
+                        std::iter::empty(),
+                        std::iter::empty(),
+                        &[],
+                    ));
+                }
+                out
+            }
+        }
+    }
+}
+
 async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
     let _count = Connected::new(&hub.metrics);
-    let mut view = View {
-        filter: p.queues,
-        known_agents: HashSet::new(),
-        resuming: false,
-        seq: 0,
+    let mut proto = if p.v == 1 {
+        Proto::V1(View {
+            filter: p.queues,
+            known_agents: HashSet::new(),
+            resuming: false,
+            seq: 0,
+        })
+    } else {
+        Proto::V2(V2 {
+            client: ws_v2::Client::new(p.queues),
+            seq: 0,
+        })
     };
     let (mut rx, start) = hub.join(p.since);
     let first = match start {
-        // A resume is always one message, whatever was missed.
-        Start::Resume(frames) => {
-            view.seq = p.since.unwrap_or(0);
-            if view.filter.is_some() {
-                // Agents in its queues that did not change meanwhile are ones
-                // it already holds: it must hear when they leave.
-                let snap = hub.publisher.snapshot();
-                view.known_agents = snap
-                    .agents
-                    .iter()
-                    .filter(|a| view.agent_in_filter(a))
-                    .map(|a| a.agent.clone())
-                    .collect();
-            }
-            view.resuming = true;
-            let first = view.frames(&frames, &hub.merges);
-            view.resuming = false;
-            first
-        }
-        Start::Snapshot => vec![view.snapshot(&hub.publisher)],
+        // A resume is always one message in version 1, whatever was missed.
+        Start::Resume(frames) => proto.resume(&hub, p.since.unwrap_or(0), &frames),
+        Start::Snapshot => vec![proto.snapshot(&hub)],
     };
     if !first.is_empty() && !send_all(&mut socket, first).await {
         return;
@@ -744,8 +879,7 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
                 Err(RecvError::Closed) => return,
             },
             _ = &mut heartbeat => {
-                let text = format!("{{\"type\":\"heartbeat\",\"seq\":{}}}", view.seq);
-                if !send(&mut socket, Utf8Bytes::from(text)).await {
+                if !send(&mut socket, proto.heartbeat()).await {
                     return;
                 }
                 heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
@@ -764,9 +898,9 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
         let msgs = if resync {
             pending.clear();
             hub.metrics.ws_resyncs.increment(1);
-            vec![view.snapshot(&hub.publisher)]
+            vec![proto.snapshot(&hub)]
         } else {
-            let m = view.frames(&pending, &hub.merges);
+            let m = proto.frames(&pending, &hub);
             pending.clear();
             m
         };
@@ -793,6 +927,7 @@ mod tests {
             agents: Vec::new(),
             escalations: Vec::new(),
             text: Utf8Bytes::from("x".repeat(bytes)),
+            v2: ws_v2::Changes::default(),
         })
     }
 

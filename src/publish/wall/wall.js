@@ -1,7 +1,9 @@
 // acdmon live wall. Plain JavaScript, no build step: it is served from the
-// binary. State comes from /ws (a snapshot, then deltas); waits and times in
-// state tick locally between messages. On a lost connection it reconnects
-// with backoff and resumes with ?since=<last seq>.
+// binary. State comes from /ws protocol version 2 (a snapshot, then deltas
+// that carry only changed fields as JSON Merge Patches keyed by queue and
+// agent id); waits and times in state are computed here from the server's
+// clock (`now` in every message) and `oldest_since` / `since`. On a lost
+// connection it reconnects with backoff and resumes with ?since=<last seq>.
 "use strict";
 (function () {
   const cfg = window.ACDMON_WALL || {};
@@ -63,12 +65,21 @@
   function ms(ts) { const t = Date.parse(ts); return isNaN(t) ? null : t; }
 
   // Longest wait right now: from the oldest caller's join time on the
-  // server's clock (skew-corrected), else the view's figure.
+  // server's clock (skew-corrected).
   function longestWait(q) {
     if (!q.waiting) return 0;
     const since = q.oldest_since ? ms(q.oldest_since) : null;
-    if (since != null) return Math.max(q.longest_wait_s, (serverNow() - since) / 1000);
-    return q.longest_wait_s;
+    return since == null ? 0 : Math.max(0, (serverNow() - since) / 1000);
+  }
+
+  // RFC 7396: null removes a member, objects merge, anything else replaces.
+  function mergePatch(target, patch) {
+    if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
+    const t = target !== null && typeof target === "object" && !Array.isArray(target) ? target : {};
+    for (const k of Object.keys(patch)) {
+      if (patch[k] === null) delete t[k]; else t[k] = mergePatch(t[k], patch[k]);
+    }
+    return t;
   }
 
   // ---------- rendering ----------
@@ -297,20 +308,24 @@
     try { m = JSON.parse(ev.data); } catch (e) { return; }
     lastMsg = Date.now();
     if (typeof m.seq === "number") seq = m.seq;
-    if (m.as_of) { const t = ms(m.as_of); if (t != null) { skewMs = t - Date.now(); lastData = t; } }
+    if (m.now) { const t = ms(m.now); if (t != null) { skewMs = t - Date.now(); if (m.type !== "heartbeat") lastData = t; } }
     if (m.type === "snapshot") {
       snapshots++;
       queues.clear(); agents.clear(); fetchedEntries.clear();
       $("tiles").innerHTML = "";
-      for (const q of m.queues) { queues.set(q.queue, q); dirty.add(q.queue); }
-      for (const a of m.agents) agents.set(a.agent, a);
+      for (const [id, q] of Object.entries(m.queues || {})) { queues.set(id, q); dirty.add(id); }
+      for (const [id, a] of Object.entries(m.agents || {})) agents.set(id, a);
       agentsDirty = true;
     } else if (m.type === "delta") {
-      for (const q of m.queues) { queues.set(q.queue, q); dirty.add(q.queue); }
-      for (const a of m.agents) {
-        if (filter && !a.queues.some((q) => queues.has(q))) agents.delete(a.agent); else agents.set(a.agent, a);
+      for (const [id, p] of Object.entries(m.queues || {})) {
+        if (p === null) { queues.delete(id); $("tiles").innerHTML = ""; for (const k of queues.keys()) dirty.add(k); }
+        else { queues.set(id, mergePatch(queues.get(id), p)); dirty.add(id); }
       }
-      if (m.agents.length) {
+      const changedAgents = Object.entries(m.agents || {});
+      for (const [id, p] of changedAgents) {
+        if (p === null) agents.delete(id); else agents.set(id, mergePatch(agents.get(id), p));
+      }
+      if (changedAgents.length) {
         agentsDirty = true;
         // Names of signed-in agents appear on tiles.
         for (const q of queues.values()) if (q.escalation && q.escalation.signed_in.length) dirty.add(q.queue);
