@@ -89,6 +89,8 @@ pub struct Frame {
     pub queues: Vec<Arc<QueueView>>,
     pub agents: Vec<Arc<AgentView>>,
     pub escalations: Vec<Arc<Entry>>,
+    /// The engine took trend samples in this frame.
+    pub trend: bool,
     /// The unfiltered delta message, serialized once for every client.
     text: Utf8Bytes,
     /// The same frame as protocol version 2 patches (set by the hub).
@@ -154,6 +156,7 @@ struct Merge {
     queues: BTreeMap<String, Arc<QueueView>>,
     agents: BTreeMap<String, Arc<AgentView>>,
     escalations: Vec<Arc<Entry>>,
+    trend: bool,
     n: usize,
 }
 
@@ -176,6 +179,7 @@ impl Merge {
             self.agents.insert(a.agent.clone(), a.clone());
         }
         self.escalations.extend(d.escalations.iter().cloned());
+        self.trend |= d.trend;
     }
 
     fn frame(self) -> Frame {
@@ -190,6 +194,7 @@ impl Merge {
             queues,
             agents,
             escalations: self.escalations,
+            trend: self.trend,
             text,
             v2: ws_v2::Changes::default(),
         }
@@ -351,7 +356,15 @@ impl Hub {
             // Patches against what clients hold: one diff per changed entity
             // per frame, shared by every version 2 client.
             let mut d = self.docs.lock().unwrap_or_else(|e| e.into_inner());
-            f.v2 = d.advance(f.seq, f.as_of, &f.queues, &f.agents, &f.escalations);
+            let trends = f.trend.then(|| self.publisher.snapshot().trends.clone());
+            f.v2 = d.advance(
+                f.seq,
+                f.as_of,
+                &f.queues,
+                &f.agents,
+                &f.escalations,
+                trends.as_deref(),
+            );
         }
         let f = Arc::new(f);
         h.push(f.clone());
@@ -461,6 +474,7 @@ fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
         queues: Vec::new(),
         agents: Vec::new(),
         escalations: Vec::new(),
+        trend: false,
         text: Utf8Bytes::from_static(""),
         v2: ws_v2::Changes::default(),
     });
@@ -746,7 +760,7 @@ impl V2 {
     fn snapshot(&mut self, hub: &Hub) -> Utf8Bytes {
         let docs = hub.docs();
         self.seq = docs.seq;
-        self.client.snapshot(&docs)
+        self.client.snapshot(&docs, &hub.publisher.snapshot().trends)
     }
 
     /// One message per frame that changed something this client holds
@@ -926,6 +940,7 @@ mod tests {
             queues: Vec::new(),
             agents: Vec::new(),
             escalations: Vec::new(),
+            trend: false,
             text: Utf8Bytes::from("x".repeat(bytes)),
             v2: ws_v2::Changes::default(),
         })

@@ -26,7 +26,12 @@ use serde_json::Value;
 
 use super::merge_patch;
 use crate::escalation::Entry;
+use crate::state::snapshot::Trends;
+use crate::state::trend::TrendSample;
 use crate::state::{AgentView, QueueView, Snapshot};
+
+/// Minutes of trend a snapshot carries.
+pub const SNAPSHOT_TREND_MINUTES: usize = 60;
 use crate::time::Ts;
 
 /// Fields of a queue view that change with time alone; version 2 clients
@@ -68,6 +73,8 @@ pub struct Change {
 pub struct Changes {
     pub queues: Vec<Change>,
     pub agents: Vec<Change>,
+    /// Each queue's newest trend sample, when the frame took samples.
+    pub trend: Vec<(String, TrendSample)>,
     /// The unfiltered delta; `None` when the frame changed nothing a
     /// version 2 client holds and brought no escalation entry.
     pub text: Option<Utf8Bytes>,
@@ -108,25 +115,35 @@ impl Docs {
         queues: &[Arc<QueueView>],
         agents: &[Arc<AgentView>],
         escalations: &[Arc<Entry>],
+        trends: Option<&Trends>,
     ) -> Changes {
         self.seq = seq;
         self.now = now;
         let queues = changes(&mut self.queues, queues.iter().map(|q| (&q.queue, queue_doc(q))));
         let agents = changes(&mut self.agents, agents.iter().map(|a| (&a.agent, agent_doc(a))));
-        let text = (!queues.is_empty() || !agents.is_empty() || !escalations.is_empty()).then(
-            || {
-                encode_delta(
-                    seq,
-                    now,
-                    queues.iter().map(|c| (c.id.as_str(), Some(&c.patch))),
-                    agents.iter().map(|c| (c.id.as_str(), Some(&c.patch))),
-                    escalations,
-                )
-            },
-        );
+        let trend: Vec<(String, TrendSample)> = trends
+            .into_iter()
+            .flatten()
+            .filter_map(|(q, s)| s.last().map(|s| (q.clone(), *s)))
+            .collect();
+        let text = (!queues.is_empty()
+            || !agents.is_empty()
+            || !escalations.is_empty()
+            || !trend.is_empty())
+        .then(|| {
+            encode_delta_with(
+                seq,
+                now,
+                queues.iter().map(|c| (c.id.as_str(), Some(&c.patch))),
+                agents.iter().map(|c| (c.id.as_str(), Some(&c.patch))),
+                escalations,
+                trend.iter().map(|(q, s)| (q.as_str(), s)),
+            )
+        });
         Changes {
             queues,
             agents,
+            trend,
             text,
         }
     }
@@ -185,6 +202,12 @@ struct Msg<Q, A, E> {
     agents: A,
     #[serde(skip_serializing_if = "Option::is_none")]
     escalations: Option<E>,
+    /// Delta: each queue's newest one-minute sample, when one was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trend: Option<Value>,
+    /// Snapshot: the last hour of samples per queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trends: Option<Value>,
 }
 
 fn to_text<T: Serialize>(m: &T) -> Utf8Bytes {
@@ -205,6 +228,21 @@ pub fn encode_delta<'a>(
     agents: impl Iterator<Item = (&'a str, Option<&'a Value>)>,
     escalations: &[Arc<Entry>],
 ) -> Utf8Bytes {
+    encode_delta_with(seq, now, queues, agents, escalations, std::iter::empty())
+}
+
+/// A version 2 delta with new trend samples.
+pub fn encode_delta_with<'a>(
+    seq: u64,
+    now: Ts,
+    queues: impl Iterator<Item = (&'a str, Option<&'a Value>)>,
+    agents: impl Iterator<Item = (&'a str, Option<&'a Value>)>,
+    escalations: &[Arc<Entry>],
+    trend: impl Iterator<Item = (&'a str, &'a TrendSample)>,
+) -> Utf8Bytes {
+    let trend: serde_json::Map<String, Value> = trend
+        .map(|(q, s)| (q.to_string(), serde_json::to_value(s).unwrap_or(Value::Null)))
+        .collect();
     to_text(&Msg {
         kind: "delta",
         v: 2,
@@ -213,6 +251,8 @@ pub fn encode_delta<'a>(
         queues: keyed(queues),
         agents: keyed(agents),
         escalations: Some(escalations),
+        trend: (!trend.is_empty()).then_some(Value::Object(trend)),
+        trends: None,
     })
 }
 
@@ -251,8 +291,17 @@ impl Client {
         }
     }
 
-    /// The snapshot of `docs` this client may see.
-    pub fn snapshot(&mut self, docs: &Docs) -> Utf8Bytes {
+    /// The snapshot of `docs` this client may see, with the last hour of
+    /// trend samples.
+    pub fn snapshot(&mut self, docs: &Docs, trends: &Trends) -> Utf8Bytes {
+        let trends: serde_json::Map<String, Value> = trends
+            .iter()
+            .filter(|(k, _)| self.wants_queue(k))
+            .map(|(k, v)| {
+                let from = v.len().saturating_sub(SNAPSHOT_TREND_MINUTES);
+                (k.clone(), serde_json::to_value(&v[from..]).unwrap_or(Value::Null))
+            })
+            .collect();
         let queues: Vec<(&str, Option<&Value>)> = docs
             .queues
             .iter()
@@ -276,6 +325,8 @@ impl Client {
             queues: keyed(queues.into_iter()),
             agents: keyed(agents.into_iter()),
             escalations: None,
+            trend: None,
+            trends: Some(Value::Object(trends)),
         })
     }
 
@@ -319,15 +370,21 @@ impl Client {
             .filter(|e| self.wants_queue(&e.queue))
             .cloned()
             .collect();
-        if queues.is_empty() && agents.is_empty() && escalations.is_empty() {
+        let trend = c.trend.iter().filter(|(q, _)| self.wants_queue(q));
+        if queues.is_empty()
+            && agents.is_empty()
+            && escalations.is_empty()
+            && trend.clone().next().is_none()
+        {
             return None;
         }
-        Some(encode_delta(
+        Some(encode_delta_with(
             seq,
             now,
             queues.into_iter(),
             agents.into_iter(),
             &escalations,
+            trend.map(|(q, s)| (q.as_str(), s)),
         ))
     }
 }
@@ -367,15 +424,15 @@ mod tests {
             oldest_since: Some(Ts(1_000)),
             as_of: Ts(4_000),
         };
-        let first = docs.advance(1, Ts(4_000), &[Arc::new(q.clone())], &[], &[]);
+        let first = docs.advance(1, Ts(4_000), &[Arc::new(q.clone())], &[], &[], None);
         assert_eq!(first.queues.len(), 1, "a new queue is sent whole");
         q.longest_wait_s = 9.0;
         q.as_of = Ts(10_000);
-        let tick = docs.advance(2, Ts(10_000), &[Arc::new(q.clone())], &[], &[]);
+        let tick = docs.advance(2, Ts(10_000), &[Arc::new(q.clone())], &[], &[], None);
         assert!(tick.queues.is_empty() && tick.text.is_none(), "{tick:?}");
         q.waiting = 0;
         q.oldest_since = None;
-        let answered = docs.advance(3, Ts(11_000), &[Arc::new(q)], &[], &[]);
+        let answered = docs.advance(3, Ts(11_000), &[Arc::new(q)], &[], &[], None);
         let text = answered.text.unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(

@@ -14,6 +14,7 @@ use super::agent::Agent;
 use super::kpi::{self, WindowView};
 use super::params::{EngineConfig, QueueParams};
 use super::queue::{IntervalRecord, Queue};
+use super::trend::{self, TrendSample};
 use super::view::{AgentView, EscalationStatus, QueueView, Windows};
 use super::window::Outcome;
 use crate::event::{AgentStatus, Event, EventKind, ResyncCaller, ResyncMember};
@@ -60,6 +61,10 @@ pub struct Engine {
     /// When this engine began observing (a restart loses what came before).
     started: Ts,
     events_applied: u64,
+    /// The next whole minute to sample every queue's trend at.
+    next_sample: Ts,
+    /// A trend sample was taken since the last publish.
+    trend_dirty: bool,
 }
 
 impl Engine {
@@ -87,6 +92,8 @@ impl Engine {
             closed: Vec::new(),
             started: now,
             events_applied: 0,
+            next_sample: trend::next_minute(now),
+            trend_dirty: false,
         };
         let names: Vec<String> = e.cfg.queues.iter().map(|(n, _)| n.clone()).collect();
         for n in names {
@@ -299,6 +306,19 @@ impl Engine {
                 self.set_status(a, AgentStatus::Available, None, due);
             }
         }
+        if self.next_sample <= now {
+            // A jump longer than the trend keeps (a clock error, a long
+            // pause in a replay) samples only the minutes it can keep.
+            let keep_from = Ts(now.0 - trend::KEEP_MINUTES as i64 * trend::STEP_MS);
+            if self.next_sample < keep_from {
+                self.next_sample = trend::next_minute(keep_from);
+            }
+            while self.next_sample <= now {
+                let at = self.next_sample;
+                self.sample_trends(at);
+                self.next_sample = at.plus_ms(trend::STEP_MS);
+            }
+        }
         self.now = now;
         if now >= self.next_roll {
             self.roll_all();
@@ -315,6 +335,33 @@ impl Engine {
                 self.touch_queue(q);
             }
         }
+    }
+
+    /// Every queue's figures at the whole minute `at` (before any event at
+    /// or after it).
+    fn sample_trends(&mut self, at: Ts) {
+        for qs in &mut self.queues {
+            qs.rolling.expire(at);
+            let agents = qs.agents();
+            let stage = qs.escalation.as_ref().map_or(0, |e| e.stage);
+            let sl = kpi::service_level(qs.rolling.tally(), qs.params.sl_formula)
+                .map(|x| (x * 10_000.0).round() / 10_000.0);
+            qs.trend.push(TrendSample {
+                at,
+                waiting: qs.waiting.len() as u32,
+                longest_wait_s: qs.longest_wait_ms(at) as f64 / 1000.0,
+                service_level: sl,
+                available: agents.available,
+                logged_in: agents.logged_in,
+                stage,
+            });
+        }
+        self.trend_dirty = true;
+    }
+
+    /// True once after trend samples were taken.
+    pub fn take_trend_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.trend_dirty)
     }
 
     fn roll_all(&mut self) {
