@@ -97,6 +97,13 @@ pub struct Frame {
     pub v2: ws_v2::Changes,
 }
 
+impl Frame {
+    /// What the frame holds in the resume history: both encodings.
+    fn held_bytes(&self) -> usize {
+        self.text.len() + self.v2.bytes()
+    }
+}
+
 #[derive(Serialize)]
 struct DeltaMsg<'a> {
     #[serde(rename = "type")]
@@ -233,13 +240,13 @@ impl History {
             self.complete_after = f.seq;
             return;
         }
-        self.bytes += f.text.len();
+        self.bytes += f.held_bytes();
         self.frames.push_back(f);
         while self.frames.len() > self.max_frames || self.bytes > self.max_bytes {
             let Some(old) = self.frames.pop_front() else {
                 break;
             };
-            self.bytes -= old.text.len();
+            self.bytes -= old.held_bytes();
             self.complete_after = old.seq;
         }
     }
@@ -773,7 +780,10 @@ impl V2 {
                 continue;
             }
             self.seq = f.seq;
-            out.extend(self.client.frame(f.seq, f.as_of, &f.v2, &f.escalations));
+            out.extend(
+                self.client
+                    .frame(f.seq, f.as_of, &f.v2, &f.escalations, &f.agents),
+            );
         }
         out
     }

@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
-use serde::ser::SerializeMap;
 use serde_json::Value;
 
 use super::merge_patch;
@@ -61,11 +60,9 @@ pub fn agent_doc(a: &AgentView) -> Value {
 #[derive(Debug)]
 pub struct Change {
     pub id: String,
-    /// From the document before the frame to the one after.
-    pub patch: Value,
-    /// The whole document after the frame (for a filtered client seeing
-    /// this agent for the first time).
-    pub doc: Arc<Value>,
+    /// From the document before the frame to the one after, as JSON text
+    /// (frames stay in the resume history; text is a tenth of a `Value`).
+    pub patch: String,
 }
 
 /// What one frame changed, as version 2 patches.
@@ -78,6 +75,19 @@ pub struct Changes {
     /// The unfiltered delta; `None` when the frame changed nothing a
     /// version 2 client holds and brought no escalation entry.
     pub text: Option<Utf8Bytes>,
+}
+
+impl Changes {
+    /// Bytes held (for the resume history's bound).
+    pub fn bytes(&self) -> usize {
+        let patches: usize = self
+            .queues
+            .iter()
+            .chain(&self.agents)
+            .map(|c| c.id.len() + c.patch.len() + 64)
+            .sum();
+        patches + self.text.as_ref().map_or(0, |t| t.len()) + self.trend.len() * 96
+    }
 }
 
 /// The documents as of the last frame the hub emitted.
@@ -134,8 +144,8 @@ impl Docs {
             encode_delta_with(
                 seq,
                 now,
-                queues.iter().map(|c| (c.id.as_str(), Some(&c.patch))),
-                agents.iter().map(|c| (c.id.as_str(), Some(&c.patch))),
+                queues.iter().map(|c| (c.id.as_str(), Some(c.patch.as_str()))),
+                agents.iter().map(|c| (c.id.as_str(), Some(c.patch.as_str()))),
                 escalations,
                 trend.iter().map(|(q, s)| (q.as_str(), s)),
             )
@@ -160,54 +170,65 @@ fn changes<'a>(
             None => Some(doc.clone()),
         };
         if let Some(patch) = patch {
-            let doc = Arc::new(doc);
-            held.insert(id.clone(), doc.clone());
+            held.insert(id.clone(), Arc::new(doc));
             out.push(Change {
                 id: id.clone(),
-                patch,
-                doc,
+                patch: patch.to_string(),
             });
         }
     }
     out
 }
 
-/// `{id: value}` with `None` written as `null` (remove).
-struct Keyed<I>(std::cell::RefCell<Option<I>>);
-
-impl<'a, I: Iterator<Item = (&'a str, Option<&'a Value>)>> Serialize for Keyed<I> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        if let Some(it) = self.0.borrow_mut().take() {
-            for (k, v) in it {
-                m.serialize_entry(k, &v)?;
-            }
+/// Writes `{"id":value,...}` from JSON texts; `None` is written as `null`
+/// (remove).
+fn write_keyed<'a>(out: &mut String, items: impl Iterator<Item = (&'a str, Option<&'a str>)>) {
+    out.push('{');
+    for (i, (k, v)) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        m.end()
+        push_json(out, &k);
+        out.push(':');
+        out.push_str(v.unwrap_or("null"));
     }
+    out.push('}');
 }
 
-fn keyed<I>(it: I) -> Keyed<I> {
-    Keyed(std::cell::RefCell::new(Some(it)))
+fn push_json<T: Serialize + ?Sized>(out: &mut String, v: &T) {
+    // Plain data (strings, numbers, entries); cannot fail.
+    out.push_str(&serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
 }
 
-#[derive(Serialize)]
-struct Msg<Q, A, E> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    v: u8,
+/// A version 2 message, written by hand so patches kept as text are not
+/// parsed again.
+fn message<'a>(
+    kind: &str,
     seq: u64,
     now: Ts,
-    queues: Q,
-    agents: A,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    escalations: Option<E>,
-    /// Delta: each queue's newest one-minute sample, when one was taken.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trend: Option<Value>,
-    /// Snapshot: the last hour of samples per queue.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trends: Option<Value>,
+    queues: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    agents: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    extra: &[(&str, &str)],
+) -> Utf8Bytes {
+    let mut s = String::with_capacity(256);
+    s.push_str("{\"type\":");
+    push_json(&mut s, kind);
+    s.push_str(",\"v\":2,\"seq\":");
+    s.push_str(&seq.to_string());
+    s.push_str(",\"now\":");
+    push_json(&mut s, &now);
+    s.push_str(",\"queues\":");
+    write_keyed(&mut s, queues);
+    s.push_str(",\"agents\":");
+    write_keyed(&mut s, agents);
+    for (k, v) in extra {
+        s.push_str(",\"");
+        s.push_str(k);
+        s.push_str("\":");
+        s.push_str(v);
+    }
+    s.push('}');
+    Utf8Bytes::from(s)
 }
 
 fn to_text<T: Serialize>(m: &T) -> Utf8Bytes {
@@ -224,36 +245,30 @@ fn to_text<T: Serialize>(m: &T) -> Utf8Bytes {
 pub fn encode_delta<'a>(
     seq: u64,
     now: Ts,
-    queues: impl Iterator<Item = (&'a str, Option<&'a Value>)>,
-    agents: impl Iterator<Item = (&'a str, Option<&'a Value>)>,
+    queues: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    agents: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     escalations: &[Arc<Entry>],
 ) -> Utf8Bytes {
     encode_delta_with(seq, now, queues, agents, escalations, std::iter::empty())
 }
 
-/// A version 2 delta with new trend samples.
+/// A version 2 delta with new trend samples (`"trend": {queue: sample}`).
 pub fn encode_delta_with<'a>(
     seq: u64,
     now: Ts,
-    queues: impl Iterator<Item = (&'a str, Option<&'a Value>)>,
-    agents: impl Iterator<Item = (&'a str, Option<&'a Value>)>,
+    queues: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    agents: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     escalations: &[Arc<Entry>],
     trend: impl Iterator<Item = (&'a str, &'a TrendSample)>,
 ) -> Utf8Bytes {
-    let trend: serde_json::Map<String, Value> = trend
-        .map(|(q, s)| (q.to_string(), serde_json::to_value(s).unwrap_or(Value::Null)))
-        .collect();
-    to_text(&Msg {
-        kind: "delta",
-        v: 2,
-        seq,
-        now,
-        queues: keyed(queues),
-        agents: keyed(agents),
-        escalations: Some(escalations),
-        trend: (!trend.is_empty()).then_some(Value::Object(trend)),
-        trends: None,
-    })
+    let trend: BTreeMap<&str, &TrendSample> = trend.collect();
+    let esc = serde_json::to_string(escalations).unwrap_or_else(|_| "[]".into());
+    let tr = serde_json::to_string(&trend).unwrap_or_else(|_| "{}".into());
+    let mut extra = vec![("escalations", esc.as_str())];
+    if !trend.is_empty() {
+        extra.push(("trend", tr.as_str()));
+    }
+    message("delta", seq, now, queues, agents, &extra)
 }
 
 /// A version 2 heartbeat: the last `seq` this client is current with and
@@ -282,7 +297,14 @@ impl Client {
         self.filter.as_ref().is_none_or(|f| f.contains(q))
     }
 
-    fn agent_inside(&self, doc: &Value) -> bool {
+    fn agent_inside(&self, queues: &[String]) -> bool {
+        match &self.filter {
+            None => true,
+            Some(f) => queues.iter().any(|q| f.contains(q)),
+        }
+    }
+
+    fn doc_inside(&self, doc: &Value) -> bool {
         match &self.filter {
             None => true,
             Some(f) => doc["queues"]
@@ -294,40 +316,35 @@ impl Client {
     /// The snapshot of `docs` this client may see, with the last hour of
     /// trend samples.
     pub fn snapshot(&mut self, docs: &Docs, trends: &Trends) -> Utf8Bytes {
-        let trends: serde_json::Map<String, Value> = trends
+        let trends: BTreeMap<&str, &[TrendSample]> = trends
             .iter()
             .filter(|(k, _)| self.wants_queue(k))
-            .map(|(k, v)| {
-                let from = v.len().saturating_sub(SNAPSHOT_TREND_MINUTES);
-                (k.clone(), serde_json::to_value(&v[from..]).unwrap_or(Value::Null))
-            })
+            .map(|(k, v)| (k.as_str(), &v[v.len().saturating_sub(SNAPSHOT_TREND_MINUTES)..]))
             .collect();
-        let queues: Vec<(&str, Option<&Value>)> = docs
+        let queues: Vec<(&str, String)> = docs
             .queues
             .iter()
             .filter(|(k, _)| self.wants_queue(k))
-            .map(|(k, v)| (k.as_str(), Some(&**v)))
+            .map(|(k, v)| (k.as_str(), v.to_string()))
             .collect();
-        let agents: Vec<(&str, Option<&Value>)> = docs
+        let agents: Vec<(&str, String)> = docs
             .agents
             .iter()
-            .filter(|(_, v)| self.agent_inside(v))
-            .map(|(k, v)| (k.as_str(), Some(&**v)))
+            .filter(|(_, v)| self.doc_inside(v))
+            .map(|(k, v)| (k.as_str(), v.to_string()))
             .collect();
         if self.filter.is_some() {
             self.known = agents.iter().map(|(k, _)| k.to_string()).collect();
         }
-        to_text(&Msg::<_, _, ()> {
-            kind: "snapshot",
-            v: 2,
-            seq: docs.seq,
-            now: docs.now,
-            queues: keyed(queues.into_iter()),
-            agents: keyed(agents.into_iter()),
-            escalations: None,
-            trend: None,
-            trends: Some(Value::Object(trends)),
-        })
+        let tr = serde_json::to_string(&trends).unwrap_or_else(|_| "{}".into());
+        message(
+            "snapshot",
+            docs.seq,
+            docs.now,
+            queues.iter().map(|(k, v)| (*k, Some(v.as_str()))),
+            agents.iter().map(|(k, v)| (*k, Some(v.as_str()))),
+            &[("trends", tr.as_str())],
+        )
     }
 
     /// The delta of one frame for this client, or `None` when nothing in it
@@ -338,6 +355,7 @@ impl Client {
         now: Ts,
         c: &Changes,
         escalations: &[Arc<Entry>],
+        views: &[Arc<AgentView>],
     ) -> Option<Utf8Bytes> {
         if self.filter.is_none() {
             return c.text.clone();
@@ -346,17 +364,24 @@ impl Client {
             .queues
             .iter()
             .filter(|q| self.wants_queue(&q.id))
-            .map(|q| (q.id.as_str(), Some(&q.patch)))
+            .map(|q| (q.id.as_str(), Some(q.patch.as_str())))
             .collect();
+        let by_id: std::collections::HashMap<&str, &AgentView> =
+            views.iter().map(|v| (v.agent.as_str(), &**v)).collect();
+        // Whole documents of agents entering this client's queues.
+        let mut entering: Vec<(&str, String)> = Vec::new();
         let mut agents = Vec::new();
         for a in &c.agents {
-            let inside = self.agent_inside(&a.doc);
+            let Some(view) = by_id.get(a.id.as_str()) else {
+                continue;
+            };
+            let inside = self.agent_inside(&view.queues);
             let known = self.known.contains(&a.id);
             match (inside, known) {
-                (true, true) => agents.push((a.id.as_str(), Some(&a.patch))),
+                (true, true) => agents.push((a.id.as_str(), Some(a.patch.as_str()))),
                 (true, false) => {
                     self.known.insert(a.id.clone());
-                    agents.push((a.id.as_str(), Some(&*a.doc)));
+                    entering.push((a.id.as_str(), agent_doc(view).to_string()));
                 }
                 (false, true) => {
                     self.known.remove(&a.id);
@@ -373,6 +398,7 @@ impl Client {
         let trend = c.trend.iter().filter(|(q, _)| self.wants_queue(q));
         if queues.is_empty()
             && agents.is_empty()
+            && entering.is_empty()
             && escalations.is_empty()
             && trend.clone().next().is_none()
         {
@@ -382,7 +408,9 @@ impl Client {
             seq,
             now,
             queues.into_iter(),
-            agents.into_iter(),
+            agents
+                .into_iter()
+                .chain(entering.iter().map(|(k, v)| (*k, Some(v.as_str())))),
             &escalations,
             trend.map(|(q, s)| (q.as_str(), s)),
         ))
