@@ -381,3 +381,54 @@ async fn version_1_stays_available_and_a_bad_version_is_refused() {
     close(ws).await;
     close(v1).await;
 }
+
+/// The trend route and the version 2 snapshot: three minutes of event time
+/// (events stamped ahead of the wall clock move the engine's clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trend_is_served_and_the_snapshot_carries_the_last_hour() {
+    let d = daemon("", "[[queues]]\nname = \"hotline\"\n").await;
+    let base = (now_ms() / 60_000 + 1) * 60_000; // the next whole minute
+    let at = |ms: i64, v: Value| {
+        let mut v = v;
+        v["ts"] = json!(base + ms);
+        line(v)
+    };
+    let lines = at(-500, json!({"type": "call_enqueued", "call": "c1", "queue": "hotline"}))
+        + &at(30_000, json!({"type": "call_enqueued", "call": "c2", "queue": "hotline"}))
+        + &at(90_000, json!({"type": "call_abandoned", "call": "c1", "queue": "hotline"}))
+        + &at(150_000, json!({"type": "agent_state", "agent": "a1", "state": "available", "queue": "hotline"}));
+    post(&d.addr, &lines).await;
+    let mut body = Value::Null;
+    for _ in 0..100 {
+        let r = support::http(&d.addr, "GET", "/api/v1/queues/hotline/trend?minutes=5", Some(READ), "").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        body = serde_json::from_str(&r.body).unwrap();
+        // Only the minutes this story made (the daemon may have sampled an
+        // earlier one if it started just before a minute turned).
+        body["samples"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|x| acdmon::time::Ts::parse_rfc3339(x["at"].as_str().unwrap()).unwrap().0 >= base);
+        if body["samples"].as_array().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(body["step_s"], 60);
+    let s = body["samples"].as_array().unwrap();
+    let waiting: Vec<_> = s.iter().map(|x| x["waiting"].as_u64().unwrap()).collect();
+    assert_eq!(waiting, vec![1, 2, 1], "{body}");
+    assert_eq!(s[1]["longest_wait_s"], 60.5);
+    let r = support::http(&d.addr, "GET", "/api/v1/queues/hotline/trend?minutes=0", Some(READ), "").await;
+    assert_eq!(r.status, 400);
+    let r = support::http(&d.addr, "GET", "/api/v1/queues/nowhere/trend", Some(READ), "").await;
+    assert_eq!(r.status, 404);
+    let r = support::http(&d.addr, "GET", "/api/v1/queues/hotline/trend", None, "").await;
+    assert_eq!(r.status, 401, "read auth");
+    // A wall connecting now gets the samples in its snapshot.
+    let mut ws = connect_v2(&d.addr, "").await;
+    let m = next(&mut ws, Duration::from_secs(5)).await.unwrap();
+    let last = m["trends"]["hotline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last, s[2], "{}", m["trends"]);
+    close(ws).await;
+}

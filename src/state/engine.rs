@@ -338,10 +338,11 @@ impl Engine {
     }
 
     /// Every queue's figures at the whole minute `at` (before any event at
-    /// or after it).
+    /// or after it). The rolling window is read as it stands, not expired
+    /// here: expiring is the tick's and the views' business (the live tick
+    /// does it every 100 ms), and a sample must not change other figures.
     fn sample_trends(&mut self, at: Ts) {
         for qs in &mut self.queues {
-            qs.rolling.expire(at);
             let agents = qs.agents();
             let stage = qs.escalation.as_ref().map_or(0, |e| e.stage);
             let sl = kpi::service_level(qs.rolling.tally(), qs.params.sl_formula)
