@@ -17,6 +17,8 @@
   const queues = new Map();   // name -> QueueView
   const agents = new Map();   // id -> AgentView
   const entries = new Map();  // escalation entry id -> entry
+  const trends = new Map();   // queue -> one-minute samples, oldest first (last hour)
+  const TREND_MINUTES = 60;
   const dirty = new Set();    // queue names to re-render
   let agentsDirty = true;
   let seq = null;             // last seq received (for ?since=)
@@ -115,8 +117,53 @@
   <div class="states">${pill("available", a.available)}${pill("ringing", a.ringing)}${pill("on_call", a.on_call)}${pill("wrap_up", a.wrap_up)}${pill("paused", a.paused)}<span class="pill">logged in <b data-field="agents.logged_in">${a.logged_in}</b></span></div>
   <div class="sub">rolling: offered <b data-field="rolling.offered">${r.offered}</b> \u00b7 abandoned <b>${r.abandoned}</b> \u00b7 ASA <b>${secs(r.asa_s)}</b> \u00b7 needed <b data-field="required_agents">${q.required_agents == null ? "\u2013" : q.required_agents}</b></div>
   <div class="sub">today: offered <b data-field="today.offered">${today.offered}</b> \u00b7 answered <b>${today.answered}</b> \u00b7 abandoned <b>${today.abandoned}</b> \u00b7 SL <b data-field="today.service_level">${pct(today.service_level)}</b></div>
+  ${trendHtml(q)}
   ${escHtml}${adviceHtml}
 </article>`;
+  }
+
+  // ---------- sparklines (last hour, one point a minute) ----------
+  // Waiting (scaled to the hour's maximum) and SL (0-100 %, with the
+  // queue's target as a dashed line); a vertical mark where the ladder's
+  // stage went up (amber) or down (blue) between two minutes.
+  const SW = 300, SH = 42;
+  function spark(samples, value, max, field, target) {
+    const n = samples.length;
+    const x = (i) => n <= 1 ? SW : (i * SW) / (TREND_MINUTES - 1) + (TREND_MINUTES - n) * SW / (TREND_MINUTES - 1);
+    const y = (v) => SH - 2 - (Math.min(v, max) / max) * (SH - 4);
+    let d = "", pen = false;
+    samples.forEach((s, i) => {
+      const v = value(s);
+      if (v == null) { pen = false; return; }
+      d += (pen ? "L" : "M") + x(i).toFixed(1) + " " + y(v).toFixed(1);
+      pen = true;
+    });
+    let marks = "";
+    for (let i = 1; i < n; i++) {
+      const a = samples[i - 1].stage || 0, b = samples[i].stage || 0;
+      if (a !== b) {
+        marks += `<line class="stage-mark ${b > a ? "up" : "down"}" data-at="${esc(samples[i].at)}" x1="${x(i).toFixed(1)}" x2="${x(i).toFixed(1)}" y1="0" y2="${SH}"/>`;
+      }
+    }
+    const t = target == null ? "" :
+      `<line class="target" data-target="${target}" x1="0" x2="${SW}" y1="${y(target).toFixed(1)}" y2="${y(target).toFixed(1)}"/>`;
+    return `<svg class="spark" data-field="${field}" data-points="${samples.filter((s) => value(s) != null).length}" viewBox="0 0 ${SW} ${SH}" preserveAspectRatio="none">${t}${marks}<path d="${d}"/></svg>`;
+  }
+  function trendHtml(q) {
+    const samples = trends.get(q.queue) || [];
+    if (!samples.length) return "";
+    const maxW = Math.max(1, ...samples.map((s) => s.waiting));
+    return `<div class="trend">
+    <div><label>waiting, last hour (max ${maxW})</label>${spark(samples, (s) => s.waiting, maxW, "spark-waiting", null)}</div>
+    <div><label>SL, last hour \u00b7 target ${pct(q.sl_target)}</label>${spark(samples, (s) => s.service_level, 1, "spark-sl", q.sl_target)}</div>
+  </div>`;
+  }
+  function addSample(queue, s) {
+    let list = trends.get(queue);
+    if (!list) { list = []; trends.set(queue, list); }
+    if (list.length && list[list.length - 1].at >= s.at) return;
+    list.push(s);
+    if (list.length > TREND_MINUTES) list.splice(0, list.length - TREND_MINUTES);
   }
 
   // An entry is re-sent whenever one of its results changes; keep the
@@ -315,12 +362,15 @@
       $("tiles").innerHTML = "";
       for (const [id, q] of Object.entries(m.queues || {})) { queues.set(id, q); dirty.add(id); }
       for (const [id, a] of Object.entries(m.agents || {})) agents.set(id, a);
+      trends.clear();
+      for (const [id, list] of Object.entries(m.trends || {})) for (const s of list) addSample(id, s);
       agentsDirty = true;
     } else if (m.type === "delta") {
       for (const [id, p] of Object.entries(m.queues || {})) {
         if (p === null) { queues.delete(id); $("tiles").innerHTML = ""; for (const k of queues.keys()) dirty.add(k); }
         else { queues.set(id, mergePatch(queues.get(id), p)); dirty.add(id); }
       }
+      for (const [id, s] of Object.entries(m.trend || {})) { addSample(id, s); dirty.add(id); }
       const changedAgents = Object.entries(m.agents || {});
       for (const [id, p] of changedAgents) {
         if (p === null) agents.delete(id); else agents.set(id, mergePatch(agents.get(id), p));
@@ -416,7 +466,7 @@
     history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
   }
   // Test hook: the numbers the wall shows, for headless checks.
-  window.acdmonWall = { queues, agents, get seq() { return seq; }, get connected() { return connected; },
+  window.acdmonWall = { queues, agents, trends, get seq() { return seq; }, get connected() { return connected; },
     get snapshots() { return snapshots; } };
   renderTiles();
   connect();
