@@ -232,14 +232,28 @@ fn the_trend_samples_each_queue_once_a_minute_on_event_time() {
     e.advance(t(200)); // t(180) sampled; t(240) not yet
     let s = e.queue(q).trend.last(10);
     assert_eq!(s.len(), 3, "{s:?}");
-    assert_eq!(s.iter().map(|x| x.at).collect::<Vec<_>>(), vec![t(60), t(120), t(180)]);
-    assert_eq!(s.iter().map(|x| x.waiting).collect::<Vec<_>>(), vec![1, 2, 1]);
+    assert_eq!(
+        s.iter().map(|x| x.at).collect::<Vec<_>>(),
+        vec![t(60), t(120), t(180)]
+    );
+    assert_eq!(
+        s.iter().map(|x| x.waiting).collect::<Vec<_>>(),
+        vec![1, 2, 1]
+    );
     assert_eq!(s[0].longest_wait_s, 55.0, "c1 waiting since t(5)");
     assert_eq!(s[1].longest_wait_s, 115.0);
     assert_eq!(s[2].longest_wait_s, 110.0, "c2 since t(70)");
-    assert_eq!(s.iter().map(|x| x.stage).collect::<Vec<_>>(), vec![0, 2, 0], "stage began and ended");
+    assert_eq!(
+        s.iter().map(|x| x.stage).collect::<Vec<_>>(),
+        vec![0, 2, 0],
+        "stage began and ended"
+    );
     assert_eq!(s[1].service_level, None, "nothing answered yet");
-    assert_eq!(s[2].service_level, Some(0.0), "c1 answered after 125 s, past 20 s");
+    assert_eq!(
+        s[2].service_level,
+        Some(0.0),
+        "c1 answered after 125 s, past 20 s"
+    );
     assert_eq!((s[0].available, s[0].logged_in), (1, 1));
     assert_eq!((s[2].available, s[2].logged_in), (0, 1));
     // A replay that jumps a day ahead keeps only the minutes it can hold.

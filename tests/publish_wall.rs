@@ -719,9 +719,16 @@ async fn sparklines_show_the_hour_with_the_target_line_and_stage_marks() {
     let base = (now_ms() / 60_000 + 1) * 60_000;
     let ev = |ms: i64, body: &str| format!("{{\"ts\":{},{body}}}\n", base + ms);
     let enq = |ms: i64, call: &str| {
-        ev(ms, &format!("\"type\":\"call_enqueued\",\"call\":\"{call}\",\"queue\":\"hotline\""))
+        ev(
+            ms,
+            &format!("\"type\":\"call_enqueued\",\"call\":\"{call}\",\"queue\":\"hotline\""),
+        )
     };
-    post(&d.addr, &(enq(-1_000, "h0") + &enq(10_000, "h1") + &enq(10_000, "h2") + &enq(10_000, "h3"))).await;
+    post(
+        &d.addr,
+        &(enq(-1_000, "h0") + &enq(10_000, "h1") + &enq(10_000, "h2") + &enq(10_000, "h3")),
+    )
+    .await;
     // Four waiting: the stand-in ladder reports stage 5.
     eventually(Duration::from_secs(5), "stage 5", || async {
         let r = support::http(&d.addr, "GET", "/api/v1/queues/hotline", Some(READ), "").await;
@@ -736,7 +743,14 @@ async fn sparklines_show_the_hour_with_the_target_line_and_stage_marks() {
     )
     .await;
     eventually(Duration::from_secs(5), "three minutes sampled", || async {
-        let r = support::http(&d.addr, "GET", "/api/v1/queues/hotline/trend", Some(READ), "").await;
+        let r = support::http(
+            &d.addr,
+            "GET",
+            "/api/v1/queues/hotline/trend",
+            Some(READ),
+            "",
+        )
+        .await;
         let v: Value = serde_json::from_str(&r.body).ok()?;
         (v["samples"].as_array()?.len() >= 3).then_some(())
     })
@@ -764,7 +778,10 @@ async fn sparklines_show_the_hour_with_the_target_line_and_stage_marks() {
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
         let t = page.eval(read).await;
-        if let Some(v) = t.as_str().and_then(|t| serde_json::from_str::<Value>(t).ok()) {
+        if let Some(v) = t
+            .as_str()
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        {
             shown = v;
             break;
         }
@@ -777,15 +794,31 @@ async fn sparklines_show_the_hour_with_the_target_line_and_stage_marks() {
     assert!((3..=4).contains(&pts), "{shown}");
     assert_eq!(shown["target"], 0.8, "the queue's SL target: {shown}");
     let y = shown["target_y"].as_f64().unwrap();
-    assert!(y > 2.0 && y < 40.0, "the target line lies inside the chart: {shown}");
+    assert!(
+        y > 2.0 && y < 40.0,
+        "the target line lies inside the chart: {shown}"
+    );
     assert_eq!(shown["marks_up"], 1, "where stage 5 began: {shown}");
-    assert_eq!(shown["sl_points"], 1, "SL exists only once a call was answered: {shown}");
+    assert_eq!(
+        shown["sl_points"], 1,
+        "SL exists only once a call was answered: {shown}"
+    );
     // The next minute arrives live.
-    post(&d.addr, &ev(190_000, "\"type\":\"agent_state\",\"agent\":\"a2\",\"state\":\"paused\",\"queue\":\"hotline\"")).await;
+    post(
+        &d.addr,
+        &ev(
+            190_000,
+            "\"type\":\"agent_state\",\"agent\":\"a2\",\"state\":\"paused\",\"queue\":\"hotline\"",
+        ),
+    )
+    .await;
     let until = Instant::now() + Duration::from_secs(5);
     loop {
         let t = page.eval(read).await;
-        let v: Value = t.as_str().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        let v: Value = t
+            .as_str()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
         if v["waiting_points"].as_u64() == Some(pts + 1) {
             break;
         }

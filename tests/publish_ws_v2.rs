@@ -186,7 +186,10 @@ async fn a_quiet_floor_sends_heartbeats_only() {
     let q = &snap["queues"]["q07"];
     assert_eq!(q["waiting"], 1);
     assert!(q["oldest_since"].is_string(), "{q}");
-    assert!(q.get("longest_wait_s").is_none(), "time-only values are left out: {q}");
+    assert!(
+        q.get("longest_wait_s").is_none(),
+        "time-only values are left out: {q}"
+    );
 
     // Six seconds of a quiet floor: version 1 keeps sending whole queues
     // (their longest wait moved), version 2 only a heartbeat.
@@ -194,13 +197,21 @@ async fn a_quiet_floor_sends_heartbeats_only() {
     let (_, v1_msgs) = tokio::join!(c.read_for(&mut v2, Duration::from_millis(6000)), async {
         let mut n = 0;
         let end = tokio::time::Instant::now() + Duration::from_millis(5800);
-        while let Ok(Some(_)) = tokio::time::timeout_at(end, next(&mut v1, Duration::from_secs(10))).await {
+        while let Ok(Some(_)) =
+            tokio::time::timeout_at(end, next(&mut v1, Duration::from_secs(10))).await
+        {
             n += 1;
         }
         n
     });
-    assert!(v1_msgs >= 10, "the engine ticked: version 1 saw {v1_msgs} deltas");
-    assert_eq!(c.entity_deltas, deltas_before, "a quiet floor sends no queue or agent entries");
+    assert!(
+        v1_msgs >= 10,
+        "the engine ticked: version 1 saw {v1_msgs} deltas"
+    );
+    assert_eq!(
+        c.entity_deltas, deltas_before,
+        "a quiet floor sends no queue or agent entries"
+    );
     assert!(c.trend_deltas <= 1, "at most the minute's trend samples");
     assert!(c.heartbeats >= 1, "a heartbeat with the server clock");
     // The client derives the longest wait from the server clock.
@@ -213,8 +224,12 @@ async fn a_quiet_floor_sends_heartbeats_only() {
     )
     .unwrap();
     let lw = api["longest_wait_s"].as_f64().unwrap();
-    let derived = (now.since(since) as f64 + c.now_at.unwrap().elapsed().as_millis() as f64) / 1000.0;
-    assert!(derived >= 5.0 && (lw - derived).abs() < 0.5, "derived {derived} s, API {lw} s");
+    let derived =
+        (now.since(since) as f64 + c.now_at.unwrap().elapsed().as_millis() as f64) / 1000.0;
+    assert!(
+        derived >= 5.0 && (lw - derived).abs() < 0.5,
+        "derived {derived} s, API {lw} s"
+    );
     assert_eq!(c.state, snap, "nothing changed");
     // One event: only that queue, only its changed fields.
     post(&d.addr, &abandon("q07", "c7")).await;
@@ -227,7 +242,9 @@ async fn a_quiet_floor_sends_heartbeats_only() {
 
 async fn connect_v2(addr: &str, query: &str) -> Ws {
     let url = format!("ws://{addr}/ws?token={READ}{query}");
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect");
     ws
 }
 
@@ -243,7 +260,14 @@ enum Op {
     Exit(u8, u8),
 }
 
-const STATES: [&str; 6] = ["available", "ringing", "on_call", "wrap_up", "paused", "logged_out"];
+const STATES: [&str; 6] = [
+    "available",
+    "ringing",
+    "on_call",
+    "wrap_up",
+    "paused",
+    "logged_out",
+];
 const REASONS: [&str; 3] = ["lunch", "training", "break"];
 
 fn op() -> impl Strategy<Value = Op> {
@@ -264,11 +288,15 @@ fn event(op: &Op, ts: i64) -> String {
     let c = |i: &u8| format!("c{i}");
     let a = |i: &u8| format!("a{i}");
     line(match op {
-        Op::Enqueue(qi, ci) => json!({"ts": ts, "type": "call_enqueued", "call": c(ci), "queue": q(qi)}),
+        Op::Enqueue(qi, ci) => {
+            json!({"ts": ts, "type": "call_enqueued", "call": c(ci), "queue": q(qi)})
+        }
         Op::Answer(qi, ci, ai) => {
             json!({"ts": ts, "type": "call_answered", "call": c(ci), "queue": q(qi), "agent": a(ai)})
         }
-        Op::Abandon(qi, ci) => json!({"ts": ts, "type": "call_abandoned", "call": c(ci), "queue": q(qi)}),
+        Op::Abandon(qi, ci) => {
+            json!({"ts": ts, "type": "call_abandoned", "call": c(ci), "queue": q(qi)})
+        }
         Op::Complete(qi, ci, ai) => {
             json!({"ts": ts, "type": "call_completed", "call": c(ci), "queue": q(qi), "agent": a(ai)})
         }
@@ -279,8 +307,12 @@ fn event(op: &Op, ts: i64) -> String {
             }
             v
         }
-        Op::Join(ai, qi) => json!({"ts": ts, "type": "agent_joined_queue", "agent": a(ai), "queue": q(qi)}),
-        Op::Leave(ai, qi) => json!({"ts": ts, "type": "agent_left_queue", "agent": a(ai), "queue": q(qi)}),
+        Op::Join(ai, qi) => {
+            json!({"ts": ts, "type": "agent_joined_queue", "agent": a(ai), "queue": q(qi)})
+        }
+        Op::Leave(ai, qi) => {
+            json!({"ts": ts, "type": "agent_left_queue", "agent": a(ai), "queue": q(qi)})
+        }
         Op::Exit(qi, ci) => {
             json!({"ts": ts, "type": "call_exited", "call": c(ci), "queue": q(qi), "reason": "timeout"})
         }
@@ -361,7 +393,10 @@ async fn version_1_stays_available_and_a_bad_version_is_refused() {
     let d = daemon("", "[[queues]]\nname = \"hotline\"\n").await;
     let mut v1 = connect(&d.addr, &format!("token={READ}")).await;
     let snap = next(&mut v1, Duration::from_secs(5)).await.unwrap();
-    assert!(snap["queues"].is_array(), "version 1: whole views in a list");
+    assert!(
+        snap["queues"].is_array(),
+        "version 1: whole views in a list"
+    );
     assert!(snap["queues"][0]["longest_wait_s"].is_number());
     let r = support::http(&d.addr, "GET", "/ws?v=3", Some(READ), "").await;
     assert_eq!(r.status, 400, "{}", r.body);
@@ -371,7 +406,11 @@ async fn version_1_stays_available_and_a_bad_version_is_refused() {
     c.drain(&mut ws, Duration::from_millis(200)).await;
     let seen = c.seq;
     close(ws).await;
-    post(&d.addr, &(enqueue("hotline", "x") + &agent("a1", "available", "hotline"))).await;
+    post(
+        &d.addr,
+        &(enqueue("hotline", "x") + &agent("a1", "available", "hotline")),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ws = connect_v2(&d.addr, &format!("&since={seen}")).await;
     c.drain(&mut ws, Duration::from_millis(300)).await;
@@ -393,22 +432,40 @@ async fn the_trend_is_served_and_the_snapshot_carries_the_last_hour() {
         v["ts"] = json!(base + ms);
         line(v)
     };
-    let lines = at(-500, json!({"type": "call_enqueued", "call": "c1", "queue": "hotline"}))
-        + &at(30_000, json!({"type": "call_enqueued", "call": "c2", "queue": "hotline"}))
-        + &at(90_000, json!({"type": "call_abandoned", "call": "c1", "queue": "hotline"}))
-        + &at(150_000, json!({"type": "agent_state", "agent": "a1", "state": "available", "queue": "hotline"}));
+    let lines = at(
+        -500,
+        json!({"type": "call_enqueued", "call": "c1", "queue": "hotline"}),
+    ) + &at(
+        30_000,
+        json!({"type": "call_enqueued", "call": "c2", "queue": "hotline"}),
+    ) + &at(
+        90_000,
+        json!({"type": "call_abandoned", "call": "c1", "queue": "hotline"}),
+    ) + &at(
+        150_000,
+        json!({"type": "agent_state", "agent": "a1", "state": "available", "queue": "hotline"}),
+    );
     post(&d.addr, &lines).await;
     let mut body = Value::Null;
     for _ in 0..100 {
-        let r = support::http(&d.addr, "GET", "/api/v1/queues/hotline/trend?minutes=5", Some(READ), "").await;
+        let r = support::http(
+            &d.addr,
+            "GET",
+            "/api/v1/queues/hotline/trend?minutes=5",
+            Some(READ),
+            "",
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.body);
         body = serde_json::from_str(&r.body).unwrap();
         // Only the minutes this story made (the daemon may have sampled an
         // earlier one if it started just before a minute turned).
-        body["samples"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|x| acdmon::time::Ts::parse_rfc3339(x["at"].as_str().unwrap()).unwrap().0 >= base);
+        body["samples"].as_array_mut().unwrap().retain(|x| {
+            acdmon::time::Ts::parse_rfc3339(x["at"].as_str().unwrap())
+                .unwrap()
+                .0
+                >= base
+        });
         if body["samples"].as_array().unwrap().len() >= 3 {
             break;
         }
@@ -419,16 +476,35 @@ async fn the_trend_is_served_and_the_snapshot_carries_the_last_hour() {
     let waiting: Vec<_> = s.iter().map(|x| x["waiting"].as_u64().unwrap()).collect();
     assert_eq!(waiting, vec![1, 2, 1], "{body}");
     assert_eq!(s[1]["longest_wait_s"], 60.5);
-    let r = support::http(&d.addr, "GET", "/api/v1/queues/hotline/trend?minutes=0", Some(READ), "").await;
+    let r = support::http(
+        &d.addr,
+        "GET",
+        "/api/v1/queues/hotline/trend?minutes=0",
+        Some(READ),
+        "",
+    )
+    .await;
     assert_eq!(r.status, 400);
-    let r = support::http(&d.addr, "GET", "/api/v1/queues/nowhere/trend", Some(READ), "").await;
+    let r = support::http(
+        &d.addr,
+        "GET",
+        "/api/v1/queues/nowhere/trend",
+        Some(READ),
+        "",
+    )
+    .await;
     assert_eq!(r.status, 404);
     let r = support::http(&d.addr, "GET", "/api/v1/queues/hotline/trend", None, "").await;
     assert_eq!(r.status, 401, "read auth");
     // A wall connecting now gets the samples in its snapshot.
     let mut ws = connect_v2(&d.addr, "").await;
     let m = next(&mut ws, Duration::from_secs(5)).await.unwrap();
-    let last = m["trends"]["hotline"].as_array().unwrap().last().unwrap().clone();
+    let last = m["trends"]["hotline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last, s[2], "{}", m["trends"]);
     close(ws).await;
 }

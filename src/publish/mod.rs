@@ -6,9 +6,9 @@ pub mod api;
 pub mod auth;
 pub mod control;
 pub mod exposition;
+pub mod merge_patch;
 pub mod metrics;
 pub mod wall;
-pub mod merge_patch;
 pub mod ws;
 pub mod ws_v2;
 

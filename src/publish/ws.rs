@@ -767,7 +767,8 @@ impl V2 {
     fn snapshot(&mut self, hub: &Hub) -> Utf8Bytes {
         let docs = hub.docs();
         self.seq = docs.seq;
-        self.client.snapshot(&docs, &hub.publisher.snapshot().trends)
+        self.client
+            .snapshot(&docs, &hub.publisher.snapshot().trends)
     }
 
     /// One message per frame that changed something this client holds
@@ -812,7 +813,9 @@ impl Proto {
 
     fn heartbeat(&self) -> Utf8Bytes {
         match self {
-            Proto::V1(v) => Utf8Bytes::from(format!("{{\"type\":\"heartbeat\",\"seq\":{}}}", v.seq)),
+            Proto::V1(v) => {
+                Utf8Bytes::from(format!("{{\"type\":\"heartbeat\",\"seq\":{}}}", v.seq))
+            }
             Proto::V2(v) => ws_v2::heartbeat(v.seq, Ts::now()),
         }
     }

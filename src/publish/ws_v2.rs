@@ -129,8 +129,14 @@ impl Docs {
     ) -> Changes {
         self.seq = seq;
         self.now = now;
-        let queues = changes(&mut self.queues, queues.iter().map(|q| (&q.queue, queue_doc(q))));
-        let agents = changes(&mut self.agents, agents.iter().map(|a| (&a.agent, agent_doc(a))));
+        let queues = changes(
+            &mut self.queues,
+            queues.iter().map(|q| (&q.queue, queue_doc(q))),
+        );
+        let agents = changes(
+            &mut self.agents,
+            agents.iter().map(|a| (&a.agent, agent_doc(a))),
+        );
         let trend: Vec<(String, TrendSample)> = trends
             .into_iter()
             .flatten()
@@ -144,8 +150,12 @@ impl Docs {
             encode_delta_with(
                 seq,
                 now,
-                queues.iter().map(|c| (c.id.as_str(), Some(c.patch.as_str()))),
-                agents.iter().map(|c| (c.id.as_str(), Some(c.patch.as_str()))),
+                queues
+                    .iter()
+                    .map(|c| (c.id.as_str(), Some(c.patch.as_str()))),
+                agents
+                    .iter()
+                    .map(|c| (c.id.as_str(), Some(c.patch.as_str()))),
                 escalations,
                 trend.iter().map(|(q, s)| (q.as_str(), s)),
             )
@@ -319,7 +329,12 @@ impl Client {
         let trends: BTreeMap<&str, &[TrendSample]> = trends
             .iter()
             .filter(|(k, _)| self.wants_queue(k))
-            .map(|(k, v)| (k.as_str(), &v[v.len().saturating_sub(SNAPSHOT_TREND_MINUTES)..]))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    &v[v.len().saturating_sub(SNAPSHOT_TREND_MINUTES)..],
+                )
+            })
             .collect();
         let queues: Vec<(&str, String)> = docs
             .queues

@@ -18,9 +18,9 @@ use tokio::sync::broadcast;
 use super::engine::Engine;
 use super::trend::{KEEP_MINUTES, TrendSample};
 use super::view::{AgentView, QueueView};
-use std::collections::BTreeMap;
 use crate::escalation::Entry;
 use crate::time::Ts;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {

@@ -97,9 +97,16 @@ mod tests {
         }
         assert_eq!(t.len(), KEEP_MINUTES);
         let last = t.last(3);
-        assert_eq!(last.iter().map(|x| x.waiting).collect::<Vec<_>>(), vec![367, 368, 369]);
+        assert_eq!(
+            last.iter().map(|x| x.waiting).collect::<Vec<_>>(),
+            vec![367, 368, 369]
+        );
         t.push(s(5));
-        assert_eq!(t.last(1)[0].waiting, 369, "a sample from the past is ignored");
+        assert_eq!(
+            t.last(1)[0].waiting,
+            369,
+            "a sample from the past is ignored"
+        );
         assert_eq!(next_minute(Ts(59_999)), Ts(60_000));
         assert_eq!(next_minute(Ts(60_000)), Ts(120_000));
     }
