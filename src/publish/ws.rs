@@ -95,6 +95,9 @@ pub struct Frame {
     text: Utf8Bytes,
     /// The same frame as protocol version 2 patches (set by the hub).
     pub v2: ws_v2::Changes,
+    /// `v2` was computed (only while a version 2 client is connected; a
+    /// resume across frames without it gets a snapshot).
+    pub v2_ready: bool,
 }
 
 impl Frame {
@@ -204,6 +207,7 @@ impl Merge {
             trend: self.trend,
             text,
             v2: ws_v2::Changes::default(),
+            v2_ready: false,
         }
     }
 }
@@ -276,9 +280,19 @@ pub struct Hub {
     frames: broadcast::Sender<Arc<Frame>>,
     /// Recent merges of several frames, for clients behind by the same frames.
     merges: MergeCache,
-    /// Version 2 documents as of the last frame (lock after `history`).
-    docs: Mutex<ws_v2::Docs>,
+    /// Version 2 documents as of the last frame (lock after `history`);
+    /// `None` while no version 2 client is connected, so a floor of
+    /// version 1 clients pays nothing for version 2.
+    docs: Mutex<Option<ws_v2::Docs>>,
+    v2_clients: std::sync::atomic::AtomicUsize,
+    /// When the last version 2 client left: patches are still made for
+    /// [`V2_GRACE`] so a wall that lost its connection can resume.
+    v2_left: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long patches are still made after the last version 2 client left
+/// (about the resume history at the default period).
+const V2_GRACE: Duration = Duration::from_secs(300);
 
 /// A few recent merged messages by the span of frames they cover: clients
 /// woken together usually drain the same frames, so one serializes the
@@ -342,7 +356,8 @@ impl Hub {
         let rx = publisher.subscribe();
         let first = publisher.snapshot();
         let start = first.seq;
-        let docs = Mutex::new(ws_v2::Docs::from_snapshot(&first, start));
+        let _ = first;
+        let docs = Mutex::new(None);
         let (tx, _) = broadcast::channel(FRAME_CAPACITY);
         let hub = Arc::new(Hub {
             publisher,
@@ -352,6 +367,8 @@ impl Hub {
             frames: tx,
             merges: MergeCache::default(),
             docs,
+            v2_clients: Default::default(),
+            v2_left: Mutex::new(None),
         });
         tokio::spawn(run_hub(hub.clone(), rx, start));
         hub
@@ -363,15 +380,20 @@ impl Hub {
             // Patches against what clients hold: one diff per changed entity
             // per frame, shared by every version 2 client.
             let mut d = self.docs.lock().unwrap_or_else(|e| e.into_inner());
-            let trends = f.trend.then(|| self.publisher.snapshot().trends.clone());
-            f.v2 = d.advance(
-                f.seq,
-                f.as_of,
-                &f.queues,
-                &f.agents,
-                &f.escalations,
-                trends.as_deref(),
-            );
+            if !self.v2_wanted() {
+                *d = None;
+            } else if let Some(d) = d.as_mut() {
+                let trends = f.trend.then(|| self.publisher.snapshot().trends.clone());
+                f.v2 = d.advance(
+                    f.seq,
+                    f.as_of,
+                    &f.queues,
+                    &f.agents,
+                    &f.escalations,
+                    trends.as_deref(),
+                );
+                f.v2_ready = true;
+            }
         }
         let f = Arc::new(f);
         h.push(f.clone());
@@ -380,21 +402,52 @@ impl Hub {
         let _ = self.frames.send(f);
     }
 
-    fn join(&self, since: Option<u64>) -> (broadcast::Receiver<Arc<Frame>>, Start) {
+    fn join(&self, since: Option<u64>, v2: bool) -> (broadcast::Receiver<Arc<Frame>>, Start) {
         let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let rx = self.frames.subscribe();
-        let start = match since.and_then(|s| h.after(s)) {
+        let mut missed = since.and_then(|s| h.after(s));
+        if v2 {
+            // Under the history lock: no frame is emitted meanwhile.
+            self.v2_clients
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.docs();
+            if missed
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|f| !f.v2_ready))
+            {
+                missed = None;
+            }
+        }
+        let start = match missed {
             Some(frames) => Start::Resume(frames),
             None => Start::Snapshot,
         };
         (rx, start)
     }
 
-    /// The version 2 documents as of the last frame emitted. Frames after
-    /// them reach a receiver subscribed before this call (or are skipped
-    /// by `seq`).
+    /// Patches are wanted: a version 2 client is connected, or one left
+    /// less than [`V2_GRACE`] ago.
+    fn v2_wanted(&self) -> bool {
+        self.v2_clients.load(std::sync::atomic::Ordering::Relaxed) > 0
+            || self
+                .v2_left
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|t| t.elapsed() < V2_GRACE)
+    }
+
+    /// The version 2 documents as of the last frame emitted (built from the
+    /// latest snapshot when no version 2 client kept them: frames up to that
+    /// snapshot's `seq` are then skipped, later ones patch it). Frames after
+    /// them reach a receiver subscribed before this call (or are skipped by
+    /// `seq`).
     fn docs(&self) -> ws_v2::Docs {
-        self.docs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut d = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+        d.get_or_insert_with(|| {
+            let snap = self.publisher.snapshot();
+            ws_v2::Docs::from_snapshot(&snap, snap.seq)
+        })
+        .clone()
     }
 
     /// Connected clients.
@@ -472,7 +525,9 @@ fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
     *seen = (*seen).max(snap.seq);
     *acc = Merge::default();
     let seq = *seen;
-    *hub.docs.lock().unwrap_or_else(|e| e.into_inner()) = ws_v2::Docs::from_snapshot(&snap, seq);
+    let v2 = hub.v2_wanted();
+    *hub.docs.lock().unwrap_or_else(|e| e.into_inner()) =
+        v2.then(|| ws_v2::Docs::from_snapshot(&snap, seq));
     hub.emit(Frame {
         from: seq,
         seq,
@@ -484,6 +539,7 @@ fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
         trend: false,
         text: Utf8Bytes::from_static(""),
         v2: ws_v2::Changes::default(),
+        v2_ready: false,
     });
 }
 
@@ -864,6 +920,19 @@ impl Proto {
     }
 }
 
+/// Counts a version 2 client (counted up by `Hub::join`).
+struct V2Count<'a>(Option<&'a Arc<Hub>>);
+
+impl Drop for V2Count<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0 {
+            *h.v2_left.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+            h.v2_clients
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
     let _count = Connected::new(&hub.metrics);
     let mut proto = if p.v == 1 {
@@ -879,7 +948,9 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
             seq: 0,
         })
     };
-    let (mut rx, start) = hub.join(p.since);
+    let v2 = matches!(proto, Proto::V2(_));
+    let _v2_count = V2Count(v2.then_some(&hub));
+    let (mut rx, start) = hub.join(p.since, v2);
     let first = match start {
         // A resume is always one message in version 1, whatever was missed.
         Start::Resume(frames) => proto.resume(&hub, p.since.unwrap_or(0), &frames),
@@ -956,6 +1027,7 @@ mod tests {
             trend: false,
             text: Utf8Bytes::from("x".repeat(bytes)),
             v2: ws_v2::Changes::default(),
+            v2_ready: false,
         })
     }
 

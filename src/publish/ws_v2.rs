@@ -56,6 +56,39 @@ pub fn agent_doc(a: &AgentView) -> Value {
     v
 }
 
+/// True when two views of a queue differ at most in time-only values: the
+/// common case on a floor with callers waiting (every tick re-publishes
+/// them), answered without building and diffing two JSON documents.
+/// Exhaustive on purpose: a new field must be sorted into one of the two.
+fn same_but_time(a: &QueueView, b: &QueueView) -> bool {
+    let QueueView {
+        queue,
+        waiting,
+        longest_wait_s: _,
+        agents,
+        windows,
+        required_agents,
+        escalation,
+        sl_threshold_s,
+        sl_target,
+        occupancy,
+        totals,
+        oldest_since,
+        as_of: _,
+    } = a;
+    *queue == b.queue
+        && *waiting == b.waiting
+        && *agents == b.agents
+        && *windows == b.windows
+        && *required_agents == b.required_agents
+        && *escalation == b.escalation
+        && *sl_threshold_s == b.sl_threshold_s
+        && *sl_target == b.sl_target
+        && *occupancy == b.occupancy
+        && *totals == b.totals
+        && *oldest_since == b.oldest_since
+}
+
 /// One entity that changed in a frame.
 #[derive(Debug)]
 pub struct Change {
@@ -97,6 +130,8 @@ pub struct Docs {
     pub now: Ts,
     pub queues: BTreeMap<String, Arc<Value>>,
     pub agents: BTreeMap<String, Arc<Value>>,
+    /// The queue views the documents were made from (for [`same_but_time`]).
+    views: BTreeMap<String, Arc<QueueView>>,
 }
 
 impl Docs {
@@ -114,6 +149,11 @@ impl Docs {
                 .iter()
                 .map(|a| (a.agent.clone(), Arc::new(agent_doc(a))))
                 .collect(),
+            views: s
+                .queues
+                .iter()
+                .map(|q| (q.queue.clone(), q.clone()))
+                .collect(),
         }
     }
 
@@ -127,12 +167,20 @@ impl Docs {
         escalations: &[Arc<Entry>],
         trends: Option<&Trends>,
     ) -> Changes {
+        if seq <= self.seq {
+            // Already in these documents (they were built from a later
+            // snapshot when the first version 2 client joined).
+            return Changes::default();
+        }
         self.seq = seq;
         self.now = now;
-        let queues = changes(
-            &mut self.queues,
-            queues.iter().map(|q| (&q.queue, queue_doc(q))),
-        );
+        let views = &mut self.views;
+        let moved = queues.iter().filter(|q| {
+            let same = views.get(&q.queue).is_some_and(|old| same_but_time(old, q));
+            views.insert(q.queue.clone(), (*q).clone());
+            !same
+        });
+        let queues = changes(&mut self.queues, moved.map(|q| (&q.queue, queue_doc(q))));
         let agents = changes(
             &mut self.agents,
             agents.iter().map(|a| (&a.agent, agent_doc(a))),
