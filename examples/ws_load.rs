@@ -325,7 +325,18 @@ fn main() {
 
     // Quiet floor: queues with a caller waiting and logged-in agents, set up
     // before anyone connects.
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", json_port)).expect("json source");
+    // The source binds its port on the daemon's runtime: wait for it.
+    let t_src = Instant::now();
+    let mut tcp = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", json_port)) {
+            Ok(t) => break t,
+            Err(e) if t_src.elapsed() < Duration::from_secs(10) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("json source: {e}"),
+        }
+    };
     tcp.set_nodelay(true).unwrap();
     if a.quiet_seconds.is_some() {
         let now_ms = acdmon::time::Ts::now().0;
