@@ -19,6 +19,7 @@ pub fn routes(_state: AppState) -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/queues/{queue}", get(queue))
+        .route("/api/v1/queues/{queue}/trend", get(trend))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/events", post(ingest))
 }
@@ -96,6 +97,51 @@ async fn queue(
         )
             .into_response(),
     }
+}
+
+/// `?minutes=N` (1 to the samples kept; default 60): a queue's one-minute
+/// samples, oldest first.
+async fn trend(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    use crate::state::trend::{KEEP_MINUTES, STEP_MS};
+    if let Err(r) = read_guard(&s, &h, &q) {
+        return r;
+    }
+    let mut minutes = 60usize;
+    for kv in q.as_deref().unwrap_or("").split('&') {
+        if let Some(v) = kv.strip_prefix("minutes=") {
+            match v.parse::<usize>() {
+                Ok(n) if (1..=KEEP_MINUTES).contains(&n) => minutes = n,
+                _ => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        Json(json!({"error": format!("minutes must be 1 to {KEEP_MINUTES}, got {v:?}")})),
+                    )
+                        .into_response();
+                }
+            }
+        }
+    }
+    let snap = s.publisher.snapshot();
+    if snap.queue(&name).is_none() {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("unknown queue {name}")})),
+        )
+            .into_response();
+    }
+    let samples = snap.trends.get(&name).map_or(&[][..], |v| &v[..]);
+    let from = samples.len().saturating_sub(minutes);
+    Json(json!({
+        "queue": name,
+        "step_s": STEP_MS / 1000,
+        "samples": &samples[from..],
+    }))
+    .into_response()
 }
 
 async fn agents(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {

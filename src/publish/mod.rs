@@ -9,11 +9,13 @@ pub mod exposition;
 pub mod guard;
 pub mod health;
 pub mod info;
+pub mod merge_patch;
 pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod wall;
 pub mod ws;
+pub mod ws_v2;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -9,6 +9,7 @@ pub mod kpi;
 mod params;
 mod queue;
 pub mod snapshot;
+pub mod trend;
 pub mod view;
 pub mod window;
 

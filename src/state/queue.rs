@@ -55,6 +55,8 @@ pub struct Queue {
     /// When the engine first saw this queue (Erlang C's arrival rate uses
     /// the shorter of the rolling window and this age).
     pub first_seen: Ts,
+    /// One-minute samples for the last hours.
+    pub trend: super::trend::Trend,
 }
 
 impl Queue {
@@ -79,6 +81,7 @@ impl Queue {
             totals,
             escalation: None,
             first_seen: now,
+            trend: Default::default(),
         }
     }
 
