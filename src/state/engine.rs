@@ -109,11 +109,7 @@ impl Engine {
         let profiles = e.cfg.agents.clone();
         for p in profiles {
             let i = e.agent_index(&p.id);
-            let a = &mut e.agents[i];
-            a.name = p.name;
-            a.interface = p.interface;
-            a.source = p.source;
-            a.groups = p.groups;
+            e.agents[i].set_profile(p);
         }
         e
     }
