@@ -678,6 +678,16 @@ impl LadderObserver {
             ),
             now,
         );
+        if outcome.ok && outcome.apply_membership {
+            let (agent, queue) = (act.agent.clone(), act.queue.clone());
+            let kind = match act.verb {
+                CtiVerb::SignIn => crate::event::EventKind::AgentJoinedQueue { agent, queue },
+                CtiVerb::SignOut => crate::event::EventKind::AgentLeftQueue { agent, queue },
+            };
+            if let Err(r) = engine.apply(crate::event::Event { ts: now, kind }) {
+                tracing::warn!(reason = r.reason, detail = %r.detail, "log-only membership change not applied");
+            }
+        }
         if let Some(q) = engine.find_queue(&act.queue) {
             if let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
                 l.on_result(&act, outcome.ok, now);
