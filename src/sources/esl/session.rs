@@ -365,6 +365,12 @@ impl Session {
                 self.pending.pop_front();
                 self.queue_list(body, out);
             }
+            None if self.cfg.replay => {
+                // The reply to a command the live daemon sent for its CTI
+                // (`agent get status`, `tier add|del`): the transcript holds
+                // what the server sent, not what was asked.
+                tracing::debug!("recorded reply to a live CTI command");
+            }
             None => out.push(Output::Reject(Reject::new(
                 "unexpected_reply",
                 "api/response with nothing pending",
