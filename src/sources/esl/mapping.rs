@@ -814,8 +814,9 @@ impl Mapper {
     ///   `abandoned_epoch`. These rows linger, so ended calls are
     ///   remembered and never counted twice;
     /// - a call answered here whose row is gone and whose agent's
-    ///   `last_bridge_end` is later than the answer: completed then.
-    fn outcomes_from_lists(&mut self, ql: &QueueLists, out: &mut Vec<Mapped>) {
+    ///   `last_bridge_end` is later than the answer: completed then, with
+    ///   the agent's wrap-up.
+    fn outcomes_from_lists(&mut self, ql: &QueueLists, now: Ts, out: &mut Vec<Mapped>) {
         let mut evs: Vec<Event> = Vec::new();
         let q = &ql.queue;
         for m in &ql.members {
@@ -866,7 +867,8 @@ impl Mapper {
             } else {
                 m.joined_epoch
             };
-            let anchored = |at: i64| c.enqueued.plus_ms((at - joined_s).max(0) * 1000);
+            let anchored =
+                |at: i64| c.enqueued.plus_ms(at.saturating_sub(joined_s).max(0).saturating_mul(1000));
             if answered {
                 let ts = anchored(m.bridge_epoch);
                 c.pending = None;
@@ -883,9 +885,7 @@ impl Mapper {
                         agent: m.serving_agent.clone(),
                     },
                 });
-                let a = self.agent(&m.serving_agent);
-                a.pending = None;
-                a.emitted = Some((AgentStatus::OnCall, None));
+                self.agent(&m.serving_agent).pending = None;
             } else if abandoned {
                 let left = if m.abandoned_epoch > 0 {
                     m.abandoned_epoch
@@ -893,7 +893,7 @@ impl Mapper {
                     joined_s
                 };
                 let ts = anchored(left);
-                let timed_out = ql.max_wait_s > 0 && left - joined_s >= ql.max_wait_s;
+                let timed_out = ql.max_wait_s > 0 && left.saturating_sub(joined_s) >= ql.max_wait_s;
                 let kind = if timed_out {
                     EventKind::CallExited {
                         call: m.uuid.clone(),
@@ -911,7 +911,12 @@ impl Mapper {
                 evs.push(Event { ts, kind });
             }
         }
-        // Answered calls whose bridge ended while we were away.
+        // Answered calls whose bridge ended while we were away: completed at
+        // the agent's `last_bridge_end`, then its wrap-up, in time order
+        // with the rest (the agent may have answered the next caller since;
+        // FreeSWITCH offers none during a wrap-up). A wrap-up still running
+        // at `now` goes on from the lists' `last_bridge_end` (see
+        // `apply_resync`), ended by the usual timer.
         let listed: std::collections::HashSet<&str> =
             ql.members.iter().map(|m| m.uuid.as_str()).collect();
         let ends: HashMap<&str, i64> = ql
@@ -919,29 +924,63 @@ impl Mapper {
             .iter()
             .map(|r| (r.name.as_str(), r.last_bridge_end))
             .collect();
-        let mut gone: Vec<(String, String, i64)> = self
+        let gone: Vec<(String, String, Ts)> = self
             .calls
             .iter()
             .filter(|(id, c)| c.queue == *q && c.counted && !listed.contains(id.as_str()))
             .filter_map(|(id, c)| match &c.phase {
                 Phase::Answered {
-                    agent, answered_s, ..
+                    agent,
+                    answered,
+                    answered_s,
                 } => ends
                     .get(agent.as_str())
                     .filter(|end| **end >= *answered_s)
-                    .map(|end| (id.clone(), agent.clone(), *end)),
+                    .map(|end| {
+                        let ts = answered.plus_ms(end.saturating_sub(*answered_s).saturating_mul(1000));
+                        (id.clone(), agent.clone(), ts)
+                    }),
                 _ => None,
             })
             .collect();
-        gone.sort_by_key(|g| g.2);
+        for (call, agent, end) in gone {
+            self.calls.remove(&call);
+            self.ended.insert(call.clone(), end);
+            evs.push(Event {
+                ts: end,
+                kind: EventKind::CallCompleted {
+                    call,
+                    queue: q.clone(),
+                    agent: agent.clone(),
+                },
+            });
+            let wrap = self.wrap_ms(&agent, q);
+            if wrap > 0 {
+                evs.push(Event {
+                    ts: end,
+                    kind: EventKind::AgentState {
+                        agent: agent.clone(),
+                        status: AgentStatus::WrapUp,
+                        reason: None,
+                        queue: Some(q.clone()),
+                    },
+                });
+            }
+            if end.plus_ms(wrap) <= now {
+                evs.push(Event {
+                    ts: end.plus_ms(wrap),
+                    kind: EventKind::AgentState {
+                        agent,
+                        status: AgentStatus::Available,
+                        reason: None,
+                        queue: None,
+                    },
+                });
+            }
+        }
+        // Stable: a completion stays before the wrap-up it starts.
         evs.sort_by_key(|e| e.ts);
         out.extend(evs.into_iter().map(Ok));
-        for (call, agent, end) in gone {
-            let ts = Ts::from_secs(end);
-            self.complete(&call, &agent, Some(end), ts, out);
-            self.calls.remove(&call);
-            self.ended.insert(call, ts);
-        }
     }
 
     /// Applies a resync: updates the agent and call models from the lists and
@@ -1014,7 +1053,7 @@ impl Mapper {
             // Outcomes the lists carry for calls whose events we missed
             // (an outage): answers, hang-ups and timeouts, each counted once,
             // with a caller first seen here counted as an arrival.
-            self.outcomes_from_lists(&ql, out);
+            self.outcomes_from_lists(&ql, ts, out);
             // Callers: the listed waiting ones replace what we had.
             let waiting: Vec<&MemberRow> = ql.members.iter().filter(|m| m.is_waiting()).collect();
             let keep: std::collections::HashSet<&str> =

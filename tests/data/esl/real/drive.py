@@ -57,7 +57,7 @@ def call(fs, n, number):
     fs.api(
         "originate {origination_uuid=c%02d,origination_caller_id_number=%s,"
         "origination_caller_id_name=Caller%02d,loopback_bowout=false}"
-        "loopback/queue/default &park()" % (n, number, n, n)
+        "loopback/queue/default &park()" % (n, number, n)
     )
 
 
@@ -74,24 +74,25 @@ def cut(port, secs):
 
 def outage(fs, ctl):
     # Scenario "outage": outcomes fired while the recorded connection is
-    # down must come back from the resync lists.
+    # down must come back from the resync lists (max-wait-time 10 s,
+    # wrap-up 4 s).
     call(fs, 1, "13800000001")            # -> an agent at once
     at(1); call(fs, 2, "13800000002")     # -> the other agent
-    at(4); call(fs, 3, "13800000003")     # waits
-    at(6); call(fs, 4, "13800000004")     # waits
-    at(8); cut(ctl, 26)                   # outage 8 s .. 34 s
-    at(10); call(fs, 5, "13800000005")    # first seen in a list
-    at(12); hang(fs, 4)                   # abandons during the outage
-    at(14); hang(fs, 1)                   # talk ends; agent wraps up 4 s
-    # c03 is answered at ~18 s, during the outage; c05 times out at ~30 s
-    at(36); fs.api("callcenter_config queue list members support@default")
-    at(40); hang(fs, 3)
-    at(42); hang(fs, 2)
-    at(46); call(fs, 6, "13800000006")
-    at(52); hang(fs, 6)
-    at(58); cut(ctl, 3)                   # a second, short outage: the
+    at(3); call(fs, 3, "13800000003")     # waits
+    at(4); call(fs, 4, "13800000004")     # waits
+    at(5); cut(ctl, 14)                   # outage 5 s .. 19 s (+ backoff)
+    at(6); call(fs, 5, "13800000005")     # first seen in a list
+    at(7); hang(fs, 4)                    # abandons during the outage
+    hang(fs, 1)                           # talk ends; 1000 wraps up 4 s
+    # c03 is answered at ~11 s, during the outage; c05 times out at ~16 s
+    at(16.5); fs.api("callcenter_config queue list members support@default")
+    at(34); hang(fs, 3)
+    at(36); hang(fs, 2)
+    at(38); call(fs, 6, "13800000006")
+    at(42); hang(fs, 6)
+    at(48); cut(ctl, 2)                   # a second, short outage: the
     # abandoned rows of c04/c05 still linger in the list
-    at(70); fs.api("callcenter_config queue list")
+    at(58); fs.api("callcenter_config queue list")
     fs.api("callcenter_config queue list members support@default")
 
 

@@ -8,7 +8,7 @@ esl` reads that file.
 
 Outage simulation: connect to CONTROL_PORT (default LISTEN_PORT+100) and
 send `cut N`: the client's connection is closed and new connections are
-refused for N seconds (FreeSWITCH itself keeps running, as it does when a
+refused (nothing listens) for N seconds (FreeSWITCH itself keeps running, as it does when a
 network path or the listener fails).
 """
 import socket, sys, threading, time
@@ -42,16 +42,32 @@ def pump(src, dst, record):
         s.close()
 
 
-def serve():
+def listener():
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", listen_port))
     ls.listen(4)
+    ls.settimeout(0.1)
+    return ls
+
+
+def serve():
+    ls = listener()
     while True:
-        c, _ = ls.accept()
         if time.time() < blackout_until:
-            c.close()
+            # Nothing listens during an outage: connects are refused.
+            if ls is not None:
+                ls.close()
+                ls = None
+            time.sleep(0.1)
             continue
+        if ls is None:
+            ls = listener()
+        try:
+            c, _ = ls.accept()
+        except socket.timeout:
+            continue
+        c.settimeout(None)
         s = socket.create_connection((fs_host, int(fs_port)))
         live.append((c, s))
         threading.Thread(target=pump, args=(s, c, True), daemon=True).start()
