@@ -39,7 +39,7 @@ class Esl:
         while True:
             h, body = self.frame()
             if h.get("Content-Type") == "api/response":
-                log(f"{cmd} -> {body.strip()[:200]!r}")
+                log(f"{cmd} -> {body!r}")
                 return body
 
 
@@ -115,19 +115,19 @@ def onbreak(fs, ctl):
 
 
 def ladder(fs, ctl):
-    # Scenario "ladder": two agents busy, a queue builds, the ladder signs
-    # 2001@default in (tier add), the queue drains, it signs out (tier del);
-    # the recording ends while 2001's wrap-up (6 s) still runs.
+    # Scenario "ladder" (ladder.toml): both support agents busy, a caller
+    # waits 2 s, the ladder signs 2001@default (an expert on backoffice) in
+    # (`tier add`); 2001 answers, nobody waits, the ladder signs 2001 out
+    # (`tier del`) while it talks. The recording's last event is the end of
+    # 2001's call; its wrap-up (6 s) is still running then.
     call(fs, 21, "13800000021")
     at(1); call(fs, 22, "13800000022")
     at(3); call(fs, 23, "13800000023")    # waits -> ladder signs in 2001
-    at(5); call(fs, 24, "13800000024")
+    at(9); fs.api("callcenter_config queue list tiers support@default")
     at(12); hang(fs, 21)
     at(14); hang(fs, 22)
-    at(20); hang(fs, 24)
-    at(24); hang(fs, 23)
-    at(25); fs.api("callcenter_config queue list tiers support@default")
-    at(27)
+    at(18); hang(fs, 23)
+    at(20)
 
 
 if __name__ == "__main__":

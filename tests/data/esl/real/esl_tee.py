@@ -16,6 +16,9 @@ import socket, sys, threading, time
 listen_port = int(sys.argv[1])
 fs_host, fs_port = sys.argv[2].rsplit(":", 1)
 capture = open(sys.argv[3], "ab", buffering=0)
+# What the client sent, each write prefixed with its wall time (diagnosis
+# only; replay does not read it).
+sent = open(sys.argv[3] + ".sent", "ab", buffering=0)
 control_port = int(sys.argv[4]) if len(sys.argv) > 4 else listen_port + 100
 lock = threading.Lock()
 blackout_until = 0.0
@@ -31,6 +34,8 @@ def pump(src, dst, record):
             if record:
                 with lock:
                     capture.write(b)
+            else:
+                sent.write(b"# %.3f\n" % time.time() + b)
             dst.sendall(b)
     except OSError:
         pass

@@ -29,6 +29,7 @@ rm -f /tmp/acdmon-esl-real-audit.sqlite*
 RUST_LOG=info "$ACDMON" run --config "$CFG" > "$OUT/acdmon.log" 2>&1 & D=$!
 sleep 3
 python3 "$HERE/drive.py" "$S" 8122 | tee "$OUT/drive.log"
+curl -s localhost:18080/api/v1/queues > "$OUT/live-queues-at-end.json"
 sleep ${SETTLE:-10}   # wrap-ups still running end in the live daemon
 curl -s localhost:18080/api/v1/queues > "$OUT/live-queues.json"
 curl -s localhost:18080/api/v1/agents > "$OUT/live-agents.json"
