@@ -135,7 +135,9 @@ fn a_break_set_during_a_call_applies_when_the_call_ends() {
     }
     let answered = evs
         .iter()
-        .find(|e| matches!(&e.kind, EventKind::CallAnswered { agent, .. } if agent == "1000@default"))
+        .find(
+            |e| matches!(&e.kind, EventKind::CallAnswered { agent, .. } if agent == "1000@default"),
+        )
         .unwrap()
         .ts;
     let ended = evs
@@ -161,7 +163,9 @@ fn a_break_set_during_a_call_applies_when_the_call_ends() {
     let b = states("1001@default");
     let (set_at, ..) = b
         .iter()
-        .find(|(ts, s, r)| *ts > answered && *ts < ended && *s == AgentStatus::Paused && *r == on_break)
+        .find(|(ts, s, r)| {
+            *ts > answered && *ts < ended && *s == AgentStatus::Paused && *r == on_break
+        })
         .unwrap_or_else(|| panic!("{b:?}"))
         .clone();
     assert!(b.iter().any(|(_, s, _)| *s == AgentStatus::LoggedOut));
@@ -173,7 +177,11 @@ fn a_break_set_during_a_call_applies_when_the_call_ends() {
         "no state change during the call: {a:?}"
     );
     let after: Vec<_> = a.iter().filter(|(ts, ..)| *ts >= ended).collect();
-    assert_eq!(after[0], &(ended, AgentStatus::Paused, on_break.clone()), "{a:?}");
+    assert_eq!(
+        after[0],
+        &(ended, AgentStatus::Paused, on_break.clone()),
+        "{a:?}"
+    );
     assert_eq!(after.last().unwrap().1, AgentStatus::Available);
     // The queue's on_call counted 1000 for the whole call: the replay's
     // engine at the end agrees with the live daemon.
@@ -217,7 +225,11 @@ fn a_replayed_ladder_day_shows_members_and_wrap_ups_as_live() {
             .iter()
             .find(|a| a["agent"] == l["agent"])
             .unwrap();
-        assert_eq!(a["queues"], l["queues"], "{}: membership as live", l["agent"]);
+        assert_eq!(
+            a["queues"], l["queues"],
+            "{}: membership as live",
+            l["agent"]
+        );
         assert_eq!(a["state"], l["state"], "{}", l["agent"]);
     }
     let esc = r["escalations"].as_array().unwrap();
@@ -232,7 +244,10 @@ fn a_replayed_ladder_day_shows_members_and_wrap_ups_as_live() {
     let w = &q["windows"]["today"];
     assert_eq!(w["handled"], 3);
     assert!(close(&w["asa_s"], 2.0 / 3.0), "{w}");
-    assert!(close(&w["aht_s"], 52.0 / 3.0), "2001's wrap-up counted: {w}");
+    assert!(
+        close(&w["aht_s"], 52.0 / 3.0),
+        "2001's wrap-up counted: {w}"
+    );
     assert_eq!(r["rejected"], serde_json::json!({}), "CTI replies skipped");
     let (answered, abandoned) = freeswitch_counts("ladder.freeswitch.txt", "support@default");
     assert_eq!(q["totals"]["answered"].as_u64(), Some(answered));

@@ -712,7 +712,8 @@ impl Mapper {
                     (_, None) => out.push(Err(missing("member-queue-end", "CC-Agent"))),
                 }
                 self.calls.remove(&call);
-                self.ended.insert(call, leaving.map(Ts::from_secs).unwrap_or(base));
+                self.ended
+                    .insert(call, leaving.map(Ts::from_secs).unwrap_or(base));
             }
             "Cancel" => {
                 let reason = ev.get(Field::CancelReason).unwrap_or_default();
@@ -867,8 +868,10 @@ impl Mapper {
             } else {
                 m.joined_epoch
             };
-            let anchored =
-                |at: i64| c.enqueued.plus_ms(at.saturating_sub(joined_s).max(0).saturating_mul(1000));
+            let anchored = |at: i64| {
+                c.enqueued
+                    .plus_ms(at.saturating_sub(joined_s).max(0).saturating_mul(1000))
+            };
             if answered {
                 let ts = anchored(m.bridge_epoch);
                 c.pending = None;
@@ -937,7 +940,8 @@ impl Mapper {
                     .get(agent.as_str())
                     .filter(|end| **end >= *answered_s)
                     .map(|end| {
-                        let ts = answered.plus_ms(end.saturating_sub(*answered_s).saturating_mul(1000));
+                        let ts =
+                            answered.plus_ms(end.saturating_sub(*answered_s).saturating_mul(1000));
                         (id.clone(), agent.clone(), ts)
                     }),
                 _ => None,
