@@ -130,6 +130,20 @@ def ladder(fs, ctl):
     at(20)
 
 
+def manual(fs, ctl):
+    # Scenario "manual" (live.toml, no ladder): "ladder" with the tier
+    # added and deleted by hand, to tell the ladder's part from the rest.
+    call(fs, 21, "13800000021")
+    at(1); call(fs, 22, "13800000022")
+    at(3); call(fs, 23, "13800000023")
+    at(5); fs.api("callcenter_config tier add support@default 2001@default")
+    at(12); hang(fs, 21)
+    at(14); hang(fs, 22)
+    at(18); hang(fs, 23)
+    at(18.3); fs.api("callcenter_config tier del support@default 2001@default")
+    at(20)
+
+
 if __name__ == "__main__":
     fs = Esl()
     ctl = int(sys.argv[2]) if len(sys.argv) > 2 else 8122
