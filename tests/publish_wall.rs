@@ -812,11 +812,7 @@ async fn sparklines_show_the_hour_with_the_target_line_and_stage_marks() {
     let base = (now_ms() / 60_000 + 1) * 60_000;
     let clock_to = |ms: i64| {
         let ahead = ahead.clone();
-        async move {
-            ahead.store(base + ms, std::sync::atomic::Ordering::SeqCst);
-            // The engine's 100 ms tick runs the observer.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        async move { wsutil::clock_to(&ahead, base + ms).await }
     };
     let ev = |ms: i64, body: &str| format!("{{\"ts\":{},{body}}}\n", base + ms);
     let enq = |ms: i64, call: &str| {
@@ -936,18 +932,5 @@ async fn sparklines_show_the_hour_with_the_target_line_and_stage_marks() {
         }
         assert!(Instant::now() < until, "no new minute on the wall: {v}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Moves the engine's clock to the time the test sets (a stand-in for a
-/// producer whose clock runs ahead of this machine's).
-struct EventClock(Arc<std::sync::atomic::AtomicI64>);
-
-impl acdmon::runtime::Observer for EventClock {
-    fn after_event(&mut self, engine: &mut acdmon::state::Engine, _queue: Option<usize>) {
-        let t = self.0.load(std::sync::atomic::Ordering::SeqCst);
-        if t > engine.now().0 {
-            engine.tick(acdmon::time::Ts(t));
-        }
     }
 }

@@ -422,30 +422,45 @@ async fn version_1_stays_available_and_a_bad_version_is_refused() {
 }
 
 /// The trend route and the version 2 snapshot: three minutes of event time
-/// (events stamped ahead of the wall clock move the engine's clock).
+/// (an EventClock observer moves the engine's clock through the minutes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trend_is_served_and_the_snapshot_carries_the_last_hour() {
-    let d = daemon("", "[[queues]]\nname = \"hotline\"\n").await;
+    let ahead = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let d = daemon_with(
+        "",
+        "[[queues]]\nname = \"hotline\"\n",
+        vec![Box::new(EventClock(ahead.clone()))],
+    )
+    .await;
     let base = (now_ms() / 60_000 + 1) * 60_000; // the next whole minute
     let at = |ms: i64, v: Value| {
         let mut v = v;
         v["ts"] = json!(base + ms);
         line(v)
     };
-    let lines = at(
-        -500,
-        json!({"type": "call_enqueued", "call": "c1", "queue": "hotline"}),
-    ) + &at(
-        30_000,
-        json!({"type": "call_enqueued", "call": "c2", "queue": "hotline"}),
-    ) + &at(
-        90_000,
-        json!({"type": "call_abandoned", "call": "c1", "queue": "hotline"}),
-    ) + &at(
-        150_000,
-        json!({"type": "agent_state", "agent": "a1", "state": "available", "queue": "hotline"}),
-    );
-    post(&d.addr, &lines).await;
+    // Each event is posted once the engine's clock has reached it.
+    let story = [
+        (
+            -500,
+            json!({"type": "call_enqueued", "call": "c1", "queue": "hotline"}),
+        ),
+        (
+            30_000,
+            json!({"type": "call_enqueued", "call": "c2", "queue": "hotline"}),
+        ),
+        (
+            90_000,
+            json!({"type": "call_abandoned", "call": "c1", "queue": "hotline"}),
+        ),
+        (
+            150_000,
+            json!({"type": "agent_state", "agent": "a1", "state": "available", "queue": "hotline"}),
+        ),
+    ];
+    for (ms, v) in story {
+        clock_to(&ahead, base + ms).await;
+        post(&d.addr, &at(ms, v)).await;
+    }
     let mut body = Value::Null;
     for _ in 0..100 {
         let r = support::http(

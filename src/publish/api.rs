@@ -167,6 +167,9 @@ const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Default)]
 struct IngestReport {
     accepted: usize,
+    /// Lines the decoder took (the engine may still refuse some: an
+    /// `unknown_call` is a fact about the feed, not a bad request).
+    decoded: usize,
     rejected_total: usize,
     rejected: Vec<serde_json::Value>,
     /// Accepted events whose verdict did not come within [`VERDICT_WAIT`].
@@ -212,6 +215,7 @@ impl IngestReport {
         if events.is_empty() {
             return Ok(());
         }
+        self.decoded += events.len();
         s.metrics
             .http_events
             .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -334,7 +338,9 @@ async fn ingest(State(s): State<AppState>, req: axum::extract::Request) -> Respo
         return stopping();
     }
     report.settle().await;
-    let status = if report.rejected_total == 0 || report.accepted > 0 {
+    // 400 only when no line could even be read; the engine's refusals of
+    // well-formed events are listed, not an error of the request.
+    let status = if report.rejected_total == 0 || report.decoded > 0 {
         StatusCode::ACCEPTED
     } else {
         StatusCode::BAD_REQUEST

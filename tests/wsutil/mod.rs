@@ -142,3 +142,25 @@ pub fn queue<'a>(msg: &'a Value, name: &str) -> Option<&'a Value> {
 pub async fn close(mut ws: Ws) {
     let _ = ws.send(Message::Close(None)).await;
 }
+
+/// Moves the engine's clock to the time a test sets: a stand-in for a
+/// producer whose clock runs ahead of this machine's. The daemon never lets
+/// one event's word move its clock (docs/failure-modes.md), so tests that
+/// need whole minutes of event time to pass in a second move it this way.
+pub struct EventClock(pub std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl acdmon::runtime::Observer for EventClock {
+    fn after_event(&mut self, engine: &mut acdmon::state::Engine, _queue: Option<usize>) {
+        let t = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        if t > engine.now().0 {
+            engine.tick(acdmon::time::Ts(t));
+        }
+    }
+}
+
+/// Sets the time [`EventClock`] moves the engine to, and waits a few of
+/// the engine's 100 ms ticks for it to get there.
+pub async fn clock_to(ahead: &std::sync::atomic::AtomicI64, t: i64) {
+    ahead.store(t, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+}
