@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod control;
 pub mod exposition;
+pub mod handover;
 pub mod health;
 pub mod info;
 pub mod metrics;
@@ -45,6 +46,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     api::routes(state.clone())
         .merge(control::routes(state.clone()))
+        .merge(handover::routes())
         .merge(info::routes())
         .merge(reload::routes())
         .merge(metrics_routes())
