@@ -297,6 +297,7 @@ impl HandoverObserver {
                 };
                 let mut h = self.compose(due, now);
                 h.late = true;
+                h.written = now;
                 h.escalations.active = None;
                 h.escalations.signed_in_by_ladder = None;
                 self.write(h, now);
@@ -461,7 +462,8 @@ impl HandoverObserver {
             day: span.day.clone(),
             start: span.start,
             end: span.end,
-            written: now,
+            // The state it reports is the end's (`late` records: now).
+            written: span.end,
             late: false,
             queues,
             escalations: ShiftEscalations {
@@ -628,11 +630,13 @@ impl Observer for HandoverObserver {
 
     fn intervals_closed(&mut self, records: &[IntervalRecord]) {
         let mut save = None;
+        let mut last_in = false;
         for r in records {
             if let Some(d) = self.due.as_mut()
                 && r.start >= d.running.span.start
                 && r.end <= d.running.span.end
             {
+                last_in |= r.end == d.running.span.end;
                 d.running.records.push(r.clone());
             } else if let Some(c) = self.current.as_mut()
                 && r.start >= c.span.start
@@ -641,6 +645,11 @@ impl Observer for HandoverObserver {
                 c.records.push(r.clone());
                 save = Some(c.span.start);
             }
+        }
+        // Every queue closes its intervals at the same boundary: with the
+        // one ending at the shift's end in, the record is complete.
+        if last_in && let Some(end) = self.due.as_ref().map(|d| d.running.span.end) {
+            self.finish_due(end);
         }
         if let (Some(start), Some(c)) = (save, self.current.as_ref()) {
             let peaks: Vec<(String, Peak)> = c
