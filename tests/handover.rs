@@ -4,11 +4,9 @@
 //! interval history's, whose escalations are the escalation log's, and
 //! whose duty log holds the notes made during that shift. The late shift
 //! ends with a ladder stage still active: its record is flagged. A restart
-//! between the shifts loses nothing. Through the HTTP API, the incoming
-//! supervisor acknowledges a record (who and when, once), and the duty log
-//! takes notes from admins only.
-
-mod support;
+//! between the shifts loses nothing; a full disk delays a record, never
+//! loses it. (The HTTP routes and a SIGKILL of the real binary:
+//! tests/handover_crash.rs.)
 
 use std::sync::Arc;
 
@@ -23,8 +21,6 @@ use acdmon::sources::RejectCounter;
 use acdmon::state::Engine;
 use acdmon::store::{IntervalRow, Store};
 use acdmon::time::Ts;
-use serde_json::Value;
-use support::http;
 
 fn config(dir: &std::path::Path) -> String {
     format!(
@@ -249,10 +245,18 @@ fn notes(store: &Store) {
         .insert_duty(at("07:59:00"), "night", "quiet night, nothing to hand over")
         .unwrap();
     store
-        .insert_duty(at("09:30:00"), "Zhang Wei", "PBX 2 rebooted at 09:25, back at 09:28")
+        .insert_duty(
+            at("09:30:00"),
+            "Zhang Wei",
+            "PBX 2 rebooted at 09:25, back at 09:28",
+        )
         .unwrap();
     store
-        .insert_duty(at("12:30:00"), "Li Na", "billing backlog passed to back office")
+        .insert_duty(
+            at("12:30:00"),
+            "Li Na",
+            "billing backlog passed to back office",
+        )
         .unwrap();
 }
 
@@ -327,7 +331,10 @@ fn a_replayed_two_shift_day_gives_two_handovers_that_match_the_history_and_the_l
     let hs = all_handovers(&store);
     assert_eq!(hs.len(), 2, "{hs:#?}");
     let (early, late) = (&hs[0], &hs[1]);
-    assert_eq!((early.shift.as_str(), early.day.as_str()), ("early", "2026-11-23"));
+    assert_eq!(
+        (early.shift.as_str(), early.day.as_str()),
+        ("early", "2026-11-23")
+    );
     assert_eq!((early.start, early.end), (at("08:00:00"), at("12:00:00")));
     assert_eq!(early.written, at("12:00:00"));
     assert_eq!((late.shift.as_str(), late.end), ("late", at("16:00:00")));
@@ -340,16 +347,28 @@ fn a_replayed_two_shift_day_gives_two_handovers_that_match_the_history_and_the_l
     let eh = queue(early, "hotline");
     assert_eq!((eh.offered, eh.answered, eh.abandoned), (11, 7, 4));
     assert_eq!(eh.intervals, 16);
-    assert_eq!((eh.peak_waiting, eh.peak_waiting_at), (4, Some(at("10:00:30"))));
+    assert_eq!(
+        (eh.peak_waiting, eh.peak_waiting_at),
+        (4, Some(at("10:00:30")))
+    );
     assert_eq!(eh.longest_wait_s, 300.0);
     let eb = queue(early, "billing");
-    assert_eq!((eb.offered, eb.answered, eb.service_level), (3, 3, Some(1.0)));
+    assert_eq!(
+        (eb.offered, eb.answered, eb.service_level),
+        (3, 3, Some(1.0))
+    );
     let lh = queue(late, "hotline");
     assert_eq!((lh.offered, lh.answered, lh.abandoned), (6, 6, 0));
     assert_eq!(lh.longest_wait_s, 200.0);
-    assert_eq!((lh.peak_waiting, lh.peak_waiting_at), (3, Some(at("15:58:20"))));
+    assert_eq!(
+        (lh.peak_waiting, lh.peak_waiting_at),
+        (3, Some(at("15:58:20")))
+    );
     let lb = queue(late, "billing");
-    assert_eq!((lb.offered, lb.answered, lb.abandoned, lb.short_abandoned), (5, 4, 1, 1));
+    assert_eq!(
+        (lb.offered, lb.answered, lb.abandoned, lb.short_abandoned),
+        (5, 4, 1, 1)
+    );
 
     // Early: the surge went up and came down; handed over clean.
     assert_eq!(early.escalations.started.len(), 1);
@@ -368,7 +387,11 @@ fn a_replayed_two_shift_day_gives_two_handovers_that_match_the_history_and_the_l
         Some(&["x1".to_string()][..])
     );
     assert!(late.unresolved);
-    assert!(late.unresolved_reasons[0].contains("experts"), "{:?}", late.unresolved_reasons);
+    assert!(
+        late.unresolved_reasons[0].contains("experts"),
+        "{:?}",
+        late.unresolved_reasons
+    );
 
     // Each note in the shift it was made in; the night's note in neither.
     let texts = |h: &Handover| -> Vec<String> { h.duty_log.iter().map(|d| d.by.clone()).collect() };
@@ -423,12 +446,15 @@ fn a_restart_between_shifts_loses_nothing() {
     let cfg = Config::parse("day.toml", &config(dir.path())).unwrap();
     // Stopped at 12:40: no call in flight, intervals to 12:30 closed.
     let split = at("12:40:00");
-    let (before, after): (Vec<Event>, Vec<Event>) =
-        events.into_iter().partition(|e| e.ts <= split);
+    let (before, after): (Vec<Event>, Vec<Event>) = events.into_iter().partition(|e| e.ts <= split);
     let mut run = start(&cfg, before[0].ts);
     notes(&run.store);
     feed(&mut run, before);
-    assert_eq!(all_handovers(&run.store).len(), 1, "the early record is written");
+    assert_eq!(
+        all_handovers(&run.store).len(),
+        1,
+        "the early record is written"
+    );
     // The daemon's clock ticks on to 12:40 (closing the intervals to 12:30).
     run.driver.advance(split);
     // No on_stop: dropped as a kill leaves it.
@@ -479,161 +505,57 @@ to = "21:00"
     let errs = Config::parse("s.toml", bad).unwrap_err();
     let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     assert!(
-        msgs.iter().any(|m| m.contains("s.toml:8:") && m.contains("overlaps shift `day`")),
+        msgs.iter()
+            .any(|m| m.contains("s.toml:8:") && m.contains("overlaps shift `day`")),
         "{msgs:#?}"
     );
     assert!(
-        msgs.iter().any(|m| m.contains("`20:10` must be on an interval boundary")),
+        msgs.iter()
+            .any(|m| m.contains("`20:10` must be on an interval boundary")),
         "{msgs:#?}"
     );
-    assert!(msgs.iter().any(|m| m.contains("`25:00` is not a time of day")), "{msgs:#?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("`25:00` is not a time of day")),
+        "{msgs:#?}"
+    );
     assert_eq!(msgs.len(), 3, "{msgs:#?}");
 }
 
-/// Minutes after midnight UTC, on the 15-minute grid.
-fn hhmm(m: i64) -> String {
-    let m = m.rem_euclid(1440);
-    format!("{:02}:{:02}", m / 60, m % 60)
-}
-
-/// A daemon restarted after a shift ended while it was down writes that
-/// shift's record late from the stored history; the incoming supervisor
-/// acknowledges it once (who and when recorded); the duty log takes notes
-/// from admins.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_incoming_supervisor_acknowledges_and_the_duty_log_takes_notes() {
+/// The disk is full when the early shift ends: the record is kept, storage
+/// health says so, and it is written once the disk has room again.
+#[test]
+fn a_handover_refused_by_a_full_disk_is_written_when_there_is_room() {
     let dir = tempfile::tempdir().unwrap();
-    let now = Ts::now();
-    let minute = (now.0.rem_euclid(86_400_000)) / 60_000;
-    let end = minute / 15 * 15 - 15;
-    let text = format!(
-        r#"
-[server]
-read_token = "reader"
-admin_token = "boss"
-[storage]
-path = "{}/audit.sqlite"
-[time]
-zone = "UTC"
-[handover]
-show_after = "1h"
-[[queues]]
-name = "hotline"
-[[shifts]]
-name = "past"
-from = "{}"
-to = "{}"
-[[shifts]]
-name = "current"
-from = "{}"
-to = "{}"
-"#,
-        dir.path().display(),
-        hhmm(end - 60),
-        hhmm(end),
-        hhmm(end),
-        hhmm(end + 720)
+    let cfg = Config::parse("day.toml", &config(dir.path())).unwrap();
+    let events = day();
+    let (before, after): (Vec<Event>, Vec<Event>) =
+        events.into_iter().partition(|e| e.ts < at("11:00:00"));
+    let mut run = start(&cfg, before[0].ts);
+    // A long note: the record needs pages of its own.
+    let note = "the surge at 10:00 came from the outage notice; ".repeat(120);
+    run.store
+        .insert_duty(at("10:30:00"), "Zhang Wei", &note)
+        .unwrap();
+    feed(&mut run, before);
+    run.store.set_full(true).unwrap();
+    run.driver.advance(at("12:00:00"));
+    run.driver.advance(at("12:00:01"));
+    assert!(all_handovers(&run.store).is_empty());
+    assert!(!run.store.health().ok());
+    assert!(
+        run.store.health().last_error().unwrap().contains("full"),
+        "{:?}",
+        run.store.health().last_error()
     );
-    let cfg = Config::parse("t.toml", &text).unwrap();
-    // The daemon ran during the past shift: two intervals in the history.
-    {
-        let store = Store::open(&cfg.storage.path).unwrap();
-        let start = Ts((now.0 - now.0.rem_euclid(60_000)) - (minute - end + 60) * 60_000);
-        let recs: Vec<_> = (0..2)
-            .map(|i| {
-                let s = start.plus_ms(i * 900_000);
-                let mut t = acdmon::state::window::Tally::default();
-                t.answered = 4;
-                t.answered_in_sl = 3;
-                t.abandoned = 1;
-                t.answered_wait_ms = 40_000;
-                acdmon::state::IntervalRecord {
-                    queue: "hotline".into(),
-                    start: s,
-                    end: s.plus_ms(900_000),
-                    window: acdmon::state::kpi::WindowView::from_tally(&t, Default::default()),
-                    staffed_agents: 3.0,
-                    required_agents: Some(3),
-                    observed_from: s,
-                }
-            })
-            .collect();
-        store.insert_intervals(&recs).unwrap();
-    }
-    let cti = acdmon::wiring::cti_registry(&cfg).unwrap();
-    let parts = acdmon::wiring::daemon_parts(&cfg, cti).unwrap();
-    let d = acdmon::wiring::start(cfg, parts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
-
-    let list: Vec<Value> = support::eventually(
-        std::time::Duration::from_secs(10),
-        "the late handover",
-        || async {
-            let r = http(&addr, "GET", "/api/v1/handovers", Some("reader"), "").await;
-            assert_eq!(r.status, 200, "{}", r.body);
-            let v: Vec<Value> = serde_json::from_str(&r.body).unwrap();
-            (!v.is_empty()).then_some(v)
-        },
-    )
-    .await;
-    assert_eq!(list.len(), 1);
-    let h = &list[0];
-    assert_eq!(h["shift"], "past");
-    assert_eq!(h["late"], true);
-    assert_eq!(h["queues"][0]["offered"], 10);
-    assert_eq!(h["queues"][0]["answered"], 8);
-    assert_eq!(h["escalations"]["active"], Value::Null);
-    assert_eq!(h["ack"], Value::Null);
-    let id = h["id"].as_u64().unwrap();
-
-    // The wall's banner shows it in the first hour of the next shift.
-    let r = http(&addr, "GET", "/api/v1/handovers/banner", Some("reader"), "").await;
-    let b: Value = serde_json::from_str(&r.body).unwrap();
-    assert_eq!(b["phase"], "after", "{b}");
-    assert_eq!(b["handover"]["id"], id);
-
-    // Acknowledging needs the admin token and a name.
-    let path = format!("/api/v1/handovers/{id}/ack");
-    let r = http(&addr, "POST", &path, Some("reader"), r#"{"by":"Wang Fang"}"#).await;
-    assert_eq!(r.status, 403, "{}", r.body);
-    let r = http(&addr, "POST", &path, Some("boss"), r#"{"by":"  "}"#).await;
-    assert_eq!(r.status, 400, "{}", r.body);
-    let before = Ts::now();
-    let r = http(&addr, "POST", &path, Some("boss"), r#"{"by":"Wang Fang"}"#).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let acked: Handover = serde_json::from_str(&r.body).unwrap();
-    let ack = acked.ack.unwrap();
-    assert_eq!(ack.by, "Wang Fang");
-    assert!(ack.at >= before && ack.at <= Ts::now(), "{ack:?}");
-    // Once only: the first acknowledgement stands.
-    let r = http(&addr, "POST", &path, Some("boss"), r#"{"by":"Zhao Lei"}"#).await;
-    assert_eq!(r.status, 409, "{}", r.body);
-    assert!(r.body.contains("Wang Fang"), "{}", r.body);
-    let r = http(&addr, "GET", &format!("/api/v1/handovers/{id}"), Some("reader"), "").await;
-    let v: Value = serde_json::from_str(&r.body).unwrap();
-    assert_eq!(v["ack"]["by"], "Wang Fang");
-    let r = http(&addr, "POST", "/api/v1/handovers/999/ack", Some("boss"), r#"{"by":"x"}"#).await;
-    assert_eq!(r.status, 404);
-
-    // The duty log: admins write, readers read.
-    let note = r#"{"text":"Queue 2 music on hold broken, ticket 4711","by":"Wang Fang"}"#;
-    let r = http(&addr, "POST", "/api/v1/duty-log", Some("reader"), note).await;
-    assert_eq!(r.status, 403, "{}", r.body);
-    let r = http(&addr, "POST", "/api/v1/duty-log", Some("boss"), r#"{"text":"","by":"x"}"#).await;
-    assert_eq!(r.status, 400, "{}", r.body);
-    let long = format!(r#"{{"text":"{}","by":"x"}}"#, "a".repeat(2001));
-    let r = http(&addr, "POST", "/api/v1/duty-log", Some("boss"), &long).await;
-    assert_eq!(r.status, 400, "{}", r.body);
-    let r = http(&addr, "POST", "/api/v1/duty-log", Some("boss"), note).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = http(&addr, "GET", "/api/v1/duty-log?since=0", Some("reader"), "").await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let v: Vec<Value> = serde_json::from_str(&r.body).unwrap();
-    assert_eq!(v.len(), 1);
-    assert_eq!(v[0]["by"], "Wang Fang");
-    assert!(v[0]["text"].as_str().unwrap().contains("4711"));
-    let r = http(&addr, "GET", "/api/v1/duty-log?since=soon", Some("reader"), "").await;
-    assert_eq!(r.status, 400);
+    run.store.set_full(false).unwrap();
+    feed(&mut run, after);
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 2);
+    assert_eq!(hs[0].shift, "early");
+    assert_eq!(hs[0].written, at("12:00:00"));
+    assert_eq!(hs[0].duty_log[0].text, note);
+    assert_matches_history(&store, &hs[0]);
+    assert!(store.health().ok());
 }

@@ -295,7 +295,7 @@ impl HandoverObserver {
                     pending: Vec::new(),
                     formulas: formulas(engine),
                 };
-                let mut h = self.compose(due, now);
+                let mut h = self.compose(due);
                 h.late = true;
                 h.written = now;
                 h.escalations.active = None;
@@ -378,7 +378,7 @@ impl HandoverObserver {
     }
 
     /// The record of a shift whose figures are all in.
-    fn compose(&self, due: Due, now: Ts) -> Handover {
+    fn compose(&self, due: Due) -> Handover {
         let span = &due.running.span;
         // Stored rows first (closed before a restart); this process's own
         // records of the same intervals replace them.
@@ -484,7 +484,7 @@ impl HandoverObserver {
 
     fn finish_due(&mut self, now: Ts) {
         if let Some(due) = self.due.take() {
-            let h = self.compose(due, now);
+            let h = self.compose(due);
             self.write(h, now);
         }
     }

@@ -5,6 +5,9 @@
 //! through the ladder's handle (the daemon's one store, read through its
 //! reader connection on a blocking thread), like the escalation log.
 
+// Helpers return the ready error response, as `api::read_guard` does.
+#![allow(clippy::result_large_err)]
+
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -131,10 +134,7 @@ async fn duty_add(
         (Err(e), _) => return error(StatusCode::BAD_REQUEST, format!("`text`: {e}")),
         (_, Err(e)) => return error(StatusCode::BAD_REQUEST, format!("`by`: {e}")),
         _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "`text` and `by` must not be empty",
-            );
+            return error(StatusCode::BAD_REQUEST, "`text` and `by` must not be empty");
         }
     };
     let st = match store(&s) {
