@@ -559,3 +559,38 @@ fn a_handover_refused_by_a_full_disk_is_written_when_there_is_room() {
     assert_matches_history(&store, &hs[0]);
     assert!(store.health().ok());
 }
+
+/// In advise mode the late surge leaves advice nobody has answered at
+/// 16:00: the record lists it and is flagged.
+#[test]
+fn advice_left_pending_at_the_shift_end_is_handed_over_and_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path()).replace(
+        "mode = \"auto\"",
+        "mode = \"advise\"\nadvice_expiry = \"1h\"",
+    );
+    let cfg = Config::parse("day.toml", &text).unwrap();
+    let events: Vec<Event> = day()
+        .into_iter()
+        .filter(|e| e.ts >= at("12:00:00"))
+        .collect();
+    let mut run = start(&cfg, events[0].ts);
+    feed(&mut run, events);
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    let late = hs.iter().find(|h| h.shift == "late").unwrap();
+    assert_eq!(late.escalations.advice_pending.len(), 1, "{late:#?}");
+    let advice = &late.escalations.advice_pending[0];
+    assert_eq!(
+        (advice.queue.as_str(), advice.stage_name.as_str()),
+        ("hotline", "experts")
+    );
+    assert_eq!(advice.ts, at("15:58:20"));
+    assert!(late.unresolved);
+    assert!(
+        late.unresolved_reasons.iter().any(|r| r.contains("advice")),
+        "{:?}",
+        late.unresolved_reasons
+    );
+    assert_matches_log(&store, late);
+}
