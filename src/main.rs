@@ -53,15 +53,23 @@ enum Command {
         #[arg(long)]
         config: String,
         /// First day (2026-11-23), local time (2026-11-23T09:00) or RFC 3339.
-        #[arg(long)]
-        from: String,
+        #[arg(long, required_unless_present = "handover")]
+        from: Option<String>,
         /// Last day (inclusive), local time or RFC 3339 (exclusive).
-        #[arg(long)]
-        to: String,
+        #[arg(long, required_unless_present = "handover")]
+        to: Option<String>,
         #[arg(long)]
         queue: Option<String>,
-        #[arg(long, value_enum, default_value = "csv")]
-        format: acdmon::store::report::ReportFormat,
+        /// csv or json for intervals (default csv); markdown or json for
+        /// `--handover` (default markdown).
+        #[arg(long, value_enum)]
+        format: Option<acdmon::store::report::ReportFormat>,
+        /// The shift handover records of a local day (2026-11-23) instead.
+        #[arg(long, conflicts_with_all = ["from", "to", "queue"])]
+        handover: Option<String>,
+        /// Language of the Markdown handover: en or zh-CN.
+        #[arg(long, default_value = "en")]
+        lang: String,
     },
 }
 
@@ -161,12 +169,30 @@ fn main() -> ExitCode {
             to,
             queue,
             format,
+            handover,
+            lang,
         } => {
+            use acdmon::store::report::{self, ReportFormat};
             let cfg = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match acdmon::store::report::run(&cfg, &from, &to, queue.as_deref(), format) {
+            let r = match (handover, from, to) {
+                (Some(day), _, _) => {
+                    report::handover(&cfg, &day, format.unwrap_or(ReportFormat::Markdown), &lang)
+                }
+                (None, Some(from), Some(to)) => report::run(
+                    &cfg,
+                    &from,
+                    &to,
+                    queue.as_deref(),
+                    format.unwrap_or(ReportFormat::Csv),
+                ),
+                _ => Err(report::ReportError::Args(
+                    "give --from and --to, or --handover DAY".into(),
+                )),
+            };
+            match r {
                 Ok(s) => {
                     print!("{s}");
                     ExitCode::SUCCESS

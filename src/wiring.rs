@@ -12,6 +12,7 @@ use crate::cti::webhook::Webhook;
 use crate::daemon;
 use crate::escalation::control::{self, LadderHandle};
 use crate::escalation::observer::LadderObserver;
+use crate::floor::handover::HandoverObserver;
 use crate::reload::Reloader;
 use crate::runtime::Observer;
 use crate::store::Store;
@@ -52,10 +53,13 @@ pub fn replay_observers_storing(cfg: &Config) -> Vec<Box<dyn Observer>> {
 
 fn replay_with(cfg: &Config, store_history: bool) -> Vec<Box<dyn Observer>> {
     let mut out: Vec<Box<dyn Observer>> = Vec::new();
+    let mut audit = None;
     match Store::in_memory() {
         Ok(store) => {
+            let store = Arc::new(store);
+            audit = Some(store.clone());
             let cti = Arc::new(CtiRegistry::only(Arc::new(LogOnly)));
-            match LadderObserver::new(cfg, Arc::new(store), cti) {
+            match LadderObserver::new(cfg, store, cti) {
                 Ok((obs, _)) => out.push(Box::new(obs)),
                 Err(e) => tracing::error!(error = %e, "the ladder cannot run"),
             }
@@ -64,7 +68,15 @@ fn replay_with(cfg: &Config, store_history: bool) -> Vec<Box<dyn Observer>> {
     }
     if store_history {
         match Store::open(&cfg.storage.path) {
-            Ok(s) => out.push(Box::new(IntervalHistory::new(Arc::new(s)))),
+            Ok(s) => {
+                let s = Arc::new(s);
+                out.push(Box::new(IntervalHistory::new(s.clone())));
+                // Handovers of the replayed shifts, with the replay's own
+                // escalation log.
+                if let Some(audit) = audit {
+                    out.push(Box::new(HandoverObserver::new(cfg, audit, s)));
+                }
+            }
             Err(e) => tracing::error!(error = %e, "interval history is not stored"),
         }
     }
@@ -99,6 +111,7 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
     let mut observers: Vec<Box<dyn Observer>> = vec![
         Box::new(ladder),
         Box::new(IntervalHistory::new(store.clone())),
+        Box::new(HandoverObserver::new(cfg, store.clone(), store.clone())),
     ];
     let checkpoint = if every.is_zero() {
         None

@@ -790,6 +790,121 @@ async fn the_wall_shows_a_red_banner_while_the_engine_is_stalled() {
     }
 }
 
+/// The shift handover on the wall: a shift ended while the daemon was down,
+/// so its record is written late on start; the wall shows it in a banner,
+/// the incoming supervisor acknowledges it there (their name recorded), and
+/// adds a note to the duty log from the wall's box.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incoming_supervisor_acknowledges_the_handover_on_the_wall() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = acdmon::time::Ts::now();
+    let minute = now.0.rem_euclid(86_400_000) / 60_000;
+    let end = minute / 15 * 15 - 15;
+    let hhmm = |m: i64| format!("{:02}:{:02}", m.rem_euclid(1440) / 60, m.rem_euclid(60));
+    let text = format!(
+        "[server]\nread_token = \"{READ}\"\nadmin_token = \"{ADMIN}\"\n\
+         [storage]\npath = {:?}\n[time]\nzone = \"UTC\"\n[handover]\nshow_after = \"1h\"\n\
+         [[queues]]\nname = \"hotline\"\n\
+         [[shifts]]\nname = \"early\"\nfrom = \"{}\"\nto = \"{}\"\n\
+         [[shifts]]\nname = \"late\"\nfrom = \"{}\"\nto = \"{}\"\n",
+        dir.path().join("a.sqlite").display().to_string(),
+        hhmm(end - 60),
+        hhmm(end),
+        hhmm(end),
+        hhmm(end + 720),
+    );
+    let cfg = acdmon::config::Config::parse("t.toml", &text).expect("config");
+    {
+        let store = acdmon::store::Store::open(&cfg.storage.path).unwrap();
+        let s = acdmon::time::Ts(now.0 - now.0.rem_euclid(60_000) - (minute - end + 30) * 60_000);
+        let t = acdmon::state::window::Tally {
+            answered: 12,
+            answered_in_sl: 9,
+            ..Default::default()
+        };
+        store
+            .insert_intervals(&[acdmon::state::IntervalRecord {
+                queue: "hotline".into(),
+                start: s,
+                end: s.plus_ms(900_000),
+                window: acdmon::state::kpi::WindowView::from_tally(&t, Default::default()),
+                staffed_agents: 3.0,
+                required_agents: Some(3),
+                observed_from: s,
+            }])
+            .unwrap();
+    }
+    let cti = acdmon::wiring::cti_registry(&cfg).unwrap();
+    let parts = acdmon::wiring::daemon_parts(&cfg, cti).unwrap();
+    let d = acdmon::wiring::start(cfg, parts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+    // The late record is written on the engine's first tick.
+    eventually(Duration::from_secs(10), "the handover record", || async {
+        let v = get_json_auth(&addr, "/api/v1/handovers").await?;
+        (!v.as_array()?.is_empty()).then_some(())
+    })
+    .await;
+
+    let url = format!("http://{addr}/?token={READ}&admin={ADMIN}");
+    let Some((_browser, mut page)) = launch(&url).await else {
+        return;
+    };
+    let banner = "(() => { const h = document.getElementById('handover'); return h.hidden ? '' : h.textContent; })()";
+    let start = Instant::now();
+    let shown = loop {
+        let t = page.eval(banner).await.as_str().unwrap_or("").to_string();
+        if t.contains("Acknowledge") {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no banner: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(shown.contains("early"), "{shown}");
+    assert!(shown.contains("hotline offered 12, SL 75.0%"), "{shown}");
+
+    page.eval("window.prompt = () => 'Wang Fang'; document.getElementById('handover-ack').click()")
+        .await;
+    let start = Instant::now();
+    loop {
+        let t = page.eval(banner).await.as_str().unwrap_or("").to_string();
+        if t.contains("acknowledged by Wang Fang") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not acknowledged: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v = get_json_auth(&addr, "/api/v1/handovers").await.unwrap();
+    assert_eq!(v[0]["ack"]["by"], "Wang Fang", "{v}");
+
+    // The duty-log box, shown to an admin.
+    page.eval(
+        "document.getElementById('duty-text').value = 'Trunk 3 noisy, carrier ticket 881'; \
+         document.getElementById('duty-by').value = 'Wang Fang'; \
+         document.querySelector('#duty button').click()",
+    )
+    .await;
+    let log = eventually(Duration::from_secs(5), "the duty-log entry", || async {
+        let v = get_json_auth(&addr, "/api/v1/duty-log?since=0").await?;
+        (!v.as_array()?.is_empty()).then_some(v)
+    })
+    .await;
+    assert_eq!(log[0]["text"], "Trunk 3 noisy, carrier ticket 881");
+    assert_eq!(log[0]["by"], "Wang Fang");
+}
+
+async fn get_json_auth(addr: &str, path: &str) -> Option<Value> {
+    let r = support::http(addr, "GET", path, Some(READ), "").await;
+    (r.status == 200).then(|| serde_json::from_str(&r.body).ok())?
+}
+
 /// The last hour on each tile: the floor manager sees hotline's queue build
 /// up minute by minute, its SL under the dashed target line, and an amber
 /// mark where the ladder stepped up. A new minute appears without a reload.

@@ -102,6 +102,10 @@ pub struct Config {
     pub schedules: Vec<crate::escalation::schedule::Schedule>,
     /// `[[cti]]` entries.
     pub cti: Vec<CtiConfig>,
+    /// `[[shifts]]`, compiled (no two overlap).
+    pub shifts: Vec<crate::floor::shift::Shift>,
+    /// `[handover]`.
+    pub handover: HandoverConfig,
 }
 
 impl Config {
@@ -205,8 +209,7 @@ struct Loader<'a> {
     errors: Vec<ConfigError>,
 }
 
-const SECTIONS: &str =
-    "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti";
+const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, shifts, handover";
 
 impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
@@ -239,6 +242,8 @@ impl<'a> Loader<'a> {
         let mut ladders: Vec<LadderConfig> = Vec::new();
         let mut schedule_cfgs: Vec<ScheduleConfig> = Vec::new();
         let mut cti: Vec<CtiConfig> = Vec::new();
+        let mut shift_cfgs: Vec<ShiftConfig> = Vec::new();
+        let mut handover = HandoverConfig::default();
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => server = self.de(value).unwrap_or_default(),
@@ -251,6 +256,8 @@ impl<'a> Loader<'a> {
                 "ladders" => ladders = self.each(value, "ladders", |l, v| l.de(v)),
                 "schedules" => schedule_cfgs = self.each(value, "schedules", |l, v| l.de(v)),
                 "cti" => cti = self.each(value, "cti", |l, v| l.cti(v)),
+                "shifts" => shift_cfgs = self.each(value, "shifts", |l, v| l.de(v)),
+                "handover" => handover = self.de(value).unwrap_or_default(),
                 other => self.err(
                     Some(key.span()),
                     format!("unknown section `{other}` (expected one of: {SECTIONS})"),
@@ -445,6 +452,14 @@ impl<'a> Loader<'a> {
         }
 
         let schedules = self.schedules(&schedule_cfgs, &ladder_names);
+        let intervals: Vec<i64> = std::iter::once(defaults_p.interval_ms)
+            .chain(
+                queues
+                    .iter()
+                    .filter_map(|q| Some(q.interval.as_ref()?.get_ref().millis())),
+            )
+            .collect();
+        let shifts = self.shifts(&shift_cfgs, &intervals);
 
         Some(Config {
             file: self.file.to_string(),
@@ -460,7 +475,67 @@ impl<'a> Loader<'a> {
             ladders,
             schedules,
             cti,
+            shifts,
+            handover,
         })
+    }
+
+    /// Compiles `[[shifts]]`: times `HH:MM` on interval boundaries, no two
+    /// shifts overlapping, names unique.
+    fn shifts(
+        &mut self,
+        cfgs: &[ShiftConfig],
+        intervals: &[i64],
+    ) -> Vec<crate::floor::shift::Shift> {
+        use crate::floor::shift::{Shift, check_time};
+        let mut out: Vec<Shift> = Vec::new();
+        for c in cfgs {
+            if c.name.is_empty() || out.iter().any(|s| s.name == c.name) {
+                self.err(
+                    Some(c.from.span()),
+                    format!("shift `{}`: names must be unique and not empty", c.name),
+                );
+            }
+            let time = |t: &Spanned<String>, l: &mut Self| -> Option<jiff::civil::Time> {
+                let parsed = crate::escalation::schedule::parse_time(t.get_ref())
+                    .ok_or_else(|| "is not a time of day (HH:MM)".to_string())
+                    .and_then(|x| check_time(x, intervals).map(|()| x));
+                match parsed {
+                    Ok(x) => Some(x),
+                    Err(why) => {
+                        l.err(
+                            Some(t.span()),
+                            format!("shift `{}`: `{}` {why}", c.name, t.get_ref()),
+                        );
+                        None
+                    }
+                }
+            };
+            let (Some(from), Some(to)) = (time(&c.from, self), time(&c.to, self)) else {
+                continue;
+            };
+            if from == to {
+                self.err(
+                    Some(c.from.span()),
+                    format!("shift `{}`: `from` and `to` are equal", c.name),
+                );
+                continue;
+            }
+            let s = Shift {
+                name: c.name.clone(),
+                from,
+                to,
+            };
+            if let Some(o) = out.iter().find(|o| o.overlaps(&s)) {
+                self.err(
+                    Some(c.from.span()),
+                    format!("shift `{}` overlaps shift `{}`", c.name, o.name),
+                );
+                continue;
+            }
+            out.push(s);
+        }
+        out
     }
 
     /// Compiles `[[schedules]]`, reporting bad dates, times, weekdays and

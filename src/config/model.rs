@@ -281,3 +281,35 @@ pub struct CtiConfig {
 pub enum CtiSpec {
     Webhook(crate::cti::webhook::WebhookConfig),
 }
+
+/// `[[shifts]]`: a named span of local time, every day; at its end acdmon
+/// writes the shift's handover record (see `src/floor/handover.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShiftConfig {
+    pub name: String,
+    /// Local time `"HH:MM"`, on an interval boundary; `from` > `to` wraps
+    /// midnight.
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+}
+
+/// `[handover]`: how the wall shows a shift's handover.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HandoverConfig {
+    /// The wall announces the coming handover this long before a shift ends.
+    pub show_before: HumanDuration,
+    /// The wall shows the handover record this long into the next shift
+    /// (and until it is acknowledged, whichever is shorter).
+    pub show_after: HumanDuration,
+}
+
+impl Default for HandoverConfig {
+    fn default() -> Self {
+        HandoverConfig {
+            show_before: HumanDuration::from_secs(600),
+            show_after: HumanDuration::from_secs(900),
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod control;
 pub mod exposition;
 pub mod guard;
+pub mod handover;
 pub mod health;
 pub mod info;
 pub mod merge_patch;
@@ -49,6 +50,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     api::routes(state.clone())
         .merge(control::routes(state.clone()))
+        .merge(handover::routes())
         .merge(info::routes())
         .merge(reload::routes())
         .merge(metrics_routes())

@@ -20,12 +20,14 @@ const INDEX: &str = include_str!("wall/index.html");
 const SCRIPT: &str = include_str!("wall/wall.js");
 const STYLE: &str = include_str!("wall/wall.css");
 const LOGIN: &str = include_str!("wall/login.html");
+const HANDOVER: &str = include_str!("wall/handover.js");
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/wall/wall.js", get(script))
         .route("/wall/wall.css", get(style))
+        .route("/wall/handover.js", get(handover))
 }
 
 /// The page's settings, as a JavaScript object literal safe inside `<script>`.
@@ -71,6 +73,16 @@ async fn script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         SCRIPT,
+    )
+        .into_response()
+}
+
+/// The shift handover banner and duty-log box (its own file: see
+/// `publish/handover.rs`).
+async fn handover() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        HANDOVER,
     )
         .into_response()
 }

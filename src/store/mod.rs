@@ -26,6 +26,7 @@
 //! could (see docs/failure-modes.md).
 
 pub mod checkpoint;
+pub mod handover;
 pub mod health;
 pub mod history;
 pub mod reloads;
@@ -129,6 +130,7 @@ CREATE TABLE IF NOT EXISTS intervals (
 
 /// Adds what later versions keep to a database an earlier version created.
 fn migrate(c: &Connection) -> Result<(), rusqlite::Error> {
+    c.execute_batch(handover::SCHEMA)?;
     let has = c
         .prepare("SELECT 1 FROM pragma_table_info('intervals') WHERE name = 'observed_from_ms'")?
         .exists([])?;
@@ -282,6 +284,7 @@ impl Store {
         let c = Connection::open_in_memory()?;
         c.pragma_update(None, "foreign_keys", "ON")?;
         c.execute_batch(SCHEMA)?;
+        migrate(&c)?;
         Ok(Store {
             writer: Mutex::new(c),
             reader: None,

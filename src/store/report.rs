@@ -31,6 +31,8 @@ pub const FORECAST_WEEKS: i64 = 4;
 pub enum ReportFormat {
     Csv,
     Json,
+    /// `--handover` only (interval rows are CSV or JSON).
+    Markdown,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +218,8 @@ fn num(x: Option<f64>) -> String {
 pub fn render(rows: &[ReportRow], format: ReportFormat) -> String {
     match format {
         ReportFormat::Json => serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into()),
-        ReportFormat::Csv => {
+        // `run` refuses Markdown for interval rows before rendering.
+        ReportFormat::Csv | ReportFormat::Markdown => {
             let mut s = String::from(
                 "queue,start,end,offered,answered,answered_in_sl,abandoned,short_abandoned,exited,\
                  service_level,asa_s,aht_s,abandon_rate,staffed_agents,required_agents,staffing_gap,\
@@ -269,6 +272,11 @@ pub fn run(
     queue: Option<&str>,
     format: ReportFormat,
 ) -> Result<String, ReportError> {
+    if format == ReportFormat::Markdown {
+        return Err(ReportError::Args(
+            "the interval report is csv or json; markdown is for --handover DAY".into(),
+        ));
+    }
     let from = parse_bound(from, &cfg.zone, false).map_err(ReportError::Args)?;
     let to = parse_bound(to, &cfg.zone, true).map_err(ReportError::Args)?;
     if !std::path::Path::new(&cfg.storage.path).exists() {
@@ -280,6 +288,49 @@ pub fn run(
     let store = Store::open_to_read(&cfg.storage.path)?;
     let rows = rows(cfg, &store, from, to, queue)?;
     Ok(render(&rows, format))
+}
+
+/// `acdmon report --handover DAY`: the handover records of the shifts that
+/// started on local date `day`, as Markdown (texts in `lang`: `en` or
+/// `zh-CN`) or JSON.
+pub fn handover(
+    cfg: &Config,
+    day: &str,
+    format: ReportFormat,
+    lang: &str,
+) -> Result<String, ReportError> {
+    let date: jiff::civil::Date = day
+        .parse()
+        .map_err(|_| ReportError::Args(format!("`{day}` is not a date (2026-11-23)")))?;
+    if cfg.shifts.is_empty() {
+        return Err(ReportError::Args(
+            "no [[shifts]] in the configuration: there are no handovers".into(),
+        ));
+    }
+    if !std::path::Path::new(&cfg.storage.path).exists() {
+        return Err(ReportError::Args(format!(
+            "no audit database at {} (run the daemon first)",
+            cfg.storage.path
+        )));
+    }
+    let store = Store::open_to_read(&cfg.storage.path)?;
+    let spans = crate::floor::shift::spans_on(&cfg.shifts, date, &cfg.zone);
+    let (Some(first), Some(last)) = (spans.first(), spans.iter().map(|s| s.end).max()) else {
+        return Ok(String::new());
+    };
+    let records: Vec<_> = store
+        .handovers(first.end, last.plus_ms(1), 1_000)?
+        .into_iter()
+        .filter(|h| h.day == day)
+        .collect();
+    Ok(match format {
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(&records).unwrap_or_else(|_| "[]".into()) + "\n"
+        }
+        ReportFormat::Markdown | ReportFormat::Csv => {
+            crate::floor::handover::markdown(&records, &cfg.zone, lang)
+        }
+    })
 }
 
 #[cfg(test)]
