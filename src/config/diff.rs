@@ -82,6 +82,15 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         d.needs_restart
             .push(format!("time.zone: {} -> {}", old.zone_name, new.zone_name));
     }
+    if old.shifts != new.shifts {
+        // The handover observer cuts the day into the shifts it started with.
+        d.needs_restart.push("shifts changed".into());
+    }
+    if old.handover.show_before != new.handover.show_before
+        || old.handover.show_after != new.handover.show_after
+    {
+        d.changes.push("handover: wall banner timing changed".into());
+    }
     if o.read_token != n.read_token {
         d.changes.push("server.read_token changed".into());
     }
