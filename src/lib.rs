@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod demo;
 pub mod escalation;
 pub mod event;
+pub mod floor;
 pub mod publish;
 pub mod reload;
 pub mod replay;

@@ -45,6 +45,9 @@ pub struct Report {
     /// Extension: intervals closed during the replay.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub intervals: Vec<IntervalRecord>,
+    /// Extension: `[[posts]]` as of the last event, with their breaches.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub posts: Vec<crate::floor::posts::PostView>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +107,7 @@ pub fn replay(
     let mut escalations = Vec::new();
     let mut intervals = Collector::default();
     let intervals_sink = intervals.handle();
+    let mut post_board = None;
 
     let mut on_event = |source: &str, ev: Event, driver: &mut Option<Driver>| {
         if driver.is_none()
@@ -126,6 +130,11 @@ pub fn replay(
             );
             d.observers = observers(cfg);
             d.observers.push(Box::new(intervals_sink.clone()));
+            if !cfg.posts.is_empty() {
+                let (posts, board) = crate::floor::posts::PostsObserver::new(cfg);
+                d.observers.push(Box::new(posts));
+                post_board = Some(board);
+            }
             d
         });
         d.apply(source, ev);
@@ -159,6 +168,7 @@ pub fn replay(
             let now = d.engine.now();
             d.advance(now);
             escalations.extend(d.before_publish());
+            d.stop();
             let e = &mut d.engine;
             let qs = (0..e.queue_count()).map(|q| e.queue_view(q)).collect();
             let ags = (0..e.agent_count()).map(|a| e.agent_view(a)).collect();
@@ -184,6 +194,9 @@ pub fn replay(
         escalations,
         rejected: rejects.by_reason(),
         intervals: intervals.take(),
+        posts: post_board
+            .map(|b| b.snapshot().posts.clone())
+            .unwrap_or_default(),
     })
 }
 

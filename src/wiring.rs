@@ -83,6 +83,8 @@ pub struct DaemonParts {
     /// The stored engine checkpoint, if any (restored at start when it
     /// still fits).
     pub checkpoint: Option<crate::state::EngineCheckpoint>,
+    /// What the post observer publishes (`/api/v1/posts`, `/metrics`).
+    pub posts: Arc<crate::floor::posts::PostBoard>,
 }
 
 /// The daemon's observers: the ladder (audit log in `[storage]`, acting
@@ -96,9 +98,11 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
     let (ladder, handle) =
         LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
     let every = cfg.storage.checkpoint_every.0;
+    let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
     let mut observers: Vec<Box<dyn Observer>> = vec![
         Box::new(ladder),
         Box::new(IntervalHistory::new(store.clone())),
+        Box::new(posts),
     ];
     let checkpoint = if every.is_zero() {
         None
@@ -113,6 +117,7 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
         cti,
         store,
         checkpoint,
+        posts: post_board,
     })
 }
 
@@ -128,6 +133,7 @@ pub fn start(cfg: Config, parts: DaemonParts) -> daemon::Daemon {
         parts.checkpoint,
     );
     control::attach(&d.state.publisher, parts.ladder);
+    crate::floor::attach(&d.state.publisher, parts.posts);
     let reloader = Reloader::new(
         d.state.clone(),
         parts.cti,

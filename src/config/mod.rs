@@ -10,6 +10,7 @@
 
 pub mod diff;
 mod model;
+mod posts;
 mod values;
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,7 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use model::*;
+pub use posts::PostConfig;
 pub use values::{HumanDuration, Secret, ct_eq};
 
 use crate::escalation::expr::Expr;
@@ -93,6 +95,8 @@ pub struct Config {
     pub schedules: Vec<crate::escalation::schedule::Schedule>,
     /// `[[cti]]` entries.
     pub cti: Vec<CtiConfig>,
+    /// `[[posts]]`, compiled (A/B post cover, see `crate::floor::posts`).
+    pub posts: Vec<crate::floor::posts::PostRule>,
 }
 
 impl Config {
@@ -196,7 +200,7 @@ struct Loader<'a> {
 }
 
 const SECTIONS: &str =
-    "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti";
+    "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, posts";
 
 impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
@@ -229,6 +233,7 @@ impl<'a> Loader<'a> {
         let mut ladders: Vec<LadderConfig> = Vec::new();
         let mut schedule_cfgs: Vec<ScheduleConfig> = Vec::new();
         let mut cti: Vec<CtiConfig> = Vec::new();
+        let mut post_cfgs: Vec<PostConfig> = Vec::new();
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => server = self.de(value).unwrap_or_default(),
@@ -241,6 +246,7 @@ impl<'a> Loader<'a> {
                 "ladders" => ladders = self.each(value, "ladders", |l, v| l.de(v)),
                 "schedules" => schedule_cfgs = self.each(value, "schedules", |l, v| l.de(v)),
                 "cti" => cti = self.each(value, "cti", |l, v| l.cti(v)),
+                "posts" => post_cfgs = self.each(value, "posts", |l, v| l.de(v)),
                 other => self.err(
                     Some(key.span()),
                     format!("unknown section `{other}` (expected one of: {SECTIONS})"),
@@ -426,6 +432,7 @@ impl<'a> Loader<'a> {
         }
 
         let schedules = self.schedules(&schedule_cfgs, &ladder_names);
+        let posts = self.posts(&post_cfgs, &agent_ids, &schedules);
 
         Some(Config {
             file: self.file.to_string(),
@@ -441,6 +448,7 @@ impl<'a> Loader<'a> {
             ladders,
             schedules,
             cti,
+            posts,
         })
     }
 
@@ -555,6 +563,7 @@ impl<'a> Loader<'a> {
                 window,
                 ladder: c.ladder.as_ref().map(|l| l.get_ref().clone()),
                 queues: c.queues.clone(),
+                select_ladder: c.select_ladder,
             });
         }
         out

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod control;
 pub mod exposition;
+pub mod floor;
 pub mod health;
 pub mod info;
 pub mod metrics;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics_routes())
         .merge(ws::routes())
         .merge(wall::routes())
+        .merge(floor::routes())
         .with_state(state)
 }
 
