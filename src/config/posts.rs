@@ -112,3 +112,82 @@ impl Loader<'_> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const FLOOR: &str = r#"
+[[agents]]
+id = "a1"
+[[agents]]
+id = "b1"
+
+[[schedules]]
+name = "night"
+from = "22:00"
+to = "08:00"
+select_ladder = false
+"#;
+
+    fn errors(posts: &str) -> Vec<String> {
+        match Config::parse("t.toml", &format!("{FLOOR}{posts}")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_post_is_compiled_with_its_defaults() {
+        let c = Config::parse(
+            "t.toml",
+            &format!("{FLOOR}[[posts]]\nname = \"desk\"\na = [\"a1\"]\nb = [\"b1\"]\nwhen = \"night\"\n"),
+        )
+        .unwrap();
+        let p = &c.posts[0];
+        assert_eq!((p.min, p.grace_ms, p.when.as_deref()), (1, 0, Some("night")));
+        assert!(!c.schedules[0].select_ladder);
+    }
+
+    #[test]
+    fn unknown_agents_and_schedules_are_reported_at_their_position() {
+        let e = errors(
+            r#"
+[[posts]]
+name = "desk"
+a = ["a1", "a2"]
+b = ["b9"]
+when = "nights"
+min = 4
+"#,
+        );
+        assert_eq!(
+            e,
+            vec![
+                "t.toml:15:12: post `desk`: unknown agent `a2` (no [[agents]] entry has that id)",
+                "t.toml:16:6: post `desk`: unknown agent `b9` (no [[agents]] entry has that id)",
+                "t.toml:17:8: post `desk`: unknown schedule `nights` (no [[schedules]] entry has that name)",
+                "t.toml:18:7: post `desk`: min 4 must be between 1 and the number of holders (3)",
+            ],
+            "{e:#?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_the_keys_a_post_takes() {
+        let e = errors("[[posts]]\nname = \"desk\"\na = [\"a1\"]\ncover = \"auto\"\n");
+        assert_eq!(
+            e,
+            vec![
+                "t.toml:15:1: unknown field `cover`, expected one of `name`, `a`, `b`, `min`, `queues`, `when`, `grace`, `present_reasons`"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_post_without_holders_or_listed_twice_is_an_error() {
+        let e = errors("[[posts]]\nname = \"desk\"\n[[posts]]\nname = \"desk\"\na = [\"a1\"]\n");
+        assert!(e.iter().any(|m| m.ends_with("post `desk` has no holders (`a`, `b`)")), "{e:?}");
+        assert!(e.iter().any(|m| m.ends_with("post `desk` is listed twice")), "{e:?}");
+    }
+}

@@ -192,6 +192,23 @@ mod tests {
         );
     }
 
+    /// A night window written for a post (`select_ladder = false`) is on
+    /// for the post but leaves every queue on its own ladder.
+    #[test]
+    fn a_post_only_window_never_chooses_a_ladder() {
+        let post_night = Schedule {
+            ladder: None,
+            select_ladder: false,
+            ..night()
+        };
+        let t = date(2026, 11, 27).at(23, 0, 0, 0);
+        assert!(post_night.on_at(t));
+        assert_eq!(
+            ladder_for(&[post_night], "hotline", Some("day"), t),
+            (Some("day"), None)
+        );
+    }
+
     #[test]
     fn parsing() {
         assert_eq!(parse_weekday("Sat"), Some(Weekday::Saturday));
