@@ -7,7 +7,10 @@
 //!   on site from 22:00 to 08:00 (a `select_ladder = false` schedule, so it
 //!   does not touch the ladders), a 5-minute grace.
 
+mod support;
+
 use std::process::Command;
+use std::time::Duration;
 
 use acdmon::time::Ts;
 use serde_json::{Value, json};
@@ -179,7 +182,11 @@ fn both_away_longer_than_the_grace_is_exactly_one_unmanned_period() {
     assert_eq!(desk["cover"], "unmanned", "{desk}");
     assert_eq!(desk["covered"], false);
     assert_eq!(desk["unmanned_since"], ts("09:40:00"));
-    assert_eq!(desk["unmanned_s"], json!(300.0), "09:40 to the last event, 09:45");
+    assert_eq!(
+        desk["unmanned_s"],
+        json!(300.0),
+        "09:40 to the last event, 09:45"
+    );
     assert_eq!(
         desk["breaches"],
         json!([{"start": ts("09:40:00"), "end": null}])
@@ -231,4 +238,110 @@ fn the_night_post_needs_one_supervisor_and_only_at_night() {
     // breach, from the first event.
     let desk = post(&posts, "hotline-desk");
     assert_eq!(desk["unmanned_since"], ts("21:00:00"));
+}
+
+/// The same floor on a running daemon, on wall time (grace 0 s so nothing
+/// waits): the post board behind the read token, the gauges on /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_shows_the_breach_in_the_api_and_the_metrics() {
+    use support::{eventually, http};
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nread_token = \"reader\"\nadmin_token = \"boss\"\n[storage]\npath = \"{}/audit.sqlite\"\n{}",
+        dir.path().display(),
+        CONFIG.replace("grace = \"2m\"", "grace = \"0s\"")
+    );
+    let cfg = acdmon::config::Config::parse("t.toml", &text).unwrap();
+    let cti = acdmon::wiring::cti_registry(&cfg).unwrap();
+    let parts = acdmon::wiring::daemon_parts(&cfg, cti).unwrap();
+    let d = acdmon::wiring::start(cfg, parts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+
+    let send = |lines: Vec<Value>| {
+        let addr = addr.clone();
+        async move {
+            let now = Ts::now().0;
+            let body: String = lines
+                .into_iter()
+                .map(|mut v| {
+                    v["ts"] = json!(now);
+                    format!("{v}\n")
+                })
+                .collect();
+            let r = http(&addr, "POST", "/api/v1/events", Some("boss"), &body).await;
+            assert_eq!(r.status, 202, "{}", r.body);
+        }
+    };
+    let desk = |want: &'static str| {
+        let addr = addr.clone();
+        async move {
+            eventually(Duration::from_secs(10), want, || {
+                let addr = addr.clone();
+                async move {
+                    let r = http(&addr, "GET", "/api/v1/posts", Some("reader"), "").await;
+                    let v: Value = serde_json::from_str(&r.body).ok()?;
+                    let p = v["posts"]
+                        .as_array()?
+                        .iter()
+                        .find(|p| p["post"] == "hotline-desk")?
+                        .clone();
+                    (p["cover"] == want).then_some(p)
+                }
+            })
+            .await
+        }
+    };
+
+    let r = http(&addr, "GET", "/api/v1/posts", None, "").await;
+    assert_eq!(r.status, 401, "the post board needs the read token");
+
+    send(vec![
+        json!({"type": "agent_joined_queue", "agent": "a1", "queue": "hotline"}),
+        json!({"type": "agent_state", "agent": "a1", "state": "available"}),
+    ])
+    .await;
+    // The daemon started with nobody at the desk: that was a breach too,
+    // closed when a1 arrived.
+    let before = desk("a").await["breaches"].as_array().unwrap().len();
+    send(vec![
+        json!({"type": "agent_state", "agent": "a1", "state": "logged_out"}),
+    ])
+    .await;
+    let p = desk("unmanned").await;
+    let breaches = p["breaches"].as_array().unwrap();
+    assert_eq!(breaches.len(), before + 1, "{p}");
+    assert_eq!(breaches[before]["start"], p["unmanned_since"]);
+    assert!(breaches[before]["end"].is_null());
+    let metrics = eventually(Duration::from_secs(10), "acd_post_covered 0", || {
+        let addr = addr.clone();
+        async move {
+            let r = http(&addr, "GET", "/metrics", None, "").await;
+            r.body
+                .contains("acd_post_covered{post=\"hotline-desk\"} 0")
+                .then_some(r.body)
+        }
+    })
+    .await;
+    assert!(metrics.contains("acd_post_unmanned_seconds{post=\"hotline-desk\"}"));
+
+    // B signs into the hotline: covered again, the gauge goes back to 1.
+    send(vec![
+        json!({"type": "agent_joined_queue", "agent": "b1", "queue": "hotline"}),
+        json!({"type": "agent_state", "agent": "b1", "state": "available"}),
+    ])
+    .await;
+    let p = desk("b").await;
+    assert!(p["breaches"][before]["end"].is_string(), "{p}");
+    eventually(Duration::from_secs(10), "acd_post_covered 1", || {
+        let addr = addr.clone();
+        async move {
+            let r = http(&addr, "GET", "/metrics", None, "").await;
+            r.body
+                .contains("acd_post_covered{post=\"hotline-desk\"} 1")
+                .then_some(())
+        }
+    })
+    .await;
 }

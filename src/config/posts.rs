@@ -141,11 +141,16 @@ select_ladder = false
     fn a_post_is_compiled_with_its_defaults() {
         let c = Config::parse(
             "t.toml",
-            &format!("{FLOOR}[[posts]]\nname = \"desk\"\na = [\"a1\"]\nb = [\"b1\"]\nwhen = \"night\"\n"),
+            &format!(
+                "{FLOOR}[[posts]]\nname = \"desk\"\na = [\"a1\"]\nb = [\"b1\"]\nwhen = \"night\"\n"
+            ),
         )
         .unwrap();
         let p = &c.posts[0];
-        assert_eq!((p.min, p.grace_ms, p.when.as_deref()), (1, 0, Some("night")));
+        assert_eq!(
+            (p.min, p.grace_ms, p.when.as_deref()),
+            (1, 0, Some("night"))
+        );
         assert!(!c.schedules[0].select_ladder);
     }
 
@@ -187,7 +192,14 @@ min = 4
     #[test]
     fn a_post_without_holders_or_listed_twice_is_an_error() {
         let e = errors("[[posts]]\nname = \"desk\"\n[[posts]]\nname = \"desk\"\na = [\"a1\"]\n");
-        assert!(e.iter().any(|m| m.ends_with("post `desk` has no holders (`a`, `b`)")), "{e:?}");
-        assert!(e.iter().any(|m| m.ends_with("post `desk` is listed twice")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.ends_with("post `desk` has no holders (`a`, `b`)")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m.ends_with("post `desk` is listed twice")),
+            "{e:?}"
+        );
     }
 }

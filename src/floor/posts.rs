@@ -29,8 +29,8 @@ use serde::Serialize;
 use crate::escalation::schedule::Schedule;
 use crate::event::AgentStatus;
 use crate::runtime::Observer;
-use crate::state::Engine;
 use crate::state::Agent;
+use crate::state::Engine;
 use crate::time::Ts;
 
 /// Breaches kept per post (the most recent).
@@ -54,6 +54,16 @@ pub struct PostRule {
     pub grace_ms: i64,
     /// Pause reasons during which a holder still counts as present.
     pub present_reasons: Vec<String>,
+}
+
+impl PostRule {
+    /// How long an absence must last to be a breach: the grace, and at
+    /// least 1 ms, so that the events of one instant settle first (a batch
+    /// that logs a holder in writes its queue join and its state at the same
+    /// time; the moment between them is not a breach).
+    fn settle_ms(&self) -> i64 {
+        self.grace_ms.max(1)
+    }
 }
 
 /// Who covers a post.
@@ -178,7 +188,7 @@ impl PostState {
             Cover::B
         } else {
             let from = *self.absent_since.get_or_insert(now);
-            if now.since(from) >= rule.grace_ms {
+            if now.since(from) >= rule.settle_ms() {
                 Cover::Unmanned
             } else {
                 Cover::Grace
@@ -331,12 +341,7 @@ impl PostsObserver {
             None
         };
         let mut qbuf: Vec<usize> = Vec::new();
-        for ((rule, sched), state) in self
-            .rules
-            .iter()
-            .zip(&self.schedules)
-            .zip(&mut self.states)
-        {
+        for ((rule, sched), state) in self.rules.iter().zip(&self.schedules).zip(&mut self.states) {
             let on = match (sched, local) {
                 (Some(s), Some(t)) => s.on_at(t),
                 _ => true,
@@ -412,7 +417,7 @@ impl Observer for PostsObserver {
             .iter()
             .zip(&self.states)
             .filter(|(_, s)| s.cover == Cover::Grace)
-            .filter_map(|(r, s)| s.absent_since.map(|a| a.plus_ms(r.grace_ms)))
+            .filter_map(|(r, s)| s.absent_since.map(|a| a.plus_ms(r.settle_ms())))
             .filter(|d| *d > now)
             .min();
         let minute = self

@@ -241,8 +241,10 @@ impl Metrics {
         if let Some(board) = crate::floor::board_for(publisher) {
             for p in &board.snapshot().posts {
                 let l = [("post", p.post.as_str())];
-                self.gauge("acd_post_covered", &l).set(p.covered as u8 as f64);
-                self.gauge("acd_post_unmanned_seconds", &l).set(p.unmanned_s);
+                self.gauge("acd_post_covered", &l)
+                    .set(p.covered as u8 as f64);
+                self.gauge("acd_post_unmanned_seconds", &l)
+                    .set(p.unmanned_s);
             }
         }
         let snap = publisher.snapshot();
