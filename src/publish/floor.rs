@@ -1,5 +1,6 @@
 //! The floor-rule routes: `GET /api/v1/posts` (read token), the A/B posts
-//! as the engine last published them (see [`crate::floor::posts`]).
+//! as the engine last published them (see [`crate::floor::posts`]), and
+//! the wall's post strip script.
 
 use axum::Json;
 use axum::Router;
@@ -13,7 +14,23 @@ use super::api::read_guard;
 use crate::floor::posts::PostsSnapshot;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/posts", get(posts))
+    Router::new()
+        .route("/api/v1/posts", get(posts))
+        .route("/wall/posts.js", get(script))
+}
+
+/// The wall's post strip (loaded by the wall page beside `wall.js`).
+const SCRIPT: &str = include_str!("wall/posts.js");
+
+async fn script() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        SCRIPT,
+    )
+        .into_response()
 }
 
 /// `{"as_of": ts, "posts": [PostView]}`; no posts configured (or a daemon
