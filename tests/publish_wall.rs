@@ -789,3 +789,58 @@ async fn the_wall_shows_a_red_banner_while_the_engine_is_stalled() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The post strip (`[[posts]]`): the front desk shows A holding it, then
+/// UNMANNED in red when a1 logs out, then B covering when b1 logs in, each
+/// without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_post_strip_shows_a_breach_and_who_covers() {
+    let floor = "[[agents]]\nid = \"a1\"\n[[agents]]\nid = \"b1\"\n\
+                 [[posts]]\nname = \"front-desk\"\na = [\"a1\"]\nb = [\"b1\"]\n";
+    let cfg = acdmon::config::Config::parse("t.toml", floor).unwrap();
+    let (posts, board) = acdmon::floor::posts::PostsObserver::new(&cfg);
+    let d = daemon_with("", floor, vec![Box::new(posts)]).await;
+    acdmon::floor::attach(&d.state.publisher, board);
+    post(&d.addr, &agent("a1", "available", "hotline")).await;
+
+    let url = format!("http://{}/?token={READ}", d.addr);
+    let Some((_browser, mut page)) = launch(&url).await else {
+        return;
+    };
+    let v = post_strip(&mut page, "a").await;
+    assert_eq!(v[0], "front-desk");
+    assert_eq!(v[2], "front-desk A a1");
+
+    post(&d.addr, &agent("a1", "logged_out", "hotline")).await;
+    let v = post_strip(&mut page, "unmanned").await;
+    assert!(
+        v[2].as_str()
+            .unwrap()
+            .starts_with("front-desk UNMANNED 0:0"),
+        "{v}"
+    );
+
+    post(&d.addr, &agent("b1", "available", "hotline")).await;
+    let v = post_strip(&mut page, "b").await;
+    assert_eq!(v[2], "front-desk B covers b1");
+}
+
+/// Waits until the first post of the strip has class `post {want}`; returns
+/// `[name, class, text]`.
+async fn post_strip(page: &mut Page, want: &str) -> Value {
+    const READ_STRIP: &str = "JSON.stringify([...document.querySelectorAll('#posts .post')]\
+        .map((e) => [e.dataset.post, e.className, e.textContent]))";
+    let start = Instant::now();
+    loop {
+        let s = page.eval(READ_STRIP).await;
+        let v: Value = serde_json::from_str(s.as_str().unwrap_or("[]")).unwrap();
+        if v[0][1] == format!("post {want}") {
+            return v[0].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the strip never showed {want}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
