@@ -48,6 +48,9 @@ pub struct Report {
     /// Extension: `[[posts]]` as of the last event, with their breaches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub posts: Vec<crate::floor::posts::PostView>,
+    /// Extension: schedule adherence per agent per local day (`[adherence]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adherence: Vec<crate::floor::adherence::DayAdherence>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +111,7 @@ pub fn replay(
     let mut intervals = Collector::default();
     let intervals_sink = intervals.handle();
     let mut post_board = None;
+    let mut adherence = None;
 
     let mut on_event = |source: &str, ev: Event, driver: &mut Option<Driver>| {
         if driver.is_none()
@@ -134,6 +138,10 @@ pub fn replay(
                 let (posts, board) = crate::floor::posts::PostsObserver::new(cfg);
                 d.observers.push(Box::new(posts));
                 post_board = Some(board);
+            }
+            if let Some((obs, handle)) = crate::floor::adherence::AdherenceObserver::new(cfg) {
+                d.observers.push(Box::new(obs));
+                adherence = Some(handle);
             }
             d
         });
@@ -196,6 +204,9 @@ pub fn replay(
         intervals: intervals.take(),
         posts: post_board
             .map(|b| b.snapshot().posts.clone())
+            .unwrap_or_default(),
+        adherence: adherence
+            .map(|h| h.days().as_ref().clone())
             .unwrap_or_default(),
     })
 }

@@ -83,8 +83,9 @@ pub struct DaemonParts {
     /// The stored engine checkpoint, if any (restored at start when it
     /// still fits).
     pub checkpoint: Option<crate::state::EngineCheckpoint>,
-    /// What the post observer publishes (`/api/v1/posts`, `/metrics`).
-    pub posts: Arc<crate::floor::posts::PostBoard>,
+    /// What the floor rules publish (`/api/v1/posts`, `/api/v1/adherence`,
+    /// `/metrics`) and take (`PUT /api/v1/schedule`).
+    pub floor: crate::floor::FloorHandles,
 }
 
 /// The daemon's observers: the ladder (audit log in `[storage]`, acting
@@ -104,6 +105,14 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
         Box::new(IntervalHistory::new(store.clone())),
         Box::new(posts),
     ];
+    let mut floor = crate::floor::FloorHandles {
+        posts: Some(post_board),
+        adherence: None,
+    };
+    if let Some((obs, handle)) = crate::floor::adherence::AdherenceObserver::new(cfg) {
+        observers.push(Box::new(obs));
+        floor.adherence = Some(handle);
+    }
     let checkpoint = if every.is_zero() {
         None
     } else {
@@ -117,7 +126,7 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
         cti,
         store,
         checkpoint,
-        posts: post_board,
+        floor,
     })
 }
 
@@ -133,7 +142,7 @@ pub fn start(cfg: Config, parts: DaemonParts) -> daemon::Daemon {
         parts.checkpoint,
     );
     control::attach(&d.state.publisher, parts.ladder);
-    crate::floor::attach(&d.state.publisher, parts.posts);
+    crate::floor::attach_all(&d.state.publisher, parts.floor);
     let reloader = Reloader::new(
         d.state.clone(),
         parts.cti,

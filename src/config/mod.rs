@@ -9,6 +9,7 @@
 //! checked last, with the spans serde kept for them.
 
 pub mod diff;
+mod adherence;
 mod model;
 mod posts;
 mod values;
@@ -23,6 +24,7 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use model::*;
+pub use adherence::{ActivityConfig, AdherenceConfig};
 pub use posts::PostConfig;
 pub use values::{HumanDuration, Secret, ct_eq};
 
@@ -97,6 +99,8 @@ pub struct Config {
     pub cti: Vec<CtiConfig>,
     /// `[[posts]]`, compiled (A/B post cover, see `crate::floor::posts`).
     pub posts: Vec<crate::floor::posts::PostRule>,
+    /// `[adherence]`, with its plan loaded (see `crate::floor::adherence`).
+    pub adherence: Option<crate::floor::adherence::AdherenceRules>,
 }
 
 impl Config {
@@ -200,7 +204,7 @@ struct Loader<'a> {
 }
 
 const SECTIONS: &str =
-    "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, posts";
+    "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, posts, adherence";
 
 impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
@@ -234,6 +238,7 @@ impl<'a> Loader<'a> {
         let mut schedule_cfgs: Vec<ScheduleConfig> = Vec::new();
         let mut cti: Vec<CtiConfig> = Vec::new();
         let mut post_cfgs: Vec<PostConfig> = Vec::new();
+        let mut adherence_cfg: Option<AdherenceConfig> = None;
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => server = self.de(value).unwrap_or_default(),
@@ -247,6 +252,7 @@ impl<'a> Loader<'a> {
                 "schedules" => schedule_cfgs = self.each(value, "schedules", |l, v| l.de(v)),
                 "cti" => cti = self.each(value, "cti", |l, v| l.cti(v)),
                 "posts" => post_cfgs = self.each(value, "posts", |l, v| l.de(v)),
+                "adherence" => adherence_cfg = Some(self.de(value).unwrap_or_default()),
                 other => self.err(
                     Some(key.span()),
                     format!("unknown section `{other}` (expected one of: {SECTIONS})"),
@@ -433,6 +439,7 @@ impl<'a> Loader<'a> {
 
         let schedules = self.schedules(&schedule_cfgs, &ladder_names);
         let posts = self.posts(&post_cfgs, &agent_ids, &schedules);
+        let adherence = adherence_cfg.map(|c| self.adherence(&c, &agent_ids, &zone));
 
         Some(Config {
             file: self.file.to_string(),
@@ -449,6 +456,7 @@ impl<'a> Loader<'a> {
             schedules,
             cti,
             posts,
+            adherence,
         })
     }
 

@@ -1,5 +1,6 @@
 //! Floor rules: the written rules a contact centre runs its floor by,
-//! beyond the emergency ladder. Today: A/B post cover ([`posts`]).
+//! beyond the emergency ladder: A/B post cover ([`posts`]) and schedule
+//! adherence ([`adherence`]).
 //!
 //! Each rule is an [`crate::runtime::Observer`] on the engine thread, so it
 //! is computed on event time from the same agent states the wall shows, and
@@ -7,32 +8,53 @@
 //! lives on a board (an `arc-swap`, never a lock the engine holds) that the
 //! HTTP routes and `/metrics` read.
 
+pub mod adherence;
 pub mod posts;
 
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::state::Publisher;
 
-type Boards = Mutex<Vec<(Weak<Publisher>, Arc<posts::PostBoard>)>>;
-
-fn boards() -> &'static Boards {
-    static B: std::sync::OnceLock<Boards> = std::sync::OnceLock::new();
-    B.get_or_init(|| Mutex::new(Vec::new()))
+/// What the floor rules of one daemon share with its HTTP routes.
+#[derive(Clone, Default)]
+pub struct FloorHandles {
+    pub posts: Option<Arc<posts::PostBoard>>,
+    pub adherence: Option<Arc<adherence::AdherenceHandle>>,
 }
 
-/// Makes `board` the post board of the daemon publishing through
+type Registry = Mutex<Vec<(Weak<Publisher>, FloorHandles)>>;
+
+fn registry() -> &'static Registry {
+    static R: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    R.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Makes `handles` the floor rules of the daemon publishing through
 /// `publisher` (the same keying as the ladder's handle: tests run several
 /// daemons in one process).
+pub fn attach_all(publisher: &Arc<Publisher>, handles: FloorHandles) {
+    let mut r = registry().lock().unwrap_or_else(|e| e.into_inner());
+    r.retain(|(p, _)| p.strong_count() > 0 && !std::ptr::eq(p.as_ptr(), Arc::as_ptr(publisher)));
+    r.push((Arc::downgrade(publisher), handles));
+}
+
+/// [`attach_all`] with the post board alone.
 pub fn attach(publisher: &Arc<Publisher>, board: Arc<posts::PostBoard>) {
-    let mut b = boards().lock().unwrap_or_else(|e| e.into_inner());
-    b.retain(|(p, _)| p.strong_count() > 0 && !std::ptr::eq(p.as_ptr(), Arc::as_ptr(publisher)));
-    b.push((Arc::downgrade(publisher), board));
+    let mut h = handles_for(publisher);
+    h.posts = Some(board);
+    attach_all(publisher, h);
+}
+
+/// The floor rules of the daemon publishing through `publisher`.
+pub fn handles_for(publisher: &Publisher) -> FloorHandles {
+    let r = registry().lock().unwrap_or_else(|e| e.into_inner());
+    r.iter()
+        .find(|(p, _)| std::ptr::eq(p.as_ptr(), publisher))
+        .map(|(_, h)| h.clone())
+        .unwrap_or_default()
 }
 
 /// The post board of the daemon publishing through `publisher`, if any.
 pub fn board_for(publisher: &Publisher) -> Option<Arc<posts::PostBoard>> {
-    let b = boards().lock().unwrap_or_else(|e| e.into_inner());
-    b.iter()
-        .find(|(p, _)| std::ptr::eq(p.as_ptr(), publisher))
-        .map(|(_, board)| board.clone())
+    handles_for(publisher).posts
 }

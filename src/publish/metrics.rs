@@ -248,6 +248,21 @@ impl Metrics {
             }
         }
         let snap = publisher.snapshot();
+        if crate::floor::handles_for(publisher).adherence.is_some() {
+            let mut out_of: std::collections::BTreeMap<&str, u32> =
+                snap.queues.iter().map(|q| (q.queue.as_str(), 0)).collect();
+            for a in &snap.agents {
+                if a.adherence.as_ref().is_some_and(|m| !m.in_adherence) {
+                    for q in &a.queues {
+                        *out_of.entry(q.as_str()).or_default() += 1;
+                    }
+                }
+            }
+            for (q, n) in out_of {
+                self.gauge("acd_agents_out_of_adherence", &[("queue", q)])
+                    .set(n as f64);
+            }
+        }
         let mut out = String::with_capacity(64 * 64 * (snap.queues.len() + 8));
         super::exposition::write_snapshot(&mut out, &snap, self.per_agent);
         out.push_str(&self.handle.render());
@@ -382,6 +397,11 @@ fn describe(r: &dyn Recorder) {
         "acd_post_unmanned_seconds",
         Some(Unit::Seconds),
         "How long the post has been unmanned (since its last holder left); 0 when covered.",
+    );
+    g(
+        "acd_agents_out_of_adherence",
+        Some(Unit::Count),
+        "Agents of the queue out of schedule adherence past their activity's tolerance ([adherence]).",
     );
     g(
         "acd_engine_stalled",
