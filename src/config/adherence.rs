@@ -58,7 +58,10 @@ impl Loader<'_> {
             None => Plan::default(),
             Some(path) => match std::fs::read_to_string(path) {
                 Err(e) => {
-                    self.err(None, format!("[adherence] schedule `{path}`: cannot read: {e}"));
+                    self.err(
+                        None,
+                        format!("[adherence] schedule `{path}`: cannot read: {e}"),
+                    );
                     Plan::default()
                 }
                 Ok(text) => match parse_plan(&text, zone, &|a| agents.contains(a)) {
@@ -84,9 +87,10 @@ impl Loader<'_> {
                 .iter()
                 .map(|a| Activity {
                     name: a.name.clone(),
-                    tolerance_ms: a.tolerance.map(|t| t.millis()).unwrap_or(
-                        c.tolerance.map(|t| t.millis()).unwrap_or(0),
-                    ),
+                    tolerance_ms: a
+                        .tolerance
+                        .map(|t| t.millis())
+                        .unwrap_or(c.tolerance.map(|t| t.millis()).unwrap_or(0)),
                     equivalent: a.equivalent.clone(),
                     queues: a.queues.clone(),
                 })

@@ -8,8 +8,8 @@
 //! entry. Cross-references (groups, ladders, sources, zones, expressions) are
 //! checked last, with the spans serde kept for them.
 
-pub mod diff;
 mod adherence;
+pub mod diff;
 mod model;
 mod posts;
 mod values;
@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
-pub use model::*;
 pub use adherence::{ActivityConfig, AdherenceConfig};
+pub use model::*;
 pub use posts::PostConfig;
 pub use values::{HumanDuration, Secret, ct_eq};
 
@@ -203,8 +203,7 @@ struct Loader<'a> {
     errors: Vec<ConfigError>,
 }
 
-const SECTIONS: &str =
-    "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, posts, adherence";
+const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, posts, adherence";
 
 impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {

@@ -145,11 +145,14 @@ pub fn parse_plan(
             err(format!("more than {MAX_SLOTS} slots"));
             break;
         }
-        plan.agents.entry(agent.to_string()).or_default().push(Slot {
-            start,
-            end,
-            activity: Arc::from(activity),
-        });
+        plan.agents
+            .entry(agent.to_string())
+            .or_default()
+            .push(Slot {
+                start,
+                end,
+                activity: Arc::from(activity),
+            });
         lines_of.entry(agent.to_string()).or_default().push(line);
     }
     for (agent, slots) in plan.agents.iter_mut() {
