@@ -479,6 +479,7 @@ mod tests {
         let mut s = PostState::new(Ts(0));
         for i in 0..(MAX_BREACHES as i64 + 10) {
             s.step(&r, true, 0, vec![], Ts(i * 2_000));
+            s.step(&r, true, 0, vec![], Ts(i * 2_000 + 500));
             s.step(&r, true, 1, vec!["a1".into()], Ts(i * 2_000 + 1_000));
         }
         assert_eq!(s.breaches.len(), MAX_BREACHES);
