@@ -99,3 +99,50 @@ impl Loader<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn check_config_reports_the_plans_bad_lines_at_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = dir.path().join("plan.csv");
+        std::fs::write(
+            &plan,
+            "agent,start,end,activity\n\
+             a1,2026-11-23 09:00,2026-11-23 12:00,phone\n\
+             ghost,2026-11-23 09:00,2026-11-23 12:00,phone\n",
+        )
+        .unwrap();
+        let text = format!(
+            "[[agents]]\nid = \"a1\"\n[adherence]\nschedule = \"{}\"\n\
+             [[adherence.activities]]\nname = \"break\"\n[[adherence.activities]]\nname = \"break\"\n",
+            plan.display()
+        );
+        let e: Vec<String> = Config::parse("t.toml", &text)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            e,
+            vec![
+                "t.toml:1:1: adherence activity `break` is listed twice".to_string(),
+                format!(
+                    "{}:3:1: unknown agent `ghost` (no [[agents]] entry has that id)",
+                    plan.display()
+                ),
+            ]
+        );
+        std::fs::write(&plan, "a1,2026-11-23 09:00,2026-11-23 12:00,phone\n").unwrap();
+        let c = Config::parse(
+            "t.toml",
+            &text.replace("name = \"break\"\n[[adherence.activities]]\n", ""),
+        )
+        .unwrap();
+        let r = c.adherence.unwrap();
+        assert_eq!(r.plan.slots(), 1);
+        assert_eq!(r.activities.len(), 1);
+    }
+}
