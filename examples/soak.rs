@@ -109,7 +109,7 @@ impl Traffic {
             out,
             r#"{{"ts":{ts},"type":"call_enqueued","call":"{call}","queue":"q{q}"}}"#
         );
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             let _ = writeln!(
                 out,
                 r#"{{"ts":{ts},"type":"call_abandoned","call":"{call}","queue":"q{q}"}}"#

@@ -458,7 +458,7 @@ impl AdherenceObserver {
         self.next = next.filter(|n| *n > now);
         // Keep today and yesterday.
         let today = local_day(now, &zone);
-        if let Some(yesterday) = today.yesterday().ok() {
+        if let Ok(yesterday) = today.yesterday() {
             self.days.retain(|(d, _), _| *d >= yesterday);
         }
     }
