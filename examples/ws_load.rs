@@ -24,8 +24,19 @@
 //! bytes read and discarded): the cost of the WebSocket fan-out alone, to
 //! compare the daemon's with in the same way on the same machine.
 //!
+//! Protocol (`--proto 2`, the default; `--proto 1` for whole views): with
+//! version 2 the tool also counts, on one client, the bytes of the changed
+//! fields themselves (`"key":value` of every leaf of every patch) against
+//! the bytes of the messages that carried them.
+//!
+//! Quiet floor (`--quiet-seconds S`): 1,000 queues (`--queues`) each with a
+//! caller waiting and 10,000 agents (`--agents`) logged in are set up, the
+//! clients connect, and then no event arrives for S seconds: the bytes per
+//! client per second are what time passing costs.
+//!
 //! Run:
 //!   cargo run --release --example ws_load -- --clients 500 --rate 50000 --seconds 10 --coalesce 100ms
+//!   cargo run --release --example ws_load -- --clients 100 --quiet-seconds 60 --queues 1000 --agents 10000
 //!   cargo run --release --example ws_load -- --clients 500 --rate 50000 --seconds 10 --coalesce 100ms --baseline-bytes 76000
 //! Options: --queues N (50) and --agents N (1000) spread the traffic; the
 //! size of each message grows with how many queues and agents change.
@@ -50,6 +61,10 @@ struct Args {
     /// Baseline: no daemon; a bare axum WebSocket server broadcasts one
     /// message of this many bytes every `coalesce` to every client.
     baseline_bytes: Option<usize>,
+    /// `/ws` protocol version.
+    proto: u8,
+    /// Quiet floor: set up, then no events for this long.
+    quiet_seconds: Option<u64>,
 }
 
 fn args() -> Args {
@@ -62,6 +77,8 @@ fn args() -> Args {
         agents: 1000,
         client_threads: 1,
         baseline_bytes: None,
+        proto: 2,
+        quiet_seconds: None,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -76,6 +93,8 @@ fn args() -> Args {
             "--agents" => a.agents = val.parse().expect("--agents N"),
             "--client-threads" => a.client_threads = val.parse().expect("--client-threads N"),
             "--baseline-bytes" => a.baseline_bytes = Some(val.parse().expect("--baseline-bytes N")),
+            "--proto" => a.proto = val.parse().expect("--proto 1|2"),
+            "--quiet-seconds" => a.quiet_seconds = Some(val.parse().expect("--quiet-seconds S")),
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -94,9 +113,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The probe number in a message, if it carries a view of agent `probe`.
+/// The probe number in a message, if it carries a view (version 1) or a
+/// patch (version 2, keyed by id) of agent `probe`.
 fn probe_in(text: &str) -> Option<usize> {
-    let at = memchr::memmem::find(text.as_bytes(), b"\"agent\":\"probe\"")?;
+    let at = memchr::memmem::find(text.as_bytes(), b"\"agent\":\"probe\"")
+        .or_else(|| memchr::memmem::find(text.as_bytes(), b"\"probe\":{"))?;
     let rest = &text[at..];
     let r = memchr::memmem::find(rest.as_bytes(), b"\"reason\":\"p")?;
     let digits = &rest[r + 11..];
@@ -104,6 +125,36 @@ fn probe_in(text: &str) -> Option<usize> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(digits.len());
     digits[..end].parse().ok()
+}
+
+/// Bytes of the changed fields of a version 2 delta: `"key":value` of every
+/// leaf of every queue and agent patch (ids, nesting and the envelope are
+/// the overhead).
+fn changed_field_bytes(text: &str) -> u64 {
+    fn leaves(v: &serde_json::Value) -> u64 {
+        match v {
+            serde_json::Value::Object(m) => m
+                .iter()
+                .map(|(k, x)| match x {
+                    serde_json::Value::Object(_) => leaves(x),
+                    _ => k.len() as u64 + 3 + x.to_string().len() as u64,
+                })
+                .sum(),
+            _ => v.to_string().len() as u64,
+        }
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return 0;
+    };
+    if v["type"] != "delta" {
+        return 0;
+    }
+    ["queues", "agents"]
+        .iter()
+        .filter_map(|k| v[*k].as_object())
+        .flat_map(|m| m.values())
+        .map(leaves)
+        .sum()
 }
 
 /// CPU seconds used so far by this process's threads, by thread-name prefix.
@@ -267,6 +318,54 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
+    // Client 0, while measuring: bytes of deltas, and of their changed fields.
+    let bytes0 = Arc::new(AtomicU64::new(0));
+    let fields0 = Arc::new(AtomicU64::new(0));
+    let proto = a.proto;
+
+    // Quiet floor: queues with a caller waiting and logged-in agents, set up
+    // before anyone connects.
+    // The source binds its port on the daemon's runtime: wait for it.
+    let t_src = Instant::now();
+    let mut tcp = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", json_port)) {
+            Ok(t) => break t,
+            Err(e) if t_src.elapsed() < Duration::from_secs(10) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("json source: {e}"),
+        }
+    };
+    tcp.set_nodelay(true).unwrap();
+    if a.quiet_seconds.is_some() {
+        let now_ms = acdmon::time::Ts::now().0;
+        let mut buf = Vec::new();
+        for q in 0..a.queues {
+            let _ = writeln!(
+                buf,
+                "{{\"ts\":{now_ms},\"type\":\"call_enqueued\",\"call\":\"w{q}\",\"queue\":\"q{q}\"}}"
+            );
+        }
+        for g in 0..a.agents {
+            let st = if g % 2 == 0 { "on_call" } else { "paused" };
+            let _ = writeln!(
+                buf,
+                "{{\"ts\":{now_ms},\"type\":\"agent_state\",\"agent\":\"a{g}\",\"state\":\"{st}\",\"reason\":\"lunch\",\"queue\":\"q{}\"}}",
+                g % a.queues as u64
+            );
+        }
+        tcp.write_all(&buf).expect("write set-up events");
+        if let Server::Daemon(s) = &server {
+            let t0 = Instant::now();
+            while s.publisher.snapshot().agents.len() < a.agents as usize {
+                assert!(t0.elapsed() < Duration::from_secs(60), "set-up not applied");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let snapshot_bytes = Arc::new(AtomicU64::new(0));
 
     // Clients: their own runtime (one thread unless --client-threads).
     let client_rt = if a.client_threads <= 1 {
@@ -290,13 +389,15 @@ fn main() {
             received.clone(),
             bytes.clone(),
         );
+        let (bytes0, fields0, snapshot_bytes) =
+            (bytes0.clone(), fields0.clone(), snapshot_bytes.clone());
         let n = a.clients;
         std::thread::Builder::new()
             .name("ws-clients".into())
             .spawn(move || {
                 client_rt.block_on(async move {
                     let mut tasks = Vec::new();
-                    for _ in 0..n {
+                    for ci in 0..n {
                         // tungstenite zeroes its whole read buffer on every
                         // read (128 KiB by default: 8% of this tool's CPU);
                         // a smaller one keeps the clients' cost honest.
@@ -304,7 +405,7 @@ fn main() {
                             tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
                                 .read_buffer_size(32 << 10);
                         let (ws, _) = tokio_tungstenite::connect_async_with_config(
-                            format!("ws://{addr}/ws"),
+                            format!("ws://{addr}/ws?v={proto}"),
                             Some(cfg),
                             true,
                         )
@@ -316,6 +417,8 @@ fn main() {
                             received.clone(),
                             bytes.clone(),
                         );
+                        let (bytes0, fields0, snapshot_bytes) =
+                            (bytes0.clone(), fields0.clone(), snapshot_bytes.clone());
                         tasks.push(tokio::spawn(async move {
                             let (_w, mut r) = ws.split();
                             let mut seen = 0usize; // probes up to this one are seen
@@ -326,8 +429,18 @@ fn main() {
                                     break;
                                 }
                                 if let Message::Text(t) = m {
+                                    if t.starts_with("{\"type\":\"snapshot\"") {
+                                        snapshot_bytes.store(t.len() as u64, Ordering::Relaxed);
+                                    }
                                     received.fetch_add(1, Ordering::Relaxed);
                                     bytes.fetch_add(t.len() as u64, Ordering::Relaxed);
+                                    if ci == 0 && proto == 2 && measuring.load(Ordering::Relaxed) {
+                                        let f = changed_field_bytes(&t);
+                                        if f > 0 {
+                                            bytes0.fetch_add(t.len() as u64, Ordering::Relaxed);
+                                            fields0.fetch_add(f, Ordering::Relaxed);
+                                        }
+                                    }
                                     if let Some(p) = probe_in(&t) {
                                         let now = epoch.elapsed().as_micros() as u64;
                                         if p > seen {
@@ -368,10 +481,43 @@ fn main() {
     }
 
     // Generator: a blocking TCP writer in batches of 1 ms.
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", json_port)).expect("json source");
-    tcp.set_nodelay(true).unwrap();
     let warmup = Duration::from_secs(2);
     let total = warmup + Duration::from_secs(a.seconds);
+    if let Some(q) = a.quiet_seconds {
+        std::thread::sleep(warmup);
+        let b0 = bytes.load(Ordering::Relaxed);
+        let r0 = received.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        let cpu0 = cpu_by_thread();
+        std::thread::sleep(Duration::from_secs(q));
+        let secs = t0.elapsed().as_secs_f64();
+        let per_client = (bytes.load(Ordering::Relaxed) - b0) as f64 / secs / a.clients as f64;
+        let msgs = (received.load(Ordering::Relaxed) - r0) as f64 / secs / a.clients as f64;
+        let cpu: serde_json::Map<String, serde_json::Value> = cpu_by_thread()
+            .into_iter()
+            .map(|(k, v)| {
+                let used = (v - cpu0.get(&k).copied().unwrap_or(0.0)) / secs;
+                (k, serde_json::json!((used * 1000.0).round() / 1000.0))
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "floor": "quiet (no events)",
+                "proto": a.proto,
+                "clients": a.clients,
+                "queues_with_a_caller_waiting": a.queues,
+                "agents": a.agents,
+                "ws_coalesce": a.coalesce,
+                "measured_s": (secs * 10.0).round() / 10.0,
+                "snapshot_bytes": snapshot_bytes.load(Ordering::Relaxed),
+                "bytes_per_client_per_s": (per_client * 10.0).round() / 10.0,
+                "messages_per_client_per_s": (msgs * 100.0).round() / 100.0,
+                "cpu_cores_used": cpu,
+            })
+        );
+        std::process::exit(0);
+    }
     let start = Instant::now();
     let mut events: u64 = 0;
     let mut probe = 0usize;
@@ -387,6 +533,7 @@ fn main() {
                 events,
                 received.load(Ordering::Relaxed),
                 cpu_by_thread(),
+                bytes.load(Ordering::Relaxed),
             ));
         }
         let due = (start.elapsed().as_secs_f64() * a.rate as f64) as u64;
@@ -446,7 +593,7 @@ fn main() {
         }
         std::thread::sleep(Duration::from_micros(500));
     }
-    let (m_start, m_events, m_recv, cpu0) = measured_from.expect("measured");
+    let (m_start, m_events, m_recv, cpu0, m_bytes) = measured_from.expect("measured");
     let secs = m_start.elapsed().as_secs_f64();
     let cpu: serde_json::Map<String, serde_json::Value> = cpu_by_thread()
         .into_iter()
@@ -456,6 +603,7 @@ fn main() {
         })
         .collect();
     let ev_rate = (events - m_events) as f64 / secs;
+    let byte_rate = (bytes.load(Ordering::Relaxed) - m_bytes) as f64 / secs / a.clients as f64;
     let msg_rate = (received.load(Ordering::Relaxed) - m_recv) as f64 / secs / a.clients as f64;
     measuring.store(false, Ordering::Relaxed);
     // Let in-flight probes land, then stop the clients.
@@ -531,6 +679,14 @@ fn main() {
             "fan_out_spread_ms": pcts(&mut spread),
             "messages_per_client_per_s": (msg_rate * 10.0).round() / 10.0,
             "mbytes_to_clients": bytes.load(Ordering::Relaxed) as f64 / 1e6,
+            "proto": a.proto,
+            "bytes_per_client_per_s": byte_rate.round(),
+            "snapshot_bytes": snapshot_bytes.load(Ordering::Relaxed),
+            "client0_delta_bytes": bytes0.load(Ordering::Relaxed),
+            "client0_changed_field_bytes": fields0.load(Ordering::Relaxed),
+            "sent_per_changed_field_byte": if fields0.load(Ordering::Relaxed) > 0 {
+                serde_json::json!((bytes0.load(Ordering::Relaxed) as f64 / fields0.load(Ordering::Relaxed) as f64 * 100.0).round() / 100.0)
+            } else { serde_json::Value::Null },
             "resyncs": resyncs,
             "cpu_cores_used": cpu,
             "load_average_1m": std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_string)),

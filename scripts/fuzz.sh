@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs one cargo-fuzz target for a while.
-#   scripts/fuzz.sh <target> [seconds]     targets: esl_parser ami_parser ami_session queue_log_line hep_packet sip_message
+#   scripts/fuzz.sh <target> [seconds]     targets: esl_parser ami_parser ami_session queue_log_line hep_packet sip_message json_ingest
 # Needs the nightly toolchain; installs cargo-fuzz if it is missing.
 # Seeds the corpus from the recorded transcripts in tests/data.
 set -euo pipefail
@@ -45,6 +45,15 @@ PY
     for f in tests/data/sip/messages/*.sip; do
       sed 's/$/\r/' "$f" > "$corpus/seed-$(basename "$f")"
     done ;;
+  json_ingest)
+    # The first byte picks the chunk size; the rest is a body.
+    { printf '\x07'; head -c 8192 tests/data/day.jsonl; } > "$corpus/seed-day"
+    for ts in 9223372036854775807 -1 1e15 1e308 '"9999-12-31T23:59:59Z"' '"+999999-01-01T00:00:00Z"'; do
+      printf '\x03{"ts":%s,"type":"agent_state","agent":"x","state":"available"}\n' "$ts" \
+        > "$corpus/seed-ts-$(echo "$ts" | tr -dc '0-9a-zA-Z')"
+    done ;;
 esac
+dict=()
+if [ -f "fuzz/dict/$target.dict" ]; then dict=("-dict=dict/$target.dict"); fi
 cd fuzz
-exec cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$secs" -max_len=16384
+exec cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$secs" -max_len=16384 "${dict[@]}"

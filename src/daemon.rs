@@ -273,10 +273,22 @@ pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> any
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(%addr, "serving the wall, API, /ws and /metrics");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")
+    serve_until(listener, state, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Serves HTTP until `stop` completes, then gives requests in flight
+/// `shutdown_drain` to finish and closes every connection still open.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let limits = crate::publish::server::HttpLimits {
+        header_timeout: state.config.load().server.header_timeout.0,
+        shutdown_drain: state.config.load().server.shutdown_drain.0,
+    };
+    crate::publish::server::serve(listener, router(state), limits, stop).await;
 }
 
 /// After serving: tells the engine to stop once it has applied what came

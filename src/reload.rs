@@ -245,6 +245,8 @@ fn keep_restart_only(old: &Config, mut new: Config) -> Config {
     new.server.ws_coalesce = old.server.ws_coalesce;
     new.server.per_agent_metrics = old.server.per_agent_metrics;
     new.server.engine_stall_after = old.server.engine_stall_after.clone();
+    new.server.header_timeout = old.server.header_timeout;
+    new.server.shutdown_drain = old.server.shutdown_drain;
     new.storage = old.storage.clone();
     new.zone = old.zone.clone();
     new.zone_name = old.zone_name.clone();

@@ -145,14 +145,20 @@ impl Driver {
     /// falls before it, so a ladder stage fires at its due time, not at the
     /// next event. An event whose time cannot be used is counted and skipped
     /// (see `admit`).
-    pub fn apply(&mut self, source: &str, mut ev: Event) {
+    pub fn apply(&mut self, source: &str, ev: Event) {
+        self.apply_checked(source, ev);
+    }
+
+    /// [`Driver::apply`], returning the reason when the event was refused
+    /// (its time, or the engine; already counted and logged).
+    pub fn apply_checked(&mut self, source: &str, mut ev: Event) -> Option<Reject> {
         if let Err(rej) = self.admit(&mut ev) {
             self.rejects.record(
                 source,
                 &format_args!("engine ({})", ev.kind.type_name()),
                 &rej,
             );
-            return;
+            return Some(rej);
         }
         self.run_deadlines_until(ev.ts);
         let qi = queue_of(&ev.kind).and_then(|q| self.engine.find_queue(q));
@@ -160,9 +166,9 @@ impl Driver {
         let queues_before = self.engine.queue_count();
         let kind = ev.kind.type_name();
         let r = self.engine.apply(ev);
-        if let Err(rej) = r {
+        if let Err(rej) = &r {
             self.rejects
-                .record(source, &format_args!("engine ({kind})"), &rej);
+                .record(source, &format_args!("engine ({kind})"), rej);
         }
         // A queue first seen in this event was created last.
         let qi = qi.or_else(|| {
@@ -173,6 +179,7 @@ impl Driver {
             o.after_event(&mut self.engine, qi);
         }
         self.flush_intervals();
+        r.err()
     }
 
     /// Moves the clock to `now`, running observer deadlines on the way.
@@ -389,6 +396,21 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
             }
             driver.engine.set_position(&source, position);
             n.max(1)
+        }
+        Envelope::Checked {
+            source,
+            events,
+            verdict,
+        } => {
+            let n = events.len();
+            let refused: Vec<_> = events
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, ev)| driver.apply_checked(&source, ev).map(|r| (i, r)))
+                .collect();
+            // The sender may have gone (client disconnected): nothing to do.
+            let _ = verdict.send(refused);
+            n
         }
     }
 }

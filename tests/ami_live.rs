@@ -73,7 +73,11 @@ impl Rig {
                 return;
             }
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(Envelope::Batch { events, .. } | Envelope::Positioned { events, .. })) => {
+                Ok(Some(
+                    Envelope::Batch { events, .. }
+                    | Envelope::Positioned { events, .. }
+                    | Envelope::Checked { events, .. },
+                )) => {
                     for e in events {
                         let _ = self.engine.apply(e);
                     }

@@ -204,3 +204,59 @@ fn required_agents_follow_the_rolling_arrival_rate() {
     let q = e.find_queue("q").unwrap();
     assert_eq!(e.required_agents(q), Some(14));
 }
+
+/// A queue builds up over three minutes while the ladder steps up, then
+/// drains: the trend has one sample per whole minute (event time, no wall
+/// clock), each with what the wall needs for sparklines and stage marks.
+#[test]
+fn the_trend_samples_each_queue_once_a_minute_on_event_time() {
+    use acdmon::state::view::EscalationStatus;
+    // t(0) is a whole minute.
+    let mut e = Engine::starting_at(EngineConfig::default(), t(0));
+    e.apply(ev(1, state("a1", AgentStatus::Available))).unwrap();
+    e.apply(ev(5, enq("c1"))).unwrap();
+    e.apply(ev(70, enq("c2"))).unwrap(); // after the first whole minute, t(60)
+    let q = e.find_queue("q").unwrap();
+    e.set_escalation(
+        q,
+        Some(EscalationStatus {
+            stage: 2,
+            stage_name: "overflow".into(),
+            since: t(70),
+            signed_in: vec![],
+            pending: vec![],
+        }),
+    );
+    e.apply(ev(130, answer("c1", "a1"))).unwrap(); // after t(120)
+    e.set_escalation(q, None);
+    e.advance(t(200)); // t(180) sampled; t(240) not yet
+    let s = e.queue(q).trend.last(10);
+    assert_eq!(s.len(), 3, "{s:?}");
+    assert_eq!(
+        s.iter().map(|x| x.at).collect::<Vec<_>>(),
+        vec![t(60), t(120), t(180)]
+    );
+    assert_eq!(
+        s.iter().map(|x| x.waiting).collect::<Vec<_>>(),
+        vec![1, 2, 1]
+    );
+    assert_eq!(s[0].longest_wait_s, 55.0, "c1 waiting since t(5)");
+    assert_eq!(s[1].longest_wait_s, 115.0);
+    assert_eq!(s[2].longest_wait_s, 110.0, "c2 since t(70)");
+    assert_eq!(
+        s.iter().map(|x| x.stage).collect::<Vec<_>>(),
+        vec![0, 2, 0],
+        "stage began and ended"
+    );
+    assert_eq!(s[1].service_level, None, "nothing answered yet");
+    assert_eq!(
+        s[2].service_level,
+        Some(0.0),
+        "c1 answered after 125 s, past 20 s"
+    );
+    assert_eq!((s[0].available, s[0].logged_in), (1, 1));
+    assert_eq!((s[2].available, s[2].logged_in), (0, 1));
+    // A replay that jumps a day ahead keeps only the minutes it can hold.
+    e.advance(t(86_400));
+    assert_eq!(e.queue(q).trend.len(), acdmon::state::trend::KEEP_MINUTES);
+}

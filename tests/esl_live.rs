@@ -44,7 +44,9 @@ async fn collect_until(
             .expect("source stopped");
         let evs = match env {
             Envelope::Event { event, .. } => vec![event],
-            Envelope::Batch { events, .. } | Envelope::Positioned { events, .. } => events,
+            Envelope::Batch { events, .. }
+            | Envelope::Positioned { events, .. }
+            | Envelope::Checked { events, .. } => events,
             _ => Vec::new(),
         };
         let hit = evs.iter().any(&done);

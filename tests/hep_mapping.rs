@@ -852,3 +852,401 @@ fn real_kamailio_hepv2_datagrams_map_like_v3() {
     let wait = ev[1].ts.0 - ev[0].ts.0;
     assert!((1450..1700).contains(&wait), "{wait} ms");
 }
+
+/// An agent leg that names its caller in `X-Call-Ref` is tied to that
+/// caller or to none: when the caller is unknown (it hung up, was
+/// redirected, or was never mirrored) the leg must not take the longest
+/// waiter of its queue by FIFO. Here a caller waits in sales while the
+/// platform rings 1002 for a caller acdmon never saw: the waiting caller
+/// stays waiting, the agent is just on a call.
+#[test]
+fn a_tagged_agent_leg_naming_an_unknown_call_is_never_fifo_matched() {
+    let mut c = Collector::new(config());
+    let mut waiting = Leg::new("c5@pbx", "4930555", "8001", CALLER, PLATFORM);
+    c.via_proxy(0, CALLER, PLATFORM, &waiting.request("INVITE", 1));
+    waiting.to_tag = Some("t".into());
+    c.via_proxy(
+        10,
+        PLATFORM,
+        CALLER,
+        &waiting.response(200, "OK", "INVITE", 1),
+    );
+    let mut a = Leg::new("a5@pbx", "platform", "1002", PLATFORM, PHONE_1002)
+        .with_header("X-Queue: sales")
+        .with_header("X-Call-Ref: gone-before-we-started@pbx");
+    c.via_proxy(2_000, PLATFORM, PHONE_1002, &a.request("INVITE", 1));
+    a.to_tag = Some("x".into());
+    c.via_proxy(
+        3_800,
+        PHONE_1002,
+        PLATFORM,
+        &a.response(200, "OK", "INVITE", 1),
+    );
+    // The waiting caller gives up at 4.5 s: an abandon, not a completed call.
+    c.via_proxy(4_500, CALLER, PLATFORM, &waiting.request("BYE", 2));
+    assert_eq!(
+        c.story(),
+        vec![
+            "0.01s enqueued c5@pbx in sales from 4930555",
+            "3.8s agent-002 on_call (sales)",
+            "4.5s abandoned c5@pbx in sales",
+        ]
+    );
+}
+
+fn register(user: &str, call_id: &str, cseq: u32, expires: u32) -> String {
+    format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE_1002};branch=z9hG4bKr{cseq}\r\n\
+         From: <sip:{user}@example.com>;tag=r\r\nTo: <sip:{user}@example.com>\r\nCall-ID: {call_id}\r\n\
+         CSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{PHONE_1002}>;expires={expires}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn register_ok(user: &str, call_id: &str, cseq: u32, expires: Option<u32>) -> String {
+    let contact = expires
+        .map(|e| format!("Contact: <sip:{user}@{PHONE_1002}>;expires={e}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {PHONE_1002};branch=z9hG4bKr{cseq}\r\n\
+         From: <sip:{user}@example.com>;tag=r\r\nTo: <sip:{user}@example.com>;tag=reg\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n{contact}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Membership does not wait for a call: sales lists agent-002 and
+/// agent-003 in the configuration; agent-002's phone registers (logged in)
+/// and refuses the first call at once with 486 (do-not-disturb); it stays a
+/// logged-in member. Its registration lapses (the registrar granted 60 s and
+/// no refresh came): logged out. agent-003's phone registers and then
+/// unregisters (Expires 0): logged out at once.
+#[test]
+fn members_come_from_configuration_and_presence_from_register() {
+    let mut cfg = config();
+    cfg.members
+        .insert("sales".into(), vec!["agent-002".into(), "agent-003".into()]);
+    let mut c = Collector::new(cfg.clone());
+    // The live task reports static members when it starts listening.
+    let mut start = Vec::new();
+    c.ingest.start(Ts(T0), &mut start);
+    c.events.extend(start);
+    // The phone asks for an hour; the registrar grants 60 s.
+    c.via_proxy(
+        1_000,
+        PHONE_1002,
+        PROXY,
+        &register("1002", "reg2@phone", 1, 3600),
+    );
+    c.via_proxy(
+        1_010,
+        PROXY,
+        PHONE_1002,
+        &register_ok("1002", "reg2@phone", 1, Some(60)),
+    );
+    let mut a =
+        Leg::new("a6@pbx", "platform", "1002", PLATFORM, PHONE_1002).with_header("X-Queue: sales");
+    c.via_proxy(5_000, PLATFORM, PHONE_1002, &a.request("INVITE", 1));
+    a.to_tag = Some("dnd".into());
+    c.via_proxy(
+        5_020,
+        PHONE_1002,
+        PLATFORM,
+        &a.response(486, "Busy Here", "INVITE", 1),
+    );
+    c.via_proxy(
+        6_000,
+        PHONE_1002,
+        PROXY,
+        &register("1003", "reg3@phone", 1, 3600),
+    );
+    c.via_proxy(
+        6_010,
+        PROXY,
+        PHONE_1002,
+        &register_ok("1003", "reg3@phone", 1, Some(3600)),
+    );
+    c.via_proxy(
+        8_000,
+        PHONE_1002,
+        PROXY,
+        &register("1003", "reg3@phone", 2, 0),
+    );
+    c.via_proxy(
+        8_010,
+        PROXY,
+        PHONE_1002,
+        &register_ok("1003", "reg3@phone", 2, None),
+    );
+    let mut tail = Vec::new();
+    c.ingest.tick(Ts(T0 + 30_000), &mut tail);
+    assert!(tail.is_empty(), "{tail:?}");
+    // The clock is the senders' (the last capture time, advanced by local
+    // time): 53 s after the last packet (8.01 s) it is 61.01 s, and the 60 s
+    // granted at 1.01 s have run out. The sweep notices and dates it then.
+    c.ingest.tick(Ts(T0 + 8_010 + 53_000), &mut tail);
+    c.events.extend(tail);
+    assert_eq!(
+        c.story(),
+        vec![
+            "0s AgentJoinedQueue { agent: \"agent-002\", queue: \"sales\" }",
+            "0s AgentJoinedQueue { agent: \"agent-003\", queue: \"sales\" }",
+            "1.01s agent-002 available",
+            "6.01s agent-003 available",
+            "8.01s agent-003 logged_out",
+            "61.01s agent-002 logged_out",
+        ]
+    );
+
+    // Through the engine: while registered, both count as logged in to
+    // sales although neither has taken a call.
+    let text = "[time]\nzone = \"UTC\"\n[[queues]]\nname = \"sales\"\n";
+    let engine_cfg = acdmon::config::Config::parse("t.toml", text).unwrap();
+    let mut engine = acdmon::state::Engine::starting_at(engine_cfg.engine_config(), Ts(T0));
+    for e in c.events.iter().filter(|e| e.ts.0 <= T0 + 6_010) {
+        engine.apply(e.clone()).unwrap();
+    }
+    let q = engine.find_queue("sales").unwrap();
+    let view = serde_json::to_value(engine.queue_view(q)).unwrap();
+    assert_eq!(view["agents"]["logged_in"], 2, "{view}");
+}
+
+/// The proxy's mirror of a ring-all hunt group: the caller dials q-hunt
+/// (early media), Kamailio forks the same INVITE (same Call-ID, its own Via
+/// branch per target, the phone in the Request-URI) to 1001 and 1002.
+/// 1002 is busy at once, 1001 rings and answers after 3 s.
+#[test]
+fn a_ring_all_hunt_group_in_the_proxy_rings_agents_as_branches() {
+    let mut c = Collector::new(config());
+    let msg = |start: &str, vias: &[&str], to_tag: Option<&str>, cseq: &str| {
+        let vias: String = vias
+            .iter()
+            .map(|v| format!("Via: SIP/2.0/UDP {v}\r\n"))
+            .collect();
+        let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        format!(
+            "{start}\r\n{vias}From: <sip:4930777@example.com>;tag=c7\r\n\
+             To: <sip:q-hunt@example.com>{to_tag}\r\nCall-ID: hunt7@pbx\r\nCSeq: {cseq}\r\n\
+             Contact: <sip:x@10.0.0.9>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let caller_via = "10.0.0.50:5060;branch=z9hG4bKcaller7";
+    let via1 = "10.0.0.1:5060;branch=z9hG4bKfork7.0";
+    let via2 = "10.0.0.1:5060;branch=z9hG4bKfork7.1";
+    let invite = "INVITE sip:q-hunt@example.com SIP/2.0";
+    c.send(
+        0,
+        CALLER,
+        PROXY,
+        &msg(invite, &[caller_via], None, "1 INVITE"),
+    );
+    let to_1001 = "INVITE sip:1001@10.0.0.101 SIP/2.0";
+    let to_1002 = "INVITE sip:1002@10.0.0.102 SIP/2.0";
+    c.send(
+        2,
+        PROXY,
+        PHONE_1001,
+        &msg(to_1001, &[via1, caller_via], None, "1 INVITE"),
+    );
+    c.send(
+        2,
+        PROXY,
+        PHONE_1002,
+        &msg(to_1002, &[via2, caller_via], None, "1 INVITE"),
+    );
+    let busy = "SIP/2.0 486 Busy Here";
+    c.send(
+        30,
+        PHONE_1002,
+        PROXY,
+        &msg(busy, &[via2, caller_via], Some("p2"), "1 INVITE"),
+    );
+    let ringing = "SIP/2.0 180 Ringing";
+    c.send(
+        60,
+        PHONE_1001,
+        PROXY,
+        &msg(ringing, &[via1, caller_via], Some("p1"), "1 INVITE"),
+    );
+    c.send(
+        61,
+        PROXY,
+        CALLER,
+        &msg(ringing, &[caller_via], Some("p1"), "1 INVITE"),
+    );
+    let ok = "SIP/2.0 200 OK";
+    c.send(
+        3_060,
+        PHONE_1001,
+        PROXY,
+        &msg(ok, &[via1, caller_via], Some("p1"), "1 INVITE"),
+    );
+    c.send(
+        3_061,
+        PROXY,
+        CALLER,
+        &msg(ok, &[caller_via], Some("p1"), "1 INVITE"),
+    );
+    let bye = "BYE sip:1001@10.0.0.101 SIP/2.0";
+    c.send(
+        63_000,
+        CALLER,
+        PROXY,
+        &msg(
+            bye,
+            &["10.0.0.50:5060;branch=z9hG4bKb"],
+            Some("p1"),
+            "2 BYE",
+        ),
+    );
+    assert_eq!(
+        c.story(),
+        vec![
+            "0s enqueued hunt7@pbx in hunt from 4930777",
+            "0.002s AgentJoinedQueue { agent: \"agent-001\", queue: \"hunt\" }",
+            "0.002s AgentJoinedQueue { agent: \"agent-002\", queue: \"hunt\" }",
+            "0.06s agent-001 ringing (hunt)",
+            "3.06s answered hunt7@pbx in hunt by agent-001",
+            "63s completed hunt7@pbx in hunt by agent-001",
+        ]
+    );
+    assert!(c.rejects.is_empty(), "{:?}", c.rejects);
+}
+
+/// Early-media queues: the answer is the agent's pick-up. With a tied agent
+/// leg, the call is answered at that leg's 200 (9 s), not at the caller
+/// leg's 200 the platform sends after bridging (11 s). With no agent leg
+/// seen, the caller leg's 200 is the only answer there is.
+#[test]
+fn early_media_answer_time_is_the_agent_legs_200() {
+    let mut c = Collector::new(config());
+    let mut caller = Leg::new("c8@pbx", "4930888", "q-support", CALLER, PLATFORM);
+    c.via_proxy(0, CALLER, PLATFORM, &caller.request("INVITE", 1));
+    caller.to_tag = Some("em8".into());
+    c.via_proxy(
+        100,
+        PLATFORM,
+        CALLER,
+        &caller.response(183, "Session Progress", "INVITE", 1),
+    );
+    let mut a = Leg::new("a8@pbx", "platform", "1001", PLATFORM, PHONE_1001)
+        .with_header("X-Call-Ref: c8@pbx");
+    c.via_proxy(5_000, PLATFORM, PHONE_1001, &a.request("INVITE", 1));
+    a.to_tag = Some("p".into());
+    c.via_proxy(
+        9_000,
+        PHONE_1001,
+        PLATFORM,
+        &a.response(200, "OK", "INVITE", 1),
+    );
+    // The platform plays a whisper to the agent, then connects the caller.
+    c.via_proxy(
+        11_000,
+        PLATFORM,
+        CALLER,
+        &caller.response(200, "OK", "INVITE", 1),
+    );
+
+    let mut lone = Leg::new("c9@pbx", "4930999", "q-support", CALLER, PLATFORM);
+    c.via_proxy(20_000, CALLER, PLATFORM, &lone.request("INVITE", 1));
+    lone.to_tag = Some("em9".into());
+    c.via_proxy(
+        27_000,
+        PLATFORM,
+        CALLER,
+        &lone.response(200, "OK", "INVITE", 1),
+    );
+    let answers: Vec<String> = c
+        .story()
+        .into_iter()
+        .filter(|s| s.contains("answered"))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            "9s answered c8@pbx in support by agent-001",
+            "27s answered c9@pbx in support by unknown",
+        ]
+    );
+}
+
+/// `record = "path"`: what the collector accepted, written as HEPv3 (HEPv2
+/// datagrams re-encoded), replays through `acdmon replay --format hep` into
+/// the same events. The HEPv2 datagrams are a real Kamailio 5.6 capture.
+#[test]
+fn a_recorded_capture_replays_into_the_live_events_hepv2_included() {
+    let mut cfg = config();
+    cfg.queues.push(QueueRule {
+        pattern: "^8002$".into(),
+        queue: Some("support".into()),
+        match_on: UserFrom::RequestUri,
+        answer: AnswerMode::EarlyMedia,
+    });
+    cfg.record = Some(std::env::temp_dir().join("unused-by-the-sans-io-core.hep"));
+    let mut ingest = cfg.ingest().unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hep/kamailio_v2");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.sort();
+    let mut live = Vec::new();
+    for f in &files {
+        ingest
+            .on_datagram(&std::fs::read(f).unwrap(), Ts(0), &mut live)
+            .unwrap();
+    }
+    // A v3 call after the v2 ones, from a sender with a correlation id.
+    let mut caller = Leg::new("r10@pbx", "4930100", "8001", CALLER, PLATFORM);
+    let mut v3 = |ms: i64, src: &str, dst: &str, sip: &str| {
+        let p = HepBuilder {
+            correlation_id: Some(b"r10@pbx"),
+            ..HepBuilder::sip(addr(src), addr(dst), Ts(T0 + ms))
+        }
+        .build(sip.as_bytes());
+        ingest.on_datagram(&p, Ts(T0 + ms), &mut live).unwrap();
+    };
+    v3(0, CALLER, PLATFORM, &caller.request("INVITE", 1));
+    caller.to_tag = Some("t".into());
+    v3(
+        10,
+        PLATFORM,
+        CALLER,
+        &caller.response(200, "OK", "INVITE", 1),
+    );
+    v3(9_000, CALLER, PLATFORM, &caller.request("BYE", 2));
+    let recorded = ingest.take_recorded();
+    assert_eq!(&recorded[..4], b"HEP3");
+    assert!(ingest.take_recorded().is_empty(), "taken once");
+    assert_eq!(live.len(), 4, "{live:?}");
+
+    // Replayed through the same path `acdmon replay` uses.
+    let fmt = acdmon::replay::detect(&recorded);
+    assert_eq!(fmt, acdmon::replay::Format::Hep);
+    let mut d = HepReplayDecoder::new(&cfg).unwrap();
+    let mut replayed = Vec::new();
+    for chunk in recorded.chunks(501) {
+        replayed.extend(d.feed(chunk));
+    }
+    replayed.extend(d.finish());
+    let replayed: Vec<Event> = replayed.into_iter().map(Result::unwrap).collect();
+    assert_eq!(replayed, live);
+
+    // With an auth key, the record carries it, and a replay under the same
+    // configuration accepts every packet.
+    let mut keyed = cfg.clone();
+    keyed.auth_key = Some(Secret::inline("k3y"));
+    let mut ingest = keyed.ingest().unwrap();
+    let p = HepBuilder {
+        auth_key: Some(b"k3y"),
+        ..HepBuilder::sip(addr(CALLER), addr(PROXY), Ts(T0))
+    }
+    .build(
+        Leg::new("k@pbx", "1", "8001", CALLER, PLATFORM)
+            .request("INVITE", 1)
+            .as_bytes(),
+    );
+    ingest.on_datagram(&p, Ts(T0), &mut Vec::new()).unwrap();
+    let rec = ingest.take_recorded();
+    let mut d = HepReplayDecoder::new(&keyed).unwrap();
+    assert!(d.feed(&rec).iter().all(Result::is_ok));
+}

@@ -55,9 +55,11 @@ async fn next_events(rx: &mut mpsc::Receiver<Envelope>, n: usize) -> Vec<Event> 
     let mut out = Vec::new();
     while out.len() < n {
         match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-            Ok(Some(Envelope::Batch { events, .. } | Envelope::Positioned { events, .. })) => {
-                out.extend(events)
-            }
+            Ok(Some(
+                Envelope::Batch { events, .. }
+                | Envelope::Positioned { events, .. }
+                | Envelope::Checked { events, .. },
+            )) => out.extend(events),
             Ok(Some(Envelope::Event { event, .. })) => out.push(event),
             Ok(Some(_)) => {}
             Ok(None) => panic!("source stopped"),
@@ -272,7 +274,79 @@ fn bad_configuration_is_refused_with_a_reason() {
             .unwrap_err()
             .contains("pattern")
     );
+    let t: toml::Table =
+        toml::from_str("record = \"/surely/not/a/dir/acdmon/capture.hep\"").unwrap();
+    let e = HepSourceConfig::from_table(&t).unwrap_err();
+    assert!(e.contains("record") && e.contains("directory"), "{e}");
+    let t: toml::Table = toml::from_str("[members]\nsales = [\"1001\", 7]").unwrap();
+    assert!(
+        HepSourceConfig::from_table(&t)
+            .unwrap_err()
+            .contains("members")
+    );
     let t: toml::Table = toml::from_str("auth_key = \"env:ACDMON_TEST_SURELY_UNSET_HEP\"").unwrap();
     let e = HepSourceConfig::from_table(&t).unwrap_err();
     assert!(e.contains("ACDMON_TEST_SURELY_UNSET_HEP"), "{e}");
+}
+
+/// `record`: the live collector appends what it accepts (here a HEPv2
+/// datagram from real Kamailio and a HEPv3 one) to the file as HEPv3, and
+/// leaves out what it refused; the file replays into the live events.
+#[tokio::test]
+async fn the_record_file_holds_accepted_packets_for_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capture.hep");
+    let mut cfg = config();
+    cfg.listen_tcp = None;
+    cfg.record = Some(path.clone());
+    cfg.queues.push(QueueRule {
+        pattern: "^8002$".into(),
+        queue: Some("support".into()),
+        match_on: UserFrom::RequestUri,
+        answer: AnswerMode::EarlyMedia,
+    });
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let udp_addr = listeners.udp_addr().unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let task = tokio::spawn(run(
+        Arc::from("sbc"),
+        listeners,
+        cfg.ingest().unwrap(),
+        tx,
+        SourceHealth::new("sbc", "hep"),
+        Arc::new(RejectCounter::default()),
+    ));
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // The first datagram of the real HEPv2 capture: caller V2's INVITE.
+    let v2_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hep/kamailio_v2");
+    let mut files: Vec<_> = std::fs::read_dir(v2_dir)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.sort();
+    let v2 = std::fs::read(&files[0]).unwrap();
+    assert_eq!(v2[0], 2, "a HEPv2 datagram");
+    udp.send_to(&v2, udp_addr).await.unwrap();
+    udp.send_to(b"not hep at all", udp_addr).await.unwrap();
+    udp.send_to(&packet(0, &invite("r1", "sales")), udp_addr)
+        .await
+        .unwrap();
+    let live = next_events(&mut rx, 2).await;
+    drop(rx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    let bytes = std::fs::read(&path).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut d = acdmon::sources::hep::HepReplayDecoder::new(&cfg).unwrap();
+    let mut replayed: Vec<Event> = d.feed(&bytes).into_iter().map(Result::unwrap).collect();
+    replayed.extend(d.finish().into_iter().map(Result::unwrap));
+    assert_eq!(replayed, live);
+    assert_eq!(
+        calls(&replayed),
+        vec![
+            ("callerV2-1@rec".to_string(), "support".to_string()),
+            ("r1".to_string(), "sales".to_string())
+        ]
+    );
 }

@@ -790,6 +790,168 @@ async fn the_wall_shows_a_red_banner_while_the_engine_is_stalled() {
     }
 }
 
+/// The last hour on each tile: the floor manager sees hotline's queue build
+/// up minute by minute, its SL under the dashed target line, and an amber
+/// mark where the ladder stepped up. A new minute appears without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparklines_show_the_hour_with_the_target_line_and_stage_marks() {
+    // A producer whose clock runs ahead: the engine's clock is moved to
+    // each group's time before it is posted (the daemon never lets one
+    // event's word move it; see docs/failure-modes.md), so whole minutes
+    // of event time pass in a second of the test.
+    let ahead = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let d = daemon_with(
+        "",
+        "[[queues]]\nname = \"hotline\"\n",
+        vec![
+            Box::new(EventClock(ahead.clone())),
+            Box::new(StandInLadder { done: false }),
+        ],
+    )
+    .await;
+    let base = (now_ms() / 60_000 + 1) * 60_000;
+    let clock_to = |ms: i64| {
+        let ahead = ahead.clone();
+        async move {
+            ahead.store(base + ms, std::sync::atomic::Ordering::SeqCst);
+            // The engine's 100 ms tick runs the observer.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let ev = |ms: i64, body: &str| format!("{{\"ts\":{},{body}}}\n", base + ms);
+    let enq = |ms: i64, call: &str| {
+        ev(
+            ms,
+            &format!("\"type\":\"call_enqueued\",\"call\":\"{call}\",\"queue\":\"hotline\""),
+        )
+    };
+    clock_to(10_000).await;
+    post(
+        &d.addr,
+        &(enq(-1_000, "h0") + &enq(10_000, "h1") + &enq(10_000, "h2") + &enq(10_000, "h3")),
+    )
+    .await;
+    // Four waiting: the stand-in ladder reports stage 5.
+    eventually(Duration::from_secs(5), "stage 5", || async {
+        let r = support::http(&d.addr, "GET", "/api/v1/queues/hotline", Some(READ), "").await;
+        let v: Value = serde_json::from_str(&r.body).ok()?;
+        (v["escalation"]["stage"] == 5).then_some(())
+    })
+    .await;
+    clock_to(70_000).await;
+    post(
+        &d.addr,
+        &ev(
+            70_000,
+            "\"type\":\"call_answered\",\"call\":\"h0\",\"queue\":\"hotline\",\"agent\":\"a1\"",
+        ),
+    )
+    .await;
+    clock_to(130_000).await;
+    post(
+        &d.addr,
+        &ev(130_000, "\"type\":\"agent_state\",\"agent\":\"a2\",\"state\":\"available\",\"queue\":\"hotline\""),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "three minutes sampled", || async {
+        let r = support::http(
+            &d.addr,
+            "GET",
+            "/api/v1/queues/hotline/trend",
+            Some(READ),
+            "",
+        )
+        .await;
+        let v: Value = serde_json::from_str(&r.body).ok()?;
+        (v["samples"].as_array()?.len() >= 3).then_some(())
+    })
+    .await;
+    let url = format!("http://{}/?token={READ}", d.addr);
+    let Some((_browser, mut page)) = launch(&url).await else {
+        return;
+    };
+    let read = r#"(() => {
+      const t = document.querySelector('article[data-queue=hotline]');
+      const w = t && t.querySelector('svg[data-field=spark-waiting]');
+      const s = t && t.querySelector('svg[data-field=spark-sl]');
+      if (!w || !s) return '';
+      const target = s.querySelector('line.target');
+      return JSON.stringify({
+        waiting_points: +w.dataset.points, sl_points: +s.dataset.points,
+        path: w.querySelector('path').getAttribute('d'),
+        target: target ? +target.dataset.target : null,
+        target_y: target ? +target.getAttribute('y1') : null,
+        marks_up: s.querySelectorAll('line.stage-mark.up').length,
+        marks_down: s.querySelectorAll('line.stage-mark.down').length,
+      });
+    })()"#;
+    let mut shown = Value::Null;
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let t = page.eval(read).await;
+        if let Some(v) = t
+            .as_str()
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        {
+            shown = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!shown.is_null(), "sparklines did not appear");
+    // Minutes base, base+1, base+2 (the daemon may have sampled one more
+    // minute before the story began).
+    let pts = shown["waiting_points"].as_u64().unwrap();
+    assert!((3..=4).contains(&pts), "{shown}");
+    assert_eq!(shown["target"], 0.8, "the queue's SL target: {shown}");
+    let y = shown["target_y"].as_f64().unwrap();
+    assert!(
+        y > 2.0 && y < 40.0,
+        "the target line lies inside the chart: {shown}"
+    );
+    assert_eq!(shown["marks_up"], 1, "where stage 5 began: {shown}");
+    assert_eq!(
+        shown["sl_points"], 1,
+        "SL exists only once a call was answered: {shown}"
+    );
+    // The next minute arrives live.
+    clock_to(190_000).await;
+    post(
+        &d.addr,
+        &ev(
+            190_000,
+            "\"type\":\"agent_state\",\"agent\":\"a2\",\"state\":\"paused\",\"queue\":\"hotline\"",
+        ),
+    )
+    .await;
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let t = page.eval(read).await;
+        let v: Value = t
+            .as_str()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        if v["waiting_points"].as_u64() == Some(pts + 1) {
+            break;
+        }
+        assert!(Instant::now() < until, "no new minute on the wall: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Moves the engine's clock to the time the test sets (a stand-in for a
+/// producer whose clock runs ahead of this machine's).
+struct EventClock(Arc<std::sync::atomic::AtomicI64>);
+
+impl acdmon::runtime::Observer for EventClock {
+    fn after_event(&mut self, engine: &mut acdmon::state::Engine, _queue: Option<usize>) {
+        let t = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        if t > engine.now().0 {
+            engine.tick(acdmon::time::Ts(t));
+        }
+    }
+}
+
 /// The post strip (`[[posts]]`): the front desk shows A holding it, then
 /// UNMANNED in red when a1 logs out, then B covering when b1 logs in, each
 /// without a reload.

@@ -306,3 +306,29 @@ async fn deltas_are_coalesced_to_one_per_period() {
         );
     }
 }
+
+/// A client that sends a message over the 64 KiB limit is told why: the
+/// server closes with 1009 (Message Too Big) instead of dropping the TCP
+/// connection without a close frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_client_message_gets_close_1009() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let d = daemon("", QUEUES).await;
+    let mut ws = connect(&d.addr, &format!("token={READ}")).await;
+    let snap = next(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(snap["type"], "snapshot");
+    ws.send(Message::text("x".repeat(100 << 10))).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let code = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => break Some(u16::from(f.code)),
+            Ok(Some(Ok(Message::Close(None)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => {
+                break None;
+            }
+            Ok(Some(Ok(_))) => continue,
+        }
+    };
+    assert_eq!(code, Some(1009), "the server must close with 1009");
+}

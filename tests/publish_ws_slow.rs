@@ -78,7 +78,7 @@ async fn a_client_that_stops_reading_is_resynced_and_slows_nobody() {
     sock.set_recv_buffer_size(4096).unwrap();
     let stream = sock.connect(d.addr.parse().unwrap()).await.unwrap();
     let (mut stuck, _) = tokio_tungstenite::client_async(
-        format!("ws://{}/ws?token={READ}", d.addr),
+        format!("ws://{}/ws?v=1&token={READ}", d.addr),
         tokio_tungstenite::MaybeTlsStream::Plain(stream),
     )
     .await

@@ -30,7 +30,9 @@ async fn calls(rx: &mut mpsc::Receiver<Envelope>, n: usize) -> Vec<String> {
             .expect("timed out waiting for queue_log events")
             .expect("inbox closed");
         let evs = match env {
-            Envelope::Batch { events, .. } | Envelope::Positioned { events, .. } => events,
+            Envelope::Batch { events, .. }
+            | Envelope::Positioned { events, .. }
+            | Envelope::Checked { events, .. } => events,
             Envelope::Event { event, .. } => vec![event],
             _ => Vec::new(),
         };

@@ -49,6 +49,22 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             n.engine_stall_after.get_ref()
         ));
     }
+    // The HTTP listener's timeouts are set when it starts; `body_timeout` is
+    // read per request and applies at once.
+    for (key, a, b) in [
+        ("header_timeout", o.header_timeout, n.header_timeout),
+        ("shutdown_drain", o.shutdown_drain, n.shutdown_drain),
+    ] {
+        if a != b {
+            d.needs_restart.push(format!("server.{key}: {a} -> {b}"));
+        }
+    }
+    if o.body_timeout != n.body_timeout {
+        d.changes.push(format!(
+            "server.body_timeout: {} -> {}",
+            o.body_timeout, n.body_timeout
+        ));
+    }
     if old.max_future_skew_ms != new.max_future_skew_ms {
         d.changes.push(format!(
             "time.max_future_skew: {}s -> {}s",
@@ -181,6 +197,9 @@ fn queue_changes(a: &QueueParams, b: &QueueParams) -> Vec<String> {
             "sl_formula {:?} -> {:?}",
             a.sl_formula, b.sl_formula
         ));
+    }
+    if a.sl_round != b.sl_round {
+        v.push(format!("sl_round {:?} -> {:?}", a.sl_round, b.sl_round));
     }
     if a.ladder != b.ladder {
         let s = |l: &Option<String>| l.clone().unwrap_or_else(|| "none".into());

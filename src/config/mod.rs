@@ -66,7 +66,16 @@ pub struct JsonSourceConfig {
     /// resumes there (when it is still the same file) instead of at 0.
     #[serde(skip)]
     pub resume: Option<crate::state::SourcePosition>,
+    /// `listen` only: producers must send `AUTH <token>` as their first
+    /// line. Without it the port is open to anyone who can reach it.
+    pub token: Option<Secret>,
+    /// `listen` only: most producers connected at once; more are refused
+    /// (closed at once) and counted.
+    pub max_connections: Option<usize>,
 }
+
+/// Default of a `json` `listen` source's `max_connections`.
+pub const JSON_MAX_CONNECTIONS: usize = 64;
 
 /// Kind-specific settings of a `[[sources]]` entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +191,7 @@ fn resolve(d: &QueueParams, s: &QueueSettings) -> QueueParams {
             .map(|x| x.millis())
             .unwrap_or(d.short_abandon_ms),
         sl_formula: s.sl_formula.unwrap_or(d.sl_formula),
+        sl_round: s.sl_round.unwrap_or(d.sl_round),
         rolling_ms: s.rolling_window.map(|x| x.millis()).unwrap_or(d.rolling_ms),
         interval_ms: s
             .interval
@@ -295,6 +305,15 @@ impl<'a> Loader<'a> {
             );
         }
 
+        for (key, d) in [
+            ("header_timeout", server.header_timeout),
+            ("body_timeout", server.body_timeout),
+            ("shutdown_drain", server.shutdown_drain),
+        ] {
+            if d.0.is_zero() {
+                self.err(None, format!("[server] {key} must be longer than 0s"));
+            }
+        }
         let defaults_p = resolve(&QueueParams::default(), &defaults);
         self.check_settings(&defaults);
         let ladder_names: HashSet<&str> = ladders
@@ -791,6 +810,20 @@ impl<'a> Loader<'a> {
                     self.err(
                         Some(value.span()),
                         format!("source `{name}`: a json source needs exactly one of `listen`, `address`, `path`"),
+                    );
+                }
+                if c.listen.is_none() && (c.token.is_some() || c.max_connections.is_some()) {
+                    self.err(
+                        Some(value.span()),
+                        format!("source `{name}`: `token` and `max_connections` apply to a `listen` json source only"),
+                    );
+                }
+                if c.max_connections == Some(0) {
+                    self.err(
+                        Some(value.span()),
+                        format!(
+                            "source `{name}`: `max_connections = 0` would refuse every producer"
+                        ),
                     );
                 }
                 SourceSpec::Json(c)

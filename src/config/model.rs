@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::values::{HumanDuration, Secret};
-use crate::state::kpi::SlFormula;
+use crate::state::kpi::{SlFormula, SlRound};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,6 +34,15 @@ pub struct ServerConfig {
     /// `/readyz` turns 503 (and `acd_engine_stalled` 1) when the engine has
     /// not finished a batch or tick for this long (docs/failure-modes.md).
     pub engine_stall_after: Spanned<HumanDuration>,
+    /// A client must send a request's whole header block within this long,
+    /// or its connection is closed (slowloris).
+    pub header_timeout: HumanDuration,
+    /// A client must send a request's whole body within this long, or the
+    /// request fails with 408 (a body sent a byte a second).
+    pub body_timeout: HumanDuration,
+    /// On SIGTERM, requests in flight get this long to finish; then every
+    /// connection still open is closed and the daemon goes on stopping.
+    pub shutdown_drain: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +58,9 @@ impl Default for ServerConfig {
             wall_sl_amber: 0.05,
             wall_stale_after: HumanDuration(std::time::Duration::from_secs(15)),
             engine_stall_after: Spanned::new(0..0, HumanDuration::from_secs(5)),
+            header_timeout: HumanDuration::from_secs(10),
+            body_timeout: HumanDuration::from_secs(60),
+            shutdown_drain: HumanDuration::from_secs(5),
         }
     }
 }
@@ -106,6 +118,7 @@ pub struct QueueSettings {
     pub sl_target: Option<Spanned<f64>>,
     pub short_abandon: Option<HumanDuration>,
     pub sl_formula: Option<SlFormula>,
+    pub sl_round: Option<SlRound>,
     pub rolling_window: Option<HumanDuration>,
     pub interval: Option<Spanned<HumanDuration>>,
     pub wrap_up: Option<HumanDuration>,
@@ -120,6 +133,7 @@ pub struct QueueConfig {
     pub sl_target: Option<Spanned<f64>>,
     pub short_abandon: Option<HumanDuration>,
     pub sl_formula: Option<SlFormula>,
+    pub sl_round: Option<SlRound>,
     pub rolling_window: Option<HumanDuration>,
     pub interval: Option<Spanned<HumanDuration>>,
     pub wrap_up: Option<HumanDuration>,
@@ -133,6 +147,7 @@ impl QueueConfig {
             sl_target: self.sl_target.clone(),
             short_abandon: self.short_abandon,
             sl_formula: self.sl_formula,
+            sl_round: self.sl_round,
             rolling_window: self.rolling_window,
             interval: self.interval.clone(),
             wrap_up: self.wrap_up,

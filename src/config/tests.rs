@@ -276,3 +276,24 @@ fn clock_and_watchdog_limits_are_checked_with_positions() {
         "{e:?}"
     );
 }
+
+#[test]
+fn sl_round_is_per_queue_and_checked() {
+    use crate::state::SlRound;
+    let c = Config::parse(
+        "t.toml",
+        "[defaults]\nsl_threshold = \"20s\"\n\n[[queues]]\nname = \"pbx-support\"\nsl_round = \"whole_seconds\"\n\n[[queues]]\nname = \"web\"\n",
+    )
+    .unwrap();
+    let e = c.engine_config();
+    assert_eq!(e.defaults.sl_round, SlRound::Exact);
+    assert_eq!(
+        e.queue_params("pbx-support").sl_round,
+        SlRound::WholeSeconds
+    );
+    assert_eq!(e.queue_params("web").sl_round, SlRound::Exact);
+    let errs = errors("[defaults]\nsl_round = \"nearest\"\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("t.toml:2:"), "{errs:?}");
+    assert!(errs[0].contains("whole_seconds"), "{errs:?}");
+}

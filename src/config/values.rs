@@ -67,7 +67,21 @@ pub struct Secret {
 
 impl Secret {
     /// Resolves a secret spec. Errors say what is missing, never the value.
+    /// An empty or whitespace-only secret is an error wherever it comes
+    /// from: an empty token would otherwise match an empty `?token=`, and an
+    /// empty password is never what the operator meant.
     pub fn resolve(spec: &str) -> Result<Secret, String> {
+        let s = Self::resolve_any(spec)?;
+        if s.value.trim().is_empty() {
+            return Err(format!(
+                "the secret from {} is empty (a token, password or key must not be empty or whitespace)",
+                s.origin
+            ));
+        }
+        Ok(s)
+    }
+
+    fn resolve_any(spec: &str) -> Result<Secret, String> {
         if let Some(name) = spec.strip_prefix("env:") {
             let value = std::env::var(name)
                 .map_err(|_| format!("environment variable {name} is not set"))?;
@@ -132,6 +146,28 @@ mod tests {
         let s = Secret::inline("hunter2");
         assert!(!format!("{s:?} {s}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn empty_secrets_are_refused_from_every_origin() {
+        for spec in ["", "   ", "\t"] {
+            assert!(
+                Secret::resolve(spec).unwrap_err().contains("inline"),
+                "{spec:?}"
+            );
+        }
+        // SAFETY: the variable name is unique to this test.
+        unsafe { std::env::set_var("ACDMON_TEST_EMPTY_SECRET_V", " ") };
+        let e = Secret::resolve("env:ACDMON_TEST_EMPTY_SECRET_V").unwrap_err();
+        assert!(
+            e.contains("env:ACDMON_TEST_EMPTY_SECRET_V") && e.contains("empty"),
+            "{e}"
+        );
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "\n").unwrap();
+        let e = Secret::resolve(&format!("file:{}", f.path().display())).unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+        assert!(Secret::resolve("x").is_ok());
     }
 
     #[test]

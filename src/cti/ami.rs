@@ -61,6 +61,10 @@ impl Cti for AmiCti {
         let this = self.clone();
         Box::pin(async move { this.run(req).await })
     }
+
+    fn sign_out_pause_reason(&self) -> Option<&str> {
+        (self.sign_out == SignOutMode::Pause).then_some(self.pause_reason.as_str())
+    }
 }
 
 impl AmiCti {

@@ -65,4 +65,11 @@ pub type CtiFuture = Pin<Box<dyn Future<Output = CtiOutcome> + Send>>;
 /// retries; the future always resolves with an outcome, never panics.
 pub trait Cti: Send + Sync {
     fn execute(&self, req: CtiRequest) -> CtiFuture;
+
+    /// The pause reason this action signs out with, when it signs out by
+    /// pausing the member (Asterisk `sign_out = "pause"`): a member paused
+    /// with it is signed out, and eligible to be signed in (unpaused) again.
+    fn sign_out_pause_reason(&self) -> Option<&str> {
+        None
+    }
 }

@@ -97,6 +97,17 @@ impl CtiRegistry {
     }
 }
 
+impl CtiRegistry {
+    /// The pause reason that means "signed out" for an agent whose `source`
+    /// is `source` (see [`Cti::sign_out_pause_reason`]).
+    pub fn sign_out_pause_reason(&self, source: Option<&str>) -> Option<String> {
+        self.for_source(source)
+            .ok()?
+            .sign_out_pause_reason()
+            .map(str::to_string)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -786,15 +786,7 @@ impl QueueLadder {
                 None
             };
             people.push((actions.len(), agent.clone()));
-            actions.push(ActionRecord {
-                kind: "sign_out".into(),
-                agent: Some(agent.clone()),
-                target_queue: Some(self.queue.clone()),
-                result: PENDING.into(),
-                detail,
-                seats: None,
-                at: None,
-            });
+            actions.push(self.sign_out_record(agent, detail));
         }
         let entry = Entry {
             id,
@@ -829,6 +821,19 @@ impl QueueLadder {
             out.extend(self.sign_out(id, people, inp.now, inp.floor, false));
         }
         out
+    }
+
+    /// A pending sign-out of `agent` from this queue, as the log records it.
+    fn sign_out_record(&self, agent: &str, detail: Option<String>) -> ActionRecord {
+        ActionRecord {
+            kind: "sign_out".into(),
+            agent: Some(agent.to_string()),
+            target_queue: Some(self.queue.clone()),
+            result: PENDING.into(),
+            detail,
+            seats: None,
+            at: None,
+        }
     }
 
     /// Signs out now, or defers for agents on a call.

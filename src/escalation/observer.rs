@@ -177,6 +177,35 @@ struct EngineFloor<'a> {
     engine: &'a Engine,
     q: usize,
     assignments: &'a HashMap<String, u32>,
+    cti: &'a CtiRegistry,
+}
+
+impl EngineFloor<'_> {
+    /// Not in the queue, as far as signing in goes: not a member, or a
+    /// member that a pause-mode sign-out left paused there (static members
+    /// can only be signed out that way). A member paused in this queue
+    /// alone counts (the ladder pauses per queue); a member paused
+    /// everywhere counts only with the sign-out pause reason, so that a
+    /// lunch break is never cut short.
+    fn signed_out(&self, a: &crate::state::Agent) -> bool {
+        if !a.queues.contains(&self.q) {
+            return true;
+        }
+        if a.status_in(self.q) != AgentStatus::Paused {
+            return false;
+        }
+        let Some(reason) = self.cti.sign_out_pause_reason(a.source.as_deref()) else {
+            return false;
+        };
+        match a.status {
+            AgentStatus::Available => a.paused_in.contains(&self.q),
+            AgentStatus::Paused => a
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(&reason)),
+            _ => false,
+        }
+    }
 }
 
 impl Floor for EngineFloor<'_> {
@@ -186,8 +215,8 @@ impl Floor for EngineFloor<'_> {
             .map(|a| e.agent(a))
             .filter(|a| {
                 a.status != AgentStatus::LoggedOut
-                    && !a.queues.contains(&self.q)
                     && a.groups.iter().any(|g| g == group)
+                    && self.signed_out(a)
             })
             .map(|a| Candidate {
                 agent: a.id.to_string(),
@@ -409,6 +438,7 @@ impl LadderObserver {
             engine,
             q,
             assignments: &self.assignments,
+            cti: &self.cti,
         };
         let inputs = Inputs {
             now: engine.now(),
@@ -867,6 +897,7 @@ impl LadderObserver {
                 engine,
                 q,
                 assignments: &floor_assign,
+                cti: &self.cti,
             };
             l.approve(id, now, by, &floor)
         } else {
@@ -1066,5 +1097,87 @@ impl Observer for LadderObserver {
             d = Some(d.map_or(t, |x| x.min(t)));
         }
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cti::ami::{AmiCti, SignOutMode};
+    use crate::sources::ami::{AgentIds, AmiReplay};
+    use crate::state::{AgentProfile, EngineConfig};
+
+    /// Real Asterisk 20.20.1: static members 2001 and 2002 of `support`
+    /// paused with reason "acdmon" (a pause-mode sign-out), 2003 paused for
+    /// lunch, then 2001 unpaused (a pause-mode sign-in) and 2004 added by
+    /// `queue reload members`. The ladder may sign 2002 in again, and only
+    /// 2002: not the agent on lunch, not those already taking calls.
+    #[test]
+    fn a_member_paused_by_a_pause_mode_sign_out_is_eligible_again() {
+        let capture = include_bytes!("../../tests/data/ami/asterisk20_reload_pause.ami");
+        let agents = ["2001", "2002", "2003", "2004"]
+            .iter()
+            .map(|id| AgentProfile {
+                id: id.to_string(),
+                interface: Some(format!("Local/{id}@agents/n")),
+                source: Some("pbx".into()),
+                groups: vec!["backup".into()],
+                ..AgentProfile::default()
+            })
+            .collect();
+        let mut r = AmiReplay::new(AgentIds::default());
+        let evs: Vec<_> = r
+            .feed(capture)
+            .into_iter()
+            .chain(r.finish())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut engine = Engine::starting_at(
+            EngineConfig {
+                agents,
+                ..EngineConfig::default()
+            },
+            evs[0].ts,
+        );
+        for ev in evs {
+            engine.apply(ev).unwrap();
+        }
+        let (tx, _rx) = mpsc::channel(1);
+        let cti = CtiRegistry::new();
+        let candidates = |cti: &CtiRegistry, engine: &mut Engine| {
+            let q = engine.queue_index("support");
+            let floor = EngineFloor {
+                engine,
+                q,
+                assignments: &HashMap::new(),
+                cti,
+            };
+            let mut c: Vec<String> = floor
+                .candidates("backup")
+                .into_iter()
+                .map(|c| c.agent)
+                .collect();
+            c.sort();
+            c
+        };
+        // Signing out by removal: a paused member is still in the queue.
+        let remove = AmiCti::new(
+            tx.clone(),
+            SignOutMode::Remove,
+            "acdmon".into(),
+            Duration::from_secs(1),
+        );
+        cti.insert("pbx", Arc::new(remove));
+        assert!(candidates(&cti, &mut engine).is_empty());
+        let pause = AmiCti::new(
+            tx,
+            SignOutMode::Pause,
+            "acdmon".into(),
+            Duration::from_secs(1),
+        );
+        cti.insert("pbx", Arc::new(pause));
+        assert_eq!(candidates(&cti, &mut engine), ["2002"]);
     }
 }

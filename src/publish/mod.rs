@@ -7,12 +7,16 @@ pub mod auth;
 pub mod control;
 pub mod exposition;
 pub mod floor;
+pub mod guard;
 pub mod health;
 pub mod info;
+pub mod merge_patch;
 pub mod metrics;
 pub mod reload;
+pub mod server;
 pub mod wall;
 pub mod ws;
+pub mod ws_v2;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,6 +56,12 @@ pub fn router(state: AppState) -> Router {
         .merge(ws::routes())
         .merge(wall::routes())
         .merge(floor::routes())
+        .fallback(guard::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::before_body,
+        ))
+        .layer(axum::middleware::from_fn(guard::json_errors))
         .with_state(state)
 }
 

@@ -49,6 +49,7 @@ use tokio::time::Instant;
 
 use super::AppState;
 use super::metrics::Metrics;
+use super::ws_v2;
 use crate::config::ServerConfig;
 use crate::escalation::Entry;
 use crate::state::{AgentView, Delta, Publisher, QueueView};
@@ -88,8 +89,22 @@ pub struct Frame {
     pub queues: Vec<Arc<QueueView>>,
     pub agents: Vec<Arc<AgentView>>,
     pub escalations: Vec<Arc<Entry>>,
+    /// The engine took trend samples in this frame.
+    pub trend: bool,
     /// The unfiltered delta message, serialized once for every client.
     text: Utf8Bytes,
+    /// The same frame as protocol version 2 patches (set by the hub).
+    pub v2: ws_v2::Changes,
+    /// `v2` was computed (only while a version 2 client is connected; a
+    /// resume across frames without it gets a snapshot).
+    pub v2_ready: bool,
+}
+
+impl Frame {
+    /// What the frame holds in the resume history: both encodings.
+    fn held_bytes(&self) -> usize {
+        self.text.len() + self.v2.bytes()
+    }
 }
 
 #[derive(Serialize)]
@@ -151,6 +166,7 @@ struct Merge {
     queues: BTreeMap<String, Arc<QueueView>>,
     agents: BTreeMap<String, Arc<AgentView>>,
     escalations: Vec<Arc<Entry>>,
+    trend: bool,
     n: usize,
 }
 
@@ -173,6 +189,7 @@ impl Merge {
             self.agents.insert(a.agent.clone(), a.clone());
         }
         self.escalations.extend(d.escalations.iter().cloned());
+        self.trend |= d.trend;
     }
 
     fn frame(self) -> Frame {
@@ -187,7 +204,10 @@ impl Merge {
             queues,
             agents,
             escalations: self.escalations,
+            trend: self.trend,
             text,
+            v2: ws_v2::Changes::default(),
+            v2_ready: false,
         }
     }
 }
@@ -224,13 +244,13 @@ impl History {
             self.complete_after = f.seq;
             return;
         }
-        self.bytes += f.text.len();
+        self.bytes += f.held_bytes();
         self.frames.push_back(f);
         while self.frames.len() > self.max_frames || self.bytes > self.max_bytes {
             let Some(old) = self.frames.pop_front() else {
                 break;
             };
-            self.bytes -= old.text.len();
+            self.bytes -= old.held_bytes();
             self.complete_after = old.seq;
         }
     }
@@ -260,7 +280,19 @@ pub struct Hub {
     frames: broadcast::Sender<Arc<Frame>>,
     /// Recent merges of several frames, for clients behind by the same frames.
     merges: MergeCache,
+    /// Version 2 documents as of the last frame (lock after `history`);
+    /// `None` while no version 2 client is connected, so a floor of
+    /// version 1 clients pays nothing for version 2.
+    docs: Mutex<Option<ws_v2::Docs>>,
+    v2_clients: std::sync::atomic::AtomicUsize,
+    /// When the last version 2 client left: patches are still made for
+    /// [`V2_GRACE`] so a wall that lost its connection can resume.
+    v2_left: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long patches are still made after the last version 2 client left
+/// (about the resume history at the default period).
+const V2_GRACE: Duration = Duration::from_secs(300);
 
 /// A few recent merged messages by the span of frames they cover: clients
 /// woken together usually drain the same frames, so one serializes the
@@ -322,7 +354,10 @@ impl Hub {
         history_bytes: usize,
     ) -> Arc<Hub> {
         let rx = publisher.subscribe();
-        let start = publisher.snapshot().seq;
+        let first = publisher.snapshot();
+        let start = first.seq;
+        let _ = first;
+        let docs = Mutex::new(None);
         let (tx, _) = broadcast::channel(FRAME_CAPACITY);
         let hub = Arc::new(Hub {
             publisher,
@@ -331,28 +366,88 @@ impl Hub {
             history: Mutex::new(History::new(start, history_frames, history_bytes)),
             frames: tx,
             merges: MergeCache::default(),
+            docs,
+            v2_clients: Default::default(),
+            v2_left: Mutex::new(None),
         });
         tokio::spawn(run_hub(hub.clone(), rx, start));
         hub
     }
 
-    fn emit(&self, f: Frame) {
-        let f = Arc::new(f);
+    fn emit(&self, mut f: Frame) {
         let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if !f.reset {
+            // Patches against what clients hold: one diff per changed entity
+            // per frame, shared by every version 2 client.
+            let mut d = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+            if !self.v2_wanted() {
+                *d = None;
+            } else if let Some(d) = d.as_mut() {
+                let trends = f.trend.then(|| self.publisher.snapshot().trends.clone());
+                f.v2 = d.advance(
+                    f.seq,
+                    f.as_of,
+                    &f.queues,
+                    &f.agents,
+                    &f.escalations,
+                    trends.as_deref(),
+                );
+                f.v2_ready = true;
+            }
+        }
+        let f = Arc::new(f);
         h.push(f.clone());
         // Under the history lock, so a joining client sees each frame either
         // in the history or on its receiver, never both or neither.
         let _ = self.frames.send(f);
     }
 
-    fn join(&self, since: Option<u64>) -> (broadcast::Receiver<Arc<Frame>>, Start) {
+    fn join(&self, since: Option<u64>, v2: bool) -> (broadcast::Receiver<Arc<Frame>>, Start) {
         let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let rx = self.frames.subscribe();
-        let start = match since.and_then(|s| h.after(s)) {
+        let mut missed = since.and_then(|s| h.after(s));
+        if v2 {
+            // Under the history lock: no frame is emitted meanwhile.
+            self.v2_clients
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.docs();
+            if missed
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|f| !f.v2_ready))
+            {
+                missed = None;
+            }
+        }
+        let start = match missed {
             Some(frames) => Start::Resume(frames),
             None => Start::Snapshot,
         };
         (rx, start)
+    }
+
+    /// Patches are wanted: a version 2 client is connected, or one left
+    /// less than [`V2_GRACE`] ago.
+    fn v2_wanted(&self) -> bool {
+        self.v2_clients.load(std::sync::atomic::Ordering::Relaxed) > 0
+            || self
+                .v2_left
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|t| t.elapsed() < V2_GRACE)
+    }
+
+    /// The version 2 documents as of the last frame emitted (built from the
+    /// latest snapshot when no version 2 client kept them: frames up to that
+    /// snapshot's `seq` are then skipped, later ones patch it). Frames after
+    /// them reach a receiver subscribed before this call (or are skipped by
+    /// `seq`).
+    fn docs(&self) -> ws_v2::Docs {
+        let mut d = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+        d.get_or_insert_with(|| {
+            let snap = self.publisher.snapshot();
+            ws_v2::Docs::from_snapshot(&snap, snap.seq)
+        })
+        .clone()
     }
 
     /// Connected clients.
@@ -430,6 +525,9 @@ fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
     *seen = (*seen).max(snap.seq);
     *acc = Merge::default();
     let seq = *seen;
+    let v2 = hub.v2_wanted();
+    *hub.docs.lock().unwrap_or_else(|e| e.into_inner()) =
+        v2.then(|| ws_v2::Docs::from_snapshot(&snap, seq));
     hub.emit(Frame {
         from: seq,
         seq,
@@ -438,7 +536,10 @@ fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
         queues: Vec::new(),
         agents: Vec::new(),
         escalations: Vec::new(),
+        trend: false,
         text: Utf8Bytes::from_static(""),
+        v2: ws_v2::Changes::default(),
+        v2_ready: false,
     });
 }
 
@@ -447,10 +548,24 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `?queues=a,b&since=N` (plus `token`, read by the auth check).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Params {
     pub queues: Option<HashSet<String>>,
     pub since: Option<u64>,
+    /// Protocol version: 1 (whole views, contract section 5: the default,
+    /// so clients written to the contract keep working) or 2 (changes
+    /// only, `?v=2`: the wall and new clients).
+    pub v: u8,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            queues: None,
+            since: None,
+            v: 1,
+        }
+    }
 }
 
 impl Params {
@@ -475,6 +590,13 @@ impl Params {
                             .parse()
                             .map_err(|_| format!("since must be a sequence number, got {v:?}"))?,
                     )
+                }
+                "v" => {
+                    p.v = match v.trim() {
+                        "1" => 1,
+                        "2" => 2,
+                        _ => return Err(format!("v must be 1 or 2, got {v:?}")),
+                    }
                 }
                 _ => {}
             }
@@ -675,6 +797,33 @@ impl View {
     }
 }
 
+/// A client message over [`MAX_INCOMING`] ends the connection with close
+/// code 1009 (Message Too Big, RFC 6455 7.4.1), so the client learns why
+/// rather than seeing the TCP connection drop. axum does not expose
+/// tungstenite's error type, so the capacity error is recognised by its text
+/// ("Space limit exceeded: Message too long" / "Message length too big");
+/// `publish_ws` tests pin it. Other read errors end the connection as before.
+async fn close_after_error(socket: &mut WebSocket, e: &axum::Error) {
+    use axum::extract::ws::CloseFrame;
+    let text = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| e.to_string());
+    if !(text.contains("Space limit exceeded") || text.contains("too big")) {
+        return;
+    }
+    let frame = CloseFrame {
+        code: 1009,
+        reason: Utf8Bytes::from(format!(
+            "messages from clients are limited to {MAX_INCOMING} bytes"
+        )),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
 async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
     send_all(socket, vec![text]).await
 }
@@ -692,36 +841,149 @@ async fn send_all(socket: &mut WebSocket, texts: Vec<Utf8Bytes>) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, write).await, Ok(Ok(())))
 }
 
+/// A client of protocol version 2: one shared patch text per frame when
+/// unfiltered, per-client patches with a filter.
+struct V2 {
+    client: ws_v2::Client,
+    seq: u64,
+}
+
+impl V2 {
+    fn snapshot(&mut self, hub: &Hub) -> Utf8Bytes {
+        let docs = hub.docs();
+        self.seq = docs.seq;
+        self.client
+            .snapshot(&docs, &hub.publisher.snapshot().trends)
+    }
+
+    /// One message per frame that changed something this client holds
+    /// (frames are patches against the previous frame, so they are sent in
+    /// order, not merged; each is small).
+    fn frames(&mut self, frames: &[Arc<Frame>]) -> Vec<Utf8Bytes> {
+        let mut out = Vec::new();
+        for f in frames {
+            if f.seq <= self.seq {
+                continue;
+            }
+            self.seq = f.seq;
+            out.extend(
+                self.client
+                    .frame(f.seq, f.as_of, &f.v2, &f.escalations, &f.agents),
+            );
+        }
+        out
+    }
+}
+
+/// What a connection speaks.
+enum Proto {
+    V1(View),
+    V2(V2),
+}
+
+impl Proto {
+    fn snapshot(&mut self, hub: &Hub) -> Utf8Bytes {
+        match self {
+            Proto::V1(v) => v.snapshot(&hub.publisher),
+            Proto::V2(v) => v.snapshot(hub),
+        }
+    }
+
+    fn frames(&mut self, frames: &[Arc<Frame>], hub: &Hub) -> Vec<Utf8Bytes> {
+        match self {
+            Proto::V1(v) => v.frames(frames, &hub.merges),
+            Proto::V2(v) => v.frames(frames),
+        }
+    }
+
+    fn heartbeat(&self) -> Utf8Bytes {
+        match self {
+            Proto::V1(v) => {
+                Utf8Bytes::from(format!("{{\"type\":\"heartbeat\",\"seq\":{}}}", v.seq))
+            }
+            Proto::V2(v) => ws_v2::heartbeat(v.seq, Ts::now()),
+        }
+    }
+
+    /// The first message(s) after a resume.
+    fn resume(&mut self, hub: &Hub, since: u64, frames: &[Arc<Frame>]) -> Vec<Utf8Bytes> {
+        match self {
+            Proto::V1(view) => {
+                view.seq = since;
+                if view.filter.is_some() {
+                    // Agents in its queues that did not change meanwhile are
+                    // ones it already holds: it must hear when they leave.
+                    let snap = hub.publisher.snapshot();
+                    view.known_agents = snap
+                        .agents
+                        .iter()
+                        .filter(|a| view.agent_in_filter(a))
+                        .map(|a| a.agent.clone())
+                        .collect();
+                }
+                view.resuming = true;
+                let first = view.frames(frames, &hub.merges);
+                view.resuming = false;
+                first
+            }
+            // Which agents a filtered client held is unknown here: it gets a
+            // snapshot. Unfiltered, the missed frames' patches in order (an
+            // empty delta when none changed anything, so it learns its seq).
+            Proto::V2(v) if v.client.filter.is_some() => vec![v.snapshot(hub)],
+            Proto::V2(v) => {
+                v.seq = since;
+                let mut out = v.frames(frames);
+                if out.is_empty() {
+                    let now = frames.last().map_or_else(Ts::now, |f| f.as_of);
+                    out.push(ws_v2::encode_delta(
+                        v.seq,
+                        now,
+                        std::iter::empty(),
+                        std::iter::empty(),
+                        &[],
+                    ));
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Counts a version 2 client (counted up by `Hub::join`).
+struct V2Count<'a>(Option<&'a Arc<Hub>>);
+
+impl Drop for V2Count<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0 {
+            *h.v2_left.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+            h.v2_clients
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
     let _count = Connected::new(&hub.metrics);
-    let mut view = View {
-        filter: p.queues,
-        known_agents: HashSet::new(),
-        resuming: false,
-        seq: 0,
+    let mut proto = if p.v == 1 {
+        Proto::V1(View {
+            filter: p.queues,
+            known_agents: HashSet::new(),
+            resuming: false,
+            seq: 0,
+        })
+    } else {
+        Proto::V2(V2 {
+            client: ws_v2::Client::new(p.queues),
+            seq: 0,
+        })
     };
-    let (mut rx, start) = hub.join(p.since);
+    let v2 = matches!(proto, Proto::V2(_));
+    let _v2_count = V2Count(v2.then_some(&hub));
+    let (mut rx, start) = hub.join(p.since, v2);
     let first = match start {
-        // A resume is always one message, whatever was missed.
-        Start::Resume(frames) => {
-            view.seq = p.since.unwrap_or(0);
-            if view.filter.is_some() {
-                // Agents in its queues that did not change meanwhile are ones
-                // it already holds: it must hear when they leave.
-                let snap = hub.publisher.snapshot();
-                view.known_agents = snap
-                    .agents
-                    .iter()
-                    .filter(|a| view.agent_in_filter(a))
-                    .map(|a| a.agent.clone())
-                    .collect();
-            }
-            view.resuming = true;
-            let first = view.frames(&frames, &hub.merges);
-            view.resuming = false;
-            first
-        }
-        Start::Snapshot => vec![view.snapshot(&hub.publisher)],
+        // A resume is always one message in version 1, whatever was missed.
+        Start::Resume(frames) => proto.resume(&hub, p.since.unwrap_or(0), &frames),
+        Start::Snapshot => vec![proto.snapshot(&hub)],
     };
     if !first.is_empty() && !send_all(&mut socket, first).await {
         return;
@@ -733,7 +995,11 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
         let mut resync = false;
         tokio::select! {
             m = socket.recv() => match m {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Err(e)) => {
+                    close_after_error(&mut socket, &e).await;
+                    return;
+                }
                 // Text from clients is ignored; pings are answered by the
                 // WebSocket layer.
                 Some(Ok(_)) => continue,
@@ -744,8 +1010,7 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
                 Err(RecvError::Closed) => return,
             },
             _ = &mut heartbeat => {
-                let text = format!("{{\"type\":\"heartbeat\",\"seq\":{}}}", view.seq);
-                if !send(&mut socket, Utf8Bytes::from(text)).await {
+                if !send(&mut socket, proto.heartbeat()).await {
                     return;
                 }
                 heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
@@ -764,9 +1029,9 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
         let msgs = if resync {
             pending.clear();
             hub.metrics.ws_resyncs.increment(1);
-            vec![view.snapshot(&hub.publisher)]
+            vec![proto.snapshot(&hub)]
         } else {
-            let m = view.frames(&pending, &hub.merges);
+            let m = proto.frames(&pending, &hub);
             pending.clear();
             m
         };
@@ -792,7 +1057,10 @@ mod tests {
             queues: Vec::new(),
             agents: Vec::new(),
             escalations: Vec::new(),
+            trend: false,
             text: Utf8Bytes::from("x".repeat(bytes)),
+            v2: ws_v2::Changes::default(),
+            v2_ready: false,
         })
     }
 

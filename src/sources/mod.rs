@@ -42,6 +42,14 @@ pub enum Envelope {
         events: Vec<Event>,
         position: crate::state::SourcePosition,
     },
+    /// A batch whose sender wants the engine's verdict (`POST
+    /// /api/v1/events` reports `unknown_call`, `duplicate_call`... in its
+    /// answer): the index in `events` and the reason of each refused event.
+    Checked {
+        source: Arc<str>,
+        events: Vec<Event>,
+        verdict: tokio::sync::oneshot::Sender<Vec<(usize, Reject)>>,
+    },
     /// The daemon is stopping: apply what came before, publish, and end the
     /// engine thread (its observers flush the interval history on drop).
     Shutdown,

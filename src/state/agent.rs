@@ -60,6 +60,22 @@ impl Agent {
 impl Agent {
     /// The state queue `q` counts this member in: an available agent paused
     /// in `q` alone is paused there (busy states stay what they are).
+    /// Takes the configured profile (`[[agents]]`): name, CTI interface and
+    /// source, groups. Returns whether anything changed.
+    pub fn set_profile(&mut self, p: super::AgentProfile) -> bool {
+        let changed = self.name != p.name
+            || self.interface != p.interface
+            || self.source != p.source
+            || self.groups != p.groups;
+        if changed {
+            self.name = p.name;
+            self.interface = p.interface;
+            self.source = p.source;
+            self.groups = p.groups;
+        }
+        changed
+    }
+
     pub fn status_in(&self, q: usize) -> AgentStatus {
         self.status_in_if(self.status, q)
     }

@@ -15,6 +15,7 @@ use super::checkpoint::SourcePosition;
 use super::kpi::{self, WindowView};
 use super::params::{EngineConfig, QueueParams};
 use super::queue::{IntervalRecord, Queue};
+use super::trend::{self, TrendSample};
 use super::view::{AgentView, EscalationStatus, QueueView, Windows};
 use super::window::Outcome;
 use crate::event::{AgentStatus, Event, EventKind, ResyncCaller, ResyncMember};
@@ -66,6 +67,10 @@ pub struct Engine {
     /// How far into each re-readable source (a file) the applied events
     /// reach, saved in the same checkpoint as the figures they produced.
     pub(super) positions: BTreeMap<Box<str>, SourcePosition>,
+    /// The next whole minute to sample every queue's trend at.
+    pub(super) next_sample: Ts,
+    /// A trend sample was taken since the last publish.
+    pub(super) trend_dirty: bool,
 }
 
 impl Engine {
@@ -94,6 +99,8 @@ impl Engine {
             started: now,
             events_applied: 0,
             positions: BTreeMap::new(),
+            next_sample: trend::next_minute(now),
+            trend_dirty: false,
         };
         let names: Vec<String> = e.cfg.queues.iter().map(|(n, _)| n.clone()).collect();
         for n in names {
@@ -102,11 +109,7 @@ impl Engine {
         let profiles = e.cfg.agents.clone();
         for p in profiles {
             let i = e.agent_index(&p.id);
-            let a = &mut e.agents[i];
-            a.name = p.name;
-            a.interface = p.interface;
-            a.source = p.source;
-            a.groups = p.groups;
+            e.agents[i].set_profile(p);
         }
         e
     }
@@ -155,12 +158,16 @@ impl Engine {
                 let a = self.agent_index(&agent);
                 self.ensure_member(a, q, ts);
                 self.set_status(a, AgentStatus::OnCall, None, ts);
+                // The agent may already be on_call (a device-state event came
+                // first, as Asterisk's Local channels do): the call is still
+                // news for the agent's view.
                 self.agents[a].call = Some(call.clone());
+                self.touch_agent(a);
                 let joined = self.queues[q].waiting.remove(&call);
                 self.touch_queue(q);
                 let known = joined.is_some();
                 if let Some(joined) = joined {
-                    let o = self.queues[q].classify_answer(ts.since(joined));
+                    let o = self.queues[q].classify_answer(joined, ts);
                     self.queues[q].record(ts, o);
                 }
                 self.talking.insert(
@@ -184,7 +191,7 @@ impl Engine {
                 nonempty(&[&call, &queue])?;
                 let q = self.queue_index(&queue);
                 let joined = self.leave(q, &call)?;
-                let o = self.queues[q].classify_abandon(ts.since(joined));
+                let o = self.queues[q].classify_abandon(joined, ts);
                 self.queues[q].record(ts, o);
             }
             EventKind::CallExited {
@@ -306,6 +313,19 @@ impl Engine {
                 self.set_status(a, AgentStatus::Available, None, due);
             }
         }
+        if self.next_sample <= now {
+            // A jump longer than the trend keeps (a clock error, a long
+            // pause in a replay) samples only the minutes it can keep.
+            let keep_from = Ts(now.0 - trend::KEEP_MINUTES as i64 * trend::STEP_MS);
+            if self.next_sample < keep_from {
+                self.next_sample = trend::next_minute(keep_from);
+            }
+            while self.next_sample <= now {
+                let at = self.next_sample;
+                self.sample_trends(at);
+                self.next_sample = at.plus_ms(trend::STEP_MS);
+            }
+        }
         self.now = now;
         if now >= self.next_roll {
             self.roll_all();
@@ -337,6 +357,34 @@ impl Engine {
     /// Where the applied events of `source` end (see [`Engine::set_position`]).
     pub fn position(&self, source: &str) -> Option<SourcePosition> {
         self.positions.get(source).copied()
+    }
+
+    /// Every queue's figures at the whole minute `at` (before any event at
+    /// or after it). The rolling window is read as it stands, not expired
+    /// here: expiring is the tick's and the views' business (the live tick
+    /// does it every 100 ms), and a sample must not change other figures.
+    fn sample_trends(&mut self, at: Ts) {
+        for qs in &mut self.queues {
+            let agents = qs.agents();
+            let stage = qs.escalation.as_ref().map_or(0, |e| e.stage);
+            let sl = kpi::service_level(qs.rolling.tally(), qs.params.sl_formula)
+                .map(|x| (x * 10_000.0).round() / 10_000.0);
+            qs.trend.push(TrendSample {
+                at,
+                waiting: qs.waiting.len() as u32,
+                longest_wait_s: qs.longest_wait_ms(at) as f64 / 1000.0,
+                service_level: sl,
+                available: agents.available,
+                logged_in: agents.logged_in,
+                stage,
+            });
+        }
+        self.trend_dirty = true;
+    }
+
+    /// True once after trend samples were taken.
+    pub fn take_trend_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.trend_dirty)
     }
 
     pub(super) fn roll_all(&mut self) {
@@ -374,7 +422,9 @@ impl Engine {
         let agent = &mut self.agents[a];
         if agent.call.as_deref() == Some(call) {
             agent.call = None;
+            self.touch_agent(a);
         }
+        let agent = &self.agents[a];
         if agent.status != AgentStatus::OnCall {
             return;
         }

@@ -21,6 +21,33 @@ pub enum SlFormula {
     AbandonPositive,
 }
 
+/// How a wait is judged against the service-level threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlRound {
+    /// The wait as measured, to the millisecond: 20.02 s is over a 20 s
+    /// threshold.
+    #[default]
+    Exact,
+    /// As Asterisk's app_queue does (`now - qe->start <= servicelevel`,
+    /// both whole epoch seconds): the whole seconds of the answer time minus
+    /// those of the join time. For centres that reconcile with Asterisk's
+    /// own service-level figures.
+    WholeSeconds,
+}
+
+impl SlRound {
+    /// The wait from `joined` to `at` (epoch ms) as this rule counts it.
+    pub fn wait_ms(self, joined_ms: i64, at_ms: i64) -> i64 {
+        match self {
+            SlRound::Exact => at_ms - joined_ms,
+            SlRound::WholeSeconds => {
+                (at_ms.div_euclid(1000) - joined_ms.div_euclid(1000)).saturating_mul(1000)
+            }
+        }
+    }
+}
+
 fn ratio(num: u64, den: u64) -> Option<f64> {
     (den > 0).then(|| num as f64 / den as f64)
 }
@@ -137,6 +164,16 @@ pub fn abandon_rate(t: &Tally) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Asterisk subtracts whole epoch seconds: 20.02 s spanning 21 second
+    /// boundaries is 21, 20.9 s inside them is 20.
+    #[test]
+    fn whole_seconds_count_second_boundaries_as_asterisk_does() {
+        assert_eq!(SlRound::Exact.wait_ms(100_990, 121_010), 20_020);
+        assert_eq!(SlRound::WholeSeconds.wait_ms(100_990, 121_010), 21_000);
+        assert_eq!(SlRound::WholeSeconds.wait_ms(100_000, 120_900), 20_000);
+        assert_eq!(SlRound::WholeSeconds.wait_ms(-1, 0), 1_000);
+    }
 
     /// The worked example of contract section 4.
     #[test]

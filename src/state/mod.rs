@@ -9,6 +9,7 @@ pub mod kpi;
 mod params;
 mod queue;
 pub mod snapshot;
+pub mod trend;
 pub mod view;
 pub mod window;
 
@@ -16,6 +17,7 @@ pub use agent::Agent;
 pub use checkpoint::{EngineCheckpoint, SourcePosition};
 pub use engine::{Engine, QueueFigures};
 pub use histogram::{WAIT_BUCKETS, WaitHistogram};
+pub use kpi::SlRound;
 pub use params::{AgentProfile, EngineConfig, QueueParams};
 pub use queue::{IntervalRecord, Queue};
 pub use snapshot::{Delta, Publisher, Snapshot};

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::kpi::SlFormula;
+use super::kpi::{SlFormula, SlRound};
 
 /// Thresholds and window lengths of one queue (from `[defaults]`, overridden
 /// per `[[queues]]`).
@@ -13,6 +13,8 @@ pub struct QueueParams {
     pub sl_target: f64,
     pub short_abandon_ms: i64,
     pub sl_formula: SlFormula,
+    /// How waits are judged against `sl_threshold_ms`.
+    pub sl_round: SlRound,
     pub rolling_ms: i64,
     pub interval_ms: i64,
     /// After a completed call the agent is put in wrap-up for this long,
@@ -28,6 +30,7 @@ impl Default for QueueParams {
             sl_target: 0.8,
             short_abandon_ms: 5_000,
             sl_formula: SlFormula::AbandonNegative,
+            sl_round: SlRound::Exact,
             rolling_ms: 15 * 60_000,
             interval_ms: 15 * 60_000,
             wrap_up_ms: 0,

@@ -55,6 +55,8 @@ pub struct Queue {
     /// When the engine first saw this queue (Erlang C's arrival rate uses
     /// the shorter of the rolling window and this age).
     pub first_seen: Ts,
+    /// One-minute samples for the last hours.
+    pub trend: super::trend::Trend,
 }
 
 impl Queue {
@@ -79,6 +81,7 @@ impl Queue {
             totals,
             escalation: None,
             first_seen: now,
+            trend: Default::default(),
         }
     }
 
@@ -108,19 +111,26 @@ impl Queue {
         }
     }
 
-    pub fn classify_answer(&self, wait_ms: i64) -> Outcome {
+    /// A caller who joined at `joined` answered at `at`.
+    pub fn classify_answer(&self, joined: Ts, at: Ts) -> Outcome {
         Outcome::Answered {
-            wait_ms,
-            in_sl: wait_ms <= self.params.sl_threshold_ms,
+            wait_ms: at.since(joined),
+            in_sl: self.within_sl(joined, at),
         }
     }
 
-    pub fn classify_abandon(&self, wait_ms: i64) -> Outcome {
+    /// A caller who joined at `joined` hung up at `at`.
+    pub fn classify_abandon(&self, joined: Ts, at: Ts) -> Outcome {
+        let wait_ms = at.since(joined);
         Outcome::Abandoned {
             wait_ms,
-            in_sl: wait_ms <= self.params.sl_threshold_ms,
+            in_sl: self.within_sl(joined, at),
             short: wait_ms < self.params.short_abandon_ms,
         }
+    }
+
+    fn within_sl(&self, joined: Ts, at: Ts) -> bool {
+        self.params.sl_round.wait_ms(joined.0, at.0) <= self.params.sl_threshold_ms
     }
 
     pub fn logged_in(&self) -> u32 {

@@ -16,9 +16,11 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::engine::Engine;
+use super::trend::{KEEP_MINUTES, TrendSample};
 use super::view::{AgentView, QueueView};
 use crate::escalation::Entry;
 use crate::time::Ts;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
@@ -26,7 +28,13 @@ pub struct Snapshot {
     pub as_of: Ts,
     pub queues: Vec<Arc<QueueView>>,
     pub agents: Vec<Arc<AgentView>>,
+    /// One-minute samples per queue (oldest first), replaced once a minute.
+    #[serde(skip)]
+    pub trends: Arc<Trends>,
 }
+
+/// Trend samples by queue name.
+pub type Trends = BTreeMap<String, Arc<Vec<TrendSample>>>;
 
 impl Snapshot {
     pub fn queue(&self, name: &str) -> Option<&Arc<QueueView>> {
@@ -41,6 +49,8 @@ pub struct Delta {
     pub queues: Vec<Arc<QueueView>>,
     pub agents: Vec<Arc<AgentView>>,
     pub escalations: Vec<Arc<Entry>>,
+    /// New trend samples were taken (each queue's newest is in the snapshot).
+    pub trend: bool,
 }
 
 /// Capacity of the delta channel: ~100 s of deltas at 10 per second.
@@ -83,10 +93,23 @@ impl Publisher {
     /// Called only by the engine's owner.
     pub fn publish(&self, engine: &mut Engine, escalations: Vec<Arc<Entry>>) -> Option<Arc<Delta>> {
         let (dq, da) = engine.take_dirty();
+        let trend = engine.take_trend_dirty();
         let prev = self.current.load_full();
-        if dq.is_empty() && da.is_empty() && escalations.is_empty() {
+        if dq.is_empty() && da.is_empty() && escalations.is_empty() && !trend {
             return None;
         }
+        let trends = if trend {
+            Arc::new(
+                (0..engine.queue_count())
+                    .map(|q| {
+                        let qs = engine.queue(q);
+                        (qs.name.to_string(), Arc::new(qs.trend.last(KEEP_MINUTES)))
+                    })
+                    .collect(),
+            )
+        } else {
+            prev.trends.clone()
+        };
         let mut queues = prev.queues.clone();
         let mut agents = prev.agents.clone();
         let mut changed_q = Vec::with_capacity(dq.len());
@@ -114,6 +137,7 @@ impl Publisher {
             as_of,
             queues,
             agents,
+            trends,
         }));
         let delta = Arc::new(Delta {
             seq,
@@ -121,6 +145,7 @@ impl Publisher {
             queues: changed_q,
             agents: changed_a,
             escalations,
+            trend,
         });
         // No receivers is fine: nobody is watching.
         let _ = self.deltas.send(delta.clone());

@@ -15,9 +15,7 @@
 
 use std::sync::Arc;
 
-use super::{
-    ActionRecord, Active, Direction, Entry, Floor, Mark, Output, PENDING, Plan, QueueLadder,
-};
+use super::{Active, Direction, Entry, Floor, Mark, Output, Plan, QueueLadder};
 use crate::time::Ts;
 
 /// Detail on marks and reason on entries this module writes.
@@ -106,15 +104,8 @@ impl QueueLadder {
         let mut people = Vec::new();
         for agent in &a.agents {
             people.push((actions.len(), agent.clone()));
-            actions.push(ActionRecord {
-                kind: "sign_out".into(),
-                agent: Some(agent.clone()),
-                target_queue: Some(self.queue.clone()),
-                result: PENDING.into(),
-                detail: floor.busy(agent).then(|| super::ON_A_CALL.to_string()),
-                seats: None,
-                at: None,
-            });
+            let detail = floor.busy(agent).then(|| super::ON_A_CALL.to_string());
+            actions.push(self.sign_out_record(agent, detail));
         }
         let entry = Entry {
             id,

@@ -42,6 +42,7 @@ impl LadderObserver {
                 engine,
                 q,
                 assignments: &self.assignments,
+                cti: &self.cti,
             };
             let outs = match self.ladders[q].as_mut() {
                 Some(l) => {

@@ -1,7 +1,9 @@
 // acdmon live wall. Plain JavaScript, no build step: it is served from the
-// binary. State comes from /ws (a snapshot, then deltas); waits and times in
-// state tick locally between messages. On a lost connection it reconnects
-// with backoff and resumes with ?since=<last seq>.
+// binary. State comes from /ws protocol version 2 (a snapshot, then deltas
+// that carry only changed fields as JSON Merge Patches keyed by queue and
+// agent id); waits and times in state are computed here from the server's
+// clock (`now` in every message) and `oldest_since` / `since`. On a lost
+// connection it reconnects with backoff and resumes with ?since=<last seq>.
 "use strict";
 (function () {
   const cfg = window.ACDMON_WALL || {};
@@ -15,6 +17,8 @@
   const queues = new Map();   // name -> QueueView
   const agents = new Map();   // id -> AgentView
   const entries = new Map();  // escalation entry id -> entry
+  const trends = new Map();   // queue -> one-minute samples, oldest first (last hour)
+  const TREND_MINUTES = 60;
   const dirty = new Set();    // queue names to re-render
   let agentsDirty = true;
   let seq = null;             // last seq received (for ?since=)
@@ -63,12 +67,21 @@
   function ms(ts) { const t = Date.parse(ts); return isNaN(t) ? null : t; }
 
   // Longest wait right now: from the oldest caller's join time on the
-  // server's clock (skew-corrected), else the view's figure.
+  // server's clock (skew-corrected).
   function longestWait(q) {
     if (!q.waiting) return 0;
     const since = q.oldest_since ? ms(q.oldest_since) : null;
-    if (since != null) return Math.max(q.longest_wait_s, (serverNow() - since) / 1000);
-    return q.longest_wait_s;
+    return since == null ? 0 : Math.max(0, (serverNow() - since) / 1000);
+  }
+
+  // RFC 7396: null removes a member, objects merge, anything else replaces.
+  function mergePatch(target, patch) {
+    if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
+    const t = target !== null && typeof target === "object" && !Array.isArray(target) ? target : {};
+    for (const k of Object.keys(patch)) {
+      if (patch[k] === null) delete t[k]; else t[k] = mergePatch(t[k], patch[k]);
+    }
+    return t;
   }
 
   // ---------- rendering ----------
@@ -104,8 +117,53 @@
   <div class="states">${pill("available", a.available)}${pill("ringing", a.ringing)}${pill("on_call", a.on_call)}${pill("wrap_up", a.wrap_up)}${pill("paused", a.paused)}<span class="pill">logged in <b data-field="agents.logged_in">${a.logged_in}</b></span></div>
   <div class="sub">rolling: offered <b data-field="rolling.offered">${r.offered}</b> \u00b7 abandoned <b>${r.abandoned}</b> \u00b7 ASA <b>${secs(r.asa_s)}</b> \u00b7 needed <b data-field="required_agents">${q.required_agents == null ? "\u2013" : q.required_agents}</b></div>
   <div class="sub">today: offered <b data-field="today.offered">${today.offered}</b> \u00b7 answered <b>${today.answered}</b> \u00b7 abandoned <b>${today.abandoned}</b> \u00b7 SL <b data-field="today.service_level">${pct(today.service_level)}</b></div>
+  ${trendHtml(q)}
   ${escHtml}${adviceHtml}
 </article>`;
+  }
+
+  // ---------- sparklines (last hour, one point a minute) ----------
+  // Waiting (scaled to the hour's maximum) and SL (0-100 %, with the
+  // queue's target as a dashed line); a vertical mark where the ladder's
+  // stage went up (amber) or down (blue) between two minutes.
+  const SW = 300, SH = 42;
+  function spark(samples, value, max, field, target) {
+    const n = samples.length;
+    const x = (i) => n <= 1 ? SW : (i * SW) / (TREND_MINUTES - 1) + (TREND_MINUTES - n) * SW / (TREND_MINUTES - 1);
+    const y = (v) => SH - 2 - (Math.min(v, max) / max) * (SH - 4);
+    let d = "", pen = false;
+    samples.forEach((s, i) => {
+      const v = value(s);
+      if (v == null) { pen = false; return; }
+      d += (pen ? "L" : "M") + x(i).toFixed(1) + " " + y(v).toFixed(1);
+      pen = true;
+    });
+    let marks = "";
+    for (let i = 1; i < n; i++) {
+      const a = samples[i - 1].stage || 0, b = samples[i].stage || 0;
+      if (a !== b) {
+        marks += `<line class="stage-mark ${b > a ? "up" : "down"}" data-at="${esc(samples[i].at)}" x1="${x(i).toFixed(1)}" x2="${x(i).toFixed(1)}" y1="0" y2="${SH}"/>`;
+      }
+    }
+    const t = target == null ? "" :
+      `<line class="target" data-target="${target}" x1="0" x2="${SW}" y1="${y(target).toFixed(1)}" y2="${y(target).toFixed(1)}"/>`;
+    return `<svg class="spark" data-field="${field}" data-points="${samples.filter((s) => value(s) != null).length}" viewBox="0 0 ${SW} ${SH}" preserveAspectRatio="none">${t}${marks}<path d="${d}"/></svg>`;
+  }
+  function trendHtml(q) {
+    const samples = trends.get(q.queue) || [];
+    if (!samples.length) return "";
+    const maxW = Math.max(1, ...samples.map((s) => s.waiting));
+    return `<div class="trend">
+    <div><label>waiting, last hour (max ${maxW})</label>${spark(samples, (s) => s.waiting, maxW, "spark-waiting", null)}</div>
+    <div><label>SL, last hour \u00b7 target ${pct(q.sl_target)}</label>${spark(samples, (s) => s.service_level, 1, "spark-sl", q.sl_target)}</div>
+  </div>`;
+  }
+  function addSample(queue, s) {
+    let list = trends.get(queue);
+    if (!list) { list = []; trends.set(queue, list); }
+    if (list.length && list[list.length - 1].at >= s.at) return;
+    list.push(s);
+    if (list.length > TREND_MINUTES) list.splice(0, list.length - TREND_MINUTES);
   }
 
   // An entry is re-sent whenever one of its results changes; keep the
@@ -331,20 +389,27 @@
     try { m = JSON.parse(ev.data); } catch (e) { return; }
     lastMsg = Date.now();
     if (typeof m.seq === "number") seq = m.seq;
-    if (m.as_of) { const t = ms(m.as_of); if (t != null) { skewMs = t - Date.now(); lastData = t; } }
+    if (m.now) { const t = ms(m.now); if (t != null) { skewMs = t - Date.now(); if (m.type !== "heartbeat") lastData = t; } }
     if (m.type === "snapshot") {
       snapshots++;
       queues.clear(); agents.clear(); fetchedEntries.clear();
       $("tiles").innerHTML = "";
-      for (const q of m.queues) { queues.set(q.queue, q); dirty.add(q.queue); }
-      for (const a of m.agents) agents.set(a.agent, a);
+      for (const [id, q] of Object.entries(m.queues || {})) { queues.set(id, q); dirty.add(id); }
+      for (const [id, a] of Object.entries(m.agents || {})) agents.set(id, a);
+      trends.clear();
+      for (const [id, list] of Object.entries(m.trends || {})) for (const s of list) addSample(id, s);
       agentsDirty = true;
     } else if (m.type === "delta") {
-      for (const q of m.queues) { queues.set(q.queue, q); dirty.add(q.queue); }
-      for (const a of m.agents) {
-        if (filter && !a.queues.some((q) => queues.has(q))) agents.delete(a.agent); else agents.set(a.agent, a);
+      for (const [id, p] of Object.entries(m.queues || {})) {
+        if (p === null) { queues.delete(id); $("tiles").innerHTML = ""; for (const k of queues.keys()) dirty.add(k); }
+        else { queues.set(id, mergePatch(queues.get(id), p)); dirty.add(id); }
       }
-      if (m.agents.length) {
+      for (const [id, s] of Object.entries(m.trend || {})) { addSample(id, s); dirty.add(id); }
+      const changedAgents = Object.entries(m.agents || {});
+      for (const [id, p] of changedAgents) {
+        if (p === null) agents.delete(id); else agents.set(id, mergePatch(agents.get(id), p));
+      }
+      if (changedAgents.length) {
         agentsDirty = true;
         // Names of signed-in agents appear on tiles.
         for (const q of queues.values()) if (q.escalation && q.escalation.signed_in.length) dirty.add(q.queue);
@@ -360,6 +425,7 @@
   function connect() {
     const u = new URL("/ws", location.href);
     u.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    u.searchParams.set("v", "2");
     if (token) u.searchParams.set("token", token);
     if (filter) u.searchParams.set("queues", filter);
     if (seq != null) u.searchParams.set("since", String(seq));
@@ -435,7 +501,7 @@
     history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
   }
   // Test hook: the numbers the wall shows, for headless checks.
-  window.acdmonWall = { queues, agents, get seq() { return seq; }, get connected() { return connected; },
+  window.acdmonWall = { queues, agents, trends, get seq() { return seq; }, get connected() { return connected; },
     get snapshots() { return snapshots; }, get notReady() { return notReady; } };
   renderTiles();
 

@@ -131,7 +131,9 @@ pub enum QueueEvent<'a> {
     },
     AgentComplete {
         queue: &'a str,
-        call: &'a str,
+        /// Absent when the agent hung up first or Asterisk stopped (Asterisk
+        /// 20 then sends no caller-channel headers): matched by member.
+        call: Option<&'a str>,
         interface: &'a str,
         name: Option<&'a str>,
         hold_ms: i64,
@@ -149,6 +151,9 @@ pub enum QueueEvent<'a> {
         block: MemberBlock<'a>,
     },
     /// `HangupRequest` (or `SoftHangupRequest`/`Hangup`) of a channel.
+    /// `request`: the channel is asked to hang up (a `HangupRequest`, or a
+    /// `SoftHangupRequest` other than an async goto), which is what tells a
+    /// caller's abandon from a timeout; a plain `Hangup` is not.
     Hangup {
         call: &'a str,
         request: bool,
@@ -221,7 +226,7 @@ pub fn classify<H: Headers + ?Sized>(h: &H) -> Result<Option<QueueEvent<'_>>, Re
         },
         Kind::AgentComplete => QueueEvent::AgentComplete {
             queue: need("Queue")?,
-            call: need("Uniqueid")?,
+            call: opt("Uniqueid"),
             interface: need("Interface")?,
             name: member_name(),
             hold_ms: secs("HoldTime").unwrap_or(0),
@@ -241,6 +246,15 @@ pub fn classify<H: Headers + ?Sized>(h: &H) -> Result<Option<QueueEvent<'_>>, Re
         Kind::Hangup { request } => QueueEvent::Hangup {
             call: need("Uniqueid")?,
             request,
+        },
+        Kind::SoftHangup => QueueEvent::Hangup {
+            call: need("Uniqueid")?,
+            // Cause is the soft hang-up flag set (channel.h): 2 is an async
+            // goto (Redirect), which moves the channel on without hanging it
+            // up; 32 (explicit: AMI Hangup, `channel request hangup`), 4
+            // (shutdown: `core stop/restart`), 8 (absolute timeout) and the
+            // rest end the call.
+            request: number(h, name, "Cause").ok() != Some(ASYNC_GOTO),
         },
         Kind::ListParams => QueueEvent::ListParams {
             queue: need("Queue")?,
@@ -269,6 +283,7 @@ enum Kind {
     AgentDump,
     Member(MemberChange),
     Hangup { request: bool },
+    SoftHangup,
     ListParams,
     ListMember,
     ListEntry,
@@ -294,7 +309,7 @@ fn match_event(name: &str) -> Kind {
         ("QueueMemberPenalty", Kind::Member(MemberChange::Other)),
         ("QueueMemberRinginuse", Kind::Member(MemberChange::Other)),
         ("HangupRequest", Kind::Hangup { request: true }),
-        ("SoftHangupRequest", Kind::Hangup { request: false }),
+        ("SoftHangupRequest", Kind::SoftHangup),
         ("Hangup", Kind::Hangup { request: false }),
         ("QueueParams", Kind::ListParams),
         ("QueueMember", Kind::ListMember),
@@ -332,6 +347,9 @@ fn member_block<'a, H: Headers + ?Sized>(h: &'a H, name: &str) -> Result<MemberB
         last_call: Ts::from_secs(number(h, name, "LastCall").unwrap_or(0).max(0)),
     })
 }
+
+/// `AST_SOFTHANGUP_ASYNCGOTO`: the only soft hang-up that is not one.
+const ASYNC_GOTO: i64 = 2;
 
 fn number<H: Headers + ?Sized>(h: &H, event: &str, key: &str) -> Result<i64, Reject> {
     let v = h
@@ -424,7 +442,15 @@ struct Member {
     paused: bool,
     reason: Option<String>,
     in_call: bool,
+    /// The caller's channel of the call this member is on (AgentConnect),
+    /// so that an `AgentComplete` without `Uniqueid` can be matched.
+    call: Option<String>,
     ringing: bool,
+    /// The caller this member is being rung for (AgentCalled).
+    ringing_for: Option<String>,
+    /// The device reported busy (ringing, in use) since the ring began: a
+    /// later "not in use" means the ring is over.
+    ring_busy_seen: bool,
     wrapup_ms: i64,
     wrap_until: Ts,
 }
@@ -443,12 +469,45 @@ impl Member {
             agent,
             status: b.status,
             paused: b.paused,
-            reason: b.paused_reason.map(str::to_string),
+            // `module reload app_queue.so` keeps a static member paused but
+            // lists it with an empty PausedReason (Asterisk 20.20.1): a pause
+            // that goes on keeps the reason it was given.
+            reason: b.paused_reason.map(str::to_string).or_else(|| {
+                old.filter(|o| b.paused && o.paused)
+                    .and_then(|o| o.reason.clone())
+            }),
             in_call: b.in_call,
+            // Kept through status changes: Asterisk reports the member
+            // "Not in use" (InCall 0) before the AgentComplete of the call.
+            call: old.and_then(|o| o.call.clone()),
             ringing: old.is_some_and(|o| o.ringing),
+            ringing_for: old.and_then(|o| o.ringing_for.clone()),
+            ring_busy_seen: old.is_some_and(|o| o.ring_busy_seen),
             wrapup_ms: b.wrapup_ms,
             wrap_until,
         }
+    }
+
+    /// A device state seen while ringing: busy (ringing, in use, on hold)
+    /// is the ring going on; idle or gone after that is the ring over (the
+    /// caller hung up, the call went elsewhere) even when no
+    /// `AgentRingNoAnswer` follows, which is what Asterisk 20 does when the
+    /// caller hangs up during the ring.
+    fn track_ring(&mut self) {
+        if !self.ringing {
+            return;
+        }
+        match self.status {
+            2 | 3 | 6 | 7 | 8 => self.ring_busy_seen = true,
+            1 | 4 | 5 if self.ring_busy_seen => self.stop_ringing(),
+            _ => {}
+        }
+    }
+
+    fn stop_ringing(&mut self) {
+        self.ringing = false;
+        self.ringing_for = None;
+        self.ring_busy_seen = false;
     }
 
     fn logged_in(&self) -> bool {
@@ -469,6 +528,11 @@ struct Caller {
     queue: String,
     joined: Ts,
     hangup_requested: bool,
+    /// Members rung for this caller whose ring has not ended with an
+    /// `AgentRingNoAnswer`. A queue timeout ends every ring with one first
+    /// (Asterisk 20, tests/data/ami/asterisk20_timeout.ami); a caller who
+    /// goes away mid-ring leaves them open (queue_log RINGCANCELED).
+    rings_open: u32,
     state: CallerState,
 }
 
@@ -550,6 +614,8 @@ pub struct Tracker {
     call_class_seen: bool,
     warned_no_call_class: bool,
     clock: Ts,
+    /// Events that could not be used (an `AgentComplete` matching no call).
+    rejects: Vec<Reject>,
 }
 
 fn queue_pause(ts: Ts, agent: &str, queue: &str, paused: bool) -> Event {
@@ -577,6 +643,29 @@ impl Tracker {
             call_class_seen: false,
             warned_no_call_class: false,
             clock: Ts::ZERO,
+            rejects: Vec::new(),
+        }
+    }
+
+    /// Events the tracker could not use, since the last call.
+    pub fn take_rejects(&mut self) -> Vec<Reject> {
+        std::mem::take(&mut self.rejects)
+    }
+
+    /// The caller `call` is no longer waiting to be put through (it hung
+    /// up, timed out, left, or another member answered): members rung for
+    /// it stop ringing. Asterisk sends no `AgentRingNoAnswer` for them.
+    fn stop_ringing_for(&mut self, call: &str, ts: Ts, out: &mut Vec<Event>) {
+        let mut agents = Vec::new();
+        for m in self.members.values_mut() {
+            if m.ringing && m.ringing_for.as_deref() == Some(call) {
+                m.stop_ringing();
+                agents.push(m.agent.clone());
+            }
+        }
+        agents.dedup();
+        for a in agents {
+            self.refresh_agent(&a, None, ts, out);
         }
     }
 
@@ -694,6 +783,7 @@ impl Tracker {
                     reason: ExitReason::Key,
                 },
             });
+            self.stop_ringing_for(call, t, out);
         }
     }
 
@@ -718,6 +808,7 @@ impl Tracker {
                         queue: queue.to_string(),
                         joined: ts,
                         hangup_requested: false,
+                        rings_open: 0,
                         state: CallerState::Waiting,
                     },
                 );
@@ -741,7 +832,11 @@ impl Tracker {
                 }
             }
             QueueEvent::CallerAbandon { queue, call, .. } => {
-                let hung_up = self.take_caller(call).map(|c| c.hangup_requested);
+                // Gone mid-ring: the AMI Hangup action raises no hang-up
+                // request event, but a timeout would have ended the rings.
+                let hung_up = self
+                    .take_caller(call)
+                    .map(|c| c.hangup_requested || c.rings_open > 0);
                 let kind = match hung_up {
                     Some(true) => EventKind::CallAbandoned {
                         call: call.to_string(),
@@ -770,6 +865,7 @@ impl Tracker {
                     },
                 };
                 out.push(Event { ts, kind });
+                self.stop_ringing_for(call, ts, out);
             }
             QueueEvent::CallerLeave { call, .. } => {
                 if let Some(c) = self.callers.get_mut(call)
@@ -790,7 +886,8 @@ impl Tracker {
                 let agent = self.ids.agent(interface, name);
                 if let Some(m) = self.member_mut(queue, interface) {
                     m.in_call = true;
-                    m.ringing = false;
+                    m.call = Some(call.to_string());
+                    m.stop_ringing();
                 }
                 out.push(Event {
                     ts,
@@ -801,6 +898,8 @@ impl Tracker {
                     },
                 });
                 self.believed.insert(agent, AgentStatus::OnCall);
+                // Ring-all: the other members rung for this caller stop.
+                self.stop_ringing_for(call, ts, out);
             }
             QueueEvent::AgentComplete {
                 queue,
@@ -810,7 +909,9 @@ impl Tracker {
                 ..
             } => {
                 let agent = self.ids.agent(interface, name);
+                let mut on = None;
                 if let Some(m) = self.member_mut(queue, interface) {
+                    on = m.call.take();
                     m.in_call = false;
                     if m.wrapup_ms > 0 {
                         m.wrap_until = ts.plus_ms(m.wrapup_ms);
@@ -818,14 +919,24 @@ impl Tracker {
                         self.wraps.insert((until, agent.clone()));
                     }
                 }
-                out.push(Event {
-                    ts,
-                    kind: EventKind::CallCompleted {
-                        call: call.to_string(),
-                        queue: queue.to_string(),
-                        agent: agent.clone(),
-                    },
-                });
+                // Without Uniqueid (the agent hung up first, or Asterisk
+                // stopped), the member's own call is the one that ended.
+                match call.map(str::to_string).or(on) {
+                    Some(call) => out.push(Event {
+                        ts,
+                        kind: EventKind::CallCompleted {
+                            call,
+                            queue: queue.to_string(),
+                            agent: agent.clone(),
+                        },
+                    }),
+                    None => self.rejects.push(Reject::new(
+                        "unknown_call",
+                        format!(
+                            "AgentComplete without Uniqueid for {interface} in {queue}, and no call of that member was seen answered; agent state kept, not counted"
+                        ),
+                    )),
+                }
                 // The engine now believes the agent free (or in its own
                 // timed wrap-up); correct it only when we know better.
                 self.believed.insert(agent.clone(), AgentStatus::Available);
@@ -833,31 +944,40 @@ impl Tracker {
             }
             QueueEvent::AgentCalled {
                 queue,
+                call,
                 interface,
                 name,
-                ..
             } => {
                 let agent = self.ids.agent(interface, name);
+                if let Some(c) = self.callers.get_mut(call) {
+                    c.rings_open = c.rings_open.saturating_add(1);
+                }
                 if let Some(m) = self.member_mut(queue, interface) {
                     m.ringing = true;
+                    m.ringing_for = Some(call.to_string());
+                    m.ring_busy_seen = false;
                 }
                 self.refresh_agent(&agent, Some(queue), ts, out);
             }
             QueueEvent::AgentRingNoAnswer {
                 queue,
+                call,
                 interface,
                 name,
                 ..
             }
             | QueueEvent::AgentDump {
                 queue,
+                call,
                 interface,
                 name,
-                ..
             } => {
+                if let Some(c) = self.callers.get_mut(call) {
+                    c.rings_open = c.rings_open.saturating_sub(1);
+                }
                 let agent = self.ids.agent(interface, name);
                 if let Some(m) = self.member_mut(queue, interface) {
-                    m.ringing = false;
+                    m.stop_ringing();
                 }
                 self.refresh_agent(&agent, Some(queue), ts, out);
             }
@@ -894,7 +1014,8 @@ impl Tracker {
         }
         let old = self.members.get(&key);
         let known = old.is_some();
-        let m = Member::from_block(b, agent.clone(), old);
+        let mut m = Member::from_block(b, agent.clone(), old);
+        m.track_ring();
         self.put_member(key, m);
         if !known {
             out.push(Event {
@@ -933,9 +1054,11 @@ impl Tracker {
         if logged.is_empty() {
             return (AgentStatus::LoggedOut, None);
         }
+        // A Local-channel member is "In use" (2) while it rings: for a
+        // member being rung, 2 is the ring itself, not another call.
         if logged
             .iter()
-            .any(|m| m.in_call || matches!(m.status, 2 | 3 | 7 | 8))
+            .any(|m| m.in_call || matches!(m.status, 3 | 7 | 8) || (m.status == 2 && !m.ringing))
         {
             return (AgentStatus::OnCall, None);
         }
@@ -1047,6 +1170,7 @@ impl Tracker {
                         queue: q.to_string(),
                         joined,
                         hangup_requested,
+                        rings_open: 0,
                         state: CallerState::Waiting,
                     },
                 );
@@ -1084,7 +1208,18 @@ impl Tracker {
                 let b = mo.block();
                 let agent = self.ids.agent(b.interface, b.name);
                 let key = (q.to_string(), b.interface.to_ascii_lowercase());
-                let m = Member::from_block(&b, agent.clone(), old.get(&key));
+                let mut m = Member::from_block(&b, agent.clone(), old.get(&key));
+                // A ring survives a relist only while its caller still waits.
+                let rung_for_listed = m
+                    .ringing_for
+                    .as_deref()
+                    .is_some_and(|c| l.entries.iter().any(|(e, _, _)| e == c));
+                if !rung_for_listed {
+                    m.stop_ringing();
+                }
+                if !m.in_call {
+                    m.call = None;
+                }
                 paused_here.push(m.logged_in() && m.paused);
                 self.put_member(key, m);
                 agents.push(agent);

@@ -323,7 +323,9 @@ impl Session {
 
     /// Input dropped so far.
     pub fn take_rejects(&mut self) -> Vec<Reject> {
-        std::mem::take(&mut self.rejects)
+        let mut r = std::mem::take(&mut self.rejects);
+        r.extend(self.tracker.take_rejects());
+        r
     }
 
     /// Feeds bytes read from the socket (or transcript).
@@ -811,6 +813,26 @@ impl Session {
         if is_list {
             self.on_list_event(m);
             return;
+        }
+        // `module reload app_queue.so` (or a full `reload`) can change
+        // members with no QueueMember* event; `queue reload members` raises
+        // not even this (Asterisk 20.20.1), only the periodic relist sees it.
+        // `Reload` is a `system`-class event: it arrives only where the
+        // manager user may read `system` and `events` asks for it.
+        if m.is("Event", "Reload")
+            && m.get("Module").is_none_or(|module| {
+                let module = module.to_ascii_lowercase();
+                module.is_empty() || module == "all" || module.starts_with("app_queue")
+            })
+            && !self.passive
+            && self.logged_in()
+        {
+            tracing::info!("app_queue reloaded; relisting the queues");
+            if self.resync.is_none() {
+                self.start_resync(None);
+            } else {
+                self.queued_full_resync = true;
+            }
         }
         if let Some(r) = self.resync.as_mut() {
             if !r.complete {

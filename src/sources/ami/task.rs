@@ -76,8 +76,9 @@ pub struct AmiConfig {
     #[serde(default = "secs::<5>")]
     pub action_timeout: HumanDuration,
     /// Relist all queues (`QueueStatus`) this often while connected, to heal
-    /// drift from lost or filtered events; `"0s"` = only on connect.
-    #[serde(default = "secs::<900>")]
+    /// drift from lost or filtered events; `"0s"` = only on connect. Five
+    /// minutes: `queue reload members` in Asterisk raises no event at all.
+    #[serde(default = "secs::<300>")]
     pub resync_interval: HumanDuration,
     /// First reconnect delay; doubles per failure up to `reconnect_max`,
     /// with jitter.
@@ -119,7 +120,7 @@ impl AmiConfig {
             connect_timeout: secs::<5>(),
             ping_interval: secs::<20>(),
             action_timeout: secs::<5>(),
-            resync_interval: secs::<900>(),
+            resync_interval: secs::<300>(),
             reconnect_min: secs::<1>(),
             reconnect_max: secs::<30>(),
             agents: Vec::new(),

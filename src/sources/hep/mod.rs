@@ -86,6 +86,16 @@ pub struct HepSourceConfig {
     /// counted (`sip_dialog_limit`).
     #[serde(default = "default_max_dialogs")]
     pub max_dialogs: usize,
+    /// Static membership: queue → agent ids (`[sources.members]`,
+    /// `sales = ["1001", "1002"]`). Reported when the source starts, so an
+    /// agent whose phone never rings (do-not-disturb, 486 at once) is still
+    /// a member.
+    #[serde(default)]
+    pub members: std::collections::BTreeMap<String, Vec<String>>,
+    /// Append every accepted packet to this file, as HEPv3 (HEPv1/v2
+    /// packets are re-encoded), for `acdmon replay --format hep`.
+    #[serde(default)]
+    pub record: Option<std::path::PathBuf>,
 }
 
 fn default_listen_udp() -> String {
@@ -129,6 +139,8 @@ impl Default for HepSourceConfig {
             unanswered_timeout: default_unanswered_timeout(),
             answered_timeout: default_answered_timeout(),
             max_dialogs: default_max_dialogs(),
+            members: Default::default(),
+            record: None,
         }
     }
 }
@@ -150,6 +162,18 @@ impl HepSourceConfig {
         self.rules()?;
         if self.listen_udp.trim().is_empty() && self.listen_tcp.is_none() {
             return Err("hep source needs `listen_udp` or `listen_tcp`".into());
+        }
+        if let Some(p) = &self.record {
+            if p.as_os_str().is_empty() {
+                return Err("`record` is an empty path".into());
+            }
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                return Err(format!(
+                    "`record` {}: the directory does not exist",
+                    p.display()
+                ));
+            }
         }
         if self.max_packet_bytes < 64 {
             return Err("`max_packet_bytes` must be at least 64".into());
@@ -173,6 +197,7 @@ impl HepSourceConfig {
             fifo_fallback: self.fifo_fallback,
             blf: self.blf,
             platform_hangup,
+            members: self.members.clone(),
         })
     }
 
@@ -201,9 +226,16 @@ impl HepSourceConfig {
             sip: SipIngest::new(self.rules()?, self.dialog_limits(), self.full_parse),
             refused_seen: 0,
             clock: None,
+            record: self.record.clone(),
+            recorded: Vec::new(),
         })
     }
 }
+
+/// Recorded bytes held in memory at most (a stalled disk must not grow
+/// memory without end; beyond this, packets are not recorded and the task
+/// says so).
+pub const MAX_RECORD_BUFFER: usize = 8 << 20;
 
 /// HEP packets in, domain events out. Sans-IO.
 #[derive(Debug, Clone)]
@@ -217,9 +249,64 @@ pub struct HepIngest {
     /// while traffic is quiet, so a sender whose clock is off does not get
     /// its calls expired early (or never).
     clock: Option<(Ts, Ts)>,
+    /// Where accepted packets are recorded (see [`HepIngest::take_recorded`]).
+    record: Option<std::path::PathBuf>,
+    recorded: Vec<u8>,
 }
 
 impl HepIngest {
+    /// The file packets are recorded to, if any.
+    pub fn record_path(&self) -> Option<&std::path::Path> {
+        self.record.as_deref()
+    }
+
+    /// Stops recording (replay must not record what it reads).
+    pub fn stop_recording(&mut self) {
+        self.record = None;
+        self.recorded = Vec::new();
+    }
+
+    /// The packets accepted since the last call, as HEPv3, for the task to
+    /// append to the record file.
+    pub fn take_recorded(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.recorded)
+    }
+
+    /// Re-encodes an accepted packet as HEPv3 (v1/v2 have no length field,
+    /// so they cannot be read back to back; v3 can). Keeps what the rules
+    /// use: time, addresses, transport, correlation id, payload; the auth
+    /// key is the configured one, so a replay with the same configuration
+    /// accepts it.
+    fn record_packet(&mut self, p: &HepPacket<'_>, ts: Ts) {
+        if self.record.is_none() || self.recorded.len() >= MAX_RECORD_BUFFER {
+            return;
+        }
+        let Ok(payload) = p.payload_bytes(self.limits.max_payload) else {
+            return;
+        };
+        let key = self
+            .auth_key
+            .as_ref()
+            .map(|k| k.expose().as_bytes().to_vec());
+        let b = packet::HepBuilder {
+            src: p.src,
+            dst: p.dst,
+            ts: Some(ts),
+            ip_proto: p.ip_proto.unwrap_or(17),
+            proto_type: p.proto_type.unwrap_or(packet::PROTO_SIP),
+            capture_id: p.capture_id.unwrap_or(0),
+            auth_key: key.as_deref(),
+            correlation_id: p.correlation_id,
+            compressed: false,
+        };
+        self.recorded.extend_from_slice(&b.build(&payload));
+    }
+
+    /// Reports what is known before any traffic (static members), dated
+    /// `now`; the live task calls it when it starts listening.
+    pub fn start(&mut self, now: Ts, out: &mut Vec<Event>) {
+        self.sip.start(now, out);
+    }
     pub fn limits(&self) -> Limits {
         self.limits
     }
@@ -249,6 +336,7 @@ impl HepIngest {
                 format!("{why} (HEPv{})", p.version),
             ));
         }
+        self.record_packet(p, p.ts.unwrap_or(received));
         if !p.is_sip() {
             return Err(Reject::new(
                 "hep_not_sip",
@@ -335,7 +423,8 @@ pub struct HepReplayDecoder {
 
 impl HepReplayDecoder {
     pub fn new(cfg: &HepSourceConfig) -> Result<Self, String> {
-        let ingest = cfg.ingest()?;
+        let mut ingest = cfg.ingest()?;
+        ingest.stop_recording();
         Ok(HepReplayDecoder {
             framer: StreamFramer::new(ingest.limits()),
             ingest,

@@ -146,6 +146,9 @@ pub async fn run(
     );
     health.set_connected(true);
     health.set_synced(true);
+    let mut recorder = open_record(&name, &mut ingest);
+    let mut events: Vec<Event> = Vec::new();
+    ingest.start(Ts::now(), &mut events);
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(TCP_QUEUE);
     if let Some(l) = listeners.tcp {
         tokio::spawn(accept_loop(
@@ -164,7 +167,6 @@ pub async fn run(
     let udp_inode = udp.as_ref().and_then(super::drops::socket_inode);
     let mut warned: Option<std::time::Instant> = None;
     let mut buf = vec![0u8; 65_536];
-    let mut events: Vec<Event> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tcp_open = true;
@@ -213,6 +215,16 @@ pub async fn run(
                 }
             }
         }
+        if let Some(file) = recorder.as_mut() {
+            let bytes = ingest.take_recorded();
+            if !bytes.is_empty()
+                && let Err(e) = std::io::Write::write_all(file, &bytes)
+            {
+                tracing::error!(source = %name, path = ?ingest.record_path(), error = %e, "cannot write the HEP record file; recording stopped");
+                ingest.stop_recording();
+                recorder = None;
+            }
+        }
         if !events.is_empty() {
             health.add_events(events.len() as u64);
             let batch = std::mem::take(&mut events);
@@ -227,6 +239,30 @@ pub async fn run(
                 health.set_connected(false);
                 return;
             }
+        }
+    }
+}
+
+/// Opens the record file for appending (owner-only: it holds the auth key,
+/// as the wire does). A file that cannot be opened is logged and recording
+/// is off; collecting goes on.
+fn open_record(name: &str, ingest: &mut HepIngest) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = ingest.record_path()?.to_path_buf();
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(f) => {
+            tracing::info!(source = %name, path = %path.display(), "recording HEP packets");
+            Some(f)
+        }
+        Err(e) => {
+            tracing::error!(source = %name, path = %path.display(), error = %e, "cannot open the HEP record file; not recording");
+            ingest.stop_recording();
+            None
         }
     }
 }

@@ -275,6 +275,13 @@ impl LineDecoder {
                 self.discarding = false;
                 continue;
             }
+            // Over the limit however the line arrived (whole, or in pieces
+            // that were buffered), so chunking never changes the verdict.
+            if self.buf.len() + line.len() > MAX_LINE {
+                self.buf.clear();
+                out.push((self.line_no, Err(too_long())));
+                continue;
+            }
             if self.buf.is_empty() {
                 self.emit(line, out);
             } else {
@@ -292,13 +299,7 @@ impl LineDecoder {
         if self.buf.len() > MAX_LINE {
             self.buf.clear();
             self.discarding = true;
-            out.push((
-                self.line_no + 1,
-                Err(Reject::new(
-                    "line_too_long",
-                    format!("over {MAX_LINE} bytes"),
-                )),
-            ));
+            out.push((self.line_no + 1, Err(too_long())));
         }
     }
 
@@ -325,6 +326,10 @@ impl LineDecoder {
             Err(r) => out.push((self.line_no, Err(r))),
         }
     }
+}
+
+fn too_long() -> Reject {
+    Reject::new("line_too_long", format!("over {MAX_LINE} bytes"))
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
@@ -428,6 +433,25 @@ mod tests {
         assert!(e.detail.contains("missing UTC offset"), "{e}");
         assert_eq!(reason(r#"[1,2]"#), "invalid_json");
         assert_eq!(decode_line(b"   \r").unwrap(), None);
+    }
+
+    #[test]
+    fn a_long_blank_line_is_too_long_in_one_piece_or_many() {
+        let mut input = vec![b' '; MAX_LINE + 10];
+        input.push(b'\n');
+        for chunk in [input.len(), 1000] {
+            let mut dec = LineDecoder::new();
+            let mut out = Vec::new();
+            for c in input.chunks(chunk) {
+                dec.feed(c, &mut out);
+            }
+            dec.finish(&mut out);
+            let got: Vec<_> = out
+                .iter()
+                .map(|(n, r)| (*n, r.as_ref().err().map(|e| e.reason)))
+                .collect();
+            assert_eq!(got, vec![(1, Some("line_too_long"))], "chunk {chunk}");
+        }
     }
 
     #[test]

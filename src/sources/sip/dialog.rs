@@ -2,13 +2,29 @@
 //! a queue monitor cares about: ringing, answer, failure or cancel, hang-up.
 //! Sans-IO: fed parsed messages with their capture time and addresses.
 //!
-//! Why it looks at addresses: a proxy that mirrors everything (Kamailio
-//! `trace_mode`) shows each message twice, as received and as forwarded,
-//! and with forking it shows the final response of every branch. Only the
-//! final response sent back to the leg's originator (the UAC: the source of
-//! the first INVITE seen) ends the leg; a branch's 486 or 487 while another
-//! branch still rings does not. Without addresses (a sender that leaves out
-//! the IP chunks), any final response ends the leg.
+//! Why it matches responses by transaction: a proxy that mirrors
+//! everything (Kamailio `trace_mode`) shows each message twice, as received
+//! and as forwarded, and with forking it shows the final response of every
+//! branch. Only the final response of the originator's own transaction ends
+//! the leg: the one whose top Via branch is the branch of the INVITE the
+//! originator sent (RFC 3261 17.1.3; the proxy's own Via is on top of a
+//! branch's responses). The address the response was sent to is not used
+//! when branches are known: without `rport` a response goes to the port in
+//! the caller's Via, not the port the INVITE came from (RFC 3261 18.2.2).
+//! Only for a sender without a Via branch (RFC 2543) does the tracker fall
+//! back to addresses (the response sent to the source of the first INVITE),
+//! and without addresses either, any final response ends the leg.
+//!
+//! A proxy that forks the INVITE (a ring-all hunt group) sends it on with
+//! the same Call-ID and CSeq under its own Via branch, one per target, with
+//! the target's user in the Request-URI: each such branch is reported
+//! ([`LegEvent::Branch`]) so the mapper can show the agents it rings.
+//!
+//! A digest challenge (401/407) is not the end of a call: the phone sends
+//! the INVITE again with the same Call-ID and a higher CSeq (RFC 3261
+//! 22.2). The leg waits for it ("challenge pending") and follows the new
+//! transaction; only if no new INVITE comes within the linger time does the
+//! challenge end the leg as a failure.
 //!
 //! Retransmissions and the proxy's second copy are absorbed by the state
 //! machine itself: every report happens on a state change (first
@@ -84,6 +100,14 @@ pub enum LegEvent {
         by_originator: bool,
         answered: bool,
     },
+    /// A branch of a forked INVITE (same Call-ID and CSeq, the proxy's own
+    /// Via branch, `user` from its Request-URI) reached a moment.
+    Branch {
+        call_id: String,
+        ts: Ts,
+        user: String,
+        moment: BranchMoment,
+    },
     /// Nothing seen for the timeout; `ts` is when that was noticed (the
     /// sweep's time: the leg was live until then as far as anyone could
     /// tell, and events are not dated back past what the engine has seen).
@@ -101,9 +125,34 @@ impl LegEvent {
             | LegEvent::Answered { call_id, .. }
             | LegEvent::Failed { call_id, .. }
             | LegEvent::Ended { call_id, .. }
+            | LegEvent::Branch { call_id, .. }
             | LegEvent::Expired { call_id, .. } => call_id,
         }
     }
+}
+
+/// What happened on one branch of a forked INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchMoment {
+    /// The proxy sent the INVITE to this target.
+    Offered,
+    /// First 18x of the branch.
+    Ringing,
+    /// The branch's 2xx.
+    Answered,
+    /// The branch's final non-2xx (busy, declined, or 487 after the proxy
+    /// cancelled it because another branch answered or the caller gave up).
+    Failed { code: u16 },
+}
+
+/// At most this many fork branches are followed per leg.
+const MAX_BRANCHES: usize = 32;
+
+#[derive(Debug, Clone)]
+struct Branch {
+    via: Box<str>,
+    user: Box<str>,
+    state: State,
 }
 
 /// What the tracker made of a message.
@@ -132,6 +181,13 @@ struct Leg {
     invite_cseq: u32,
     from_tag: Option<Box<str>>,
     uac: Option<SocketAddr>,
+    /// Top Via branch of the originator's current INVITE.
+    uac_branch: Option<Box<str>>,
+    /// The user of the originator's Request-URI (forks go to other users).
+    ruri_user: Option<Box<str>>,
+    /// A 401/407 came back; the leg waits for the INVITE sent again.
+    challenged: Option<(Ts, u16)>,
+    branches: Vec<Branch>,
     cancel_ts: Option<Ts>,
     last_seen: Ts,
 }
@@ -145,6 +201,8 @@ pub struct DialogStats {
     pub repeats: u64,
     /// Final responses of a forked branch, not sent to the originator.
     pub branch_finals: u64,
+    /// 401/407 challenges followed by a new INVITE on the same Call-ID.
+    pub challenges: u64,
     pub expired: u64,
     pub refused: u64,
 }
@@ -223,11 +281,75 @@ impl DialogTracker {
                     });
                 }
             }
+            Some(Method::Invite) if msg.to().tag.is_none() && leg.state < State::Ended => {
+                if msg.cseq_num > leg.invite_cseq && leg.challenged.is_some() {
+                    // The INVITE again, with credentials: a new transaction.
+                    leg.challenged = None;
+                    leg.invite_cseq = msg.cseq_num;
+                    leg.uac_branch = msg.via_branch().map(Into::into);
+                    leg.cancel_ts = None;
+                    leg.branches.clear();
+                    self.stats.challenges += 1;
+                    return Seen::Tracked;
+                }
+                if let Some(b) = fork_branch(leg, msg) {
+                    let user = b.user.to_string();
+                    leg.branches.push(b);
+                    out.push(LegEvent::Branch {
+                        call_id: call_id(),
+                        ts: cap.ts,
+                        user,
+                        moment: BranchMoment::Offered,
+                    });
+                    return Seen::Tracked;
+                }
+            }
             Some(_) => {}
             None => {
                 let code = msg.status().unwrap_or(0);
                 if msg.cseq_method() == Method::Invite && msg.cseq_num == leg.invite_cseq {
+                    let rb = msg.via_branch();
+                    if let Some(b) =
+                        rb.and_then(|rb| leg.branches.iter_mut().find(|b| *b.via == *rb))
+                    {
+                        let moment = match code {
+                            101..=199 if b.state == State::Calling => {
+                                b.state = State::Ringing;
+                                Some(BranchMoment::Ringing)
+                            }
+                            200..=299 if b.state < State::Answered => {
+                                b.state = State::Answered;
+                                Some(BranchMoment::Answered)
+                            }
+                            300..=699 if b.state < State::Answered => {
+                                b.state = State::Ended;
+                                Some(BranchMoment::Failed { code })
+                            }
+                            _ => None,
+                        };
+                        if let Some(moment) = moment {
+                            out.push(LegEvent::Branch {
+                                call_id: call_id(),
+                                ts: cap.ts,
+                                user: b.user.to_string(),
+                                moment,
+                            });
+                        }
+                    }
+                    let to_originator = match (leg.uac_branch.as_deref(), rb) {
+                        (Some(ub), Some(rb)) => ub == rb,
+                        _ => match (leg.uac, cap.dst) {
+                            (Some(uac), Some(dst)) => uac == dst,
+                            _ => true,
+                        },
+                    };
                     match code {
+                        401 | 407 if to_originator && leg.state < State::Answered => {
+                            if leg.challenged.is_none() {
+                                leg.challenged = Some((cap.ts, code));
+                            }
+                            return Seen::Tracked;
+                        }
                         101..=199 if leg.state == State::Calling => {
                             leg.state = State::Ringing;
                             out.push(LegEvent::Ringing {
@@ -247,10 +369,6 @@ impl DialogTracker {
                             });
                         }
                         300..=699 if leg.state < State::Answered => {
-                            let to_originator = match (leg.uac, cap.dst) {
-                                (Some(uac), Some(dst)) => uac == dst,
-                                _ => true,
-                            };
                             if to_originator {
                                 leg.state = State::Ended;
                                 out.push(LegEvent::Failed {
@@ -290,6 +408,10 @@ impl DialogTracker {
                 invite_cseq: msg.cseq_num,
                 from_tag: msg.from().tag.map(Into::into),
                 uac: cap.src,
+                uac_branch: msg.via_branch().map(Into::into),
+                ruri_user: msg.request_user().map(Into::into),
+                challenged: None,
+                branches: Vec::new(),
                 cancel_ts: None,
                 last_seen: cap.ts,
             },
@@ -310,6 +432,18 @@ impl DialogTracker {
             let quiet = now.since(leg.last_seen);
             match leg.state {
                 State::Ended => quiet < l.linger_ms,
+                // A challenge nobody answered: the call failed there.
+                _ if leg.challenged.is_some() && quiet >= l.linger_ms => {
+                    if let Some((_, code)) = leg.challenged {
+                        out.push(LegEvent::Failed {
+                            call_id: call_id.to_string(),
+                            ts: now,
+                            code,
+                            cancelled: false,
+                        });
+                    }
+                    false
+                }
                 State::Answered if quiet >= l.answered_timeout_ms => {
                     expired += 1;
                     out.push(LegEvent::Expired {
@@ -342,6 +476,27 @@ impl DialogTracker {
         });
         self.stats.expired += expired;
     }
+}
+
+/// The INVITE is the originator's, forwarded by a forking proxy to another
+/// target: same CSeq, another top Via branch, another Request-URI user.
+fn fork_branch(leg: &Leg, msg: &SipMessage<'_>) -> Option<Branch> {
+    if msg.cseq_num != leg.invite_cseq || leg.branches.len() >= MAX_BRANCHES {
+        return None;
+    }
+    let via = msg.via_branch()?;
+    let user = msg.request_user()?;
+    if leg.uac_branch.as_deref() == Some(via)
+        || leg.ruri_user.as_deref() == Some(user)
+        || leg.branches.iter().any(|b| *b.via == *via)
+    {
+        return None;
+    }
+    Some(Branch {
+        via: via.into(),
+        user: super::message::unescape(user).into(),
+        state: State::Calling,
+    })
 }
 
 #[cfg(test)]
@@ -444,6 +599,9 @@ mod tests {
                     LegEvent::Expired { ts, answered, .. } => {
                         format!("expired answered={answered} @{}", ts.0)
                     }
+                    LegEvent::Branch {
+                        ts, user, moment, ..
+                    } => format!("branch {user} {moment:?} @{}", ts.0),
                 })
                 .collect()
         }
@@ -519,37 +677,72 @@ mod tests {
         );
     }
 
+    /// The message as forwarded by the proxy on its own branch: the
+    /// proxy's Via on top (a branch's responses carry it back).
+    fn via(text: &str, branch: &str) -> String {
+        text.replace(
+            "Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n",
+            &format!(
+                "Via: SIP/2.0/UDP 192.0.2.1;branch={branch}\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n"
+            ),
+        )
+    }
+
+    /// The INVITE as a forking proxy sends it to `user`.
+    fn fork(user: &str, branch: &str) -> String {
+        via(&req("INVITE", 1, None, "a1"), branch)
+            .replace("INVITE sip:8001@", &format!("INVITE sip:{user}@"))
+    }
+
     #[test]
     fn a_forked_branch_failing_does_not_end_the_leg_but_the_final_to_the_caller_does() {
         let mut r = Run::new();
         r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
-        r.feed(&req("INVITE", 1, None, "a1"), cap(1, PROXY, AGENT1));
-        r.feed(&req("INVITE", 1, None, "a1"), cap(1, PROXY, AGENT2));
-        r.feed(&resp(180, 1, "INVITE", Some("x1")), cap(100, AGENT1, PROXY));
-        r.feed(&resp(180, 1, "INVITE", Some("x2")), cap(120, AGENT2, PROXY));
+        r.feed(&fork("1001", "z9hG4bKp1"), cap(1, PROXY, AGENT1));
+        r.feed(&fork("1002", "z9hG4bKp2"), cap(1, PROXY, AGENT2));
+        r.feed(
+            &via(&resp(180, 1, "INVITE", Some("x1")), "z9hG4bKp1"),
+            cap(100, AGENT1, PROXY),
+        );
+        r.feed(
+            &via(&resp(180, 1, "INVITE", Some("x2")), "z9hG4bKp2"),
+            cap(120, AGENT2, PROXY),
+        );
         // Agent 2 is busy: its branch fails, the caller is not told.
         r.feed(
-            &resp(486, 1, "INVITE", Some("x2")),
+            &via(&resp(486, 1, "INVITE", Some("x2")), "z9hG4bKp2"),
             cap(2000, AGENT2, PROXY),
         );
         assert_eq!(r.t.stats.branch_finals, 1);
         // Agent 1 answers.
         r.feed(
-            &resp(200, 1, "INVITE", Some("x1")),
+            &via(&resp(200, 1, "INVITE", Some("x1")), "z9hG4bKp1"),
             cap(3000, AGENT1, PROXY),
         );
-        assert_eq!(r.kinds(), vec!["ringing 180 @100", "answered 1001 @3000"]);
+        assert_eq!(
+            r.kinds(),
+            vec![
+                "branch 1001 Offered @1",
+                "branch 1002 Offered @1",
+                "branch 1001 Ringing @100",
+                "ringing 180 @100",
+                "branch 1002 Ringing @120",
+                "branch 1002 Failed { code: 486 } @2000",
+                "branch 1001 Answered @3000",
+                "answered 1001 @3000"
+            ]
+        );
 
         // Another call where every branch fails: only the proxy's final
         // response to the caller ends it.
         let mut r = Run::new();
         r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
         r.feed(
-            &resp(486, 1, "INVITE", Some("x2")),
+            &via(&resp(486, 1, "INVITE", Some("x2")), "z9hG4bKp2"),
             cap(2000, AGENT2, PROXY),
         );
         r.feed(
-            &resp(480, 1, "INVITE", Some("x1")),
+            &via(&resp(480, 1, "INVITE", Some("x1")), "z9hG4bKp1"),
             cap(2500, AGENT1, PROXY),
         );
         assert!(r.kinds().is_empty());
@@ -558,6 +751,70 @@ mod tests {
             cap(2501, PROXY, CALLER),
         );
         assert_eq!(r.kinds(), vec!["failed 486 cancelled=false @2501"]);
+    }
+
+    #[test]
+    fn a_digest_challenge_is_pending_until_the_invite_comes_again() {
+        let mut r = Run::new();
+        // The proxy challenges the first INVITE; the phone ACKs the 407 and
+        // sends the INVITE again (same Call-ID, CSeq 2, a new branch).
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
+        r.feed(&resp(407, 1, "INVITE", Some("k")), cap(2, PROXY, CALLER));
+        r.feed(&req("ACK", 1, Some("k"), "a1"), cap(3, CALLER, PROXY));
+        // A retransmitted 407 changes nothing.
+        r.feed(&resp(407, 1, "INVITE", Some("k")), cap(400, PROXY, CALLER));
+        assert!(r.kinds().is_empty(), "{:?}", r.kinds());
+        let again = req("INVITE", 2, None, "a1").replace("branch=z9hG4bK1", "branch=z9hG4bK2");
+        assert_eq!(r.feed(&again, cap(10, CALLER, PROXY)), Seen::Tracked);
+        let on2 = |t: String| t.replace("branch=z9hG4bK1", "branch=z9hG4bK2");
+        r.feed(
+            &on2(resp(180, 2, "INVITE", Some("b"))),
+            cap(50, PROXY, CALLER),
+        );
+        r.feed(
+            &on2(resp(200, 2, "INVITE", Some("b"))),
+            cap(2000, PROXY, CALLER),
+        );
+        r.feed(&req("BYE", 3, Some("b"), "a1"), cap(9000, CALLER, PROXY));
+        assert_eq!(
+            r.kinds(),
+            vec![
+                "ringing 180 @50",
+                "answered 1001 @2000",
+                "ended by_originator=true answered=true @9000"
+            ]
+        );
+        assert_eq!(r.t.stats.challenges, 1);
+
+        // A challenge the phone never answers fails the leg after the
+        // linger time.
+        let mut r = Run::new();
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
+        r.feed(&resp(401, 1, "INVITE", Some("k")), cap(2, PROXY, CALLER));
+        r.t.sweep(Ts(20_000), &mut r.out);
+        assert!(r.kinds().is_empty());
+        r.t.sweep(Ts(40_000), &mut r.out);
+        assert_eq!(r.kinds(), vec!["failed 401 cancelled=false @40000"]);
+        assert!(r.t.is_empty());
+    }
+
+    #[test]
+    fn a_response_sent_to_the_via_port_without_rport_ends_the_callers_transaction() {
+        // The phone sends from port 5062 but its Via says 5060 and asks for
+        // no rport: the proxy answers to 5060 (RFC 3261 18.2.2).
+        let mut r = Run::new();
+        let phone_src = "192.0.2.10:5062";
+        let via_port = "192.0.2.10:5060";
+        r.feed(&req("INVITE", 1, None, "a1"), cap(0, phone_src, PROXY));
+        r.feed(&req("INVITE", 1, None, "a1"), cap(1, PROXY, AGENT1));
+        // The platform refuses; the proxy relays the refusal to the Via port.
+        r.feed(
+            &via(&resp(486, 1, "INVITE", Some("x")), "z9hG4bKp1"),
+            cap(40, AGENT1, PROXY),
+        );
+        assert!(r.kinds().is_empty(), "the platform's answer to the proxy");
+        r.feed(&resp(486, 1, "INVITE", Some("x")), cap(41, PROXY, via_port));
+        assert_eq!(r.kinds(), vec!["failed 486 cancelled=false @41"]);
     }
 
     #[test]

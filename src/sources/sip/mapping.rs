@@ -22,14 +22,14 @@
 //! Agent phone states come from agent legs (ringing, on call, available)
 //! and, where the platform publishes BLF, from RFC 4235 NOTIFY bodies.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use regex::Regex;
 use serde::Deserialize;
 
-use super::dialog::LegEvent;
+use super::dialog::{BranchMoment, LegEvent};
 use super::dialog_info::{self, DialogEntry, DialogState};
-use super::message::{SipMessage, unescape, uri_user};
+use super::message::{Method, SipMessage, param, unescape, uri_user};
 use crate::event::{AgentStatus, Event, EventKind, ExitReason};
 use crate::time::Ts;
 
@@ -128,6 +128,8 @@ pub struct MappingRules {
     /// Why a waiting caller left when the platform hung up on it (BYE from
     /// the platform before any agent answered).
     pub platform_hangup: ExitReason,
+    /// Static membership from the configuration: (agent, queue).
+    members: Vec<(String, String)>,
 }
 
 /// Everything that configures the mapping, as written in the config.
@@ -141,6 +143,8 @@ pub struct MappingConfig {
     pub fifo_fallback: bool,
     pub blf: bool,
     pub platform_hangup: ExitReason,
+    /// Static membership: queue → agent ids.
+    pub members: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for MappingConfig {
@@ -154,6 +158,7 @@ impl Default for MappingConfig {
             fifo_fallback: true,
             blf: true,
             platform_hangup: ExitReason::Other,
+            members: Default::default(),
         }
     }
 }
@@ -192,7 +197,19 @@ impl MappingRules {
             fifo_fallback: c.fifo_fallback,
             blf: c.blf,
             platform_hangup: c.platform_hangup,
+            members: c
+                .members
+                .iter()
+                .flat_map(|(q, agents)| agents.iter().map(move |a| (a.clone(), q.clone())))
+                .filter(|(a, q)| !a.trim().is_empty() && !q.trim().is_empty())
+                .collect(),
         })
+    }
+
+    /// The agent id for a user by the agent rules only (fork targets: a
+    /// proxy also forwards to non-agents, e.g. the queue platform).
+    fn agent_by_rule(&self, user: &str) -> Option<String> {
+        self.agents.iter().find_map(|r| r.apply(user))
     }
 
     /// The agent id for a bare user (BLF entity, Contact user), by the
@@ -223,6 +240,10 @@ pub enum Role {
         agent: String,
         queue: Option<String>,
         caller_call: Option<String>,
+        /// The leg carries the correlation header: it names its caller, so
+        /// it is never matched to another by FIFO, even when that caller is
+        /// unknown here (gone, redirected, or never seen).
+        tagged: bool,
     },
 }
 
@@ -244,6 +265,7 @@ struct AgentLeg {
     agent: String,
     queue: Option<String>,
     caller_call: Option<String>,
+    tagged: bool,
     /// The queue call this leg answered, while not yet completed.
     serving: Option<String>,
 }
@@ -277,6 +299,40 @@ pub struct Mapper {
     agent_status: HashMap<String, AgentStatus>,
     /// BLF dialogs per agent, for partial NOTIFYs.
     blf: HashMap<String, Vec<DialogEntry>>,
+    /// (agent, queue) memberships already reported.
+    joined: HashSet<(String, String)>,
+    /// Static members were reported.
+    announced: bool,
+    /// REGISTER requests seen, by (Call-ID, CSeq): the expiry asked for.
+    pending_registers: HashMap<(String, u32), u32>,
+    /// Registered agents and when their registration lapses.
+    registered: HashMap<String, Ts>,
+    /// No registration lapses before this (the sweep runs on every message
+    /// and must not scan every agent each time).
+    next_lapse: Option<Ts>,
+}
+
+/// Bound on REGISTER transactions awaiting their response.
+const MAX_PENDING_REGISTERS: usize = 10_000;
+
+/// The expiry of the first Contact of a REGISTER or its 2xx, or of the
+/// Expires header; `*` (remove all) counts as 0.
+fn register_expiry(msg: &SipMessage<'_>) -> Option<u32> {
+    let from_contact = msg.header("Contact").and_then(|c| {
+        let c = c.split(',').next().unwrap_or("").trim().to_string();
+        if c == "*" {
+            return Some(0);
+        }
+        let params = match c.find('>') {
+            Some(gt) => c[gt + 1..].to_string(),
+            None => c
+                .split_once(';')
+                .map(|(_, p)| format!(";{p}"))
+                .unwrap_or_default(),
+        };
+        param(&params, "expires").and_then(|v| v.trim().parse().ok())
+    });
+    from_contact.or_else(|| msg.header("Expires").and_then(|v| v.trim().parse().ok()))
 }
 
 impl Mapper {
@@ -289,6 +345,11 @@ impl Mapper {
             by_correlation: HashMap::new(),
             agent_status: HashMap::new(),
             blf: HashMap::new(),
+            joined: HashSet::new(),
+            announced: false,
+            pending_registers: HashMap::new(),
+            registered: HashMap::new(),
+            next_lapse: None,
         }
     }
 
@@ -321,6 +382,7 @@ impl Mapper {
                     agent,
                     queue: Some(q.to_string()),
                     caller_call: self.correlate(msg, correlation),
+                    tagged: self.tagged(msg),
                 });
             }
         }
@@ -337,7 +399,17 @@ impl Mapper {
             agent,
             queue: None,
             caller_call: self.correlate(msg, correlation),
+            tagged: self.tagged(msg),
         })
+    }
+
+    /// Whether the leg carries a non-empty correlation header.
+    fn tagged(&self, msg: &SipMessage<'_>) -> bool {
+        self.rules
+            .correlation_header
+            .as_deref()
+            .and_then(|h| msg.header(h))
+            .is_some_and(|v| !v.trim().is_empty())
     }
 
     /// The caller leg an agent leg belongs to, by header or HEP correlation.
@@ -401,6 +473,7 @@ impl Mapper {
                 agent,
                 queue,
                 caller_call,
+                tagged,
             } => {
                 let caller = caller_call.as_ref().and_then(|c| self.callers.get_mut(c));
                 let queue = match caller {
@@ -419,6 +492,7 @@ impl Mapper {
                         agent,
                         queue,
                         caller_call,
+                        tagged,
                         serving: None,
                     },
                 );
@@ -578,6 +652,9 @@ impl Mapper {
         let (queue, answer) = (leg.queue.clone(), leg.answer);
         match ev {
             LegEvent::Ringing { .. } => {}
+            LegEvent::Branch {
+                ts, user, moment, ..
+            } => self.on_branch(call, &queue, &user, moment, ts, out),
             LegEvent::Answered {
                 ts, contact_user, ..
             } => match answer {
@@ -670,13 +747,17 @@ impl Mapper {
         };
         let agent = leg.agent.clone();
         let queue = leg.queue.clone();
+        let tagged = leg.tagged;
         match ev {
+            // A proxy forking an agent leg to the agent's devices: the leg's
+            // own moments say it all.
+            LegEvent::Branch { .. } => {}
             LegEvent::Ringing { ts, .. } => {
                 self.agent_state(&agent, AgentStatus::Ringing, queue.as_deref(), ts, out);
             }
             LegEvent::Answered { ts, .. } => {
                 let caller = leg.caller_call.clone().or_else(|| {
-                    if self.rules.fifo_fallback {
+                    if self.rules.fifo_fallback && !tagged {
                         queue.as_deref().and_then(|q| self.longest_waiting_in(q))
                     } else {
                         None
@@ -730,6 +811,162 @@ impl Mapper {
                     }
                 }
             }
+        }
+    }
+
+    /// A proxy forked this caller's INVITE to a target (a ring-all hunt
+    /// group): a target that maps to an agent is a member of the caller's
+    /// queue, rung, answering or not.
+    fn on_branch(
+        &mut self,
+        call: &str,
+        queue: &str,
+        user: &str,
+        moment: BranchMoment,
+        ts: Ts,
+        out: &mut Vec<Event>,
+    ) {
+        let Some(agent) = self.rules.agent_by_rule(user) else {
+            return;
+        };
+        match moment {
+            BranchMoment::Offered => self.join(&agent, queue, ts, out),
+            BranchMoment::Ringing => {
+                self.agent_state(&agent, AgentStatus::Ringing, Some(queue), ts, out)
+            }
+            BranchMoment::Answered => {
+                // The agent's 200 reaches the proxy before the caller's: the
+                // caller is answered now, by this agent.
+                self.answer_caller(call, &agent, None, ts, out);
+            }
+            BranchMoment::Failed { .. } => {
+                // Busy or declined at once, or cancelled after ringing: the
+                // phone is free unless it was already busy with another call.
+                if self.agent_status.get(&agent) == Some(&AgentStatus::Ringing) {
+                    self.agent_state(&agent, AgentStatus::Available, Some(queue), ts, out);
+                }
+            }
+        }
+    }
+
+    /// Reports the configured static members, once (at the first message or
+    /// tick, or when the live source starts).
+    pub fn announce_members(&mut self, ts: Ts, out: &mut Vec<Event>) {
+        if self.announced {
+            return;
+        }
+        self.announced = true;
+        for (agent, queue) in self.rules.members.clone() {
+            self.join(&agent, &queue, ts, out);
+        }
+    }
+
+    /// The agent a REGISTER's address of record names: by the agent rules,
+    /// or, without rules, a configured static member.
+    fn registering_agent(&self, msg: &SipMessage<'_>) -> Option<String> {
+        let user = unescape(msg.to().user()?).into_owned();
+        if self.rules.agents.is_empty() {
+            return self
+                .rules
+                .members
+                .iter()
+                .any(|(a, _)| *a == user)
+                .then_some(user);
+        }
+        self.rules.agent_by_rule(&user)
+    }
+
+    /// A REGISTER or its response: an agent's phone that registers is
+    /// logged in until the registration is removed or lapses.
+    pub fn on_register(&mut self, msg: &SipMessage<'_>, ts: Ts, out: &mut Vec<Event>) {
+        let key = (msg.call_id.to_string(), msg.cseq_num);
+        if msg.method() == Some(Method::Register) {
+            if self.pending_registers.len() >= MAX_PENDING_REGISTERS {
+                self.pending_registers.clear();
+            }
+            self.pending_registers
+                .insert(key, register_expiry(msg).unwrap_or(3600));
+            return;
+        }
+        if !msg.status().is_some_and(|c| (200..300).contains(&c)) {
+            return;
+        }
+        // The proxy's mirror shows the 200 twice: the first one counts.
+        let Some(asked) = self.pending_registers.remove(&key) else {
+            return;
+        };
+        let Some(agent) = self.registering_agent(msg) else {
+            return;
+        };
+        let granted = if asked == 0 {
+            0
+        } else {
+            register_expiry(msg).unwrap_or(asked)
+        };
+        if granted == 0 {
+            self.registered.remove(&agent);
+            self.presence_lost(&agent, ts, out);
+            return;
+        }
+        if !self.registered.contains_key(&agent) && self.registered.len() >= MAX_AGENTS {
+            return;
+        }
+        let until = ts.plus_ms(i64::from(granted) * 1000);
+        self.registered.insert(agent.clone(), until);
+        self.next_lapse = Some(self.next_lapse.map_or(until, |t| t.min(until)));
+        match self.agent_status.get(&agent) {
+            None | Some(AgentStatus::LoggedOut) => {
+                self.agent_state(&agent, AgentStatus::Available, None, ts, out)
+            }
+            _ => {}
+        }
+    }
+
+    fn presence_lost(&mut self, agent: &str, ts: Ts, out: &mut Vec<Event>) {
+        // A phone on a call keeps the call; the next leg event says more.
+        match self.agent_status.get(agent) {
+            Some(AgentStatus::OnCall) | Some(AgentStatus::Ringing) => {}
+            _ => self.agent_state(agent, AgentStatus::LoggedOut, None, ts, out),
+        }
+    }
+
+    /// Registrations that lapsed by `now` log their agents out.
+    pub fn sweep(&mut self, now: Ts, out: &mut Vec<Event>) {
+        if self.next_lapse.is_none_or(|t| t > now) {
+            return;
+        }
+        self.next_lapse = self
+            .registered
+            .values()
+            .filter(|&&u| u > now)
+            .min()
+            .copied();
+        let mut lapsed: Vec<String> = self
+            .registered
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(a, _)| a.clone())
+            .collect();
+        lapsed.sort();
+        for agent in lapsed {
+            self.registered.remove(&agent);
+            self.presence_lost(&agent, now, out);
+        }
+    }
+
+    /// Reports `agent` as a member of `queue`, once.
+    fn join(&mut self, agent: &str, queue: &str, ts: Ts, out: &mut Vec<Event>) {
+        if self.joined.len() >= MAX_AGENTS {
+            return;
+        }
+        if self.joined.insert((agent.to_string(), queue.to_string())) {
+            out.push(Event {
+                ts,
+                kind: EventKind::AgentJoinedQueue {
+                    agent: agent.to_string(),
+                    queue: queue.to_string(),
+                },
+            });
         }
     }
 
@@ -861,7 +1098,8 @@ mod tests {
             Some(Role::Agent {
                 agent: "a1017".into(),
                 queue: None,
-                caller_call: None
+                caller_call: None,
+                tagged: false
             })
         );
         let text = invite("z", "999", "reception");

@@ -72,6 +72,7 @@ pub enum Method<'a> {
     Cancel,
     Notify,
     Subscribe,
+    Register,
     Other(&'a str),
 }
 
@@ -85,6 +86,7 @@ impl<'a> Method<'a> {
             "CANCEL" => Method::Cancel,
             "NOTIFY" => Method::Notify,
             "SUBSCRIBE" => Method::Subscribe,
+            "REGISTER" => Method::Register,
             other => Method::Other(other),
         }
     }
@@ -97,6 +99,7 @@ impl<'a> Method<'a> {
             Method::Cancel => "CANCEL",
             Method::Notify => "NOTIFY",
             Method::Subscribe => "SUBSCRIBE",
+            Method::Register => "REGISTER",
             Method::Other(s) => s,
         }
     }
@@ -364,6 +367,8 @@ pub struct SipMessage<'a> {
     cseq: Cow<'a, str>,
     pub cseq_num: u32,
     contact: Option<Cow<'a, str>>,
+    /// The first Via header line (may hold several comma-separated values).
+    via: Option<Cow<'a, str>>,
     pub content_type: Option<Cow<'a, str>>,
     pub event: Option<Cow<'a, str>>,
     pub content_length: Option<usize>,
@@ -399,6 +404,7 @@ impl<'a> SipMessage<'a> {
         let mut to = None;
         let mut cseq = None;
         let mut contact = None;
+        let mut via = None;
         let mut content_type = None;
         let mut event = None;
         let mut content_length = None;
@@ -416,6 +422,7 @@ impl<'a> SipMessage<'a> {
                     b'f' => &mut from,
                     b't' => &mut to,
                     b'm' => &mut contact,
+                    b'v' => &mut via,
                     b'c' => &mut content_type,
                     b'o' => &mut event,
                     b'l' => {
@@ -425,6 +432,7 @@ impl<'a> SipMessage<'a> {
                     _ => continue,
                 },
                 2 if name.eq_ignore_ascii_case("To") => &mut to,
+                3 if name.eq_ignore_ascii_case("Via") => &mut via,
                 4 if name.eq_ignore_ascii_case("From") => &mut from,
                 4 if name.eq_ignore_ascii_case("CSeq") => &mut cseq,
                 5 if name.eq_ignore_ascii_case("Event") => &mut event,
@@ -482,6 +490,7 @@ impl<'a> SipMessage<'a> {
             cseq,
             cseq_num,
             contact,
+            via,
             content_type,
             event,
             content_length,
@@ -530,6 +539,17 @@ impl<'a> SipMessage<'a> {
 
     pub fn contact(&self) -> Option<NameAddr<'_>> {
         self.contact.as_deref().map(NameAddr::parse)
+    }
+
+    /// The `branch` parameter of the topmost Via: with CSeq, it names the
+    /// transaction at the hop where the message was captured (RFC 3261
+    /// 17.1.3, 17.2.3), so a response is matched to its request whatever
+    /// address it was sent to.
+    pub fn via_branch(&self) -> Option<&str> {
+        let v = self.via.as_deref()?;
+        let top = v.split(',').next()?;
+        let (_, params) = top.split_once(';')?;
+        param(params, "branch").filter(|b| !b.is_empty())
     }
 
     /// The method named in CSeq (what a response answers).

@@ -85,7 +85,9 @@ impl SipIngest {
         if self.full_parse {
             full::parse_read(msg)?;
         }
+        self.mapper.announce_members(cap.ts, out);
         self.tracker.sweep(cap.ts, &mut self.legs);
+        self.mapper.sweep(cap.ts, out);
         match self.tracker.on_message(msg, cap, &mut self.legs) {
             Seen::NewInvite => {
                 if let Some(role) = self.mapper.classify(msg, correlation)
@@ -96,7 +98,11 @@ impl SipIngest {
             }
             Seen::Tracked => {}
             Seen::Untracked => {
-                if msg.method() == Some(Method::Notify) && mapping::is_dialog_info(msg) {
+                if msg.method() == Some(Method::Register)
+                    || (msg.status().is_some() && msg.cseq_method() == Method::Register)
+                {
+                    self.mapper.on_register(msg, cap.ts, out);
+                } else if msg.method() == Some(Method::Notify) && mapping::is_dialog_info(msg) {
                     // The full parse validates what the BLF reading trusts.
                     if !self.full_parse {
                         full::parse_read(msg)?;
@@ -113,8 +119,15 @@ impl SipIngest {
         Ok(())
     }
 
+    /// Reports what is known before any traffic (static members).
+    pub fn start(&mut self, now: Ts, out: &mut Vec<Event>) {
+        self.mapper.announce_members(now, out);
+    }
+
     /// Expires quiet legs (event time, or wall time when traffic stops).
     pub fn tick(&mut self, now: Ts, out: &mut Vec<Event>) {
+        self.mapper.announce_members(now, out);
+        self.mapper.sweep(now, out);
         self.tracker.sweep(now, &mut self.legs);
         for ev in self.legs.drain(..) {
             self.mapper.on_leg(ev, out);

@@ -49,17 +49,7 @@ impl Engine {
             .map(|a| (a.id.to_string(), profiles.get(&*a.id).map(|p| (*p).clone())))
             .collect();
         for (i, (_, p)) in profiles.into_iter().enumerate() {
-            let p = p.unwrap_or_default();
-            let a = &mut self.agents[i];
-            let changed = a.name != p.name
-                || a.interface != p.interface
-                || a.source != p.source
-                || a.groups != p.groups;
-            if changed {
-                a.name = p.name;
-                a.interface = p.interface;
-                a.source = p.source;
-                a.groups = p.groups;
+            if self.agents[i].set_profile(p.unwrap_or_default()) {
                 self.touch_agent(i);
             }
         }
@@ -67,11 +57,7 @@ impl Engine {
         for p in new_agents {
             if self.find_agent(&p.id).is_none() {
                 let i = self.agent_index(&p.id);
-                let a = &mut self.agents[i];
-                a.name = p.name;
-                a.interface = p.interface;
-                a.source = p.source;
-                a.groups = p.groups;
+                self.agents[i].set_profile(p);
             }
         }
     }
