@@ -322,6 +322,11 @@ pub struct AdherenceObserver {
     dirty: bool,
     evaluated: Ts,
     next: Option<Ts>,
+    /// Agents evaluated: the plan's and any still carrying a mark (kept
+    /// sorted; rebuilt when the plan changes).
+    ids: Vec<String>,
+    /// Event time of the last published day totals.
+    published: Ts,
 }
 
 impl AdherenceObserver {
@@ -340,6 +345,8 @@ impl AdherenceObserver {
                 dirty: true,
                 evaluated: Ts::ZERO,
                 next: None,
+                ids: Vec::new(),
+                published: Ts::ZERO,
             },
             handle,
         ))
@@ -348,33 +355,42 @@ impl AdherenceObserver {
     fn evaluate(&mut self, engine: &mut Engine) {
         let now = engine.now();
         let latest = self.handle.plan.load_full();
-        if !Arc::ptr_eq(&latest, &self.plan) {
+        if !Arc::ptr_eq(&latest, &self.plan) || self.ids.is_empty() {
             // A new plan: what was counted stays counted; from now on the
-            // new slots apply.
+            // new slots apply. Agents dropped from the plan stay listed
+            // until their mark is cleared.
             self.plan = latest;
+            let mut ids: std::collections::BTreeSet<String> =
+                self.plan.agents.keys().cloned().collect();
+            ids.extend(self.tracks.keys().cloned());
+            self.ids = ids.into_iter().collect();
             self.dirty = true;
         }
         self.evaluated = now;
         let zone = engine.zone().clone();
         let mut next: Option<Ts> = self.plan.next_boundary(now);
-        let agents: Vec<String> = self
-            .plan
-            .agents
-            .keys()
-            .chain(self.tracks.keys())
-            .cloned()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for id in agents {
-            let track = self.tracks.entry(id.clone()).or_default();
+        // Every agent was counted to the same time, mostly: one zone
+        // conversion per evaluation, not per agent.
+        let mut day_of: Option<(Ts, jiff::civil::Date)> = None;
+        let ids = std::mem::take(&mut self.ids);
+        for id in &ids {
+            let id = id.as_str();
+            let track = self.tracks.entry(id.to_string()).or_default();
             // Count (counted_to, now] with what held since counted_to.
             if let (Some(from), Some(_)) = (track.counted_to, &track.scheduled)
                 && now > from
             {
+                self.dirty = true;
                 let dt = now.since(from);
-                let day = local_day(from, &zone);
-                let totals = self.days.entry((day, id.clone())).or_default();
+                let day = match day_of {
+                    Some((t, d)) if t == from => d,
+                    _ => {
+                        let d = local_day(from, &zone);
+                        day_of = Some((from, d));
+                        d
+                    }
+                };
+                let totals = self.days.entry((day, id.to_string())).or_default();
                 totals.scheduled_ms += dt;
                 if let Some((since, flagged)) = track.mismatch.as_mut() {
                     if *flagged {
@@ -391,8 +407,8 @@ impl AdherenceObserver {
             }
             track.counted_to = Some(now);
             // What holds from now on.
-            let slot = self.plan.at(&id, now).cloned();
-            let ai = engine.find_agent(&id);
+            let slot = self.plan.at(id, now).cloned();
+            let ai = engine.find_agent(id);
             let (actual, verdict) = match (&slot, ai) {
                 (Some(s), Some(a)) => {
                     let ag = engine.agent(a);
@@ -425,7 +441,8 @@ impl AdherenceObserver {
                     if !flagged && now.since(since) >= tol {
                         track.mismatch = Some((since, true));
                         let day = local_day(now, &zone);
-                        self.days.entry((day, id.clone())).or_default().out_ms += track.pending_ms;
+                        self.days.entry((day, id.to_string())).or_default().out_ms +=
+                            track.pending_ms;
                         track.pending_ms = 0;
                     }
                     if let Some((since, false)) = track.mismatch {
@@ -453,8 +470,8 @@ impl AdherenceObserver {
             if let Some(a) = ai {
                 engine.set_adherence(a, mark);
             }
-            self.dirty = true;
         }
+        self.ids = ids;
         self.next = next.filter(|n| *n > now);
         // Keep today and yesterday.
         let today = local_day(now, &zone);
@@ -463,7 +480,8 @@ impl AdherenceObserver {
         }
     }
 
-    fn publish(&mut self) {
+    fn publish(&mut self, now: Ts) {
+        self.published = now;
         let rows = self
             .days
             .iter()
@@ -490,9 +508,13 @@ impl Observer for AdherenceObserver {
         self.evaluate(engine);
     }
 
-    fn before_publish(&mut self, _engine: &mut Engine) -> Vec<Arc<crate::escalation::Entry>> {
-        if self.dirty {
-            self.publish();
+    /// Day totals move with every event: published at most once per
+    /// second of event time (a replay calls this after every event), and
+    /// when the engine stops.
+    fn before_publish(&mut self, engine: &mut Engine) -> Vec<Arc<crate::escalation::Entry>> {
+        let now = engine.now();
+        if self.dirty && now.since(self.published) >= 1_000 {
+            self.publish(now);
         }
         Vec::new()
     }
@@ -507,8 +529,8 @@ impl Observer for AdherenceObserver {
         self.evaluate(engine);
     }
 
-    fn on_stop(&mut self, _engine: &mut Engine) {
-        self.publish();
+    fn on_stop(&mut self, engine: &mut Engine) {
+        self.publish(engine.now());
     }
 
     fn next_deadline(&self) -> Option<Ts> {
