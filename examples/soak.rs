@@ -16,7 +16,8 @@
 //!
 //! Run (30 minutes at 2,000 events/s past a 15-minute window):
 //!   cargo build --release && cargo run --release --example soak -- --minutes 30 --rate 2000 --window 15m
-//! A short check: `--minutes 3 --window 1m --sample 10`.
+//! A short check: `--minutes 3 --window 1m --sample 10`. `--checkpoint-every
+//! 0s` runs without engine checkpoints (a baseline for their memory cost).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -32,6 +33,8 @@ struct Args {
     queues: usize,
     agents: usize,
     binary: String,
+    /// `[storage] checkpoint_every` ("0s": off; the baseline run).
+    checkpoint_every: String,
 }
 
 fn args() -> Args {
@@ -43,6 +46,7 @@ fn args() -> Args {
         queues: 50,
         agents: 1000,
         binary: "target/release/acdmon".into(),
+        checkpoint_every: "5s".into(),
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -56,6 +60,7 @@ fn args() -> Args {
             "--queues" => a.queues = val.parse().expect("--queues N"),
             "--agents" => a.agents = val.parse().expect("--agents N"),
             "--binary" => a.binary = val,
+            "--checkpoint-every" => a.checkpoint_every = val,
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -141,10 +146,11 @@ async fn main() {
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{http}\"\n[storage]\npath = \"{}/soak.sqlite\"\n\
+            "[server]\nlisten = \"127.0.0.1:{http}\"\n[storage]\npath = \"{}/soak.sqlite\"\ncheckpoint_every = \"{}\"\n\
              [defaults]\nrolling_window = \"{}\"\n\
              [[sources]]\nname = \"feed\"\nkind = \"json\"\nlisten = \"127.0.0.1:{feed}\"\n",
             dir.path().display(),
+            a.checkpoint_every,
             a.window
         ),
     )

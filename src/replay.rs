@@ -33,6 +33,13 @@ pub enum Format {
 pub trait ReplayDecoder {
     fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>>;
     fn finish(&mut self) -> Vec<Result<Event, Reject>>;
+    /// After [`ReplayDecoder::finish`]: the events of timers the decoder
+    /// runs itself (the event-socket source times wrap-ups and delays that
+    /// FreeSWITCH never announces) that fall due before `until`. Live, the
+    /// daemon's tick ends them; a recording stops at its last event.
+    fn finish_timers(&mut self, _until: crate::time::Ts) -> Vec<Result<Event, Reject>> {
+        Vec::new()
+    }
 }
 
 /// The replay report (contract section 1).
@@ -168,6 +175,33 @@ pub fn replay(
         };
         if let Some(ev) = open[i].pending.pop_front() {
             on_event(&open[i].label, ev, &mut driver);
+        }
+    }
+
+    // Timers still running at the last event (a wrap-up the source times)
+    // end as the daemon's tick would have ended them, up to the end of the
+    // interval holding the last event; the report is then as of the last
+    // of them. Without such timers it is as of the last event.
+    if let Some(d) = driver.as_mut() {
+        let e = &d.engine;
+        let until = (0..e.queue_count())
+            .map(|q| e.queue(q).interval.end)
+            .max()
+            .unwrap_or(e.now());
+        let mut timed = Vec::new();
+        for input in open.iter_mut() {
+            if let Some(dec) = input.other.as_mut() {
+                for r in dec.finish_timers(until.plus_ms(-1)) {
+                    match r {
+                        Ok(ev) => timed.push((input.label.clone(), ev)),
+                        Err(rej) => rejects.record(&input.label, &input.path.as_str(), &rej),
+                    }
+                }
+            }
+        }
+        timed.sort_by_key(|(_, ev)| ev.ts);
+        for (label, ev) in timed {
+            on_event(&label, ev, &mut driver);
         }
     }
 

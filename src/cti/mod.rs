@@ -42,6 +42,13 @@ pub struct CtiRequest {
 pub struct CtiOutcome {
     pub ok: bool,
     pub detail: String,
+    /// No phone system stands behind this outcome to report the membership
+    /// change as an event (the log-only CTI of `replay`): the ladder applies
+    /// it to the engine itself, so a replay shows the members the daemon
+    /// showed, where the real CTI's effect (AMI QueueMemberAdded/Removed,
+    /// the event-socket source's joined/left) moved them.
+    #[serde(skip)]
+    pub apply_membership: bool,
 }
 
 impl CtiOutcome {
@@ -49,12 +56,14 @@ impl CtiOutcome {
         CtiOutcome {
             ok: true,
             detail: detail.into(),
+            apply_membership: false,
         }
     }
     pub fn failed(detail: impl Into<String>) -> Self {
         CtiOutcome {
             ok: false,
             detail: detail.into(),
+            apply_membership: false,
         }
     }
 }

@@ -109,6 +109,9 @@ pub struct LadderObserver {
     results_tx: mpsc::Sender<Done>,
     results_rx: mpsc::Receiver<Done>,
     inline_done: Vec<Done>,
+    /// Membership changes of log-only CTI outcomes, applied before the next
+    /// event's evaluation (where a real CTI's confirmation would arrive).
+    membership: Vec<crate::event::Event>,
     control_rx: Option<mpsc::Receiver<Command>>,
     acts: HashMap<String, AgentActs>,
     next_id: u64,
@@ -277,6 +280,7 @@ impl LadderObserver {
             results_tx,
             results_rx,
             inline_done: Vec::new(),
+            membership: Vec::new(),
             control_rx: Some(control_rx),
             acts: HashMap::new(),
             next_id: 0,
@@ -708,6 +712,14 @@ impl LadderObserver {
             ),
             now,
         );
+        if outcome.ok && outcome.apply_membership {
+            let (agent, queue) = (act.agent.clone(), act.queue.clone());
+            let kind = match act.verb {
+                CtiVerb::SignIn => crate::event::EventKind::AgentJoinedQueue { agent, queue },
+                CtiVerb::SignOut => crate::event::EventKind::AgentLeftQueue { agent, queue },
+            };
+            self.membership.push(crate::event::Event { ts: now, kind });
+        }
         if let Some(q) = engine.find_queue(&act.queue) {
             if let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
                 l.on_result(&act, outcome.ok, now);
@@ -1028,6 +1040,11 @@ impl Drop for LadderObserver {
 
 impl Observer for LadderObserver {
     fn after_event(&mut self, engine: &mut Engine, queue: Option<usize>) {
+        for ev in std::mem::take(&mut self.membership) {
+            if let Err(r) = engine.apply(ev) {
+                tracing::warn!(reason = r.reason, detail = %r.detail, "log-only membership change not applied");
+            }
+        }
         self.ensure_ready(engine);
         self.retry_writes(engine);
         let now = engine.now();

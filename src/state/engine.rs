@@ -449,6 +449,9 @@ impl Engine {
             if let Some(q) = self.agents[a].wrap_queue.take() {
                 let ms = ts.since(self.agents[a].since);
                 self.queues[q].record(ts, Outcome::AfterCallWork { ms });
+                // The queue's AHT changed, even when the agent has left it
+                // during the wrap-up (a ladder's sign-out): publish it.
+                self.touch_queue(q);
             }
             self.agents[a].wrap_until = None;
         }

@@ -142,12 +142,31 @@ fn secs(s: &str) -> i64 {
 
 /// `queue list`: the queue names.
 pub fn queue_names(body: &str) -> Result<Vec<String>, ListError> {
+    Ok(queues(body)?.into_iter().map(|q| q.name).collect())
+}
+
+/// One row of `queue list` (the loaded queues' settings).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueueRow {
+    pub name: String,
+    /// `max-wait-time` in seconds, 0 = none. mod_callcenter stores a caller
+    /// who timed out as `Abandoned` like one who hung up; the resync tells
+    /// them apart by comparing the wait with this.
+    pub max_wait_time: i64,
+}
+
+/// `queue list`: every loaded queue with the settings the resync reads.
+pub fn queues(body: &str) -> Result<Vec<QueueRow>, ListError> {
     let t = parse_table(body, Some("record_template"))?;
     check(&t, "queue", &["name", "strategy"])?;
-    let Some(c) = t.col("name") else {
-        return Ok(Vec::new());
-    };
-    Ok(t.rows.iter().map(|r| r[c].clone()).collect())
+    let ix = index(&t);
+    Ok(t.rows
+        .iter()
+        .map(|r| QueueRow {
+            name: get(&t, r, &ix, "name").to_string(),
+            max_wait_time: secs(get(&t, r, &ix, "max_wait_time")),
+        })
+        .collect())
 }
 
 /// One row of `queue list agents <queue>` (the `agents` table).
@@ -199,6 +218,11 @@ pub struct MemberRow {
     pub cid_number: String,
     pub joined_epoch: i64,
     pub rejoined_epoch: i64,
+    /// When an agent was bridged (`Answered` rows), epoch seconds.
+    pub bridge_epoch: i64,
+    /// When the caller left unanswered (`Abandoned` rows: hang-up, timeout
+    /// or any other exit), epoch seconds.
+    pub abandoned_epoch: i64,
     pub state: String,
     pub serving_agent: String,
 }
@@ -240,6 +264,8 @@ pub fn members(body: &str) -> Result<(Vec<MemberRow>, Vec<String>), ListError> {
             cid_number: get(&t, r, &ix, "cid_number").to_string(),
             joined_epoch: secs(get(&t, r, &ix, "joined_epoch")),
             rejoined_epoch: secs(get(&t, r, &ix, "rejoined_epoch")),
+            bridge_epoch: secs(get(&t, r, &ix, "bridge_epoch")),
+            abandoned_epoch: secs(get(&t, r, &ix, "abandoned_epoch")),
             state: get(&t, r, &ix, "state").to_string(),
             serving_agent: get(&t, r, &ix, "serving_agent").to_string(),
         })

@@ -146,6 +146,13 @@ impl Agent {
     /// The acdmon state this agent is in at `now`; `None` when we know too
     /// little to say.
     fn derive(&self, now: Ts) -> Option<(AgentStatus, Option<String>)> {
+        // A bridged agent is on the call whatever its status says: a status
+        // set during a call (`agent set status … 'On Break'`) takes effect
+        // when the call ends, as in mod_callcenter, which keeps the agent
+        // "In a queue call" until then.
+        if self.state == FsState::InQueueCall {
+            return Some((AgentStatus::OnCall, None));
+        }
         let available_like = match &self.status {
             FsStatus::LoggedOut => return Some((AgentStatus::LoggedOut, None)),
             FsStatus::OnBreak => return Some((AgentStatus::Paused, Some("On Break".into()))),
@@ -203,6 +210,8 @@ struct Call {
 #[derive(Debug, Clone)]
 pub struct QueueLists {
     pub queue: String,
+    /// The queue's `max-wait-time` (s, 0 = none) from `queue list`.
+    pub max_wait_s: i64,
     pub agents: Vec<AgentRow>,
     pub members: Vec<MemberRow>,
     pub tiers: Vec<TierRow>,
@@ -217,6 +226,11 @@ pub struct Mapper {
     timers: TimerConfig,
     agents: HashMap<String, Agent>,
     calls: HashMap<String, Call>,
+    /// Calls whose outcome has been sent, with when they ended: an
+    /// `Abandoned` row lingers in `queue list members` (until the queue's
+    /// `discard-abandoned-after`) and must not be counted again by a later
+    /// resync.
+    ended: HashMap<String, Ts>,
     due: BTreeSet<(Ts, String)>,
     clock: Ts,
     /// `members-count` cross-check: consecutive mismatches per queue.
@@ -237,6 +251,7 @@ impl Mapper {
             timers,
             agents: HashMap::new(),
             calls: HashMap::new(),
+            ended: HashMap::new(),
             due: BTreeSet::new(),
             clock: Ts::ZERO,
             mismatches: HashMap::new(),
@@ -697,6 +712,8 @@ impl Mapper {
                     (_, None) => out.push(Err(missing("member-queue-end", "CC-Agent"))),
                 }
                 self.calls.remove(&call);
+                self.ended
+                    .insert(call, leaving.map(Ts::from_secs).unwrap_or(base));
             }
             "Cancel" => {
                 let reason = ev.get(Field::CancelReason).unwrap_or_default();
@@ -730,6 +747,7 @@ impl Mapper {
                 {
                     a.pending = None;
                 }
+                self.ended.insert(call, ts);
                 out.push(Ok(Event { ts, kind }));
             }
             other => out.push(Err(Reject::new(
@@ -768,14 +786,205 @@ impl Mapper {
     }
 
     fn prune(&mut self) {
+        let now = self.clock;
+        if self.ended.len() >= 4096 {
+            // Abandoned rows are discarded after `discard-abandoned-after`
+            // (60 s by default); an hour covers any sane setting.
+            self.ended.retain(|_, t| now.since(*t) < 3_600_000);
+        }
         if self.calls.len() < 4096 {
             return;
         }
-        let now = self.clock;
         self.calls.retain(|_, c| {
             let age = now.since(c.enqueued);
             age < PRUNE_ANY_MS && !(c.phase == Phase::Completed && age > PRUNE_COMPLETED_MS)
         });
+    }
+
+    /// Sends what `queue list members` (and the agents' `last_bridge_end`)
+    /// tell about calls whose events were lost, in time order, before the
+    /// queue's `QueueResync`:
+    /// - a `Waiting`/`Trying` or `Answered` caller never seen: an arrival at
+    ///   `joined_epoch`;
+    /// - `Answered` and not yet answered here: the answer at
+    ///   `bridge_epoch`, anchored at the enqueue so the wait is
+    ///   `bridge_epoch - joined_epoch`, as mod_callcenter counts it;
+    /// - `Abandoned` and not yet ended here: mod_callcenter stores every
+    ///   unanswered exit so; a wait of at least the queue's `max-wait-time`
+    ///   is the timeout, anything else an abandon (hang-up), at
+    ///   `abandoned_epoch`. These rows linger, so ended calls are
+    ///   remembered and never counted twice;
+    /// - a call answered here whose row is gone and whose agent's
+    ///   `last_bridge_end` is later than the answer: completed then, with
+    ///   the agent's wrap-up.
+    fn outcomes_from_lists(&mut self, ql: &QueueLists, now: Ts, out: &mut Vec<Mapped>) {
+        let mut evs: Vec<Event> = Vec::new();
+        let q = &ql.queue;
+        for m in &ql.members {
+            let answered = m.state == "Answered" && m.bridge_epoch > 0;
+            let abandoned = m.state == "Abandoned";
+            if self.ended.contains_key(&m.uuid) {
+                if m.is_waiting() {
+                    // Resumed (`abandoned-resume-allowed`): a new arrival.
+                    self.ended.remove(&m.uuid);
+                } else {
+                    continue;
+                }
+            }
+            if !(m.is_waiting() || answered || abandoned) {
+                continue;
+            }
+            if !self.calls.contains_key(&m.uuid) {
+                let joined = m.joined();
+                evs.push(Event {
+                    ts: joined,
+                    kind: EventKind::CallEnqueued {
+                        call: m.uuid.clone(),
+                        queue: q.clone(),
+                        caller: (!m.cid_number.is_empty()).then(|| m.cid_number.clone()),
+                        priority: None,
+                    },
+                });
+                self.calls.insert(
+                    m.uuid.clone(),
+                    Call {
+                        queue: q.clone(),
+                        enqueued: joined,
+                        anchor_s: joined.0.div_euclid(1000),
+                        phase: Phase::Waiting,
+                        pending: None,
+                        counted: true,
+                    },
+                );
+            }
+            let Some(c) = self.calls.get_mut(&m.uuid) else {
+                continue;
+            };
+            if c.phase != Phase::Waiting || c.queue != *q {
+                continue;
+            }
+            let joined_s = if m.rejoined_epoch > 0 {
+                m.rejoined_epoch
+            } else {
+                m.joined_epoch
+            };
+            let anchored = |at: i64| {
+                c.enqueued
+                    .plus_ms(at.saturating_sub(joined_s).max(0).saturating_mul(1000))
+            };
+            if answered {
+                let ts = anchored(m.bridge_epoch);
+                c.pending = None;
+                c.phase = Phase::Answered {
+                    agent: m.serving_agent.clone(),
+                    answered: ts,
+                    answered_s: m.bridge_epoch,
+                };
+                evs.push(Event {
+                    ts,
+                    kind: EventKind::CallAnswered {
+                        call: m.uuid.clone(),
+                        queue: q.clone(),
+                        agent: m.serving_agent.clone(),
+                    },
+                });
+                self.agent(&m.serving_agent).pending = None;
+            } else if abandoned {
+                let left = if m.abandoned_epoch > 0 {
+                    m.abandoned_epoch
+                } else {
+                    joined_s
+                };
+                let ts = anchored(left);
+                let timed_out = ql.max_wait_s > 0 && left.saturating_sub(joined_s) >= ql.max_wait_s;
+                let kind = if timed_out {
+                    EventKind::CallExited {
+                        call: m.uuid.clone(),
+                        queue: q.clone(),
+                        reason: ExitReason::Timeout,
+                    }
+                } else {
+                    EventKind::CallAbandoned {
+                        call: m.uuid.clone(),
+                        queue: q.clone(),
+                    }
+                };
+                self.calls.remove(&m.uuid);
+                self.ended.insert(m.uuid.clone(), ts);
+                evs.push(Event { ts, kind });
+            }
+        }
+        // Answered calls whose bridge ended while we were away: completed at
+        // the agent's `last_bridge_end`, then its wrap-up, in time order
+        // with the rest (the agent may have answered the next caller since;
+        // FreeSWITCH offers none during a wrap-up). A wrap-up still running
+        // at `now` goes on from the lists' `last_bridge_end` (see
+        // `apply_resync`), ended by the usual timer.
+        let listed: std::collections::HashSet<&str> =
+            ql.members.iter().map(|m| m.uuid.as_str()).collect();
+        let ends: HashMap<&str, i64> = ql
+            .agents
+            .iter()
+            .map(|r| (r.name.as_str(), r.last_bridge_end))
+            .collect();
+        let gone: Vec<(String, String, Ts)> = self
+            .calls
+            .iter()
+            .filter(|(id, c)| c.queue == *q && c.counted && !listed.contains(id.as_str()))
+            .filter_map(|(id, c)| match &c.phase {
+                Phase::Answered {
+                    agent,
+                    answered,
+                    answered_s,
+                } => ends
+                    .get(agent.as_str())
+                    .filter(|end| **end >= *answered_s)
+                    .map(|end| {
+                        let ts =
+                            answered.plus_ms(end.saturating_sub(*answered_s).saturating_mul(1000));
+                        (id.clone(), agent.clone(), ts)
+                    }),
+                _ => None,
+            })
+            .collect();
+        for (call, agent, end) in gone {
+            self.calls.remove(&call);
+            self.ended.insert(call.clone(), end);
+            evs.push(Event {
+                ts: end,
+                kind: EventKind::CallCompleted {
+                    call,
+                    queue: q.clone(),
+                    agent: agent.clone(),
+                },
+            });
+            let wrap = self.wrap_ms(&agent, q);
+            if wrap > 0 {
+                evs.push(Event {
+                    ts: end,
+                    kind: EventKind::AgentState {
+                        agent: agent.clone(),
+                        status: AgentStatus::WrapUp,
+                        reason: None,
+                        queue: Some(q.clone()),
+                    },
+                });
+            }
+            if end.plus_ms(wrap) <= now {
+                evs.push(Event {
+                    ts: end.plus_ms(wrap),
+                    kind: EventKind::AgentState {
+                        agent,
+                        status: AgentStatus::Available,
+                        reason: None,
+                        queue: None,
+                    },
+                });
+            }
+        }
+        // Stable: a completion stays before the wrap-up it starts.
+        evs.sort_by_key(|e| e.ts);
+        out.extend(evs.into_iter().map(Ok));
     }
 
     /// Applies a resync: updates the agent and call models from the lists and
@@ -845,6 +1054,10 @@ impl Mapper {
                     self.due.insert((t, name.to_string()));
                 }
             }
+            // Outcomes the lists carry for calls whose events we missed
+            // (an outage): answers, hang-ups and timeouts, each counted once,
+            // with a caller first seen here counted as an arrival.
+            self.outcomes_from_lists(&ql, ts, out);
             // Callers: the listed waiting ones replace what we had.
             let waiting: Vec<&MemberRow> = ql.members.iter().filter(|m| m.is_waiting()).collect();
             let keep: std::collections::HashSet<&str> =
@@ -853,33 +1066,6 @@ impl Mapper {
             self.calls.retain(|id, c| {
                 c.queue != q || c.phase != Phase::Waiting || keep.contains(id.as_str())
             });
-            for m in &waiting {
-                let joined = m.joined();
-                self.calls.entry(m.uuid.clone()).or_insert_with(|| Call {
-                    queue: q.clone(),
-                    enqueued: joined,
-                    anchor_s: joined.0.div_euclid(1000),
-                    phase: Phase::Waiting,
-                    pending: None,
-                    counted: true,
-                });
-            }
-            // Bridged calls we never saw answered: follow them, but do not
-            // send their completion (the engine never had them).
-            for m in ql.members.iter().filter(|m| m.state == "Answered") {
-                self.calls.entry(m.uuid.clone()).or_insert_with(|| Call {
-                    queue: q.clone(),
-                    enqueued: m.joined(),
-                    anchor_s: m.joined().0.div_euclid(1000),
-                    phase: Phase::Answered {
-                        agent: m.serving_agent.clone(),
-                        answered: ts,
-                        answered_s: ts.0.div_euclid(1000),
-                    },
-                    pending: None,
-                    counted: false,
-                });
-            }
             out.push(Ok(Event {
                 ts,
                 kind: EventKind::QueueResync {

@@ -123,6 +123,20 @@ impl EslReplay {
     }
 }
 
+impl EslReplay {
+    /// Ends the wrap-ups and delays still running at the end of the
+    /// transcript that fall due by `until`, as the live source's tick would
+    /// (call after [`EslReplay::finish`]).
+    pub fn finish_timers(&mut self, until: Ts) -> Vec<Result<Event, Reject>> {
+        let mut results = Vec::new();
+        if until > self.session.clock() {
+            self.session.tick(until, &mut self.out);
+        }
+        drain(&mut self.session, &mut self.out, &mut results);
+        results
+    }
+}
+
 fn release(session: &mut Session, held: &mut Vec<Vec<u8>>, ts: Ts, out: &mut Vec<Output>) {
     let mut framer = Framer::default();
     for raw in held.drain(..) {
@@ -165,5 +179,8 @@ impl crate::replay::ReplayDecoder for EslReplay {
     }
     fn finish(&mut self) -> Vec<Result<Event, Reject>> {
         EslReplay::finish(self)
+    }
+    fn finish_timers(&mut self, until: Ts) -> Vec<Result<Event, Reject>> {
+        EslReplay::finish_timers(self, until)
     }
 }

@@ -365,6 +365,12 @@ impl Session {
                 self.pending.pop_front();
                 self.queue_list(body, out);
             }
+            None if self.cfg.replay => {
+                // The reply to a command the live daemon sent for its CTI
+                // (`agent get status`, `tier add|del`): the transcript holds
+                // what the server sent, not what was asked.
+                tracing::debug!("recorded reply to a live CTI command");
+            }
             None => out.push(Output::Reject(Reject::new(
                 "unexpected_reply",
                 "api/response with nothing pending",
@@ -404,7 +410,7 @@ impl Session {
     }
 
     fn queue_list(&mut self, body: &str, out: &mut Vec<Output>) {
-        let names = match lists::queue_names(body) {
+        let rows = match lists::queues(body) {
             Ok(n) => n,
             Err(e) => {
                 let hint = if matches!(&e, ListError::Err(t) if t.contains("not found")) {
@@ -416,6 +422,7 @@ impl Session {
                 return;
             }
         };
+        let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
         let plan: Vec<String> = if self.cfg.queues.is_empty() {
             names
         } else {
@@ -432,6 +439,10 @@ impl Session {
         for (i, q) in plan.iter().enumerate() {
             r.lists.push(QueueLists {
                 queue: q.clone(),
+                max_wait_s: rows
+                    .iter()
+                    .find(|r| r.name == *q)
+                    .map_or(0, |r| r.max_wait_time),
                 agents: Vec::new(),
                 members: Vec::new(),
                 tiers: Vec::new(),
