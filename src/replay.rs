@@ -52,6 +52,12 @@ pub struct Report {
     /// Extension: intervals closed during the replay.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub intervals: Vec<IntervalRecord>,
+    /// Extension: `[[posts]]` as of the last event, with their breaches.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub posts: Vec<crate::floor::posts::PostView>,
+    /// Extension: schedule adherence per agent per local day (`[adherence]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adherence: Vec<crate::floor::adherence::DayAdherence>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +117,8 @@ pub fn replay(
     let mut escalations = Vec::new();
     let mut intervals = Collector::default();
     let intervals_sink = intervals.handle();
+    let mut post_board = None;
+    let mut adherence = None;
 
     let mut on_event = |source: &str, ev: Event, driver: &mut Option<Driver>| {
         if driver.is_none()
@@ -133,6 +141,15 @@ pub fn replay(
             );
             d.observers = observers(cfg);
             d.observers.push(Box::new(intervals_sink.clone()));
+            if !cfg.posts.is_empty() {
+                let (posts, board) = crate::floor::posts::PostsObserver::new(cfg);
+                d.observers.push(Box::new(posts));
+                post_board = Some(board);
+            }
+            if let Some((obs, handle)) = crate::floor::adherence::AdherenceObserver::new(cfg) {
+                d.observers.push(Box::new(obs));
+                adherence = Some(handle);
+            }
             d
         });
         d.apply(source, ev);
@@ -193,6 +210,7 @@ pub fn replay(
             let now = d.engine.now();
             d.advance(now);
             escalations.extend(d.before_publish());
+            d.stop();
             let e = &mut d.engine;
             let qs = (0..e.queue_count()).map(|q| e.queue_view(q)).collect();
             let ags = (0..e.agent_count()).map(|a| e.agent_view(a)).collect();
@@ -218,6 +236,12 @@ pub fn replay(
         escalations,
         rejected: rejects.by_reason(),
         intervals: intervals.take(),
+        posts: post_board
+            .map(|b| b.snapshot().posts.clone())
+            .unwrap_or_default(),
+        adherence: adherence
+            .map(|h| h.days().as_ref().clone())
+            .unwrap_or_default(),
     })
 }
 

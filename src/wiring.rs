@@ -95,6 +95,9 @@ pub struct DaemonParts {
     /// The stored engine checkpoint, if any (restored at start when it
     /// still fits).
     pub checkpoint: Option<crate::state::EngineCheckpoint>,
+    /// What the floor rules publish (`/api/v1/posts`, `/api/v1/adherence`,
+    /// `/metrics`) and take (`PUT /api/v1/schedule`).
+    pub floor: crate::floor::FloorHandles,
 }
 
 /// The daemon's observers: the ladder (audit log in `[storage]`, acting
@@ -108,11 +111,21 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
     let (ladder, handle) =
         LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
     let every = cfg.storage.checkpoint_every.0;
+    let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
     let mut observers: Vec<Box<dyn Observer>> = vec![
         Box::new(ladder),
         Box::new(IntervalHistory::new(store.clone())),
         Box::new(HandoverObserver::new(cfg, store.clone(), store.clone())),
+        Box::new(posts),
     ];
+    let mut floor = crate::floor::FloorHandles {
+        posts: Some(post_board),
+        adherence: None,
+    };
+    if let Some((obs, handle)) = crate::floor::adherence::AdherenceObserver::new(cfg) {
+        observers.push(Box::new(obs));
+        floor.adherence = Some(handle);
+    }
     let checkpoint = if every.is_zero() {
         None
     } else {
@@ -126,6 +139,7 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
         cti,
         store,
         checkpoint,
+        floor,
     })
 }
 
@@ -141,6 +155,7 @@ pub fn start(cfg: Config, parts: DaemonParts) -> daemon::Daemon {
         parts.checkpoint,
     );
     control::attach(&d.state.publisher, parts.ladder);
+    crate::floor::attach_all(&d.state.publisher, parts.floor);
     let reloader = Reloader::new(
         d.state.clone(),
         parts.cti,

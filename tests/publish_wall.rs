@@ -1049,3 +1049,115 @@ async fn sparklines_show_the_hour_with_the_target_line_and_stage_marks() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The post strip (`[[posts]]`): the front desk shows A holding it, then
+/// UNMANNED in red when a1 logs out, then B covering when b1 logs in, each
+/// without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_post_strip_shows_a_breach_and_who_covers() {
+    let floor = "[[agents]]\nid = \"a1\"\n[[agents]]\nid = \"b1\"\n\
+                 [[posts]]\nname = \"front-desk\"\na = [\"a1\"]\nb = [\"b1\"]\n[adherence]\n";
+    let cfg = acdmon::config::Config::parse("t.toml", floor).unwrap();
+    let (posts, board) = acdmon::floor::posts::PostsObserver::new(&cfg);
+    let (adherence, plan) = acdmon::floor::adherence::AdherenceObserver::new(&cfg).unwrap();
+    let d = daemon_with("", floor, vec![Box::new(posts), Box::new(adherence)]).await;
+    acdmon::floor::attach_all(
+        &d.state.publisher,
+        acdmon::floor::FloorHandles {
+            posts: Some(board),
+            adherence: Some(plan),
+        },
+    );
+    post(&d.addr, &agent("a1", "available", "hotline")).await;
+    // a1 is planned on the phone for the hour around now.
+    let now = now_ms();
+    let iso = |ms: i64| acdmon::time::Ts(ms).rfc3339();
+    let plan = format!(
+        "a1,{},{},phone\n",
+        iso(now - 1_800_000),
+        iso(now + 1_800_000)
+    );
+    let r = support::http(&d.addr, "PUT", "/api/v1/schedule", Some(ADMIN), &plan).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let url = format!("http://{}/?token={READ}", d.addr);
+    let Some((_browser, mut page)) = launch(&url).await else {
+        return;
+    };
+    let v = post_strip(&mut page, "a").await;
+    assert_eq!(v[0], "front-desk");
+    assert_eq!(v[2], "front-desk A a1");
+    assert_eq!(
+        adherence_flag(&mut page, "a1", "in").await,
+        "planned: phone"
+    );
+
+    post(&d.addr, &agent("a1", "logged_out", "hotline")).await;
+    let v = post_strip(&mut page, "unmanned").await;
+    assert!(
+        v[2].as_str()
+            .unwrap()
+            .starts_with("front-desk UNMANNED 0:0"),
+        "{v}"
+    );
+
+    // ... and the agent board flags a1 out of adherence (planned on the
+    // phone, logged out).
+    let title = adherence_flag(&mut page, "a1", "out").await;
+    assert!(
+        title.starts_with("planned: phone \u{b7} out of adherence since"),
+        "{title}"
+    );
+    assert!(title.ends_with("why: logged_out"), "{title}");
+
+    post(&d.addr, &agent("b1", "available", "hotline")).await;
+    let v = post_strip(&mut page, "b").await;
+    assert_eq!(v[2], "front-desk B covers b1");
+}
+
+/// Waits until agent `id`'s row on the board has `data-adherence` `want`;
+/// returns the row's title.
+async fn adherence_flag(page: &mut Page, id: &str, want: &str) -> String {
+    let read = format!(
+        "JSON.stringify((() => {{ const r = document.querySelector('tr[data-agent=\"{id}\"]'); \
+         return r ? [r.dataset.adherence, r.title, r.className] : null; }})())"
+    );
+    let start = Instant::now();
+    loop {
+        let s = page.eval(&read).await;
+        let v: Value = serde_json::from_str(s.as_str().unwrap_or("null")).unwrap();
+        if v[0] == want {
+            assert_eq!(
+                v[2].as_str().unwrap().contains("adh-out"),
+                want == "out",
+                "{v}"
+            );
+            return v[1].as_str().unwrap_or("").to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "agent {id} never showed adherence {want}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the first post of the strip has class `post {want}`; returns
+/// `[name, class, text]`.
+async fn post_strip(page: &mut Page, want: &str) -> Value {
+    const READ_STRIP: &str = "JSON.stringify([...document.querySelectorAll('#posts .post')]\
+        .map((e) => [e.dataset.post, e.className, e.textContent]))";
+    let start = Instant::now();
+    loop {
+        let s = page.eval(READ_STRIP).await;
+        let v: Value = serde_json::from_str(s.as_str().unwrap_or("[]")).unwrap();
+        if v[0][1] == format!("post {want}") {
+            return v[0].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the strip never showed {want}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

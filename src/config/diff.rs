@@ -83,13 +83,20 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             .push(format!("time.zone: {} -> {}", old.zone_name, new.zone_name));
     }
     if old.shifts != new.shifts {
-        // The handover observer cuts the day into the shifts it started with.
-        d.needs_restart.push("shifts changed".into());
+        // From now on; the running shift is kept when it is the same span.
+        d.changes.push("shifts changed".into());
+    }
+    if format!("{:?}", old.posts) != format!("{:?}", new.posts) {
+        d.changes.push("posts changed".into());
+    }
+    if format!("{:?}", old.adherence) != format!("{:?}", new.adherence) {
+        d.changes.push("adherence rules or plan changed".into());
     }
     if old.handover.show_before != new.handover.show_before
         || old.handover.show_after != new.handover.show_after
     {
-        d.changes.push("handover: wall banner timing changed".into());
+        d.changes
+            .push("handover: wall banner timing changed".into());
     }
     if o.read_token != n.read_token {
         d.changes.push("server.read_token changed".into());

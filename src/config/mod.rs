@@ -8,8 +8,10 @@
 //! entry. Cross-references (groups, ladders, sources, zones, expressions) are
 //! checked last, with the spans serde kept for them.
 
+mod adherence;
 pub mod diff;
 mod model;
+mod posts;
 mod values;
 
 use std::collections::{HashMap, HashSet};
@@ -21,7 +23,9 @@ use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
+pub use adherence::{ActivityConfig, AdherenceConfig};
 pub use model::*;
+pub use posts::PostConfig;
 pub use values::{HumanDuration, Secret, ct_eq};
 
 use crate::escalation::expr::Expr;
@@ -106,6 +110,10 @@ pub struct Config {
     pub shifts: Vec<crate::floor::shift::Shift>,
     /// `[handover]`.
     pub handover: HandoverConfig,
+    /// `[[posts]]`, compiled (A/B post cover, see `crate::floor::posts`).
+    pub posts: Vec<crate::floor::posts::PostRule>,
+    /// `[adherence]`, with its plan loaded (see `crate::floor::adherence`).
+    pub adherence: Option<crate::floor::adherence::AdherenceRules>,
 }
 
 impl Config {
@@ -209,7 +217,7 @@ struct Loader<'a> {
     errors: Vec<ConfigError>,
 }
 
-const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, shifts, handover";
+const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, shifts, handover, posts, adherence";
 
 impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
@@ -244,6 +252,8 @@ impl<'a> Loader<'a> {
         let mut cti: Vec<CtiConfig> = Vec::new();
         let mut shift_cfgs: Vec<ShiftConfig> = Vec::new();
         let mut handover = HandoverConfig::default();
+        let mut post_cfgs: Vec<PostConfig> = Vec::new();
+        let mut adherence_cfg: Option<AdherenceConfig> = None;
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => server = self.de(value).unwrap_or_default(),
@@ -258,6 +268,8 @@ impl<'a> Loader<'a> {
                 "cti" => cti = self.each(value, "cti", |l, v| l.cti(v)),
                 "shifts" => shift_cfgs = self.each(value, "shifts", |l, v| l.de(v)),
                 "handover" => handover = self.de(value).unwrap_or_default(),
+                "posts" => post_cfgs = self.each(value, "posts", |l, v| l.de(v)),
+                "adherence" => adherence_cfg = Some(self.de(value).unwrap_or_default()),
                 other => self.err(
                     Some(key.span()),
                     format!("unknown section `{other}` (expected one of: {SECTIONS})"),
@@ -460,6 +472,8 @@ impl<'a> Loader<'a> {
             )
             .collect();
         let shifts = self.shifts(&shift_cfgs, &intervals);
+        let posts = self.posts(&post_cfgs, &agent_ids, &schedules);
+        let adherence = adherence_cfg.map(|c| self.adherence(&c, &agent_ids, &zone));
 
         Some(Config {
             file: self.file.to_string(),
@@ -477,6 +491,8 @@ impl<'a> Loader<'a> {
             cti,
             shifts,
             handover,
+            posts,
+            adherence,
         })
     }
 
@@ -649,6 +665,7 @@ impl<'a> Loader<'a> {
                 window,
                 ladder: c.ladder.as_ref().map(|l| l.get_ref().clone()),
                 queues: c.queues.clone(),
+                select_ladder: c.select_ladder,
             });
         }
         out

@@ -263,6 +263,14 @@ pub struct ScheduleConfig {
     /// Queues the schedule applies to; empty: every queue.
     #[serde(default)]
     pub queues: Vec<String>,
+    /// `false`: only a time window for `[[posts]] when`; never chooses a
+    /// ladder (default `true`).
+    #[serde(default = "yes")]
+    pub select_ladder: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[[cti]]`: a way to sign agents in and out that is not an event source

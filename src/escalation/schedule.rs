@@ -26,14 +26,28 @@ pub struct Schedule {
     pub ladder: Option<String>,
     /// Queues it applies to (empty: every queue).
     pub queues: Vec<String>,
+    /// `select_ladder = false`: the schedule is only a time window for
+    /// `[[posts]]` `when` (a night post), and never chooses a ladder.
+    /// Without it a post-only window with no `ladder` would turn every
+    /// queue's ladder off while it is on.
+    pub select_ladder: bool,
 }
 
 impl Schedule {
-    /// Is the schedule on for `queue` at local time `t`?
+    /// Does the schedule choose the ladder of `queue` at local time `t`?
     pub fn matches(&self, queue: &str, t: DateTime) -> bool {
+        if !self.select_ladder {
+            return false;
+        }
         if !self.queues.is_empty() && !self.queues.iter().any(|q| q == queue) {
             return false;
         }
+        self.on_at(t)
+    }
+
+    /// Is the schedule's time window on at local time `t` (whatever its
+    /// queues)? What a post's `when` asks.
+    pub fn on_at(&self, t: DateTime) -> bool {
         let mut day = t.date();
         if let Some((from, to)) = self.window {
             let tod = t.time();
@@ -126,6 +140,7 @@ mod tests {
             window: Some((parse_time("22:00").unwrap(), parse_time("08:00").unwrap())),
             ladder: Some("night".into()),
             queues: vec![],
+            select_ladder: true,
         }
     }
 
@@ -158,6 +173,7 @@ mod tests {
             window: None,
             ladder: Some("holiday".into()),
             queues: vec!["hotline".into()],
+            select_ladder: true,
         };
         let all = [holiday, night()];
         let t = date(2026, 11, 27).at(23, 0, 0, 0);
@@ -172,6 +188,23 @@ mod tests {
         let noon = date(2026, 11, 26).at(12, 0, 0, 0);
         assert_eq!(
             ladder_for(&all, "billing", Some("day"), noon),
+            (Some("day"), None)
+        );
+    }
+
+    /// A night window written for a post (`select_ladder = false`) is on
+    /// for the post but leaves every queue on its own ladder.
+    #[test]
+    fn a_post_only_window_never_chooses_a_ladder() {
+        let post_night = Schedule {
+            ladder: None,
+            select_ladder: false,
+            ..night()
+        };
+        let t = date(2026, 11, 27).at(23, 0, 0, 0);
+        assert!(post_night.on_at(t));
+        assert_eq!(
+            ladder_for(&[post_night], "hotline", Some("day"), t),
             (Some("day"), None)
         );
     }

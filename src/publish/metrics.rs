@@ -238,7 +238,31 @@ impl Metrics {
             self.gauge("acd_escalation_pending_writes", &[])
                 .set(h.pending_writes() as f64);
         }
+        if let Some(board) = crate::floor::board_for(publisher) {
+            for p in &board.snapshot().posts {
+                let l = [("post", p.post.as_str())];
+                self.gauge("acd_post_covered", &l)
+                    .set(p.covered as u8 as f64);
+                self.gauge("acd_post_unmanned_seconds", &l)
+                    .set(p.unmanned_s);
+            }
+        }
         let snap = publisher.snapshot();
+        if crate::floor::handles_for(publisher).adherence.is_some() {
+            let mut out_of: std::collections::BTreeMap<&str, u32> =
+                snap.queues.iter().map(|q| (q.queue.as_str(), 0)).collect();
+            for a in &snap.agents {
+                if a.adherence.as_ref().is_some_and(|m| !m.in_adherence) {
+                    for q in &a.queues {
+                        *out_of.entry(q.as_str()).or_default() += 1;
+                    }
+                }
+            }
+            for (q, n) in out_of {
+                self.gauge("acd_agents_out_of_adherence", &[("queue", q)])
+                    .set(n as f64);
+            }
+        }
         let mut out = String::with_capacity(64 * 64 * (snap.queues.len() + 8));
         super::exposition::write_snapshot(&mut out, &snap, self.per_agent);
         out.push_str(&self.handle.render());
@@ -363,6 +387,21 @@ fn describe(r: &dyn Recorder) {
         "acd_source_synced",
         None,
         "1 when the source is connected and has finished its resync.",
+    );
+    g(
+        "acd_post_covered",
+        None,
+        "1 while the [[posts]] post is covered (by A, by B, within its grace, or off schedule); 0 while unmanned.",
+    );
+    g(
+        "acd_post_unmanned_seconds",
+        Some(Unit::Seconds),
+        "How long the post has been unmanned (since its last holder left); 0 when covered.",
+    );
+    g(
+        "acd_agents_out_of_adherence",
+        Some(Unit::Count),
+        "Agents of the queue out of schedule adherence past their activity's tolerance ([adherence]).",
     );
     g(
         "acd_engine_stalled",

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod control;
 pub mod exposition;
+pub mod floor;
 pub mod guard;
 pub mod handover;
 pub mod health;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics_routes())
         .merge(ws::routes())
         .merge(wall::routes())
+        .merge(floor::routes())
         .fallback(guard::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

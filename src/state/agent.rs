@@ -30,6 +30,9 @@ pub struct Agent {
     /// When an engine-timed wrap-up ends (queues with `wrap_up` set).
     pub wrap_until: Option<Ts>,
     pub signed_in_by_escalation: bool,
+    /// Schedule adherence, set by the adherence observer
+    /// (`crate::floor::adherence`); `None`: nothing scheduled now.
+    pub adherence: Option<crate::state::view::AdherenceMark>,
 }
 
 impl Agent {
@@ -49,6 +52,7 @@ impl Agent {
             wrap_queue: None,
             wrap_until: None,
             signed_in_by_escalation: false,
+            adherence: None,
         }
     }
 }

@@ -666,6 +666,15 @@ impl Engine {
         }
     }
 
+    /// The adherence observer's verdict on agent `a` (published with the
+    /// agent when it changes).
+    pub fn set_adherence(&mut self, a: usize, mark: Option<crate::state::view::AdherenceMark>) {
+        if self.agents[a].adherence != mark {
+            self.agents[a].adherence = mark;
+            self.touch_agent(a);
+        }
+    }
+
     pub fn set_signed_in_by_escalation(&mut self, a: usize, on: bool) {
         if self.agents[a].signed_in_by_escalation != on {
             self.agents[a].signed_in_by_escalation = on;
@@ -730,6 +739,7 @@ impl Engine {
             groups: ag.groups.clone(),
             signed_in_by_escalation: ag.signed_in_by_escalation,
             call: ag.call.clone(),
+            adherence: ag.adherence.clone(),
         }
     }
 }

@@ -119,4 +119,29 @@ pub struct AgentView {
     /// available). Absent when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paused_in: Vec<String>,
+    /// Extension: schedule adherence while the agent has a scheduled
+    /// activity (docs/floor.md). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adherence: Option<AdherenceMark>,
+}
+
+/// An agent's schedule adherence now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdherenceMark {
+    /// The activity the schedule plans now (`phone`, `break`, ...).
+    pub scheduled: String,
+    /// What the agent is doing: `phone`, `logged_out`, or the pause reason
+    /// (`paused` without one).
+    pub actual: String,
+    /// False once the agent has been out of the scheduled activity for
+    /// longer than its tolerance.
+    pub in_adherence: bool,
+    /// When the agent left the scheduled activity (while it is not doing it,
+    /// also within the tolerance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_since: Option<Ts>,
+    /// Why it is out: `logged_out`, `paused: lunch`, `phone` (taking calls
+    /// when something else is planned), `wrong_queue`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }

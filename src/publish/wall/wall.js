@@ -279,12 +279,25 @@
     $("agent-counts").textContent = Object.keys(STATE_ORDER).filter((s) => counts[s])
       .map((s) => `${STATE_LABEL[s]} ${counts[s]}`).join(" \u00b7 ");
     $("agents").innerHTML = list.map((a) =>
-      `<tr data-agent="${esc(a.agent)}" class="${a.signed_in_by_escalation ? "esc-in" : ""}">` +
+      `<tr data-agent="${esc(a.agent)}" class="${a.signed_in_by_escalation ? "esc-in" : ""}${adherenceOut(a) ? " adh-out" : ""}"` +
+      ` data-adherence="${a.adherence ? (a.adherence.in_adherence ? "in" : "out") : ""}" title="${esc(adherenceTitle(a))}">` +
       `<td title="${esc(a.agent)}">${esc(a.name || a.agent)}</td>` +
       `<td class="st-${a.state}" data-field="state">${STATE_LABEL[a.state] || esc(a.state)}</td>` +
       `<td>${esc(a.reason || (a.paused_in && a.paused_in.length ? "paused in " + a.paused_in.join(", ") : ""))}</td>` +
       `<td class="num" data-tick="since" data-since="${esc(a.since)}">${dur((serverNow() - ms(a.since)) / 1000)}</td>` +
       `<td>${esc(a.queues.join(", "))}</td></tr>`).join("");
+  }
+
+  // Schedule adherence ([adherence], docs/floor.md): a red mark on the
+  // agent's row once it is out past its activity's tolerance.
+  const ADHERENCE_TEXT = { planned: "planned", out: "out of adherence since", why: "why" };
+  function adherenceOut(a) { return !!(a.adherence && !a.adherence.in_adherence); }
+  function adherenceTitle(a) {
+    const m = a.adherence;
+    if (!m) return "";
+    let t = `${ADHERENCE_TEXT.planned}: ${m.scheduled}`;
+    if (!m.in_adherence) t += ` · ${ADHERENCE_TEXT.out} ${new Date(ms(m.out_since)).toLocaleTimeString()} · ${ADHERENCE_TEXT.why}: ${m.why}`;
+    return t;
   }
 
   function renderSummary() {
