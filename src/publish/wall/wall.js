@@ -166,6 +166,21 @@
     if (list.length > TREND_MINUTES) list.splice(0, list.length - TREND_MINUTES);
   }
 
+  // A new minute: queues whose sample the server left out continue their
+  // last one (same figures; the longest wait grows while a caller waits),
+  // counted in whole milliseconds exactly as the server does.
+  function extendTrends(at) {
+    const t = ms(at);
+    for (const [id, list] of trends) {
+      const last = list[list.length - 1];
+      if (!last || last.at >= at) continue;
+      const s = Object.assign({}, last, { at: at });
+      if (last.waiting > 0) s.longest_wait_s = (Math.round(last.longest_wait_s * 1000) + (t - ms(last.at))) / 1000;
+      addSample(id, s);
+      dirty.add(id);
+    }
+  }
+
   // An entry is re-sent whenever one of its results changes; keep the
   // advice text as first seen (a later result could carry its own detail).
   function keepEntry(e) {
@@ -392,6 +407,7 @@
         else { queues.set(id, mergePatch(queues.get(id), p)); dirty.add(id); }
       }
       for (const [id, s] of Object.entries(m.trend || {})) { addSample(id, s); dirty.add(id); }
+      if (m.trend_at) extendTrends(m.trend_at);
       const changedAgents = Object.entries(m.agents || {});
       for (const [id, p] of changedAgents) {
         if (p === null) agents.delete(id); else agents.set(id, mergePatch(agents.get(id), p));
