@@ -97,6 +97,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     if o.wall_title != n.wall_title
         || o.wall_sl_amber != n.wall_sl_amber
         || o.wall_stale_after != n.wall_stale_after
+        || o.wall_locale != n.wall_locale
     {
         d.changes.push("server: wall settings changed".into());
     }

@@ -8,7 +8,7 @@
 //! URL (or the page's Admin button) enables the approve/reject buttons.
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -16,8 +16,11 @@ use axum::routing::get;
 use super::AppState;
 use super::auth;
 
+mod locale;
+
 const INDEX: &str = include_str!("wall/index.html");
 const SCRIPT: &str = include_str!("wall/wall.js");
+const I18N: &str = include_str!("wall/i18n.js");
 const STYLE: &str = include_str!("wall/wall.css");
 const LOGIN: &str = include_str!("wall/login.html");
 
@@ -25,6 +28,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/wall/wall.js", get(script))
+        .route("/wall/i18n.js", get(i18n))
+        .route("/wall/locales/{file}", get(locale_table))
         .route("/wall/wall.css", get(style))
 }
 
@@ -54,8 +59,15 @@ async fn index(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -
         return (StatusCode::UNAUTHORIZED, Html(LOGIN)).into_response();
     }
     let title = html_escape(&cfg.server.wall_title);
+    let lang = query_param(q.as_deref(), "lang");
+    let accept = h
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    let loc = locale::pick(lang.as_deref(), cfg.server.wall_locale, accept);
     let page = INDEX
         .replace("{{SETTINGS}}", &settings(&s))
+        .replace("{{TEXT}}", &loc.table().replace('<', "\\u003c"))
+        .replace("{{LANG}}", loc.code())
         .replace("{{TITLE}}", &title);
     (
         [
@@ -73,6 +85,38 @@ async fn script() -> Response {
         SCRIPT,
     )
         .into_response()
+}
+
+async fn i18n() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        I18N,
+    )
+        .into_response()
+}
+
+/// A locale's string table, for translators and tools (the page has its
+/// own written in).
+async fn locale_table(Path(file): Path<String>) -> Response {
+    match locale::Locale::from_file(&file) {
+        Some(l) => (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            l.table(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such locale").into_response(),
+    }
+}
+
+/// One query parameter, percent-decoded.
+fn query_param(q: Option<&str>, name: &str) -> Option<String> {
+    q?.split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
 }
 
 async fn style() -> Response {
