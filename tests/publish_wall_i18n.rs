@@ -130,12 +130,28 @@ async fn a_chinese_browser_gets_the_chinese_wall_and_it_updates_live() {
         .await;
     let p = read(&shown);
     assert_eq!(p["lang"], "zh-CN");
-    assert_eq!(p["heading"].as_str().unwrap().split_whitespace().next(), Some("坐席"));
-    assert_eq!(p["cols"], serde_json::json!(["坐席", "状态", "原因", "持续时长", "技能队列"]));
+    assert_eq!(
+        p["heading"].as_str().unwrap().split_whitespace().next(),
+        Some("坐席")
+    );
+    assert_eq!(
+        p["cols"],
+        serde_json::json!(["坐席", "状态", "原因", "持续时长", "技能队列"])
+    );
     let repair = tile(&p, "报修热线");
     assert_eq!(repair["waiting"], "3");
     let text = repair["text"].as_str().unwrap();
-    for term in ["排队数", "最长等待", "服务水平（20秒接通率）", "平均应答时长", "空闲", "示忙", "话后", "在线", "未启动应急"] {
+    for term in [
+        "排队数",
+        "最长等待",
+        "服务水平（20秒接通率）",
+        "平均应答时长",
+        "空闲",
+        "示忙",
+        "话后",
+        "在线",
+        "未启动应急",
+    ] {
         assert!(text.contains(term), "{term} on the repair tile: {text}");
     }
     let billing = tile(&p, "电费查询")["text"].as_str().unwrap().to_string();
@@ -143,14 +159,25 @@ async fn a_chinese_browser_gets_the_chinese_wall_and_it_updates_live() {
     assert!(billing.contains("接通率 50%"), "{billing}");
     assert!(billing.contains("呼损率 50%"), "{billing}");
     assert!(
-        tile(&p, "投诉建议")["text"].as_str().unwrap().contains("30秒接通率"),
+        tile(&p, "投诉建议")["text"]
+            .as_str()
+            .unwrap()
+            .contains("30秒接通率"),
         "the queue's own threshold"
     );
     assert_eq!(agent_row(&p, "张敏")[1], "示忙");
-    assert_eq!(agent_row(&p, "张敏")[2], "小休", "the pause reason in Chinese");
+    assert_eq!(
+        agent_row(&p, "张敏")[2],
+        "小休",
+        "the pause reason in Chinese"
+    );
     assert_eq!(agent_row(&p, "王伟")[1], "通话");
     assert_eq!(agent_row(&p, "陈静")[1], "振铃");
-    assert!(p["summary"].as_str().unwrap().starts_with("排队 4 "), "{}", p["summary"]);
+    assert!(
+        p["summary"].as_str().unwrap().starts_with("排队 4 "),
+        "{}",
+        p["summary"]
+    );
     let clock = p["clock"].as_str().unwrap();
     assert!(
         clock.len() == 8 && clock.as_bytes()[2] == b':' && !clock.contains('M'),
@@ -170,15 +197,24 @@ async fn a_chinese_browser_gets_the_chinese_wall_and_it_updates_live() {
     let moved = page
         .until(READ_PAGE, Duration::from_secs(5), |v| {
             let p = read(v);
-            p["tiles"].as_array().is_some_and(|_| tile(&p, "报修热线")["waiting"] == "4")
+            p["tiles"]
+                .as_array()
+                .is_some_and(|_| tile(&p, "报修热线")["waiting"] == "4")
                 && agent_row(&p, "李娜")[1] == "通话"
         })
         .await;
-    assert!(read(&moved)["summary"].as_str().unwrap().starts_with("排队 5 "));
+    assert!(
+        read(&moved)["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("排队 5 ")
+    );
 }
 
 async fn browser_shot(page: &mut browser::Page, name: &str) {
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-output").join(name);
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("test-output")
+        .join(name);
     page.screenshot(&out).await;
 }
 
@@ -187,7 +223,11 @@ async fn browser_shot(page: &mut browser::Page, name: &str) {
 /// the wall has no texts for is a config error naming the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_configured_locale_wins_over_the_browser_and_the_url_over_both() {
-    let d = daemon("wall_locale = \"zh-CN\"", "[[queues]]\nname = \"hotline\"\n").await;
+    let d = daemon(
+        "wall_locale = \"zh-CN\"",
+        "[[queues]]\nname = \"hotline\"\n",
+    )
+    .await;
     let page = support::http(&d.addr, "GET", &format!("/?token={READ}"), None, "").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<html lang=\"zh-CN\">"), "{}", page.body);
@@ -208,5 +248,8 @@ async fn the_configured_locale_wins_over_the_browser_and_the_url_over_both() {
         "[server]\nwall_locale = \"zh-TW\"\n[[queues]]\nname = \"q\"\n",
     );
     let err = format!("{:?}", bad.expect_err("zh-TW has no texts"));
-    assert!(err.contains("wall_locale") || err.contains("zh-TW"), "{err}");
+    assert!(
+        err.contains("wall_locale") || err.contains("zh-TW"),
+        "{err}"
+    );
 }

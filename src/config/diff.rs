@@ -174,6 +174,15 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         |c| &c.name,
         |a, b| a == b,
     );
+    // Walls apply on the next page load.
+    named(
+        &mut d.changes,
+        "wall",
+        &old.walls,
+        &new.walls,
+        |w| &w.name,
+        |a, b| a == b,
+    );
     d
 }
 

@@ -11,6 +11,7 @@
 pub mod diff;
 mod model;
 mod values;
+pub mod walls;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -23,6 +24,7 @@ use toml::de::{DeTable, DeValue};
 
 pub use model::*;
 pub use values::{HumanDuration, Secret, ct_eq};
+pub use walls::WallConfig;
 
 use crate::escalation::expr::Expr;
 use crate::state::{AgentProfile, EngineConfig, QueueParams};
@@ -102,6 +104,8 @@ pub struct Config {
     pub schedules: Vec<crate::escalation::schedule::Schedule>,
     /// `[[cti]]` entries.
     pub cti: Vec<CtiConfig>,
+    /// `[[walls]]`: named walls at `/wall/{name}`.
+    pub walls: Vec<WallConfig>,
 }
 
 impl Config {
@@ -206,7 +210,7 @@ struct Loader<'a> {
 }
 
 const SECTIONS: &str =
-    "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti";
+    "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, walls";
 
 impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
@@ -239,6 +243,7 @@ impl<'a> Loader<'a> {
         let mut ladders: Vec<LadderConfig> = Vec::new();
         let mut schedule_cfgs: Vec<ScheduleConfig> = Vec::new();
         let mut cti: Vec<CtiConfig> = Vec::new();
+        let mut walls: Vec<WallConfig> = Vec::new();
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => server = self.de(value).unwrap_or_default(),
@@ -251,6 +256,7 @@ impl<'a> Loader<'a> {
                 "ladders" => ladders = self.each(value, "ladders", |l, v| l.de(v)),
                 "schedules" => schedule_cfgs = self.each(value, "schedules", |l, v| l.de(v)),
                 "cti" => cti = self.each(value, "cti", |l, v| l.cti(v)),
+                "walls" => walls = self.each(value, "walls", |l, v| l.de(v)),
                 other => self.err(
                     Some(key.span()),
                     format!("unknown section `{other}` (expected one of: {SECTIONS})"),
@@ -373,6 +379,14 @@ impl<'a> Loader<'a> {
                 );
             }
         }
+        let mut wall_names = HashSet::new();
+        for w in &walls {
+            if let Some(p) = w.problem() {
+                self.err(None, p);
+            } else if !wall_names.insert(w.name.as_str()) {
+                self.err(None, format!("wall `{}` is listed twice", w.name));
+            }
+        }
         let mut names = HashSet::new();
         for s in &sources {
             if !names.insert(s.name.as_str()) {
@@ -460,6 +474,7 @@ impl<'a> Loader<'a> {
             ladders,
             schedules,
             cti,
+            walls,
         })
     }
 

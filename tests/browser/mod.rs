@@ -101,7 +101,12 @@ impl Page {
 
     /// Evaluates `expr` until it yields a value `ok` accepts (at most
     /// `within`), and returns it; panics with the last value otherwise.
-    pub async fn until(&mut self, expr: &str, within: Duration, ok: impl Fn(&Value) -> bool) -> Value {
+    pub async fn until(
+        &mut self,
+        expr: &str,
+        within: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = Instant::now();
         loop {
             let v = self.eval(expr).await;
@@ -225,4 +230,3 @@ async fn get_json(addr: &str, path: &str) -> Option<Value> {
         }
     }
 }
-

@@ -35,6 +35,11 @@ impl Locale {
         }
     }
 
+    /// The string table, parsed (for pages written on the server).
+    pub fn texts(self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(self.table()).unwrap_or_default()
+    }
+
     /// A language tag as a browser or a URL writes it (`zh`, `zh-CN`,
     /// `zh-Hans-CN`, `en-GB`...); `None` for a language without texts.
     pub fn from_tag(tag: &str) -> Option<Locale> {
@@ -91,13 +96,35 @@ mod tests {
     fn the_url_then_the_config_then_the_browser_decides() {
         let zh = Some("zh-CN,zh;q=0.9,en;q=0.8");
         assert_eq!(pick(None, WallLocale::Auto, zh), Locale::ZhCn);
-        assert_eq!(pick(None, WallLocale::Auto, Some("en-US,en;q=0.9")), Locale::En);
-        assert_eq!(pick(None, WallLocale::Auto, Some("fr-FR, en;q=0.5, zh;q=0.7")), Locale::ZhCn);
-        assert_eq!(pick(None, WallLocale::Auto, Some("fr")), Locale::En, "no texts: English");
-        assert_eq!(pick(None, WallLocale::Auto, Some("zh;q=abc")), Locale::En, "a bad weight is skipped");
+        assert_eq!(
+            pick(None, WallLocale::Auto, Some("en-US,en;q=0.9")),
+            Locale::En
+        );
+        assert_eq!(
+            pick(None, WallLocale::Auto, Some("fr-FR, en;q=0.5, zh;q=0.7")),
+            Locale::ZhCn
+        );
+        assert_eq!(
+            pick(None, WallLocale::Auto, Some("fr")),
+            Locale::En,
+            "no texts: English"
+        );
+        assert_eq!(
+            pick(None, WallLocale::Auto, Some("zh;q=abc")),
+            Locale::En,
+            "a bad weight is skipped"
+        );
         assert_eq!(pick(None, WallLocale::Auto, None), Locale::En);
-        assert_eq!(pick(None, WallLocale::En, zh), Locale::En, "the config fixes it");
-        assert_eq!(pick(Some("zh-CN"), WallLocale::En, None), Locale::ZhCn, "?lang= wins");
+        assert_eq!(
+            pick(None, WallLocale::En, zh),
+            Locale::En,
+            "the config fixes it"
+        );
+        assert_eq!(
+            pick(Some("zh-CN"), WallLocale::En, None),
+            Locale::ZhCn,
+            "?lang= wins"
+        );
         assert_eq!(pick(Some("xx"), WallLocale::ZhCn, None), Locale::ZhCn);
     }
 

@@ -9,7 +9,8 @@
   const cfg = window.ACDMON_WALL || {};
   const params = new URLSearchParams(location.search);
   const token = params.get("token") || "";
-  const filter = params.get("queues") || "";
+  // A named wall (/wall/{name}) brings its queues in the settings.
+  const filter = params.get("queues") || (Array.isArray(cfg.queues) ? cfg.queues.join(",") : "");
   let admin = params.get("admin") || sessionStorage.getItem("acdmon-admin") || "";
   const SL_AMBER = typeof cfg.sl_amber === "number" ? cfg.sl_amber : 0.05;
   const STALE_MS = (cfg.stale_after_s || 15) * 1000;
