@@ -378,7 +378,10 @@ async fn storm(bursts: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
             lines += &event(op, base.max(now_ms()));
         }
         let r = support::http(&d.addr, "POST", "/api/v1/events", Some(ADMIN), &lines).await;
-        prop_assert_eq!(r.status, 202, "{}", r.body);
+        // Random bursts include events the engine refuses (a call leaving a
+        // queue it never joined); a burst of nothing else is a 400.
+        let all_refused = r.status == 400 && r.body.contains("\"accepted\":0");
+        prop_assert!(r.status == 202 || all_refused, "{} {}", r.status, r.body);
         // Read a little between bursts, so the clients see many frames.
         tokio::join!(
             w.drain(&mut wall, Duration::from_millis(15)),

@@ -92,13 +92,14 @@ fn wall_queues(s: &AppState, cfg: &Config, w: &WallConfig) -> Vec<String> {
 }
 
 /// Checks the read token; the login page when it is missing or wrong.
-fn gate(cfg: &Config, h: &HeaderMap, q: Option<&str>) -> Result<(), Response> {
+fn gate(cfg: &Config, h: &HeaderMap, q: Option<&str>) -> Option<Response> {
     auth::check_read(
         &cfg.server.read_token,
         &cfg.server.admin_token,
         auth::presented(h, q).as_deref(),
     )
-    .map_err(|_| (StatusCode::UNAUTHORIZED, Html(LOGIN)).into_response())
+    .is_err()
+    .then(|| (StatusCode::UNAUTHORIZED, Html(LOGIN)).into_response())
 }
 
 fn page_locale(cfg: &Config, h: &HeaderMap, q: Option<&str>) -> locale::Locale {
@@ -145,7 +146,7 @@ fn render(s: &AppState, cfg: &Config, h: &HeaderMap, q: Option<&str>, view: View
 /// working); `?view=table` is the table.
 async fn index(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let cfg = s.config.load();
-    if let Err(r) = gate(&cfg, &h, q.as_deref()) {
+    if let Some(r) = gate(&cfg, &h, q.as_deref()) {
         return r;
     }
     let view = query_param(q.as_deref(), "view");
@@ -166,7 +167,7 @@ async fn named_wall(
     RawQuery(q): RawQuery,
 ) -> Response {
     let cfg = s.config.load();
-    if let Err(r) = gate(&cfg, &h, q.as_deref()) {
+    if let Some(r) = gate(&cfg, &h, q.as_deref()) {
         return r;
     }
     match cfg.walls.iter().find(|w| w.name == name) {
@@ -184,7 +185,7 @@ async fn named_wall(
 
 async fn table(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let cfg = s.config.load();
-    if let Err(r) = gate(&cfg, &h, q.as_deref()) {
+    if let Some(r) = gate(&cfg, &h, q.as_deref()) {
         return r;
     }
     render(&s, &cfg, &h, q.as_deref(), View::Table)

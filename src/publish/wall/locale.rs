@@ -148,10 +148,10 @@ mod tests {
             v
         };
         for (k, v) in &en {
-            if let (Some(a), Some(b)) = (v.as_str(), zh[k].as_str()) {
-                if !k.starts_with('_') {
-                    assert_eq!(holes(a), holes(b), "{k}: the same placeholders");
-                }
+            if let (Some(a), Some(b)) = (v.as_str(), zh[k].as_str())
+                && !k.starts_with('_')
+            {
+                assert_eq!(holes(a), holes(b), "{k}: the same placeholders");
             }
         }
         assert_eq!(zh["tile.waiting"], "排队数");
