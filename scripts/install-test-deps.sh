@@ -8,8 +8,11 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# A CJK font, so the Chinese wall's screenshot (docs/wall-zh-CN.png) shows
+# glyphs, not boxes (the Chromium tests read text and pass without it).
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "install-test-deps: prometheus, promtool and chromium are present"
+  echo "install-test-deps: prometheus, promtool, chromium and a CJK font are present"
   exit 0
 fi
 # Deduplicate.

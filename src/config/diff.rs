@@ -113,6 +113,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     if o.wall_title != n.wall_title
         || o.wall_sl_amber != n.wall_sl_amber
         || o.wall_stale_after != n.wall_stale_after
+        || o.wall_locale != n.wall_locale
     {
         d.changes.push("server: wall settings changed".into());
     }
@@ -187,6 +188,15 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         &old.cti,
         &new.cti,
         |c| &c.name,
+        |a, b| a == b,
+    );
+    // Walls apply on the next page load.
+    named(
+        &mut d.changes,
+        "wall",
+        &old.walls,
+        &new.walls,
+        |w| &w.name,
         |a, b| a == b,
     );
     d
@@ -286,5 +296,43 @@ mod tests {
         assert_eq!(d.changes, vec!["server.admin_token changed"]);
         assert!(!format!("{d:?}").contains("\"b\""));
         assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn wall_settings_and_named_walls_are_listed_for_a_live_reload() {
+        let a = cfg("[[walls]]\nname = \"front\"\nqueues = [\"hotline\"]\n");
+        let mut b = cfg(
+            "[[walls]]\nname = \"front\"\npattern = \"hot*\"\n[[walls]]\nname = \"night\"\nqueues = [\"hotline\"]\n",
+        );
+        b.server.wall_locale = crate::config::WallLocale::ZhCn;
+        let d = diff(&a, &b);
+        assert_eq!(
+            d.changes,
+            vec![
+                "server: wall settings changed",
+                "walls added: night",
+                "walls changed: front"
+            ]
+        );
+        assert!(
+            d.needs_restart.is_empty(),
+            "walls apply at the next page load"
+        );
+        let bad = Config::parse(
+            "t.toml",
+            "[[walls]]\nname = \"a\"\n[[walls]]\nname = \"b c\"\nqueues = [\"x\"]\n[server]\nwall_locale = \"fr\"\n",
+        )
+        .expect_err("three mistakes");
+        let text: Vec<String> = bad.iter().map(|e| e.to_string()).collect();
+        assert!(
+            text.iter().any(|e| e.contains("wall `a`: needs `queues`")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|e| e.contains("wall `b c`")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|e| e.contains("wall_locale") || e.contains("fr")),
+            "{text:?}"
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod diff;
 mod model;
 mod posts;
 mod values;
+pub mod walls;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -27,6 +28,7 @@ pub use adherence::{ActivityConfig, AdherenceConfig};
 pub use model::*;
 pub use posts::PostConfig;
 pub use values::{HumanDuration, Secret, ct_eq};
+pub use walls::WallConfig;
 
 use crate::escalation::expr::Expr;
 use crate::state::{AgentProfile, EngineConfig, QueueParams};
@@ -114,6 +116,8 @@ pub struct Config {
     pub posts: Vec<crate::floor::posts::PostRule>,
     /// `[adherence]`, with its plan loaded (see `crate::floor::adherence`).
     pub adherence: Option<crate::floor::adherence::AdherenceRules>,
+    /// `[[walls]]`: named walls at `/wall/{name}`.
+    pub walls: Vec<WallConfig>,
 }
 
 impl Config {
@@ -217,7 +221,7 @@ struct Loader<'a> {
     errors: Vec<ConfigError>,
 }
 
-const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, shifts, handover, posts, adherence";
+const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, shifts, handover, posts, adherence, walls";
 
 impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
@@ -254,6 +258,7 @@ impl<'a> Loader<'a> {
         let mut handover = HandoverConfig::default();
         let mut post_cfgs: Vec<PostConfig> = Vec::new();
         let mut adherence_cfg: Option<AdherenceConfig> = None;
+        let mut walls: Vec<WallConfig> = Vec::new();
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => server = self.de(value).unwrap_or_default(),
@@ -270,6 +275,7 @@ impl<'a> Loader<'a> {
                 "handover" => handover = self.de(value).unwrap_or_default(),
                 "posts" => post_cfgs = self.each(value, "posts", |l, v| l.de(v)),
                 "adherence" => adherence_cfg = Some(self.de(value).unwrap_or_default()),
+                "walls" => walls = self.each(value, "walls", |l, v| l.de(v)),
                 other => self.err(
                     Some(key.span()),
                     format!("unknown section `{other}` (expected one of: {SECTIONS})"),
@@ -392,6 +398,14 @@ impl<'a> Loader<'a> {
                 );
             }
         }
+        let mut wall_names = HashSet::new();
+        for w in &walls {
+            if let Some(p) = w.problem() {
+                self.err(None, p);
+            } else if !wall_names.insert(w.name.as_str()) {
+                self.err(None, format!("wall `{}` is listed twice", w.name));
+            }
+        }
         let mut names = HashSet::new();
         for s in &sources {
             if !names.insert(s.name.as_str()) {
@@ -493,6 +507,7 @@ impl<'a> Loader<'a> {
             handover,
             posts,
             adherence,
+            walls,
         })
     }
 

@@ -31,6 +31,10 @@ pub struct ServerConfig {
     /// The wall shows "data stale" after this long without a message (the
     /// server sends a heartbeat every 5 s on a quiet connection).
     pub wall_stale_after: HumanDuration,
+    /// The language of the wall and its admin texts: `"auto"` follows the
+    /// browser (its `Accept-Language`), `"en"` or `"zh-CN"` fix it for
+    /// every screen (a TV whose browser says English on a Chinese floor).
+    pub wall_locale: WallLocale,
     /// `/readyz` turns 503 (and `acd_engine_stalled` 1) when the engine has
     /// not finished a batch or tick for this long (docs/failure-modes.md).
     pub engine_stall_after: Spanned<HumanDuration>,
@@ -57,12 +61,24 @@ impl Default for ServerConfig {
             wall_title: "acdmon".into(),
             wall_sl_amber: 0.05,
             wall_stale_after: HumanDuration(std::time::Duration::from_secs(15)),
+            wall_locale: WallLocale::Auto,
             engine_stall_after: Spanned::new(0..0, HumanDuration::from_secs(5)),
             header_timeout: HumanDuration::from_secs(10),
             body_timeout: HumanDuration::from_secs(60),
             shutdown_drain: HumanDuration::from_secs(5),
         }
     }
+}
+
+/// `[server] wall_locale`: a fixed language, or the browser's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum WallLocale {
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "en")]
+    En,
+    #[serde(rename = "zh-CN")]
+    ZhCn,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -103,7 +103,10 @@ pub struct Change {
 pub struct Changes {
     pub queues: Vec<Change>,
     pub agents: Vec<Change>,
-    /// Each queue's newest trend sample, when the frame took samples.
+    /// The minute of the newest trend samples, when the frame took samples:
+    /// every queue gets a sample at it (see [`extend`] for the unlisted ones).
+    pub trend_at: Option<Ts>,
+    /// The newest samples a client cannot derive with [`extend`].
     pub trend: Vec<(String, TrendSample)>,
     /// The unfiltered delta; `None` when the frame changed nothing a
     /// version 2 client holds and brought no escalation entry.
@@ -132,6 +135,28 @@ pub struct Docs {
     pub agents: BTreeMap<String, Arc<Value>>,
     /// The queue views the documents were made from (for [`same_but_time`]).
     views: BTreeMap<String, Arc<QueueView>>,
+    /// Each queue's newest trend sample as clients hold it (sent, or
+    /// derived by [`extend`]).
+    trend_held: BTreeMap<String, TrendSample>,
+}
+
+/// The sample a client derives for a queue at the minute `at` from the last
+/// one it holds: the same figures, the longest wait grown by the minutes
+/// passed while a caller waits (counted in whole milliseconds, so client and
+/// server reach the same number). A quiet minute thus costs no bytes per
+/// queue: only samples that differ from this are sent.
+pub fn extend(last: &TrendSample, at: Ts) -> TrendSample {
+    let longest_wait_s = if last.waiting > 0 {
+        let ms = (last.longest_wait_s * 1000.0).round() as i64;
+        ms.saturating_add(at.0.saturating_sub(last.at.0)) as f64 / 1000.0
+    } else {
+        last.longest_wait_s
+    };
+    TrendSample {
+        at,
+        longest_wait_s,
+        ..*last
+    }
 }
 
 impl Docs {
@@ -153,6 +178,11 @@ impl Docs {
                 .queues
                 .iter()
                 .map(|q| (q.queue.clone(), q.clone()))
+                .collect(),
+            trend_held: s
+                .trends
+                .iter()
+                .filter_map(|(q, v)| v.last().map(|x| (q.clone(), *x)))
                 .collect(),
         }
     }
@@ -185,15 +215,26 @@ impl Docs {
             &mut self.agents,
             agents.iter().map(|a| (&a.agent, agent_doc(a))),
         );
-        let trend: Vec<(String, TrendSample)> = trends
-            .into_iter()
-            .flatten()
-            .filter_map(|(q, s)| s.last().map(|s| (q.clone(), *s)))
-            .collect();
+        let mut trend_at = None;
+        let mut trend = Vec::new();
+        for (q, s) in trends.into_iter().flatten() {
+            let Some(s) = s.last() else { continue };
+            let held = self.trend_held.get(q);
+            if held.is_some_and(|h| h.at >= s.at) {
+                continue; // already held (a snapshot newer than these docs)
+            }
+            trend_at = trend_at.max(Some(s.at));
+            if held.is_none_or(|h| extend(h, s.at) != *s) {
+                trend.push((q.clone(), *s));
+                self.trend_held.insert(q.clone(), *s);
+            } else if let Some(h) = self.trend_held.get_mut(q) {
+                *h = extend(h, s.at);
+            }
+        }
         let text = (!queues.is_empty()
             || !agents.is_empty()
             || !escalations.is_empty()
-            || !trend.is_empty())
+            || trend_at.is_some())
         .then(|| {
             encode_delta_with(
                 seq,
@@ -205,12 +246,14 @@ impl Docs {
                     .iter()
                     .map(|c| (c.id.as_str(), Some(c.patch.as_str()))),
                 escalations,
+                trend_at,
                 trend.iter().map(|(q, s)| (q.as_str(), s)),
             )
         });
         Changes {
             queues,
             agents,
+            trend_at,
             trend,
             text,
         }
@@ -307,23 +350,36 @@ pub fn encode_delta<'a>(
     agents: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     escalations: &[Arc<Entry>],
 ) -> Utf8Bytes {
-    encode_delta_with(seq, now, queues, agents, escalations, std::iter::empty())
+    encode_delta_with(
+        seq,
+        now,
+        queues,
+        agents,
+        escalations,
+        None,
+        std::iter::empty(),
+    )
 }
 
-/// A version 2 delta with new trend samples (`"trend": {queue: sample}`).
+/// A version 2 delta with a new trend minute: `"trend_at"` (the minute) and
+/// `"trend": {queue: sample}` with the samples a client cannot derive by
+/// [`extend`]ing its last one.
 pub fn encode_delta_with<'a>(
     seq: u64,
     now: Ts,
     queues: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     agents: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     escalations: &[Arc<Entry>],
+    trend_at: Option<Ts>,
     trend: impl Iterator<Item = (&'a str, &'a TrendSample)>,
 ) -> Utf8Bytes {
     let trend: BTreeMap<&str, &TrendSample> = trend.collect();
     let esc = serde_json::to_string(escalations).unwrap_or_else(|_| "[]".into());
     let tr = serde_json::to_string(&trend).unwrap_or_else(|_| "{}".into());
+    let at = serde_json::to_string(&trend_at).unwrap_or_else(|_| "null".into());
     let mut extra = vec![("escalations", esc.as_str())];
-    if !trend.is_empty() {
+    if trend_at.is_some() {
+        extra.push(("trend_at", at.as_str()));
         extra.push(("trend", tr.as_str()));
     }
     message("delta", seq, now, queues, agents, &extra)
@@ -463,7 +519,7 @@ impl Client {
             && agents.is_empty()
             && entering.is_empty()
             && escalations.is_empty()
-            && trend.clone().next().is_none()
+            && c.trend_at.is_none()
         {
             return None;
         }
@@ -475,6 +531,7 @@ impl Client {
                 .into_iter()
                 .chain(entering.iter().map(|(k, v)| (*k, Some(v.as_str())))),
             &escalations,
+            c.trend_at,
             trend.map(|(q, s)| (q.as_str(), s)),
         ))
     }

@@ -9,7 +9,8 @@
   const cfg = window.ACDMON_WALL || {};
   const params = new URLSearchParams(location.search);
   const token = params.get("token") || "";
-  const filter = params.get("queues") || "";
+  // A named wall (/wall/{name}) brings its queues in the settings.
+  const filter = params.get("queues") || (Array.isArray(cfg.queues) ? cfg.queues.join(",") : "");
   let admin = params.get("admin") || sessionStorage.getItem("acdmon-admin") || "";
   const SL_AMBER = typeof cfg.sl_amber === "number" ? cfg.sl_amber : 0.05;
   const STALE_MS = (cfg.stale_after_s || 15) * 1000;
@@ -39,15 +40,10 @@
     ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
   // ---------- formatting (the tests compare these with /api/v1/queues) ----------
+  // Texts and number/duration/clock formats of the page's locale (i18n.js).
+  const I = window.acdmonI18n;
+  const T = I.t, H = I.h, dur = I.dur, secs = I.secs;
   function pct(x) { return x == null ? "\u2013" : Math.round(x * 100) + "%"; }
-  function dur(s) {
-    if (s == null || !isFinite(s)) return "\u2013";
-    s = Math.max(0, Math.floor(s));
-    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
-    const two = (n) => (n < 10 ? "0" : "") + n;
-    return h > 0 ? h + ":" + two(m) + ":" + two(r) : m + ":" + two(r);
-  }
-  function secs(x) { return x == null ? "\u2013" : (Math.round(x * 10) / 10) + " s"; }
   function slBand(sl, target) {
     if (sl == null) return "";
     if (sl >= target) return "green";
@@ -60,8 +56,7 @@
     return "red";
   }
   const WORSE = { "": 0, green: 1, amber: 2, red: 3 };
-  const STATE_LABEL = { available: "available", ringing: "ringing", on_call: "on call",
-    wrap_up: "wrap-up", paused: "paused", logged_out: "logged out" };
+  const stateLabel = (st) => esc(I.state(st));
 
   function serverNow() { return Date.now() + skewMs; }
   function ms(ts) { const t = Date.parse(ts); return isNaN(t) ? null : t; }
@@ -94,29 +89,29 @@
     const a = q.agents;
     const e = q.escalation;
     const stage = e && e.stage > 0
-      ? `<span class="stage s${e.stage}" data-field="stage" data-value="${e.stage}">Stage ${e.stage} \u00b7 ${esc(e.stage_name)}</span>`
-      : `<span class="stage s0" data-field="stage" data-value="0">no escalation</span>`;
+      ? `<span class="stage s${e.stage}" data-field="stage" data-value="${e.stage}">${H("tile.stage", { n: e.stage, name: esc(e.stage_name) })}</span>`
+      : `<span class="stage s0" data-field="stage" data-value="0">${H("tile.no_escalation")}</span>`;
     let escHtml = "";
     if (e && e.signed_in && e.signed_in.length) {
       const who = e.signed_in.map((id) => esc(agentName(id))).join(", ");
-      escHtml = `<div class="esc">Signed in by the ladder since ${esc(clockOf(e.since))}: <span class="who" data-field="signed_in">${who}</span></div>`;
+      escHtml = `<div class="esc">${H("tile.signed_in", { time: esc(clockOf(e.since)) })} <span class="who" data-field="signed_in">${who}</span></div>`;
     }
     let adviceHtml = "";
     for (const a of activeAdvice(q)) {
-      adviceHtml += `<div class="esc" data-field="advice-in-force">Advice, stage ${a.stage} \u00b7 ${esc(a.name)}: <span class="who">${esc(a.detail)}</span></div>`;
+      adviceHtml += `<div class="esc" data-field="advice-in-force">${H("advice.in_force", { n: a.stage, name: esc(a.name) })} <span class="who">${esc(a.detail)}</span></div>`;
     }
     for (const id of (e && e.pending) || []) adviceHtml += adviceBlock(q.queue, id);
-    const pill = (st, n) => `<span class="pill st-${st}">${STATE_LABEL[st] || st} <b data-field="agents.${st}">${n}</b></span>`;
+    const pill = (st, n) => `<span class="pill st-${st}">${stateLabel(st)} <b data-field="agents.${st}">${n}</b></span>`;
     return `<article class="tile band-${band}" data-queue="${esc(q.queue)}">
   <header><h2 title="${esc(q.queue)}">${esc(q.queue)}</h2>${stage}</header>
   <div class="figs">
-    <div class="fig"><span class="v" data-field="waiting" data-value="${q.waiting}">${q.waiting}</span><label>waiting</label></div>
-    <div class="fig"><span class="v ${wB}" data-field="longest_wait" data-tick="wait">${dur(lw)}</span><label>longest wait</label></div>
-    <div class="fig"><span class="v ${slB}" data-field="service_level" data-value="${r.service_level == null ? "" : r.service_level}">${pct(r.service_level)}</span><label>SL rolling \u00b7 target ${pct(q.sl_target)} in ${q.sl_threshold_s} s</label></div>
+    <div class="fig"><span class="v" data-field="waiting" data-value="${q.waiting}">${q.waiting}</span><label>${H("tile.waiting")}</label></div>
+    <div class="fig"><span class="v ${wB}" data-field="longest_wait" data-tick="wait">${dur(lw)}</span><label>${H("tile.longest_wait")}</label></div>
+    <div class="fig"><span class="v ${slB}" data-field="service_level" data-value="${r.service_level == null ? "" : r.service_level}">${pct(r.service_level)}</span><label>${H("tile.sl", { target: pct(q.sl_target), threshold: q.sl_threshold_s })}</label></div>
   </div>
-  <div class="states">${pill("available", a.available)}${pill("ringing", a.ringing)}${pill("on_call", a.on_call)}${pill("wrap_up", a.wrap_up)}${pill("paused", a.paused)}<span class="pill">logged in <b data-field="agents.logged_in">${a.logged_in}</b></span></div>
-  <div class="sub">rolling: offered <b data-field="rolling.offered">${r.offered}</b> \u00b7 abandoned <b>${r.abandoned}</b> \u00b7 ASA <b>${secs(r.asa_s)}</b> \u00b7 needed <b data-field="required_agents">${q.required_agents == null ? "\u2013" : q.required_agents}</b></div>
-  <div class="sub">today: offered <b data-field="today.offered">${today.offered}</b> \u00b7 answered <b>${today.answered}</b> \u00b7 abandoned <b>${today.abandoned}</b> \u00b7 SL <b data-field="today.service_level">${pct(today.service_level)}</b></div>
+  <div class="states">${pill("available", a.available)}${pill("ringing", a.ringing)}${pill("on_call", a.on_call)}${pill("wrap_up", a.wrap_up)}${pill("paused", a.paused)}<span class="pill">${H("state.logged_in")} <b data-field="agents.logged_in">${a.logged_in}</b></span></div>
+  <div class="sub">${H("tile.rolling", { offered: `<b data-field="rolling.offered">${r.offered}</b>`, abandoned: `<b>${r.abandoned}</b>`, asa: `<b>${secs(r.asa_s)}</b>`, needed: `<b data-field="required_agents">${q.required_agents == null ? "\u2013" : q.required_agents}</b>` })}</div>
+  <div class="sub">${H("tile.today", { offered: `<b data-field="today.offered">${today.offered}</b>`, answered: `<b>${today.answered}</b>`, abandoned: `<b>${today.abandoned}</b>`, sl: `<b data-field="today.service_level">${pct(today.service_level)}</b>`, answer_rate: `<b data-field="today.answer_rate">${pct(today.offered ? today.answered / today.offered : null)}</b>`, abandon_rate: `<b data-field="today.abandon_rate">${pct(today.abandon_rate)}</b>` })}</div>
   ${trendHtml(q)}
   ${escHtml}${adviceHtml}
 </article>`;
@@ -154,8 +149,8 @@
     if (!samples.length) return "";
     const maxW = Math.max(1, ...samples.map((s) => s.waiting));
     return `<div class="trend">
-    <div><label>waiting, last hour (max ${maxW})</label>${spark(samples, (s) => s.waiting, maxW, "spark-waiting", null)}</div>
-    <div><label>SL, last hour \u00b7 target ${pct(q.sl_target)}</label>${spark(samples, (s) => s.service_level, 1, "spark-sl", q.sl_target)}</div>
+    <div><label>${H("trend.waiting", { max: maxW })}</label>${spark(samples, (s) => s.waiting, maxW, "spark-waiting", null)}</div>
+    <div><label>${H("trend.sl", { target: pct(q.sl_target) })}</label>${spark(samples, (s) => s.service_level, 1, "spark-sl", q.sl_target)}</div>
   </div>`;
   }
   function addSample(queue, s) {
@@ -164,6 +159,21 @@
     if (list.length && list[list.length - 1].at >= s.at) return;
     list.push(s);
     if (list.length > TREND_MINUTES) list.splice(0, list.length - TREND_MINUTES);
+  }
+
+  // A new minute: queues whose sample the server left out continue their
+  // last one (same figures; the longest wait grows while a caller waits),
+  // counted in whole milliseconds exactly as the server does.
+  function extendTrends(at) {
+    const t = ms(at);
+    for (const [id, list] of trends) {
+      const last = list[list.length - 1];
+      if (!last || last.at >= at) continue;
+      const s = Object.assign({}, last, { at: at });
+      if (last.waiting > 0) s.longest_wait_s = (Math.round(last.longest_wait_s * 1000) + (t - ms(last.at))) / 1000;
+      addSample(id, s);
+      dirty.add(id);
+    }
   }
 
   // An entry is re-sent whenever one of its results changes; keep the
@@ -215,38 +225,38 @@
       else if (x.kind === "sign_in") ins.push(esc(agentName(x.agent)));
       else if (x.kind === "sign_out") outs.push(esc(agentName(x.agent)));
     });
-    if (ins.length) parts.push("sign in " + ins.join(", "));
-    if (outs.length) parts.push("sign out " + outs.join(", "));
+    if (ins.length) parts.push(H("advice.sign_in", { who: ins.join(", ") }));
+    if (outs.length) parts.push(H("advice.sign_out", { who: outs.join(", ") }));
     return parts.filter(Boolean).join("; ");
   }
 
   function adviceBlock(queue, id) {
     const en = entries.get(id);
-    let text = "Advice #" + id;
+    let text = H("advice.id", { id: id });
     if (en) {
       const what = describe(en);
-      text = `Stage ${en.stage} \u00b7 ${esc(en.stage_name)}${en.direction === "down" ? " (release)" : ""}: ${what || esc(en.reason)}`;
+      text = `${H("advice.stage", { n: en.stage, name: esc(en.stage_name) })}${en.direction === "down" ? H("advice.release") : ""}: ${what || esc(en.reason)}`;
       if (en.reason && what) text += ` <span class="note">(${esc(en.reason)})</span>`;
     } else {
       fetchEntries(queue);
     }
     const note = notes.get(id);
     const buttons = admin
-      ? `<button class="approve" data-act="approve" data-id="${id}">Approve</button><button class="reject" data-act="reject" data-id="${id}">Reject</button>`
-      : `<span class="note">an admin can approve or reject this (Admin button)</span>`;
+      ? `<button class="approve" data-act="approve" data-id="${id}">${H("advice.approve")}</button><button class="reject" data-act="reject" data-id="${id}">${H("advice.reject")}</button>`
+      : `<span class="note">${H("advice.admin_hint")}</span>`;
     return `<div class="advice" data-advice="${id}"><p>${text}</p>${buttons}${note ? ` <span class="note act-note">${esc(note)}</span>` : ""}</div>`;
   }
 
   function agentName(id) { const a = agents.get(id); return (a && a.name) || id; }
   function clockOf(ts) {
     const t = ms(ts); if (t == null) return "";
-    return new Date(t - skewMs).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return I.clock(new Date(t - skewMs), false);
   }
 
   function renderTiles() {
     const box = $("tiles");
     if (queues.size === 0) {
-      box.innerHTML = `<div class="empty">${connected ? "No queues yet: waiting for events." : "Connecting\u2026"}</div>`;
+      box.innerHTML = `<div class="empty">${connected ? H("empty.no_queues") : H("empty.connecting")}</div>`;
       dirty.clear();
       return;
     }
@@ -277,13 +287,13 @@
     const counts = {};
     for (const a of list) counts[a.state] = (counts[a.state] || 0) + 1;
     $("agent-counts").textContent = Object.keys(STATE_ORDER).filter((s) => counts[s])
-      .map((s) => `${STATE_LABEL[s]} ${counts[s]}`).join(" \u00b7 ");
+      .map((s) => `${I.state(s)} ${counts[s]}`).join(" \u00b7 ");
     $("agents").innerHTML = list.map((a) =>
       `<tr data-agent="${esc(a.agent)}" class="${a.signed_in_by_escalation ? "esc-in" : ""}${adherenceOut(a) ? " adh-out" : ""}"` +
       ` data-adherence="${a.adherence ? (a.adherence.in_adherence ? "in" : "out") : ""}" title="${esc(adherenceTitle(a))}">` +
       `<td title="${esc(a.agent)}">${esc(a.name || a.agent)}</td>` +
-      `<td class="st-${a.state}" data-field="state">${STATE_LABEL[a.state] || esc(a.state)}</td>` +
-      `<td>${esc(a.reason || (a.paused_in && a.paused_in.length ? "paused in " + a.paused_in.join(", ") : ""))}</td>` +
+      `<td class="st-${a.state}" data-field="state">${stateLabel(a.state)}</td>` +
+      `<td>${esc(I.reason(a.reason) || (a.paused_in && a.paused_in.length ? T("agents.paused_in", { queues: a.paused_in.join(", ") }) : ""))}</td>` +
       `<td class="num" data-tick="since" data-since="${esc(a.since)}">${dur((serverNow() - ms(a.since)) / 1000)}</td>` +
       `<td>${esc(a.queues.join(", "))}</td></tr>`).join("");
   }
@@ -307,12 +317,12 @@
       if (a.state !== "logged_out") logged++;
       if (a.state === "available") avail++;
     }
-    $("summary").innerHTML = `<b data-field="total-waiting">${waiting}</b> waiting \u00b7 <b>${avail}</b> available \u00b7 <b>${logged}</b> logged in \u00b7 ${queues.size} queues`;
+    $("summary").innerHTML = H("summary", { waiting: `<b data-field="total-waiting">${waiting}</b>`, available: `<b>${avail}</b>`, logged_in: `<b>${logged}</b>`, queues: I.num(queues.size) });
   }
 
   // Between messages: advance waits and times in state, the clock, the banner.
   function tick() {
-    $("clock").textContent = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    $("clock").textContent = I.clock(new Date(), true);
     for (const el of document.querySelectorAll('[data-tick="wait"]')) {
       const tile = el.closest("article");
       const q = tile && queues.get(tile.dataset.queue);
@@ -344,25 +354,25 @@
 
   function updateBanner() {
     const b = $("banner"), c = $("conn");
-    const asOf = lastData != null ? new Date(lastData - skewMs).toLocaleTimeString() : "never";
+    const asOf = lastData != null ? I.clock(new Date(lastData - skewMs), true) : T("banner.never");
     let text = "", cls = "";
     if (!connected) {
       const wait = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-      text = `Connection lost \u2013 reconnecting${wait ? " in " + wait + " s" : "\u2026"}. Figures are from ${asOf} and are not live.`;
+      text = T("banner.lost", { retry: wait ? T("banner.retry_in", { s: wait }) : T("banner.retry_now"), as_of: asOf });
       cls = "lost";
       c.className = "conn " + (lastMsg ? "lost" : "connecting");
-      c.textContent = lastMsg ? "offline" : "connecting";
+      c.textContent = lastMsg ? T("conn.offline") : T("conn.connecting");
     } else if (Date.now() - lastMsg > STALE_MS) {
-      text = `No data for ${Math.round((Date.now() - lastMsg) / 1000)} s \u2013 figures may be stale (last update ${asOf}).`;
+      text = T("banner.stale", { s: Math.round((Date.now() - lastMsg) / 1000), as_of: asOf });
       cls = "stale";
-      c.className = "conn stale"; c.textContent = "stale";
+      c.className = "conn stale"; c.textContent = T("conn.stale");
     } else {
-      c.className = "conn live"; c.textContent = "live";
+      c.className = "conn live"; c.textContent = T("conn.live");
     }
     if (!text && notReady.length) {
       // The daemon says it is not ready (engine stalled, a source down...):
       // the figures may be wrong even though the connection is live.
-      text = "Not ready – " + notReady.map((r) => r.detail).join(" · ");
+      text = T("banner.not_ready", { reasons: notReady.map((r) => r.detail).join(" · ") });
       cls = "health";
     }
     if (text && !(lastMsg === 0 && !connected && attempt === 0)) {
@@ -405,6 +415,7 @@
         else { queues.set(id, mergePatch(queues.get(id), p)); dirty.add(id); }
       }
       for (const [id, s] of Object.entries(m.trend || {})) { addSample(id, s); dirty.add(id); }
+      if (m.trend_at) extendTrends(m.trend_at);
       const changedAgents = Object.entries(m.agents || {});
       for (const [id, p] of changedAgents) {
         if (p === null) agents.delete(id); else agents.set(id, mergePatch(agents.get(id), p));
@@ -462,14 +473,14 @@
   }
 
   function act(id, verb) {
-    notes.set(id, verb === "approve" ? "approving\u2026" : "rejecting\u2026");
+    notes.set(id, verb === "approve" ? T("advice.approving") : T("advice.rejecting"));
     for (const q of queues.values()) if (q.escalation && (q.escalation.pending || []).includes(id)) dirty.add(q.queue);
     schedule();
     fetch(`/api/v1/escalations/${encodeURIComponent(id)}/${verb}`, {
       method: "POST", headers: { Authorization: "Bearer " + admin, "Content-Type": "application/json" }, body: "{}",
     }).then((r) => r.text().then((t) => {
-      notes.set(id, r.ok ? (verb === "approve" ? "approved" : "rejected") : `failed (${r.status}): ${t.slice(0, 120)}`);
-    })).catch((e) => notes.set(id, "failed: " + e))
+      notes.set(id, r.ok ? (verb === "approve" ? T("advice.approved") : T("advice.rejected")) : T("advice.failed", { status: r.status, detail: t.slice(0, 120) }));
+    })).catch((e) => notes.set(id, T("advice.failed", { status: "-", detail: String(e) })))
       .finally(() => {
         for (const q of queues.values()) dirty.add(q.queue);
         schedule();
@@ -480,7 +491,7 @@
     const b = ev.target.closest("button[data-act]");
     if (b) { act(Number(b.dataset.id), b.dataset.act); return; }
     if (ev.target.id === "admin") {
-      const t = prompt("Admin token (kept for this browser tab only; empty to clear):", admin ? "\u2022\u2022\u2022\u2022" : "");
+      const t = prompt(T("admin.prompt"), admin ? "\u2022\u2022\u2022\u2022" : "");
       if (t === null) return;
       if (t !== "\u2022\u2022\u2022\u2022") admin = t.trim();
       if (admin) sessionStorage.setItem("acdmon-admin", admin); else sessionStorage.removeItem("acdmon-admin");
