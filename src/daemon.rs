@@ -54,8 +54,10 @@ pub fn start_from(
 ) -> Daemon {
     let config = Arc::new(config);
     let now = Ts::now();
+    let mut counted_until = None;
     let restored = checkpoint.and_then(|cp| match cp.restore(config.engine_config(), now) {
         Ok(e) => {
+            counted_until = Some(Ts(cp.saved_at));
             tracing::info!(
                 taken = %Ts(cp.saved_at),
                 events = cp.events_applied,
@@ -85,6 +87,7 @@ pub fn start_from(
             let r = crate::sources::queue_log::Restart {
                 applied: engine.position(&s.name),
                 today_start,
+                counted_until,
             };
             (s.name.clone(), r)
         })
@@ -207,7 +210,8 @@ pub(crate) fn start_source(
         }
         SourceSpec::Other(t) if s.kind == "esl" => {
             match crate::sources::esl::EslConfig::from_table(t) {
-                Ok(c) => {
+                Ok(mut c) => {
+                    c.counted_until = restart.and_then(|r| r.counted_until);
                     let (task, action) = crate::sources::esl::spawn_with_cti(
                         ctx.name.clone(),
                         c,

@@ -168,6 +168,8 @@ impl Reloader {
                     .find(|(n, _)| *n == s.name)
                     .map(|(_, p)| *p),
                 today_start,
+                // The engine has applied everything the old task sent.
+                counted_until: Some(Ts::now()),
             };
             if let Some(task) =
                 crate::daemon::start_source(s, &self.state, Some(&self.cti), Some(restart))

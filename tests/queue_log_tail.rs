@@ -211,6 +211,7 @@ async fn after_a_restart_the_tail_hands_on_what_the_checkpoint_lacks() {
             offset: applied.len(),
         }),
         today_start: today,
+        counted_until: None,
     });
     assert_eq!(calls(&mut rx, 1).await, ["after-checkpoint"]);
     quiet(&mut rx).await;
@@ -219,6 +220,7 @@ async fn after_a_restart_the_tail_hands_on_what_the_checkpoint_lacks() {
     let (task, mut rx) = run(Restart {
         applied: None,
         today_start: today,
+        counted_until: None,
     });
     assert_eq!(calls(&mut rx, 2).await, ["morning", "after-checkpoint"]);
     quiet(&mut rx).await;

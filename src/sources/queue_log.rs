@@ -98,6 +98,10 @@ pub struct QueueLogConfig {
 pub struct Restart {
     pub applied: Option<crate::state::SourcePosition>,
     pub today_start: Ts,
+    /// The engine already holds every call that ended before this (the
+    /// restored checkpoint's time, or a reload's): sources that relist
+    /// calls (FreeSWITCH) must not count those again.
+    pub counted_until: Option<Ts>,
 }
 
 fn default_poll() -> HumanDuration {

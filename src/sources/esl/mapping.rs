@@ -240,7 +240,17 @@ pub struct Mapper {
     /// Set when the cross-check says events were lost.
     resync_wanted: Option<String>,
     pub check_counts: bool,
+    /// Calls that ended (were answered, abandoned, timed out) more than a
+    /// margin before this were counted by the engine before this mapper
+    /// existed (a restored checkpoint; a source restarted by a reload):
+    /// their list rows are not sent again.
+    pub counted_until: Option<Ts>,
 }
+
+/// Lines or events that reached the engine just before a checkpoint may
+/// miss it; rows within this margin are counted (the engine rejects a
+/// repeated arrival as `duplicate_call`).
+const COUNTED_MARGIN_MS: i64 = 5_000;
 
 const PRUNE_COMPLETED_MS: i64 = 10 * 60 * 1000;
 const PRUNE_ANY_MS: i64 = 24 * 3600 * 1000;
@@ -258,6 +268,7 @@ impl Mapper {
             baseline: false,
             resync_wanted: None,
             check_counts: true,
+            counted_until: None,
         }
     }
 
@@ -834,6 +845,25 @@ impl Mapper {
             if !(m.is_waiting() || answered || abandoned) {
                 continue;
             }
+            if !self.calls.contains_key(&m.uuid)
+                && let Some(until) = self.counted_until
+            {
+                let decided_s = if answered {
+                    m.bridge_epoch
+                } else if abandoned && m.abandoned_epoch > 0 {
+                    m.abandoned_epoch
+                } else {
+                    i64::MAX
+                };
+                if decided_s != i64::MAX
+                    && Ts::from_secs(decided_s) < until.plus_ms(-COUNTED_MARGIN_MS)
+                {
+                    // Counted before: remember it so a lingering row stays
+                    // skipped, and send nothing.
+                    self.ended.insert(m.uuid.clone(), Ts::from_secs(decided_s));
+                    continue;
+                }
+            }
             if !self.calls.contains_key(&m.uuid) {
                 let joined = m.joined();
                 evs.push(Event {
@@ -1100,4 +1130,91 @@ fn need(ev: &CcEvent<'_>, f: Field, action: &str, out: &mut Vec<Mapped>) -> Opti
 
 fn missing(action: &str, what: &str) -> Reject {
     Reject::new("missing_field", format!("{action} without {what}"))
+}
+
+#[cfg(test)]
+mod counted_until_tests {
+    use super::*;
+    use crate::sources::esl::lists::MemberRow;
+
+    fn row(uuid: &str, state: &str, joined: i64, bridge: i64, abandoned: i64) -> MemberRow {
+        MemberRow {
+            queue: "support@default".into(),
+            uuid: uuid.into(),
+            joined_epoch: joined,
+            bridge_epoch: bridge,
+            abandoned_epoch: abandoned,
+            state: state.into(),
+            serving_agent: if bridge > 0 {
+                "1000@default".into()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn lists(members: Vec<MemberRow>) -> Vec<QueueLists> {
+        vec![QueueLists {
+            queue: "support@default".into(),
+            max_wait_s: 300,
+            agents: Vec::new(),
+            members,
+            tiers: Vec::new(),
+        }]
+    }
+
+    fn calls_in(out: &[Mapped]) -> Vec<String> {
+        out.iter()
+            .filter_map(|m| match m {
+                Ok(Event {
+                    kind:
+                        EventKind::CallEnqueued { call, .. }
+                        | EventKind::CallAnswered { call, .. }
+                        | EventKind::CallAbandoned { call, .. },
+                    ..
+                }) => Some(call.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// After a restart that restored a checkpoint taken at 10:00:00, the
+    /// first resync lists a call answered at 09:50 and one abandoned at
+    /// 09:55 (both counted before the checkpoint) and one answered at
+    /// 10:00:30 while the daemon was down: only the last is sent.
+    #[test]
+    fn rows_decided_before_the_checkpoint_are_not_sent_again() {
+        let t10 = 1_800_000_000; // epoch seconds of "10:00:00"
+        let mut m = Mapper::new(TimerConfig::default());
+        m.counted_until = Some(Ts::from_secs(t10));
+        let mut out = Vec::new();
+        let rows = vec![
+            row("old-answered", "Answered", t10 - 700, t10 - 600, 0),
+            row("old-abandoned", "Abandoned", t10 - 320, 0, t10 - 300),
+            row("down-answered", "Answered", t10 - 20, t10 + 30, 0),
+        ];
+        m.apply_resync(Ts::from_secs(t10 + 60), lists(rows.clone()), &mut out);
+        let sent = calls_in(&out);
+        assert!(sent.iter().all(|c| c == "down-answered"), "{sent:?}");
+        assert_eq!(
+            sent.len(),
+            2,
+            "arrival and answer of down-answered: {sent:?}"
+        );
+        // A later resync that still lists the lingering rows sends nothing.
+        let mut again = Vec::new();
+        m.apply_resync(Ts::from_secs(t10 + 120), lists(rows), &mut again);
+        assert!(calls_in(&again).is_empty(), "{:?}", calls_in(&again));
+    }
+
+    #[test]
+    fn without_a_checkpoint_every_listed_outcome_counts() {
+        let t10 = 1_800_000_000;
+        let mut m = Mapper::new(TimerConfig::default());
+        let mut out = Vec::new();
+        let rows = vec![row("old-answered", "Answered", t10 - 700, t10 - 600, 0)];
+        m.apply_resync(Ts::from_secs(t10 + 60), lists(rows), &mut out);
+        assert_eq!(calls_in(&out), ["old-answered", "old-answered"]);
+    }
 }

@@ -90,6 +90,12 @@ pub struct EslConfig {
     /// On sign-out, also set the agent `Logged Out` when it has no tier left.
     #[serde(default)]
     pub sign_out_logs_out: bool,
+    /// Set by the daemon, not the file: the engine already counted every
+    /// call that ended before this (a restored checkpoint, or a reload that
+    /// restarted the source), so list rows of such calls are not counted
+    /// again.
+    #[serde(skip)]
+    pub counted_until: Option<crate::time::Ts>,
 }
 
 /// `[sources.agent_timers."1000@default"]`.
@@ -166,6 +172,7 @@ impl EslConfig {
             resync_timeout_ms: ms(self.resync_timeout),
             timers,
             replay: false,
+            counted_until: self.counted_until,
         }
     }
 }

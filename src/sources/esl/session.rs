@@ -57,6 +57,8 @@ pub struct SessionConfig {
     /// Replaying a transcript: never wait for replies that were not
     /// recorded (see [`Session::new`]).
     pub replay: bool,
+    /// See [`crate::sources::esl::EslConfig::counted_until`].
+    pub counted_until: Option<Ts>,
 }
 
 impl SessionConfig {
@@ -72,6 +74,7 @@ impl SessionConfig {
             resync_timeout_ms: 30_000,
             timers: TimerConfig::default(),
             replay: true,
+            counted_until: None,
         }
     }
 }
@@ -167,6 +170,7 @@ impl Session {
     pub fn new(cfg: SessionConfig) -> Self {
         let mut mapper = Mapper::new(cfg.timers.clone());
         mapper.check_counts = cfg.check_counts && !cfg.replay;
+        mapper.counted_until = cfg.counted_until;
         Session {
             cfg,
             phase: Phase::Connecting,
