@@ -154,28 +154,10 @@ async fn duty_list(
     RawQuery(raw): RawQuery,
     q: Result<Query<SinceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(r) = read_guard(&s, &h, &raw) {
-        return r;
-    }
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad query: use ?since=RFC3339|epoch-ms&limit=N",
-        );
-    };
-    let from = match since(&q) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let limit = q.limit.unwrap_or(MAX_DUTY).min(MAX_DUTY);
-    let st = match store(&s) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    match blocking(move || st.duty_log(from, Ts::LATEST, limit).map_err(internal)).await {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r,
-    }
+    since_list(&s, &h, &raw, q, MAX_DUTY, |st, from, limit| {
+        st.duty_log(from, Ts::LATEST, limit).map(Json)
+    })
+    .await
 }
 
 async fn list(
@@ -184,7 +166,29 @@ async fn list(
     RawQuery(raw): RawQuery,
     q: Result<Query<SinceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(r) = read_guard(&s, &h, &raw) {
+    since_list(&s, &h, &raw, q, MAX_HANDOVERS, |st, from, limit| {
+        st.handovers(from, Ts::LATEST, limit).map(Json)
+    })
+    .await
+}
+
+/// A read route over `?since=&limit=` (the duty log, the handovers): the
+/// read token, the query checked, the store read off the async workers.
+async fn since_list<T, F>(
+    s: &AppState,
+    h: &HeaderMap,
+    raw: &Option<String>,
+    q: Result<Query<SinceQuery>, axum::extract::rejection::QueryRejection>,
+    max: usize,
+    read: F,
+) -> Response
+where
+    T: IntoResponse + Send + 'static,
+    F: FnOnce(&crate::store::Store, Ts, usize) -> Result<T, crate::store::StoreError>
+        + Send
+        + 'static,
+{
+    if let Err(r) = read_guard(s, h, raw) {
         return r;
     }
     let Ok(Query(q)) = q else {
@@ -197,13 +201,13 @@ async fn list(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let limit = q.limit.unwrap_or(MAX_HANDOVERS).min(MAX_HANDOVERS);
-    let st = match store(&s) {
+    let limit = q.limit.unwrap_or(max).min(max);
+    let st = match store(s) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    match blocking(move || st.handovers(from, Ts::LATEST, limit).map_err(internal)).await {
-        Ok(v) => Json(v).into_response(),
+    match blocking(move || read(&st, from, limit).map_err(internal)).await {
+        Ok(v) => v.into_response(),
         Err(r) => r,
     }
 }
