@@ -20,6 +20,8 @@ use crate::state::{AgentView, Engine, IntervalRecord, QueueView};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Json,
+    /// Asterisk's `queue_log` (contract spelling; `queue-log` also taken).
+    #[value(name = "queue_log", alias = "queue-log")]
     QueueLog,
     Ami,
     /// HEPv3 packets back to back (a TCP capture, or datagrams written one
