@@ -86,8 +86,10 @@ impl SlVariants {
     }
 }
 
-/// `W` of contract section 4. Ratios are rounded to 4 decimals for display;
-/// the unrounded values are what the ladder and metrics use.
+/// `W` of contract section 4. Ratios are rounded to 4 decimals (a step of
+/// 0.01 %, finer than any SL target) for the API, the wall and `/metrics`,
+/// which writes these views; the ladder's `when` expressions read the
+/// unrounded [`service_level`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WindowView {
     pub offered: u64,
