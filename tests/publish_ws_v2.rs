@@ -683,16 +683,3 @@ async fn a_quiet_minute_sends_only_the_trend_samples_that_changed() {
     );
     close(ws).await;
 }
-
-/// Moves the engine's clock to the time the test sets (a stand-in for a
-/// producer whose clock runs ahead of this machine's).
-struct EventClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
-
-impl acdmon::runtime::Observer for EventClock {
-    fn after_event(&mut self, engine: &mut acdmon::state::Engine, _queue: Option<usize>) {
-        let t = self.0.load(std::sync::atomic::Ordering::SeqCst);
-        if t > engine.now().0 {
-            engine.tick(acdmon::time::Ts(t));
-        }
-    }
-}

@@ -1,6 +1,5 @@
 //! Headless Chromium for the wall tests, driven over the DevTools protocol
-//! (tokio-tungstenite). The same driver as `tests/publish_wall.rs`, shared by
-//! the newer wall tests (locales, named walls, the table view).
+//! (tokio-tungstenite), shared by every wall test.
 
 #![allow(dead_code)]
 
