@@ -30,7 +30,8 @@ pub fn routes(_state: AppState) -> Router<AppState> {
         .route("/api/v1/agents/{agent}/sign-out", post(sign_out))
 }
 
-fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+/// A JSON error answer (`{"error": ...}`), as every route gives.
+pub(crate) fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(json!({"error": msg.into()}))).into_response()
 }
 
@@ -65,7 +66,8 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-fn parse_since(s: &str) -> Option<Ts> {
+/// A `since` query value: epoch milliseconds or RFC 3339.
+pub(crate) fn parse_since(s: &str) -> Option<Ts> {
     s.parse::<i64>()
         .ok()
         .map(Ts)

@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::api::{admin_guard, read_guard};
+use super::control::{error, parse_since};
 use crate::escalation::control::handle_for;
 use crate::floor::handover::MAX_DUTY;
 use crate::floor::shift;
@@ -43,10 +44,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/handovers/banner", get(banner))
         .route("/api/v1/handovers/{id}", get(one))
         .route("/api/v1/handovers/{id}/ack", post(ack))
-}
-
-fn error(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, Json(json!({"error": msg.into()}))).into_response()
 }
 
 fn store(s: &AppState) -> Result<std::sync::Arc<Store>, Response> {
@@ -80,11 +77,7 @@ struct SinceQuery {
 fn since(q: &SinceQuery) -> Result<Ts, Response> {
     match q.since.as_deref().filter(|x| !x.is_empty()) {
         None => Ok(Ts::now().plus_ms(-DEFAULT_BACK_MS)),
-        Some(x) => x
-            .parse::<i64>()
-            .ok()
-            .map(Ts)
-            .or_else(|| Ts::parse_rfc3339(x))
+        Some(x) => parse_since(x)
             .filter(|t| t.in_event_range() || t.0 == 0)
             .ok_or_else(|| {
                 error(
