@@ -29,7 +29,7 @@
 //! Retransmissions and the proxy's second copy are absorbed by the state
 //! machine itself: every report happens on a state change (first
 //! provisional, first 2xx, first final, first BYE), so a repeat changes
-//! nothing. Ended legs linger for [`DialogLimits::linger`] so that late
+//! nothing. Ended legs linger for [`DialogLimits::linger_ms`] so that late
 //! repeats do not open a new leg.
 //!
 //! Memory is bounded: at most `max_legs` legs (new ones beyond are refused
