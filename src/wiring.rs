@@ -112,6 +112,7 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
         LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
     let every = cfg.storage.checkpoint_every.0;
     let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
+    let posts = posts.with_cover(store.clone(), cti.clone());
     let mut observers: Vec<Box<dyn Observer>> = vec![
         Box::new(ladder),
         Box::new(IntervalHistory::new(store.clone())),

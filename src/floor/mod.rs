@@ -10,6 +10,7 @@
 //! HTTP routes and `/metrics` read.
 
 pub mod adherence;
+pub mod cover;
 pub mod handover;
 pub mod posts;
 pub mod shift;
