@@ -124,7 +124,7 @@ pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Daemo
         adherence: None,
     };
     if let Some((obs, handle)) = crate::floor::adherence::AdherenceObserver::new(cfg) {
-        observers.push(Box::new(obs));
+        observers.push(Box::new(obs.with_store(store.clone())));
         floor.adherence = Some(handle);
     }
     let checkpoint = if every.is_zero() {

@@ -276,6 +276,19 @@ pub struct DayAdherence {
     pub adherence: Option<f64>,
 }
 
+impl DayAdherence {
+    pub fn new(agent: String, day: String, scheduled_ms: i64, out_ms: i64) -> Self {
+        DayAdherence {
+            agent,
+            day,
+            scheduled_s: scheduled_ms as f64 / 1000.0,
+            out_s: out_ms as f64 / 1000.0,
+            adherence: (scheduled_ms > 0)
+                .then(|| (scheduled_ms - out_ms) as f64 / scheduled_ms as f64),
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Totals {
     scheduled_ms: i64,
@@ -327,7 +340,14 @@ pub struct AdherenceObserver {
     ids: Vec<String>,
     /// Event time of the last published day totals.
     published: Ts,
+    /// Where day totals are saved (the daemon's audit database).
+    store: Option<Arc<crate::store::Store>>,
+    /// Event time of the last save; `None` before the first evaluation.
+    saved: Option<Ts>,
 }
+
+/// Day totals are saved this often (event time).
+const SAVE_EVERY_MS: i64 = 60_000;
 
 impl AdherenceObserver {
     /// `None` without `[adherence]`.
@@ -347,13 +367,26 @@ impl AdherenceObserver {
                 next: None,
                 ids: Vec::new(),
                 published: Ts::ZERO,
+                store: None,
+                saved: None,
             },
             handle,
         ))
     }
 
+    /// Saves the day totals to `store` and counts on from those saved
+    /// before a restart.
+    pub fn with_store(mut self, store: Arc<crate::store::Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     fn evaluate(&mut self, engine: &mut Engine) {
         let now = engine.now();
+        if self.saved.is_none() {
+            self.saved = Some(now);
+            self.restore(now, &engine.zone().clone());
+        }
         let latest = self.handle.plan.load_full();
         if !Arc::ptr_eq(&latest, &self.plan) || self.ids.is_empty() {
             // A new plan: what was counted stays counted; from now on the
@@ -485,17 +518,48 @@ impl AdherenceObserver {
         let rows = self
             .days
             .iter()
-            .map(|((day, agent), t)| DayAdherence {
-                agent: agent.clone(),
-                day: day.to_string(),
-                scheduled_s: t.scheduled_ms as f64 / 1000.0,
-                out_s: t.out_ms as f64 / 1000.0,
-                adherence: (t.scheduled_ms > 0)
-                    .then(|| (t.scheduled_ms - t.out_ms) as f64 / t.scheduled_ms as f64),
+            .map(|((day, agent), t)| {
+                DayAdherence::new(agent.clone(), day.to_string(), t.scheduled_ms, t.out_ms)
             })
-            .collect();
+            .collect::<Vec<_>>();
         self.handle.days.store(Arc::new(rows));
         self.dirty = false;
+    }
+
+    /// Saves the day totals to the audit database (every
+    /// [`SAVE_EVERY_MS`] of event time and at stop), so a restart and
+    /// `acdmon report --adherence` have them.
+    fn save(&mut self, now: Ts) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        self.saved = Some(now);
+        let rows = self.handle.days();
+        if let Err(e) = store.save_adherence_days(&rows) {
+            tracing::error!(error = %e, "cannot save the adherence day totals; tried again in a minute");
+        }
+    }
+
+    /// First evaluation with a store: the day totals saved before a
+    /// restart (today's and yesterday's) are counted on from.
+    fn restore(&mut self, now: Ts, zone: &jiff::tz::TimeZone) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let today = local_day(now, zone);
+        for day in [today.yesterday().ok(), Some(today)].into_iter().flatten() {
+            match store.adherence_days(&day.to_string()) {
+                Ok(rows) => {
+                    for r in rows {
+                        let t = self.days.entry((day, r.agent)).or_default();
+                        t.scheduled_ms =
+                            t.scheduled_ms.max((r.scheduled_s * 1000.0).round() as i64);
+                        t.out_ms = t.out_ms.max((r.out_s * 1000.0).round() as i64);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the saved adherence day totals"),
+            }
+        }
     }
 }
 
@@ -516,6 +580,9 @@ impl Observer for AdherenceObserver {
         if self.dirty && now.since(self.published) >= 1_000 {
             self.publish(now);
         }
+        if self.store.is_some() && self.saved.is_some_and(|s| now.since(s) >= SAVE_EVERY_MS) {
+            self.save(now);
+        }
         Vec::new()
     }
 
@@ -531,6 +598,7 @@ impl Observer for AdherenceObserver {
 
     fn on_stop(&mut self, engine: &mut Engine) {
         self.publish(engine.now());
+        self.save(engine.now());
     }
 
     fn next_deadline(&self) -> Option<Ts> {

@@ -40,6 +40,13 @@ CREATE TRIGGER IF NOT EXISTS cover_results_no_update BEFORE UPDATE ON cover_resu
     BEGIN SELECT RAISE(ABORT, 'cover results are never rewritten'); END;
 CREATE TRIGGER IF NOT EXISTS cover_results_no_delete BEFORE DELETE ON cover_results
     BEGIN SELECT RAISE(ABORT, 'cover results are never deleted'); END;
+CREATE TABLE IF NOT EXISTS adherence_days (
+    day TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    scheduled_ms INTEGER NOT NULL,
+    out_ms INTEGER NOT NULL,
+    PRIMARY KEY (day, agent)
+);
 CREATE TABLE IF NOT EXISTS adherence_exceptions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     record TEXT NOT NULL,
@@ -136,6 +143,56 @@ impl Store {
                 detail: r.get(8)?,
                 at: r.get::<_, Option<i64>>(9)?.map(Ts),
             })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces the stored day totals of these agents and days (the
+    /// running totals of today are saved again and again).
+    pub fn save_adherence_days(
+        &self,
+        rows: &[crate::floor::adherence::DayAdherence],
+    ) -> Result<(), StoreError> {
+        let r = (|| {
+            let mut c = lock(&self.writer);
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "INSERT OR REPLACE INTO adherence_days (day, agent, scheduled_ms, out_ms) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for r in rows {
+                    st.execute(params![
+                        r.day,
+                        r.agent,
+                        (r.scheduled_s * 1000.0).round() as i64,
+                        (r.out_s * 1000.0).round() as i64
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        self.noted("adherence day totals", r)
+    }
+
+    /// The stored day totals of local day `day` (`YYYY-MM-DD`), by agent.
+    pub fn adherence_days(
+        &self,
+        day: &str,
+    ) -> Result<Vec<crate::floor::adherence::DayAdherence>, StoreError> {
+        let c = self.read();
+        let mut st = c.prepare(
+            "SELECT agent, scheduled_ms, out_ms FROM adherence_days WHERE day = ?1 ORDER BY agent",
+        )?;
+        let rows = st.query_map(params![day], |r| {
+            let (agent, sched, out): (String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            Ok(crate::floor::adherence::DayAdherence::new(
+                agent,
+                day.to_string(),
+                sched,
+                out,
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
