@@ -11,7 +11,7 @@ use crate::config::{Config, SourceSpec};
 use crate::publish::metrics::Metrics;
 use crate::publish::ws::Hub;
 use crate::publish::{AppState, router};
-use crate::runtime::{Driver, Observer, spawn_engine};
+use crate::engine_thread::{Driver, Observer, spawn_engine};
 use crate::sources::json::task::SourceCtx;
 use crate::sources::{HealthRegistry, INBOX_CAPACITY, RejectCounter, SourceHealth};
 use crate::state::{Engine, Publisher};

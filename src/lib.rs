@@ -16,7 +16,7 @@ pub mod publish;
 pub mod reload;
 pub mod replay;
 mod replay_formats;
-pub mod runtime;
+pub mod engine_thread;
 pub mod sources;
 pub mod state;
 pub mod store;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::escalation::Entry;
 use crate::event::Event;
-use crate::runtime::{Driver, Observer};
+use crate::engine_thread::{Driver, Observer};
 use crate::sources::json::LineDecoder;
 use crate::sources::{Reject, RejectCounter};
 use crate::state::{AgentView, Engine, IntervalRecord, QueueView};

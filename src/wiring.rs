@@ -14,7 +14,7 @@ use crate::escalation::control::{self, LadderHandle};
 use crate::escalation::observer::LadderObserver;
 use crate::floor::handover::HandoverObserver;
 use crate::reload::Reloader;
-use crate::runtime::Observer;
+use crate::engine_thread::Observer;
 use crate::store::Store;
 use crate::store::checkpoint::{self, Checkpointer};
 use crate::store::history::IntervalHistory;

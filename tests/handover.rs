@@ -16,7 +16,7 @@ use acdmon::cti::log_only::LogOnly;
 use acdmon::escalation::Direction;
 use acdmon::event::{Event, EventKind};
 use acdmon::floor::handover::Handover;
-use acdmon::runtime::Driver;
+use acdmon::engine_thread::Driver;
 use acdmon::sources::RejectCounter;
 use acdmon::state::Engine;
 use acdmon::store::{IntervalRow, Store};

@@ -519,7 +519,7 @@ fn a_disk_that_fills_and_frees_under_load_never_breaks_the_ladder() {
     )
     .unwrap();
     let t0 = 1_800_000_000_000i64;
-    let mut d = acdmon::runtime::Driver::new(
+    let mut d = acdmon::engine_thread::Driver::new(
         acdmon::state::Engine::starting_at(cfg.engine_config(), Ts(t0)),
         std::sync::Arc::new(acdmon::sources::RejectCounter::default()),
     );

@@ -25,7 +25,7 @@ struct StandInLadder {
     done: bool,
 }
 
-impl acdmon::runtime::Observer for StandInLadder {
+impl acdmon::engine_thread::Observer for StandInLadder {
     fn before_publish(
         &mut self,
         engine: &mut acdmon::state::Engine,
@@ -543,7 +543,7 @@ struct Jam {
     jammed: bool,
 }
 
-impl acdmon::runtime::Observer for Jam {
+impl acdmon::engine_thread::Observer for Jam {
     fn after_event(&mut self, engine: &mut acdmon::state::Engine, _queue: Option<usize>) {
         if !self.jammed && engine.find_agent("jam").is_some() {
             self.jammed = true;

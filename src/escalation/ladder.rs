@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use crate::config::{LadderConfig, LadderMode};
 use crate::cti::CtiVerb;
-use crate::escalation::entry::{ActionRecord, Direction, Entry};
+use crate::escalation::{ActionRecord, Direction, Entry};
 use crate::escalation::expr::Expr;
 use crate::event::AgentStatus;
 use crate::state::QueueFigures;

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::control::{CONTROL_CAPACITY, Command, ControlError, LadderHandle};
-use super::entry::{ActionRecord, Direction, Entry};
+use super::{ActionRecord, Direction, Entry};
 use super::expr::Var;
 use super::ladder::{
     Act, Candidate, Floor, Inputs, Mark, NotPending, Output, PENDING, Plan, QueueLadder,
@@ -44,7 +44,7 @@ use super::schedule::Schedule;
 use crate::config::Config;
 use crate::cti::{CtiOutcome, CtiRegistry, CtiRequest, CtiVerb};
 use crate::event::AgentStatus;
-use crate::runtime::Observer;
+use crate::engine_thread::Observer;
 use crate::state::Engine;
 use crate::state::view::EscalationStatus;
 use crate::store::Store;

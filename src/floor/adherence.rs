@@ -34,7 +34,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::event::AgentStatus;
-use crate::runtime::Observer;
+use crate::engine_thread::Observer;
 use crate::state::view::AdherenceMark;
 use crate::state::{Agent, Engine};
 use crate::time::Ts;

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::shift::{self, Shift, ShiftSpan};
 use crate::escalation::{Direction, Entry};
-use crate::runtime::Observer;
+use crate::engine_thread::Observer;
 use crate::state::kpi::{self, SlFormula};
 use crate::state::window::Tally;
 use crate::state::{Engine, IntervalRecord};

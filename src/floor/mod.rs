@@ -3,7 +3,7 @@
 //! adherence ([`adherence`]), and shifts with their handover ([`shift`],
 //! [`handover`]).
 //!
-//! Each rule is an [`crate::runtime::Observer`] on the engine thread, so it
+//! Each rule is an [`crate::engine_thread::Observer`] on the engine thread, so it
 //! is computed on event time from the same agent states the wall shows, and
 //! a replay gives the same answer as the live daemon. What a rule publishes
 //! lives on a board (an `arc-swap`, never a lock the engine holds) that the

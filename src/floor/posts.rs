@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::escalation::schedule::Schedule;
 use crate::event::AgentStatus;
-use crate::runtime::Observer;
+use crate::engine_thread::Observer;
 use crate::state::Agent;
 use crate::state::Engine;
 use crate::time::Ts;

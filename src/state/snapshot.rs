@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use super::engine::Engine;
 use super::trend::{KEEP_MINUTES, TrendSample};
 use super::view::{AgentView, QueueView};
-use crate::escalation::Entry;
+use super::escalation_log::Entry;
 use crate::time::Ts;
 use std::collections::BTreeMap;
 

@@ -33,7 +33,7 @@ pub async fn daemon(server_extra: &str, extra: &str) -> Running {
 pub async fn daemon_with(
     server_extra: &str,
     extra: &str,
-    observers: Vec<Box<dyn acdmon::runtime::Observer>>,
+    observers: Vec<Box<dyn acdmon::engine_thread::Observer>>,
 ) -> Running {
     let text = format!(
         "[server]\nread_token = \"{READ}\"\nadmin_token = \"{ADMIN}\"\n{server_extra}\n{extra}"
@@ -149,7 +149,7 @@ pub async fn close(mut ws: Ws) {
 /// need whole minutes of event time to pass in a second move it this way.
 pub struct EventClock(pub std::sync::Arc<std::sync::atomic::AtomicI64>);
 
-impl acdmon::runtime::Observer for EventClock {
+impl acdmon::engine_thread::Observer for EventClock {
     fn after_event(&mut self, engine: &mut acdmon::state::Engine, _queue: Option<usize>) {
         let t = self.0.load(std::sync::atomic::Ordering::SeqCst);
         if t > engine.now().0 {

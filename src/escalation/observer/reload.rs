@@ -72,7 +72,7 @@ mod tests {
 
     use crate::config::Config;
     use crate::event::{AgentStatus, Event, EventKind};
-    use crate::runtime::Driver;
+    use crate::engine_thread::Driver;
     use crate::sources::RejectCounter;
     use crate::state::Engine;
     use crate::time::Ts;
