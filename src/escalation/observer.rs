@@ -35,16 +35,16 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::control::{CONTROL_CAPACITY, Command, ControlError, LadderHandle};
-use super::{ActionRecord, Direction, Entry};
 use super::expr::Var;
 use super::ladder::{
     Act, Candidate, Floor, Inputs, Mark, NotPending, Output, PENDING, Plan, QueueLadder,
 };
 use super::schedule::Schedule;
+use super::{ActionRecord, Direction, Entry};
 use crate::config::Config;
 use crate::cti::{CtiOutcome, CtiRegistry, CtiRequest, CtiVerb};
-use crate::event::AgentStatus;
 use crate::engine_thread::Observer;
+use crate::event::AgentStatus;
 use crate::state::Engine;
 use crate::state::view::EscalationStatus;
 use crate::store::Store;

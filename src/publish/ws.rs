@@ -335,7 +335,12 @@ enum Start {
 
 impl Hub {
     /// Starts the hub task (needs a tokio runtime).
-    pub fn spawn(publisher: Arc<Publisher>, metrics: Arc<Metrics>, cfg: &ServerConfig) -> Arc<Hub> {
+    /// Starts the hub's task (the daemon owns it and stops it last).
+    pub fn spawn(
+        publisher: Arc<Publisher>,
+        metrics: Arc<Metrics>,
+        cfg: &ServerConfig,
+    ) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
         Self::spawn_with(
             publisher,
             metrics,
@@ -352,7 +357,7 @@ impl Hub {
         coalesce: Duration,
         history_frames: usize,
         history_bytes: usize,
-    ) -> Arc<Hub> {
+    ) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
         let rx = publisher.subscribe();
         let first = publisher.snapshot();
         let start = first.seq;
@@ -370,8 +375,8 @@ impl Hub {
             v2_clients: Default::default(),
             v2_left: Mutex::new(None),
         });
-        tokio::spawn(run_hub(hub.clone(), rx, start));
-        hub
+        let task = tokio::spawn(run_hub(hub.clone(), rx, start));
+        (hub, task)
     }
 
     fn emit(&self, mut f: Frame) {

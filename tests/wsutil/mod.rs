@@ -35,11 +35,25 @@ pub async fn daemon_with(
     extra: &str,
     observers: Vec<Box<dyn acdmon::engine_thread::Observer>>,
 ) -> Running {
+    daemon_set_up(
+        server_extra,
+        extra,
+        acdmon::daemon::Setup::observing(observers),
+    )
+    .await
+}
+
+/// [`daemon`] started with `setup` (observers and the handles their routes use).
+pub async fn daemon_set_up(
+    server_extra: &str,
+    extra: &str,
+    setup: acdmon::daemon::Setup,
+) -> Running {
     let text = format!(
         "[server]\nread_token = \"{READ}\"\nadmin_token = \"{ADMIN}\"\n{server_extra}\n{extra}"
     );
     let cfg = Config::parse("test.toml", &text).expect("config");
-    let d = acdmon::daemon::start(cfg, observers);
+    let d = acdmon::daemon::assemble(cfg, setup);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
