@@ -170,26 +170,83 @@ struct Merge {
     n: usize,
 }
 
+/// One engine delta or one hub frame, as [`Merge::merge`] takes it.
+struct Part<'a> {
+    from: u64,
+    seq: u64,
+    as_of: Ts,
+    queues: &'a [Arc<QueueView>],
+    agents: &'a [Arc<AgentView>],
+    escalations: &'a [Arc<Entry>],
+    trend: bool,
+}
+
+impl<'a> From<&'a Delta> for Part<'a> {
+    fn from(d: &'a Delta) -> Self {
+        Part {
+            from: d.seq,
+            seq: d.seq,
+            as_of: d.as_of,
+            queues: &d.queues,
+            agents: &d.agents,
+            escalations: &d.escalations,
+            trend: d.trend,
+        }
+    }
+}
+
+impl<'a> From<&'a Frame> for Part<'a> {
+    fn from(f: &'a Frame) -> Self {
+        Part {
+            from: f.from,
+            seq: f.seq,
+            as_of: f.as_of,
+            queues: &f.queues,
+            agents: &f.agents,
+            escalations: &f.escalations,
+            trend: f.trend,
+        }
+    }
+}
+
 impl Merge {
-    fn add(&mut self, from: u64, seq: u64, as_of: Ts) {
+    /// The one merge of `/ws`, for the hub's deltas and a client's frames
+    /// alike: changed queues and agents by key (the latest view wins), every
+    /// escalation entry kept, in order. `keep_queue` and `keep_agent` are a
+    /// client's filter (queue entries and escalations by queue name);
+    /// everything is kept when they always say yes.
+    fn merge(
+        &mut self,
+        part: Part<'_>,
+        keep_queue: impl Fn(&str) -> bool,
+        mut keep_agent: impl FnMut(&AgentView) -> bool,
+    ) {
         if self.n == 0 {
-            self.from = from;
+            self.from = part.from;
         }
         self.n += 1;
-        self.seq = seq;
-        self.as_of = as_of;
-    }
-
-    fn delta(&mut self, d: &Delta) {
-        self.add(d.seq, d.seq, d.as_of);
-        for q in &d.queues {
+        self.seq = part.seq;
+        self.as_of = part.as_of;
+        for q in part.queues.iter().filter(|q| keep_queue(&q.queue)) {
             self.queues.insert(q.queue.clone(), q.clone());
         }
-        for a in &d.agents {
-            self.agents.insert(a.agent.clone(), a.clone());
+        for a in part.agents {
+            if keep_agent(a) {
+                self.agents.insert(a.agent.clone(), a.clone());
+            }
         }
-        self.escalations.extend(d.escalations.iter().cloned());
-        self.trend |= d.trend;
+        self.escalations.extend(
+            part.escalations
+                .iter()
+                .filter(|e| keep_queue(&e.queue))
+                .cloned(),
+        );
+        self.trend |= part.trend;
+    }
+
+    /// Everything of `part`.
+    fn merge_all(&mut self, part: Part<'_>) {
+        self.merge(part, |_| true, |_| true);
     }
 
     fn frame(self) -> Frame {
@@ -519,7 +576,7 @@ fn take(_hub: &Hub, acc: &mut Merge, seen: &mut u64, d: &Delta) {
         return;
     }
     *seen = d.seq;
-    acc.delta(d);
+    acc.merge_all(d.into());
 }
 
 /// The hub fell behind the engine: what it merged is incomplete. Clients
@@ -740,46 +797,33 @@ impl View {
             }
             let mut m = Merge::default();
             for f in &fresh {
-                m.add(f.from, f.seq, f.as_of);
-                for q in &f.queues {
-                    m.queues.insert(q.queue.clone(), q.clone());
-                }
-                for a in &f.agents {
-                    m.agents.insert(a.agent.clone(), a.clone());
-                }
-                m.escalations.extend(f.escalations.iter().cloned());
+                m.merge_all((&***f).into());
             }
             let t = m.frame().text;
             cache.put(span, t.clone());
             return vec![t];
         }
         let mut m = Merge::default();
+        let View {
+            filter,
+            known_agents,
+            resuming,
+            ..
+        } = self;
+        let wants_queue = |q: &str| filter.as_ref().is_none_or(|f| f.contains(q));
         for f in &fresh {
-            m.add(f.from, f.seq, f.as_of);
-            for q in f.queues.iter().filter(|q| self.wants_queue(&q.queue)) {
-                m.queues.insert(q.queue.clone(), q.clone());
-            }
-            for a in &f.agents {
-                let inside = self.agent_in_filter(a);
-                if self.filter.is_some() {
-                    let known = self.resuming || self.known_agents.contains(&a.agent);
-                    if !inside && !known {
-                        continue;
-                    }
-                    if inside {
-                        self.known_agents.insert(a.agent.clone());
-                    } else {
-                        self.known_agents.remove(&a.agent);
-                    }
+            m.merge((&***f).into(), wants_queue, |a| {
+                // An agent leaving this client's queues is sent once more
+                // (its view tells the client to drop it).
+                let inside = a.queues.iter().any(|q| wants_queue(q));
+                let known = *resuming || known_agents.contains(&a.agent);
+                if inside {
+                    known_agents.insert(a.agent.clone());
+                } else {
+                    known_agents.remove(&a.agent);
                 }
-                m.agents.insert(a.agent.clone(), a.clone());
-            }
-            m.escalations.extend(
-                f.escalations
-                    .iter()
-                    .filter(|e| self.wants_queue(&e.queue))
-                    .cloned(),
-            );
+                inside || known
+            });
         }
         self.seq = m.seq;
         if self.filter.is_some()
