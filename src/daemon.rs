@@ -14,7 +14,7 @@
 //!   `run`, `demo` and `replay` stay the same engine.
 //! - [`shutdown`]: the stop sequence and the signals that start it.
 //! - this file: [`start`] / [`start_with`] / [`assemble`], and starting one
-//!   configured source ([`start_source`]).
+//!   configured source (`start_source`).
 
 pub mod observers;
 pub mod shutdown;

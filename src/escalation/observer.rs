@@ -29,9 +29,9 @@
 //! figures that move without queue events (agent states, waits growing), at
 //! most once per second of event time.
 //!
-//! The steps live beside this file: [`audit`] (the write queue), [`acts`]
-//! (CTI actions per agent), [`commands`] (the HTTP routes' commands),
-//! [`floor`] (what the ladder asks of the engine), `reload` (a new
+//! The steps live beside this file: `audit` (the write queue), `acts`
+//! (CTI actions per agent), `commands` (the HTTP routes' commands),
+//! `floor` (what the ladder asks of the engine), `reload` (a new
 //! configuration's ladders).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};

@@ -33,7 +33,7 @@
 //!   includes, and each client's `seq`s strictly increase.
 //!
 //! This file is the hub (frames, the merge, the resume history); one
-//! connection's side is [`client`].
+//! connection's side is `client`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
