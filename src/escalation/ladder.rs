@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use crate::config::{LadderConfig, LadderMode};
 use crate::cti::CtiVerb;
-use crate::escalation::entry::{ActionRecord, Direction, Entry};
 use crate::escalation::expr::Expr;
+use crate::escalation::{ActionRecord, Direction, Entry};
 use crate::event::AgentStatus;
 use crate::state::QueueFigures;
 use crate::state::view::EscalationStatus;
