@@ -317,6 +317,18 @@ struct Leaving {
 }
 
 /// One queue's ladder.
+///
+/// Calling order (the sans-IO verbs of acdmon's cores; the ladder observes
+/// the engine on event time, so its input is a view of the queue, not bytes):
+/// - the queue changed, or the timer fired: [`QueueLadder::handle_update`]
+///   with the queue's [`Inputs`] (its `now` is event time);
+/// - a CTI action finished: [`QueueLadder::handle_result`];
+/// - a supervisor decided on advice: [`QueueLadder::approve`] /
+///   [`QueueLadder::reject`]; an agent left the floor: [`QueueLadder::forget`];
+/// - each of those returns its [`Output`]s, in the order they must be acted
+///   on (an entry before the acts it decides);
+/// - before waiting again: [`QueueLadder::poll_timeout`] is when the ladder
+///   next needs a [`QueueLadder::handle_update`] even if nothing happens.
 #[derive(Debug, Clone)]
 pub struct QueueLadder {
     queue: String,
@@ -459,7 +471,7 @@ impl QueueLadder {
 
     /// When the ladder next needs to look even if nothing happens: a `for`
     /// clock or a release hold running out, advice expiring, a retry.
-    pub fn next_deadline(&self) -> Option<Ts> {
+    pub fn poll_timeout(&self) -> Option<Ts> {
         let plan = self.plan.as_ref()?;
         let mut d: Option<Ts> = None;
         let mut at = |t: Ts| d = Some(d.map_or(t, |x| x.min(t)));
@@ -486,7 +498,7 @@ impl QueueLadder {
 
     /// One look at the queue: may fire stages, release one, expire advice,
     /// sign out agents whose call has ended.
-    pub fn evaluate(&mut self, inp: &Inputs<'_>, ids: &mut u64) -> Vec<Output> {
+    pub fn handle_update(&mut self, inp: &Inputs<'_>, ids: &mut u64) -> Vec<Output> {
         let now = inp.now;
         let mut out = Vec::new();
         // Sign-outs that were waiting for a call to end or for a retry.
@@ -1026,7 +1038,7 @@ impl QueueLadder {
     /// The phone system's answer to an act. A failed sign-in is forgotten
     /// (the agent is not ours to sign out); a failed sign-out is tried again
     /// after a release hold, a few times.
-    pub fn on_result(&mut self, act: &Act, ok: bool, now: Ts) {
+    pub fn handle_result(&mut self, act: &Act, ok: bool, now: Ts) {
         if ok {
             return;
         }

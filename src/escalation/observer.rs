@@ -451,7 +451,7 @@ impl LadderObserver {
             floor: &floor,
             seats_used: &seats_used,
         };
-        let outs = l.evaluate(&inputs, &mut self.next_id);
+        let outs = l.handle_update(&inputs, &mut self.next_id);
         if outs.is_empty() {
             self.refresh(q);
         } else {
@@ -465,7 +465,7 @@ impl LadderObserver {
     /// Re-indexes queue `q`'s deadline and pending sign-outs.
     fn refresh(&mut self, q: usize) {
         let l = self.ladders.get(q).and_then(Option::as_ref);
-        let new = l.and_then(QueueLadder::next_deadline);
+        let new = l.and_then(QueueLadder::poll_timeout);
         if self.deadline_of.len() <= q {
             self.deadline_of.resize(q + 1, None);
         }
@@ -722,7 +722,7 @@ impl LadderObserver {
         }
         if let Some(q) = engine.find_queue(&act.queue) {
             if let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
-                l.on_result(&act, outcome.ok, now);
+                l.handle_result(&act, outcome.ok, now);
             }
             self.changed.insert(q);
         }

@@ -648,7 +648,7 @@ impl Tracker {
     }
 
     /// Events the tracker could not use, since the last call.
-    pub fn take_rejects(&mut self) -> Vec<Reject> {
+    pub fn poll_rejects(&mut self) -> Vec<Reject> {
         std::mem::take(&mut self.rejects)
     }
 
@@ -700,8 +700,8 @@ impl Tracker {
         self.callers.contains_key(call)
     }
 
-    /// The earliest time [`Tracker::poll`] has something to do.
-    pub fn next_deadline(&self) -> Option<Ts> {
+    /// The earliest time [`Tracker::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<Ts> {
         let l = self.leaves.first().map(|(t, _)| t.plus_ms(LEAVE_GRACE_MS));
         let w = self.wraps.first().map(|(t, _)| *t);
         match (l, w) {
@@ -712,7 +712,7 @@ impl Tracker {
 
     /// Moves the tracker's clock: judges held leaves whose grace ran out and
     /// ends wrap-ups that are due.
-    pub fn poll(&mut self, now: Ts, out: &mut Vec<Event>) {
+    pub fn handle_timeout(&mut self, now: Ts, out: &mut Vec<Event>) {
         if now < self.clock {
             return;
         }
@@ -788,8 +788,8 @@ impl Tracker {
     }
 
     /// Applies one live event at event time `ts`.
-    pub fn apply(&mut self, ev: &QueueEvent<'_>, ts: Ts, out: &mut Vec<Event>) {
-        self.poll(ts, out);
+    pub fn handle_event(&mut self, ev: &QueueEvent<'_>, ts: Ts, out: &mut Vec<Event>) {
+        self.handle_timeout(ts, out);
         match *ev {
             QueueEvent::CallerJoin {
                 queue,
@@ -1141,7 +1141,7 @@ impl Tracker {
         outcomes_buffered: &[String],
     ) -> Vec<Event> {
         let mut out = Vec::new();
-        self.poll(at, &mut out);
+        self.handle_timeout(at, &mut out);
         for l in listings {
             let q = l.queue.as_str();
             // Callers.
@@ -1358,7 +1358,7 @@ mod tests {
                 tr.note_privilege(p);
             }
             if let Some(ev) = classify(&m).unwrap() {
-                tr.apply(&ev, Ts(*t), &mut out);
+                tr.handle_event(&ev, Ts(*t), &mut out);
             }
         }
         out
@@ -1495,7 +1495,7 @@ mod tests {
         let mut tr = Tracker::new(AgentIds::default());
         let mut ev = run(&mut tr, &[(JOIN, 1000), (LEAVE, 5000)]);
         assert_eq!(kinds(&ev), ["call_enqueued"]);
-        tr.poll(Ts(5000 + LEAVE_GRACE_MS), &mut ev);
+        tr.handle_timeout(Ts(5000 + LEAVE_GRACE_MS), &mut ev);
         assert_eq!(kinds(&ev), ["call_enqueued", "exited:key"]);
         assert_eq!(ev[1].ts, Ts(5000));
         // The channel hanging up settles it at once.
@@ -1524,8 +1524,8 @@ mod tests {
             kinds(&ev)[3..],
             ["call_answered", "call_completed", "agent:wrap_up"]
         );
-        assert_eq!(tr.next_deadline(), Some(Ts(75_000)));
-        tr.poll(Ts(80_000), &mut ev);
+        assert_eq!(tr.poll_timeout(), Some(Ts(75_000)));
+        tr.handle_timeout(Ts(80_000), &mut ev);
         assert_eq!(kinds(&ev).last().unwrap(), "agent:available");
         assert_eq!(ev.last().unwrap().ts, Ts(75_000));
     }

@@ -184,6 +184,20 @@ struct Resync {
 }
 
 /// One AMI connection (see the module doc).
+///
+/// Calling order (the same verbs as every sans-IO core in acdmon):
+/// - bytes arrive: [`Session::handle_input`] with the bytes and `now` (the
+///   session owns the framer; any chunking is fine);
+/// - a CTI action is asked for: [`Session::submit`]; events had to be
+///   dropped downstream: [`Session::request_resync`];
+/// - the timer fires: [`Session::handle_timeout`] with `now`;
+/// - after any of those, drain the output: [`Session::poll_transmit`]
+///   (bytes to write), [`Session::poll_events`], [`Session::poll_replies`],
+///   [`Session::poll_rejects`]; then check [`Session::error`] (close the
+///   connection when set);
+/// - before waiting again: [`Session::poll_timeout`] is the next deadline
+///   (`None`: no timer needed);
+/// - a replayed transcript ends: [`Session::handle_eof`], then drain.
 #[derive(Debug)]
 pub struct Session {
     cfg: SessionConfig,
@@ -302,8 +316,9 @@ impl Session {
         self.version.as_deref()
     }
 
-    /// Bytes to write to the socket.
-    pub fn take_outgoing(&mut self) -> Vec<u8> {
+    /// Bytes to write to the socket: everything queued since the last
+    /// call, empty when there is nothing to send.
+    pub fn poll_transmit(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.outgoing)
     }
 
@@ -311,25 +326,27 @@ impl Session {
         !self.outgoing.is_empty()
     }
 
-    /// Domain events produced so far, in order.
-    pub fn drain_events(&mut self, out: &mut Vec<Event>) {
+    /// Moves the domain events produced so far, in order, onto `out`.
+    pub fn poll_events(&mut self, out: &mut Vec<Event>) {
         out.append(&mut self.events);
     }
 
     /// Action replies produced so far (token, reply).
-    pub fn take_replies(&mut self) -> Vec<(u64, ActionReply)> {
+    pub fn poll_replies(&mut self) -> Vec<(u64, ActionReply)> {
         std::mem::take(&mut self.replies)
     }
 
     /// Input dropped so far.
-    pub fn take_rejects(&mut self) -> Vec<Reject> {
+    pub fn poll_rejects(&mut self) -> Vec<Reject> {
         let mut r = std::mem::take(&mut self.rejects);
-        r.extend(self.tracker.take_rejects());
+        r.extend(self.tracker.poll_rejects());
         r
     }
 
-    /// Feeds bytes read from the socket (or transcript).
-    pub fn feed(&mut self, bytes: &[u8], now: Ts) {
+    /// Feeds bytes read from the socket (or transcript), in any chunking:
+    /// the session owns the framer and keeps an incomplete block for the
+    /// next call.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Ts) {
         self.now = self.now.max(now);
         self.inbuf.extend_from_slice(bytes);
         let mut buf = std::mem::take(&mut self.inbuf);
@@ -357,12 +374,12 @@ impl Session {
         self.inbuf = buf;
     }
 
-    /// When [`Session::handle_timeout`] next has work.
+    /// When [`Session::handle_timeout`] next has work (`None`: never).
     pub fn poll_timeout(&self) -> Option<Ts> {
         if self.passive || self.phase == Phase::Failed {
             return None;
         }
-        let mut t = self.tracker.next_deadline();
+        let mut t = self.tracker.poll_timeout();
         let mut min = |x: Ts| t = Some(t.map_or(x, |y: Ts| y.min(x)));
         if self.phase == Phase::AwaitBanner {
             min(self.banner_deadline);
@@ -460,7 +477,7 @@ impl Session {
             self.schedule_relist();
         }
         if self.resync.is_none() {
-            self.tracker.poll(now, &mut self.events);
+            self.tracker.handle_timeout(now, &mut self.events);
         }
     }
 
@@ -473,7 +490,7 @@ impl Session {
     }
 
     /// Sends a CTI action. The reply comes back through
-    /// [`Session::take_replies`] with `token`.
+    /// [`Session::poll_replies`] with `token`.
     pub fn submit(&mut self, token: u64, action: AmiAction, now: Ts) {
         self.now = self.now.max(now);
         if self.passive || !self.logged_in() {
@@ -549,8 +566,9 @@ impl Session {
         }
     }
 
-    /// Ends a replay: judges leaves still held (the transcript ended).
-    pub fn finish(&mut self, out: &mut Vec<Event>) {
+    /// Ends a replay: judges leaves still held (the transcript ended). The
+    /// events come out through [`Session::poll_events`].
+    pub fn handle_eof(&mut self) {
         if let Some(r) = self.resync.as_mut()
             && r.complete
         {
@@ -558,12 +576,11 @@ impl Session {
             self.finish_resync(at);
         }
         if let Some(last) = self.last_ts {
-            self.tracker.poll(
+            self.tracker.handle_timeout(
                 last.plus_ms(super::mapping::LEAVE_GRACE_MS),
                 &mut self.events,
             );
         }
-        self.drain_events(out);
     }
 
     fn fail(&mut self, why: impl Into<String>) {
@@ -869,7 +886,7 @@ impl Session {
                 if let QueueEvent::Member { change, block } = &ev {
                     self.confirm(*change, block.queue, block.interface, block.paused);
                 }
-                self.tracker.apply(&ev, ts, &mut self.events);
+                self.tracker.handle_event(&ev, ts, &mut self.events);
             }
             Ok(None) => {}
             Err(r) => self.rejects.push(r),

@@ -8,7 +8,7 @@
 //! silently in its agent selection. So the [`Mapper`] keeps a small model per
 //! agent (status, state, when wrap-up and delays end) and derives one
 //! acdmon state from it, emitting `agent_state` only when that derived state
-//! changes; timers that end a wrap-up or a delay are driven by [`Mapper::advance`]
+//! changes; timers that end a wrap-up or a delay are driven by [`Mapper::handle_timeout`]
 //! with event time (the live task's tick, or the next event in replay).
 //! Deriving also absorbs the `agent-status-change` that fires without any
 //! change.
@@ -310,9 +310,14 @@ impl Mapper {
         over.or(learned).unwrap_or(default)
     }
 
+    /// The next wrap-up or delay to end (see [`Mapper::handle_timeout`]).
+    pub fn poll_timeout(&self) -> Option<Ts> {
+        self.due.first().map(|(t, _)| *t)
+    }
+
     /// Moves time to `now`: ends wrap-ups and delays that are due, each at
     /// its own time.
-    pub fn advance(&mut self, now: Ts, out: &mut Vec<Mapped>) {
+    pub fn handle_timeout(&mut self, now: Ts, out: &mut Vec<Mapped>) {
         while let Some((due, _)) = self.due.first() {
             if *due > now {
                 break;
@@ -365,12 +370,12 @@ impl Mapper {
 
     /// Maps one event. `ts` is its `Event-Date-Timestamp` (or the caller's
     /// clock when it has none).
-    pub fn on_event(&mut self, ev: &CcEvent<'_>, out: &mut Vec<Mapped>) {
+    pub fn handle_event(&mut self, ev: &CcEvent<'_>, out: &mut Vec<Mapped>) {
         let base = ev
             .int(Field::Timestamp)
             .map(|us| Ts(us.div_euclid(1000)))
             .unwrap_or(self.clock);
-        self.advance(base, out);
+        self.handle_timeout(base, out);
         let Some(action) = ev.text(Field::Action) else {
             return;
         };
@@ -1020,7 +1025,7 @@ impl Mapper {
     /// Applies a resync: updates the agent and call models from the lists and
     /// returns one `QueueResync` per queue, stamped `ts`.
     pub fn apply_resync(&mut self, ts: Ts, lists: Vec<QueueLists>, out: &mut Vec<Mapped>) {
-        self.advance(ts, out);
+        self.handle_timeout(ts, out);
         self.baseline = true;
         self.mismatches.clear();
         for ql in lists {

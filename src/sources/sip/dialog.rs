@@ -238,7 +238,7 @@ impl DialogTracker {
     }
 
     /// Feeds one message. Pushes the leg's events, if any.
-    pub fn on_message(
+    pub fn handle_message(
         &mut self,
         msg: &SipMessage<'_>,
         cap: &Capture,
@@ -421,7 +421,7 @@ impl DialogTracker {
 
     /// Expires quiet legs and forgets ended ones, on event time. Cheap to
     /// call often: it scans at most once per second of event time.
-    pub fn sweep(&mut self, now: Ts, out: &mut Vec<LegEvent>) {
+    pub fn handle_timeout(&mut self, now: Ts, out: &mut Vec<LegEvent>) {
         if self.last_sweep.is_some_and(|t| now.since(t) < 1000) {
             return;
         }
@@ -557,7 +557,7 @@ mod tests {
         }
         fn feed(&mut self, text: &str, c: Capture) -> Seen {
             let m = SipMessage::parse(text.as_bytes()).unwrap();
-            let s = self.t.on_message(&m, &c, &mut self.out);
+            let s = self.t.handle_message(&m, &c, &mut self.out);
             if s == Seen::NewInvite {
                 assert!(self.t.start(&m, &c));
             }
@@ -791,9 +791,9 @@ mod tests {
         let mut r = Run::new();
         r.feed(&req("INVITE", 1, None, "a1"), cap(0, CALLER, PROXY));
         r.feed(&resp(401, 1, "INVITE", Some("k")), cap(2, PROXY, CALLER));
-        r.t.sweep(Ts(20_000), &mut r.out);
+        r.t.handle_timeout(Ts(20_000), &mut r.out);
         assert!(r.kinds().is_empty());
-        r.t.sweep(Ts(40_000), &mut r.out);
+        r.t.handle_timeout(Ts(40_000), &mut r.out);
         assert_eq!(r.kinds(), vec!["failed 401 cancelled=false @40000"]);
         assert!(r.t.is_empty());
     }
@@ -869,17 +869,17 @@ mod tests {
             let text = mk(id);
             let m = SipMessage::parse(text.as_bytes()).unwrap();
             let c = cap(i as i64, CALLER, PROXY);
-            assert_eq!(t.on_message(&m, &c, &mut out), Seen::NewInvite);
+            assert_eq!(t.handle_message(&m, &c, &mut out), Seen::NewInvite);
             assert_eq!(t.start(&m, &c), i < 2);
         }
         assert_eq!(t.stats.refused, 1);
         let ok = resp(200, 1, "INVITE", Some("b")).replace("leg1@example.com", "y");
         let m = SipMessage::parse(ok.as_bytes()).unwrap();
-        t.on_message(&m, &cap(5, PROXY, CALLER), &mut out);
+        t.handle_message(&m, &cap(5, PROXY, CALLER), &mut out);
         out.clear();
-        t.sweep(Ts(9_000), &mut out);
+        t.handle_timeout(Ts(9_000), &mut out);
         assert!(out.is_empty());
-        t.sweep(Ts(10_001), &mut out);
+        t.handle_timeout(Ts(10_001), &mut out);
         assert_eq!(
             out,
             vec![LegEvent::Expired {
@@ -889,7 +889,7 @@ mod tests {
             }]
         );
         out.clear();
-        t.sweep(Ts(20_005), &mut out);
+        t.handle_timeout(Ts(20_005), &mut out);
         assert_eq!(
             out,
             vec![LegEvent::Expired {
@@ -912,7 +912,7 @@ mod tests {
             Seen::Tracked
         );
         let mut out = Vec::new();
-        r.t.sweep(Ts(40_000), &mut out);
+        r.t.handle_timeout(Ts(40_000), &mut out);
         assert!(out.is_empty());
         assert!(r.t.is_empty());
     }

@@ -636,7 +636,7 @@ impl Mapper {
     }
 
     /// Feeds one leg event from the dialog tracker.
-    pub fn on_leg(&mut self, ev: LegEvent, out: &mut Vec<Event>) {
+    pub fn handle_leg(&mut self, ev: LegEvent, out: &mut Vec<Event>) {
         let call = ev.call_id().to_string();
         if self.callers.contains_key(&call) {
             self.on_caller_leg(&call, ev, out);
@@ -878,7 +878,7 @@ impl Mapper {
 
     /// A REGISTER or its response: an agent's phone that registers is
     /// logged in until the registration is removed or lapses.
-    pub fn on_register(&mut self, msg: &SipMessage<'_>, ts: Ts, out: &mut Vec<Event>) {
+    pub fn handle_register(&mut self, msg: &SipMessage<'_>, ts: Ts, out: &mut Vec<Event>) {
         let key = (msg.call_id.to_string(), msg.cseq_num);
         if msg.method() == Some(Method::Register) {
             if self.pending_registers.len() >= MAX_PENDING_REGISTERS {
@@ -931,7 +931,7 @@ impl Mapper {
     }
 
     /// Registrations that lapsed by `now` log their agents out.
-    pub fn sweep(&mut self, now: Ts, out: &mut Vec<Event>) {
+    pub fn handle_timeout(&mut self, now: Ts, out: &mut Vec<Event>) {
         if self.next_lapse.is_none_or(|t| t > now) {
             return;
         }
@@ -983,7 +983,7 @@ impl Mapper {
 
     /// A NOTIFY: if it carries dialog-info for an agent, report the phone's
     /// state when it changed.
-    pub fn on_notify(
+    pub fn handle_notify(
         &mut self,
         msg: &SipMessage<'_>,
         ts: Ts,
@@ -1130,7 +1130,7 @@ mod tests {
             let msg = SipMessage::parse(text.as_bytes()).unwrap();
             let role = m.classify(&msg, None).unwrap();
             m.start(role, &msg, Ts(i), None, &mut out);
-            m.on_leg(
+            m.handle_leg(
                 LegEvent::Failed {
                     call_id: format!("c{i}"),
                     ts: Ts(i + 1),
