@@ -163,7 +163,10 @@ impl Collector {
             ..HepBuilder::sip(addr(src), addr(dst), Ts(T0 + ms))
         }
         .build(sip.as_bytes());
-        if let Err(r) = self.ingest.handle_datagram(&p, Ts(T0 + ms), &mut self.events) {
+        if let Err(r) = self
+            .ingest
+            .handle_datagram(&p, Ts(T0 + ms), &mut self.events)
+        {
             self.rejects.push(r.reason.to_string());
         }
     }

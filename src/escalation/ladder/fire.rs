@@ -13,8 +13,8 @@
 //!    (advise mode) or the sign-ins and the new active stage.
 
 use super::{
-    AWAITING, Act, Active, Candidate, GroupPlan, Inputs, Mark, OK, Output, PENDING, Plan,
-    Proposal, QueueLadder, StagePlan, CANCELLED, pick_order, with_for,
+    AWAITING, Act, Active, CANCELLED, Candidate, GroupPlan, Inputs, Mark, OK, Output, PENDING,
+    Plan, Proposal, QueueLadder, StagePlan, pick_order, with_for,
 };
 use crate::config::LadderMode;
 use crate::cti::CtiVerb;

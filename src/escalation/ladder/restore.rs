@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::{
-    Act, Active, CANCELLED, EXPIRED, FAILED, Leaving, Output, PENDING, Plan, Proposal,
-    QueueLadder, REJECTED,
+    Act, Active, CANCELLED, EXPIRED, FAILED, Leaving, Output, PENDING, Plan, Proposal, QueueLadder,
+    REJECTED,
 };
 use crate::cti::CtiVerb;
 use crate::escalation::entry::{Direction, Entry};

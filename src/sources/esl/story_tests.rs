@@ -591,10 +591,14 @@ fn cti_commands_are_answered_in_order_and_tier_changes_become_events() {
         agent: "1002".into(),
         queue: "q1".into(),
     };
-    r.s.submit(7, "callcenter_config tier add q1 1002", Some(joined.clone()))
+    r.s.submit(
+        7,
+        "callcenter_config tier add q1 1002",
+        Some(joined.clone()),
+    )
     .unwrap();
     r.s.submit(8, "callcenter_config tier add q1 1003", Some(joined))
-    .unwrap();
+        .unwrap();
     assert_eq!(
         r.sent(),
         [
