@@ -61,128 +61,6 @@ pub struct AgentTimers {
     pub no_answer_delay_ms: Option<i64>,
 }
 
-/// `CC-Agent-Status` values.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum FsStatus {
-    Unknown,
-    LoggedOut,
-    Available,
-    OnDemand,
-    OnBreak,
-    Other(String),
-}
-
-impl FsStatus {
-    fn parse(s: &str) -> FsStatus {
-        match s {
-            "Logged Out" => FsStatus::LoggedOut,
-            "Available" => FsStatus::Available,
-            "Available (On Demand)" => FsStatus::OnDemand,
-            "On Break" => FsStatus::OnBreak,
-            "" | "Unknown" => FsStatus::Unknown,
-            other => FsStatus::Other(other.to_string()),
-        }
-    }
-}
-
-/// `CC-Agent-State` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FsState {
-    Unknown,
-    Waiting,
-    Receiving,
-    InQueueCall,
-    Idle,
-    Reserved,
-}
-
-impl FsState {
-    fn parse(s: &str) -> FsState {
-        match s {
-            "Waiting" => FsState::Waiting,
-            "Receiving" => FsState::Receiving,
-            "In a queue call" => FsState::InQueueCall,
-            "Idle" => FsState::Idle,
-            "Reserved" => FsState::Reserved,
-            _ => FsState::Unknown,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Agent {
-    status: FsStatus,
-    state: FsState,
-    /// What the engine believes, so only changes are sent.
-    emitted: Option<(AgentStatus, Option<String>)>,
-    wrap_until: Option<Ts>,
-    wrap_queue: Option<String>,
-    ready_until: Option<Ts>,
-    delay_reason: &'static str,
-    /// The agent's last bridge just ended: `Idle` (on-demand agents) is
-    /// after-call work, not a pause.
-    after_call: bool,
-    offering: Option<String>,
-    /// The call whose answer awaits confirmation.
-    pending: Option<String>,
-    /// Values from the resync lists.
-    learned: AgentTimers,
-}
-
-impl Agent {
-    fn new() -> Self {
-        Agent {
-            status: FsStatus::Unknown,
-            state: FsState::Unknown,
-            emitted: None,
-            wrap_until: None,
-            wrap_queue: None,
-            ready_until: None,
-            delay_reason: "delay",
-            after_call: false,
-            offering: None,
-            pending: None,
-            learned: AgentTimers::default(),
-        }
-    }
-
-    /// The acdmon state this agent is in at `now`; `None` when we know too
-    /// little to say.
-    fn derive(&self, now: Ts) -> Option<(AgentStatus, Option<String>)> {
-        // A bridged agent is on the call whatever its status says: a status
-        // set during a call (`agent set status … 'On Break'`) takes effect
-        // when the call ends, as in mod_callcenter, which keeps the agent
-        // "In a queue call" until then.
-        if self.state == FsState::InQueueCall {
-            return Some((AgentStatus::OnCall, None));
-        }
-        let available_like = match &self.status {
-            FsStatus::LoggedOut => return Some((AgentStatus::LoggedOut, None)),
-            FsStatus::OnBreak => return Some((AgentStatus::Paused, Some("On Break".into()))),
-            FsStatus::Other(s) => return Some((AgentStatus::Paused, Some(s.clone()))),
-            FsStatus::Unknown => false,
-            FsStatus::Available | FsStatus::OnDemand => true,
-        };
-        Some(match self.state {
-            FsState::Receiving => (AgentStatus::Ringing, None),
-            FsState::InQueueCall => (AgentStatus::OnCall, None),
-            FsState::Idle if self.after_call => (AgentStatus::WrapUp, None),
-            FsState::Idle => (AgentStatus::Paused, Some("Idle".into())),
-            FsState::Waiting | FsState::Reserved | FsState::Unknown => {
-                if self.wrap_until.is_some_and(|t| t > now) {
-                    (AgentStatus::WrapUp, None)
-                } else if self.ready_until.is_some_and(|t| t > now) {
-                    (AgentStatus::Paused, Some(self.delay_reason.to_string()))
-                } else if !available_like && self.state == FsState::Unknown {
-                    return None;
-                } else {
-                    (AgentStatus::Available, None)
-                }
-            }
-        })
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     Waiting,
@@ -811,7 +689,10 @@ fn missing(action: &str, what: &str) -> Reject {
     Reject::new("missing_field", format!("{action} without {what}"))
 }
 
+mod agent;
 mod resync;
+
+use agent::{Agent, FsState, FsStatus};
 
 #[cfg(test)]
 mod counted_until_tests;
