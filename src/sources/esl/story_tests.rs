@@ -393,6 +393,37 @@ fn a_busy_agent_is_paused_for_its_busy_delay_then_available() {
 }
 
 #[test]
+fn the_end_of_a_busy_delay_is_the_sessions_next_deadline() {
+    let mut r = Rig::new(|_| {});
+    r.connect(0, &[]);
+    assert_eq!(r.s.poll_timeout(), None, "nothing timed yet");
+    r.feed(
+        &ev(
+            4,
+            1,
+            &[
+                ("CC-Queue", "q1"),
+                ("CC-Action", "bridge-agent-fail"),
+                ("CC-Agent", "1000"),
+                ("CC-Hangup-Cause", "USER_BUSY"),
+                ("CC-Agent-Aborted-Time", &(T0 + 4).to_string()),
+                ("CC-Member-UUID", "m9"),
+            ],
+        ),
+        4,
+    );
+    let end = Ts(T0 * 1000 + 24_000);
+    assert_eq!(r.s.poll_timeout(), Some(end), "busy delay of 20 s");
+    r.take();
+    r.s.handle_timeout(end);
+    assert_eq!(
+        r.events(),
+        [(24_000, state("1000", AgentStatus::Available, None, None))]
+    );
+    assert_eq!(r.s.poll_timeout(), None);
+}
+
+#[test]
 fn on_demand_agents_wrap_up_until_set_waiting_and_a_repeated_status_is_silent() {
     let mut r = Rig::new(|_| {});
     r.connect(0, &["m1"]);
