@@ -393,7 +393,7 @@ impl LadderObserver {
             floor: &floor,
             seats_used: &seats_used,
         };
-        let outs = l.evaluate(&inputs, &mut self.next_id);
+        let outs = l.handle_update(&inputs, &mut self.next_id);
         if outs.is_empty() {
             self.refresh(q);
         } else {
@@ -407,7 +407,7 @@ impl LadderObserver {
     /// Re-indexes queue `q`'s deadline and pending sign-outs.
     fn refresh(&mut self, q: usize) {
         let l = self.ladders.get(q).and_then(Option::as_ref);
-        let new = l.and_then(QueueLadder::next_deadline);
+        let new = l.and_then(QueueLadder::poll_timeout);
         if self.deadline_of.len() <= q {
             self.deadline_of.resize(q + 1, None);
         }

@@ -100,7 +100,7 @@ impl LadderObserver {
         }
         if let Some(q) = engine.find_queue(&act.queue) {
             if let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
-                l.on_result(&act, outcome.ok, now);
+                l.handle_result(&act, outcome.ok, now);
             }
             self.changed.insert(q);
         }
