@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::Store;
-use crate::runtime::Observer;
+use crate::engine_thread::Observer;
 use crate::state::IntervalRecord;
 
 /// Batches (one per boundary) waiting for the writer thread.

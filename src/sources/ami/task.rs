@@ -323,8 +323,8 @@ async fn connection(
 
     loop {
         // Collect what the session produced.
-        wbuf.extend_from_slice(&session.take_outgoing());
-        session.drain_events(&mut scratch);
+        wbuf.extend_from_slice(&session.poll_transmit());
+        session.poll_events(&mut scratch);
         if !scratch.is_empty() {
             health.add_events(scratch.len() as u64);
             pending.extend(scratch.drain(..));
@@ -341,14 +341,14 @@ async fn connection(
                 ),
             );
             session.request_resync();
-            wbuf.extend_from_slice(&session.take_outgoing());
+            wbuf.extend_from_slice(&session.poll_transmit());
         }
-        for (token, reply) in session.take_replies() {
+        for (token, reply) in session.poll_replies() {
             if let Some(w) = waiters.remove(&token) {
                 let _ = w.send(reply);
             }
         }
-        for r in session.take_rejects() {
+        for r in session.poll_rejects() {
             rejects.record(name, &peer, &r);
         }
         if session.logged_in() && !was_logged_in {
@@ -375,7 +375,7 @@ async fn connection(
                     fail_waiters(&mut waiters, "connection closed");
                     return End::Retry("connection closed by Asterisk".into());
                 }
-                Ok(n) => session.feed(&readbuf[..n], Ts::now()),
+                Ok(n) => session.handle_input(&readbuf[..n], Ts::now()),
                 Err(e) => {
                     fail_waiters(&mut waiters, "read error");
                     return End::Retry(format!("read: {e}"));

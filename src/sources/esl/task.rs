@@ -19,7 +19,6 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::EslConfig;
-use super::parser::{Framer, Parse};
 use super::session::{Output, Session};
 use crate::cti::esl::EslCti;
 use crate::event::{Event, EventKind};
@@ -120,13 +119,12 @@ impl Driver {
                     self.health.set_synced(false);
                     tracing::info!(source = %self.name, %addr, "connected to the event socket");
                     let end = self.serve(stream, &mut backoff).await;
-                    let mut out = Vec::new();
                     let why = match &end {
                         End::Closed(w) => w.clone(),
                         End::EngineGone => "engine stopped".into(),
                     };
-                    self.session.disconnected(&why, &mut out);
-                    let _ = self.process(out, &mut None).await;
+                    self.session.handle_disconnect(&why);
+                    let _ = self.process(&mut None).await;
                     for (_, (w, _)) in self.waiters.drain() {
                         let _ = w.send(Err(format!("connection lost: {why}")));
                     }
@@ -170,8 +168,6 @@ impl Driver {
 
     async fn serve(&mut self, stream: TcpStream, backoff: &mut Backoff) -> End {
         let (mut rd, mut wr) = stream.into_split();
-        let mut framer = Framer::default();
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut chunk = vec![0u8; READ_CHUNK];
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -182,7 +178,7 @@ impl Driver {
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(86_400 * 365));
         let mut periodic = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let mut out = Vec::new();
+        let mut overdue = None;
         let mut wr = Some(&mut wr);
         loop {
             tokio::select! {
@@ -192,48 +188,29 @@ impl Driver {
                         Ok(n) => n,
                         Err(e) => return End::Closed(format!("read: {e}")),
                     };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let now = Ts::now();
-                    let mut pos = 0;
-                    loop {
-                        match framer.next(&buf[pos..]) {
-                            Parse::NeedMore => break,
-                            Parse::Skip(r, n) => {
-                                pos += n;
-                                out.push(Output::Reject(r));
-                            }
-                            Parse::Frame(f, n) => {
-                                pos += n;
-                                match f.message() {
-                                    Ok(m) => self.session.handle(m, now, &mut out),
-                                    Err(r) => out.push(Output::Reject(r)),
-                                }
-                            }
-                        }
-                    }
-                    buf.drain(..pos);
+                    self.session.handle_input(&chunk[..n], Ts::now());
                 }
                 cmd = self.commands.recv() => {
                     let Some(c) = cmd else { continue };
                     let id = self.next_id;
                     self.next_id += 1;
-                    match self.session.api(id, &c.command, c.effect, &mut out) {
+                    match self.session.submit(id, &c.command, c.effect) {
                         Ok(()) => { self.waiters.insert(id, (c.reply, tokio::time::Instant::now())); }
                         Err(e) => { let _ = c.reply.send(Err(e)); }
                     }
                 }
                 _ = tick.tick() => {
-                    self.session.tick(Ts::now(), &mut out);
+                    self.session.handle_timeout(Ts::now());
                     let limit = self.cfg.command_timeout.0 * 2;
                     if self.waiters.values().any(|(_, sent)| sent.elapsed() > limit) {
-                        out.push(Output::Close(format!(
+                        overdue = Some(format!(
                             "FreeSWITCH did not answer a command within {limit:?}"
-                        )));
+                        ));
                     }
                 }
-                _ = periodic.tick() => self.session.request_resync("periodic", Ts::now(), &mut out),
+                _ = periodic.tick() => self.session.request_resync("periodic", Ts::now()),
             }
-            let closed = self.process(std::mem::take(&mut out), &mut wr).await;
+            let closed = self.process(&mut wr).await.or(overdue.take());
             if self.session.is_synced() {
                 backoff.reset();
             }
@@ -249,11 +226,10 @@ impl Driver {
     /// Acts on the session's outputs; returns why to close, if it must.
     async fn process(
         &mut self,
-        out: Vec<Output>,
         wr: &mut Option<&mut tokio::net::tcp::OwnedWriteHalf>,
     ) -> Option<String> {
         let mut close = None;
-        for o in out {
+        while let Some(o) = self.session.poll_output() {
             match o {
                 Output::Send(bytes) => {
                     if let Some(w) = wr.as_mut()
