@@ -11,6 +11,7 @@
 
 pub mod adherence;
 pub mod cover;
+pub mod exceptions;
 pub mod handover;
 pub mod posts;
 pub mod shift;

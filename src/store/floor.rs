@@ -197,6 +197,67 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Stores an approved adherence exception; returns it with its id.
+    pub fn insert_exception(
+        &self,
+        e: &crate::floor::exceptions::Exception,
+    ) -> Result<crate::floor::exceptions::Exception, StoreError> {
+        let r = (|| {
+            let c = lock(&self.writer);
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "INSERT INTO adherence_exceptions (record, created_ms) VALUES ('', ?1)",
+                params![e.created.0],
+            )?;
+            let id = tx.last_insert_rowid() as u64;
+            let stored = crate::floor::exceptions::Exception { id, ..e.clone() };
+            let record =
+                serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "UPDATE adherence_exceptions SET record = ?1 WHERE id = ?2",
+                params![record, id as i64],
+            )?;
+            tx.commit()?;
+            Ok(stored)
+        })();
+        self.noted("adherence exceptions", r)
+    }
+
+    /// Withdraws exception `id` (kept, marked with who and when). `false`:
+    /// no such open exception.
+    pub fn withdraw_exception(&self, id: u64, by: &str, at: Ts) -> Result<bool, StoreError> {
+        let r = lock(&self.writer)
+            .execute(
+                "UPDATE adherence_exceptions SET deleted_ms = ?1, deleted_by = ?2 \
+                 WHERE id = ?3 AND deleted_ms IS NULL",
+                params![at.0, by, id as i64],
+            )
+            .map(|n| n == 1)
+            .map_err(StoreError::from);
+        self.noted("adherence exceptions", r)
+    }
+
+    /// Exceptions not withdrawn that end after `after`, oldest first.
+    pub fn open_exceptions(
+        &self,
+        after: Ts,
+    ) -> Result<Vec<crate::floor::exceptions::Exception>, StoreError> {
+        let c = self.read();
+        let mut st = c.prepare(
+            "SELECT record FROM adherence_exceptions WHERE deleted_ms IS NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let e: crate::floor::exceptions::Exception = serde_json::from_str(&r?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if e.to > after {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
     /// The newest cover decision's id (0 when none).
     pub fn max_cover_id(&self) -> Result<u64, StoreError> {
         let c = self.read();
