@@ -26,7 +26,8 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 const T0: i64 = 1_795_402_800_000; // 2026-11-23 11:00 +08:00
 
 fn floor(n: usize, adherence: bool) -> Driver {
-    let mut text = String::from("[time]\nzone = \"Asia/Shanghai\"\n[[queues]]\nname = \"hotline\"\n");
+    let mut text =
+        String::from("[time]\nzone = \"Asia/Shanghai\"\n[[queues]]\nname = \"hotline\"\n");
     for a in 0..n {
         text.push_str(&format!("[[agents]]\nid = \"a{a}\"\n"));
     }

@@ -502,11 +502,8 @@ impl AdherenceObserver {
         let mut ids: std::collections::BTreeSet<String> =
             self.plan.agents.keys().cloned().collect();
         ids.extend(self.ids.iter().cloned());
-        let mut old: HashMap<String, Track> = self
-            .ids
-            .drain(..)
-            .zip(self.tracks.drain(..))
-            .collect();
+        let mut old: HashMap<String, Track> =
+            self.ids.drain(..).zip(self.tracks.drain(..)).collect();
         self.ids = ids.into_iter().collect();
         self.tracks = self
             .ids
@@ -597,7 +594,9 @@ impl AdherenceObserver {
         let slots = self.plan.agents.get(id).map(Vec::as_slice).unwrap_or(&[]);
         let k = slots.partition_point(|s| s.end <= now);
         let slot = slots.get(k).filter(|s| s.start <= now);
-        let boundary = slots.get(k).map(|s| if s.start > now { s.start } else { s.end });
+        let boundary = slots
+            .get(k)
+            .map(|s| if s.start > now { s.start } else { s.end });
         let ai = engine.find_agent(id);
         let excused = ai.and_then(|a| {
             let groups = &engine.agent(a).groups;
@@ -637,7 +636,8 @@ impl AdherenceObserver {
                 let (since, flagged) = *track.mismatch.get_or_insert((now, false));
                 if !flagged && now.since(since) >= tol {
                     track.mismatch = Some((since, true));
-                    if let Some(day) = track.day.or_else(|| slot.map(|s| local_day(s.start, zone))) {
+                    if let Some(day) = track.day.or_else(|| slot.map(|s| local_day(s.start, zone)))
+                    {
                         track.totals_mut(day).out_ms += std::mem::take(&mut track.pending_ms);
                     }
                 }

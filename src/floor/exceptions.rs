@@ -83,12 +83,16 @@ pub fn check(
     }
     for a in &req.agents {
         if !known_agent(a) {
-            errors.push(format!("unknown agent `{a}` (no [[agents]] entry has that id)"));
+            errors.push(format!(
+                "unknown agent `{a}` (no [[agents]] entry has that id)"
+            ));
         }
     }
     for g in &req.groups {
         if !known_group(g) {
-            errors.push(format!("unknown group `{g}` (no [[agents]] entry is in it)"));
+            errors.push(format!(
+                "unknown group `{g}` (no [[agents]] entry is in it)"
+            ));
         }
     }
     let time = |name: &str, v: &serde_json::Value, errors: &mut Vec<String>| {
@@ -148,8 +152,10 @@ mod tests {
     fn a_request_is_checked_against_the_directory_with_every_problem_listed() {
         let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
         let e = check(
-            &req(serde_json::json!({"agents": ["a1", "zz"], "groups": ["nobody"],
-                "from": "2026-11-23 10:00", "to": "2026-11-23 09:00", "reason": " ", "by": "lin"})),
+            &req(
+                serde_json::json!({"agents": ["a1", "zz"], "groups": ["nobody"],
+                "from": "2026-11-23 10:00", "to": "2026-11-23 09:00", "reason": " ", "by": "lin"}),
+            ),
             &zone,
             &|a| a == "a1",
             &|g| g == "backoffice",
@@ -165,8 +171,10 @@ mod tests {
             ]
         );
         let ok = check(
-            &req(serde_json::json!({"groups": ["backoffice"], "from": "2026-11-23 10:00",
-                "to": "2026-11-23T11:00:00+08:00", "reason": "team meeting", "by": "lin"})),
+            &req(
+                serde_json::json!({"groups": ["backoffice"], "from": "2026-11-23 10:00",
+                "to": "2026-11-23T11:00:00+08:00", "reason": "team meeting", "by": "lin"}),
+            ),
             &zone,
             &|_| true,
             &|_| true,

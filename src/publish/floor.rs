@@ -71,7 +71,11 @@ async fn approve_exception(
     let req: crate::floor::exceptions::ExceptionRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response();
         }
     };
     let cfg = s.config.load();
@@ -92,8 +96,14 @@ async fn approve_exception(
             tracing::info!(id = e.id, by = %e.by, reason = %e.reason, "adherence exception approved");
             (StatusCode::CREATED, Json(e)).into_response()
         }
-        Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": why}))).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+        Ok(Err(why)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": why}))).into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -126,8 +136,14 @@ async fn withdraw_exception(
             Json(json!({"error": format!("no open adherence exception {id}")})),
         )
             .into_response(),
-        Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": why}))).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+        Ok(Err(why)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": why}))).into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 

@@ -249,8 +249,8 @@ impl Store {
         let rows = st.query_map([], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for r in rows {
-            let e: crate::floor::exceptions::Exception = serde_json::from_str(&r?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let e: crate::floor::exceptions::Exception =
+                serde_json::from_str(&r?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             if e.to > after {
                 out.push(e);
             }
