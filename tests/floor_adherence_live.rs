@@ -162,6 +162,33 @@ async fn the_out_of_adherence_count_on_the_websocket_follows_state_changes() {
     .await;
     out_becomes(&mut ws, &mut seq, &mut marks, &[]).await;
     wsutil::close(ws).await;
+
+    // Seats this interval: a1's phone slot is the hotline's one scheduled
+    // seat (a2 and a3 are planned on a break); three members are logged
+    // in; the Erlang C requirement is the queue's own figure.
+    let seats = eventually(Duration::from_secs(5), "the seats", || {
+        let addr = addr.clone();
+        async move {
+            let r = http(&addr, "GET", "/api/v1/adherence/seats", Some(READ), "").await;
+            let v: Value = serde_json::from_str(&r.body).ok()?;
+            (v[0]["logged_in"] == 3).then_some(v)
+        }
+    })
+    .await;
+    let r = http(&addr, "GET", "/api/v1/queues", Some(READ), "").await;
+    let queues: Value = serde_json::from_str(&r.body).unwrap();
+    let hotline = &queues.as_array().unwrap()[0];
+    assert_eq!(seats[0]["queue"], "hotline", "{seats}");
+    assert_eq!(seats[0]["scheduled"], 1, "{seats}");
+    assert_eq!(
+        seats[0]["required"], hotline["required_agents"],
+        "{seats} {hotline}"
+    );
+    let metrics = http(&addr, "GET", "/metrics", None, "").await.body;
+    assert!(
+        metrics.contains("acd_queue_scheduled_seats{queue=\"hotline\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

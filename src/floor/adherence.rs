@@ -363,6 +363,7 @@ pub struct AdherenceHandle {
     /// Approved exceptions not withdrawn (see [`super::exceptions`]).
     pub exceptions: ArcSwap<Vec<super::exceptions::Exception>>,
     days: ArcSwap<Vec<DayAdherence>>,
+    seats: ArcSwap<Vec<QueueSeats>>,
     /// Where exceptions are stored (the daemon's audit database).
     store: std::sync::OnceLock<Arc<crate::store::Store>>,
 }
@@ -371,6 +372,11 @@ impl AdherenceHandle {
     /// Per agent, per local day (today and yesterday), as last published.
     pub fn days(&self) -> Arc<Vec<DayAdherence>> {
         self.days.load_full()
+    }
+
+    /// Per queue, as last published: scheduled seats, logged in, required.
+    pub fn seats(&self) -> Arc<Vec<QueueSeats>> {
+        self.seats.load_full()
     }
 
     /// Stores an approved exception and applies it (at the engine's next
@@ -412,6 +418,25 @@ impl AdherenceHandle {
         self.exceptions.store(Arc::new(rest));
         Ok(true)
     }
+}
+
+/// One queue's seats this interval: planned against there against needed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueSeats {
+    pub queue: String,
+    /// The queue's current interval.
+    pub interval_start: Ts,
+    pub interval_end: Ts,
+    /// Agents whose plan has them on a seat of this queue now (see
+    /// [`AdherenceObserver`]'s seat rule in docs/floor.md).
+    pub scheduled: u32,
+    /// Members logged in now.
+    pub logged_in: u32,
+    /// Erlang C agents needed for the queue's SL target (the engine's
+    /// `required_agents`); `null` until there is traffic to size.
+    pub required: Option<u32>,
+    /// `scheduled - required`: negative when the plan is short.
+    pub scheduled_minus_required: Option<i64>,
 }
 
 /// Day totals are saved this often (event time).
@@ -682,7 +707,53 @@ impl AdherenceObserver {
         }
     }
 
-    fn publish(&mut self, now: Ts, zone: &jiff::tz::TimeZone) {
+    /// Scheduled seats per queue: an agent whose slot now is `phone`, or an
+    /// activity with `queues`, holds a seat of each of those queues (of
+    /// each queue it is a member of, for `phone` without `queues`).
+    fn seats(&self, engine: &Engine) -> Vec<QueueSeats> {
+        let mut scheduled = vec![0u32; engine.queue_count()];
+        for (id, t) in self.ids.iter().zip(&self.tracks) {
+            let Some((activity, _)) = &t.scheduled else {
+                continue;
+            };
+            let queues = self
+                .rules
+                .activity(activity)
+                .map(|a| a.queues.as_slice())
+                .unwrap_or(&[]);
+            if !queues.is_empty() {
+                for q in queues.iter().filter_map(|q| engine.find_queue(q)) {
+                    scheduled[q] += 1;
+                }
+            } else if **activity == *"phone"
+                && let Some(a) = engine.find_agent(id)
+            {
+                for &q in &engine.agent(a).queues {
+                    scheduled[q] += 1;
+                }
+            }
+        }
+        (0..engine.queue_count())
+            .map(|q| {
+                let queue = engine.queue(q);
+                let required = engine.required_agents(q);
+                QueueSeats {
+                    queue: queue.name.to_string(),
+                    interval_start: queue.interval.start,
+                    interval_end: queue.interval.end,
+                    scheduled: scheduled[q],
+                    logged_in: engine.figures(q).logged_in.round() as u32,
+                    required,
+                    scheduled_minus_required: required.map(|r| scheduled[q] as i64 - r as i64),
+                }
+            })
+            .collect()
+    }
+
+    fn publish(&mut self, engine: &Engine) {
+        let (now, zone) = (engine.now(), engine.zone().clone());
+        let zone = &zone;
+        self.handle.seats.store(Arc::new(self.seats(engine)));
         self.published = now;
         // Everyone's time up to now (no judging: nothing changed unseen).
         let today = local_day(now, zone);
@@ -763,8 +834,8 @@ impl Observer for AdherenceObserver {
     /// engine stops.
     fn before_publish(&mut self, engine: &mut Engine) -> Vec<Arc<crate::escalation::Entry>> {
         let now = engine.now();
-        if self.dirty && now.since(self.published) >= 1_000 {
-            self.publish(now, &engine.zone().clone());
+        if now.since(self.published) >= 1_000 {
+            self.publish(engine);
         }
         if self.store.is_some() && self.saved.is_some_and(|s| now.since(s) >= SAVE_EVERY_MS) {
             self.save(now);
@@ -785,7 +856,7 @@ impl Observer for AdherenceObserver {
     }
 
     fn on_stop(&mut self, engine: &mut Engine) {
-        self.publish(engine.now(), &engine.zone().clone());
+        self.publish(engine);
         self.save(engine.now());
     }
 

@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/wall/posts.js", get(script))
         .route("/api/v1/schedule", axum::routing::put(put_schedule))
         .route("/api/v1/adherence", get(adherence))
+        .route("/api/v1/adherence/seats", get(seats))
         .route(
             "/api/v1/adherence/exceptions",
             get(exceptions).post(approve_exception),
@@ -33,6 +34,18 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/adherence/exceptions/{id}",
             axum::routing::delete(withdraw_exception),
         )
+}
+
+/// `[{queue, interval_start, interval_end, scheduled, logged_in, required,
+/// scheduled_minus_required}]` (read token).
+async fn seats(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    if let Err(r) = read_guard(&s, &h, &q) {
+        return r;
+    }
+    match &s.floor.adherence {
+        Some(a) => Json(a.seats().as_ref().clone()).into_response(),
+        None => Json(json!([])).into_response(),
+    }
 }
 
 fn adherence_off() -> Response {
