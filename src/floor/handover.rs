@@ -178,8 +178,9 @@ pub struct Handover {
     /// Source outages during the shift: not captured yet (always `null`;
     /// source health lives outside the engine thread).
     pub source_outages: Option<Vec<serde_json::Value>>,
-    /// Post breaches and adherence summary, for the floor rules (posts,
-    /// adherence) to fill; `null` while they do not run.
+    /// Post breaches during the shift and adherence at its end (see
+    /// [`super::summary`]); `null` when no floor rule runs (or in a late
+    /// record).
     pub floor_rules: Option<serde_json::Value>,
     /// Who acknowledged it and when (stored apart; never in the record
     /// as written).
@@ -202,6 +203,8 @@ struct Due {
     signed_in: Vec<String>,
     pending: Vec<u64>,
     formulas: HashMap<String, SlFormula>,
+    /// `floor_rules` as of the shift's end.
+    floor: Option<serde_json::Value>,
 }
 
 /// Writes a handover record at each shift's end (see the module docs).
@@ -221,6 +224,8 @@ pub struct HandoverObserver {
     unwritten: VecDeque<Handover>,
     retry_at: Ts,
     retry_ms: i64,
+    /// The floor rules' boards (posts, adherence) for `floor_rules`.
+    floor: Option<super::FloorHandles>,
 }
 
 impl HandoverObserver {
@@ -237,7 +242,14 @@ impl HandoverObserver {
             unwritten: VecDeque::new(),
             retry_at: Ts::ZERO,
             retry_ms: RETRY_FIRST_MS,
+            floor: None,
         }
+    }
+
+    /// Fills `floor_rules` from these boards.
+    pub fn with_floor(mut self, floor: super::FloorHandles) -> Self {
+        self.floor = Some(floor);
+        self
     }
 
     fn begin(&self, span: ShiftSpan, engine: &Engine) -> Running {
@@ -294,6 +306,7 @@ impl HandoverObserver {
                     signed_in: Vec::new(),
                     pending: Vec::new(),
                     formulas: formulas(engine),
+                    floor: None,
                 };
                 let mut h = self.compose(due);
                 h.late = true;
@@ -368,12 +381,17 @@ impl HandoverObserver {
             .filter(|a| a.signed_in_by_escalation)
             .map(|a| a.id.to_string())
             .collect();
+        let floor = self.floor.as_ref().and_then(|f| {
+            let span = &running.span;
+            super::summary::summarise(f, engine, span.start, span.end, &span.day)
+        });
         self.due = Some(Due {
             running,
             active,
             signed_in,
             pending,
             formulas: formulas(engine),
+            floor,
         });
     }
 
@@ -477,7 +495,7 @@ impl HandoverObserver {
             unresolved_reasons: reasons,
             duty_log,
             source_outages: None,
-            floor_rules: None,
+            floor_rules: due.floor,
             ack: None,
         }
     }

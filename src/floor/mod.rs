@@ -15,6 +15,7 @@ pub mod exceptions;
 pub mod handover;
 pub mod posts;
 pub mod shift;
+pub mod summary;
 
 use std::sync::Arc;
 
