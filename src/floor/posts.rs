@@ -470,6 +470,11 @@ impl Observer for PostsObserver {
         if !self.rules.is_empty() {
             self.evaluate(engine);
         }
+        // A change is on the board at once (also at a deadline, which no
+        // publish follows): a shift's handover reads it at the shift's end.
+        if self.dirty {
+            self.publish(engine.now());
+        }
     }
 
     fn before_publish(&mut self, engine: &mut Engine) -> Vec<Arc<crate::escalation::Entry>> {
