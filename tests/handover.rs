@@ -661,3 +661,73 @@ fn each_handover_lists_the_post_breaches_of_its_shift() {
     assert_eq!(late["unmanned_s"], 1200.0);
     assert_eq!(late["cover_at_end"], "a");
 }
+
+/// PBX 2 drops at 09:25 and is back at 09:28; the CTI link is down from
+/// 11:55 into the late shift until 12:10. Each record lists the outages of
+/// its shift, clipped to it, as the engine's clock saw them.
+#[test]
+fn each_handover_lists_the_source_outages_of_its_shift() {
+    use acdmon::event::AgentStatus::Available;
+    use acdmon::sources::health::{HealthRegistry, SourceHealth};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse("t.toml", &config(dir.path())).unwrap();
+    let cti = Arc::new(CtiRegistry::only(Arc::new(LogOnly)));
+    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
+    let health = Arc::new(HealthRegistry::default());
+    let (pbx, link) = (
+        SourceHealth::new("pbx2", "ami"),
+        SourceHealth::new("cti-link", "esl"),
+    );
+    pbx.set_connected(true);
+    link.set_connected(true);
+    health.register(pbx.clone());
+    health.register(link.clone());
+    let _ = parts.floor.sources.set(health);
+    let mut driver = Driver::new(
+        Engine::starting_at(cfg.engine_config(), at("08:00:00")),
+        Arc::new(RejectCounter::default()),
+    );
+    driver.observers = parts.observers;
+    let mut run = Run {
+        driver,
+        store: parts.store,
+    };
+    let tick = |t: &str| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: "a1".into(),
+                status: Available,
+                reason: None,
+                queue: Some("hotline".into()),
+            },
+        )
+    };
+    feed(&mut run, [tick("08:00:00")]);
+    pbx.set_connected(false);
+    pbx.set_error("connection reset by peer");
+    feed(&mut run, [tick("09:25:00")]);
+    pbx.set_connected(true);
+    feed(&mut run, [tick("09:28:00")]);
+    link.set_connected(false);
+    feed(&mut run, [tick("11:55:00"), tick("12:05:00")]);
+    link.set_connected(true);
+    feed(&mut run, [tick("12:10:00"), tick("16:05:00")]);
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 2, "{hs:#?}");
+    let ts = |t: &str| serde_json::json!(at(t).rfc3339());
+    let outages = |h: &Handover| serde_json::json!(h.source_outages);
+    assert_eq!(
+        outages(&hs[0]),
+        serde_json::json!([
+            {"source": "pbx2", "from": ts("09:25:00"), "to": ts("09:28:00"),
+             "error": "connection reset by peer"},
+            {"source": "cti-link", "from": ts("11:55:00"), "to": null},
+        ])
+    );
+    assert_eq!(
+        outages(&hs[1]),
+        serde_json::json!([{"source": "cti-link", "from": ts("12:00:00"), "to": ts("12:10:00")}])
+    );
+}

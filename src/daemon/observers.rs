@@ -119,6 +119,7 @@ impl Parts {
         let floor = crate::floor::FloorHandles {
             posts: Some(post_board),
             adherence: adherence.as_ref().map(|(_, h)| h.clone()),
+            ..Default::default()
         };
         let handover =
             HandoverObserver::new(cfg, store.clone(), store.clone()).with_floor(floor.clone());

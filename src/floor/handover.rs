@@ -175,8 +175,9 @@ pub struct Handover {
     pub unresolved: bool,
     pub unresolved_reasons: Vec<String>,
     pub duty_log: Vec<DutyEntry>,
-    /// Source outages during the shift: not captured yet (always `null`;
-    /// source health lives outside the engine thread).
+    /// Source outages during the shift, clipped to it (see
+    /// [`super::outages`]); `null` where source health is not watched
+    /// (replay, a late record).
     pub source_outages: Option<Vec<serde_json::Value>>,
     /// Post breaches during the shift and adherence at its end (see
     /// [`super::summary`]); `null` when no floor rule runs (or in a late
@@ -205,6 +206,8 @@ struct Due {
     formulas: HashMap<String, SlFormula>,
     /// `floor_rules` as of the shift's end.
     floor: Option<serde_json::Value>,
+    /// `source_outages` as of the shift's end.
+    outages: Option<Vec<serde_json::Value>>,
 }
 
 /// Writes a handover record at each shift's end (see the module docs).
@@ -226,6 +229,7 @@ pub struct HandoverObserver {
     retry_ms: i64,
     /// The floor rules' boards (posts, adherence) for `floor_rules`.
     floor: Option<super::FloorHandles>,
+    outages: super::outages::OutageLog,
 }
 
 impl HandoverObserver {
@@ -243,6 +247,7 @@ impl HandoverObserver {
             retry_at: Ts::ZERO,
             retry_ms: RETRY_FIRST_MS,
             floor: None,
+            outages: Default::default(),
         }
     }
 
@@ -307,6 +312,7 @@ impl HandoverObserver {
                     pending: Vec::new(),
                     formulas: formulas(engine),
                     floor: None,
+                    outages: None,
                 };
                 let mut h = self.compose(due);
                 h.late = true;
@@ -385,6 +391,17 @@ impl HandoverObserver {
             let span = &running.span;
             super::summary::summarise(f, engine, span.start, span.end, &span.day)
         });
+        let watched = self
+            .floor
+            .as_ref()
+            .is_some_and(|f| f.sources.get().is_some());
+        let outages = watched.then(|| {
+            self.outages
+                .during(running.span.start, running.span.end)
+                .iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect()
+        });
         self.due = Some(Due {
             running,
             active,
@@ -392,6 +409,7 @@ impl HandoverObserver {
             pending,
             formulas: formulas(engine),
             floor,
+            outages,
         });
     }
 
@@ -494,7 +512,7 @@ impl HandoverObserver {
             unresolved: !reasons.is_empty(),
             unresolved_reasons: reasons,
             duty_log,
-            source_outages: None,
+            source_outages: due.outages,
             floor_rules: due.floor,
             ack: None,
         }
@@ -625,6 +643,9 @@ impl Observer for HandoverObserver {
             return;
         }
         let now = engine.now();
+        if let Some(reg) = self.floor.as_ref().and_then(|f| f.sources.get()) {
+            self.outages.sample(reg, now);
+        }
         // The interval closed with the shift has arrived by now.
         self.finish_due(now);
         self.retry(now);
