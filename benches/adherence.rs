@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
                     i += 1;
                     t += 10;
                     let agent = ids[i % n].clone();
-                    let paused = (i / n) % 2 == 0;
+                    let paused = (i / n).is_multiple_of(2);
                     let ev = Event {
                         ts: Ts(t),
                         kind: EventKind::AgentState {

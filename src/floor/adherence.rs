@@ -469,7 +469,6 @@ pub struct AdherenceObserver {
     /// (local day, agent) -> totals saved before a restart.
     restored: BTreeMap<(jiff::civil::Date, String), Totals>,
     touched: Vec<usize>,
-    dirty: bool,
     evaluated: Ts,
     /// Event time of the last published day totals.
     published: Ts,
@@ -499,7 +498,6 @@ impl AdherenceObserver {
                 exception_edge: None,
                 restored: BTreeMap::new(),
                 touched: Vec::new(),
-                dirty: true,
                 evaluated: Ts::ZERO,
                 published: Ts::ZERO,
                 store: None,
@@ -611,9 +609,6 @@ impl AdherenceObserver {
     fn visit(&mut self, engine: &mut Engine, i: usize, now: Ts, zone: &jiff::tz::TimeZone) {
         let id = self.ids[i].as_str();
         let track = &mut self.tracks[i];
-        if track.counted_to.is_some_and(|t| now > t) && track.scheduled.is_some() {
-            self.dirty = true;
-        }
         track.count_to(now);
         // What holds from now on.
         let slots = self.plan.agents.get(id).map(Vec::as_slice).unwrap_or(&[]);
@@ -777,7 +772,6 @@ impl AdherenceObserver {
             })
             .collect::<Vec<_>>();
         self.handle.days.store(Arc::new(rows));
-        self.dirty = false;
     }
 
     /// Saves the day totals to the audit database (every
