@@ -15,7 +15,6 @@ pub mod floor;
 pub mod publish;
 pub mod reload;
 pub mod replay;
-mod replay_formats;
 pub mod runtime;
 pub mod sources;
 pub mod state;

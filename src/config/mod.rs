@@ -9,9 +9,11 @@
 //! checked last, with the spans serde kept for them.
 
 mod adherence;
+pub mod cti;
 pub mod diff;
 mod model;
 mod posts;
+pub mod sources;
 mod values;
 pub mod walls;
 
@@ -19,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -27,6 +28,7 @@ use toml::de::{DeTable, DeValue};
 pub use adherence::{ActivityConfig, AdherenceConfig};
 pub use model::*;
 pub use posts::PostConfig;
+pub use sources::*;
 pub use values::{HumanDuration, Secret, ct_eq};
 pub use walls::WallConfig;
 
@@ -51,44 +53,6 @@ impl fmt::Display for ConfigError {
         )
     }
 }
-
-/// Settings of the native JSON source (`kind = "json"`): exactly one of
-/// `listen` (accept producers), `address` (connect to a producer, with
-/// reconnect) or `path` (read a file; `follow` keeps reading as it grows).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JsonSourceConfig {
-    pub listen: Option<String>,
-    pub address: Option<String>,
-    pub path: Option<String>,
-    #[serde(default)]
-    pub follow: bool,
-    /// Set by the daemon after a restart: the engine was restored from a
-    /// checkpoint holding this file's events up to here, so reading
-    /// resumes there (when it is still the same file) instead of at 0.
-    #[serde(skip)]
-    pub resume: Option<crate::state::SourcePosition>,
-    /// `listen` only: producers must send `AUTH <token>` as their first
-    /// line. Without it the port is open to anyone who can reach it.
-    pub token: Option<Secret>,
-    /// `listen` only: most producers connected at once; more are refused
-    /// (closed at once) and counted.
-    pub max_connections: Option<usize>,
-}
-
-/// Default of a `json` `listen` source's `max_connections`.
-pub const JSON_MAX_CONNECTIONS: usize = 64;
-
-/// Kind-specific settings of a `[[sources]]` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceSpec {
-    Json(JsonSourceConfig),
-    /// Settings of an adapter that validates its own keys when it starts.
-    Other(toml::Table),
-}
-
-/// Source kinds the daemon knows.
-pub const SOURCE_KINDS: [&str; 5] = ["ami", "queue_log", "esl", "hep", "json"];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -212,6 +176,62 @@ fn resolve(d: &QueueParams, s: &QueueSettings) -> QueueParams {
             .as_ref()
             .map(|x| x.get_ref().clone())
             .or_else(|| d.ladder.clone()),
+    }
+}
+
+impl SourceSpec {
+    /// Reads one source's kind-specific settings (what follows `name` and
+    /// `kind` in a `[[sources]]` entry) from TOML text, validated exactly
+    /// as the loader validates a file's entry; every error, joined by `; `.
+    /// For tests and tools that start one source on its own.
+    pub fn from_toml(kind: &str, text: &str) -> Result<SourceSpec, String> {
+        let mut l = Loader {
+            file: "source",
+            text,
+            errors: Vec::new(),
+        };
+        // Where each key starts: an error is named by the key above it (the
+        // text has no file for a position to point into).
+        let mut keys: Vec<(usize, String)> = Vec::new();
+        let spec = match DeTable::parse(text) {
+            Ok(t) => {
+                let mut table = t.into_inner();
+                for k in table.keys() {
+                    keys.push((line_col(text, k.span().start).0, k.get_ref().to_string()));
+                }
+                keys.sort();
+                let at = |v: DeValue<'static>| Spanned::new(0..0, v);
+                table.insert(
+                    Spanned::new(0..0, "name".into()),
+                    at(DeValue::String("source".into())),
+                );
+                table.insert(
+                    Spanned::new(0..0, "kind".into()),
+                    at(DeValue::String(kind.to_string().into())),
+                );
+                l.source(&Spanned::new(0..text.len(), DeValue::Table(table)))
+            }
+            Err(e) => {
+                l.err(e.span(), first_line(e.message()));
+                None
+            }
+        };
+        match spec {
+            Some(c) if l.errors.is_empty() => Ok(c.spec),
+            _ => {
+                let e: Vec<String> = l
+                    .errors
+                    .iter()
+                    .map(
+                        |e| match keys.iter().rev().find(|(line, _)| *line <= e.line) {
+                            Some((_, key)) => format!("{e} (in `{key}`)"),
+                            None => e.to_string(),
+                        },
+                    )
+                    .collect();
+                Err(e.join("; "))
+            }
+        }
     }
 }
 
@@ -722,7 +742,7 @@ impl<'a> Loader<'a> {
         let rest_v = Spanned::new(value.span(), DeValue::Table(rest));
         match kind.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
             Some((Some("webhook"), _)) => {
-                let c: crate::cti::webhook::WebhookConfig = self.de(&rest_v)?;
+                let c: cti::WebhookConfig = self.de(&rest_v)?;
                 if let Err(e) = c.check() {
                     self.err(Some(c.url.span()), format!("cti `{name}`: {e}"));
                 }
@@ -917,36 +937,20 @@ impl<'a> Loader<'a> {
                         ),
                     );
                 }
-                SourceSpec::Json(c)
+                Some(SourceSpec::Json(c))
             }
-            k if SOURCE_KINDS.contains(&k) => {
-                // Validate with the adapter's own typed settings, so its key
-                // errors carry positions too; the adapter re-reads the table.
-                let typed_ok = match k {
-                    "ami" => self.de::<crate::sources::ami::AmiConfig>(&rest_v).is_some(),
-                    "esl" => self.de::<crate::sources::esl::EslConfig>(&rest_v).is_some(),
-                    "queue_log" => self
-                        .de::<crate::sources::queue_log::QueueLogConfig>(&rest_v)
-                        .is_some(),
-                    "hep" => match self.de::<crate::sources::hep::HepSourceConfig>(&rest_v) {
-                        Some(c) => match c.validate() {
-                            Ok(()) => true,
-                            Err(e) => {
-                                self.err(Some(value.span()), format!("source `{name}`: {e}"));
-                                false
-                            }
-                        },
-                        None => false,
-                    },
-                    _ => true,
-                };
-                match (typed_ok, self.de(&rest_v)) {
-                    (true, Some(t)) => SourceSpec::Other(t),
-                    // Already reported; keep the name so references to it
-                    // are not reported as unknown too.
-                    _ => SourceSpec::Other(toml::Table::new()),
-                }
-            }
+            "ami" => self.de(&rest_v).map(SourceSpec::Ami),
+            "esl" => self.de(&rest_v).map(SourceSpec::Esl),
+            "queue_log" => self.de(&rest_v).map(SourceSpec::QueueLog),
+            "hep" => self
+                .de(&rest_v)
+                .and_then(|c: HepSourceConfig| match c.validate() {
+                    Ok(()) => Some(SourceSpec::Hep(c)),
+                    Err(e) => {
+                        self.err(Some(value.span()), format!("source `{name}`: {e}"));
+                        None
+                    }
+                }),
             other => {
                 self.err(
                     Some(kspan),
@@ -958,6 +962,10 @@ impl<'a> Loader<'a> {
                 return None;
             }
         };
+        // A spec with errors is already reported (the configuration is
+        // refused); the entry stays so references to its name are not
+        // reported as unknown too.
+        let spec = spec.unwrap_or_else(|| SourceSpec::Json(JsonSourceConfig::default()));
         Some(SourceConfig { name, kind, spec })
     }
 }

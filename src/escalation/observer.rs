@@ -1122,7 +1122,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::cti::ami::{AmiCti, SignOutMode};
+    use crate::sources::ami::cti::{AmiCti, SignOutMode};
     use crate::sources::ami::{AgentIds, AmiReplay};
     use crate::state::{AgentProfile, EngineConfig};
 

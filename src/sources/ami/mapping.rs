@@ -39,8 +39,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::Deserialize;
-
 use super::parser::Headers;
 use crate::event::{AgentStatus, Event, EventKind, ExitReason, ResyncCaller, ResyncMember};
 use crate::sources::Reject;
@@ -51,19 +49,7 @@ use crate::time::Ts;
 /// the same millisecond in practice; the margin covers a slow member Gosub.
 pub const LEAVE_GRACE_MS: i64 = 3_000;
 
-/// Which AMI field names an agent (the id the engine and `[[agents]] id` use).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentNaming {
-    /// `MemberName` when present and different from the interface, else the
-    /// interface. This is also what queue_log writes in its agent column.
-    #[default]
-    Auto,
-    /// Always `MemberName` (falls back to the interface when empty).
-    MemberName,
-    /// Always the interface (`PJSIP/1017`).
-    Interface,
-}
+pub use crate::config::sources::AgentNaming;
 
 /// A queue member as AMI describes it (live member block or `QueueMember`).
 #[derive(Debug, Clone, PartialEq)]

@@ -6,6 +6,7 @@
 //! tokio driver that moves bytes and timers. [`replay`] runs a recorded
 //! transcript through the same session.
 
+pub mod cti;
 pub mod mapping;
 pub mod parser;
 pub mod replay;
@@ -13,6 +14,6 @@ pub mod session;
 pub mod task;
 
 pub use mapping::{AgentIds, AgentNaming};
-pub use replay::AmiReplay;
+pub use replay::{AmiReplay, replay_decoder};
 pub use session::{ActionReply, AmiAction, Auth, ReplyStatus, Session, SessionConfig};
-pub use task::{AmiConfig, spawn, spawn_with_cti};
+pub use task::{AmiConfig, spawn};

@@ -23,7 +23,6 @@
 use std::collections::HashMap;
 
 use md5::{Digest, Md5};
-use serde::Deserialize;
 
 use super::mapping::{
     AgentIds, Listing, MemberChange, MemberOwned, QueueEvent, Tracker, classify, parse_timestamp,
@@ -41,16 +40,7 @@ pub const MAX_BUFFERED: usize = 100_000;
 /// How long a successful sign-in/out waits for its `QueueMember*` event.
 pub const CONFIRM_WAIT_MS: i64 = 1_000;
 
-/// Login method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Auth {
-    /// `Secret:` in the `Login` action (plain text on the wire).
-    #[default]
-    Plain,
-    /// `Challenge` + `Key: md5(challenge + secret)`.
-    Md5,
-}
+pub use crate::config::sources::Auth;
 
 /// What the session needs to know.
 #[derive(Debug, Clone)]

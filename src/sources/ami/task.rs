@@ -16,17 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sources::backoff::Backoff;
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::mapping::{AgentIds, AgentNaming};
-use super::session::{ActionReply, AmiAction, Auth, ReplyStatus, Session, SessionConfig};
-use crate::config::{HumanDuration, Secret};
-use crate::cti::ami::{AmiCti, SignOutMode};
+use super::cti::AmiCti;
+use super::mapping::AgentIds;
+use super::session::{ActionReply, AmiAction, ReplyStatus, Session, SessionConfig};
+pub use crate::config::AmiConfig;
 use crate::event::Event;
-use crate::sources::{Envelope, Inbox, Reject, RejectCounter, SourceHealth};
+use crate::sources::{Envelope, Reject, SourceCtx, Started};
 use crate::time::Ts;
 
 /// Most events held for the engine before the overflow policy applies.
@@ -36,115 +35,17 @@ const BATCH: usize = 4_096;
 /// CTI requests waiting for the task.
 const COMMANDS: usize = 64;
 
-/// `[[sources]] kind = "ami"` (name and kind are handled by the loader).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AmiConfig {
-    /// Manager interface address, `host:port` (Asterisk default port 5038).
-    pub address: String,
-    /// `manager.conf` user.
-    pub username: String,
-    /// Its secret: inline, `env:NAME` or `file:/path`.
-    pub secret: Secret,
-    /// `plain` (default) or `md5` (challenge/response; the secret never
-    /// crosses the wire).
-    #[serde(default)]
-    pub auth: Auth,
-    /// Event classes asked for at login. `agent` carries the queue events,
-    /// `call` the `HangupRequest` that tells an abandon from a timeout.
-    #[serde(default = "default_events")]
-    pub events: String,
-    /// Which member field is the agent id: `auto` (MemberName unless it
-    /// equals the interface, else the interface), `member_name` or
-    /// `interface`. A configured `[[agents]] interface` always wins.
-    #[serde(default)]
-    pub agent_id: AgentNaming,
-    /// How the CTI signs an agent out: `remove` (QueueRemove; the default)
-    /// or `pause` (QueuePause, the agent stays a member).
-    #[serde(default)]
-    pub sign_out: SignOutMode,
-    /// Pause reason sent with `sign_out = "pause"`.
-    #[serde(default = "default_pause_reason")]
-    pub pause_reason: String,
-    /// TCP connect timeout.
-    #[serde(default = "secs::<5>")]
-    pub connect_timeout: HumanDuration,
-    /// Keepalive `Ping` period.
-    #[serde(default = "secs::<20>")]
-    pub ping_interval: HumanDuration,
-    /// How long an action (login, ping, sign-in/out) may wait for its reply.
-    #[serde(default = "secs::<5>")]
-    pub action_timeout: HumanDuration,
-    /// Relist all queues (`QueueStatus`) this often while connected, to heal
-    /// drift from lost or filtered events; `"0s"` = only on connect. Five
-    /// minutes: `queue reload members` in Asterisk raises no event at all.
-    #[serde(default = "secs::<300>")]
-    pub resync_interval: HumanDuration,
-    /// First reconnect delay; doubles per failure up to `reconnect_max`,
-    /// with jitter.
-    #[serde(default = "secs::<1>")]
-    pub reconnect_min: HumanDuration,
-    #[serde(default = "secs::<30>")]
-    pub reconnect_max: HumanDuration,
-    /// Configured agents `(id, interface)`, filled in by the config loader
-    /// from `[[agents]]`: events for that interface use that id, and the CTI
-    /// uses the interface.
-    #[serde(skip)]
-    pub agents: Vec<(String, String)>,
-}
-
-fn default_events() -> String {
-    "agent,call".into()
-}
-
-fn default_pause_reason() -> String {
-    "acdmon".into()
-}
-
-fn secs<const N: u64>() -> HumanDuration {
-    HumanDuration::from_secs(N)
-}
-
 impl AmiConfig {
-    /// A config with defaults (tests, the demo).
-    pub fn new(address: &str, username: &str, secret: Secret) -> Self {
-        AmiConfig {
-            address: address.into(),
-            username: username.into(),
-            secret,
-            auth: Auth::Plain,
-            events: default_events(),
-            agent_id: AgentNaming::Auto,
-            sign_out: SignOutMode::Remove,
-            pause_reason: default_pause_reason(),
-            connect_timeout: secs::<5>(),
-            ping_interval: secs::<20>(),
-            action_timeout: secs::<5>(),
-            resync_interval: secs::<300>(),
-            reconnect_min: secs::<1>(),
-            reconnect_max: secs::<30>(),
-            agents: Vec::new(),
-        }
-    }
-
-    /// Reads the adapter's keys of a `[[sources]]` table (without `name` and
-    /// `kind`); unknown keys are errors.
-    pub fn from_table(t: toml::Table) -> Result<Self, String> {
-        toml::Value::Table(t)
-            .try_into()
-            .map_err(|e: toml::de::Error| format!("ami source: {}", e.message()))
-    }
-
-    /// The agent-id rule plus the `[[agents]]` directory.
-    pub fn agent_ids(&self) -> AgentIds {
+    /// The agent-id rule plus the `[[agents]]` directory (`(id, interface)`).
+    pub fn agent_ids(&self, agents: &[(String, String)]) -> AgentIds {
         let mut ids = AgentIds::new(self.agent_id);
-        for (id, interface) in &self.agents {
+        for (id, interface) in agents {
             ids.insert(id, interface);
         }
         ids
     }
 
-    fn session_config(&self) -> SessionConfig {
+    fn session_config(&self, agents: &[(String, String)]) -> SessionConfig {
         SessionConfig {
             username: self.username.clone(),
             secret: self.secret.clone(),
@@ -153,7 +54,7 @@ impl AmiConfig {
             ping_interval_ms: self.ping_interval.millis().max(1),
             action_timeout_ms: self.action_timeout.millis().max(1),
             resync_interval_ms: self.resync_interval.millis().max(0),
-            ids: self.agent_ids(),
+            ids: self.agent_ids(agents),
         }
     }
 }
@@ -165,26 +66,9 @@ pub struct Command {
     pub reply: oneshot::Sender<ActionReply>,
 }
 
-/// Spawns the live source (no CTI handle).
-pub fn spawn(
-    name: Arc<str>,
-    cfg: AmiConfig,
-    inbox: Inbox,
-    health: Arc<SourceHealth>,
-    rejects: Arc<RejectCounter>,
-) -> tokio::task::JoinHandle<()> {
-    spawn_with_cti(name, cfg, inbox, health, rejects).0
-}
-
-/// Spawns the live source and returns the CTI action that signs agents in
-/// and out through this connection.
-pub fn spawn_with_cti(
-    name: Arc<str>,
-    cfg: AmiConfig,
-    inbox: Inbox,
-    health: Arc<SourceHealth>,
-    rejects: Arc<RejectCounter>,
-) -> (tokio::task::JoinHandle<()>, AmiCti) {
+/// Starts the live source; its [`Started::cti`] signs agents in and out
+/// through this connection.
+pub fn spawn(cfg: AmiConfig, ctx: SourceCtx) -> Started {
     let (tx, rx) = mpsc::channel(COMMANDS);
     let cti = AmiCti::new(
         tx,
@@ -192,8 +76,11 @@ pub fn spawn_with_cti(
         cfg.pause_reason.clone(),
         cfg.action_timeout.0,
     );
-    let handle = tokio::spawn(run(name, cfg, inbox, health, rejects, rx));
-    (handle, cti)
+    let task = tokio::spawn(run(cfg, ctx, rx));
+    Started {
+        task,
+        cti: Some(Arc::new(cti)),
+    }
 }
 
 enum End {
@@ -203,14 +90,8 @@ enum End {
     Stop,
 }
 
-async fn run(
-    name: Arc<str>,
-    cfg: AmiConfig,
-    inbox: Inbox,
-    health: Arc<SourceHealth>,
-    rejects: Arc<RejectCounter>,
-    mut commands: mpsc::Receiver<Command>,
-) {
+async fn run(cfg: AmiConfig, ctx: SourceCtx, mut commands: mpsc::Receiver<Command>) {
+    let (name, inbox, health) = (&ctx.name, &ctx.inbox, &ctx.health);
     let mut backoff = Backoff::with_bounds(cfg.reconnect_min.0, cfg.reconnect_max.0);
     let mut previous: Option<Session> = None;
     // Events not yet taken by the engine survive a reconnect.
@@ -227,17 +108,14 @@ async fn run(
                 let _ = stream.set_nodelay(true);
                 let now = Ts::now();
                 let mut session = match previous.take() {
-                    Some(p) => Session::reconnect(cfg.session_config(), p, now),
-                    None => Session::new(cfg.session_config(), now),
+                    Some(p) => Session::reconnect(cfg.session_config(&ctx.agents), p, now),
+                    None => Session::new(cfg.session_config(&ctx.agents), now),
                 };
                 let end = connection(
-                    &name,
                     &cfg,
                     stream,
                     &mut session,
-                    &inbox,
-                    &health,
-                    &rejects,
+                    &ctx,
                     &mut commands,
                     &mut pending,
                 )
@@ -298,18 +176,15 @@ fn not_connected(why: &str) -> ActionReply {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn connection(
-    name: &Arc<str>,
     cfg: &AmiConfig,
     stream: TcpStream,
     session: &mut Session,
-    inbox: &Inbox,
-    health: &SourceHealth,
-    rejects: &RejectCounter,
+    ctx: &SourceCtx,
     commands: &mut mpsc::Receiver<Command>,
     pending: &mut VecDeque<Event>,
 ) -> End {
+    let (name, inbox, health, rejects) = (&ctx.name, &ctx.inbox, &ctx.health, &ctx.rejects);
     let peer = format!("ami {}", cfg.address);
     let (mut rd, mut wr) = stream.into_split();
     let mut readbuf = vec![0u8; 64 * 1024];
@@ -422,31 +297,5 @@ fn fail_waiters(
 ) {
     for (_, w) in waiters.drain() {
         let _ = w.send(not_connected(why));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_reads_from_toml_with_defaults_and_rejects_unknown_keys() {
-        let t: toml::Table = toml::from_str(
-            "address = \"10.0.0.2:5038\"\nusername = \"acdmon\"\nsecret = \"inline-secret\"\nauth = \"md5\"\nagent_id = \"interface\"\nsign_out = \"pause\"\nping_interval = \"10s\"",
-        )
-        .unwrap();
-        let c = AmiConfig::from_table(t).unwrap();
-        assert_eq!(c.auth, Auth::Md5);
-        assert_eq!(c.agent_id, AgentNaming::Interface);
-        assert_eq!(c.sign_out, SignOutMode::Pause);
-        assert_eq!(c.events, "agent,call");
-        assert_eq!(c.ping_interval.millis(), 10_000);
-        assert_eq!(c.action_timeout.millis(), 5_000);
-        assert!(!format!("{c:?}").contains("inline-secret"));
-        let bad: toml::Table =
-            toml::from_str("address = \"x:1\"\nusername = \"u\"\nsecret = \"s\"\nport = 5038")
-                .unwrap();
-        let e = AmiConfig::from_table(bad).unwrap_err();
-        assert!(e.contains("port"), "{e}");
     }
 }

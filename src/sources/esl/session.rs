@@ -31,14 +31,7 @@ use crate::event::{Event, EventKind};
 use crate::sources::Reject;
 use crate::time::Ts;
 
-/// `event plain …` or `event json …`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventFormat {
-    #[default]
-    Plain,
-    Json,
-}
+pub use crate::config::sources::EventFormat;
 
 /// What the session needs from the source configuration.
 #[derive(Debug, Clone)]
@@ -57,7 +50,7 @@ pub struct SessionConfig {
     /// Replaying a transcript: never wait for replies that were not
     /// recorded (see [`Session::new`]).
     pub replay: bool,
-    /// See [`crate::sources::esl::EslConfig::counted_until`].
+    /// See [`crate::sources::esl::EslConfig::session_config`].
     pub counted_until: Option<Ts>,
 }
 

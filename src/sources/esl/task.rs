@@ -19,12 +19,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::EslConfig;
+use super::cti::EslCti;
 use super::parser::{Framer, Parse};
 use super::session::{Output, Session};
-use crate::cti::esl::EslCti;
 use crate::event::{Event, EventKind};
 use crate::sources::backoff::Backoff;
-use crate::sources::{Envelope, Inbox, RejectCounter, SourceHealth};
+use crate::sources::{Envelope, Inbox, RejectCounter, SourceCtx, SourceHealth, Started};
 use crate::time::Ts;
 
 /// One `api` command from the CTI action, with where to send the reply.
@@ -37,42 +37,29 @@ pub struct EslCommand {
     pub reply: oneshot::Sender<Result<String, String>>,
 }
 
-/// Spawns the live source (no CTI handle).
-pub fn spawn(
-    name: Arc<str>,
-    cfg: EslConfig,
-    inbox: Inbox,
-    health: Arc<SourceHealth>,
-    rejects: Arc<RejectCounter>,
-) -> tokio::task::JoinHandle<()> {
-    spawn_with_cti(name, cfg, inbox, health, rejects).0
-}
-
-/// Spawns the live source and returns the CTI action that signs agents in
-/// and out through its connection.
-pub fn spawn_with_cti(
-    name: Arc<str>,
-    cfg: EslConfig,
-    inbox: Inbox,
-    health: Arc<SourceHealth>,
-    rejects: Arc<RejectCounter>,
-) -> (tokio::task::JoinHandle<()>, EslCti) {
+/// Starts the live source; its [`Started::cti`] signs agents in and out
+/// through its connection.
+pub fn spawn(cfg: EslConfig, ctx: SourceCtx) -> Started {
     // A handful of ladder actions at a time; more wait (backpressure).
     let (tx, rx) = mpsc::channel(64);
     let cti = EslCti::new(tx, cfg.command_timeout.0, cfg.sign_out_logs_out);
+    let counted_until = ctx.restart.and_then(|r| r.counted_until);
     let driver = Driver {
-        name,
-        session: Session::new(cfg.session_config()),
+        name: ctx.name,
+        session: Session::new(cfg.session_config(counted_until)),
         cfg,
-        inbox,
-        health,
-        rejects,
+        inbox: ctx.inbox,
+        health: ctx.health,
+        rejects: ctx.rejects,
         commands: rx,
         waiters: HashMap::new(),
         next_id: 0,
         batch: Vec::new(),
     };
-    (tokio::spawn(driver.run()), cti)
+    Started {
+        task: tokio::spawn(driver.run()),
+        cti: Some(Arc::new(cti)),
+    }
 }
 
 struct Driver {
