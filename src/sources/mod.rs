@@ -19,7 +19,7 @@ pub mod sip;
 use std::sync::Arc;
 
 pub use health::{HealthRegistry, SourceHealth};
-pub use reject::{Reject, RejectCounter};
+pub use reject::{Reject, RejectCounter, RejectReason};
 
 use crate::config::SourceSpec;
 use crate::cti::Cti;

@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::parser::Headers;
 use crate::event::{AgentStatus, Event, EventKind, ExitReason, ResyncCaller, ResyncMember};
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 /// How long a `QueueCallerLeave` without a prior abandon waits for its
@@ -167,7 +167,7 @@ pub fn classify<H: Headers + ?Sized>(h: &H) -> Result<Option<QueueEvent<'_>>, Re
     let need = |key: &'static str| {
         h.header(key)
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| Reject::new("missing_field", format!("{key} in {name}")))
+            .ok_or_else(|| Reject::new(RejectReason::MissingField, format!("{key} in {name}")))
     };
     let opt = |key: &str| h.header(key).filter(|v| !v.is_empty());
     let member_name = || opt("MemberName").or_else(|| opt("Name"));
@@ -311,16 +311,16 @@ fn match_event(name: &str) -> Kind {
 
 fn member_block<'a, H: Headers + ?Sized>(h: &'a H, name: &str) -> Result<MemberBlock<'a>, Reject> {
     let opt = |key: &str| h.header(key).filter(|v| !v.is_empty());
-    let queue =
-        opt("Queue").ok_or_else(|| Reject::new("missing_field", format!("Queue in {name}")))?;
+    let queue = opt("Queue")
+        .ok_or_else(|| Reject::new(RejectReason::MissingField, format!("Queue in {name}")))?;
     let interface = opt("Interface")
         .or_else(|| opt("Location"))
-        .ok_or_else(|| Reject::new("missing_field", format!("Interface in {name}")))?;
+        .ok_or_else(|| Reject::new(RejectReason::MissingField, format!("Interface in {name}")))?;
     let status = number(h, name, "Status")?;
     let status = u8::try_from(status)
         .ok()
         .filter(|s| *s <= 8)
-        .ok_or_else(|| Reject::new("bad_value", format!("Status {status} in {name}")))?;
+        .ok_or_else(|| Reject::new(RejectReason::BadValue, format!("Status {status} in {name}")))?;
     Ok(MemberBlock {
         queue,
         name: opt("MemberName").or_else(|| opt("Name")),
@@ -340,10 +340,10 @@ const ASYNC_GOTO: i64 = 2;
 fn number<H: Headers + ?Sized>(h: &H, event: &str, key: &str) -> Result<i64, Reject> {
     let v = h
         .header(key)
-        .ok_or_else(|| Reject::new("missing_field", format!("{key} in {event}")))?;
+        .ok_or_else(|| Reject::new(RejectReason::MissingField, format!("{key} in {event}")))?;
     v.trim()
         .parse::<i64>()
-        .map_err(|_| Reject::new("bad_value", format!("{key}: {v:?} in {event}")))
+        .map_err(|_| Reject::new(RejectReason::BadValue, format!("{key}: {v:?} in {event}")))
 }
 
 fn flag<H: Headers + ?Sized>(h: &H, key: &str) -> bool {
@@ -917,7 +917,7 @@ impl Tracker {
                         },
                     }),
                     None => self.rejects.push(Reject::new(
-                        "unknown_call",
+                        RejectReason::UnknownCall,
                         format!(
                             "AgentComplete without Uniqueid for {interface} in {queue}, and no call of that member was seen answered; agent state kept, not counted"
                         ),

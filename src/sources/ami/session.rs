@@ -30,7 +30,7 @@ use super::mapping::{
 use super::parser::{Item, MAX_LINE, Message, OwnedMessage, Parser};
 use crate::config::Secret;
 use crate::event::Event;
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 /// Most live events held while a `QueueStatus` list is read. A listing that
@@ -667,7 +667,7 @@ impl Session {
             self.on_event(m);
         } else {
             self.rejects.push(Reject::new(
-                "malformed",
+                RejectReason::Malformed,
                 "block with neither Response nor Event",
             ));
         }

@@ -25,7 +25,7 @@ use super::mapping::AgentIds;
 use super::session::{ActionReply, AmiAction, ReplyStatus, Session, SessionConfig};
 pub use crate::config::AmiConfig;
 use crate::event::Event;
-use crate::sources::{Envelope, Reject, SourceCtx, Started};
+use crate::sources::{Envelope, Reject, RejectReason, SourceCtx, Started};
 use crate::time::Ts;
 
 /// Most events held for the engine before the overflow policy applies.
@@ -211,7 +211,7 @@ async fn connection(
                 name,
                 &peer,
                 &Reject::new(
-                    "overflow",
+                    RejectReason::Overflow,
                     format!("engine behind: {dropped} AMI events dropped; relisting queues"),
                 ),
             );

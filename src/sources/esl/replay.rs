@@ -14,7 +14,7 @@ use super::parser::{Framer, Message, Parse};
 use super::session::{Output, Session, SessionConfig};
 use crate::config::EslConfig;
 use crate::event::Event;
-use crate::sources::{Reject, ReplayDecoder};
+use crate::sources::{Reject, RejectReason, ReplayDecoder};
 use crate::time::Ts;
 
 /// The replay entry point: with the settings of the configuration's
@@ -100,7 +100,7 @@ impl EslReplay {
         let mut results = Vec::new();
         if !self.buf.is_empty() {
             results.push(Err(Reject::new(
-                "truncated_frame",
+                RejectReason::TruncatedFrame,
                 format!("transcript ends inside a frame ({} bytes)", self.buf.len()),
             )));
             self.buf.clear();

@@ -28,7 +28,7 @@ use super::mapping::{Mapped, Mapper, QueueLists, TimerConfig};
 use super::parser::{CcEvent, Field, Message};
 use crate::config::Secret;
 use crate::event::{Event, EventKind};
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 pub use crate::config::sources::EventFormat;
@@ -332,7 +332,7 @@ impl Session {
                 // A transcript that starts after the handshake.
             }
             None => out.push(Output::Reject(Reject::new(
-                "unexpected_reply",
+                RejectReason::UnexpectedReply,
                 format!("command/reply with nothing pending: {reply}"),
             ))),
         }
@@ -369,7 +369,7 @@ impl Session {
                 tracing::debug!("recorded reply to a live CTI command");
             }
             None => out.push(Output::Reject(Reject::new(
-                "unexpected_reply",
+                RejectReason::UnexpectedReply,
                 "api/response with nothing pending",
             ))),
         }
@@ -490,7 +490,7 @@ impl Session {
             Ok(bad) => {
                 for row in bad {
                     out.push(Output::Reject(Reject::new(
-                        "malformed_list_row",
+                        RejectReason::MalformedListRow,
                         format!("{kind:?} of {}: {row}", ql.queue),
                     )));
                 }

@@ -17,10 +17,10 @@ use std::net::SocketAddr;
 
 use crate::config::Secret;
 use crate::event::Event;
-use crate::sources::Reject;
 use crate::sources::sip::SipIngest;
 use crate::sources::sip::dialog::{Capture, DialogLimits};
 use crate::sources::sip::mapping::{MappingConfig, MappingRules};
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 use packet::{HepPacket, Limits};
 
@@ -176,14 +176,14 @@ impl HepIngest {
                 "no auth key"
             };
             return Err(Reject::new(
-                "hep_auth",
+                RejectReason::HepAuth,
                 format!("{why} (HEPv{})", p.version),
             ));
         }
         self.record_packet(p, p.ts.unwrap_or(received));
         if !p.is_sip() {
             return Err(Reject::new(
-                "hep_not_sip",
+                RejectReason::HepNotSip,
                 format!(
                     "HEP protocol type {}",
                     p.proto_type.map_or("?".into(), |t| format!("0x{t:02x}"))
@@ -195,7 +195,7 @@ impl HepIngest {
             .map_err(|e| e.to_reject())?;
         if !packet::looks_like_sip(&payload) {
             return Err(Reject::new(
-                "hep_not_sip",
+                RejectReason::HepNotSip,
                 "payload does not start with a SIP start line",
             ));
         }
@@ -222,7 +222,7 @@ impl HepIngest {
         if refused > self.refused_seen {
             self.refused_seen = refused;
             return Err(Reject::new(
-                "sip_dialog_limit",
+                RejectReason::SipDialogLimit,
                 format!(
                     "already following {} legs; a new call was not followed",
                     self.sip.tracker().len()

@@ -5,7 +5,7 @@ use super::HepIngest;
 use super::packet::StreamFramer;
 use crate::config::HepSourceConfig;
 use crate::event::Event;
-use crate::sources::{Reject, ReplayDecoder};
+use crate::sources::{Reject, RejectReason, ReplayDecoder};
 use crate::time::Ts;
 
 /// `acdmon replay --format hep`: a recorded HEPv3 stream (packets back to
@@ -57,7 +57,7 @@ impl HepReplayDecoder {
         let n = self.framer.buffered();
         if n > 0 {
             vec![Err(Reject::new(
-                "hep_truncated",
+                RejectReason::HepTruncated,
                 format!("{n} bytes at the end of the input"),
             ))]
         } else {

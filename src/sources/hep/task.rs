@@ -21,7 +21,7 @@ use super::packet::{Limits, StreamFramer};
 use super::{HepIngest, HepSourceConfig};
 use crate::event::Event;
 use crate::sources::backoff::Backoff;
-use crate::sources::{Envelope, Reject, RejectCounter, SourceCtx, Started};
+use crate::sources::{Envelope, Reject, RejectCounter, RejectReason, SourceCtx, Started};
 use crate::time::Ts;
 
 /// Datagrams drained per wake-up before events are handed over as one batch.
@@ -357,7 +357,7 @@ async fn read_tcp(
     }
     if framer.buffered() > 0 {
         let rej = Reject::new(
-            "hep_truncated",
+            RejectReason::HepTruncated,
             format!(
                 "connection closed inside a packet ({} bytes)",
                 framer.buffered()

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::decode::LineDecoder;
 use crate::config::JsonSourceConfig;
 use crate::sources::backoff::Backoff;
-use crate::sources::{Reject, SourceCtx, Started};
+use crate::sources::{Reject, RejectReason, SourceCtx, Started};
 
 /// Starts a json source. After a restart a file source resumes where the
 /// engine's figures end (`ctx.restart`).
@@ -134,7 +134,7 @@ async fn authenticate(
     s: &mut TcpStream,
     token: &crate::config::Secret,
 ) -> Result<Vec<u8>, Option<Reject>> {
-    let refuse = |why: String| Some(Reject::new("unauthorized", why));
+    let refuse = |why: String| Some(Reject::new(RejectReason::Unauthorized, why));
     let mut got = Vec::with_capacity(256);
     let mut buf = [0u8; 512];
     let read_line = async {
@@ -212,7 +212,7 @@ async fn listen_tcp(addr: &str, gate: Gate, ctx: &SourceCtx) {
                 let context = format!("tcp {peer}");
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     let rej = Reject::new(
-                        "connection_limit",
+                        RejectReason::ConnectionLimit,
                         format!("{} producers already connected", gate.max_connections),
                     );
                     ctx.rejects.record(&ctx.name, &context, &rej);

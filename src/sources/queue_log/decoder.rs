@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::MAX_LINE;
 use crate::event::{AgentStatus, Event, EventKind, ExitReason};
-use crate::sources::Reject;
 use crate::sources::ami::mapping::AgentIds;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 #[derive(Debug, Default)]
@@ -62,7 +62,7 @@ impl QueueLogDecoder {
         }
         if line.len() > MAX_LINE {
             return Err(Reject::new(
-                "line_too_long",
+                RejectReason::LineTooLong,
                 format!("{} bytes (limit {MAX_LINE})", line.len()),
             ));
         }
@@ -72,7 +72,7 @@ impl QueueLogDecoder {
             (f.next(), f.next(), f.next(), f.next(), f.next())
         else {
             return Err(Reject::new(
-                "malformed",
+                RejectReason::Malformed,
                 format!("fewer than 5 '|' fields: {:?}", preview(&text)),
             ));
         };
@@ -91,7 +91,7 @@ impl QueueLogDecoder {
         let need_call = || -> Result<(String, String), Reject> {
             if call.is_empty() || call == "NONE" || queue.is_empty() || queue == "NONE" {
                 return Err(Reject::new(
-                    "missing_field",
+                    RejectReason::MissingField,
                     format!("{event} without a call id or queue"),
                 ));
             }
@@ -100,7 +100,7 @@ impl QueueLogDecoder {
         let need_agent = || -> Result<String, Reject> {
             if agent.is_empty() || agent == "NONE" {
                 return Err(Reject::new(
-                    "missing_field",
+                    RejectReason::MissingField,
                     format!("{event} without an agent"),
                 ));
             }
@@ -313,15 +313,15 @@ impl QueueLogDecoder {
             return s
                 .parse::<i64>()
                 .map(Ts::from_secs)
-                .map_err(|_| Reject::new("bad_timestamp", format!("{s:?}")));
+                .map_err(|_| Reject::new(RejectReason::BadTimestamp, format!("{s:?}")));
         }
         let dt: jiff::civil::DateTime = s
             .parse()
-            .map_err(|_| Reject::new("bad_timestamp", format!("{:?}", preview(s))))?;
+            .map_err(|_| Reject::new(RejectReason::BadTimestamp, format!("{:?}", preview(s))))?;
         let t = self
             .zone
             .to_timestamp(dt)
-            .map_err(|e| Reject::new("bad_timestamp", format!("{s:?}: {e}")))?;
+            .map_err(|e| Reject::new(RejectReason::BadTimestamp, format!("{s:?}: {e}")))?;
         Ok(Ts(t.as_millisecond()))
     }
 }
@@ -329,7 +329,7 @@ impl QueueLogDecoder {
 fn nonempty_queue(queue: &str, event: &str) -> Result<String, Reject> {
     if queue.is_empty() || queue == "NONE" {
         return Err(Reject::new(
-            "missing_field",
+            RejectReason::MissingField,
             format!("{event} without a queue"),
         ));
     }

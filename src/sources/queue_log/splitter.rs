@@ -1,7 +1,7 @@
 //! Bytes to lines, bounded, for the tail and the replay alike.
 
 use super::MAX_LINE;
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 
 /// Splits a byte stream into lines, bounded: a line longer than
 /// [`MAX_LINE`] is skipped (one rejection) without being buffered whole.
@@ -43,7 +43,7 @@ impl LineSplitter {
             f(
                 self.line + 1,
                 Err(Reject::new(
-                    "line_too_long",
+                    RejectReason::LineTooLong,
                     format!("longer than {MAX_LINE} bytes; skipped"),
                 )),
             );
