@@ -5,6 +5,50 @@
 //! `send().await` waits, which pushes back on the TCP peer (or the HTTP
 //! client) instead of growing memory. Sources own their reconnect, backoff and
 //! resync, and report their health through [`SourceHealth`].
+//!
+//! One abstraction for every kind, in the spirit of Vector's
+//! `SourceConfig::build(cx)`: the kind's validated settings
+//! ([`crate::config::SourceSpec`]) plus a [`SourceCtx`] (every shared
+//! handle) go into the adapter's `spawn`, which returns [`Started`] (the task,
+//! and the CTI action of a connection that can sign agents in and out).
+//! [`spawn`] here and `crate::replay::decoder` are the only places that map
+//! a kind to its adapter.
+//!
+//! # Adding a source
+//!
+//! `src/sources/toy.rs` is a test-only source built by these steps, with a
+//! test that its events reach the engine's figures.
+//!
+//! 1. **Settings.** A plain-data struct for the kind's keys in
+//!    `src/config/sources.rs` (serde with `deny_unknown_fields` and
+//!    defaults; a `validate()` for what serde cannot check), a variant of
+//!    `SourceSpec` with its `kind()`, the kind in `SOURCE_KINDS`, and an
+//!    arm in `Loader::source` (`src/config/mod.rs`) so `check-config`
+//!    reports bad keys with positions. `config` imports nothing from
+//!    `sources/` or `cti/`: types the settings need live there too.
+//! 2. **Sans-IO core.** In `src/sources/<kind>/`: parsing and mapping over
+//!    bytes and a `now` handed in, never a socket or a clock, turning input
+//!    into [`Event`]s or a [`Reject`] whose [`RejectReason`] says why (add a
+//!    reason in `src/event.rs` if none fits: it becomes a metric label).
+//! 3. **Live task.** `pub fn spawn(spec: <Kind>Config, ctx: SourceCtx) ->
+//!    Started` in `src/sources/<kind>/task.rs`: events go to `ctx.inbox`
+//!    (awaiting it: backpressure), rejections to `ctx.rejects.record`,
+//!    state to `ctx.health`; `ctx.agents` and `ctx.restart` say who the
+//!    configured agents are and what the engine already holds. A
+//!    connection that can sign agents in and out returns its CTI action
+//!    (`src/sources/<kind>/cti.rs`) in [`Started::cti`]. A TCP client of
+//!    a PBX runs on the shared reconnecting driver (`tcp`).
+//! 4. **Replay.** `pub fn replay_decoder(..)` in
+//!    `src/sources/<kind>/replay.rs`, returning a [`ReplayDecoder`] over the
+//!    same core.
+//! 5. **Register.** An arm in [`spawn`] (this file); a `Format` variant and
+//!    an arm in `crate::replay::decoder` (and in `replay::detect` if its
+//!    recordings can be recognised from their first bytes).
+//! 6. **Tests.** The core on recorded input (`tests/data/<kind>/`), the
+//!    task against a fake peer over real sockets, the replay in any
+//!    chunking, and a story through the daemon.
+//! 7. **Docs.** The keys, commented, in `config/example.toml`; the
+//!    platform's guide in `docs/`; the new reasons in the metrics list.
 
 pub mod ami;
 pub mod backoff;
@@ -15,6 +59,8 @@ pub mod json;
 pub mod queue_log;
 pub mod reject;
 pub mod sip;
+#[cfg(test)]
+mod toy;
 
 use std::sync::Arc;
 
