@@ -37,7 +37,7 @@
 //!    configured agents are and what the engine already holds. A
 //!    connection that can sign agents in and out returns its CTI action
 //!    (`src/sources/<kind>/cti.rs`) in [`Started::cti`]. A TCP client of
-//!    a PBX runs on the shared reconnecting driver (`tcp`).
+//!    a PBX implements [`tcp::Protocol`] and runs on [`tcp::run`].
 //! 4. **Replay.** `pub fn replay_decoder(..)` in
 //!    `src/sources/<kind>/replay.rs`, returning a [`ReplayDecoder`] over the
 //!    same core.
@@ -59,6 +59,7 @@ pub mod json;
 pub mod queue_log;
 pub mod reject;
 pub mod sip;
+pub mod tcp;
 #[cfg(test)]
 mod toy;
 

@@ -2,8 +2,9 @@
 //!
 //! Split the quinn way: [`parser`] frames bytes, [`mapping`] turns queue
 //! events into domain events, [`session`] is the connection state machine
-//! (login, resync, keepalive, actions), all without I/O; [`task`] is the thin
-//! tokio driver that moves bytes and timers. [`replay`] runs a recorded
+//! (login, resync, keepalive, actions), all without I/O; [`task`] runs it on
+//! the shared reconnecting TCP driver ([`crate::sources::tcp`]), [`cti`] signs
+//! agents in and out through that connection, and [`replay`] runs a recorded
 //! transcript through the same session.
 
 pub mod cti;

@@ -4,8 +4,10 @@
 //! conversation (auth, subscription, resync, gap detection) as a state
 //! machine, [`mapping`] turns `CC-Action`s into domain events and times what
 //! mod_callcenter never announces (wrap-up, reject/busy/no-answer delays),
-//! [`lists`] reads the `callcenter_config` list output. [`task`] is the thin
-//! tokio driver, [`replay`] the transcript decoder; both run the same session.
+//! [`lists`] reads the `callcenter_config` list output. [`task`] runs the
+//! session on the shared reconnecting TCP driver ([`crate::sources::tcp`]),
+//! [`cti`] signs agents in and out through that connection, [`replay`] is
+//! the transcript decoder; all run the same session.
 
 pub mod cti;
 pub mod lists;
