@@ -1,56 +1,198 @@
-//! `acdmon run` and `acdmon demo`: wires sources -> engine -> publishers and
-//! serves until SIGINT/SIGTERM.
+//! The one place that assembles a daemon (`acdmon run`, `acdmon demo`, the
+//! in-process tests): the engine thread with its observers, the sources, the
+//! HTTP state and the background tasks, and the [`Daemon`] that owns every
+//! one of their handles.
+//!
+//! Why one owner: a daemon stops in an order that loses nothing (sources,
+//! then the engine's drain, then the observers' flush, then HTTP; see
+//! [`shutdown`]), and only something that holds every task can keep that
+//! order. Everything the HTTP routes reach (the ladder's handle, the floor
+//! boards) is made before the engine starts and handed in here, so no route
+//! looks anything up by pointer.
+//!
+//! - [`observers`]: which observers a daemon or a replay runs with, so
+//!   `run`, `demo` and `replay` stay the same engine.
+//! - [`shutdown`]: the stop sequence and the signals that start it.
+//! - this file: [`start`] / [`start_with`] / [`assemble`], and starting one
+//!   configured source (`start_source`).
 
+pub mod observers;
+pub mod shutdown;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::cti::CtiRegistry;
+use crate::engine_thread::{Driver, Observer, spawn_engine};
+use crate::escalation::control::LadderHandle;
+use crate::floor::FloorHandles;
 use crate::publish::metrics::Metrics;
 use crate::publish::ws::Hub;
 use crate::publish::{AppState, router};
-use crate::runtime::{Driver, Observer, spawn_engine};
+use crate::reload::Reloader;
 use crate::sources::{HealthRegistry, INBOX_CAPACITY, RejectCounter, SourceCtx};
-use crate::state::{Engine, Publisher};
+use crate::state::{Engine, EngineCheckpoint, Publisher};
+use crate::store::Store;
 use crate::time::Ts;
 use crate::watchdog::EngineWatch;
 
-/// A running daemon's shared parts, for sources and publishers.
+pub use observers::{Parts, cti_registry, replay_observers, replay_observers_storing};
+pub use shutdown::{STOP_WITHIN, stop_engine};
+
+/// Everything a daemon is started with besides its configuration, made
+/// before start-up: the engine's observers and the handles the HTTP routes
+/// reach them by. [`Parts::open`] makes the full set from the configuration
+/// (`run`, `demo`); tests build one by hand.
+#[derive(Default)]
+pub struct Setup {
+    pub observers: Vec<Box<dyn Observer>>,
+    /// The ladder's command channel and audit log (`/api/v1/escalations`,
+    /// the handover routes, storage health).
+    pub ladder: Option<LadderHandle>,
+    /// The floor rules' boards (`/api/v1/posts`, `/api/v1/adherence`).
+    pub floor: FloorHandles,
+    /// Where sources that can sign agents in (AMI, ESL) register their
+    /// action. With it, the daemon can also reload its configuration.
+    pub cti: Option<Arc<CtiRegistry>>,
+    /// The audit log (reloads are recorded beside the escalations).
+    pub store: Option<Arc<Store>>,
+    /// The stored engine checkpoint, restored at start when it still fits.
+    pub checkpoint: Option<EngineCheckpoint>,
+}
+
+impl Setup {
+    /// Only engine observers: no ladder routes, no reload.
+    pub fn observing(observers: Vec<Box<dyn Observer>>) -> Self {
+        Setup {
+            observers,
+            ..Setup::default()
+        }
+    }
+}
+
+impl From<Parts> for Setup {
+    fn from(p: Parts) -> Self {
+        Setup {
+            observers: p.observers,
+            ladder: Some(p.ladder),
+            floor: p.floor,
+            cti: Some(p.cti),
+            store: Some(p.store),
+            checkpoint: p.checkpoint,
+        }
+    }
+}
+
+/// The running sources' tasks by name. The daemon and the reloader share
+/// it: a reload stops and starts single sources under its lock (which also
+/// serialises reloads), and a stopping daemon stops them all and closes it,
+/// so no reload can start a source after that.
+#[derive(Default)]
+pub struct SourceTasks {
+    running: tokio::sync::Mutex<RunningSources>,
+}
+
+/// The map behind [`SourceTasks`]'s lock.
+#[derive(Default)]
+pub struct RunningSources {
+    tasks: HashMap<String, JoinHandle<()>>,
+    /// The daemon is stopping: a source started now is stopped at once.
+    closed: bool,
+}
+
+impl RunningSources {
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.tasks.contains_key(name)
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<JoinHandle<()>> {
+        self.tasks.remove(name)
+    }
+
+    /// Keeps `task` as source `name`'s; a closed set (the daemon is
+    /// stopping) stops it instead.
+    pub fn insert(&mut self, name: String, task: JoinHandle<()>) {
+        if self.closed {
+            task.abort();
+            return;
+        }
+        if let Some(old) = self.tasks.insert(name, task) {
+            old.abort();
+        }
+    }
+}
+
+impl SourceTasks {
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, RunningSources> {
+        self.running.lock().await
+    }
+
+    /// Stops every source and waits for each task to end; later starts are
+    /// refused. What they sent before is in the engine's inbox.
+    pub async fn stop_all(&self) {
+        let mut running = self.running.lock().await;
+        running.closed = true;
+        for (name, task) in running.tasks.drain() {
+            task.abort();
+            let _ = task.await;
+            tracing::debug!(source = %name, "source stopped");
+        }
+    }
+}
+
+/// A running daemon: its HTTP state and every task it started.
 pub struct Daemon {
     pub state: AppState,
+    /// The engine thread; it ends after the engine's last publish, once its
+    /// observers have flushed (they are dropped with it).
     pub engine_thread: std::thread::JoinHandle<()>,
-    /// Each configured source's task, by source name (a reload stops and
-    /// starts them).
-    pub sources: Vec<(String, tokio::task::JoinHandle<()>)>,
+    /// The configured sources (and any the caller [`Daemon::adopt_source`]s).
+    sources: Arc<SourceTasks>,
+    /// The HTTP server, once [`Daemon::serve_on`] started it: the stop
+    /// signal it waits for and its task.
+    http: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
+    /// Reloads on SIGHUP ([`Daemon::run`]); stopped first, so no reload
+    /// starts a source while the daemon stops.
+    sighup: Option<JoinHandle<()>>,
+    /// The WebSocket hub, the engine watchdog and the metrics upkeep: they
+    /// hold no data, so they stop last, by abort.
+    background: Vec<JoinHandle<()>>,
 }
 
-/// Starts the engine and the configured sources (no HTTP yet).
+/// Starts the engine and the configured sources (no HTTP yet), with
+/// `observers` and nothing else.
 pub fn start(config: Config, observers: Vec<Box<dyn Observer>>) -> Daemon {
-    start_with(config, observers, None)
+    assemble(config, Setup::observing(observers))
 }
 
-/// [`start`], registering the CTI action of every source that has one (AMI)
-/// in `cti` under the source's name, for the ladder.
-pub fn start_with(
-    config: Config,
-    observers: Vec<Box<dyn Observer>>,
-    cti: Option<Arc<crate::cti::CtiRegistry>>,
-) -> Daemon {
-    start_from(config, observers, cti, None)
+/// Starts the daemon `parts` describe (no HTTP yet): the ladder and floor
+/// rules reachable from their routes, and a configuration reloader (SIGHUP
+/// in [`Daemon::run`], `POST /api/v1/reload`).
+pub fn start_with(config: Config, parts: Parts) -> Daemon {
+    assemble(config, parts.into())
 }
 
-/// [`start_with`], restoring the engine from `checkpoint` when it belongs to
-/// today and fits the configuration (else it is ignored, with a log line),
-/// and telling sources that can re-read their input where the restored
-/// figures end (docs/failure-modes.md, "Restarts and crashes").
-pub fn start_from(
-    config: Config,
-    observers: Vec<Box<dyn Observer>>,
-    cti: Option<Arc<crate::cti::CtiRegistry>>,
-    checkpoint: Option<crate::state::EngineCheckpoint>,
-) -> Daemon {
+/// Builds and starts a daemon: restores the engine from `setup.checkpoint`
+/// when it belongs to today and fits the configuration (else it is ignored,
+/// with a log line), starts the engine thread with the observers, the
+/// background tasks and the configured sources, telling sources that can
+/// re-read their input where the restored figures end
+/// (docs/failure-modes.md, "Restarts and crashes").
+pub fn assemble(config: Config, setup: Setup) -> Daemon {
+    let Setup {
+        observers,
+        ladder,
+        floor,
+        cti,
+        store,
+        checkpoint,
+    } = setup;
     let config = Arc::new(config);
     let now = Ts::now();
     let mut counted_until = None;
@@ -100,9 +242,12 @@ pub fn start_from(
         config.server.engine_stall_after.get_ref().0,
     ));
     let engine_thread = spawn_engine(driver, rx, publisher.clone(), Some(recorder), watch.clone());
-    crate::publish::health::spawn_watchdog(watch.clone());
-    crate::publish::metrics::spawn(metrics.clone());
-    let hub = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
+    let (hub, hub_task) = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
+    let background = vec![
+        hub_task,
+        crate::publish::health::spawn_watchdog(watch.clone()),
+        crate::publish::metrics::spawn(metrics.clone()),
+    ];
     let state = AppState {
         metrics,
         hub,
@@ -114,20 +259,77 @@ pub fn start_from(
         inbox: tx,
         started: Instant::now(),
         engine: watch,
+        ladder,
+        floor,
     };
-    let sources = config
-        .sources
-        .iter()
-        .map(|s| {
-            let restart = resume.iter().find(|(n, _)| *n == s.name).map(|(_, r)| *r);
-            let task = start_source(s, &state, cti.as_deref(), restart);
-            (s.name.clone(), task)
-        })
-        .collect();
+    let mut running = RunningSources::default();
+    for s in &config.sources {
+        let restart = resume.iter().find(|(n, _)| *n == s.name).map(|(_, r)| *r);
+        let task = start_source(s, &state, cti.as_deref(), restart);
+        running.insert(s.name.clone(), task);
+    }
+    let sources = Arc::new(SourceTasks {
+        running: tokio::sync::Mutex::new(running),
+    });
+    if let Some(cti) = cti {
+        let reloader = Reloader::new(state.clone(), cti, store, sources.clone());
+        state.metrics.reload_result(true);
+        let _ = state.reloader.set(reloader);
+    }
     Daemon {
         state,
         engine_thread,
         sources,
+        http: None,
+        sighup: None,
+        background,
+    }
+}
+
+/// `acdmon run`: the daemon the configuration describes, until SIGINT/SIGTERM.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let cti = cti_registry(&cfg)?;
+    let parts = Parts::open(&cfg, cti)?;
+    start_with(cfg, parts).run().await
+}
+
+impl Daemon {
+    /// Takes a source started outside the configuration (the demo's
+    /// simulator), so it stops with the others.
+    pub async fn adopt_source(&self, name: &str, task: JoinHandle<()>) {
+        self.sources.lock().await.insert(name.to_string(), task);
+    }
+
+    /// Serves HTTP on `listener` until [`Daemon::shutdown`] closes it.
+    pub fn serve_on(&mut self, listener: tokio::net::TcpListener) {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(%addr, "serving the wall, API, /ws and /metrics");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_until(listener, self.state.clone(), async move {
+            let _ = stop_rx.await;
+        }));
+        self.http = Some((stop_tx, task));
+    }
+
+    /// `acdmon run` and `acdmon demo`: serves HTTP on the configured address
+    /// and reloads on SIGHUP until SIGINT/SIGTERM, then stops in order.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let addr = self.state.config.load().server.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        // One daemon per process here: stray `metrics::` calls land in /metrics.
+        self.state.metrics.install_global();
+        self.serve_on(listener);
+        if let Some(r) = self.state.reloader.get() {
+            self.sighup = Some(crate::reload::spawn_sighup(r.clone()));
+        }
+        shutdown::signal().await;
+        self.shutdown(STOP_WITHIN).await;
+        Ok(())
     }
 }
 
@@ -162,25 +364,16 @@ pub(crate) fn start_source(
     started.task
 }
 
-/// Serves HTTP on the configured address until a shutdown signal.
-pub async fn serve(state: AppState) -> anyhow::Result<()> {
-    let addr = state.config.load().server.listen.clone();
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    // One daemon per process here: stray `metrics::` calls land in /metrics.
-    state.metrics.install_global();
-    serve_on(listener, state).await
-}
-
-/// Serves HTTP on a bound listener (tests bind 127.0.0.1:0).
+/// Serves HTTP on a bound listener until SIGINT/SIGTERM, outside any
+/// [`Daemon`]'s stop sequence (tests bind 127.0.0.1:0 and let the process
+/// end it; a daemon serves with [`Daemon::serve_on`]).
 pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(%addr, "serving the wall, API, /ws and /metrics");
-    serve_until(listener, state, shutdown_signal()).await;
+    serve_until(listener, state, shutdown::signal()).await;
     Ok(())
 }
 
@@ -196,50 +389,4 @@ pub async fn serve_until(
         shutdown_drain: state.config.load().server.shutdown_drain.0,
     };
     crate::publish::server::serve(listener, router(state), limits, stop).await;
-}
-
-/// After serving: tells the engine to stop once it has applied what came
-/// before, and waits (at most `within`) for its thread to end, so the
-/// observers are dropped and the interval history writer flushes.
-pub async fn stop_engine(
-    inbox: crate::sources::Inbox,
-    engine: std::thread::JoinHandle<()>,
-    within: std::time::Duration,
-) {
-    let deadline = tokio::time::Instant::now() + within;
-    let sent = tokio::time::timeout_at(deadline, inbox.send(crate::sources::Envelope::Shutdown));
-    if !matches!(sent.await, Ok(Ok(()))) {
-        tracing::warn!("the engine did not take the shutdown; exiting without it");
-        return;
-    }
-    while !engine.is_finished() {
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!("the engine did not stop in time; exiting without it");
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    let _ = engine.join();
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
 }

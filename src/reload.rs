@@ -19,7 +19,6 @@
 //!
 //! Reloads are serialised: a second waits for the first.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use crate::config::diff::{ConfigDiff, diff};
 use crate::config::{Config, CtiSpec, SourceConfig};
 use crate::cti::CtiRegistry;
 use crate::cti::webhook::Webhook;
+use crate::daemon::SourceTasks;
 use crate::publish::AppState;
 use crate::sources::Envelope;
 use crate::store::Store;
@@ -52,7 +52,9 @@ pub struct Reloader {
     state: AppState,
     cti: Arc<CtiRegistry>,
     store: Option<Arc<Store>>,
-    sources: tokio::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// The daemon's source tasks (it owns them; a reload stops and starts
+    /// single sources under their lock).
+    sources: Arc<SourceTasks>,
 }
 
 impl Reloader {
@@ -60,13 +62,13 @@ impl Reloader {
         state: AppState,
         cti: Arc<CtiRegistry>,
         store: Option<Arc<Store>>,
-        sources: Vec<(String, tokio::task::JoinHandle<()>)>,
+        sources: Arc<SourceTasks>,
     ) -> Arc<Self> {
         Arc::new(Reloader {
             state,
             cti,
             store,
-            sources: tokio::sync::Mutex::new(sources.into_iter().collect()),
+            sources,
         })
     }
 
@@ -273,8 +275,12 @@ fn uses_interfaces(s: &SourceConfig) -> bool {
     s.kind == "ami" || s.kind == "queue_log"
 }
 
-/// Reloads on every SIGHUP until the process ends.
-pub fn spawn_sighup(reloader: Arc<Reloader>) {
+/// Reloads on every SIGHUP until the task is stopped.
+pub fn spawn_sighup(reloader: Arc<Reloader>) -> tokio::task::JoinHandle<()> {
+    #[cfg(not(unix))]
+    return tokio::spawn(async move {
+        let _ = reloader;
+    });
     #[cfg(unix)]
     tokio::spawn(async move {
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -287,5 +293,5 @@ pub fn spawn_sighup(reloader: Arc<Reloader>) {
         while hup.recv().await.is_some() {
             reloader.reload("SIGHUP").await;
         }
-    });
+    })
 }

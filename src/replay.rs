@@ -9,9 +9,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::{Config, SourceSpec};
+use crate::engine_thread::{Driver, Observer};
 use crate::escalation::Entry;
 use crate::event::Event;
-use crate::runtime::{Driver, Observer};
 use crate::sources::{self, RejectCounter};
 use crate::state::{AgentView, Engine, IntervalRecord, QueueView};
 

@@ -1,8 +1,8 @@
 //! Bad input is counted by reason, logged with its context, and skipped.
 //!
 //! Logging is rate limited per (source, reason): the first
-//! [`LOG_FIRST`] rejections are logged one by one with their line number or
-//! peer; after that one line per [`LOG_EVERY`] says how many were skipped, so a
+//! `LOG_FIRST` (20) rejections are logged one by one with their line number or
+//! peer; after that one line per `LOG_EVERY` (10,000) says how many were skipped, so a
 //! firehose of garbage cannot fill the disk with logs.
 
 use std::collections::BTreeMap;

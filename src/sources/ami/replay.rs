@@ -27,21 +27,21 @@ impl AmiReplay {
 
     /// Feeds the next bytes of the transcript (any chunking).
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {
-        self.session.feed(bytes, crate::time::Ts::ZERO);
+        self.session.handle_input(bytes, crate::time::Ts::ZERO);
         self.collect()
     }
 
     /// The transcript has ended: settles callers whose leave was still
     /// waiting for an `AgentConnect`.
     pub fn finish(&mut self) -> Vec<Result<Event, Reject>> {
-        self.session.finish(&mut self.events);
+        self.session.handle_eof();
         self.collect()
     }
 
     fn collect(&mut self) -> Vec<Result<Event, Reject>> {
-        self.session.drain_events(&mut self.events);
+        self.session.poll_events(&mut self.events);
         let mut out: Vec<Result<Event, Reject>> =
-            self.session.take_rejects().into_iter().map(Err).collect();
+            self.session.poll_rejects().into_iter().map(Err).collect();
         out.extend(self.events.drain(..).map(Ok));
         out
     }

@@ -115,7 +115,7 @@ impl Protocol for Ami {
 
     fn handle_input(&mut self, bytes: &[u8], now: Ts) {
         if let Some(s) = self.session.as_mut() {
-            s.feed(bytes, now);
+            s.handle_input(bytes, now);
         }
     }
 
@@ -156,14 +156,14 @@ impl Protocol for Ami {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        out.bytes.extend_from_slice(&s.take_outgoing());
-        s.drain_events(&mut out.events);
-        for (token, reply) in s.take_replies() {
+        out.bytes.extend_from_slice(&s.poll_transmit());
+        s.poll_events(&mut out.events);
+        for (token, reply) in s.poll_replies() {
             if let Some(w) = self.waiters.remove(&token) {
                 let _ = w.send(reply);
             }
         }
-        out.rejects.extend(s.take_rejects());
+        out.rejects.extend(s.poll_rejects());
         if s.logged_in() && !self.was_logged_in {
             self.was_logged_in = true;
             tracing::info!(source = %self.name, version = s.version().unwrap_or("?"), "AMI logged in");

@@ -36,7 +36,6 @@ pub struct EslReplay {
     /// Frames without time, waiting for the next event's time (raw bytes;
     /// re-framed when released).
     held: Vec<Vec<u8>>,
-    out: Vec<Output>,
 }
 
 impl Default for EslReplay {
@@ -58,7 +57,6 @@ impl EslReplay {
             buf: Vec::new(),
             session: Session::new(cfg),
             held: Vec::new(),
-            out: Vec::new(),
         }
     }
 
@@ -83,12 +81,12 @@ impl EslReplay {
                                 .int(super::parser::Field::Timestamp)
                                 .map(|us| Ts(us.div_euclid(1000)))
                                 .unwrap_or_else(|| self.session.clock());
-                            release(&mut self.session, &mut self.held, ts, &mut self.out);
-                            self.session.handle(Message::Event(ev), ts, &mut self.out);
+                            release(&mut self.session, &mut self.held, ts);
+                            self.session.handle_message(Message::Event(ev), ts);
                         }
                         Ok(_) => self.held.push(raw.to_vec()),
                     }
-                    drain(&mut self.session, &mut self.out, &mut results);
+                    drain(&mut self.session, &mut results);
                 }
             }
         }
@@ -106,8 +104,8 @@ impl EslReplay {
             self.buf.clear();
         }
         let ts = self.session.clock();
-        release(&mut self.session, &mut self.held, ts, &mut self.out);
-        drain(&mut self.session, &mut self.out, &mut results);
+        release(&mut self.session, &mut self.held, ts);
+        drain(&mut self.session, &mut results);
         results
     }
 }
@@ -119,27 +117,27 @@ impl EslReplay {
     pub fn finish_timers(&mut self, until: Ts) -> Vec<Result<Event, Reject>> {
         let mut results = Vec::new();
         if until > self.session.clock() {
-            self.session.tick(until, &mut self.out);
+            self.session.handle_timeout(until);
         }
-        drain(&mut self.session, &mut self.out, &mut results);
+        drain(&mut self.session, &mut results);
         results
     }
 }
 
-fn release(session: &mut Session, held: &mut Vec<Vec<u8>>, ts: Ts, out: &mut Vec<Output>) {
+fn release(session: &mut Session, held: &mut Vec<Vec<u8>>, ts: Ts) {
     let mut framer = Framer::default();
     for raw in held.drain(..) {
         if let Parse::Frame(f, _) = framer.next(&raw)
             && let Ok(m) = f.message()
         {
-            session.handle(m, ts, out);
+            session.handle_message(m, ts);
         }
     }
 }
 
-fn drain(session: &mut Session, out: &mut Vec<Output>, results: &mut Vec<Result<Event, Reject>>) {
+fn drain(session: &mut Session, results: &mut Vec<Result<Event, Reject>>) {
     let mut closed = None;
-    for o in out.drain(..) {
+    while let Some(o) = session.poll_output() {
         match o {
             Output::Event(e) => results.push(Ok(e)),
             Output::Reject(r) => results.push(Err(r)),
@@ -150,9 +148,8 @@ fn drain(session: &mut Session, out: &mut Vec<Output>, results: &mut Vec<Result<
     if let Some(why) = closed {
         // The recording goes on with the server's next connection.
         tracing::info!(%why, "recorded connection closed");
-        let mut more = Vec::new();
-        session.disconnected(&why, &mut more);
-        for o in more {
+        session.handle_disconnect(&why);
+        while let Some(o) = session.poll_output() {
             match o {
                 Output::Event(e) => results.push(Ok(e)),
                 Output::Reject(r) => results.push(Err(r)),

@@ -2,11 +2,9 @@
 //! ([`crate::sources::tcp`], which holds the overflow policy: FreeSWITCH
 //! drops events for a listener whose queue is full and kills it after 500
 //! losses, so the read side never stalls on the engine). This file is the
-//! glue between the driver and the sans-IO [`Session`]: it frames the bytes
-//! read (each read takes up to 64 KiB and every complete frame in it is
-//! parsed in place, borrowed, no per-event allocation on the plain path),
-//! runs the once-a-second tick and the periodic resync, and carries CTI
-//! commands in and replies out.
+//! glue between the driver and the sans-IO [`Session`] (which frames the
+//! bytes read itself): it runs the once-a-second tick and the periodic
+//! resync, and carries CTI commands in and replies out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +14,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::EslConfig;
 use super::cti::EslCti;
-use super::parser::{Framer, Parse};
 use super::session::{Output, Session};
 use crate::event::EventKind;
 use crate::sources::tcp::{self, Link, Protocol, Transmit};
@@ -60,11 +57,9 @@ pub fn spawn(cfg: EslConfig, ctx: SourceCtx) -> Started {
         resync_every: cfg.resync_interval.map(|d| d.millis()).filter(|ms| *ms > 0),
         reply_within: cfg.command_timeout.0 * 2,
         address: cfg.address,
-        framer: Framer::default(),
-        buf: Vec::new(),
-        out: Vec::new(),
         waiters: HashMap::new(),
         next_id: 0,
+        overdue: None,
         up: false,
         next_tick: Ts::ZERO,
         next_resync: None,
@@ -85,14 +80,11 @@ struct Esl {
     /// A command FreeSWITCH never answers would shift every later reply
     /// onto the wrong command, so one overdue by this drops the connection.
     reply_within: Duration,
-    framer: Framer,
-    /// Bytes read and not yet framed.
-    buf: Vec<u8>,
-    /// The session's outputs not yet taken by the driver.
-    out: Vec<Output>,
     /// CTI commands awaiting their reply, with when they were sent.
     waiters: HashMap<u64, (oneshot::Sender<Result<String, String>>, Ts)>,
     next_id: u64,
+    /// Set when a CTI reply is overdue: the connection closes.
+    overdue: Option<String>,
     up: bool,
     next_tick: Ts,
     next_resync: Option<Ts>,
@@ -103,39 +95,19 @@ impl Protocol for Esl {
 
     fn handle_connected(&mut self, now: Ts) {
         self.up = true;
-        self.framer = Framer::default();
-        self.buf.clear();
         self.next_tick = now;
         self.next_resync = self.resync_every.map(|ms| now.plus_ms(ms));
         tracing::info!(source = %self.name, addr = %self.address, "connected to the event socket");
     }
 
     fn handle_input(&mut self, bytes: &[u8], now: Ts) {
-        self.buf.extend_from_slice(bytes);
-        let mut pos = 0;
-        loop {
-            match self.framer.next(&self.buf[pos..]) {
-                Parse::NeedMore => break,
-                Parse::Skip(r, n) => {
-                    pos += n;
-                    self.out.push(Output::Reject(r));
-                }
-                Parse::Frame(f, n) => {
-                    pos += n;
-                    match f.message() {
-                        Ok(m) => self.session.handle(m, now, &mut self.out),
-                        Err(r) => self.out.push(Output::Reject(r)),
-                    }
-                }
-            }
-        }
-        self.buf.drain(..pos);
+        self.session.handle_input(bytes, now);
     }
 
     fn handle_command(&mut self, c: EslCommand, now: Ts) {
         let id = self.next_id;
         self.next_id += 1;
-        match self.session.api(id, &c.command, c.effect, &mut self.out) {
+        match self.session.submit(id, &c.command, c.effect) {
             Ok(()) => {
                 self.waiters.insert(id, (c.reply, now));
             }
@@ -147,31 +119,32 @@ impl Protocol for Esl {
 
     fn handle_timeout(&mut self, now: Ts) {
         if now >= self.next_tick {
-            self.session.tick(now, &mut self.out);
+            self.session.handle_timeout(now);
             let limit = self.reply_within;
             let overdue = |sent: &Ts| now.since(*sent) > limit.as_millis() as i64;
             if self.waiters.values().any(|(_, sent)| overdue(sent)) {
-                self.out.push(Output::Close(format!(
+                self.overdue = Some(format!(
                     "FreeSWITCH did not answer a command within {limit:?}"
-                )));
+                ));
             }
             self.next_tick = now.plus_ms(TICK_MS);
         }
         if let (Some(at), Some(every)) = (self.next_resync, self.resync_every)
             && now >= at
         {
-            self.session.request_resync("periodic", now, &mut self.out);
+            self.session.request_resync("periodic", now);
             self.next_resync = Some(now.plus_ms(every));
         }
     }
 
     fn handle_overflow(&mut self, now: Ts) {
-        self.session.request_resync("overflow", now, &mut self.out);
+        self.session.request_resync("overflow", now);
     }
 
     fn handle_disconnected(&mut self, why: &str, _now: Ts) {
         self.up = false;
-        self.session.disconnected(why, &mut self.out);
+        self.overdue = None;
+        self.session.handle_disconnect(why);
         for (_, (w, _)) in self.waiters.drain() {
             let _ = w.send(Err(format!("connection lost: {why}")));
         }
@@ -185,7 +158,10 @@ impl Protocol for Esl {
     }
 
     fn poll_transmit(&mut self, out: &mut Transmit) {
-        for o in self.out.drain(..) {
+        if let Some(why) = self.overdue.take() {
+            out.close.get_or_insert(why);
+        }
+        while let Some(o) = self.session.poll_output() {
             match o {
                 Output::Send(bytes) => out.bytes.extend_from_slice(&bytes),
                 Output::Event(e) => out.events.push(e),

@@ -81,7 +81,9 @@ impl HepSourceConfig {
 /// says so).
 pub const MAX_RECORD_BUFFER: usize = 8 << 20;
 
-/// HEP packets in, domain events out. Sans-IO.
+/// HEP packets in, domain events out. Sans-IO; the calling order is
+/// [`SipIngest`]'s (`handle_start`, `handle_datagram`/`handle_packet`,
+/// `handle_timeout` with the local clock).
 #[derive(Debug, Clone)]
 pub struct HepIngest {
     limits: Limits,
@@ -148,8 +150,8 @@ impl HepIngest {
 
     /// Reports what is known before any traffic (static members), dated
     /// `now`; the live task calls it when it starts listening.
-    pub fn start(&mut self, now: Ts, out: &mut Vec<Event>) {
-        self.sip.start(now, out);
+    pub fn handle_start(&mut self, now: Ts, out: &mut Vec<Event>) {
+        self.sip.handle_start(now, out);
     }
     pub fn limits(&self) -> Limits {
         self.limits
@@ -161,7 +163,7 @@ impl HepIngest {
 
     /// One decoded packet. `received` stands in for the capture time when
     /// the packet has none (HEPv1).
-    pub fn on_packet(
+    pub fn handle_packet(
         &mut self,
         p: &HepPacket<'_>,
         received: Ts,
@@ -210,7 +212,7 @@ impl HepIngest {
         let corr = p.correlation_id.map(String::from_utf8_lossy);
         let r = self
             .sip
-            .on_payload(
+            .handle_payload(
                 &payload,
                 &cap,
                 corr.as_deref(),
@@ -233,24 +235,24 @@ impl HepIngest {
     }
 
     /// One UDP datagram.
-    pub fn on_datagram(
+    pub fn handle_datagram(
         &mut self,
         d: &[u8],
         received: Ts,
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
         let p = packet::parse_datagram(d, &self.limits).map_err(|e| e.to_reject())?;
-        self.on_packet(&p, received, out)
+        self.handle_packet(&p, received, out)
     }
 
     /// Expires quiet legs. `local_now` is the local wall clock; it is
     /// turned into the senders' time (see `clock`).
-    pub fn tick(&mut self, local_now: Ts, out: &mut Vec<Event>) {
+    pub fn handle_timeout(&mut self, local_now: Ts, out: &mut Vec<Event>) {
         let now = match self.clock {
             Some((seen, at)) => seen.plus_ms(local_now.since(at)),
             None => return,
         };
-        self.sip.tick(now, out);
+        self.sip.handle_timeout(now, out);
     }
 }
 

@@ -40,7 +40,7 @@ impl HepReplayDecoder {
                     if let Some(ts) = p.ts {
                         self.last_ts = self.last_ts.max(ts);
                     }
-                    if let Err(rej) = self.ingest.on_packet(&p, self.last_ts, &mut events) {
+                    if let Err(rej) = self.ingest.handle_packet(&p, self.last_ts, &mut events) {
                         results.push(Err(rej));
                     }
                     results.extend(events.drain(..).map(Ok));

@@ -137,7 +137,7 @@ pub async fn run(listeners: Listeners, mut ingest: HepIngest, ctx: SourceCtx) {
     health.set_synced(true);
     let mut recorder = open_record(name, &mut ingest);
     let mut events: Vec<Event> = Vec::new();
-    ingest.start(Ts::now(), &mut events);
+    ingest.handle_start(Ts::now(), &mut events);
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(TCP_QUEUE);
     if let Some(l) = listeners.tcp {
         tokio::spawn(accept_loop(
@@ -193,7 +193,7 @@ pub async fn run(listeners: Listeners, mut ingest: HepIngest, ctx: SourceCtx) {
                 None => tcp_open = false,
             },
             _ = tick.tick() => {
-                ingest.tick(Ts::now(), &mut events);
+                ingest.handle_timeout(Ts::now(), &mut events);
                 if let Some(n) = udp_inode.and_then(super::drops::read) {
                     // Said at most once a minute while it goes on.
                     if n > health.dropped() && warned.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(60)) {
@@ -272,7 +272,7 @@ fn handle(
     transport: &str,
     peer: SocketAddr,
 ) {
-    if let Err(rej) = ingest.on_datagram(d, now, events) {
+    if let Err(rej) = ingest.handle_datagram(d, now, events) {
         record(&ctx.rejects, &ctx.name, transport, peer, &rej);
     }
 }

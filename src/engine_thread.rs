@@ -346,6 +346,7 @@ pub fn spawn_engine(
                     }
                     watch.batch_done(rx.is_empty());
                     if stop {
+                        drain(&mut driver, &mut rx, &publisher).await;
                         driver.stop();
                         tracing::info!("engine stopped: shutdown");
                         return;
@@ -356,6 +357,26 @@ pub fn spawn_engine(
             });
         })
         .unwrap_or_else(|e| panic!("cannot spawn the engine thread: {e}"))
+}
+
+/// After a shutdown: closes the inbox to new entries (a sender then sees
+/// the engine as stopped) and applies every entry already in it, so nothing
+/// whose send succeeded is lost, then publishes a last time.
+async fn drain(driver: &mut Driver, rx: &mut mpsc::Receiver<Envelope>, publisher: &Publisher) {
+    rx.close();
+    let mut stop = true;
+    let mut n = 0usize;
+    while let Some(env) = rx.recv().await {
+        n += apply_envelope(driver, env, &mut stop);
+    }
+    if n > 0 {
+        tracing::info!(
+            events = n,
+            "engine stopping: applied what was still in its inbox"
+        );
+    }
+    let entries = driver.before_publish();
+    publisher.publish(&mut driver.engine, entries);
 }
 
 fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize {
