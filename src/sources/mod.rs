@@ -79,6 +79,12 @@ use crate::time::Ts;
 /// `[[agents]]` directory, and where the restored figures end. One value,
 /// so adding a handle touches this struct and not every adapter's
 /// signature.
+///
+/// There is no shutdown signal in it on purpose: the daemon holds each
+/// source's task ([`Started::task`]) and stops it by abort, which is safe
+/// because a source holds nothing to flush (what it sent is in the
+/// engine's inbox; a file source's position is saved with the engine's
+/// checkpoint), and a source also ends by itself when the inbox closes.
 #[derive(Clone)]
 pub struct SourceCtx {
     /// The `[[sources]] name`: the label of its events, health and
