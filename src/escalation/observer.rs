@@ -572,7 +572,7 @@ impl Observer for LadderObserver {
     fn after_event(&mut self, engine: &mut Engine, queue: Option<usize>) {
         for ev in std::mem::take(&mut self.membership) {
             if let Err(r) = engine.apply(ev) {
-                tracing::warn!(reason = r.reason, detail = %r.detail, "log-only membership change not applied");
+                tracing::warn!(reason = r.reason.as_str(), detail = %r.detail, "log-only membership change not applied");
             }
         }
         self.ensure_ready(engine);
