@@ -107,12 +107,20 @@ fn init_logs() {
 }
 
 fn load_config(path: &str) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|errs| {
+    let cfg = Config::load(path).map_err(|errs| {
         for e in errs {
             eprintln!("{e}");
         }
         ExitCode::from(1)
-    })
+    })?;
+    for w in &cfg.warnings {
+        tracing::warn!("{}:{}:{}: warning: {}", w.file, w.line, w.col, w.message);
+    }
+    Ok(cfg)
+}
+
+fn print_warning(e: &acdmon::config::ConfigError) {
+    println!("{}:{}:{}: warning: {}", e.file, e.line, e.col, e.message);
 }
 
 fn main() -> ExitCode {
@@ -120,7 +128,10 @@ fn main() -> ExitCode {
     init_logs();
     match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(_) => {
+            Ok(cfg) => {
+                for w in &cfg.warnings {
+                    print_warning(w);
+                }
                 println!("{file}: ok");
                 ExitCode::SUCCESS
             }
