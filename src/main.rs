@@ -124,7 +124,21 @@ fn print_warning(e: &acdmon::config::ConfigError) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A wrong command line is bad input: exit 1 (contract section 1 has
+    // 0 ok, 1 bad config or unreadable input, 2 runtime failure), not
+    // clap's own 2, which a script would read as a daemon that failed.
+    // `--help` and `--version` print to stdout and exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     init_logs();
     match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {

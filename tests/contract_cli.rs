@@ -91,3 +91,40 @@ fn the_contracts_example_configuration_replays() {
     assert_eq!(first["stage_name"], "experts", "{report}");
     assert_eq!(first["direction"], "up", "{first}");
 }
+
+/// Exit codes are 0 ok, 1 bad config or unreadable input, 2 runtime
+/// failure: a command line that cannot be understood is bad input (exit 1),
+/// never the 2 a supervisor's script reads as "the daemon failed" (clap's
+/// default was 2). Help and version are answers, exit 0.
+#[test]
+fn a_wrong_command_line_exits_1_and_help_exits_0() {
+    for args in [
+        vec!["run"],
+        vec!["replay", "--config", CONTRACT_EXAMPLE],
+        vec!["check-config"],
+        vec![
+            "replay",
+            "--format",
+            "csv",
+            "--config",
+            CONTRACT_EXAMPLE,
+            "x",
+        ],
+        vec!["launch"],
+        vec![],
+    ] {
+        let out = acdmon().args(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: usage goes to stderr");
+    }
+    for args in [vec!["--help"], vec!["replay", "--help"], vec!["--version"]] {
+        let out = acdmon().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+}
