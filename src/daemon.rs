@@ -27,7 +27,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, SourceSpec};
+use crate::config::Config;
 use crate::cti::CtiRegistry;
 use crate::engine_thread::{Driver, Observer, spawn_engine};
 use crate::escalation::control::LadderHandle;
@@ -36,8 +36,7 @@ use crate::publish::metrics::Metrics;
 use crate::publish::ws::Hub;
 use crate::publish::{AppState, router};
 use crate::reload::Reloader;
-use crate::sources::json::task::SourceCtx;
-use crate::sources::{HealthRegistry, INBOX_CAPACITY, RejectCounter, SourceHealth};
+use crate::sources::{HealthRegistry, INBOX_CAPACITY, RejectCounter, SourceCtx};
 use crate::state::{Engine, EngineCheckpoint, Publisher};
 use crate::store::Store;
 use crate::time::Ts;
@@ -223,11 +222,11 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
     let recorder = metrics.recorder();
     let mut engine = restored.unwrap_or_else(|| Engine::starting_at(config.engine_config(), now));
     let today_start = crate::state::window::day_bounds(now, engine.zone()).0;
-    let resume: Vec<(String, crate::sources::queue_log::Restart)> = config
+    let resume: Vec<(String, crate::sources::Restart)> = config
         .sources
         .iter()
         .map(|s| {
-            let r = crate::sources::queue_log::Restart {
+            let r = crate::sources::Restart {
                 applied: engine.position(&s.name),
                 today_start,
                 counted_until,
@@ -267,9 +266,8 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
     let mut running = RunningSources::default();
     for s in &config.sources {
         let restart = resume.iter().find(|(n, _)| *n == s.name).map(|(_, r)| *r);
-        if let Some(task) = start_source(s, &state, cti.as_deref(), restart) {
-            running.insert(s.name.clone(), task);
-        }
+        let task = start_source(s, &state, cti.as_deref(), restart);
+        running.insert(s.name.clone(), task);
     }
     let sources = Arc::new(SourceTasks {
         running: tokio::sync::Mutex::new(running),
@@ -336,132 +334,35 @@ impl Daemon {
     }
 }
 
-/// Starts one configured source; `None` when its settings cannot run (the
-/// reason is on its health, so `/readyz` says it).
+/// Starts one configured source with the daemon's shared handles (its
+/// health entry is registered, its CTI action, if any, goes into `cti`
+/// under the source's name). Its settings were validated when the
+/// configuration was loaded, so it always starts; what goes wrong later
+/// (a refused connection) is on its health.
 pub(crate) fn start_source(
     s: &crate::config::SourceConfig,
     state: &AppState,
     cti: Option<&crate::cti::CtiRegistry>,
-    restart: Option<crate::sources::queue_log::Restart>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let kind: &'static str = match s.kind.as_str() {
-        "json" => "json",
-        "ami" => "ami",
-        "queue_log" => "queue_log",
-        "esl" => "esl",
-        "hep" => "hep",
-        _ => "unknown",
-    };
-    let health = SourceHealth::new(&s.name, kind);
+    restart: Option<crate::sources::Restart>,
+) -> tokio::task::JoinHandle<()> {
+    let health = crate::sources::SourceHealth::new(&s.name, s.spec.kind());
     state.health.register(health.clone());
-    let ctx = SourceCtx {
-        name: Arc::from(s.name.as_str()),
-        inbox: state.inbox.clone(),
-        health,
-        rejects: state.rejects.clone(),
-    };
-    match &s.spec {
-        SourceSpec::Json(c) => {
-            let mut c = c.clone();
-            c.resume = restart.and_then(|r| r.applied);
-            Some(crate::sources::json::task::spawn(c, ctx))
-        }
-        SourceSpec::Other(t) if s.kind == "ami" || s.kind == "queue_log" => {
-            // Agents this source may name by interface (`[[agents]] interface`).
-            let agents: Vec<(String, String)> = state
-                .config
-                .load()
-                .agents
-                .iter()
-                .filter(|a| a.source.as_ref().is_none_or(|x| *x.get_ref() == s.name))
-                .filter_map(|a| a.interface.clone().map(|i| (a.id.clone(), i)))
-                .collect();
-            let started = if s.kind == "ami" {
-                crate::sources::ami::AmiConfig::from_table(t.clone()).map(|mut c| {
-                    c.agents = agents;
-                    let (task, action) = crate::sources::ami::spawn_with_cti(
-                        ctx.name.clone(),
-                        c,
-                        ctx.inbox.clone(),
-                        ctx.health.clone(),
-                        ctx.rejects.clone(),
-                    );
-                    if let Some(reg) = cti {
-                        reg.insert(&s.name, Arc::new(action));
-                    }
-                    task
-                })
-            } else {
-                crate::sources::queue_log::QueueLogConfig::from_table(t.clone()).map(|mut c| {
-                    c.agents = agents;
-                    c.restart = restart;
-                    crate::sources::queue_log::spawn(
-                        ctx.name.clone(),
-                        c,
-                        ctx.inbox.clone(),
-                        ctx.health.clone(),
-                        ctx.rejects.clone(),
-                    )
-                })
-            };
-            match started {
-                Ok(task) => Some(task),
-                Err(e) => {
-                    ctx.health.set_error(e.clone());
-                    tracing::error!(source = %s.name, error = %e, "source not started");
-                    None
-                }
-            }
-        }
-        SourceSpec::Other(t) if s.kind == "esl" => {
-            match crate::sources::esl::EslConfig::from_table(t) {
-                Ok(mut c) => {
-                    c.counted_until = restart.and_then(|r| r.counted_until);
-                    let (task, action) = crate::sources::esl::spawn_with_cti(
-                        ctx.name.clone(),
-                        c,
-                        ctx.inbox.clone(),
-                        ctx.health.clone(),
-                        ctx.rejects.clone(),
-                    );
-                    if let Some(reg) = cti {
-                        reg.insert(&s.name, Arc::new(action));
-                    }
-                    Some(task)
-                }
-                Err(e) => {
-                    let e = format!("bad esl settings: {e}");
-                    ctx.health.set_error(e.clone());
-                    tracing::error!(source = %s.name, error = %e, "source not started");
-                    None
-                }
-            }
-        }
-        SourceSpec::Other(t) if s.kind == "hep" => {
-            match crate::sources::hep::HepSourceConfig::from_table(t) {
-                Ok(c) => Some(crate::sources::hep::spawn(
-                    ctx.name.clone(),
-                    c,
-                    ctx.inbox.clone(),
-                    ctx.health.clone(),
-                    ctx.rejects.clone(),
-                )),
-                Err(e) => {
-                    ctx.health.set_error(e.clone());
-                    tracing::error!(source = %s.name, error = %e, "source not started");
-                    None
-                }
-            }
-        }
-        SourceSpec::Other(_) => {
-            ctx.health.set_error(format!(
-                "source kind `{}` is not available in this build",
-                s.kind
-            ));
-            tracing::error!(source = %s.name, kind = %s.kind, "source kind not available in this build");
-            None
-        }
+    let mut ctx = SourceCtx::new(&s.name, state.inbox.clone(), health, state.rejects.clone());
+    // Agents this source may name by interface (`[[agents]] interface`).
+    ctx.agents = state
+        .config
+        .load()
+        .agents
+        .iter()
+        .filter(|a| a.source.as_ref().is_none_or(|x| *x.get_ref() == s.name))
+        .filter_map(|a| a.interface.clone().map(|i| (a.id.clone(), i)))
+        .collect();
+    ctx.restart = restart;
+    let started = crate::sources::spawn(&s.spec, ctx);
+    if let (Some(reg), Some(action)) = (cti, started.cti) {
+        reg.insert(&s.name, action);
     }
+    started.task
 }
 
 /// Serves HTTP on a bound listener until SIGINT/SIGTERM, outside any

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::escalation::Entry;
 use crate::event::{Event, EventKind};
-use crate::sources::{Envelope, Reject, RejectCounter};
+use crate::sources::{Envelope, Reject, RejectCounter, RejectReason};
 use crate::state::{Engine, IntervalRecord, Publisher};
 use crate::time::Ts;
 
@@ -96,7 +96,7 @@ impl Driver {
         if let (Some(skew), Some(clock)) = (self.max_future_skew_ms, self.clock) {
             if ev.ts.0 > clock.0.saturating_add(skew) {
                 return Err(Reject::new(
-                    "ts_in_future",
+                    RejectReason::TsInFuture,
                     format!(
                         "{} is {:.1} s ahead of the daemon's clock {} (max_future_skew {} s); a producer's clock is wrong",
                         ev.ts,
@@ -113,7 +113,7 @@ impl Driver {
         let floor = self.too_old_floor(reference);
         if ev.ts < floor {
             return Err(Reject::new(
-                "ts_too_old",
+                RejectReason::TsTooOld,
                 format!(
                     "{} is before the start of the previous day ({floor}); a producer's clock is wrong or the event is stale",
                     ev.ts

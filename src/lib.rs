@@ -16,7 +16,6 @@ pub mod floor;
 pub mod publish;
 pub mod reload;
 pub mod replay;
-mod replay_formats;
 pub mod sources;
 pub mod state;
 pub mod store;

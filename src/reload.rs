@@ -164,7 +164,7 @@ impl Reloader {
             if sources.contains_key(&s.name) {
                 continue;
             }
-            let restart = crate::sources::queue_log::Restart {
+            let restart = crate::sources::Restart {
                 applied: positions
                     .iter()
                     .find(|(n, _)| *n == s.name)
@@ -173,11 +173,8 @@ impl Reloader {
                 // The engine has applied everything the old task sent.
                 counted_until: Some(Ts::now()),
             };
-            if let Some(task) =
-                crate::daemon::start_source(s, &self.state, Some(&self.cti), Some(restart))
-            {
-                sources.insert(s.name.clone(), task);
-            }
+            let task = crate::daemon::start_source(s, &self.state, Some(&self.cti), Some(restart));
+            sources.insert(s.name.clone(), task);
             tracing::info!(source = %s.name, "source started by a config reload");
         }
         drop(sources);

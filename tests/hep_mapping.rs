@@ -616,7 +616,7 @@ fn foreign_and_hostile_packets_are_counted_not_fatal() {
         }
         .build(inv.as_bytes())
     };
-    let reason = |r: Result<(), acdmon::sources::Reject>| r.err().map(|r| r.reason);
+    let reason = |r: Result<(), acdmon::sources::Reject>| r.err().map(|r| r.reason.as_str());
     assert_eq!(
         reason(ingest.handle_datagram(&with_key(None), Ts(T0), &mut ev)),
         Some("hep_auth")

@@ -80,7 +80,6 @@ x = 1
         ("unknown ladder `nope`", "t.toml:12:"),
         ("invalid type", "t.toml:15:"),
         ("bad expression", "t.toml:21:"),
-        ("unknown group `ghosts`", "t.toml:23:"),
         ("unknown source kind", "t.toml:27:"),
         ("unknown section `mystery`", "t.toml:29:"),
     ] {
@@ -89,6 +88,32 @@ x = 1
             "missing {needle:?} at {at}:\n{joined}"
         );
     }
+}
+
+/// A stage naming a group nobody is in is valid (the contract's own example
+/// has three), but almost certainly a mistake: a warning with its position.
+#[test]
+fn a_stage_of_an_unknown_group_is_a_warning() {
+    let text = r#"
+[[agents]]
+id = "1017"
+groups = ["outbound"]
+
+[[ladders]]
+name = "emergency"
+[[ladders.stages]]
+name = "experts"
+when = "waiting > 5"
+for = "5m"
+sign_in = { group = "ghosts" }
+"#;
+    let c = Config::parse("t.toml", text).unwrap();
+    let w: Vec<String> = c.warnings.iter().map(|e| e.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("t.toml:12:21:") && w[0].contains("unknown group `ghosts`"),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -296,4 +321,28 @@ fn sl_round_is_per_queue_and_checked() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].starts_with("t.toml:2:"), "{errs:?}");
     assert!(errs[0].contains("whole_seconds"), "{errs:?}");
+}
+
+#[test]
+fn ami_settings_read_with_defaults_and_unknown_keys_refused() {
+    let SourceSpec::Ami(c) = SourceSpec::from_toml(
+        "ami",
+        "address = \"10.0.0.2:5038\"\nusername = \"acdmon\"\nsecret = \"inline-secret\"\nauth = \"md5\"\nagent_id = \"interface\"\nsign_out = \"pause\"\nping_interval = \"10s\"",
+    )
+    .unwrap() else {
+        panic!("not an ami spec")
+    };
+    assert_eq!(c.auth, Auth::Md5);
+    assert_eq!(c.agent_id, AgentNaming::Interface);
+    assert_eq!(c.sign_out, SignOutMode::Pause);
+    assert_eq!(c.events, "agent,call");
+    assert_eq!(c.ping_interval.millis(), 10_000);
+    assert_eq!(c.action_timeout.millis(), 5_000);
+    assert!(!format!("{c:?}").contains("inline-secret"));
+    let e = SourceSpec::from_toml(
+        "ami",
+        "address = \"x:1\"\nusername = \"u\"\nsecret = \"s\"\nport = 5038",
+    )
+    .unwrap_err();
+    assert!(e.contains("port"), "{e}");
 }

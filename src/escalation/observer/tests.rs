@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::cti::ami::{AmiCti, SignOutMode};
+use crate::sources::ami::cti::{AmiCti, SignOutMode};
 use crate::sources::ami::{AgentIds, AmiReplay};
 use crate::state::{AgentProfile, EngineConfig};
 

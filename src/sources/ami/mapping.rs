@@ -39,10 +39,8 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
-
 use super::parser::Headers;
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 /// How long a `QueueCallerLeave` without a prior abandon waits for its
@@ -50,19 +48,7 @@ use crate::time::Ts;
 /// the same millisecond in practice; the margin covers a slow member Gosub.
 pub const LEAVE_GRACE_MS: i64 = 3_000;
 
-/// Which AMI field names an agent (the id the engine and `[[agents]] id` use).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentNaming {
-    /// `MemberName` when present and different from the interface, else the
-    /// interface. This is also what queue_log writes in its agent column.
-    #[default]
-    Auto,
-    /// Always `MemberName` (falls back to the interface when empty).
-    MemberName,
-    /// Always the interface (`PJSIP/1017`).
-    Interface,
-}
+pub use crate::config::sources::AgentNaming;
 
 /// A queue member as AMI describes it (live member block or `QueueMember`).
 #[derive(Debug, Clone, PartialEq)]
@@ -180,7 +166,7 @@ pub fn classify<H: Headers + ?Sized>(h: &H) -> Result<Option<QueueEvent<'_>>, Re
     let need = |key: &'static str| {
         h.header(key)
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| Reject::new("missing_field", format!("{key} in {name}")))
+            .ok_or_else(|| Reject::new(RejectReason::MissingField, format!("{key} in {name}")))
     };
     let opt = |key: &str| h.header(key).filter(|v| !v.is_empty());
     let member_name = || opt("MemberName").or_else(|| opt("Name"));
@@ -324,16 +310,16 @@ fn match_event(name: &str) -> Kind {
 
 fn member_block<'a, H: Headers + ?Sized>(h: &'a H, name: &str) -> Result<MemberBlock<'a>, Reject> {
     let opt = |key: &str| h.header(key).filter(|v| !v.is_empty());
-    let queue =
-        opt("Queue").ok_or_else(|| Reject::new("missing_field", format!("Queue in {name}")))?;
+    let queue = opt("Queue")
+        .ok_or_else(|| Reject::new(RejectReason::MissingField, format!("Queue in {name}")))?;
     let interface = opt("Interface")
         .or_else(|| opt("Location"))
-        .ok_or_else(|| Reject::new("missing_field", format!("Interface in {name}")))?;
+        .ok_or_else(|| Reject::new(RejectReason::MissingField, format!("Interface in {name}")))?;
     let status = number(h, name, "Status")?;
     let status = u8::try_from(status)
         .ok()
         .filter(|s| *s <= 8)
-        .ok_or_else(|| Reject::new("bad_value", format!("Status {status} in {name}")))?;
+        .ok_or_else(|| Reject::new(RejectReason::BadValue, format!("Status {status} in {name}")))?;
     Ok(MemberBlock {
         queue,
         name: opt("MemberName").or_else(|| opt("Name")),
@@ -353,10 +339,10 @@ const ASYNC_GOTO: i64 = 2;
 fn number<H: Headers + ?Sized>(h: &H, event: &str, key: &str) -> Result<i64, Reject> {
     let v = h
         .header(key)
-        .ok_or_else(|| Reject::new("missing_field", format!("{key} in {event}")))?;
+        .ok_or_else(|| Reject::new(RejectReason::MissingField, format!("{key} in {event}")))?;
     v.trim()
         .parse::<i64>()
-        .map_err(|_| Reject::new("bad_value", format!("{key}: {v:?} in {event}")))
+        .map_err(|_| Reject::new(RejectReason::BadValue, format!("{key}: {v:?} in {event}")))
 }
 
 fn flag<H: Headers + ?Sized>(h: &H, key: &str) -> bool {

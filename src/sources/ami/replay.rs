@@ -8,7 +8,7 @@
 use super::mapping::AgentIds;
 use super::session::Session;
 use crate::event::Event;
-use crate::sources::Reject;
+use crate::sources::{Reject, ReplayDecoder};
 
 /// Decodes an AMI transcript into events on event time.
 #[derive(Debug)]
@@ -44,5 +44,24 @@ impl AmiReplay {
             self.session.poll_rejects().into_iter().map(Err).collect();
         out.extend(self.events.drain(..).map(Ok));
         out
+    }
+}
+
+/// The replay entry point: `agents` are the `[[agents]]` with an interface
+/// (`(id, interface)`), so events name the agents as the daemon does.
+pub fn replay_decoder(agents: &[(String, String)]) -> AmiReplay {
+    let mut ids = AgentIds::default();
+    for (id, interface) in agents {
+        ids.insert(id, interface);
+    }
+    AmiReplay::new(ids)
+}
+
+impl ReplayDecoder for AmiReplay {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {
+        AmiReplay::feed(self, bytes)
+    }
+    fn finish(&mut self) -> Vec<Result<Event, Reject>> {
+        AmiReplay::finish(self)
     }
 }

@@ -27,13 +27,12 @@
 use std::collections::HashMap;
 
 use md5::{Digest, Md5};
-use serde::Deserialize;
 
 use super::mapping::{AgentIds, QueueEvent, Tracker, classify, parse_timestamp};
 use super::parser::{Item, Message, Parser};
 use crate::config::Secret;
 use crate::event::Event;
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 mod actions;
@@ -50,16 +49,7 @@ pub const MAX_BUFFERED: usize = 100_000;
 /// How long a successful sign-in/out waits for its `QueueMember*` event.
 pub const CONFIRM_WAIT_MS: i64 = 1_000;
 
-/// Login method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Auth {
-    /// `Secret:` in the `Login` action (plain text on the wire).
-    #[default]
-    Plain,
-    /// `Challenge` + `Key: md5(challenge + secret)`.
-    Md5,
-}
+pub use crate::config::sources::Auth;
 
 /// What the session needs to know.
 #[derive(Debug, Clone)]
@@ -511,7 +501,7 @@ impl Session {
             self.on_event(m);
         } else {
             self.rejects.push(Reject::new(
-                "malformed",
+                RejectReason::Malformed,
                 "block with neither Response nor Event",
             ));
         }

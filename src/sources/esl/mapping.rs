@@ -33,7 +33,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::lists::{AgentRow, MemberRow, TierRow};
 use super::parser::{CcEvent, Field};
 use crate::event::{AgentStatus, Event, EventKind, ExitReason, ResyncCaller, ResyncMember};
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 /// Wrap-up and delay times (ms) from configuration. FreeSWITCH keeps these
@@ -648,7 +648,7 @@ impl Mapper {
                 out.push(Ok(Event { ts, kind }));
             }
             other => out.push(Err(Reject::new(
-                "unknown_cause",
+                RejectReason::UnknownCause,
                 format!("member-queue-end with CC-Cause {other:?} for {call}"),
             ))),
         }
@@ -686,7 +686,10 @@ fn need(ev: &CcEvent<'_>, f: Field, action: &str, out: &mut Vec<Mapped>) -> Opti
 }
 
 fn missing(action: &str, what: &str) -> Reject {
-    Reject::new("missing_field", format!("{action} without {what}"))
+    Reject::new(
+        RejectReason::MissingField,
+        format!("{action} without {what}"),
+    )
 }
 
 mod agent;

@@ -12,9 +12,20 @@
 
 use super::parser::{Framer, Message, Parse};
 use super::session::{Output, Session, SessionConfig};
+use crate::config::EslConfig;
 use crate::event::Event;
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason, ReplayDecoder};
 use crate::time::Ts;
+
+/// The replay entry point: with the settings of the configuration's
+/// `kind = "esl"` source (its queues and timers), so a transcript recorded
+/// with them replays the same way; defaults without one.
+pub fn replay_decoder(spec: Option<&EslConfig>) -> EslReplay {
+    match spec {
+        Some(c) => EslReplay::with_config(c.session_config(None)),
+        None => EslReplay::new(),
+    }
+}
 
 /// Decodes an ESL transcript into domain events on event time.
 #[derive(Debug)]
@@ -36,28 +47,6 @@ impl Default for EslReplay {
 impl EslReplay {
     pub fn new() -> Self {
         Self::with_config(SessionConfig::replay())
-    }
-
-    /// With the settings of the config's first `kind = "esl"` source (its
-    /// queues and timers), so a transcript recorded with them replays the
-    /// same way; defaults when there is none. The password is not needed
-    /// and not resolved.
-    pub fn for_config(cfg: &crate::config::Config) -> Self {
-        let table = cfg.sources.iter().find_map(|s| match &s.spec {
-            crate::config::SourceSpec::Other(t) if s.kind == "esl" => Some(t.clone()),
-            _ => None,
-        });
-        let Some(mut t) = table else {
-            return Self::new();
-        };
-        t.insert("password".into(), toml::Value::String(String::new()));
-        match super::EslConfig::from_table(&t) {
-            Ok(c) => Self::with_config(c.session_config()),
-            Err(e) => {
-                tracing::warn!(error = %e, "esl source settings unusable for replay; using defaults");
-                Self::new()
-            }
-        }
     }
 
     /// With the settings the recording session ran with (queues, timers).
@@ -109,7 +98,7 @@ impl EslReplay {
         let mut results = Vec::new();
         if !self.buf.is_empty() {
             results.push(Err(Reject::new(
-                "truncated_frame",
+                RejectReason::TruncatedFrame,
                 format!("transcript ends inside a frame ({} bytes)", self.buf.len()),
             )));
             self.buf.clear();
@@ -170,7 +159,7 @@ fn drain(session: &mut Session, results: &mut Vec<Result<Event, Reject>>) {
     }
 }
 
-impl crate::replay::ReplayDecoder for EslReplay {
+impl ReplayDecoder for EslReplay {
     fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {
         EslReplay::feed(self, bytes)
     }

@@ -28,17 +28,10 @@ use super::mapping::{Mapped, Mapper, QueueLists, TimerConfig};
 use super::parser::{CcEvent, Field, Framer, Message, Parse};
 use crate::config::Secret;
 use crate::event::{Event, EventKind};
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
-/// `event plain …` or `event json …`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventFormat {
-    #[default]
-    Plain,
-    Json,
-}
+pub use crate::config::sources::EventFormat;
 
 /// What the session needs from the source configuration.
 #[derive(Debug, Clone)]
@@ -57,7 +50,7 @@ pub struct SessionConfig {
     /// Replaying a transcript: never wait for replies that were not
     /// recorded (see [`Session::new`]).
     pub replay: bool,
-    /// See [`crate::sources::esl::EslConfig::counted_until`].
+    /// See [`crate::sources::esl::EslConfig::session_config`].
     pub counted_until: Option<Ts>,
 }
 
@@ -439,7 +432,7 @@ impl Session {
                 // A transcript that starts after the handshake.
             }
             None => out.push(Output::Reject(Reject::new(
-                "unexpected_reply",
+                RejectReason::UnexpectedReply,
                 format!("command/reply with nothing pending: {reply}"),
             ))),
         }
@@ -476,7 +469,7 @@ impl Session {
                 tracing::debug!("recorded reply to a live CTI command");
             }
             None => out.push(Output::Reject(Reject::new(
-                "unexpected_reply",
+                RejectReason::UnexpectedReply,
                 "api/response with nothing pending",
             ))),
         }
@@ -597,7 +590,7 @@ impl Session {
             Ok(bad) => {
                 for row in bad {
                     out.push(Output::Reject(Reject::new(
-                        "malformed_list_row",
+                        RejectReason::MalformedListRow,
                         format!("{kind:?} of {}: {row}", ql.queue),
                     )));
                 }

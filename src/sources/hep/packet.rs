@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use thiserror::Error;
 
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 /// `HEP3` in network order.
@@ -76,15 +76,15 @@ pub enum HepError {
 }
 
 impl HepError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> RejectReason {
         match self {
-            HepError::NotHep(_) => "hep_not_hep",
-            HepError::Truncated(_) => "hep_truncated",
-            HepError::TooLarge { .. } => "hep_too_large",
-            HepError::BadChunk { .. } | HepError::Family(_) => "hep_bad_chunk",
-            HepError::V2OnStream => "hep_not_hep",
-            HepError::Inflate(_) => "hep_bad_payload",
-            HepError::NoPayload => "hep_no_payload",
+            HepError::NotHep(_) => RejectReason::HepNotHep,
+            HepError::Truncated(_) => RejectReason::HepTruncated,
+            HepError::TooLarge { .. } => RejectReason::HepTooLarge,
+            HepError::BadChunk { .. } | HepError::Family(_) => RejectReason::HepBadChunk,
+            HepError::V2OnStream => RejectReason::HepNotHep,
+            HepError::Inflate(_) => RejectReason::HepBadPayload,
+            HepError::NoPayload => RejectReason::HepNoPayload,
         }
     }
 

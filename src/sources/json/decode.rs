@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::event::{AgentStatus, Event, EventKind, ExitReason};
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::{TimeError, Ts};
 
 /// Longest accepted line. An event is a few hundred bytes; anything this long
@@ -25,19 +25,56 @@ struct Raw<'a> {
     ts: Option<RawTs<'a>>,
     #[serde(rename = "type", borrow)]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "id")]
     call: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "id")]
     queue: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "id")]
     agent: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "id")]
     caller: Option<Cow<'a, str>>,
     priority: Option<i64>,
     #[serde(borrow)]
     reason: Option<Cow<'a, str>>,
     #[serde(borrow)]
     state: Option<Cow<'a, str>>,
+}
+
+/// An identifier (`call`, `queue`, `agent`, `caller`): a string, or an
+/// integer taken as its decimal text. The contract gives no type for ids and
+/// producers write numeric ones (`"agent": 1017`, a caller's number); such
+/// an event is the same event as with the string, not `invalid_json`.
+/// Borrows from the line like the other strings.
+fn id<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or an integer")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 #[derive(Deserialize)]
@@ -54,8 +91,8 @@ enum RawTs<'a> {
 /// `bad_timestamp`; the detail says what is wrong.
 pub fn time_reject(e: TimeError) -> Reject {
     match e {
-        TimeError::OutOfRange(d) => Reject::new("ts_out_of_range", d),
-        TimeError::Syntax(d) => Reject::new("bad_timestamp", d),
+        TimeError::OutOfRange(d) => Reject::new(RejectReason::TsOutOfRange, d),
+        TimeError::Syntax(d) => Reject::new(RejectReason::BadTimestamp, d),
     }
 }
 
@@ -67,23 +104,28 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
     }
     if line.len() > MAX_LINE {
         return Err(Reject::new(
-            "line_too_long",
+            RejectReason::LineTooLong,
             format!("{} bytes (limit {MAX_LINE})", line.len()),
         ));
     }
-    let raw: Raw<'_> =
-        serde_json::from_slice(line).map_err(|e| Reject::new("invalid_json", e.to_string()))?;
+    let raw: Raw<'_> = serde_json::from_slice(line)
+        .map_err(|e| Reject::new(RejectReason::InvalidJson, e.to_string()))?;
     let kind = raw
         .kind
         .as_deref()
-        .ok_or_else(|| Reject::new("missing_field", "type"))?
+        .ok_or_else(|| Reject::new(RejectReason::MissingField, "type"))?
         .to_string();
     let ts = match &raw.ts {
-        None => return Err(Reject::new("missing_field", format!("ts ({kind})"))),
+        None => {
+            return Err(Reject::new(
+                RejectReason::MissingField,
+                format!("ts ({kind})"),
+            ));
+        }
         Some(RawTs::Millis(ms)) => Ts::event_time(*ms).map_err(time_reject)?,
         Some(RawTs::Float(f)) => {
             return Err(Reject::new(
-                "bad_timestamp",
+                RejectReason::BadTimestamp,
                 format!("{f}: integer epoch milliseconds or an RFC 3339 string"),
             ));
         }
@@ -91,9 +133,12 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
     };
     let field = |v: &Option<Cow<'_, str>>, name: &str| -> Result<String, Reject> {
         match v.as_deref() {
-            None => Err(Reject::new("missing_field", format!("{name} ({kind})"))),
+            None => Err(Reject::new(
+                RejectReason::MissingField,
+                format!("{name} ({kind})"),
+            )),
             Some("") => Err(Reject::new(
-                "bad_value",
+                RejectReason::BadValue,
                 format!("{name} is empty ({kind})"),
             )),
             Some(s) => Ok(s.to_string()),
@@ -122,7 +167,7 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
                 queue: field(&raw.queue, "queue")?,
                 reason: ExitReason::parse(&r).ok_or_else(|| {
                     Reject::new(
-                        "bad_value",
+                        RejectReason::BadValue,
                         format!("reason {r:?} (timeout, empty, key, transfer, other)"),
                     )
                 })?,
@@ -139,7 +184,7 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
                 agent: field(&raw.agent, "agent")?,
                 status: AgentStatus::parse(&s).ok_or_else(|| {
                     Reject::new(
-                        "bad_value",
+                        RejectReason::BadValue,
                         format!(
                             "state {s:?} (logged_out, available, ringing, on_call, wrap_up, paused)"
                         ),
@@ -159,7 +204,7 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
         },
         other => {
             let shown: String = other.chars().take(64).collect();
-            return Err(Reject::new("unknown_type", format!("{shown:?}")));
+            return Err(Reject::new(RejectReason::UnknownType, format!("{shown:?}")));
         }
     };
     Ok(Some(Event { ts, kind }))
@@ -329,7 +374,7 @@ impl LineDecoder {
 }
 
 fn too_long() -> Reject {
-    Reject::new("line_too_long", format!("over {MAX_LINE} bytes"))
+    Reject::new(RejectReason::LineTooLong, format!("over {MAX_LINE} bytes"))
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
@@ -341,7 +386,7 @@ mod tests {
     use super::*;
 
     fn reason(line: &str) -> &'static str {
-        decode_line(line.as_bytes()).unwrap_err().reason
+        decode_line(line.as_bytes()).unwrap_err().reason.as_str()
     }
 
     #[test]
@@ -363,6 +408,45 @@ mod tests {
         }
         let ev = decode_line(lines[2].as_bytes()).unwrap().unwrap();
         assert_eq!(ev.ts, Ts::parse_rfc3339("2026-11-23T09:00:00Z").unwrap());
+    }
+
+    /// A producer writing numeric ids (an agent's extension, a caller's
+    /// number) means the same event as with strings; it was `invalid_json`.
+    #[test]
+    fn numeric_ids_are_their_decimal_text() {
+        let numeric = decode_line(
+            br#"{"ts":1795424400000,"type":"call_enqueued","call":1733476443,"queue":8001,"caller":13800138000}"#,
+        )
+        .unwrap()
+        .unwrap();
+        let text = decode_line(
+            br#"{"ts":1795424400000,"type":"call_enqueued","call":"1733476443","queue":"8001","caller":"13800138000"}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(numeric, text);
+        let ev = decode_line(
+            br#"{"ts":1795424400000,"type":"agent_state","agent":1017,"state":"available"}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            matches!(&ev.kind, EventKind::AgentState { agent, .. } if agent == "1017"),
+            "{ev:?}"
+        );
+        // null is absent; a fraction or an object is not an id.
+        assert_eq!(
+            reason(r#"{"ts":1795424400000,"type":"call_enqueued","call":null,"queue":"q"}"#),
+            "missing_field"
+        );
+        assert_eq!(
+            reason(r#"{"ts":1795424400000,"type":"call_enqueued","call":1.5,"queue":"q"}"#),
+            "invalid_json"
+        );
+        assert_eq!(
+            reason(r#"{"ts":1795424400000,"type":"call_enqueued","call":{"x":1},"queue":"q"}"#),
+            "invalid_json"
+        );
     }
 
     #[test]
@@ -448,7 +532,7 @@ mod tests {
             dec.finish(&mut out);
             let got: Vec<_> = out
                 .iter()
-                .map(|(n, r)| (*n, r.as_ref().err().map(|e| e.reason)))
+                .map(|(n, r)| (*n, r.as_ref().err().map(|e| e.reason.as_str())))
                 .collect();
             assert_eq!(got, vec![(1, Some("line_too_long"))], "chunk {chunk}");
         }
@@ -475,7 +559,9 @@ mod tests {
             .map(|(n, r)| {
                 (
                     *n,
-                    r.as_ref().map(|e| e.kind.type_name()).map_err(|r| r.reason),
+                    r.as_ref()
+                        .map(|e| e.kind.type_name())
+                        .map_err(|r| r.reason.as_str()),
                 )
             })
             .collect();

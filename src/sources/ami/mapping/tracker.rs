@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{AgentIds, LEAVE_GRACE_MS, MemberBlock, MemberChange, QueueEvent};
 use crate::event::{AgentStatus, Event, EventKind, ExitReason};
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 #[derive(Debug, Clone)]
@@ -460,7 +460,7 @@ impl Tracker {
                         },
                     }),
                     None => self.rejects.push(Reject::new(
-                        "unknown_call",
+                        RejectReason::UnknownCall,
                         format!(
                             "AgentComplete without Uniqueid for {interface} in {queue}, and no call of that member was seen answered; agent state kept, not counted"
                         ),

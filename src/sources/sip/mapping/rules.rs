@@ -2,68 +2,11 @@
 //! configured (see the parent module's doc), compiled once.
 
 use regex::Regex;
-use serde::Deserialize;
 
 use super::super::message::{SipMessage, unescape};
 use crate::event::ExitReason;
 
-/// How a queue platform treats a waiting caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum AnswerMode {
-    /// The platform answers the caller (200 OK) and plays music on hold.
-    #[default]
-    Platform,
-    /// The caller hears early media (183) and is answered with the agent.
-    EarlyMedia,
-}
-
-/// Which user part a rule looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UserFrom {
-    RequestUri,
-    To,
-}
-
-fn request_uri() -> UserFrom {
-    UserFrom::RequestUri
-}
-
-fn to() -> UserFrom {
-    UserFrom::To
-}
-
-/// `[[sources.queues]]`: which caller legs are queue calls.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueueRule {
-    /// Regular expression matched against the user part (anchor it:
-    /// `"^8001$"`, `"^q-(\\w+)$"`).
-    pub pattern: String,
-    /// The queue name; `$1` or `${name}` expand capture groups. Default: the
-    /// matched text.
-    pub queue: Option<String>,
-    /// `request_uri` (default) or `to`.
-    #[serde(default = "request_uri")]
-    pub match_on: UserFrom,
-    /// `platform` (default: answer + music on hold) or `early_media`.
-    #[serde(default)]
-    pub answer: AnswerMode,
-}
-
-/// `[[sources.agents]]`: which legs ring agents, and the agent id.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentRule {
-    /// Regular expression matched against the user part.
-    pub pattern: String,
-    /// The agent id; `$1`/`${name}` expand groups. Default: the matched text.
-    pub agent: Option<String>,
-    /// `to` (default) or `request_uri`.
-    #[serde(default = "to")]
-    pub match_on: UserFrom,
-}
+pub use crate::config::sources::{AgentRule, AnswerMode, QueueRule, UserFrom};
 
 #[derive(Debug, Clone)]
 pub(super) struct Rule {
