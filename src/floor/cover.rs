@@ -248,7 +248,7 @@ impl AutoCover {
         for ev in std::mem::take(&mut self.membership) {
             any = true;
             if let Err(r) = engine.apply(ev) {
-                tracing::warn!(reason = r.reason, detail = %r.detail, "log-only membership change not applied");
+                tracing::warn!(reason = r.reason.as_str(), detail = %r.detail, "log-only membership change not applied");
             }
         }
         if any {
