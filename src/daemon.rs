@@ -217,6 +217,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
     let publisher = Arc::new(Publisher::new());
     let rejects = Arc::new(RejectCounter::default());
     let health = Arc::new(HealthRegistry::default());
+    let _ = floor.sources.set(health.clone());
     let metrics = Metrics::new(config.server.per_agent_metrics);
     let recorder = metrics.recorder();
     let mut engine = restored.unwrap_or_else(|| Engine::starting_at(config.engine_config(), now));

@@ -53,10 +53,10 @@ enum Command {
         #[arg(long)]
         config: String,
         /// First day (2026-11-23), local time (2026-11-23T09:00) or RFC 3339.
-        #[arg(long, required_unless_present = "handover")]
+        #[arg(long, required_unless_present_any = ["handover", "adherence"])]
         from: Option<String>,
         /// Last day (inclusive), local time or RFC 3339 (exclusive).
-        #[arg(long, required_unless_present = "handover")]
+        #[arg(long, required_unless_present_any = ["handover", "adherence"])]
         to: Option<String>,
         #[arg(long)]
         queue: Option<String>,
@@ -67,7 +67,11 @@ enum Command {
         /// The shift handover records of a local day (2026-11-23) instead.
         #[arg(long, conflicts_with_all = ["from", "to", "queue"])]
         handover: Option<String>,
-        /// Language of the Markdown handover: en or zh-CN.
+        /// Each agent's schedule adherence on a local day (2026-11-23)
+        /// instead (markdown or json).
+        #[arg(long, conflicts_with_all = ["from", "to", "queue", "handover"])]
+        adherence: Option<String>,
+        /// Language of the Markdown handover or adherence: en or zh-CN.
         #[arg(long, default_value = "en")]
         lang: String,
     },
@@ -190,16 +194,17 @@ fn main() -> ExitCode {
                 &acdmon::daemon::replay_observers
             };
             match replay::replay(&cfg, &inputs, format, observers) {
-                Ok(report) => match serde_json::to_string_pretty(&report) {
-                    Ok(s) => {
-                        println!("{s}");
-                        ExitCode::SUCCESS
+                Ok(report) if store && !report.adherence.is_empty() => {
+                    // `report --adherence` reads the replayed days' totals.
+                    let saved = acdmon::store::Store::open(&cfg.storage.path)
+                        .and_then(|s| s.save_adherence_days(&report.adherence));
+                    if let Err(e) = saved {
+                        eprintln!("acdmon: cannot store the adherence day totals: {e}");
+                        return ExitCode::from(1);
                     }
-                    Err(e) => {
-                        eprintln!("acdmon: cannot encode the report: {e}");
-                        ExitCode::from(2)
-                    }
-                },
+                    print_report(&report)
+                }
+                Ok(report) => print_report(&report),
                 Err(e) => {
                     eprintln!("acdmon: {e}");
                     ExitCode::from(1)
@@ -213,6 +218,7 @@ fn main() -> ExitCode {
             queue,
             format,
             handover,
+            adherence,
             lang,
         } => {
             use acdmon::store::report::{self, ReportFormat};
@@ -221,6 +227,12 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let r = match (handover, from, to) {
+                _ if adherence.is_some() => report::adherence(
+                    &cfg,
+                    adherence.as_deref().unwrap_or_default(),
+                    format.unwrap_or(ReportFormat::Markdown),
+                    &lang,
+                ),
                 (Some(day), _, _) => {
                     report::handover(&cfg, &day, format.unwrap_or(ReportFormat::Markdown), &lang)
                 }
@@ -282,6 +294,20 @@ fn runtime_main(f: impl std::future::Future<Output = anyhow::Result<()>>) -> Exi
             } else {
                 ExitCode::from(2)
             }
+        }
+    }
+}
+
+/// Prints the replay report as JSON.
+fn print_report(report: &replay::Report) -> ExitCode {
+    match serde_json::to_string_pretty(report) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("acdmon: cannot encode the report: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -166,7 +166,7 @@ pub fn replay(
             d.observers = observers(cfg);
             d.observers.push(Box::new(intervals_sink.clone()));
             if !cfg.posts.is_empty() {
-                let (posts, board) = crate::floor::posts::PostsObserver::new(cfg);
+                let (posts, board) = crate::floor::posts::PostsObserver::for_replay(cfg);
                 d.observers.push(Box::new(posts));
                 post_board = Some(board);
             }

@@ -199,6 +199,93 @@ fn a_scripted_day_gives_each_agents_adherence() {
     }
 }
 
+/// The same day replayed with `--store`, then `acdmon report --adherence`:
+/// the percentages the floor manager reads are the test's own sums.
+#[test]
+fn the_adherence_report_of_a_day_equals_the_tests_own_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.csv");
+    std::fs::write(&plan, PLAN).unwrap();
+    let cfg = dir.path().join("acdmon.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = \"{}/audit.sqlite\"\n{}",
+            dir.path().display(),
+            config(&plan)
+        ),
+    )
+    .unwrap();
+    let input = dir.path().join("day.jsonl");
+    let text: String = day().iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let acdmon = || Command::new(env!("CARGO_BIN_EXE_acdmon"));
+    let out = acdmon()
+        .args(["replay", "--store", "--config"])
+        .arg(&cfg)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let report = |format: &str, lang: &str| {
+        let out = acdmon()
+            .args(["report", "--config"])
+            .arg(&cfg)
+            .args([
+                "--adherence",
+                "2026-11-23",
+                "--format",
+                format,
+                "--lang",
+                lang,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let rows: Value = serde_json::from_str(&report("json", "en")).unwrap();
+    let scheduled = 8.0 * 3600.0;
+    let out_a1 = 600.0 + 90.0 + 300.0 + 1200.0;
+    let out_a2 = 180.0 + 600.0;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (row, (agent, out)) in rows.iter().zip([("a1", out_a1), ("a2", out_a2)]) {
+        assert_eq!(row["agent"], agent);
+        assert_eq!(row["day"], "2026-11-23");
+        assert_eq!(row["scheduled_s"], json!(scheduled), "{row}");
+        assert_eq!(row["out_s"], json!(out), "{row}");
+        let want = (scheduled - out) / scheduled;
+        let got = row["adherence"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-12, "{agent}: {got} != {want}");
+    }
+
+    let md = report("markdown", "en");
+    // a1: 28,800 s scheduled, 2,190 s out: 92.4 %; a2: 780 s out: 97.3 %.
+    assert!(md.contains("| a1 | 8:00:00 | 0:36:30 | 92.4 % |"), "{md}");
+    assert!(md.contains("| a2 | 8:00:00 | 0:13:00 | 97.3 % |"), "{md}");
+    let zh = report("markdown", "zh-CN");
+    assert!(zh.contains("排班遵从度 2026-11-23"), "{zh}");
+
+    // A day with nothing stored says so.
+    let out = acdmon()
+        .args(["report", "--config"])
+        .arg(&cfg)
+        .args(["--adherence", "2026-11-24"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing scheduled"));
+}
+
 #[test]
 fn mid_day_the_agent_shows_out_of_adherence_since_when_and_why() {
     // Cut the day at 15:10: a1 has been out of the hotline since 15:00.

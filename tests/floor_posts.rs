@@ -106,9 +106,17 @@ impl Feed {
 }
 
 fn replay(feed: &Feed) -> Vec<Value> {
+    replay_report(CONFIG, feed)["posts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The whole replay report of `feed` under `config`.
+fn replay_report(config: &str, feed: &Feed) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("acdmon.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
+    std::fs::write(&cfg, config).unwrap();
     let input = dir.path().join("day.jsonl");
     let text: String = feed.0.iter().map(|v| format!("{v}\n")).collect();
     std::fs::write(&input, text).unwrap();
@@ -125,7 +133,7 @@ fn replay(feed: &Feed) -> Vec<Value> {
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["rejected"], json!({}), "{report}");
-    report["posts"].as_array().cloned().unwrap_or_default()
+    report
 }
 
 fn post<'a>(posts: &'a [Value], name: &str) -> &'a Value {
@@ -163,6 +171,182 @@ fn a_leaves_and_b_covers() {
     assert_eq!(desk["cover"], "a");
     assert_eq!(desk["since"], ts("09:45:00"));
     assert_eq!(desk["present"], json!(["a1", "b1"]));
+}
+
+/// The hotline desk with `cover = "auto"`: a1 holds it; b1 and b2 cover,
+/// b1 is a hotline member already, b2 works the sales queue.
+const AUTO: &str = r#"
+[time]
+zone = "Asia/Shanghai"
+
+[[queues]]
+name = "hotline"
+[[queues]]
+name = "sales"
+
+[[agents]]
+id = "a1"
+[[agents]]
+id = "b1"
+[[agents]]
+id = "b2"
+
+[[posts]]
+name = "hotline-desk"
+a = ["a1"]
+b = ["b1", "b2"]
+queues = ["hotline"]
+grace = "2m"
+cover = "auto"
+"#;
+
+fn agent<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == id)
+        .unwrap_or_else(|| panic!("no agent {id} in {report}"))
+}
+
+/// The cover log as (time, verb, agent, queue, result) rows.
+fn cover_log(desk: &Value) -> Vec<(Value, String, String, String, String)> {
+    desk["cover_log"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            (
+                e["ts"].clone(),
+                e["verb"].as_str().unwrap().to_string(),
+                e["agent"].as_str().unwrap().to_string(),
+                e["queue"].as_str().unwrap().to_string(),
+                e["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn auto_cover_signs_b_in_when_a_leaves_and_out_when_a_is_back() {
+    let mut f = Feed(Vec::new());
+    f.join("09:00:00", "a1")
+        .state("09:00:00", "a1", "available")
+        // b1 is a hotline member already, but at lunch.
+        .join("09:00:00", "b1")
+        .pause("09:00:00", "b1", "lunch")
+        // b2 takes sales calls.
+        .push(
+            "09:00:00",
+            json!({"type": "agent_joined_queue", "agent": "b2", "queue": "sales"}),
+        )
+        .state("09:00:00", "b2", "available")
+        // A logs out: b1 is on lunch, so b2 is signed into the hotline.
+        .state("09:30:00", "a1", "logged_out")
+        .state("09:31:00", "b2", "on_call");
+    let report = replay_report(AUTO, &f);
+    let desk = post(report["posts"].as_array().unwrap(), "hotline-desk");
+    assert_eq!(desk["cover"], "b", "{desk}");
+    assert_eq!(desk["present"], json!(["b2"]));
+    assert_eq!(desk["breaches"], json!([]), "B covered within the grace");
+    assert_eq!(
+        cover_log(desk),
+        vec![(
+            ts("09:30:00"),
+            "sign_in".into(),
+            "b2".into(),
+            "hotline".into(),
+            "ok".into()
+        )],
+        "{desk}"
+    );
+    assert_eq!(desk["covering"][0]["agent"], "b2");
+    assert_eq!(desk["covering"][0]["phase"], "in");
+    assert_eq!(agent(&report, "b2")["queues"], json!(["hotline", "sales"]));
+
+    // b1 back from lunch; A logs in again at 09:45 while b2 is still on a
+    // call: b2 leaves the hotline when that call ends (09:52), not before.
+    f.state("09:40:00", "b1", "available")
+        .state("09:45:00", "a1", "available");
+    let report = replay_report(AUTO, &f);
+    let desk = post(report["posts"].as_array().unwrap(), "hotline-desk");
+    assert_eq!(desk["cover"], "a");
+    assert_eq!(desk["covering"][0]["phase"], "leaving", "{desk}");
+    assert_eq!(cover_log(desk).len(), 1, "no sign-out during the call");
+    assert_eq!(agent(&report, "b2")["queues"], json!(["hotline", "sales"]));
+
+    f.state("09:52:00", "b2", "available");
+    let report = replay_report(AUTO, &f);
+    let desk = post(report["posts"].as_array().unwrap(), "hotline-desk");
+    let log = cover_log(desk);
+    assert_eq!(
+        log[1],
+        (
+            ts("09:52:00"),
+            "sign_out".into(),
+            "b2".into(),
+            "hotline".into(),
+            "ok".into()
+        ),
+        "{desk}"
+    );
+    assert_eq!(
+        log.len(),
+        2,
+        "b1 was a member already: never signed in or out"
+    );
+    assert_eq!(desk["covering"], Value::Null);
+    assert_eq!(agent(&report, "b2")["queues"], json!(["sales"]));
+    assert_eq!(agent(&report, "b1")["queues"], json!(["hotline"]));
+    // Every decision names the post and why.
+    assert!(
+        desk["cover_log"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no A holder present"),
+        "{desk}"
+    );
+}
+
+#[test]
+fn auto_cover_never_signs_out_someone_it_did_not_sign_in() {
+    let mut f = Feed(Vec::new());
+    f.join("09:00:00", "a1")
+        .state("09:00:00", "a1", "available")
+        .join("09:00:00", "b1")
+        .pause("09:00:00", "b1", "lunch")
+        .push(
+            "09:00:00",
+            json!({"type": "agent_joined_queue", "agent": "b2", "queue": "sales"}),
+        )
+        .state("09:00:00", "b2", "available")
+        // A leaves: b2 is signed in.
+        .state("09:30:00", "a1", "logged_out")
+        // b2 leaves the hotline by itself, and a supervisor adds b2 again
+        // by hand: that membership is the supervisor's, not the rule's.
+        .leave("09:35:00", "b2")
+        .join("09:36:00", "b2")
+        // b1 back from lunch, then A: b1 was a member all along.
+        .state("09:40:00", "b1", "available")
+        .state("09:45:00", "a1", "available");
+    let report = replay_report(AUTO, &f);
+    let desk = post(report["posts"].as_array().unwrap(), "hotline-desk");
+    assert_eq!(desk["cover"], "a");
+    let log = cover_log(desk);
+    assert_eq!(
+        log,
+        vec![(
+            ts("09:30:00"),
+            "sign_in".into(),
+            "b2".into(),
+            "hotline".into(),
+            "ok".into()
+        )],
+        "only the one sign-in; no sign-out of b2 (re-added by hand) or b1: {desk}"
+    );
+    assert_eq!(agent(&report, "b1")["queues"], json!(["hotline"]));
+    assert_eq!(agent(&report, "b2")["queues"], json!(["hotline", "sales"]));
 }
 
 #[test]

@@ -594,3 +594,140 @@ fn advice_left_pending_at_the_shift_end_is_handed_over_and_flagged() {
     );
     assert_matches_log(&store, late);
 }
+
+/// The hotline desk (A: a1, B: a2, a 1-minute grace) through both shifts:
+/// each record's `floor_rules` lists the desk's breaches within its shift,
+/// clipped to it, and the seconds unmanned.
+#[test]
+fn each_handover_lists_the_post_breaches_of_its_shift() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[posts]]\nname = \"hotline-desk\"\na = [\"a1\"]\nb = [\"a2\"]\nqueues = [\"hotline\"]\ngrace = \"1m\"\n",
+        config(dir.path())
+    );
+    let cfg = Config::parse("t.toml", &text).unwrap();
+    let state = |t: &str, agent: &str, status: acdmon::event::AgentStatus| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: agent.into(),
+                status,
+                reason: None,
+                queue: None,
+            },
+        )
+    };
+    use acdmon::event::AgentStatus::{Available, LoggedOut};
+    let events = vec![
+        ev(
+            at("08:00:00"),
+            EventKind::AgentJoinedQueue {
+                agent: "a1".into(),
+                queue: "hotline".into(),
+            },
+        ),
+        state("08:00:00", "a1", Available),
+        // Nobody at the desk 09:00-09:30 (a2 is not in the hotline).
+        state("09:00:00", "a1", LoggedOut),
+        state("09:30:00", "a1", Available),
+        // Nobody from 11:50 across the shift change to 12:20.
+        state("11:50:00", "a1", LoggedOut),
+        state("12:20:00", "a1", Available),
+        state("16:05:00", "a1", Available),
+    ];
+    let mut run = start(&cfg, at("08:00:00"));
+    feed(&mut run, events);
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 2, "{hs:#?}");
+    let desk = |h: &Handover| h.floor_rules.as_ref().expect("floor_rules")["posts"][0].clone();
+    let ts = |t: &str| serde_json::json!(at(t).rfc3339());
+    let early = desk(&hs[0]);
+    assert_eq!(early["post"], "hotline-desk");
+    assert_eq!(
+        early["breaches"],
+        serde_json::json!([{"start": ts("09:00:00"), "end": ts("09:30:00")},
+                           {"start": ts("11:50:00"), "end": null}]),
+        "{early}"
+    );
+    assert_eq!(early["unmanned_s"], 1800.0 + 600.0);
+    assert_eq!(early["cover_at_end"], "unmanned");
+    let late = desk(&hs[1]);
+    assert_eq!(
+        late["breaches"],
+        serde_json::json!([{"start": ts("12:00:00"), "end": ts("12:20:00")}]),
+        "{late}"
+    );
+    assert_eq!(late["unmanned_s"], 1200.0);
+    assert_eq!(late["cover_at_end"], "a");
+}
+
+/// PBX 2 drops at 09:25 and is back at 09:28; the CTI link is down from
+/// 11:55 into the late shift until 12:10. Each record lists the outages of
+/// its shift, clipped to it, as the engine's clock saw them.
+#[test]
+fn each_handover_lists_the_source_outages_of_its_shift() {
+    use acdmon::event::AgentStatus::Available;
+    use acdmon::sources::health::{HealthRegistry, SourceHealth};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse("t.toml", &config(dir.path())).unwrap();
+    let cti = Arc::new(CtiRegistry::only(Arc::new(LogOnly)));
+    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
+    let health = Arc::new(HealthRegistry::default());
+    let (pbx, link) = (
+        SourceHealth::new("pbx2", "ami"),
+        SourceHealth::new("cti-link", "esl"),
+    );
+    pbx.set_connected(true);
+    link.set_connected(true);
+    health.register(pbx.clone());
+    health.register(link.clone());
+    let _ = parts.floor.sources.set(health);
+    let mut driver = Driver::new(
+        Engine::starting_at(cfg.engine_config(), at("08:00:00")),
+        Arc::new(RejectCounter::default()),
+    );
+    driver.observers = parts.observers;
+    let mut run = Run {
+        driver,
+        store: parts.store,
+    };
+    let tick = |t: &str| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: "a1".into(),
+                status: Available,
+                reason: None,
+                queue: Some("hotline".into()),
+            },
+        )
+    };
+    feed(&mut run, [tick("08:00:00")]);
+    pbx.set_connected(false);
+    pbx.set_error("connection reset by peer");
+    feed(&mut run, [tick("09:25:00")]);
+    pbx.set_connected(true);
+    feed(&mut run, [tick("09:28:00")]);
+    link.set_connected(false);
+    feed(&mut run, [tick("11:55:00"), tick("12:05:00")]);
+    link.set_connected(true);
+    feed(&mut run, [tick("12:10:00"), tick("16:05:00")]);
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 2, "{hs:#?}");
+    let ts = |t: &str| serde_json::json!(at(t).rfc3339());
+    let outages = |h: &Handover| serde_json::json!(h.source_outages);
+    assert_eq!(
+        outages(&hs[0]),
+        serde_json::json!([
+            {"source": "pbx2", "from": ts("09:25:00"), "to": ts("09:28:00"),
+             "error": "connection reset by peer"},
+            {"source": "cti-link", "from": ts("11:55:00"), "to": null},
+        ])
+    );
+    assert_eq!(
+        outages(&hs[1]),
+        serde_json::json!([{"source": "cti-link", "from": ts("12:00:00"), "to": ts("12:10:00")}])
+    );
+}

@@ -899,6 +899,7 @@ async fn the_post_strip_shows_a_breach_and_who_covers() {
             floor: acdmon::floor::FloorHandles {
                 posts: Some(board),
                 adherence: Some(plan),
+                ..Default::default()
             },
             ..acdmon::daemon::Setup::observing(vec![Box::new(posts), Box::new(adherence)])
         },
@@ -996,4 +997,61 @@ async fn post_strip(page: &mut Page, want: &str) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The floor texts come from the wall's locale tables: with `?lang=zh-CN`
+/// the post strip and the adherence flag speak Chinese.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_post_strip_and_the_adherence_flag_speak_the_walls_language() {
+    let floor = "[[agents]]\nid = \"a1\"\n[[agents]]\nid = \"b1\"\n\
+                 [[posts]]\nname = \"front-desk\"\na = [\"a1\"]\nb = [\"b1\"]\n[adherence]\n";
+    let cfg = acdmon::config::Config::parse("t.toml", floor).unwrap();
+    let (posts, board) = acdmon::floor::posts::PostsObserver::new(&cfg);
+    let (adherence, plan) = acdmon::floor::adherence::AdherenceObserver::new(&cfg).unwrap();
+    let d = daemon_set_up(
+        "",
+        floor,
+        acdmon::daemon::Setup {
+            floor: acdmon::floor::FloorHandles {
+                posts: Some(board),
+                adherence: Some(plan),
+                ..Default::default()
+            },
+            ..acdmon::daemon::Setup::observing(vec![Box::new(posts), Box::new(adherence)])
+        },
+    )
+    .await;
+    post(&d.addr, &agent("a1", "available", "hotline")).await;
+    let now = now_ms();
+    let iso = |ms: i64| acdmon::time::Ts(ms).rfc3339();
+    let plan = format!(
+        "a1,{},{},phone\n",
+        iso(now - 1_800_000),
+        iso(now + 1_800_000)
+    );
+    let r = support::http(&d.addr, "PUT", "/api/v1/schedule", Some(ADMIN), &plan).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let url = format!("http://{}/?token={READ}&lang=zh-CN", d.addr);
+    let Some((_browser, mut page)) = launch(&url).await else {
+        return;
+    };
+    let v = post_strip(&mut page, "a").await;
+    assert_eq!(v[2], "front-desk A岗 a1");
+    let heading = page
+        .eval("document.querySelector('#posts h2').textContent")
+        .await;
+    assert_eq!(heading, "岗位");
+    post(&d.addr, &agent("a1", "logged_out", "hotline")).await;
+    let v = post_strip(&mut page, "unmanned").await;
+    assert!(
+        v[2].as_str().unwrap().starts_with("front-desk 岗位空缺"),
+        "{v}"
+    );
+    let title = adherence_flag(&mut page, "a1", "out").await;
+    assert!(
+        title.starts_with("排班: phone \u{b7} 未遵从排班，自"),
+        "{title}"
+    );
+    assert!(title.ends_with("原因: logged_out"), "{title}");
 }

@@ -34,6 +34,9 @@ pub struct PostConfig {
     /// Pause reasons (codes) during which a holder still counts as present.
     #[serde(default)]
     pub present_reasons: Vec<String>,
+    /// `"auto"`: sign B holders into `queues` while A is away; `"off"`
+    /// (default): only report.
+    pub cover: Option<Spanned<String>>,
 }
 
 impl Loader<'_> {
@@ -98,6 +101,34 @@ impl Loader<'_> {
                     format!("post `{}`: grace must be at most 24h", c.name),
                 );
             }
+            let auto_cover = match c.cover.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+                None | Some(("off", _)) => false,
+                Some(("auto", span)) => {
+                    if c.queues.is_empty() {
+                        self.err(
+                            Some(span.clone()),
+                            format!("post `{}`: cover = \"auto\" needs `queues` (the queues B is signed into)", c.name),
+                        );
+                    }
+                    if c.b.is_empty() {
+                        self.err(
+                            Some(span),
+                            format!("post `{}`: cover = \"auto\" needs B holders (`b`)", c.name),
+                        );
+                    }
+                    true
+                }
+                Some((other, span)) => {
+                    self.err(
+                        Some(span),
+                        format!(
+                            "post `{}`: cover must be \"auto\" or \"off\", not `{other}`",
+                            c.name
+                        ),
+                    );
+                    false
+                }
+            };
             out.push(PostRule {
                 name: c.name.clone(),
                 a: c.a.iter().map(|h| h.get_ref().clone()).collect(),
@@ -107,6 +138,7 @@ impl Loader<'_> {
                 when: c.when.as_ref().map(|w| w.get_ref().clone()),
                 grace_ms,
                 present_reasons: c.present_reasons.clone(),
+                auto_cover,
             });
         }
         out
@@ -180,12 +212,28 @@ min = 4
 
     #[test]
     fn an_unknown_key_is_named_with_the_keys_a_post_takes() {
-        let e = errors("[[posts]]\nname = \"desk\"\na = [\"a1\"]\ncover = \"auto\"\n");
+        let e = errors("[[posts]]\nname = \"desk\"\na = [\"a1\"]\nleader = \"a1\"\n");
         assert_eq!(
             e,
             vec![
-                "t.toml:15:1: unknown field `cover`, expected one of `name`, `a`, `b`, `min`, `queues`, `when`, `grace`, `present_reasons`"
+                "t.toml:15:1: unknown field `leader`, expected one of `name`, `a`, `b`, `min`, `queues`, `when`, `grace`, `present_reasons`, `cover`"
             ]
+        );
+    }
+
+    #[test]
+    fn auto_cover_needs_queues_and_b_holders() {
+        let e = errors(
+            "[[posts]]\nname = \"desk\"\na = [\"a1\"]\ncover = \"auto\"\n[[posts]]\nname = \"door\"\na = [\"a1\"]\ncover = \"always\"\n",
+        );
+        assert_eq!(
+            e,
+            vec![
+                "t.toml:15:9: post `desk`: cover = \"auto\" needs `queues` (the queues B is signed into)",
+                "t.toml:15:9: post `desk`: cover = \"auto\" needs B holders (`b`)",
+                "t.toml:19:9: post `door`: cover must be \"auto\" or \"off\", not `always`",
+            ],
+            "{e:#?}"
         );
     }
 

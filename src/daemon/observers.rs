@@ -114,19 +114,23 @@ impl Parts {
             LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
         let every = cfg.storage.checkpoint_every.0;
         let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
+        let posts = posts.with_cover(store.clone(), cti.clone());
+        let adherence = crate::floor::adherence::AdherenceObserver::new(cfg);
+        let floor = crate::floor::FloorHandles {
+            posts: Some(post_board),
+            adherence: adherence.as_ref().map(|(_, h)| h.clone()),
+            ..Default::default()
+        };
+        let handover =
+            HandoverObserver::new(cfg, store.clone(), store.clone()).with_floor(floor.clone());
         let mut observers: Vec<Box<dyn Observer>> = vec![
             Box::new(ladder),
             Box::new(IntervalHistory::new(store.clone())),
-            Box::new(HandoverObserver::new(cfg, store.clone(), store.clone())),
+            Box::new(handover),
             Box::new(posts),
         ];
-        let mut floor = crate::floor::FloorHandles {
-            posts: Some(post_board),
-            adherence: None,
-        };
-        if let Some((obs, handle)) = crate::floor::adherence::AdherenceObserver::new(cfg) {
-            observers.push(Box::new(obs));
-            floor.adherence = Some(handle);
+        if let Some((obs, _)) = adherence {
+            observers.push(Box::new(obs.with_store(store.clone())));
         }
         let checkpoint = if every.is_zero() {
             None

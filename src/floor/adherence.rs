@@ -63,6 +63,7 @@ impl Plan {
     }
 
     /// The slot of `agent` at `t`.
+    #[cfg(test)]
     fn at(&self, agent: &str, t: Ts) -> Option<&Slot> {
         let slots = self.agents.get(agent)?;
         let i = slots.partition_point(|s| s.end <= t);
@@ -70,6 +71,7 @@ impl Plan {
     }
 
     /// The first slot start or end after `t`, over every agent.
+    #[cfg(test)]
     fn next_boundary(&self, t: Ts) -> Option<Ts> {
         self.agents
             .values()
@@ -180,7 +182,7 @@ pub fn parse_plan(
     }
 }
 
-fn parse_time(s: &str, zone: &jiff::tz::TimeZone) -> Option<Ts> {
+pub(crate) fn parse_time(s: &str, zone: &jiff::tz::TimeZone) -> Option<Ts> {
     if let Some(t) = Ts::parse_rfc3339(s) {
         return Some(t);
     }
@@ -276,6 +278,19 @@ pub struct DayAdherence {
     pub adherence: Option<f64>,
 }
 
+impl DayAdherence {
+    pub fn new(agent: String, day: String, scheduled_ms: i64, out_ms: i64) -> Self {
+        DayAdherence {
+            agent,
+            day,
+            scheduled_s: scheduled_ms as f64 / 1000.0,
+            out_s: out_ms as f64 / 1000.0,
+            adherence: (scheduled_ms > 0)
+                .then(|| (scheduled_ms - out_ms) as f64 / scheduled_ms as f64),
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Totals {
     scheduled_ms: i64,
@@ -286,22 +301,71 @@ struct Totals {
 struct Track {
     /// Event time up to which this agent is counted.
     counted_to: Option<Ts>,
-    /// The scheduled and actual activity since `counted_to`.
-    scheduled: Option<Arc<str>>,
-    actual: String,
+    /// The scheduled activity since `counted_to`, and the start of its slot.
+    scheduled: Option<(Arc<str>, Ts)>,
+    /// The local day that slot started on (its time counts to that day).
+    day: Option<jiff::civil::Date>,
     /// The open mismatch: since when, and whether it passed its tolerance.
     mismatch: Option<(Ts, bool)>,
     /// Mismatch time not yet counted as out (still within the tolerance).
     pending_ms: i64,
     tolerance_ms: i64,
+    /// What this process counted, per local day (today and yesterday).
+    totals: Vec<(jiff::civil::Date, Totals)>,
 }
 
-/// Where a daemon's `PUT /api/v1/schedule` leaves a new plan, and where the
-/// engine thread leaves the day totals.
+impl Track {
+    fn totals_mut(&mut self, day: jiff::civil::Date) -> &mut Totals {
+        let i = match self.totals.iter().position(|(d, _)| *d == day) {
+            Some(i) => i,
+            None => {
+                self.totals.push((day, Totals::default()));
+                self.totals.len() - 1
+            }
+        };
+        &mut self.totals[i].1
+    }
+
+    /// Counts `(counted_to, now]` with what held since `counted_to` (the
+    /// agent is visited whenever that changes, so nothing changed in
+    /// between).
+    fn count_to(&mut self, now: Ts) {
+        if let (Some(from), Some(_), Some(day)) = (self.counted_to, &self.scheduled, self.day)
+            && now > from
+        {
+            let dt = now.since(from);
+            let mut out = 0;
+            if let Some((since, flagged)) = self.mismatch.as_mut() {
+                if *flagged {
+                    out = dt;
+                } else {
+                    self.pending_ms += dt;
+                    if now.since(*since) >= self.tolerance_ms {
+                        *flagged = true;
+                        out = std::mem::take(&mut self.pending_ms);
+                    }
+                }
+            }
+            let t = self.totals_mut(day);
+            t.scheduled_ms += dt;
+            t.out_ms += out;
+        }
+        self.counted_to = Some(now);
+    }
+}
+
+/// Where a daemon's `PUT /api/v1/schedule` leaves a new plan and the
+/// adherence-exception routes the approved exceptions, and where the engine
+/// thread leaves the day totals.
 #[derive(Default)]
 pub struct AdherenceHandle {
     pub plan: ArcSwap<Plan>,
+    /// Approved exceptions not withdrawn (see [`super::exceptions`]).
+    pub exceptions: ArcSwap<Vec<super::exceptions::Exception>>,
     days: ArcSwap<Vec<DayAdherence>>,
+    seats: ArcSwap<Vec<QueueSeats>>,
+    /// Where exceptions are stored (the daemon's audit database).
+    store: std::sync::OnceLock<Arc<crate::store::Store>>,
 }
 
 impl AdherenceHandle {
@@ -309,24 +373,109 @@ impl AdherenceHandle {
     pub fn days(&self) -> Arc<Vec<DayAdherence>> {
         self.days.load_full()
     }
+
+    /// Per queue, as last published: scheduled seats, logged in, required.
+    pub fn seats(&self) -> Arc<Vec<QueueSeats>> {
+        self.seats.load_full()
+    }
+
+    /// Stores an approved exception and applies it (at the engine's next
+    /// event or tick).
+    pub fn approve(
+        &self,
+        e: super::exceptions::Exception,
+    ) -> Result<super::exceptions::Exception, String> {
+        let mut list: Vec<_> = self.exceptions.load().as_ref().clone();
+        if list.len() >= super::exceptions::MAX_OPEN {
+            return Err(format!(
+                "{} exceptions are open already; withdraw some first",
+                list.len()
+            ));
+        }
+        let stored = match self.store.get() {
+            Some(s) => s.insert_exception(&e).map_err(|e| e.to_string())?,
+            None => {
+                let id = list.iter().map(|x| x.id).max().unwrap_or(0) + 1;
+                super::exceptions::Exception { id, ..e }
+            }
+        };
+        list.push(stored.clone());
+        self.exceptions.store(Arc::new(list));
+        Ok(stored)
+    }
+
+    /// Withdraws exception `id`; `Ok(false)` when there is no such open one.
+    pub fn withdraw(&self, id: u64, by: &str) -> Result<bool, String> {
+        let list = self.exceptions.load_full();
+        if !list.iter().any(|e| e.id == id) {
+            return Ok(false);
+        }
+        if let Some(s) = self.store.get() {
+            s.withdraw_exception(id, by, Ts::now())
+                .map_err(|e| e.to_string())?;
+        }
+        let rest: Vec<_> = list.iter().filter(|e| e.id != id).cloned().collect();
+        self.exceptions.store(Arc::new(rest));
+        Ok(true)
+    }
 }
 
+/// One queue's seats this interval: planned against there against needed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueSeats {
+    pub queue: String,
+    /// The queue's current interval.
+    pub interval_start: Ts,
+    pub interval_end: Ts,
+    /// Agents whose plan has them on a seat of this queue now (see
+    /// [`AdherenceObserver`]'s seat rule in docs/floor.md).
+    pub scheduled: u32,
+    /// Members logged in now.
+    pub logged_in: u32,
+    /// Erlang C agents needed for the queue's SL target (the engine's
+    /// `required_agents`); `null` until there is traffic to size.
+    pub required: Option<u32>,
+    /// `scheduled - required`: negative when the plan is short.
+    pub scheduled_minus_required: Option<i64>,
+}
+
+/// Day totals are saved this often (event time).
+const SAVE_EVERY_MS: i64 = 60_000;
+
 /// Watches adherence on the engine thread.
+///
+/// Work per event is proportional to the agents the event changed, not to
+/// the agents scheduled: the engine lists the agents it touched
+/// ([`Engine::take_touched`]), and every time-based change (a slot starting
+/// or ending, a tolerance running out) is a per-agent deadline in an
+/// ordered index. Everyone is looked at only when the plan or the
+/// exceptions change, and their time is counted up to the present once per
+/// published second.
 pub struct AdherenceObserver {
     rules: AdherenceRules,
     handle: Arc<AdherenceHandle>,
     plan: Arc<Plan>,
-    tracks: HashMap<String, Track>,
-    /// (local day, agent) -> totals; the last two days.
-    days: BTreeMap<(jiff::civil::Date, String), Totals>,
-    dirty: bool,
-    evaluated: Ts,
-    next: Option<Ts>,
-    /// Agents evaluated: the plan's and any still carrying a mark (kept
-    /// sorted; rebuilt when the plan changes).
+    exceptions: Arc<Vec<super::exceptions::Exception>>,
+    /// Agents evaluated (the plan's and any ever tracked), sorted; `tracks`
+    /// and `due_of` are indexed alike.
     ids: Vec<String>,
+    index: HashMap<String, usize>,
+    tracks: Vec<Track>,
+    /// Each agent's next time-based change, indexed both ways.
+    due_of: Vec<Option<Ts>>,
+    dues: std::collections::BTreeSet<(Ts, usize)>,
+    /// The next start or end of an exception: everyone is looked at then.
+    exception_edge: Option<Ts>,
+    /// (local day, agent) -> totals saved before a restart.
+    restored: BTreeMap<(jiff::civil::Date, String), Totals>,
+    touched: Vec<usize>,
+    evaluated: Ts,
     /// Event time of the last published day totals.
     published: Ts,
+    /// Where day totals are saved (the daemon's audit database).
+    store: Option<Arc<crate::store::Store>>,
+    /// Event time of the last save; `None` before the first evaluation.
+    saved: Option<Ts>,
 }
 
 impl AdherenceObserver {
@@ -337,165 +486,331 @@ impl AdherenceObserver {
         handle.plan.store(rules.plan.clone());
         Some((
             AdherenceObserver {
-                plan: rules.plan.clone(),
+                plan: Arc::new(Plan::default()),
+                exceptions: Arc::new(Vec::new()),
                 rules,
                 handle: handle.clone(),
-                tracks: HashMap::new(),
-                days: BTreeMap::new(),
-                dirty: true,
-                evaluated: Ts::ZERO,
-                next: None,
                 ids: Vec::new(),
+                index: HashMap::new(),
+                tracks: Vec::new(),
+                due_of: Vec::new(),
+                dues: Default::default(),
+                exception_edge: None,
+                restored: BTreeMap::new(),
+                touched: Vec::new(),
+                evaluated: Ts::ZERO,
                 published: Ts::ZERO,
+                store: None,
+                saved: None,
             },
             handle,
         ))
     }
 
+    /// Saves the day totals to `store`, counts on from those saved before a
+    /// restart, and stores approved exceptions there (the open ones are
+    /// read back now).
+    pub fn with_store(mut self, store: Arc<crate::store::Store>) -> Self {
+        match store.open_exceptions(Ts::now().plus_ms(-86_400_000)) {
+            Ok(list) => self.handle.exceptions.store(Arc::new(list)),
+            Err(e) => tracing::error!(error = %e, "cannot read the adherence exceptions"),
+        }
+        let _ = self.handle.store.set(store.clone());
+        self.store = Some(store);
+        self
+    }
+
+    /// A new plan: the agent list is rebuilt (tracks kept by id).
+    fn replan(&mut self) {
+        let mut ids: std::collections::BTreeSet<String> =
+            self.plan.agents.keys().cloned().collect();
+        ids.extend(self.ids.iter().cloned());
+        let mut old: HashMap<String, Track> =
+            self.ids.drain(..).zip(self.tracks.drain(..)).collect();
+        self.ids = ids.into_iter().collect();
+        self.tracks = self
+            .ids
+            .iter()
+            .map(|id| old.remove(id).unwrap_or_default())
+            .collect();
+        self.index = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        self.due_of = vec![None; self.ids.len()];
+        self.dues.clear();
+    }
+
     fn evaluate(&mut self, engine: &mut Engine) {
         let now = engine.now();
-        let latest = self.handle.plan.load_full();
-        if !Arc::ptr_eq(&latest, &self.plan) || self.ids.is_empty() {
-            // A new plan: what was counted stays counted; from now on the
-            // new slots apply. Agents dropped from the plan stay listed
-            // until their mark is cleared.
-            self.plan = latest;
-            let mut ids: std::collections::BTreeSet<String> =
-                self.plan.agents.keys().cloned().collect();
-            ids.extend(self.tracks.keys().cloned());
-            self.ids = ids.into_iter().collect();
-            self.dirty = true;
+        if self.saved.is_none() {
+            self.saved = Some(now);
+            self.restore(now, &engine.zone().clone());
         }
         self.evaluated = now;
-        let zone = engine.zone().clone();
-        let mut next: Option<Ts> = self.plan.next_boundary(now);
-        // Every agent was counted to the same time, mostly: one zone
-        // conversion per evaluation, not per agent.
-        let mut day_of: Option<(Ts, jiff::civil::Date)> = None;
-        let ids = std::mem::take(&mut self.ids);
-        for id in &ids {
-            let id = id.as_str();
-            let track = self.tracks.entry(id.to_string()).or_default();
-            // Count (counted_to, now] with what held since counted_to.
-            if let (Some(from), Some(_)) = (track.counted_to, &track.scheduled)
-                && now > from
-            {
-                self.dirty = true;
-                let dt = now.since(from);
-                let day = match day_of {
-                    Some((t, d)) if t == from => d,
-                    _ => {
-                        let d = local_day(from, &zone);
-                        day_of = Some((from, d));
-                        d
-                    }
-                };
-                let totals = self.days.entry((day, id.to_string())).or_default();
-                totals.scheduled_ms += dt;
-                if let Some((since, flagged)) = track.mismatch.as_mut() {
-                    if *flagged {
-                        totals.out_ms += dt;
-                    } else {
-                        track.pending_ms += dt;
-                        if now.since(*since) >= track.tolerance_ms {
-                            *flagged = true;
-                            totals.out_ms += track.pending_ms;
-                            track.pending_ms = 0;
-                        }
-                    }
-                }
+        let mut all = engine.take_touched(&mut self.touched);
+        let latest = self.handle.plan.load_full();
+        if !Arc::ptr_eq(&latest, &self.plan) {
+            // A new plan: what was counted stays counted; from now on the
+            // new slots apply.
+            self.plan = latest;
+            self.replan();
+            all = true;
+        }
+        let exceptions = self.handle.exceptions.load_full();
+        if !Arc::ptr_eq(&exceptions, &self.exceptions) {
+            self.exceptions = exceptions;
+            all = true;
+        }
+        if self.exception_edge.is_some_and(|t| t <= now) {
+            all = true;
+        }
+        if all {
+            self.exception_edge = self
+                .exceptions
+                .iter()
+                .flat_map(|e| [e.from, e.to])
+                .filter(|t| *t > now)
+                .min();
+            let zone = engine.zone().clone();
+            for i in 0..self.ids.len() {
+                self.visit(engine, i, now, &zone);
             }
-            track.counted_to = Some(now);
-            // What holds from now on.
-            let slot = self.plan.at(id, now).cloned();
-            let ai = engine.find_agent(id);
-            let (actual, verdict) = match (&slot, ai) {
-                (Some(s), Some(a)) => {
-                    let ag = engine.agent(a);
-                    let act = actual(ag);
-                    let v = adheres(&self.rules, engine, ag, &s.activity, &act);
-                    (act, Some(v))
-                }
-                (Some(s), None) => (
-                    "logged_out".to_string(),
-                    Some(if *s.activity == *"logged_out" {
-                        Ok(())
-                    } else {
-                        Err("logged_out".to_string())
-                    }),
-                ),
-                (None, _) => (String::new(), None),
-            };
-            match &verdict {
-                Some(Err(_)) => {
-                    let tol = slot
-                        .as_ref()
-                        .map(|s| {
-                            self.rules
-                                .tolerance(&s.activity)
-                                .max(self.rules.tolerance(&actual))
-                        })
-                        .unwrap_or(0);
-                    track.tolerance_ms = tol;
-                    let (since, flagged) = *track.mismatch.get_or_insert((now, false));
-                    if !flagged && now.since(since) >= tol {
-                        track.mismatch = Some((since, true));
-                        let day = local_day(now, &zone);
-                        self.days.entry((day, id.to_string())).or_default().out_ms +=
-                            track.pending_ms;
-                        track.pending_ms = 0;
-                    }
-                    if let Some((since, false)) = track.mismatch {
-                        let due = since.plus_ms(tol.max(1));
-                        next = Some(next.map_or(due, |n| n.min(due)));
-                    }
-                }
-                _ => {
-                    track.mismatch = None;
-                    track.pending_ms = 0;
-                }
-            }
-            track.scheduled = slot.as_ref().map(|s| s.activity.clone());
-            track.actual = actual.clone();
-            let mark = match (&slot, &verdict) {
-                (Some(s), Some(v)) => Some(AdherenceMark {
-                    scheduled: s.activity.to_string(),
-                    actual,
-                    in_adherence: !matches!(track.mismatch, Some((_, true))),
-                    out_since: track.mismatch.map(|(t, _)| t),
-                    why: v.clone().err(),
-                }),
-                _ => None,
-            };
-            if let Some(a) = ai {
-                engine.set_adherence(a, mark);
+            return;
+        }
+        let mut visit: Vec<usize> = Vec::new();
+        for &a in &self.touched {
+            if let Some(&i) = self.index.get(&*engine.agent(a).id) {
+                visit.push(i);
             }
         }
-        self.ids = ids;
-        self.next = next.filter(|n| *n > now);
-        // Keep today and yesterday.
-        let today = local_day(now, &zone);
-        if let Ok(yesterday) = today.yesterday() {
-            self.days.retain(|(d, _), _| *d >= yesterday);
+        while let Some(&(t, i)) = self.dues.first()
+            && t <= now
+        {
+            self.dues.remove(&(t, i));
+            self.due_of[i] = None;
+            visit.push(i);
+        }
+        if visit.is_empty() {
+            return;
+        }
+        visit.sort_unstable();
+        visit.dedup();
+        let zone = engine.zone().clone();
+        for i in visit {
+            self.visit(engine, i, now, &zone);
         }
     }
 
-    fn publish(&mut self, now: Ts) {
-        self.published = now;
-        let rows = self
-            .days
-            .iter()
-            .map(|((day, agent), t)| DayAdherence {
-                agent: agent.clone(),
-                day: day.to_string(),
-                scheduled_s: t.scheduled_ms as f64 / 1000.0,
-                out_s: t.out_ms as f64 / 1000.0,
-                adherence: (t.scheduled_ms > 0)
-                    .then(|| (t.scheduled_ms - t.out_ms) as f64 / t.scheduled_ms as f64),
+    /// Counts agent `i`'s time up to `now`, judges what holds from now on,
+    /// sets its mark and its next deadline.
+    fn visit(&mut self, engine: &mut Engine, i: usize, now: Ts, zone: &jiff::tz::TimeZone) {
+        let id = self.ids[i].as_str();
+        let track = &mut self.tracks[i];
+        track.count_to(now);
+        // What holds from now on.
+        let slots = self.plan.agents.get(id).map(Vec::as_slice).unwrap_or(&[]);
+        let k = slots.partition_point(|s| s.end <= now);
+        let slot = slots.get(k).filter(|s| s.start <= now);
+        let boundary = slots
+            .get(k)
+            .map(|s| if s.start > now { s.start } else { s.end });
+        let ai = engine.find_agent(id);
+        let excused = ai.and_then(|a| {
+            let groups = &engine.agent(a).groups;
+            self.exceptions.iter().find(|e| e.covers(id, groups, now))
+        });
+        let (actual, verdict) = match (slot, ai) {
+            (Some(s), Some(a)) => {
+                let ag = engine.agent(a);
+                let act = actual(ag);
+                let v = match excused {
+                    Some(_) => Ok(()),
+                    None => adheres(&self.rules, engine, ag, &s.activity, &act),
+                };
+                (act, Some(v))
+            }
+            (Some(s), None) => (
+                "logged_out".to_string(),
+                Some(if *s.activity == *"logged_out" {
+                    Ok(())
+                } else {
+                    Err("logged_out".to_string())
+                }),
+            ),
+            (None, _) => (String::new(), None),
+        };
+        let mut due = boundary;
+        match &verdict {
+            Some(Err(_)) => {
+                let tol = slot
+                    .map(|s| {
+                        self.rules
+                            .tolerance(&s.activity)
+                            .max(self.rules.tolerance(&actual))
+                    })
+                    .unwrap_or(0);
+                track.tolerance_ms = tol;
+                let (since, flagged) = *track.mismatch.get_or_insert((now, false));
+                if !flagged && now.since(since) >= tol {
+                    track.mismatch = Some((since, true));
+                    if let Some(day) = track.day.or_else(|| slot.map(|s| local_day(s.start, zone)))
+                    {
+                        track.totals_mut(day).out_ms += std::mem::take(&mut track.pending_ms);
+                    }
+                }
+                if let Some((since, false)) = track.mismatch {
+                    let d = since.plus_ms(tol.max(1));
+                    due = Some(due.map_or(d, |x| x.min(d)));
+                }
+            }
+            _ => {
+                track.mismatch = None;
+                track.pending_ms = 0;
+            }
+        }
+        let start = slot.map(|s| s.start);
+        if track.scheduled.as_ref().map(|(_, t)| *t) != start {
+            track.day = slot.map(|s| local_day(s.start, zone));
+        }
+        track.scheduled = slot.map(|s| (s.activity.clone(), s.start));
+        let mark = match (slot, &verdict) {
+            (Some(s), Some(v)) => Some(AdherenceMark {
+                scheduled: s.activity.to_string(),
+                actual,
+                in_adherence: !matches!(track.mismatch, Some((_, true))),
+                out_since: track.mismatch.map(|(t, _)| t),
+                why: v.clone().err(),
+                exception: excused.map(|e| e.reason.clone()),
+            }),
+            _ => None,
+        };
+        if let Some(a) = ai {
+            engine.set_adherence(a, mark);
+        }
+        let due = due.filter(|d| *d > now);
+        if self.due_of[i] != due {
+            if let Some(t) = self.due_of[i] {
+                self.dues.remove(&(t, i));
+            }
+            if let Some(t) = due {
+                self.dues.insert((t, i));
+            }
+            self.due_of[i] = due;
+        }
+    }
+
+    /// Scheduled seats per queue: an agent whose slot now is `phone`, or an
+    /// activity with `queues`, holds a seat of each of those queues (of
+    /// each queue it is a member of, for `phone` without `queues`).
+    fn seats(&self, engine: &Engine) -> Vec<QueueSeats> {
+        let mut scheduled = vec![0u32; engine.queue_count()];
+        for (id, t) in self.ids.iter().zip(&self.tracks) {
+            let Some((activity, _)) = &t.scheduled else {
+                continue;
+            };
+            let queues = self
+                .rules
+                .activity(activity)
+                .map(|a| a.queues.as_slice())
+                .unwrap_or(&[]);
+            if !queues.is_empty() {
+                for q in queues.iter().filter_map(|q| engine.find_queue(q)) {
+                    scheduled[q] += 1;
+                }
+            } else if **activity == *"phone"
+                && let Some(a) = engine.find_agent(id)
+            {
+                for &q in &engine.agent(a).queues {
+                    scheduled[q] += 1;
+                }
+            }
+        }
+        (0..engine.queue_count())
+            .map(|q| {
+                let queue = engine.queue(q);
+                let required = engine.required_agents(q);
+                QueueSeats {
+                    queue: queue.name.to_string(),
+                    interval_start: queue.interval.start,
+                    interval_end: queue.interval.end,
+                    scheduled: scheduled[q],
+                    logged_in: engine.figures(q).logged_in.round() as u32,
+                    required,
+                    scheduled_minus_required: required.map(|r| scheduled[q] as i64 - r as i64),
+                }
             })
-            .collect();
+            .collect()
+    }
+
+    fn publish(&mut self, engine: &Engine) {
+        let (now, zone) = (engine.now(), engine.zone().clone());
+        let zone = &zone;
+        self.handle.seats.store(Arc::new(self.seats(engine)));
+        self.published = now;
+        // Everyone's time up to now (no judging: nothing changed unseen).
+        let today = local_day(now, zone);
+        let yesterday = today.yesterday().unwrap_or(today);
+        let mut days = self.restored.clone();
+        for (id, t) in self.ids.iter().zip(self.tracks.iter_mut()) {
+            t.count_to(now);
+            t.totals.retain(|(d, _)| *d >= yesterday);
+            for (d, tot) in &t.totals {
+                let e = days.entry((*d, id.clone())).or_default();
+                e.scheduled_ms += tot.scheduled_ms;
+                e.out_ms += tot.out_ms;
+            }
+        }
+        self.restored.retain(|(d, _), _| *d >= yesterday);
+        let rows = days
+            .iter()
+            .filter(|((d, _), _)| *d >= yesterday)
+            .map(|((day, agent), t)| {
+                DayAdherence::new(agent.clone(), day.to_string(), t.scheduled_ms, t.out_ms)
+            })
+            .collect::<Vec<_>>();
         self.handle.days.store(Arc::new(rows));
-        self.dirty = false;
+    }
+
+    /// Saves the day totals to the audit database (every
+    /// [`SAVE_EVERY_MS`] of event time and at stop), so a restart and
+    /// `acdmon report --adherence` have them.
+    fn save(&mut self, now: Ts) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        self.saved = Some(now);
+        let rows = self.handle.days();
+        if let Err(e) = store.save_adherence_days(&rows) {
+            tracing::error!(error = %e, "cannot save the adherence day totals; tried again in a minute");
+        }
+    }
+
+    /// First evaluation with a store: the day totals saved before a
+    /// restart (today's and yesterday's) are counted on from.
+    fn restore(&mut self, now: Ts, zone: &jiff::tz::TimeZone) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let today = local_day(now, zone);
+        for day in [today.yesterday().ok(), Some(today)].into_iter().flatten() {
+            match store.adherence_days(&day.to_string()) {
+                Ok(rows) => {
+                    for r in rows {
+                        self.restored.insert(
+                            (day, r.agent),
+                            Totals {
+                                scheduled_ms: (r.scheduled_s * 1000.0).round() as i64,
+                                out_ms: (r.out_s * 1000.0).round() as i64,
+                            },
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the saved adherence day totals"),
+            }
+        }
     }
 }
 
@@ -508,13 +823,16 @@ impl Observer for AdherenceObserver {
         self.evaluate(engine);
     }
 
-    /// Day totals move with every event: published at most once per
-    /// second of event time (a replay calls this after every event), and
-    /// when the engine stops.
+    /// Day totals move with time: published at most once per second of
+    /// event time (a replay calls this after every event), and when the
+    /// engine stops.
     fn before_publish(&mut self, engine: &mut Engine) -> Vec<Arc<crate::escalation::Entry>> {
         let now = engine.now();
-        if self.dirty && now.since(self.published) >= 1_000 {
-            self.publish(now);
+        if now.since(self.published) >= 1_000 {
+            self.publish(engine);
+        }
+        if self.store.is_some() && self.saved.is_some_and(|s| now.since(s) >= SAVE_EVERY_MS) {
+            self.save(now);
         }
         Vec::new()
     }
@@ -526,15 +844,22 @@ impl Observer for AdherenceObserver {
             }
             self.rules = r;
         }
+        // Tolerances and equivalents may have changed: everyone again.
+        self.plan = Arc::new(Plan::default());
         self.evaluate(engine);
     }
 
     fn on_stop(&mut self, engine: &mut Engine) {
-        self.publish(engine.now());
+        self.publish(engine);
+        self.save(engine.now());
     }
 
     fn next_deadline(&self) -> Option<Ts> {
-        self.next.filter(|n| *n > self.evaluated)
+        let d = self.dues.first().map(|(t, _)| *t);
+        d.into_iter()
+            .chain(self.exception_edge)
+            .filter(|n| *n > self.evaluated)
+            .min()
     }
 }
 

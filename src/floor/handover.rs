@@ -175,11 +175,13 @@ pub struct Handover {
     pub unresolved: bool,
     pub unresolved_reasons: Vec<String>,
     pub duty_log: Vec<DutyEntry>,
-    /// Source outages during the shift: not captured yet (always `null`;
-    /// source health lives outside the engine thread).
+    /// Source outages during the shift, clipped to it (see
+    /// [`super::outages`]); `null` where source health is not watched
+    /// (replay, a late record).
     pub source_outages: Option<Vec<serde_json::Value>>,
-    /// Post breaches and adherence summary, for the floor rules (posts,
-    /// adherence) to fill; `null` while they do not run.
+    /// Post breaches during the shift and adherence at its end (see
+    /// [`super::summary`]); `null` when no floor rule runs (or in a late
+    /// record).
     pub floor_rules: Option<serde_json::Value>,
     /// Who acknowledged it and when (stored apart; never in the record
     /// as written).
@@ -202,6 +204,10 @@ struct Due {
     signed_in: Vec<String>,
     pending: Vec<u64>,
     formulas: HashMap<String, SlFormula>,
+    /// `floor_rules` as of the shift's end.
+    floor: Option<serde_json::Value>,
+    /// `source_outages` as of the shift's end.
+    outages: Option<Vec<serde_json::Value>>,
 }
 
 /// Writes a handover record at each shift's end (see the module docs).
@@ -221,6 +227,9 @@ pub struct HandoverObserver {
     unwritten: VecDeque<Handover>,
     retry_at: Ts,
     retry_ms: i64,
+    /// The floor rules' boards (posts, adherence) for `floor_rules`.
+    floor: Option<super::FloorHandles>,
+    outages: super::outages::OutageLog,
 }
 
 impl HandoverObserver {
@@ -237,7 +246,15 @@ impl HandoverObserver {
             unwritten: VecDeque::new(),
             retry_at: Ts::ZERO,
             retry_ms: RETRY_FIRST_MS,
+            floor: None,
+            outages: Default::default(),
         }
+    }
+
+    /// Fills `floor_rules` from these boards.
+    pub fn with_floor(mut self, floor: super::FloorHandles) -> Self {
+        self.floor = Some(floor);
+        self
     }
 
     fn begin(&self, span: ShiftSpan, engine: &Engine) -> Running {
@@ -294,6 +311,8 @@ impl HandoverObserver {
                     signed_in: Vec::new(),
                     pending: Vec::new(),
                     formulas: formulas(engine),
+                    floor: None,
+                    outages: None,
                 };
                 let mut h = self.compose(due);
                 h.late = true;
@@ -368,12 +387,29 @@ impl HandoverObserver {
             .filter(|a| a.signed_in_by_escalation)
             .map(|a| a.id.to_string())
             .collect();
+        let floor = self.floor.as_ref().and_then(|f| {
+            let span = &running.span;
+            super::summary::summarise(f, engine, span.start, span.end, &span.day)
+        });
+        let watched = self
+            .floor
+            .as_ref()
+            .is_some_and(|f| f.sources.get().is_some());
+        let outages = watched.then(|| {
+            self.outages
+                .during(running.span.start, running.span.end)
+                .iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect()
+        });
         self.due = Some(Due {
             running,
             active,
             signed_in,
             pending,
             formulas: formulas(engine),
+            floor,
+            outages,
         });
     }
 
@@ -476,8 +512,8 @@ impl HandoverObserver {
             unresolved: !reasons.is_empty(),
             unresolved_reasons: reasons,
             duty_log,
-            source_outages: None,
-            floor_rules: None,
+            source_outages: due.outages,
+            floor_rules: due.floor,
             ack: None,
         }
     }
@@ -607,6 +643,9 @@ impl Observer for HandoverObserver {
             return;
         }
         let now = engine.now();
+        if let Some(reg) = self.floor.as_ref().and_then(|f| f.sources.get()) {
+            self.outages.sample(reg, now);
+        }
         // The interval closed with the shift has arrived by now.
         self.finish_due(now);
         self.retry(now);

@@ -10,9 +10,13 @@
 //! HTTP routes and `/metrics` read.
 
 pub mod adherence;
+pub mod cover;
+pub mod exceptions;
 pub mod handover;
+pub mod outages;
 pub mod posts;
 pub mod shift;
+pub mod summary;
 
 use std::sync::Arc;
 
@@ -23,4 +27,7 @@ use std::sync::Arc;
 pub struct FloorHandles {
     pub posts: Option<Arc<posts::PostBoard>>,
     pub adherence: Option<Arc<adherence::AdherenceHandle>>,
+    /// The daemon's source health, set when the daemon starts (after the
+    /// observers are made): the handover's source outages.
+    pub sources: Arc<std::sync::OnceLock<Arc<crate::sources::health::HealthRegistry>>>,
 }

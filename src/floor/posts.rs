@@ -54,6 +54,9 @@ pub struct PostRule {
     pub grace_ms: i64,
     /// Pause reasons during which a holder still counts as present.
     pub present_reasons: Vec<String>,
+    /// `cover = "auto"`: B holders are signed into `queues` while A is
+    /// away (see [`super::cover`]).
+    pub auto_cover: bool,
 }
 
 impl PostRule {
@@ -123,6 +126,15 @@ pub struct PostView {
     pub grace_s: f64,
     /// The most recent breaches, oldest first (the open one last).
     pub breaches: Vec<Breach>,
+    /// `cover = "auto"` is set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auto_cover: bool,
+    /// Auto cover: the queues it has signed B holders into now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub covering: Vec<super::cover::CoverSeat>,
+    /// Auto cover: its most recent decisions (the cover log), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cover_log: Vec<crate::store::floor::CoverEntry>,
 }
 
 /// Every post, as of event time `as_of`.
@@ -242,6 +254,9 @@ impl PostState {
             when: rule.when.clone(),
             grace_s: rule.grace_ms as f64 / 1000.0,
             breaches: self.breaches.iter().copied().collect(),
+            auto_cover: rule.auto_cover,
+            covering: Vec::new(),
+            cover_log: Vec::new(),
         }
     }
 }
@@ -280,6 +295,9 @@ pub struct PostsObserver {
     published: Ts,
     /// Event time of the last evaluation.
     evaluated: Ts,
+    /// Signs B holders in for posts with `cover = "auto"`; `None`: no CTI
+    /// and audit log were given (auto posts then only report).
+    cover: Option<super::cover::AutoCover>,
 }
 
 impl PostsObserver {
@@ -293,9 +311,40 @@ impl PostsObserver {
             dirty: true,
             published: Ts::ZERO,
             evaluated: Ts::ZERO,
+            cover: None,
         };
         o.configure(cfg, Ts::ZERO);
         (o, board)
+    }
+
+    /// Posts with `cover = "auto"` act through `cti` (the ladder's CTI
+    /// actions) and log to `store` (the audit database).
+    pub fn with_cover(
+        mut self,
+        store: Arc<crate::store::Store>,
+        cti: Arc<crate::cti::CtiRegistry>,
+    ) -> Self {
+        self.cover = Some(super::cover::AutoCover::new(store, cti));
+        self
+    }
+
+    /// [`PostsObserver::new`] for `acdmon replay`: auto cover acts through
+    /// the log-only CTI and logs to a private in-memory database.
+    pub fn for_replay(cfg: &crate::config::Config) -> (Self, Arc<PostBoard>) {
+        let (o, board) = Self::new(cfg);
+        if !cfg.posts.iter().any(|p| p.auto_cover) {
+            return (o, board);
+        }
+        match crate::store::Store::in_memory() {
+            Ok(store) => {
+                let cti = crate::cti::CtiRegistry::only(Arc::new(crate::cti::log_only::LogOnly));
+                (o.with_cover(Arc::new(store), Arc::new(cti)), board)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "no in-memory audit log; auto cover does not act in this replay");
+                (o, board)
+            }
+        }
     }
 
     /// Takes a (re)loaded configuration; a post that keeps its name keeps
@@ -364,18 +413,46 @@ impl PostsObserver {
                     present_a += (i < rule.a.len()) as usize;
                 }
             }
+            let auto = rule.auto_cover.then(|| present.clone());
             if state.step(rule, on, present_a, present, now) {
+                self.dirty = true;
+            }
+            if let (Some(present), Some(cover)) = (auto, self.cover.as_mut()) {
+                cover.step(engine, rule, on, state.cover, &present);
+            }
+        }
+        if let Some(c) = self.cover.as_mut() {
+            c.release_orphans(engine, &self.rules);
+            if std::mem::take(&mut c.changed) {
                 self.dirty = true;
             }
         }
     }
 
+    /// Takes the phone system's answers to auto cover; evaluates again when
+    /// they changed something.
+    fn drain_cover(&mut self, engine: &mut Engine) {
+        if let Some(c) = self.cover.as_mut()
+            && c.drain(engine)
+        {
+            self.evaluate(engine);
+        }
+    }
+
     fn publish(&mut self, now: Ts) {
+        let cover = self.cover.as_ref();
         let posts = self
             .rules
             .iter()
             .zip(&self.states)
-            .map(|(r, s)| s.view(r, now))
+            .map(|(r, s)| {
+                let mut v = s.view(r, now);
+                if let Some(c) = cover {
+                    v.covering = c.seats_of(&r.name);
+                    v.cover_log = c.recent_of(&r.name);
+                }
+                v
+            })
             .collect();
         self.board
             .current
@@ -387,12 +464,21 @@ impl PostsObserver {
 
 impl Observer for PostsObserver {
     fn after_event(&mut self, engine: &mut Engine, _queue: Option<usize>) {
+        if let Some(c) = self.cover.as_mut() {
+            c.drain(engine);
+        }
         if !self.rules.is_empty() {
             self.evaluate(engine);
+        }
+        // A change is on the board at once (also at a deadline, which no
+        // publish follows): a shift's handover reads it at the shift's end.
+        if self.dirty {
+            self.publish(engine.now());
         }
     }
 
     fn before_publish(&mut self, engine: &mut Engine) -> Vec<Arc<crate::escalation::Entry>> {
+        self.drain_cover(engine);
         let now = engine.now();
         let unmanned = self.states.iter().any(|s| s.cover == Cover::Unmanned);
         if self.dirty || (unmanned && now.since(self.published) >= REFRESH_MS) {
@@ -425,7 +511,8 @@ impl Observer for PostsObserver {
             .iter()
             .any(Option::is_some)
             .then(|| Ts((now.0.div_euclid(60_000) + 1) * 60_000));
-        grace.into_iter().chain(minute).min()
+        let retry = self.cover.as_ref().and_then(|c| c.next_deadline(now));
+        grace.into_iter().chain(minute).chain(retry).min()
     }
 }
 
@@ -443,6 +530,7 @@ mod tests {
             when: None,
             grace_ms,
             present_reasons: vec![],
+            auto_cover: false,
         }
     }
 

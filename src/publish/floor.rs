@@ -25,6 +25,139 @@ pub fn routes() -> Router<AppState> {
         .route("/wall/posts.js", get(script))
         .route("/api/v1/schedule", axum::routing::put(put_schedule))
         .route("/api/v1/adherence", get(adherence))
+        .route("/api/v1/adherence/seats", get(seats))
+        .route(
+            "/api/v1/adherence/exceptions",
+            get(exceptions).post(approve_exception),
+        )
+        .route(
+            "/api/v1/adherence/exceptions/{id}",
+            axum::routing::delete(withdraw_exception),
+        )
+}
+
+/// `[{queue, interval_start, interval_end, scheduled, logged_in, required,
+/// scheduled_minus_required}]` (read token).
+async fn seats(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    if let Err(r) = read_guard(&s, &h, &q) {
+        return r;
+    }
+    match &s.floor.adherence {
+        Some(a) => Json(a.seats().as_ref().clone()).into_response(),
+        None => Json(json!([])).into_response(),
+    }
+}
+
+fn adherence_off() -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(json!({"error": "adherence is off: add an [adherence] section to the configuration"})),
+    )
+        .into_response()
+}
+
+/// `[Exception]`: the approved exceptions not withdrawn (read token).
+async fn exceptions(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    if let Err(r) = read_guard(&s, &h, &q) {
+        return r;
+    }
+    match &s.floor.adherence {
+        Some(a) => Json(a.exceptions.load().as_ref().clone()).into_response(),
+        None => Json(json!([])).into_response(),
+    }
+}
+
+/// A supervisor approves an exception (admin token): 201 with it, or 400
+/// with every problem (`errors`).
+async fn approve_exception(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = admin_guard(&s, &h, &q) {
+        return r;
+    }
+    let Some(handle) = s.floor.adherence.clone() else {
+        return adherence_off();
+    };
+    let req: crate::floor::exceptions::ExceptionRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response();
+        }
+    };
+    let cfg = s.config.load();
+    let known = |a: &str| cfg.agents.iter().any(|x| x.id == a);
+    let group = |g: &str| cfg.agents.iter().any(|x| x.groups.iter().any(|y| y == g));
+    let e = match crate::floor::exceptions::check(&req, &cfg.zone, &known, &group) {
+        Ok(e) => e,
+        Err(errors) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "the exception was not approved", "errors": errors})),
+            )
+                .into_response();
+        }
+    };
+    match tokio::task::spawn_blocking(move || handle.approve(e)).await {
+        Ok(Ok(e)) => {
+            tracing::info!(id = e.id, by = %e.by, reason = %e.reason, "adherence exception approved");
+            (StatusCode::CREATED, Json(e)).into_response()
+        }
+        Ok(Err(why)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": why}))).into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// Withdraws an exception (admin token; `?by=` names who): 204, or 404.
+async fn withdraw_exception(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+) -> Response {
+    if let Err(r) = admin_guard(&s, &h, &q) {
+        return r;
+    }
+    let Some(handle) = s.floor.adherence.clone() else {
+        return adherence_off();
+    };
+    let by = q
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("by="))
+        .unwrap_or("admin")
+        .chars()
+        .take(64)
+        .collect::<String>();
+    match tokio::task::spawn_blocking(move || handle.withdraw(id, &by)).await {
+        Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Ok(false)) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no open adherence exception {id}")})),
+        )
+            .into_response(),
+        Ok(Err(why)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": why}))).into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 /// Replaces the adherence plan with the CSV body (`agent,start,end,activity`

@@ -248,6 +248,12 @@ impl Metrics {
                     .set(p.unmanned_s);
             }
         }
+        if let Some(a) = &boards.floor.adherence {
+            for q in a.seats().iter() {
+                self.gauge("acd_queue_scheduled_seats", &[("queue", q.queue.as_str())])
+                    .set(q.scheduled as f64);
+            }
+        }
         let snap = publisher.snapshot();
         if boards.floor.adherence.is_some() {
             let mut out_of: std::collections::BTreeMap<&str, u32> =
@@ -463,6 +469,11 @@ fn describe(r: &dyn Recorder) {
         "acd_agents_out_of_adherence",
         Some(Unit::Count),
         "Agents of the queue out of schedule adherence past their activity's tolerance ([adherence]).",
+    );
+    g(
+        "acd_queue_scheduled_seats",
+        Some(Unit::Count),
+        "Agents the adherence plan has on a seat of the queue now (compare acd_queue_agents logged_in and acd_queue_required_agents).",
     );
     g(
         "acd_engine_stalled",

@@ -60,6 +60,10 @@ pub struct Engine {
     dirty_q_list: Vec<usize>,
     dirty_a: Vec<bool>,
     dirty_a_list: Vec<usize>,
+    /// Agents touched since the last [`Engine::take_touched`], with
+    /// repeats, bounded by [`TOUCHED_MAX`] (then `touched_lost`).
+    touched: Vec<usize>,
+    touched_lost: bool,
     closed: Vec<IntervalRecord>,
     /// When this engine began observing (a restart loses what came before).
     pub(super) started: Ts,
@@ -72,6 +76,9 @@ pub struct Engine {
     /// A trend sample was taken since the last publish.
     pub(super) trend_dirty: bool,
 }
+
+/// Most agent touches [`Engine::take_touched`] keeps between two takes.
+pub const TOUCHED_MAX: usize = 4_096;
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
@@ -95,6 +102,8 @@ impl Engine {
             dirty_q_list: Vec::new(),
             dirty_a: Vec::new(),
             dirty_a_list: Vec::new(),
+            touched: Vec::new(),
+            touched_lost: false,
             closed: Vec::new(),
             started: now,
             events_applied: 0,
@@ -600,10 +609,25 @@ impl Engine {
     }
 
     fn touch_agent(&mut self, a: usize) {
+        if self.touched.len() < TOUCHED_MAX {
+            self.touched.push(a);
+        } else {
+            self.touched_lost = true;
+        }
         if !self.dirty_a[a] {
             self.dirty_a[a] = true;
             self.dirty_a_list.push(a);
         }
+    }
+
+    /// Agents touched since the last call (with repeats) into `into`, for an
+    /// observer that follows agent changes without looking at every agent
+    /// after every event (schedule adherence). `true`: more were touched
+    /// than the list holds (or nobody took it for long): look at everyone.
+    pub fn take_touched(&mut self, into: &mut Vec<usize>) -> bool {
+        into.clear();
+        std::mem::swap(into, &mut self.touched);
+        std::mem::take(&mut self.touched_lost)
     }
 
     /// Queues and agents changed since the last call, in first-touched order.

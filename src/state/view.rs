@@ -144,4 +144,7 @@ pub struct AdherenceMark {
     /// when something else is planned), `wrong_queue`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// An approved adherence exception covers the agent now: its reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<String>,
 }

@@ -26,6 +26,7 @@
 //! could (see docs/failure-modes.md).
 
 pub mod checkpoint;
+pub mod floor;
 pub mod handover;
 pub mod health;
 pub mod history;
@@ -131,6 +132,7 @@ CREATE TABLE IF NOT EXISTS intervals (
 /// Adds what later versions keep to a database an earlier version created.
 fn migrate(c: &Connection) -> Result<(), rusqlite::Error> {
     c.execute_batch(handover::SCHEMA)?;
+    c.execute_batch(floor::SCHEMA)?;
     let has = c
         .prepare("SELECT 1 FROM pragma_table_info('intervals') WHERE name = 'observed_from_ms'")?
         .exists([])?;

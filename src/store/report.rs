@@ -333,6 +333,82 @@ pub fn handover(
     })
 }
 
+/// `acdmon report --adherence DAY`: each agent's schedule adherence on
+/// local day `day`, as the daemon (or `replay --store`) saved it: a
+/// Markdown table (English or Chinese) or JSON rows `{agent, day,
+/// scheduled_s, out_s, adherence}`.
+pub fn adherence(
+    cfg: &Config,
+    day: &str,
+    format: ReportFormat,
+    lang: &str,
+) -> Result<String, ReportError> {
+    let _: jiff::civil::Date = day
+        .parse()
+        .map_err(|_| ReportError::Args(format!("`{day}` is not a date (2026-11-23)")))?;
+    if !std::path::Path::new(&cfg.storage.path).exists() {
+        return Err(ReportError::Args(format!(
+            "no audit database at {} (run the daemon first)",
+            cfg.storage.path
+        )));
+    }
+    let store = Store::open_to_read(&cfg.storage.path)?;
+    let rows = store.adherence_days(day)?;
+    Ok(match format {
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into()) + "\n"
+        }
+        ReportFormat::Markdown | ReportFormat::Csv => adherence_markdown(day, &rows, lang),
+    })
+}
+
+fn adherence_markdown(
+    day: &str,
+    rows: &[crate::floor::adherence::DayAdherence],
+    lang: &str,
+) -> String {
+    let zh = lang.eq_ignore_ascii_case("zh-CN");
+    let (title, head, none) = if zh {
+        (
+            "排班遵从度",
+            "| 坐席 | 排班时长 | 未遵从时长 | 遵从度 |",
+            "（当天没有排班记录）",
+        )
+    } else {
+        (
+            "Schedule adherence",
+            "| agent | scheduled | out of adherence | adherence |",
+            "(nothing scheduled that day)",
+        )
+    };
+    let hms = |s: f64| {
+        let s = s.round() as i64;
+        format!("{}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+    };
+    let mut out = format!("# {title} {day}\n\n");
+    if rows.is_empty() {
+        out.push_str(none);
+        out.push('\n');
+        return out;
+    }
+    out.push_str(head);
+    out.push_str("\n|---|---:|---:|---:|\n");
+    for r in rows {
+        let pct = r
+            .adherence
+            .map(|a| format!("{:.1} %", a * 100.0))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {pct} |",
+            r.agent,
+            hms(r.scheduled_s),
+            hms(r.out_s)
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

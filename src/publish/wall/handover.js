@@ -6,16 +6,10 @@
 (() => {
   "use strict";
   const POLL_MS = 15000;
-  // Texts in one place (en, zh-CN by the browser's language).
-  const TEXTS = {
-    en: { before: "Handover at", after: "Handover of shift", unresolved: "UNRESOLVED: no handover during an active emergency",
-          ack: "Acknowledge", acked: "acknowledged by", who: "Your name (incoming supervisor):", added: "added", failed: "failed",
-          offered: "offered", sl: "SL", duty: "duty log entries", written: "record not written yet" },
-    "zh-CN": { before: "交接班时间", after: "交接班记录：", unresolved: "未解决：应急进行中，不应交接",
-          ack: "确认接班", acked: "已确认：", who: "接班主管姓名：", added: "已添加", failed: "失败",
-          offered: "进线", sl: "服务水平", duty: "条值班日志", written: "记录尚未生成" },
-  };
-  const T = (navigator.language || "").toLowerCase().startsWith("zh") ? TEXTS["zh-CN"] : TEXTS.en;
+  // Texts from the wall's locale tables (src/publish/wall/locales/*.json,
+  // keys `handover.*`), through i18n.js, which runs first.
+  const I18N = window.acdmonI18n;
+  const T = new Proxy({}, { get: (_, k) => (I18N ? I18N.t("handover." + String(k)) : String(k)) });
   const params = new URLSearchParams(location.search);
   const token = params.get("token") || "";
   const urlAdmin = params.get("admin") || "";

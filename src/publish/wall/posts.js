@@ -5,18 +5,14 @@
 "use strict";
 (function () {
   const POLL_MS = 1000;
-  // Every text of the strip, per locale (move into the wall's locale tables
-  // once they exist).
-  const TEXT = {
-    en: { a: "A", b: "B covers", grace: "nobody", unmanned: "UNMANNED", off: "off",
-      posts: "Posts", since: "since", nobody: "nobody" },
-    "zh-CN": { a: "A岗", b: "B岗顶岗", grace: "无人", unmanned: "岗位空缺", off: "非值守时段",
-      posts: "岗位", since: "自", nobody: "无人" },
-  };
+  // Texts from the wall's locale tables (src/publish/wall/locales/*.json,
+  // keys `posts.*`), through i18n.js, which runs first.
+  const I18N = window.acdmonI18n;
+  const text = (k) => (I18N ? I18N.t("posts." + k) : k);
+  const T = { a: text("a"), b: text("b"), grace: text("grace"), unmanned: text("unmanned"),
+    off: text("off"), posts: text("heading"), since: text("since"), nobody: text("nobody") };
   const params = new URLSearchParams(location.search);
   const token = params.get("token") || "";
-  const lang = params.get("lang") || (window.ACDMON_WALL || {}).locale || navigator.language || "en";
-  const T = TEXT[lang] || TEXT[lang.split("-")[0]] || (lang.startsWith("zh") ? TEXT["zh-CN"] : TEXT.en);
   const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) =>
     ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   function dur(s) {

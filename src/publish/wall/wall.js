@@ -300,13 +300,15 @@
 
   // Schedule adherence ([adherence], docs/floor.md): a red mark on the
   // agent's row once it is out past its activity's tolerance.
-  const ADHERENCE_TEXT = { planned: "planned", out: "out of adherence since", why: "why" };
+  const I18N = window.acdmonI18n;
+  const ADHERENCE_TEXT = new Proxy({}, { get: (_, k) => (I18N ? I18N.t("adherence." + String(k)) : String(k)) });
   function adherenceOut(a) { return !!(a.adherence && !a.adherence.in_adherence); }
   function adherenceTitle(a) {
     const m = a.adherence;
     if (!m) return "";
     let t = `${ADHERENCE_TEXT.planned}: ${m.scheduled}`;
     if (!m.in_adherence) t += ` · ${ADHERENCE_TEXT.out} ${new Date(ms(m.out_since)).toLocaleTimeString()} · ${ADHERENCE_TEXT.why}: ${m.why}`;
+    if (m.exception) t += ` · ${ADHERENCE_TEXT.exception}: ${m.exception}`;
     return t;
   }
 
