@@ -16,15 +16,20 @@ use axum::routing::get;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::*;
+use filter::QueueFilter;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/ws", get(ws_route))
 }
 
-/// `?queues=a,b&since=N` (plus `token`, read by the auth check).
+/// `?queues=a,b&since=N` or `?pattern=repair-*` (plus `token`, read by the
+/// auth check).
 #[derive(Debug, PartialEq)]
 pub struct Params {
     pub queues: Option<HashSet<String>>,
+    /// Instead of `queues`: every queue whose name this pattern matches
+    /// (`*`, `?`), including queues that appear after the client connected.
+    pub pattern: Option<String>,
     pub since: Option<u64>,
     /// Protocol version: 1 (whole views, contract section 5: the default,
     /// so clients written to the contract keep working) or 2 (changes
@@ -36,6 +41,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             queues: None,
+            pattern: None,
             since: None,
             v: 1,
         }
@@ -58,6 +64,13 @@ impl Params {
                         .collect();
                     p.queues = Some(set);
                 }
+                "pattern" => {
+                    let v = v.trim();
+                    if v.is_empty() {
+                        return Err("pattern is empty".into());
+                    }
+                    p.pattern = Some(v.to_string());
+                }
                 "since" => {
                     p.since = Some(
                         v.trim()
@@ -75,7 +88,15 @@ impl Params {
                 _ => {}
             }
         }
+        if p.queues.is_some() && p.pattern.is_some() {
+            return Err("give queues or pattern, not both".into());
+        }
         Ok(p)
+    }
+
+    /// The queues the client watches (`None`: all).
+    pub fn filter(&self) -> Option<QueueFilter> {
+        QueueFilter::from_query(self.queues.clone(), self.pattern.clone())
     }
 }
 
@@ -130,7 +151,7 @@ impl Drop for Connected {
 
 /// What one client has been sent.
 struct View {
-    filter: Option<HashSet<String>>,
+    filter: Option<QueueFilter>,
     /// With a filter: agents this client holds (so it hears when one leaves
     /// its queues).
     known_agents: HashSet<String>,
@@ -143,13 +164,13 @@ struct View {
 
 impl View {
     fn wants_queue(&self, q: &str) -> bool {
-        self.filter.as_ref().is_none_or(|f| f.contains(q))
+        self.filter.as_ref().is_none_or(|f| f.shows(q))
     }
 
     fn agent_in_filter(&self, a: &AgentView) -> bool {
         match &self.filter {
             None => true,
-            Some(f) => a.queues.iter().any(|q| f.contains(q)),
+            Some(f) => f.shows_any(a.queues.iter().map(String::as_str)),
         }
     }
 
@@ -222,7 +243,7 @@ impl View {
             resuming,
             ..
         } = self;
-        let wants_queue = |q: &str| filter.as_ref().is_none_or(|f| f.contains(q));
+        let wants_queue = |q: &str| filter.as_ref().is_none_or(|f| f.shows(q));
         for f in &fresh {
             m.merge((&***f).into(), wants_queue, |a| {
                 // An agent leaving this client's queues is sent once more
@@ -425,16 +446,17 @@ impl Drop for V2Count<'_> {
 
 async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
     let _count = Connected::new(&hub.metrics);
+    let filter = p.filter();
     let mut proto = if p.v == 1 {
         Proto::V1(View {
-            filter: p.queues,
+            filter,
             known_agents: HashSet::new(),
             resuming: false,
             seq: 0,
         })
     } else {
         Proto::V2(V2 {
-            client: ws_v2::Client::new(p.queues),
+            client: ws_v2::Client::new(filter),
             seq: 0,
         })
     };
