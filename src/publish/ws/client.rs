@@ -471,7 +471,8 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
     if !first.is_empty() && !send_all(&mut socket, first).await {
         return;
     }
-    let heartbeat = tokio::time::sleep(HEARTBEAT);
+    let mut last_sent = Instant::now();
+    let heartbeat = tokio::time::sleep_until(last_sent + HEARTBEAT);
     tokio::pin!(heartbeat);
     let mut pending: Vec<Arc<Frame>> = Vec::new();
     loop {
@@ -493,10 +494,19 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
                 Err(RecvError::Closed) => return,
             },
             _ = &mut heartbeat => {
+                // Sends do not move the timer (a timer update per client per
+                // frame is work the fan-out does not need): it fires, and
+                // waits again from the last send when there was one since.
+                let quiet_until = last_sent + HEARTBEAT;
+                if Instant::now() < quiet_until {
+                    heartbeat.as_mut().reset(quiet_until);
+                    continue;
+                }
                 if !send(&mut socket, proto.heartbeat()).await {
                     return;
                 }
-                heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
+                last_sent = Instant::now();
+                heartbeat.as_mut().reset(last_sent + HEARTBEAT);
                 continue;
             }
         }
@@ -522,7 +532,7 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
             if !send_all(&mut socket, msgs).await {
                 return;
             }
-            heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
+            last_sent = Instant::now();
         }
     }
 }
