@@ -13,7 +13,13 @@
 //!   every frame that is ready and sends them as one message (merging, not
 //!   sending each frame: frames repeat whole views, and bytes are what a
 //!   fan-out pays for). Clients behind by the same frames share that merge;
-//!   only `?queues=` filters serialize per client.
+//!   only version 1 `?queues=` filters serialize per client. Version 2
+//!   clients send each frame's patches as they are: unfiltered, the
+//!   frame's one text; filtered (`?queues=`, `?pattern=`), one message per
+//!   filter and frame, written by the first client with that filter and
+//!   sent as the same bytes by the others (`ws_v2::PerFilter`), so a
+//!   client's send path is a clone of a shared buffer, as in a bare
+//!   broadcast.
 //! - **Slow clients never hold memory or slow ingest.** Frames reach clients
 //!   on a bounded broadcast ring shared by all (fixed capacity, oldest
 //!   dropped). A client whose socket does not drain stays blocked in its own

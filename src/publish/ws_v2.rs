@@ -434,7 +434,7 @@ impl PerFilter {
 
 /// What one version 2 client holds beyond the shared frames: with a queue
 /// filter, which agents it has (so it hears when one leaves its queues).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Client {
     pub filter: Option<QueueFilter>,
     known: HashSet<String>,
