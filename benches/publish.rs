@@ -155,7 +155,11 @@ fn ws_v2_fanout(c: &mut Criterion, snap: &acdmon::state::Snapshot) {
     let changed: Vec<Arc<acdmon::state::AgentView>> = snap
         .agents
         .iter()
-        .filter(|a| a.queues.iter().any(|q| q["queue-".len()..].parse::<usize>().is_ok_and(|n| n < 100)))
+        .filter(|a| {
+            a.queues
+                .iter()
+                .any(|q| q["queue-".len()..].parse::<usize>().is_ok_and(|n| n < 100))
+        })
         .map(|a| {
             let mut a = (**a).clone();
             a.reason = Some("coffee".into());
@@ -197,7 +201,12 @@ fn ws_v2_fanout(c: &mut Criterion, snap: &acdmon::state::Snapshot) {
     });
     g.bench_function("filtered_each_own", |b| {
         b.iter_batched(
-            || ((0..TVS).map(|_| frame(&docs)).collect::<Vec<_>>(), vec![tv.clone(); TVS]),
+            || {
+                (
+                    (0..TVS).map(|_| frame(&docs)).collect::<Vec<_>>(),
+                    vec![tv.clone(); TVS],
+                )
+            },
             |(fs, mut tvs)| {
                 for (t, f) in tvs.iter_mut().zip(&fs) {
                     black_box(t.frame(snap.seq + 1, snap.as_of, f, &[], &changed));

@@ -324,8 +324,7 @@ fn main() {
                 (addr, Server::Daemon(d.state))
             }
             Some(n) => {
-                let b =
-                    baseline::start(
+                let b = baseline::start(
                     l,
                     json_port,
                     n,

@@ -702,7 +702,11 @@ async fn a_pattern_filter_takes_queues_that_appear_later() {
     c.drain(&mut tv, Duration::from_millis(200)).await;
     assert_eq!(c.snapshots, 1);
     assert_eq!(
-        c.state["queues"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        c.state["queues"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
         ["repair-north"],
         "the snapshot: the matching queue only"
     );
@@ -723,7 +727,10 @@ async fn a_pattern_filter_takes_queues_that_appear_later() {
         .as_object_mut()
         .unwrap()
         .retain(|k, _| k.starts_with("repair-"));
-    api["agents"].as_object_mut().unwrap().retain(|k, _| k == "ann");
+    api["agents"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|k, _| k == "ann");
     assert_eq!(c.state, api, "the new repair queue and its agent, live");
     assert_eq!(c.snapshots, 1, "in a delta, not a new snapshot");
 
