@@ -122,9 +122,9 @@ fn free_port() -> u16 {
 /// near the end of the daemon's messages, and the baseline puts it last in
 /// the same shape. The 500 clients share one thread, so what a client does
 /// per message adds up along the fan-out; it is kept small and the same for
-/// the daemon and the baseline (a forward scan of 22 KB per client, for a
-/// baseline that had the probe first, was 2-4 ms of the daemon's spread
-/// only).
+/// the daemon and the baseline. (Before, a version 2 message was scanned
+/// forward twice, 22 KB each time, while the baseline had the probe at its
+/// start: client work that only the daemon's runs paid.)
 fn probe_in(text: &str, proto: u8) -> Option<usize> {
     let needle: &[u8] = if proto == 1 {
         b"\"agent\":\"probe\""
