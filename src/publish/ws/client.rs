@@ -64,13 +64,9 @@ impl Params {
                         .collect();
                     p.queues = Some(set);
                 }
-                "pattern" => {
-                    let v = v.trim();
-                    if v.is_empty() {
-                        return Err("pattern is empty".into());
-                    }
-                    p.pattern = Some(v.to_string());
-                }
+                // An empty `pattern=` (a client's URL template) is a
+                // parameter not given.
+                "pattern" if !v.trim().is_empty() => p.pattern = Some(v.trim().to_string()),
                 "since" => {
                     p.since = Some(
                         v.trim()
