@@ -9,6 +9,14 @@
 //!   views (what the hub does once per frame for all clients), against
 //!   `baseline_json_api`: the `/api/v1/queues` body for the same views.
 //!
+//! - `ws_v2_fanout/*`: what one frame costs per `/ws` version 2 client
+//!   on a 1,000-queue floor (the frame changes the 300 agents of 100
+//!   queues; 20 team TVs watch the same 10 queues): `unfiltered` (a clone
+//!   of the frame's one shared text: what a bare broadcast does),
+//!   `filtered_shared` (the first TV writes the team's message, the others
+//!   are sent the same bytes) against `filtered_each_own` (every TV writes
+//!   its own, as before issue 14's fan-out change). Reported per client.
+//!
 //! Run: `cargo bench --bench publish`. The WebSocket latency under load is
 //! measured by `cargo run --release --example ws_load` (see docs/publishing.md).
 
@@ -133,7 +141,82 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(serde_json::to_string(&snap.queues).unwrap()))
     });
     g.finish();
+    ws_v2_fanout(c, &snap);
     drop(rt);
+}
+
+/// One busy frame to many version 2 clients, per client (see the header).
+fn ws_v2_fanout(c: &mut Criterion, snap: &acdmon::state::Snapshot) {
+    use acdmon::publish::ws::filter::QueueFilter;
+    use acdmon::publish::ws_v2::{Client, Docs};
+    use criterion::{BatchSize, Throughput};
+    const TVS: usize = 20;
+    let docs = Docs::from_snapshot(snap, snap.seq);
+    let changed: Vec<Arc<acdmon::state::AgentView>> = snap
+        .agents
+        .iter()
+        .filter(|a| {
+            a.queues
+                .iter()
+                .any(|q| q["queue-".len()..].parse::<usize>().is_ok_and(|n| n < 100))
+        })
+        .map(|a| {
+            let mut a = (**a).clone();
+            a.reason = Some("coffee".into());
+            Arc::new(a)
+        })
+        .collect();
+    assert_eq!(changed.len(), 300);
+    let team = QueueFilter::Names((0..10).map(|q| format!("queue-{q}")).collect());
+    let mut tv = Client::new(Some(team));
+    tv.snapshot(&docs, &Default::default());
+    let mut wall = Client::new(None);
+    wall.snapshot(&docs, &Default::default());
+    let frame = |docs: &Docs| {
+        docs.clone()
+            .advance(snap.seq + 1, snap.as_of, &[], &changed, &[], None)
+    };
+    let one = frame(&docs);
+    let mut g = c.benchmark_group("ws_v2_fanout");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(TVS as u64));
+    g.bench_function("unfiltered", |b| {
+        b.iter(|| {
+            for _ in 0..TVS {
+                black_box(wall.frame(snap.seq + 1, snap.as_of, &one, &[], &changed));
+            }
+        })
+    });
+    g.bench_function("filtered_shared", |b| {
+        b.iter_batched(
+            || (frame(&docs), vec![tv.clone(); TVS]),
+            |(f, mut tvs)| {
+                for t in &mut tvs {
+                    black_box(t.frame(snap.seq + 1, snap.as_of, &f, &[], &changed));
+                }
+                (f, tvs)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("filtered_each_own", |b| {
+        b.iter_batched(
+            || {
+                (
+                    (0..TVS).map(|_| frame(&docs)).collect::<Vec<_>>(),
+                    vec![tv.clone(); TVS],
+                )
+            },
+            |(fs, mut tvs)| {
+                for (t, f) in tvs.iter_mut().zip(&fs) {
+                    black_box(t.frame(snap.seq + 1, snap.as_of, f, &[], &changed));
+                }
+                (fs, tvs)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -143,6 +143,74 @@ async fn a_named_wall_shows_only_its_queues() {
     );
 }
 
+/// The repair team's pattern wall (`pattern = "repair-*"`) is open on the
+/// TV when a queue nobody configured, `repair-east`, takes its first call:
+/// its tile appears live, in name order, without a reload; a new queue
+/// outside the pattern does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_wall_shows_a_matching_queue_that_appears_later() {
+    let d = daemon("", TEAM_WALLS).await;
+    let now = now_ms();
+    post(
+        &d.addr,
+        &(enqueue_at(now - 2_000, "repair-north", "c1")
+            + &enqueue_at(now - 1_000, "billing", "c2")),
+    )
+    .await;
+    let url = format!("http://{}/wall/repair?token={READ}", d.addr);
+    let Some((_browser, mut page)) = browser::launch(&url).await else {
+        return;
+    };
+    let read = |v: &Value| -> Value { serde_json::from_str(v.as_str().unwrap_or("{}")).unwrap() };
+    let shown = page
+        .until(READ_TILES, Duration::from_secs(15), |v| {
+            let p = read(v);
+            p["live"] == true && p["tiles"].as_array().is_some_and(|t| t.len() == 2)
+        })
+        .await;
+    assert_eq!(
+        read(&shown)["tiles"],
+        json!([["repair-north", "1"], ["repair-south", "0"]]),
+        "the configured repair queues"
+    );
+    let reloads = page
+        .eval("performance.getEntriesByType('navigation').length")
+        .await;
+
+    post(
+        &d.addr,
+        &(enqueue_at(now_ms(), "repair-east", "n1")
+            + &enqueue_at(now_ms(), "repair-east", "n2")
+            + &enqueue_at(now_ms(), "billing-east", "n3")),
+    )
+    .await;
+    let grown = page
+        .until(READ_TILES, Duration::from_secs(5), |v| {
+            read(v)["tiles"].as_array().is_some_and(|t| t.len() == 3)
+        })
+        .await;
+    assert_eq!(
+        read(&grown)["tiles"],
+        json!([
+            ["repair-east", "2"],
+            ["repair-north", "1"],
+            ["repair-south", "0"]
+        ]),
+        "the new repair queue, live and in order; billing-east is not on this wall"
+    );
+    assert_eq!(
+        page.eval("performance.getEntriesByType('navigation').length")
+            .await,
+        reloads,
+        "no reload"
+    );
+    assert_eq!(
+        page.eval("window.acdmonWall.snapshots").await,
+        json!(1),
+        "one snapshot: the queue came in a delta"
+    );
+}
+
 /// The order a supervisor expects: queues below their SL target first
 /// (furthest below first... at equal waiting), then the most callers
 /// waiting, then by name; written from /api/v1/queues.

@@ -685,3 +685,75 @@ async fn a_quiet_minute_sends_only_the_trend_samples_that_changed() {
     );
     close(ws).await;
 }
+
+/// A repair team's TV subscribes by pattern (`?pattern=repair-*`): a repair
+/// queue nobody configured takes its first call and arrives whole in the
+/// next delta, with its agent; a new queue outside the pattern never
+/// reaches it. Version 1 follows the same pattern; naming both `queues`
+/// and `pattern` is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_filter_takes_queues_that_appear_later() {
+    let d = daemon(
+        "",
+        "[[queues]]\nname = \"repair-north\"\n[[queues]]\nname = \"billing\"\n",
+    )
+    .await;
+    let mut tv = connect_v2(&d.addr, "&pattern=repair-*").await;
+    let mut v1 = connect(&d.addr, &format!("token={READ}&pattern=repair-*")).await;
+    let mut c = Client::default();
+    c.drain(&mut tv, Duration::from_millis(200)).await;
+    assert_eq!(c.snapshots, 1);
+    assert_eq!(
+        c.state["queues"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["repair-north"],
+        "the snapshot: the matching queue only"
+    );
+    let snap1 = next(&mut v1, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(snap1["queues"].as_array().unwrap().len(), 1);
+
+    post(
+        &d.addr,
+        &(enqueue("repair-east", "n1")
+            + &enqueue("billing-east", "n2")
+            + &agent("ann", "available", "repair-east")
+            + &agent("bob", "available", "billing-east")),
+    )
+    .await;
+    c.drain(&mut tv, Duration::from_millis(300)).await;
+    let mut api = api_state(&d.addr).await;
+    api["queues"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|k, _| k.starts_with("repair-"));
+    api["agents"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|k, _| k == "ann");
+    assert_eq!(c.state, api, "the new repair queue and its agent, live");
+    assert_eq!(c.snapshots, 1, "in a delta, not a new snapshot");
+
+    let d1 = next(&mut v1, Duration::from_secs(5)).await.unwrap();
+    let names: Vec<&str> = d1["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["repair-east"], "version 1: {d1}");
+
+    let r = support::http(
+        &d.addr,
+        "GET",
+        "/ws?v=2&queues=billing&pattern=repair-*",
+        Some(READ),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    close(tv).await;
+    close(v1).await;
+}

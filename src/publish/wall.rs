@@ -51,7 +51,7 @@ enum View<'a> {
 }
 
 /// The page's settings, as a JavaScript object literal safe inside `<script>`.
-fn settings(s: &AppState, cfg: &Config, view: &View) -> String {
+fn settings(cfg: &Config, view: &View) -> String {
     let c = &cfg.server;
     let mut v = serde_json::json!({
         "title": c.wall_title,
@@ -63,34 +63,16 @@ fn settings(s: &AppState, cfg: &Config, view: &View) -> String {
     if let View::Named(w) = view {
         v["title"] = w.title().into();
         v["wall"] = w.name.clone().into();
-        v["queues"] = wall_queues(s, cfg, w).into();
+        // A list is the queues shown; a pattern goes to `/ws` as it is, so
+        // a matching queue that first appears later shows up live.
+        match (&w.queues, &w.pattern) {
+            (Some(list), _) => v["queues"] = list.clone().into(),
+            (None, Some(p)) => v["pattern"] = p.clone().into(),
+            (None, None) => {}
+        }
     }
     // `</script>` in a title must not end the script element.
     v.to_string().replace('<', "\\u003c")
-}
-
-/// A named wall's queues: its list, or the queues its pattern matches among
-/// those the daemon knows now (configured or seen in events). A pattern that
-/// matches nothing yet filters on itself, so the wall shows no queue rather
-/// than all of them.
-fn wall_queues(s: &AppState, cfg: &Config, w: &WallConfig) -> Vec<String> {
-    if let Some(list) = &w.queues {
-        return list.clone();
-    }
-    let snap = s.publisher.snapshot();
-    let mut names: Vec<String> = cfg
-        .queues
-        .iter()
-        .map(|q| q.name.clone())
-        .chain(snap.queues.iter().map(|q| q.queue.clone()))
-        .filter(|n| w.shows(n))
-        .collect();
-    names.sort();
-    names.dedup();
-    if names.is_empty() {
-        names.extend(w.pattern.clone());
-    }
-    names
 }
 
 /// Checks the read token; the login page when it is missing or wrong.
@@ -122,7 +104,7 @@ fn html_page(page: String) -> Response {
 }
 
 /// Writes a page template: settings, texts, language and title.
-fn render(s: &AppState, cfg: &Config, h: &HeaderMap, q: Option<&str>, view: View) -> Response {
+fn render(cfg: &Config, h: &HeaderMap, q: Option<&str>, view: View) -> Response {
     let loc = page_locale(cfg, h, q);
     let title = match &view {
         View::Named(w) => html_escape(w.title()),
@@ -135,7 +117,7 @@ fn render(s: &AppState, cfg: &Config, h: &HeaderMap, q: Option<&str>, view: View
     };
     html_page(
         template
-            .replace("{{SETTINGS}}", &settings(s, cfg, &view))
+            .replace("{{SETTINGS}}", &settings(cfg, &view))
             .replace("{{TEXT}}", &loc.table().replace('<', "\\u003c"))
             .replace("{{LANG}}", loc.code())
             .replace("{{VIEW}}", class)
@@ -153,12 +135,12 @@ async fn index(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -
     }
     let view = query_param(q.as_deref(), "view");
     match view.as_deref() {
-        Some("table") => render(&s, &cfg, &h, q.as_deref(), View::Table),
-        Some("wall") => render(&s, &cfg, &h, q.as_deref(), View::All),
+        Some("table") => render(&cfg, &h, q.as_deref(), View::Table),
+        Some("wall") => render(&cfg, &h, q.as_deref(), View::All),
         _ if !cfg.walls.is_empty() && query_param(q.as_deref(), "queues").is_none() => html_page(
             wall_list(&cfg, page_locale(&cfg, &h, q.as_deref()), q.as_deref()),
         ),
-        _ => render(&s, &cfg, &h, q.as_deref(), View::All),
+        _ => render(&cfg, &h, q.as_deref(), View::All),
     }
 }
 
@@ -173,7 +155,7 @@ async fn named_wall(
         return r;
     }
     match cfg.walls.iter().find(|w| w.name == name) {
-        Some(w) => render(&s, &cfg, &h, q.as_deref(), View::Named(w)),
+        Some(w) => render(&cfg, &h, q.as_deref(), View::Named(w)),
         None => (
             StatusCode::NOT_FOUND,
             Html(format!(
@@ -190,7 +172,7 @@ async fn table(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -
     if let Some(r) = gate(&cfg, &h, q.as_deref()) {
         return r;
     }
-    render(&s, &cfg, &h, q.as_deref(), View::Table)
+    render(&cfg, &h, q.as_deref(), View::Table)
 }
 
 /// The list of walls at `/`, in the page's language. Links keep the

@@ -13,7 +13,13 @@
 //!   every frame that is ready and sends them as one message (merging, not
 //!   sending each frame: frames repeat whole views, and bytes are what a
 //!   fan-out pays for). Clients behind by the same frames share that merge;
-//!   only `?queues=` filters serialize per client.
+//!   only version 1 `?queues=` filters serialize per client. Version 2
+//!   clients send each frame's patches as they are: unfiltered, the
+//!   frame's one text; filtered (`?queues=`, `?pattern=`), one message per
+//!   filter and frame, written by the first client with that filter and
+//!   sent as the same bytes by the others (`ws_v2::PerFilter`), so a
+//!   client's send path is a clone of a shared buffer, as in a bare
+//!   broadcast.
 //! - **Slow clients never hold memory or slow ingest.** Frames reach clients
 //!   on a bounded broadcast ring shared by all (fixed capacity, oldest
 //!   dropped). A client whose socket does not drain stays blocked in its own
@@ -60,6 +66,9 @@ pub const HISTORY_BYTES: usize = 32 << 20;
 /// Frames in flight to clients (6.4 s at the default period; each frame holds
 /// at most one view per queue and agent); a client further behind is resynced.
 pub const FRAME_CAPACITY: usize = 64;
+/// Filtered version 2 clients share each frame's message per filter for
+/// this many frames (a client further behind writes its own).
+const SHARED_FILTERED_FRAMES: usize = 8;
 /// A client whose socket accepts nothing for this long is disconnected.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 /// A quiet connection gets `{"type":"heartbeat"}` this often, so a wall can
@@ -457,6 +466,14 @@ impl Hub {
         }
         let f = Arc::new(f);
         h.push(f.clone());
+        // Filtered clients' shared messages are needed while clients are
+        // still on a frame: drop them from frames past every client that
+        // keeps up, and past the ring (a client behind it is resynced).
+        for back in [SHARED_FILTERED_FRAMES, FRAME_CAPACITY] {
+            if let Some(old) = h.frames.iter().rev().nth(back) {
+                old.v2.per_filter.clear();
+            }
+        }
         // Under the history lock, so a joining client sees each frame either
         // in the history or on its receiver, never both or neither.
         let _ = self.frames.send(f);
@@ -604,6 +621,7 @@ fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
 }
 
 mod client;
+pub mod filter;
 #[cfg(test)]
 mod tests;
 

@@ -17,13 +17,14 @@
 //! merge patch means "remove".
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::merge_patch;
+use super::ws::filter::QueueFilter;
 use crate::escalation::Entry;
 use crate::state::snapshot::Trends;
 use crate::state::trend::TrendSample;
@@ -111,6 +112,8 @@ pub struct Changes {
     /// The unfiltered delta; `None` when the frame changed nothing a
     /// version 2 client holds and brought no escalation entry.
     pub text: Option<Utf8Bytes>,
+    /// The messages for filtered clients, once per filter.
+    pub per_filter: PerFilter,
 }
 
 impl Changes {
@@ -256,6 +259,7 @@ impl Docs {
             trend_at,
             trend,
             text,
+            per_filter: PerFilter::default(),
         }
     }
 }
@@ -391,16 +395,53 @@ pub fn heartbeat(seq: u64, now: Ts) -> Utf8Bytes {
     to_text(&serde_json::json!({"type": "heartbeat", "v": 2, "seq": seq, "now": now}))
 }
 
+/// What one frame means for the clients with one filter: the message (or
+/// `None`: nothing in the frame concerns them) and the agents entering and
+/// leaving their queues.
+#[derive(Debug)]
+pub struct Filtered {
+    pub text: Option<Utf8Bytes>,
+    entered: Vec<String>,
+    left: Vec<String>,
+}
+
+/// One frame's messages for filtered clients, made once per filter in use
+/// and shared by every client with that filter (a wall of team TVs costs
+/// one patch set per team, not per screen). Sound because what a filtered
+/// client holds follows from its filter and the frame's `seq` alone: its
+/// snapshot and every frame since are the same for all such clients.
+#[derive(Debug, Default)]
+pub struct PerFilter(Mutex<Vec<(QueueFilter, Arc<OnceLock<Filtered>>)>>);
+
+impl PerFilter {
+    /// Frames kept in the resume history beyond the last few are past
+    /// every client that keeps up; their messages are dropped (a client
+    /// further behind makes its own again).
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    fn cell(&self, f: &QueueFilter) -> Arc<OnceLock<Filtered>> {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = v.iter().find(|(k, _)| k == f) {
+            return c.clone();
+        }
+        let c = Arc::new(OnceLock::new());
+        v.push((f.clone(), c.clone()));
+        c
+    }
+}
+
 /// What one version 2 client holds beyond the shared frames: with a queue
 /// filter, which agents it has (so it hears when one leaves its queues).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Client {
-    pub filter: Option<HashSet<String>>,
+    pub filter: Option<QueueFilter>,
     known: HashSet<String>,
 }
 
 impl Client {
-    pub fn new(filter: Option<HashSet<String>>) -> Self {
+    pub fn new(filter: Option<QueueFilter>) -> Self {
         Client {
             filter,
             known: HashSet::new(),
@@ -408,13 +449,13 @@ impl Client {
     }
 
     fn wants_queue(&self, q: &str) -> bool {
-        self.filter.as_ref().is_none_or(|f| f.contains(q))
+        self.filter.as_ref().is_none_or(|f| f.shows(q))
     }
 
     fn agent_inside(&self, queues: &[String]) -> bool {
         match &self.filter {
             None => true,
-            Some(f) => queues.iter().any(|q| f.contains(q)),
+            Some(f) => f.shows_any(queues.iter().map(String::as_str)),
         }
     }
 
@@ -423,7 +464,7 @@ impl Client {
             None => true,
             Some(f) => doc["queues"]
                 .as_array()
-                .is_some_and(|qs| qs.iter().any(|q| q.as_str().is_some_and(|q| f.contains(q)))),
+                .is_some_and(|qs| f.shows_any(qs.iter().filter_map(|q| q.as_str()))),
         }
     }
 
@@ -467,7 +508,9 @@ impl Client {
     }
 
     /// The delta of one frame for this client, or `None` when nothing in it
-    /// concerns the client.
+    /// concerns the client. Unfiltered: the frame's one shared text.
+    /// Filtered: the message shared by every client with the same filter
+    /// (the first of them to get here writes it).
     pub fn frame(
         &mut self,
         seq: u64,
@@ -476,9 +519,29 @@ impl Client {
         escalations: &[Arc<Entry>],
         views: &[Arc<AgentView>],
     ) -> Option<Utf8Bytes> {
-        if self.filter.is_none() {
+        let Some(filter) = &self.filter else {
             return c.text.clone();
+        };
+        let cell = c.per_filter.cell(filter);
+        let out = cell.get_or_init(|| self.filtered(seq, now, c, escalations, views));
+        for id in &out.entered {
+            self.known.insert(id.clone());
         }
+        for id in &out.left {
+            self.known.remove(id);
+        }
+        out.text.clone()
+    }
+
+    /// One frame for this client's filter, from the agents it holds.
+    fn filtered(
+        &self,
+        seq: u64,
+        now: Ts,
+        c: &Changes,
+        escalations: &[Arc<Entry>],
+        views: &[Arc<AgentView>],
+    ) -> Filtered {
         let queues: Vec<_> = c
             .queues
             .iter()
@@ -489,6 +552,7 @@ impl Client {
             views.iter().map(|v| (v.agent.as_str(), &**v)).collect();
         // Whole documents of agents entering this client's queues.
         let mut entering: Vec<(&str, String)> = Vec::new();
+        let (mut entered, mut left) = (Vec::new(), Vec::new());
         let mut agents = Vec::new();
         for a in &c.agents {
             let Some(view) = by_id.get(a.id.as_str()) else {
@@ -499,11 +563,11 @@ impl Client {
             match (inside, known) {
                 (true, true) => agents.push((a.id.as_str(), Some(a.patch.as_str()))),
                 (true, false) => {
-                    self.known.insert(a.id.clone());
+                    entered.push(a.id.clone());
                     entering.push((a.id.as_str(), agent_doc(view).to_string()));
                 }
                 (false, true) => {
-                    self.known.remove(&a.id);
+                    left.push(a.id.clone());
                     agents.push((a.id.as_str(), None));
                 }
                 (false, false) => {}
@@ -515,25 +579,29 @@ impl Client {
             .cloned()
             .collect();
         let trend = c.trend.iter().filter(|(q, _)| self.wants_queue(q));
-        if queues.is_empty()
-            && agents.is_empty()
-            && entering.is_empty()
-            && escalations.is_empty()
-            && c.trend_at.is_none()
-        {
-            return None;
+        let text = (!queues.is_empty()
+            || !agents.is_empty()
+            || !entering.is_empty()
+            || !escalations.is_empty()
+            || c.trend_at.is_some())
+        .then(|| {
+            encode_delta_with(
+                seq,
+                now,
+                queues.into_iter(),
+                agents
+                    .into_iter()
+                    .chain(entering.iter().map(|(k, v)| (*k, Some(v.as_str())))),
+                &escalations,
+                c.trend_at,
+                trend.map(|(q, s)| (q.as_str(), s)),
+            )
+        });
+        Filtered {
+            text,
+            entered,
+            left,
         }
-        Some(encode_delta_with(
-            seq,
-            now,
-            queues.into_iter(),
-            agents
-                .into_iter()
-                .chain(entering.iter().map(|(k, v)| (*k, Some(v.as_str())))),
-            &escalations,
-            c.trend_at,
-            trend.map(|(q, s)| (q.as_str(), s)),
-        ))
     }
 }
 
@@ -589,5 +657,89 @@ mod tests {
         );
         assert_eq!(v["seq"], 3);
         assert_eq!(v["v"], 2);
+    }
+
+    fn agent(id: &str, queues: &[&str], reason: &str) -> Arc<AgentView> {
+        Arc::new(AgentView {
+            agent: id.into(),
+            name: None,
+            state: crate::event::AgentStatus::Paused,
+            reason: Some(reason.into()),
+            since: Ts(1_000),
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            groups: Vec::new(),
+            signed_in_by_escalation: false,
+            call: None,
+            paused_in: Vec::new(),
+            adherence: None,
+        })
+    }
+
+    /// Three TVs over the billing team and one over repairs: each frame is
+    /// written once per team, the billing screens are sent the very same
+    /// bytes, and each screen still follows its agents in and out.
+    #[test]
+    fn clients_with_the_same_filter_share_one_message_per_frame() {
+        let billing = || Some(QueueFilter::Names(["billing".to_string()].into()));
+        let snap = Snapshot {
+            seq: 1,
+            agents: vec![
+                agent("ann", &["billing"], "lunch"),
+                agent("bob", &["repair"], "lunch"),
+            ],
+            ..Default::default()
+        };
+        let mut docs = Docs::from_snapshot(&snap, 1);
+        let mut tvs = [
+            Client::new(billing()),
+            Client::new(billing()),
+            Client::new(billing()),
+            Client::new(Some(QueueFilter::Pattern("rep*".into()))),
+        ];
+        for tv in &mut tvs {
+            tv.snapshot(&docs, &Default::default());
+        }
+        // Ann takes a break; Bob moves to billing.
+        let views = [
+            agent("ann", &["billing"], "coffee"),
+            agent("bob", &["billing"], "lunch"),
+        ];
+        let c = docs.advance(2, Ts(2_000), &[], &views, &[], None);
+        let sent: Vec<_> = tvs
+            .iter_mut()
+            .map(|tv| tv.frame(2, Ts(2_000), &c, &[], &views).expect("a message"))
+            .collect();
+        assert!(
+            sent[1..3]
+                .iter()
+                .all(|t| t.as_str().as_ptr() == sent[0].as_str().as_ptr()),
+            "the billing screens share one buffer"
+        );
+        let v: Value = serde_json::from_str(&sent[0]).unwrap();
+        assert_eq!(v["agents"]["ann"], serde_json::json!({"reason": "coffee"}));
+        assert_eq!(
+            v["agents"]["bob"]["queues"],
+            serde_json::json!(["billing"]),
+            "bob arrives whole"
+        );
+        let r: Value = serde_json::from_str(&sent[3]).unwrap();
+        assert_eq!(
+            r["agents"],
+            serde_json::json!({"bob": null}),
+            "bob left the repair screen"
+        );
+        // Each screen kept its own account of who it holds: Bob's next
+        // change reaches the billing screens as a patch, not the repair one.
+        let views = [agent("bob", &["billing"], "coffee")];
+        let c = docs.advance(3, Ts(3_000), &[], &views, &[], None);
+        for tv in &mut tvs[..3] {
+            let t = tv.frame(3, Ts(3_000), &c, &[], &views).unwrap();
+            let v: Value = serde_json::from_str(&t).unwrap();
+            assert_eq!(
+                v["agents"],
+                serde_json::json!({"bob": {"reason": "coffee"}})
+            );
+        }
+        assert!(tvs[3].frame(3, Ts(3_000), &c, &[], &views).is_none());
     }
 }

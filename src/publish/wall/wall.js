@@ -9,8 +9,11 @@
   const cfg = window.ACDMON_WALL || {};
   const params = new URLSearchParams(location.search);
   const token = params.get("token") || "";
-  // A named wall (/wall/{name}) brings its queues in the settings.
+  // A named wall (/wall/{name}) brings its queues in the settings: a list,
+  // or a pattern the server matches on every frame (a queue that appears
+  // later arrives live, like any queue this page does not hold yet).
   const filter = params.get("queues") || (Array.isArray(cfg.queues) ? cfg.queues.join(",") : "");
+  const pattern = !filter && typeof cfg.pattern === "string" ? cfg.pattern : "";
   let admin = params.get("admin") || sessionStorage.getItem("acdmon-admin") || "";
   const SL_AMBER = typeof cfg.sl_amber === "number" ? cfg.sl_amber : 0.05;
   const STALE_MS = (cfg.stale_after_s || 15) * 1000;
@@ -282,7 +285,7 @@
   const STATE_ORDER = { on_call: 0, ringing: 1, wrap_up: 2, available: 3, paused: 4, logged_out: 5 };
   function renderAgents() {
     agentsDirty = false;
-    const list = [...agents.values()].filter((a) => !filter || a.queues.some((q) => queues.has(q)) || a.signed_in_by_escalation);
+    const list = [...agents.values()].filter((a) => !(filter || pattern) || a.queues.some((q) => queues.has(q)) || a.signed_in_by_escalation);
     list.sort((a, b) => (STATE_ORDER[a.state] - STATE_ORDER[b.state]) || agentName(a.agent).localeCompare(agentName(b.agent)));
     const counts = {};
     for (const a of list) counts[a.state] = (counts[a.state] || 0) + 1;
@@ -441,6 +444,7 @@
     u.searchParams.set("v", "2");
     if (token) u.searchParams.set("token", token);
     if (filter) u.searchParams.set("queues", filter);
+    else if (pattern) u.searchParams.set("pattern", pattern);
     if (seq != null) u.searchParams.set("since", String(seq));
     ws = new WebSocket(u.toString());
     ws.onopen = () => { connected = true; attempt = 0; lastMsg = Date.now(); updateBanner(); };

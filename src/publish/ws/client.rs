@@ -16,15 +16,20 @@ use axum::routing::get;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::*;
+use filter::QueueFilter;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/ws", get(ws_route))
 }
 
-/// `?queues=a,b&since=N` (plus `token`, read by the auth check).
+/// `?queues=a,b&since=N` or `?pattern=repair-*` (plus `token`, read by the
+/// auth check).
 #[derive(Debug, PartialEq)]
 pub struct Params {
     pub queues: Option<HashSet<String>>,
+    /// Instead of `queues`: every queue whose name this pattern matches
+    /// (`*`, `?`), including queues that appear after the client connected.
+    pub pattern: Option<String>,
     pub since: Option<u64>,
     /// Protocol version: 1 (whole views, contract section 5: the default,
     /// so clients written to the contract keep working) or 2 (changes
@@ -36,6 +41,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             queues: None,
+            pattern: None,
             since: None,
             v: 1,
         }
@@ -63,6 +69,9 @@ impl Params {
                         .collect();
                     p.queues = Some(set);
                 }
+                // An empty `pattern=` (a client's URL template) is a
+                // parameter not given.
+                "pattern" if !v.trim().is_empty() => p.pattern = Some(v.trim().to_string()),
                 "since" => {
                     p.since = Some(
                         v.trim()
@@ -80,7 +89,15 @@ impl Params {
                 _ => {}
             }
         }
+        if p.queues.is_some() && p.pattern.is_some() {
+            return Err("give queues or pattern, not both".into());
+        }
         Ok(p)
+    }
+
+    /// The queues the client watches (`None`: all).
+    pub fn filter(&self) -> Option<QueueFilter> {
+        QueueFilter::from_query(self.queues.clone(), self.pattern.clone())
     }
 }
 
@@ -135,7 +152,7 @@ impl Drop for Connected {
 
 /// What one client has been sent.
 struct View {
-    filter: Option<HashSet<String>>,
+    filter: Option<QueueFilter>,
     /// With a filter: agents this client holds (so it hears when one leaves
     /// its queues).
     known_agents: HashSet<String>,
@@ -148,13 +165,13 @@ struct View {
 
 impl View {
     fn wants_queue(&self, q: &str) -> bool {
-        self.filter.as_ref().is_none_or(|f| f.contains(q))
+        self.filter.as_ref().is_none_or(|f| f.shows(q))
     }
 
     fn agent_in_filter(&self, a: &AgentView) -> bool {
         match &self.filter {
             None => true,
-            Some(f) => a.queues.iter().any(|q| f.contains(q)),
+            Some(f) => f.shows_any(a.queues.iter().map(String::as_str)),
         }
     }
 
@@ -227,7 +244,7 @@ impl View {
             resuming,
             ..
         } = self;
-        let wants_queue = |q: &str| filter.as_ref().is_none_or(|f| f.contains(q));
+        let wants_queue = |q: &str| filter.as_ref().is_none_or(|f| f.shows(q));
         for f in &fresh {
             m.merge((&***f).into(), wants_queue, |a| {
                 // An agent leaving this client's queues is sent once more
@@ -430,16 +447,17 @@ impl Drop for V2Count<'_> {
 
 async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
     let _count = Connected::new(&hub.metrics);
+    let filter = p.filter();
     let mut proto = if p.v == 1 {
         Proto::V1(View {
-            filter: p.queues,
+            filter,
             known_agents: HashSet::new(),
             resuming: false,
             seq: 0,
         })
     } else {
         Proto::V2(V2 {
-            client: ws_v2::Client::new(p.queues),
+            client: ws_v2::Client::new(filter),
             seq: 0,
         })
     };
@@ -454,7 +472,8 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
     if !first.is_empty() && !send_all(&mut socket, first).await {
         return;
     }
-    let heartbeat = tokio::time::sleep(HEARTBEAT);
+    let mut last_sent = Instant::now();
+    let heartbeat = tokio::time::sleep_until(last_sent + HEARTBEAT);
     tokio::pin!(heartbeat);
     let mut pending: Vec<Arc<Frame>> = Vec::new();
     loop {
@@ -476,10 +495,19 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
                 Err(RecvError::Closed) => return,
             },
             _ = &mut heartbeat => {
+                // Sends do not move the timer (a timer update per client per
+                // frame is work the fan-out does not need): it fires, and
+                // waits again from the last send when there was one since.
+                let quiet_until = last_sent + HEARTBEAT;
+                if Instant::now() < quiet_until {
+                    heartbeat.as_mut().reset(quiet_until);
+                    continue;
+                }
                 if !send(&mut socket, proto.heartbeat()).await {
                     return;
                 }
-                heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
+                last_sent = Instant::now();
+                heartbeat.as_mut().reset(last_sent + HEARTBEAT);
                 continue;
             }
         }
@@ -505,7 +533,7 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
             if !send_all(&mut socket, msgs).await {
                 return;
             }
-            heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
+            last_sent = Instant::now();
         }
     }
 }

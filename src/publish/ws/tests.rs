@@ -64,3 +64,18 @@ fn params() {
     assert!(Params::parse(Some("since=abc")).is_err());
     assert_eq!(Params::parse(None).unwrap(), Params::default());
 }
+
+#[test]
+fn params_take_a_pattern_or_names_not_both() {
+    let p = Params::parse(Some("v=2&pattern=repair-*")).unwrap();
+    assert_eq!(p.pattern.as_deref(), Some("repair-*"));
+    let f = p.filter().unwrap();
+    assert!(f.shows("repair-east") && !f.shows("billing"));
+    assert!(Params::parse(Some("pattern=a*&queues=b")).is_err());
+    assert_eq!(
+        Params::parse(Some("pattern=")).unwrap().filter(),
+        None,
+        "an empty pattern is not given"
+    );
+    assert_eq!(Params::parse(Some("v=2")).unwrap().filter(), None);
+}
