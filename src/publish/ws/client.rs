@@ -311,6 +311,16 @@ async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
     send_all(socket, vec![text]).await
 }
 
+/// Writes one message of any kind (a heartbeat may be a Ping) within
+/// [`SEND_TIMEOUT`].
+async fn send_message(socket: &mut WebSocket, m: Message) -> bool {
+    use futures_util::SinkExt;
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(m)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Writes the messages and flushes once (flushing per message was about 10x
 /// slower), within [`SEND_TIMEOUT`].
 async fn send_all(socket: &mut WebSocket, texts: Vec<Utf8Bytes>) -> bool {
@@ -379,12 +389,16 @@ impl Proto {
         }
     }
 
-    fn heartbeat(&self) -> Utf8Bytes {
+    /// What a quiet connection gets every [`HEARTBEAT`]. Version 1 is the
+    /// contract's shape, whose messages are snapshots and deltas only, so a
+    /// client written to it must never meet a third type: it gets a
+    /// WebSocket Ping (its library answers; proxies see traffic). Version 2
+    /// carries the server clock the client derives waits from, so it gets a
+    /// text heartbeat.
+    fn heartbeat(&self) -> Message {
         match self {
-            Proto::V1(v) => {
-                Utf8Bytes::from(format!("{{\"type\":\"heartbeat\",\"seq\":{}}}", v.seq))
-            }
-            Proto::V2(v) => ws_v2::heartbeat(v.seq, Ts::now()),
+            Proto::V1(_) => Message::Ping(Default::default()),
+            Proto::V2(v) => Message::Text(ws_v2::heartbeat(v.seq, Ts::now())),
         }
     }
 
@@ -503,7 +517,7 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
                     heartbeat.as_mut().reset(quiet_until);
                     continue;
                 }
-                if !send(&mut socket, proto.heartbeat()).await {
+                if !send_message(&mut socket, proto.heartbeat()).await {
                     return;
                 }
                 last_sent = Instant::now();
