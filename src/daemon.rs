@@ -55,6 +55,9 @@ pub fn start_from(
     let config = Arc::new(config);
     let now = Ts::now();
     let mut counted_until = None;
+    let stream_resume = checkpoint
+        .as_ref()
+        .and_then(|cp| crate::cluster::stream_position(&cp.positions));
     let restored = checkpoint.and_then(|cp| match cp.restore(config.engine_config(), now) {
         Ok(e) => {
             counted_until = Some(Ts(cp.saved_at));
@@ -101,6 +104,19 @@ pub fn start_from(
         config.server.engine_stall_after.get_ref().0,
     ));
     let engine_thread = spawn_engine(driver, rx, publisher.clone(), Some(recorder), watch.clone());
+    // Cluster mode: sources send to the stream; the engine reads it.
+    let cluster = config.cluster.as_ref().map(|c| {
+        let a = crate::cluster::Attach {
+            engine: tx.clone(),
+            resume_after: counted_until.and(stream_resume),
+            zone: config.zone.clone(),
+            health: health.clone(),
+            rejects: rejects.clone(),
+            recorder: metrics.recorder(),
+        };
+        crate::cluster::Cluster::attach(c, a)
+    });
+    let tx = cluster.as_ref().map(|c| c.inbox.clone()).unwrap_or(tx);
     crate::publish::health::spawn_watchdog(watch.clone());
     crate::publish::metrics::spawn(metrics.clone());
     let hub = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
@@ -116,14 +132,22 @@ pub fn start_from(
         started: Instant::now(),
         engine: watch,
     };
-    let sources = config
+    let sources = if let Some(c) = &cluster {
+        let (state, cti) = (state.clone(), cti.clone());
+        c.spawn_ingesters(
+            &config.sources,
+            Arc::new(move |s, restart| start_source(s, &state, cti.as_deref(), restart)),
+        )
+    } else {
+        config
         .sources
         .iter()
         .filter_map(|s| {
             let restart = resume.iter().find(|(n, _)| *n == s.name).map(|(_, r)| *r);
             start_source(s, &state, cti.as_deref(), restart).map(|h| (s.name.clone(), h))
         })
-        .collect();
+        .collect()
+    };
     Daemon {
         state,
         engine_thread,

@@ -9,6 +9,7 @@
 //! checked last, with the spans serde kept for them.
 
 mod adherence;
+pub mod cluster;
 pub mod diff;
 mod model;
 mod posts;
@@ -25,6 +26,7 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use adherence::{ActivityConfig, AdherenceConfig};
+pub use cluster::ClusterConfig;
 pub use model::*;
 pub use posts::PostConfig;
 pub use values::{HumanDuration, Secret, ct_eq};
@@ -118,6 +120,9 @@ pub struct Config {
     pub adherence: Option<crate::floor::adherence::AdherenceRules>,
     /// `[[walls]]`: named walls at `/wall/{name}`.
     pub walls: Vec<WallConfig>,
+    /// `[cluster]`: cluster mode on NATS JetStream; `None` is the embedded
+    /// single process.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -221,7 +226,7 @@ struct Loader<'a> {
     errors: Vec<ConfigError>,
 }
 
-const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, shifts, handover, posts, adherence, walls";
+const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, shifts, handover, posts, adherence, walls, cluster";
 
 impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
@@ -259,6 +264,7 @@ impl<'a> Loader<'a> {
         let mut post_cfgs: Vec<PostConfig> = Vec::new();
         let mut adherence_cfg: Option<AdherenceConfig> = None;
         let mut walls: Vec<WallConfig> = Vec::new();
+        let mut cluster: Option<ClusterConfig> = None;
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => server = self.de(value).unwrap_or_default(),
@@ -276,6 +282,7 @@ impl<'a> Loader<'a> {
                 "posts" => post_cfgs = self.each(value, "posts", |l, v| l.de(v)),
                 "adherence" => adherence_cfg = Some(self.de(value).unwrap_or_default()),
                 "walls" => walls = self.each(value, "walls", |l, v| l.de(v)),
+                "cluster" => cluster = self.de(value),
                 other => self.err(
                     Some(key.span()),
                     format!("unknown section `{other}` (expected one of: {SECTIONS})"),
@@ -488,6 +495,9 @@ impl<'a> Loader<'a> {
         let shifts = self.shifts(&shift_cfgs, &intervals);
         let posts = self.posts(&post_cfgs, &agent_ids, &schedules);
         let adherence = adherence_cfg.map(|c| self.adherence(&c, &agent_ids, &zone));
+        if let Some(c) = &cluster {
+            self.check_cluster(c, &sources);
+        }
 
         Some(Config {
             file: self.file.to_string(),
@@ -508,6 +518,7 @@ impl<'a> Loader<'a> {
             posts,
             adherence,
             walls,
+            cluster,
         })
     }
 
