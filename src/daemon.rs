@@ -140,13 +140,13 @@ pub fn start_from(
         )
     } else {
         config
-        .sources
-        .iter()
-        .filter_map(|s| {
-            let restart = resume.iter().find(|(n, _)| *n == s.name).map(|(_, r)| *r);
-            start_source(s, &state, cti.as_deref(), restart).map(|h| (s.name.clone(), h))
-        })
-        .collect()
+            .sources
+            .iter()
+            .filter_map(|s| {
+                let restart = resume.iter().find(|(n, _)| *n == s.name).map(|(_, r)| *r);
+                start_source(s, &state, cti.as_deref(), restart).map(|h| (s.name.clone(), h))
+            })
+            .collect()
     };
     Daemon {
         state,

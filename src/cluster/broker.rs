@@ -110,20 +110,7 @@ pub async fn connect(cfg: &ClusterConfig) -> Result<Broker, String> {
         })
         .await
         .map_err(|e| format!("cannot create the stream {}: {e}", names.stream()))?;
-    let leases = match js.get_key_value(names.lease_bucket()).await {
-        Ok(kv) => kv,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: names.lease_bucket(),
-                history: 1,
-                max_age: cfg.lease_ttl(),
-                storage,
-                num_replicas: cfg.replicas(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("cannot create the lease bucket {}: {e}", names.lease_bucket()))?,
-    };
+    let leases = lease_bucket(&js, &names, cfg, storage).await?;
     Ok(Broker {
         client,
         js,
@@ -131,4 +118,38 @@ pub async fn connect(cfg: &ClusterConfig) -> Result<Broker, String> {
         leases,
         names,
     })
+}
+
+/// The lease bucket. Created as the stream a key-value bucket is
+/// (`KV_<bucket>`, the layout every NATS client reads), not through
+/// `create_key_value`: that asks for the account's API level first, which a
+/// 2.9 server (Debian's) answers in a shape the client cannot read.
+async fn lease_bucket(
+    js: &jetstream::Context,
+    names: &Names,
+    cfg: &ClusterConfig,
+    storage: stream::StorageType,
+) -> Result<kv::Store, String> {
+    let bucket = names.lease_bucket();
+    if let Ok(kv) = js.get_key_value(&bucket).await {
+        return Ok(kv);
+    }
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: cfg.lease_ttl(),
+        storage,
+        num_replicas: cfg.replicas(),
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("cannot create the lease bucket {bucket}: {e}"))?;
+    js.get_key_value(&bucket)
+        .await
+        .map_err(|e| format!("cannot open the lease bucket {bucket}: {e}"))
 }

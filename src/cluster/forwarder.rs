@@ -116,9 +116,7 @@ impl Pending {
     /// Takes `next` into this message when it continues it.
     fn absorb(&mut self, next: Pending) -> Result<(), Pending> {
         let same_kind = self.position.is_some() == next.position.is_some();
-        if next.source != self.source
-            || !same_kind
-            || self.events.len() + next.events.len() > 4096
+        if next.source != self.source || !same_kind || self.events.len() + next.events.len() > 4096
         {
             return Err(next);
         }

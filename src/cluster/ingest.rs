@@ -24,8 +24,9 @@ use crate::time::Ts;
 
 /// Starts one configured source the way the daemon does; `None` when its
 /// settings cannot run (the reason is on its health).
-pub type StartSource =
-    Arc<dyn Fn(&SourceConfig, Option<Restart>) -> Option<tokio::task::JoinHandle<()>> + Send + Sync>;
+pub type StartSource = Arc<
+    dyn Fn(&SourceConfig, Option<Restart>) -> Option<tokio::task::JoinHandle<()>> + Send + Sync,
+>;
 
 /// Where the previous ingester of a source stopped, as the stream says.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -77,7 +77,12 @@ impl Cluster {
         let health = SourceHealth::new(&format!("cluster:{}", names.site), "nats");
         health.set_error("connecting to NATS");
         a.health.register(health.clone());
-        tokio::spawn(forwarder::run(rx, a.engine.clone(), brx.clone(), fences.clone()));
+        tokio::spawn(forwarder::run(
+            rx,
+            a.engine.clone(),
+            brx.clone(),
+            fences.clone(),
+        ));
         let day_start = crate::state::window::day_bounds(Ts::now(), &a.zone).0;
         let start = consumer::start_policy(a.resume_after, day_start.0);
         tracing::info!(site = %names.site, instance = %names.instance, from = ?start, "cluster mode: events go through the stream");

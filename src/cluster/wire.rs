@@ -26,9 +26,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{
-    AgentStatus, Event, EventKind, ExitReason, ResyncCaller, ResyncMember,
-};
+use crate::event::{AgentStatus, Event, EventKind, ExitReason, ResyncCaller, ResyncMember};
 use crate::state::SourcePosition;
 use crate::time::Ts;
 

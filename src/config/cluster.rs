@@ -309,7 +309,8 @@ mod tests {
             Err(e) => e.iter().map(|e| e.to_string()).collect(),
         };
         assert!(
-            e.iter().any(|l| l.contains("pbx.2") && l.contains("subject token")),
+            e.iter()
+                .any(|l| l.contains("pbx.2") && l.contains("subject token")),
             "{e:#?}"
         );
     }
@@ -321,7 +322,8 @@ mod tests {
         );
         assert!(e.iter().any(|l| l.contains("empty")), "{e:#?}");
         assert!(
-            e.iter().any(|l| l.contains("user and password go together")),
+            e.iter()
+                .any(|l| l.contains("user and password go together")),
             "{e:#?}"
         );
         let e = errors(
