@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use nats::NatsServer;
+use nats::{NatsCluster, NatsServer};
 use serde_json::Value;
 use support::{eventually, free_port, http};
 
@@ -108,6 +108,16 @@ struct Instance {
 
 impl Instance {
     fn new(dir: &Path, name: &str, nats: &str, feed: &Path) -> Instance {
+        Self::with(dir, name, &[nats.to_string()], feed, "")
+    }
+
+    /// `urls`: the servers; `extra`: more `[cluster]` lines.
+    fn with(dir: &Path, name: &str, urls: &[String], feed: &Path, extra: &str) -> Instance {
+        let nats = urls
+            .iter()
+            .map(|u| format!("\"{u}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         let port = free_port();
         let cfg = dir.join(format!("{name}.toml"));
         std::fs::write(
@@ -133,11 +143,12 @@ kind = "json"
 path = "{feed}"
 follow = true
 [cluster]
-nats = ["{nats}"]
+nats = [{nats}]
 site = "north"
 instance = "{name}"
 token = "env:{TOKEN_ENV}"
 lease_ttl = "2s"
+{extra}
 "#,
                 db = dir.join(format!("{name}.sqlite")).display(),
                 feed = feed.display(),
@@ -219,6 +230,15 @@ lease_ttl = "2s"
         .await
     }
 
+    /// The stream sequence this instance has applied up to.
+    async fn applied(&self) -> u64 {
+        let m = http(&self.addr, "GET", "/metrics", None, "").await.body;
+        m.lines()
+            .find_map(|l| l.strip_prefix("acd_cluster_stream_applied_sequence{site=\"north\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    }
+
     /// Whether this instance ingests the feed now (its lease gauge).
     async fn ingests(&self) -> bool {
         let m = http(&self.addr, "GET", "/metrics", None, "").await.body;
@@ -233,6 +253,15 @@ lease_ttl = "2s"
 impl Drop for Instance {
     fn drop(&mut self) {
         self.sigkill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "--- last lines of {}:\n{}",
+                self.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
 }
 
@@ -404,4 +433,78 @@ async fn killing_the_ingesting_instance_loses_nothing_and_counts_nothing_twice()
     let back = dead.shows(day.calls as u64).await;
     same(&back, &replayed, "restarted instance vs acdmon replay");
     ready(&*dead).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_under_load_loses_nothing() {
+    let mut nats = NatsServer::start_with(Some(TOKEN));
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.jsonl");
+    std::fs::write(&feed, "").unwrap();
+    let day = record(1_200);
+    let a = Instance::new(dir.path(), "east", &nats.url(), &feed);
+    let b = Instance::new(dir.path(), "west", &nats.url(), &feed);
+    a.up().await;
+    b.up().await;
+    let parts: Vec<&[String]> = day.lines.chunks(day.lines.len() / 3 + 1).collect();
+    append(&feed, parts[0]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The broker dies (SIGKILL) while the feed goes on, and comes back with
+    // its file store.
+    nats.kill();
+    append(&feed, parts[1]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.restart();
+    append(&feed, parts[2]);
+    let qa = a.shows(day.calls as u64).await;
+    let qb = b.shows(day.calls as u64).await;
+    let replayed = replay(&a.cfg, &feed);
+    same(
+        &qa,
+        &replayed,
+        "east after the broker restart vs acdmon replay",
+    );
+    same(
+        &qb,
+        &replayed,
+        "west after the broker restart vs acdmon replay",
+    );
+    ready(&a).await;
+    ready(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_jetstream_cluster_keeps_serving_with_one_node_down() {
+    let mut cluster = NatsCluster::start(Some(TOKEN));
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.jsonl");
+    std::fs::write(&feed, "").unwrap();
+    let day = record(900);
+    let urls = cluster.urls();
+    // Each instance prefers a different node first.
+    let east_urls = urls.clone();
+    let west_urls: Vec<String> = urls.iter().rev().cloned().collect();
+    let a = Instance::with(dir.path(), "east", &east_urls, &feed, "replicas = 3");
+    let b = Instance::with(dir.path(), "west", &west_urls, &feed, "replicas = 3");
+    a.up().await;
+    b.up().await;
+    let parts: Vec<&[String]> = day.lines.chunks(day.lines.len() / 2 + 1).collect();
+    append(&feed, parts[0]);
+    for i in [&a, &b] {
+        eventually(
+            LIMIT,
+            "the first piece through the stream",
+            move || async move { (i.applied().await > 0).then_some(()) },
+        )
+        .await;
+    }
+    // One node dies (the first choice of one instance, the last of the
+    // other); the stream has two of its three replicas left.
+    cluster.nodes[0].kill();
+    append(&feed, parts[1]);
+    let qa = a.shows(day.calls as u64).await;
+    let qb = b.shows(day.calls as u64).await;
+    let replayed = replay(&a.cfg, &feed);
+    same(&qa, &replayed, "east with a node down vs acdmon replay");
+    same(&qb, &replayed, "west with a node down vs acdmon replay");
 }

@@ -46,6 +46,11 @@ pub struct Progress {
     pub connected: AtomicBool,
     /// Messages read since start.
     pub messages: AtomicU64,
+    /// Told by the progress watch when the stream has more than this
+    /// instance read and nothing arrived for a while (the server that held
+    /// the ordered consumer died quietly): the consumer is recreated after
+    /// the last message read.
+    pub stalled: tokio::sync::Notify,
 }
 
 impl Progress {
@@ -138,7 +143,14 @@ async fn read(
         .messages()
         .await
         .map_err(|e| format!("stream consumer: {e}"))?;
-    while let Some(m) = messages.next().await {
+    loop {
+        let m = tokio::select! {
+            m = messages.next() => m,
+            _ = progress.stalled.notified() => {
+                return Err("no message for a while although the stream has more".into());
+            }
+        };
+        let Some(m) = m else { break };
         let m = m.map_err(|e| format!("stream consumer: {e}"))?;
         let (seq, pending) = match m.info() {
             Ok(i) => (i.stream_sequence, i.pending),

@@ -183,6 +183,9 @@ fn gauge(r: &dyn Recorder, name: &'static str, labels: Vec<Label>) -> Gauge {
     r.register_gauge(&Key::from_parts(name, labels), &META)
 }
 
+/// How long the consumer may deliver nothing while the stream has more.
+const STALL_AFTER: Duration = Duration::from_secs(5);
+
 /// Keeps the stream's last sequence, `/readyz` (through the `cluster:<site>`
 /// health entry) and the stream gauges current.
 async fn watch_progress(
@@ -193,6 +196,8 @@ async fn watch_progress(
 ) {
     let mut stream = b.stream.clone();
     let mut behind_logged = false;
+    // (applied sequence, when it last moved) for the stall check.
+    let mut moved = (0u64, std::time::Instant::now());
     loop {
         match stream.info().await {
             Ok(info) => {
@@ -217,6 +222,17 @@ async fn watch_progress(
             behind_logged = true;
         }
         let applied = progress.applied.load(Ordering::Relaxed);
+        if applied != moved.0 || lag == 0 {
+            moved = (applied, std::time::Instant::now());
+        } else if moved.1.elapsed() >= STALL_AFTER {
+            tracing::warn!(
+                lag,
+                applied,
+                "the stream consumer is stalled; recreating it"
+            );
+            progress.stalled.notify_one();
+            moved.1 = std::time::Instant::now();
+        }
         let seen = progress.messages.swap(0, Ordering::Relaxed);
         health.add_events(seen);
         g.lag.set(lag as f64);
