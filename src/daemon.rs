@@ -114,7 +114,11 @@ pub fn start_from(
             rejects: rejects.clone(),
             recorder: metrics.recorder(),
         };
-        crate::cluster::Cluster::attach(c, a)
+        let cluster = crate::cluster::Cluster::attach(c, a);
+        if let Some(reg) = &cti {
+            cluster.gate_cti(reg, config.cti.iter().map(|c| c.name.clone()).collect());
+        }
+        cluster
     });
     let tx = cluster.as_ref().map(|c| c.inbox.clone()).unwrap_or(tx);
     crate::publish::health::spawn_watchdog(watch.clone());

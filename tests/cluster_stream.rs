@@ -508,3 +508,26 @@ async fn a_three_node_jetstream_cluster_keeps_serving_with_one_node_down() {
     same(&qa, &replayed, "east with a node down vs acdmon replay");
     same(&qb, &replayed, "west with a node down vs acdmon replay");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_cannot_reach_its_broker_says_so_on_readyz() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.jsonl");
+    std::fs::write(&feed, "").unwrap();
+    // Nothing listens there.
+    let nowhere = format!("nats://127.0.0.1:{}", free_port());
+    let a = Instance::new(dir.path(), "east", &nowhere, &feed);
+    a.up().await;
+    let r = eventually(LIMIT, "/readyz naming the cluster", || async {
+        let r = http(&a.addr, "GET", "/readyz", None, "").await;
+        r.body.contains("cluster:north").then_some(r)
+    })
+    .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("cannot connect to NATS"), "{}", r.body);
+    let m = http(&a.addr, "GET", "/metrics", None, "").await.body;
+    assert!(
+        m.contains("acd_source_connected{source=\"cluster:north\"} 0"),
+        "{m}"
+    );
+}

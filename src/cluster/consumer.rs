@@ -196,3 +196,61 @@ async fn read(
     }
     Err("the stream consumer ended".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpoint_says_where_in_the_stream_the_figures_end() {
+        let file = SourcePosition {
+            file: 7,
+            offset: 900,
+        };
+        let at = |offset| SourcePosition {
+            file: STREAM_FILE,
+            offset,
+        };
+        assert_eq!(stream_position(&[("feed".into(), file)]), None);
+        assert_eq!(
+            stream_position(&[
+                ("feed".into(), at(40)),
+                ("pbx".into(), at(41)),
+                ("old".into(), file)
+            ]),
+            Some(41)
+        );
+        assert!(matches!(
+            start_policy(Some(41), 0),
+            DeliverPolicy::ByStartSequence { start_sequence: 42 }
+        ));
+        assert!(matches!(
+            start_policy(None, 1_765_000_000_000),
+            DeliverPolicy::ByStartTime { .. }
+        ));
+    }
+
+    #[test]
+    fn lag_counts_what_the_stream_has_beyond_what_was_applied() {
+        let p = Progress::default();
+        p.connected.store(true, Ordering::Relaxed);
+        p.pending.store(5, Ordering::Relaxed);
+        assert_eq!(
+            p.lag(),
+            5,
+            "nothing applied yet: the consumer's pending count"
+        );
+        assert!(!p.is_caught_up());
+        p.applied.store(10, Ordering::Relaxed);
+        p.pending.store(0, Ordering::Relaxed);
+        p.last.store(12, Ordering::Relaxed);
+        p.caught_up.store(true, Ordering::Relaxed);
+        assert_eq!(p.lag(), 2, "two published since the last read");
+        assert!(!p.is_caught_up());
+        p.applied.store(12, Ordering::Relaxed);
+        assert_eq!(p.lag(), 0);
+        assert!(p.is_caught_up());
+        p.connected.store(false, Ordering::Relaxed);
+        assert!(!p.is_caught_up(), "not connected is never caught up");
+    }
+}

@@ -19,6 +19,7 @@
 
 pub mod broker;
 pub mod consumer;
+pub mod cti;
 pub mod forwarder;
 pub mod ingest;
 pub mod lease;
@@ -50,6 +51,9 @@ pub struct Cluster {
     ttl: Duration,
     zone: jiff::tz::TimeZone,
     health: Arc<HealthRegistry>,
+    site: String,
+    leadership: Arc<cti::Leadership>,
+    mirror: Arc<cti::Mirror>,
 }
 
 /// What [`Cluster::attach`] needs from the daemon.
@@ -87,6 +91,24 @@ impl Cluster {
         let start = consumer::start_policy(a.resume_after, day_start.0);
         tracing::info!(site = %names.site, instance = %names.instance, from = ?start, "cluster mode: events go through the stream");
         let gauges = StreamGauges::new(&*a.recorder, &names.site);
+        let leadership = Arc::new(cti::Leadership::default());
+        let mirror = Arc::new(cti::Mirror::default());
+        let leader_gauge = gauge(
+            &*a.recorder,
+            "acd_cluster_cti_leader",
+            vec![
+                Label::new("site", names.site.clone()),
+                Label::new("instance", names.instance.clone()),
+            ],
+        );
+        leader_gauge.set(0.0);
+        tokio::spawn(cti::hold_leadership(
+            brx.clone(),
+            cfg.lease_ttl(),
+            leadership.clone(),
+            leader_gauge,
+        ));
+        tokio::spawn(cti::follow(brx.clone(), cfg.retention(), mirror.clone()));
         {
             let cfg = cfg.clone();
             let progress = progress.clone();
@@ -120,7 +142,33 @@ impl Cluster {
             ttl: cfg.lease_ttl(),
             zone: a.zone,
             health: a.health,
+            site: names.site,
+            leadership,
+            mirror,
         }
+    }
+
+    /// Routes the `[[cti]]` actions named `webhooks` through the site's CTI
+    /// leader ([`cti::Gate`]); other actions (AMI, ESL) stay as they are.
+    pub fn gate_cti(&self, registry: &crate::cti::CtiRegistry, webhooks: Vec<String>) {
+        let (site, mirror, leadership, broker) = (
+            self.site.clone(),
+            self.mirror.clone(),
+            self.leadership.clone(),
+            self.broker.clone(),
+        );
+        registry.wrap_inserts(Arc::new(move |name, inner| {
+            if !webhooks.iter().any(|w| w == name) {
+                return inner;
+            }
+            Arc::new(cti::Gate {
+                inner,
+                site: site.clone(),
+                mirror: mirror.clone(),
+                leadership: leadership.clone(),
+                broker: broker.clone(),
+            })
+        }));
     }
 
     /// One lease-holding ingester per source; each handle stops its source
