@@ -7,7 +7,8 @@
 //!   (ids, fence, acks), read back by the ordered consumer and applied to an
 //!   engine: source to applied state.
 //! - `bare_async_nats`: the same events' bytes (one message per event,
-//!   the same encoding) published with async-nats (acks pipelined) and read
+//!   the same encoding) published with async-nats (acks pipelined, up to
+//!   the client's 5,000 in flight) and read
 //!   back with an ordered consumer, nothing else: the floor of any design
 //!   that puts JetStream between sources and the engine.
 //!
@@ -142,17 +143,16 @@ async fn bare(url: &str, site: &str, payloads: &[Vec<u8>]) -> Duration {
         .expect("stream");
     let started = Instant::now();
     let subject = format!("bare.{site}.pbx");
-    let mut acks = Vec::with_capacity(payloads.len());
     for p in payloads {
-        acks.push(
+        // Dropping the ack future hands it to the client's acker: acks are
+        // pipelined, and `wait_for_acks` waits for the last of them.
+        drop(
             js.publish(subject.clone(), p.clone().into())
                 .await
                 .expect("publish"),
         );
     }
-    for a in acks {
-        a.await.expect("ack");
-    }
+    js.wait_for_acks().await;
     let c = s
         .create_consumer(pull::OrderedConfig::default())
         .await

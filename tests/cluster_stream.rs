@@ -47,7 +47,11 @@ fn record(calls: usize) -> Day {
     let ev = |ts: i64, body: String| (ts, format!("{{\"ts\":{ts},{body}}}"));
     let mut evs = Vec::new();
     for a in 0..agents {
-        let q = if a % 2 == 0 { "sales" } else { "support" };
+        let q = if a.is_multiple_of(2) {
+            "sales"
+        } else {
+            "support"
+        };
         evs.push(ev(
             t0 + a as i64,
             format!(
@@ -62,7 +66,11 @@ fn record(calls: usize) -> Day {
     let mut abandoned = 0;
     for i in 0..calls {
         let a = i % agents;
-        let q = if a % 2 == 0 { "sales" } else { "support" };
+        let q = if a.is_multiple_of(2) {
+            "sales"
+        } else {
+            "support"
+        };
         let t = t0 + 100 + i as i64 * step;
         let c = format!("c{i}");
         evs.push(ev(

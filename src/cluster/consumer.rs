@@ -95,7 +95,7 @@ pub async fn run(
 ) {
     let mut start = start;
     loop {
-        match read(&broker, &engine, start.clone(), &progress, &rejects).await {
+        match read(&broker, &engine, start, &progress, &rejects).await {
             Ok(()) => return,
             Err(e) => {
                 progress.connected.store(false, Ordering::Relaxed);
