@@ -112,7 +112,7 @@ fn benches(c: &mut Criterion) {
                 let mut mapped = 0usize;
                 while let Parse::Frame(fr, k) = f.next(rest) {
                     if let Ok(Message::Event(ev)) = fr.message() {
-                        m.on_event(&ev, &mut out);
+                        m.handle_event(&ev, &mut out);
                         mapped += out.len();
                         out.clear();
                     }

@@ -211,7 +211,7 @@ fn bench(c: &mut Criterion) {
             |mut ingest| {
                 let mut events = Vec::with_capacity(2048);
                 for p in &packets {
-                    let _ = ingest.on_datagram(black_box(p), Ts(0), &mut events);
+                    let _ = ingest.handle_datagram(black_box(p), Ts(0), &mut events);
                 }
                 assert_eq!(events.len(), calls * 2, "enqueued + completed per call");
                 events.len()
@@ -227,7 +227,7 @@ fn bench(c: &mut Criterion) {
             |mut ingest| {
                 let mut events = Vec::with_capacity(2048);
                 for p in &packets {
-                    let _ = ingest.on_datagram(black_box(p), Ts(0), &mut events);
+                    let _ = ingest.handle_datagram(black_box(p), Ts(0), &mut events);
                 }
                 events.len()
             },

@@ -1,7 +1,7 @@
 //! What the ladder costs the engine thread, as a ratio against the same
 //! driver without it, measured in the same run.
 //!
-//! - `driver/no_observers`: 100,000 native events through `runtime::Driver`.
+//! - `driver/no_observers`: 100,000 native events through `engine_thread::Driver`.
 //! - `driver/with_ladder`: the same, with the ladder observer on all 50
 //!   queues (in-memory audit log, log-only CTI). The stream keeps about six
 //!   callers waiting per queue, so ladders climb and release: decisions,
@@ -17,9 +17,9 @@ use std::sync::Arc;
 use acdmon::config::Config;
 use acdmon::cti::CtiRegistry;
 use acdmon::cti::log_only::LogOnly;
+use acdmon::engine_thread::Driver;
 use acdmon::escalation::observer::LadderObserver;
 use acdmon::event::{AgentStatus, Event, EventKind};
-use acdmon::runtime::Driver;
 use acdmon::sources::RejectCounter;
 use acdmon::state::Engine;
 use acdmon::store::Store;

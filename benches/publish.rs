@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
         let _g = rt.enter();
         acdmon::publish::metrics::spawn(metrics.clone());
     }
-    let text = metrics.render(&publisher, &health, &rejects);
+    let text = metrics.render(&publisher, &health, &rejects, &Default::default());
     assert_eq!(text.matches("acd_queue_waiting_calls{").count(), QUEUES);
     let lines = text.lines().filter(|l| !l.starts_with('#')).count();
     eprintln!("/metrics at {QUEUES} queues: {lines} series lines");
@@ -97,7 +97,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("metrics");
     g.sample_size(30);
     g.bench_function("metrics_render_1000q", |b| {
-        b.iter(|| black_box(metrics.render(&publisher, &health, &rejects)))
+        b.iter(|| black_box(metrics.render(&publisher, &health, &rejects, &Default::default())))
     });
     g.bench_function("baseline_fmt_same_lines", |b| {
         b.iter(|| {

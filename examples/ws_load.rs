@@ -664,7 +664,12 @@ fn main() {
     let resyncs = match &server {
         Server::Daemon(state) => state
             .metrics
-            .render(&state.publisher, &state.health, &state.rejects)
+            .render(
+                &state.publisher,
+                &state.health,
+                &state.rejects,
+                &Default::default(),
+            )
             .lines()
             .find(|l| l.starts_with("acd_websocket_resyncs_total"))
             .and_then(|l| l.split_whitespace().nth(1))

@@ -59,6 +59,7 @@ install -m 0644 packaging/acdmon.service "$root/lib/systemd/system/acdmon.servic
 install -m 0644 dashboards/grafana-acdmon.json dashboards/alerts.yml \
   dashboards/prometheus.yml "$root/usr/share/acdmon/"
 install -m 0644 README.md "$root/usr/share/doc/acdmon/README.md"
+install -m 0644 CHANGELOG.md "$root/usr/share/doc/acdmon/CHANGELOG.md"
 cp -r docs "$root/usr/share/doc/acdmon/docs"
 find "$root/usr/share/doc/acdmon/docs" -type f -exec chmod 0644 {} +
 cat > "$root/usr/share/doc/acdmon/copyright" <<COPY

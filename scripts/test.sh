@@ -16,6 +16,15 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+# The fuzz targets (fuzz/, its own crate) must keep building: `cargo fuzz`
+# needs nightly, `cargo check` of the same crate does not. Not --locked:
+# fuzz/Cargo.lock follows the main crate's dependencies, and a dependency
+# added to acdmon would otherwise fail here until that second lock file is
+# refreshed by hand. The shared target dir reuses clippy's dependencies.
+echo "== cargo check (fuzz targets)"
+cargo check --manifest-path fuzz/Cargo.toml --target-dir target
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

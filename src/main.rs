@@ -160,9 +160,9 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let observers: &replay::ObserverFactory = if store {
-                &acdmon::wiring::replay_observers_storing
+                &acdmon::daemon::replay_observers_storing
             } else {
-                &acdmon::wiring::replay_observers
+                &acdmon::daemon::replay_observers
             };
             match replay::replay(&cfg, &inputs, format, observers) {
                 Ok(report) => match serde_json::to_string_pretty(&report) {
@@ -226,7 +226,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            runtime_main(async move { acdmon::wiring::run(cfg).await })
+            runtime_main(async move { acdmon::daemon::run(cfg).await })
         }
         Command::Demo { listen, seed } => {
             runtime_main(async move { acdmon::demo::run(&listen, seed).await })

@@ -19,7 +19,6 @@
 //!
 //! Reloads are serialised: a second waits for the first.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use crate::config::diff::{ConfigDiff, diff};
 use crate::config::{Config, CtiSpec, SourceConfig};
 use crate::cti::CtiRegistry;
 use crate::cti::webhook::Webhook;
+use crate::daemon::SourceTasks;
 use crate::publish::AppState;
 use crate::sources::Envelope;
 use crate::store::Store;
@@ -52,7 +52,9 @@ pub struct Reloader {
     state: AppState,
     cti: Arc<CtiRegistry>,
     store: Option<Arc<Store>>,
-    sources: tokio::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// The daemon's source tasks (it owns them; a reload stops and starts
+    /// single sources under their lock).
+    sources: Arc<SourceTasks>,
 }
 
 impl Reloader {
@@ -60,13 +62,13 @@ impl Reloader {
         state: AppState,
         cti: Arc<CtiRegistry>,
         store: Option<Arc<Store>>,
-        sources: Vec<(String, tokio::task::JoinHandle<()>)>,
+        sources: Arc<SourceTasks>,
     ) -> Arc<Self> {
         Arc::new(Reloader {
             state,
             cti,
             store,
-            sources: tokio::sync::Mutex::new(sources.into_iter().collect()),
+            sources,
         })
     }
 
@@ -168,7 +170,7 @@ impl Reloader {
             if sources.contains_key(&s.name) || leased {
                 continue;
             }
-            let restart = crate::sources::queue_log::Restart {
+            let restart = crate::sources::Restart {
                 applied: positions
                     .iter()
                     .find(|(n, _)| *n == s.name)
@@ -177,11 +179,8 @@ impl Reloader {
                 // The engine has applied everything the old task sent.
                 counted_until: Some(Ts::now()),
             };
-            if let Some(task) =
-                crate::daemon::start_source(s, &self.state, Some(&self.cti), Some(restart))
-            {
-                sources.insert(s.name.clone(), task);
-            }
+            let task = crate::daemon::start_source(s, &self.state, Some(&self.cti), Some(restart));
+            sources.insert(s.name.clone(), task);
             tracing::info!(source = %s.name, "source started by a config reload");
         }
         drop(sources);
@@ -282,8 +281,12 @@ fn uses_interfaces(s: &SourceConfig) -> bool {
     s.kind == "ami" || s.kind == "queue_log"
 }
 
-/// Reloads on every SIGHUP until the process ends.
-pub fn spawn_sighup(reloader: Arc<Reloader>) {
+/// Reloads on every SIGHUP until the task is stopped.
+pub fn spawn_sighup(reloader: Arc<Reloader>) -> tokio::task::JoinHandle<()> {
+    #[cfg(not(unix))]
+    return tokio::spawn(async move {
+        let _ = reloader;
+    });
     #[cfg(unix)]
     tokio::spawn(async move {
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -296,5 +299,5 @@ pub fn spawn_sighup(reloader: Arc<Reloader>) {
         while hup.recv().await.is_some() {
             reloader.reload("SIGHUP").await;
         }
-    });
+    })
 }

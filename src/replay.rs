@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, SourceSpec};
+use crate::engine_thread::{Driver, Observer};
 use crate::escalation::Entry;
 use crate::event::Event;
-use crate::runtime::{Driver, Observer};
-use crate::sources::json::LineDecoder;
-use crate::sources::{Reject, RejectCounter};
+use crate::sources::{self, RejectCounter};
 use crate::state::{AgentView, Engine, IntervalRecord, QueueView};
 
 /// Input formats `replay` reads.
@@ -31,18 +30,7 @@ pub enum Format {
     Esl,
 }
 
-/// A decoder of a recorded input, fed bytes in chunks (sans-IO).
-pub trait ReplayDecoder {
-    fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>>;
-    fn finish(&mut self) -> Vec<Result<Event, Reject>>;
-    /// After [`ReplayDecoder::finish`]: the events of timers the decoder
-    /// runs itself (the event-socket source times wrap-ups and delays that
-    /// FreeSWITCH never announces) that fall due before `until`. Live, the
-    /// daemon's tick ends them; a recording stops at its last event.
-    fn finish_timers(&mut self, _until: crate::time::Ts) -> Vec<Result<Event, Reject>> {
-        Vec::new()
-    }
-}
+pub use crate::sources::ReplayDecoder;
 
 /// The replay report (contract section 1).
 #[derive(Debug, Serialize)]
@@ -100,8 +88,42 @@ pub fn detect(head: &[u8]) -> Format {
     }
 }
 
-fn decoder_for(format: Format, cfg: &Config) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
-    crate::replay_formats::decoder_with_config(format, cfg)
+/// The decoder of a recorded `format`, set up from the configuration: the
+/// settings of its first `[[sources]]` entry of that kind (where the format
+/// has any), the `[[agents]]` directory and the `[time] zone`. The one place
+/// that maps a format to its adapter's replay entry point (live input has
+/// its twin, [`crate::sources::spawn`]).
+pub fn decoder(format: Format, cfg: &Config) -> Result<Box<dyn ReplayDecoder>, ReplayError> {
+    let spec = |kind: &str| {
+        cfg.sources
+            .iter()
+            .map(|s| &s.spec)
+            .find(|s| s.kind() == kind)
+    };
+    let agents: Vec<(String, String)> = cfg
+        .agents
+        .iter()
+        .filter_map(|a| Some((a.id.clone(), a.interface.clone()?)))
+        .collect();
+    Ok(match format {
+        Format::Json => Box::new(sources::json::replay_decoder()),
+        Format::QueueLog => Box::new(sources::queue_log::replay_decoder(
+            &agents,
+            cfg.zone.clone(),
+        )),
+        Format::Ami => Box::new(sources::ami::replay_decoder(&agents)),
+        Format::Esl => Box::new(sources::esl::replay_decoder(match spec("esl") {
+            Some(SourceSpec::Esl(c)) => Some(c),
+            _ => None,
+        })),
+        Format::Hep => Box::new(
+            sources::hep::replay_decoder(match spec("hep") {
+                Some(SourceSpec::Hep(c)) => Some(c),
+                _ => None,
+            })
+            .map_err(ReplayError::Unsupported)?,
+        ),
+    })
 }
 
 /// Replays `inputs` merged by event time (each input in its own order; on
@@ -192,7 +214,7 @@ pub fn replay(
             .unwrap_or(e.now());
         let mut timed = Vec::new();
         for input in open.iter_mut() {
-            if let Some(dec) = input.other.as_mut() {
+            if let Some(dec) = input.decoder.as_mut() {
                 for r in dec.finish_timers(until.plus_ms(-1)) {
                     match r {
                         Ok(ev) => timed.push((input.label.clone(), ev)),
@@ -278,8 +300,7 @@ struct Input {
     label: String,
     file: std::fs::File,
     format: Option<Format>,
-    json: Option<LineDecoder>,
-    other: Option<Box<dyn ReplayDecoder>>,
+    decoder: Option<Box<dyn ReplayDecoder>>,
     pending: VecDeque<Event>,
     done: bool,
 }
@@ -299,8 +320,7 @@ impl Input {
             label,
             file,
             format,
-            json: None,
-            other: None,
+            decoder: None,
             pending: VecDeque::new(),
             done: false,
         })
@@ -310,44 +330,33 @@ impl Input {
     /// rejected input is counted as it is met.
     fn fill(&mut self, cfg: &Config, rejects: &RejectCounter) -> Result<(), ReplayError> {
         let mut buf = Vec::new();
-        let mut decoded = Vec::new();
         while self.pending.is_empty() && !self.done {
             buf.resize(256 * 1024, 0);
             let n = self.file.read(&mut buf).map_err(|e| ReplayError::Io {
                 path: self.path.clone(),
                 source: e,
             })?;
-            if self.json.is_none() && self.other.is_none() {
-                match self.format.unwrap_or_else(|| detect(&buf[..n])) {
-                    Format::Json => self.json = Some(LineDecoder::new()),
-                    f => self.other = Some(decoder_for(f, cfg)?),
+            let d = match self.decoder.as_mut() {
+                Some(d) => d,
+                None => {
+                    let f = self.format.unwrap_or_else(|| detect(&buf[..n]));
+                    self.decoder.insert(decoder(f, cfg)?)
                 }
-            }
-            if let Some(d) = self.json.as_mut() {
-                if n == 0 {
-                    d.finish(&mut decoded);
-                } else {
-                    d.feed(&buf[..n], &mut decoded);
-                }
-                for (line, r) in decoded.drain(..) {
-                    match r {
-                        Ok(ev) => self.pending.push_back(ev),
-                        Err(rej) => {
+            };
+            let out = if n == 0 {
+                d.finish()
+            } else {
+                d.feed(&buf[..n])
+            };
+            for r in out {
+                match r {
+                    Ok(ev) => self.pending.push_back(ev),
+                    Err(rej) => match d.next_reject_line() {
+                        Some(line) => {
                             rejects.record(&self.label, &format_args!("{}:{line}", self.path), &rej)
                         }
-                    }
-                }
-            } else if let Some(d) = self.other.as_mut() {
-                let out = if n == 0 {
-                    d.finish()
-                } else {
-                    d.feed(&buf[..n])
-                };
-                for r in out {
-                    match r {
-                        Ok(ev) => self.pending.push_back(ev),
-                        Err(rej) => rejects.record(&self.label, &self.path.as_str(), &rej),
-                    }
+                        None => rejects.record(&self.label, &self.path.as_str(), &rej),
+                    },
                 }
             }
             self.done = n == 0;

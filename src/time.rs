@@ -6,7 +6,7 @@
 //! Because the clock is an input, a timestamp is bounded where it enters:
 //! [`Ts::EARLIEST`]..[`Ts::LATEST`] is the only range an event may carry
 //! (checked by [`Ts::event_time`] at every decoder and again by the engine's
-//! [`crate::runtime::Driver`] for every source), so no input can reach
+//! [`crate::engine_thread::Driver`] for every source), so no input can reach
 //! [`Ts::NEVER`], the "no deadline" sentinel, or a value `jiff` cannot show.
 
 use std::fmt;

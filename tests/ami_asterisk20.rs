@@ -354,12 +354,12 @@ fn an_app_queue_reload_makes_the_session_relist() {
         },
         Ts(1_796_546_157_000),
     );
-    s.feed(&capture[..at], Ts(1_796_546_160_000));
+    s.handle_input(&capture[..at], Ts(1_796_546_160_000));
     assert!(s.synced());
-    let before = String::from_utf8(s.take_outgoing()).unwrap();
+    let before = String::from_utf8(s.poll_transmit()).unwrap();
     assert_eq!(before.matches("Action: QueueStatus").count(), 1, "{before}");
-    s.feed(&capture[at..end], Ts(1_796_546_162_600));
-    let after = String::from_utf8(s.take_outgoing()).unwrap();
+    s.handle_input(&capture[at..end], Ts(1_796_546_162_600));
+    let after = String::from_utf8(s.poll_transmit()).unwrap();
     assert!(after.contains("Action: QueueStatus"), "{after:?}");
 }
 

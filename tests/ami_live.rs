@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acdmon::config::{HumanDuration, Secret};
-use acdmon::cti::ami::{AmiCti, SignOutMode};
 use acdmon::cti::{Cti, CtiRequest, CtiVerb};
 use acdmon::event::AgentStatus;
-use acdmon::sources::ami::{AmiConfig, Auth, spawn_with_cti};
-use acdmon::sources::{Envelope, RejectCounter, SourceHealth};
+use acdmon::sources::ami::cti::SignOutMode;
+use acdmon::sources::ami::{AmiConfig, Auth, spawn};
+use acdmon::sources::{Envelope, RejectCounter, SourceCtx, SourceHealth};
 use acdmon::state::{Engine, EngineConfig};
 use acdmon::time::Ts;
 use common::ami::{Agent, Caller, FakeAmi, MemberState, Waiting, ev, get};
@@ -25,7 +25,7 @@ struct Rig {
     engine: Engine,
     health: Arc<SourceHealth>,
     rejects: Arc<RejectCounter>,
-    cti: AmiCti,
+    cti: Arc<dyn Cti>,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -52,7 +52,11 @@ async fn rig(
     let (tx, rx) = mpsc::channel(1024);
     let health = SourceHealth::new("pbx1", "ami");
     let rejects = Arc::new(RejectCounter::default());
-    let (task, cti) = spawn_with_cti("pbx1".into(), cfg, tx, health.clone(), rejects.clone());
+    let started = spawn(
+        cfg,
+        SourceCtx::new("pbx1", tx, health.clone(), rejects.clone()),
+    );
+    let (task, cti) = (started.task, started.cti.expect("AMI has a CTI action"));
     Rig {
         server,
         rx,

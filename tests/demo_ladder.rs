@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use acdmon::cti::{Cti, CtiFuture, CtiOutcome, CtiRegistry, CtiRequest, CtiVerb};
 use acdmon::demo::sim::{Centre, Simulator};
+use acdmon::engine_thread::Driver;
 use acdmon::escalation::observer::LadderObserver;
-use acdmon::runtime::Driver;
 use acdmon::sources::RejectCounter;
 use acdmon::state::Engine;
 use acdmon::store::Store;

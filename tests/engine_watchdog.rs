@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use acdmon::config::Config;
-use acdmon::runtime::Observer;
+use acdmon::engine_thread::Observer;
 use acdmon::state::Engine;
 use acdmon::time::Ts;
 use serde_json::Value;

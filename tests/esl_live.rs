@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use acdmon::config::SourceSpec;
 use acdmon::cti::{Cti, CtiRequest, CtiVerb};
 use acdmon::event::{AgentStatus, Event, EventKind};
-use acdmon::sources::esl::{EslConfig, spawn_with_cti};
-use acdmon::sources::{Envelope, RejectCounter, SourceHealth};
+use acdmon::sources::esl::{EslConfig, spawn};
+use acdmon::sources::{Envelope, RejectCounter, SourceCtx, SourceHealth};
 use tokio::sync::mpsc;
 
 fn read(name: &str) -> Vec<u8> {
@@ -23,11 +24,11 @@ fn read(name: &str) -> Vec<u8> {
 }
 
 fn config(addr: &str, extra: &str) -> EslConfig {
-    let t: toml::Table = toml::from_str(&format!(
-        "address = \"{addr}\"\npassword = \"ClueCon\"\n{extra}"
-    ))
-    .unwrap();
-    EslConfig::from_table(&t).unwrap()
+    let text = format!("address = \"{addr}\"\npassword = \"ClueCon\"\n{extra}");
+    match SourceSpec::from_toml("esl", &text) {
+        Ok(SourceSpec::Esl(c)) => c,
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Receives events until `done` holds for one, or fails after 10 s.
@@ -83,12 +84,9 @@ async fn a_dropped_connection_and_a_sequence_gap_force_resyncs() {
     let (tx, mut rx) = mpsc::channel(1024);
     let health = SourceHealth::new("fs1", "esl");
     let rejects = Arc::new(RejectCounter::default());
-    let _src = spawn_with_cti(
-        "fs1".into(),
+    let _src = spawn(
         config(&srv.addr, "max_sequence_gap = 100"),
-        tx,
-        health.clone(),
-        rejects.clone(),
+        SourceCtx::new("fs1", tx, health.clone(), rejects.clone()),
     );
     let mut events = Vec::new();
     // The last recorded event: m3 joins after the gap's resync.
@@ -147,12 +145,9 @@ async fn garbage_and_half_frames_over_tcp_byte_by_byte() {
     let (tx, mut rx) = mpsc::channel(1024);
     let health = SourceHealth::new("fs1", "esl");
     let rejects = Arc::new(RejectCounter::default());
-    let _src = spawn_with_cti(
-        "fs1".into(),
+    let _src = spawn(
         config(&srv.addr, ""),
-        tx,
-        health.clone(),
-        rejects.clone(),
+        SourceCtx::new("fs1", tx, health.clone(), rejects.clone()),
     );
     let mut events = Vec::new();
     collect_until(&mut rx, &mut events, |e| {
@@ -274,18 +269,20 @@ async fn an_escalation_signs_an_agent_in_and_out_through_the_event_socket() {
     .await;
     let (tx, mut rx) = mpsc::channel(1024);
     let health = SourceHealth::new("fs1", "esl");
-    let (_task, cti) = spawn_with_cti(
-        "fs1".into(),
+    let started = spawn(
         config(
             &srv.addr,
             "sign_out_logs_out = true\ncommand_timeout = \"300ms\"",
         ),
-        tx,
-        health.clone(),
-        Arc::new(RejectCounter::default()),
+        SourceCtx::new(
+            "fs1",
+            tx,
+            health.clone(),
+            Arc::new(RejectCounter::default()),
+        ),
     );
     // The ladder holds CTI actions as trait objects.
-    let cti: Arc<dyn Cti> = Arc::new(cti);
+    let cti: Arc<dyn Cti> = started.cti.expect("the event socket has a CTI action");
     until("synced", || health.synced()).await;
 
     // Stage 1 signs 1002 in to support: logged out, so made Available first.
@@ -405,13 +402,16 @@ async fn without_a_switch_actions_fail_fast_and_the_source_is_not_ready() {
     };
     let (tx, _rx) = mpsc::channel(16);
     let health = SourceHealth::new("fs1", "esl");
-    let (_task, cti) = spawn_with_cti(
-        "fs1".into(),
+    let started = spawn(
         config(&format!("127.0.0.1:{port}"), ""),
-        tx,
-        health.clone(),
-        Arc::new(RejectCounter::default()),
+        SourceCtx::new(
+            "fs1",
+            tx,
+            health.clone(),
+            Arc::new(RejectCounter::default()),
+        ),
     );
+    let cti = started.cti.expect("the event socket has a CTI action");
     until("a connect error", || health.last_error().is_some()).await;
     assert!(!health.connected());
     assert!(health.not_ready_reason().unwrap().contains("connect"));

@@ -55,7 +55,7 @@ fn decode(bytes: &[u8], chunk: usize) -> (Vec<Event>, Vec<&'static str>) {
         for r in rs {
             match r {
                 Ok(e) => events.push(e),
-                Err(r) => rejects.push(r.reason),
+                Err(r) => rejects.push(r.reason.as_str()),
             }
         }
     };

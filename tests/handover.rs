@@ -13,10 +13,10 @@ use std::sync::Arc;
 use acdmon::config::Config;
 use acdmon::cti::CtiRegistry;
 use acdmon::cti::log_only::LogOnly;
+use acdmon::engine_thread::Driver;
 use acdmon::escalation::Direction;
 use acdmon::event::{Event, EventKind};
 use acdmon::floor::handover::Handover;
-use acdmon::runtime::Driver;
 use acdmon::sources::RejectCounter;
 use acdmon::state::Engine;
 use acdmon::store::{IntervalRow, Store};
@@ -211,7 +211,7 @@ struct Run {
 /// The daemon's observers on the configured storage, driven on event time.
 fn start(cfg: &Config, first: Ts) -> Run {
     let cti = Arc::new(CtiRegistry::only(Arc::new(LogOnly)));
-    let parts = acdmon::wiring::daemon_parts(cfg, cti).unwrap();
+    let parts = acdmon::daemon::Parts::open(cfg, cti).unwrap();
     let mut driver = Driver::new(
         Engine::starting_at(cfg.engine_config(), first),
         Arc::new(RejectCounter::default()),

@@ -163,7 +163,10 @@ impl Collector {
             ..HepBuilder::sip(addr(src), addr(dst), Ts(T0 + ms))
         }
         .build(sip.as_bytes());
-        if let Err(r) = self.ingest.on_datagram(&p, Ts(T0 + ms), &mut self.events) {
+        if let Err(r) = self
+            .ingest
+            .handle_datagram(&p, Ts(T0 + ms), &mut self.events)
+        {
             self.rejects.push(r.reason.to_string());
         }
     }
@@ -613,17 +616,17 @@ fn foreign_and_hostile_packets_are_counted_not_fatal() {
         }
         .build(inv.as_bytes())
     };
-    let reason = |r: Result<(), acdmon::sources::Reject>| r.err().map(|r| r.reason);
+    let reason = |r: Result<(), acdmon::sources::Reject>| r.err().map(|r| r.reason.as_str());
     assert_eq!(
-        reason(ingest.on_datagram(&with_key(None), Ts(T0), &mut ev)),
+        reason(ingest.handle_datagram(&with_key(None), Ts(T0), &mut ev)),
         Some("hep_auth")
     );
     assert_eq!(
-        reason(ingest.on_datagram(&with_key(Some(b"wrong")), Ts(T0), &mut ev)),
+        reason(ingest.handle_datagram(&with_key(Some(b"wrong")), Ts(T0), &mut ev)),
         Some("hep_auth")
     );
     assert_eq!(
-        reason(ingest.on_datagram(&with_key(Some(b"letmein")), Ts(T0), &mut ev)),
+        reason(ingest.handle_datagram(&with_key(Some(b"letmein")), Ts(T0), &mut ev)),
         None
     );
     assert_eq!(
@@ -638,11 +641,11 @@ fn foreign_and_hostile_packets_are_counted_not_fatal() {
     }
     .build(b"{\"type\":200}");
     assert_eq!(
-        reason(ingest.on_datagram(&rtcp, Ts(T0), &mut ev)),
+        reason(ingest.handle_datagram(&rtcp, Ts(T0), &mut ev)),
         Some("hep_not_sip")
     );
     assert_eq!(
-        reason(ingest.on_datagram(b"\x00\x01garbage", Ts(T0), &mut ev)),
+        reason(ingest.handle_datagram(b"\x00\x01garbage", Ts(T0), &mut ev)),
         Some("hep_not_hep")
     );
     let junk_sip = HepBuilder {
@@ -651,7 +654,7 @@ fn foreign_and_hostile_packets_are_counted_not_fatal() {
     }
     .build(b"INVITE sip:x@y SIP/2.0\r\nFrom: a\r\n\r\n");
     assert_eq!(
-        reason(ingest.on_datagram(&junk_sip, Ts(T0), &mut ev)),
+        reason(ingest.handle_datagram(&junk_sip, Ts(T0), &mut ev)),
         Some("sip_missing_header")
     );
 }
@@ -799,11 +802,11 @@ fn a_silent_waiting_caller_expires_on_the_senders_clock() {
     let p =
         HepBuilder::sip(addr(CALLER), addr(PROXY), Ts(T0)).build(l.request("INVITE", 1).as_bytes());
     let mut ev = Vec::new();
-    ingest.on_datagram(&p, local, &mut ev).unwrap();
+    ingest.handle_datagram(&p, local, &mut ev).unwrap();
     assert_eq!(ev.len(), 1);
-    ingest.tick(local.plus_ms(599_000), &mut ev);
+    ingest.handle_timeout(local.plus_ms(599_000), &mut ev);
     assert_eq!(ev.len(), 1, "not yet");
-    ingest.tick(local.plus_ms(601_000), &mut ev);
+    ingest.handle_timeout(local.plus_ms(601_000), &mut ev);
     assert_eq!(describe(&ev[1]), "601s exited lost@pbx from support: other");
 }
 
@@ -836,7 +839,7 @@ fn real_kamailio_hepv2_datagrams_map_like_v3() {
         // Captured in November 2026: the time header read little-endian.
         let ts = p.ts.unwrap();
         assert!(ts.rfc3339().starts_with("2026-11-"), "{}", ts.rfc3339());
-        ingest.on_datagram(&d, Ts(0), &mut ev).unwrap();
+        ingest.handle_datagram(&d, Ts(0), &mut ev).unwrap();
     }
     let kinds: Vec<String> = ev
         .iter()
@@ -928,7 +931,7 @@ fn members_come_from_configuration_and_presence_from_register() {
     let mut c = Collector::new(cfg.clone());
     // The live task reports static members when it starts listening.
     let mut start = Vec::new();
-    c.ingest.start(Ts(T0), &mut start);
+    c.ingest.handle_start(Ts(T0), &mut start);
     c.events.extend(start);
     // The phone asks for an hour; the registrar grants 60 s.
     c.via_proxy(
@@ -978,12 +981,12 @@ fn members_come_from_configuration_and_presence_from_register() {
         &register_ok("1003", "reg3@phone", 2, None),
     );
     let mut tail = Vec::new();
-    c.ingest.tick(Ts(T0 + 30_000), &mut tail);
+    c.ingest.handle_timeout(Ts(T0 + 30_000), &mut tail);
     assert!(tail.is_empty(), "{tail:?}");
     // The clock is the senders' (the last capture time, advanced by local
     // time): 53 s after the last packet (8.01 s) it is 61.01 s, and the 60 s
     // granted at 1.01 s have run out. The sweep notices and dates it then.
-    c.ingest.tick(Ts(T0 + 8_010 + 53_000), &mut tail);
+    c.ingest.handle_timeout(Ts(T0 + 8_010 + 53_000), &mut tail);
     c.events.extend(tail);
     assert_eq!(
         c.story(),
@@ -1192,7 +1195,7 @@ fn a_recorded_capture_replays_into_the_live_events_hepv2_included() {
     let mut live = Vec::new();
     for f in &files {
         ingest
-            .on_datagram(&std::fs::read(f).unwrap(), Ts(0), &mut live)
+            .handle_datagram(&std::fs::read(f).unwrap(), Ts(0), &mut live)
             .unwrap();
     }
     // A v3 call after the v2 ones, from a sender with a correlation id.
@@ -1203,7 +1206,7 @@ fn a_recorded_capture_replays_into_the_live_events_hepv2_included() {
             ..HepBuilder::sip(addr(src), addr(dst), Ts(T0 + ms))
         }
         .build(sip.as_bytes());
-        ingest.on_datagram(&p, Ts(T0 + ms), &mut live).unwrap();
+        ingest.handle_datagram(&p, Ts(T0 + ms), &mut live).unwrap();
     };
     v3(0, CALLER, PLATFORM, &caller.request("INVITE", 1));
     caller.to_tag = Some("t".into());
@@ -1245,7 +1248,7 @@ fn a_recorded_capture_replays_into_the_live_events_hepv2_included() {
             .request("INVITE", 1)
             .as_bytes(),
     );
-    ingest.on_datagram(&p, Ts(T0), &mut Vec::new()).unwrap();
+    ingest.handle_datagram(&p, Ts(T0), &mut Vec::new()).unwrap();
     let rec = ingest.take_recorded();
     let mut d = HepReplayDecoder::new(&keyed).unwrap();
     assert!(d.feed(&rec).iter().all(Result::is_ok));

@@ -306,12 +306,12 @@ proptest! {
         let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
         for (t, src, dst, sip) in &sent {
             let pkt = HepBuilder::sip(addr(src), addr(dst), Ts(T0 + t)).build(sip.as_bytes());
-            prop_assert!(ingest.on_datagram(&pkt, Ts(T0 + t), &mut events).is_ok());
+            prop_assert!(ingest.handle_datagram(&pkt, Ts(T0 + t), &mut events).is_ok());
         }
         // Long after: every silent leg has expired.
         let last = sent.last().map_or(0, |x| x.0);
         for k in 1..=15 {
-            ingest.tick(Ts(T0 + last + k * 60_000), &mut events);
+            ingest.handle_timeout(Ts(T0 + last + k * 60_000), &mut events);
         }
 
         let mut per_call: HashMap<String, Vec<&'static str>> = HashMap::new();

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use acdmon::config::SourceSpec;
 use acdmon::event::{Event, EventKind};
 use acdmon::sources::hep::HepSourceConfig;
 use acdmon::sources::hep::packet::HepBuilder;
 use acdmon::sources::hep::task::{Listeners, run};
 use acdmon::sources::sip::mapping::{AnswerMode, QueueRule, UserFrom};
-use acdmon::sources::{Envelope, RejectCounter, SourceHealth};
+use acdmon::sources::{Envelope, RejectCounter, SourceCtx, SourceHealth};
 use acdmon::time::Ts;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
@@ -88,12 +89,9 @@ async fn hep_over_udp_and_tcp_reaches_the_engine_and_garbage_is_counted() {
     let rejects = Arc::new(RejectCounter::default());
     let (tx, mut rx) = mpsc::channel(16);
     let task = tokio::spawn(run(
-        Arc::from("sbc"),
         listeners,
         cfg.ingest().unwrap(),
-        tx,
-        health.clone(),
-        rejects.clone(),
+        SourceCtx::new("sbc", tx, health.clone(), rejects.clone()),
     ));
 
     // UDP: one good datagram, one that is not HEP.
@@ -180,12 +178,14 @@ async fn datagrams_the_kernel_drops_are_counted() {
     let health = SourceHealth::new("sbc", "hep");
     let (tx, mut rx) = mpsc::channel(1);
     let _task = tokio::spawn(run(
-        Arc::from("sbc"),
         listeners,
         cfg.ingest().unwrap(),
-        tx,
-        health.clone(),
-        Arc::new(RejectCounter::default()),
+        SourceCtx::new(
+            "sbc",
+            tx,
+            health.clone(),
+            Arc::new(RejectCounter::default()),
+        ),
     ));
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // Two batches: the first fills the inbox, the second blocks the task.
@@ -219,7 +219,10 @@ async fn spawn_retries_a_busy_address_and_reports_why() {
     };
     let health = SourceHealth::new("sbc", "hep");
     let (tx, mut rx) = mpsc::channel(16);
-    let h = acdmon::sources::hep::spawn(Arc::from("sbc"), cfg, tx, health.clone(), Arc::default());
+    let h = acdmon::sources::hep::spawn(
+        cfg,
+        SourceCtx::new("sbc", tx, health.clone(), Arc::default()),
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!health.connected());
     assert!(
@@ -239,53 +242,49 @@ async fn spawn_retries_a_busy_address_and_reports_why() {
         .await
         .unwrap();
     assert_eq!(calls(&next_events(&mut rx, 1).await).len(), 1);
-    h.abort();
+    h.task.abort();
 }
 
 #[test]
 fn bad_configuration_is_refused_with_a_reason() {
-    let t: toml::Table = toml::from_str(
-        r#"
+    let t = r#"
         listen_udp = "127.0.0.1:9060"
         platform_hangup = "lunch"
-        "#,
-    )
-    .unwrap();
+        "#;
     assert!(
-        HepSourceConfig::from_table(&t)
+        SourceSpec::from_toml("hep", t)
             .unwrap_err()
             .contains("platform_hangup")
     );
-    let t: toml::Table = toml::from_str("listen_udp = \"\"\nbogus = 1").unwrap();
+    let t = "listen_udp = \"\"\nbogus = 1";
     assert!(
-        HepSourceConfig::from_table(&t)
+        SourceSpec::from_toml("hep", t)
             .unwrap_err()
             .contains("bogus")
     );
-    let t: toml::Table = toml::from_str("listen_udp = \"\"").unwrap();
+    let t = "listen_udp = \"\"";
     assert!(
-        HepSourceConfig::from_table(&t)
+        SourceSpec::from_toml("hep", t)
             .unwrap_err()
             .contains("listen")
     );
-    let t: toml::Table = toml::from_str("[[queues]]\npattern = \"([\"").unwrap();
+    let t = "[[queues]]\npattern = \"([\"";
     assert!(
-        HepSourceConfig::from_table(&t)
+        SourceSpec::from_toml("hep", t)
             .unwrap_err()
             .contains("pattern")
     );
-    let t: toml::Table =
-        toml::from_str("record = \"/surely/not/a/dir/acdmon/capture.hep\"").unwrap();
-    let e = HepSourceConfig::from_table(&t).unwrap_err();
+    let t = "record = \"/surely/not/a/dir/acdmon/capture.hep\"";
+    let e = SourceSpec::from_toml("hep", t).unwrap_err();
     assert!(e.contains("record") && e.contains("directory"), "{e}");
-    let t: toml::Table = toml::from_str("[members]\nsales = [\"1001\", 7]").unwrap();
+    let t = "[members]\nsales = [\"1001\", 7]";
     assert!(
-        HepSourceConfig::from_table(&t)
+        SourceSpec::from_toml("hep", t)
             .unwrap_err()
             .contains("members")
     );
-    let t: toml::Table = toml::from_str("auth_key = \"env:ACDMON_TEST_SURELY_UNSET_HEP\"").unwrap();
-    let e = HepSourceConfig::from_table(&t).unwrap_err();
+    let t = "auth_key = \"env:ACDMON_TEST_SURELY_UNSET_HEP\"";
+    let e = SourceSpec::from_toml("hep", t).unwrap_err();
     assert!(e.contains("ACDMON_TEST_SURELY_UNSET_HEP"), "{e}");
 }
 
@@ -309,12 +308,14 @@ async fn the_record_file_holds_accepted_packets_for_replay() {
     let udp_addr = listeners.udp_addr().unwrap();
     let (tx, mut rx) = mpsc::channel(16);
     let task = tokio::spawn(run(
-        Arc::from("sbc"),
         listeners,
         cfg.ingest().unwrap(),
-        tx,
-        SourceHealth::new("sbc", "hep"),
-        Arc::new(RejectCounter::default()),
+        SourceCtx::new(
+            "sbc",
+            tx,
+            SourceHealth::new("sbc", "hep"),
+            Arc::new(RejectCounter::default()),
+        ),
     ));
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // The first datagram of the real HEPv2 capture: caller V2's INVITE.

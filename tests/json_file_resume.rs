@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use acdmon::config::JsonSourceConfig;
 use acdmon::event::EventKind;
-use acdmon::sources::json::task::{SourceCtx, spawn};
-use acdmon::sources::{Envelope, RejectCounter, SourceHealth};
+use acdmon::sources::json::spawn;
+use acdmon::sources::{Envelope, RejectCounter, Restart, SourceCtx, SourceHealth};
 use acdmon::state::SourcePosition;
+use acdmon::time::Ts;
 use tokio::sync::mpsc;
 
 fn line(call: &str) -> String {
@@ -29,16 +30,22 @@ async fn read(
     let (tx, mut rx) = mpsc::channel(64);
     let cfg = JsonSourceConfig {
         path: Some(path.to_string_lossy().into_owned()),
-        resume,
         ..JsonSourceConfig::default()
     };
     let ctx = SourceCtx {
-        name: Arc::from("file"),
-        inbox: tx,
-        health: SourceHealth::new("file", "json"),
-        rejects: Arc::new(RejectCounter::default()),
+        restart: resume.map(|applied| Restart {
+            applied: Some(applied),
+            today_start: Ts::ZERO,
+            counted_until: None,
+        }),
+        ..SourceCtx::new(
+            "file",
+            tx,
+            SourceHealth::new("file", "json"),
+            Arc::new(RejectCounter::default()),
+        )
     };
-    let task = spawn(cfg, ctx);
+    let task = spawn(cfg, ctx).task;
     let mut calls = Vec::new();
     let mut last = None;
     while let Ok(Some(env)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {

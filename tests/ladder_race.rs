@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use acdmon::config::Config;
 use acdmon::cti::{Cti, CtiFuture, CtiOutcome, CtiRegistry, CtiRequest, CtiVerb};
+use acdmon::engine_thread::Driver;
 use acdmon::escalation::observer::LadderObserver;
 use acdmon::event::{AgentStatus, Event, EventKind};
-use acdmon::runtime::Driver;
 use acdmon::sources::RejectCounter;
 use acdmon::state::Engine;
 use acdmon::store::Store;

@@ -207,9 +207,9 @@ async fn a_full_disk_delays_the_release_and_nobody_is_forgotten() {
     };
     let hook = Hook::start(Answer::Status(200, r#"{"ok":true,"detail":"done"}"#.into())).await;
     let cfg = Config::parse("t.toml", &config(&disk.path, &hook.url)).unwrap();
-    let cti = acdmon::wiring::cti_registry(&cfg).unwrap();
-    let parts = acdmon::wiring::daemon_parts(&cfg, cti).unwrap();
-    let d = acdmon::wiring::start(cfg, parts);
+    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
+    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
+    let d = acdmon::daemon::start_with(cfg, parts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
@@ -519,7 +519,7 @@ fn a_disk_that_fills_and_frees_under_load_never_breaks_the_ladder() {
     )
     .unwrap();
     let t0 = 1_800_000_000_000i64;
-    let mut d = acdmon::runtime::Driver::new(
+    let mut d = acdmon::engine_thread::Driver::new(
         acdmon::state::Engine::starting_at(cfg.engine_config(), Ts(t0)),
         std::sync::Arc::new(acdmon::sources::RejectCounter::default()),
     );

@@ -25,7 +25,7 @@ struct StandInLadder {
     done: bool,
 }
 
-impl acdmon::runtime::Observer for StandInLadder {
+impl acdmon::engine_thread::Observer for StandInLadder {
     fn before_publish(
         &mut self,
         engine: &mut acdmon::state::Engine,
@@ -438,9 +438,9 @@ async fn a_manager_approves_advice_on_the_wall() {
         dir.path().join("a.sqlite").display().to_string()
     );
     let cfg = acdmon::config::Config::parse("t.toml", &text).expect("config");
-    let cti = acdmon::wiring::cti_registry(&cfg).unwrap();
-    let parts = acdmon::wiring::daemon_parts(&cfg, cti).unwrap();
-    let d = acdmon::wiring::start(cfg, parts);
+    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
+    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
+    let d = acdmon::daemon::start_with(cfg, parts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
@@ -543,7 +543,7 @@ struct Jam {
     jammed: bool,
 }
 
-impl acdmon::runtime::Observer for Jam {
+impl acdmon::engine_thread::Observer for Jam {
     fn after_event(&mut self, engine: &mut acdmon::state::Engine, _queue: Option<usize>) {
         if !self.jammed && engine.find_agent("jam").is_some() {
             self.jammed = true;
@@ -666,9 +666,9 @@ async fn the_incoming_supervisor_acknowledges_the_handover_on_the_wall() {
             }])
             .unwrap();
     }
-    let cti = acdmon::wiring::cti_registry(&cfg).unwrap();
-    let parts = acdmon::wiring::daemon_parts(&cfg, cti).unwrap();
-    let d = acdmon::wiring::start(cfg, parts);
+    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
+    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
+    let d = acdmon::daemon::start_with(cfg, parts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
@@ -892,14 +892,18 @@ async fn the_post_strip_shows_a_breach_and_who_covers() {
     let cfg = acdmon::config::Config::parse("t.toml", floor).unwrap();
     let (posts, board) = acdmon::floor::posts::PostsObserver::new(&cfg);
     let (adherence, plan) = acdmon::floor::adherence::AdherenceObserver::new(&cfg).unwrap();
-    let d = daemon_with("", floor, vec![Box::new(posts), Box::new(adherence)]).await;
-    acdmon::floor::attach_all(
-        &d.state.publisher,
-        acdmon::floor::FloorHandles {
-            posts: Some(board),
-            adherence: Some(plan),
+    let d = daemon_set_up(
+        "",
+        floor,
+        acdmon::daemon::Setup {
+            floor: acdmon::floor::FloorHandles {
+                posts: Some(board),
+                adherence: Some(plan),
+            },
+            ..acdmon::daemon::Setup::observing(vec![Box::new(posts), Box::new(adherence)])
         },
-    );
+    )
+    .await;
     post(&d.addr, &agent("a1", "available", "hotline")).await;
     // a1 is planned on the phone for the hour around now.
     let now = now_ms();

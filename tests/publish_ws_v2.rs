@@ -233,10 +233,12 @@ async fn a_quiet_floor_sends_heartbeats_only() {
         "time-only values are left out: {q}"
     );
 
-    // Six seconds of a quiet floor: version 1 keeps sending whole queues
-    // (their longest wait moved), version 2 only a heartbeat.
+    // A quiet floor: version 1 keeps sending whole queues (their longest
+    // wait moved), version 2 only a heartbeat. Eleven seconds for version 2:
+    // a new minute's trend samples may be sent, and the heartbeat comes 5 s
+    // after the last message.
     let deltas_before = c.entity_deltas;
-    let (_, v1_msgs) = tokio::join!(c.read_for(&mut v2, Duration::from_millis(6000)), async {
+    let (_, v1_msgs) = tokio::join!(c.read_for(&mut v2, Duration::from_millis(11_000)), async {
         let mut n = 0;
         let end = tokio::time::Instant::now() + Duration::from_millis(5800);
         while let Ok(Some(_)) =

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use acdmon::config::HumanDuration;
 use acdmon::event::EventKind;
+use acdmon::sources::SourceCtx;
 use acdmon::sources::queue_log::{QueueLogConfig, StartAt, spawn};
 use acdmon::sources::{Envelope, RejectCounter, SourceHealth};
 use tokio::sync::mpsc;
@@ -70,12 +71,10 @@ async fn tail_follows_rotation_truncation_and_restarts_where_it_stopped() {
     let rejects = Arc::new(RejectCounter::default());
     let (tx, mut rx) = mpsc::channel(64);
     let task = spawn(
-        "qlog".into(),
         cfg.clone(),
-        tx,
-        health.clone(),
-        rejects.clone(),
-    );
+        SourceCtx::new("qlog", tx, health.clone(), rejects.clone()),
+    )
+    .task;
     assert_eq!(calls(&mut rx, 2).await, ["a1", "a2"]);
 
     // A line written in two pieces is read once, whole.
@@ -110,12 +109,10 @@ async fn tail_follows_rotation_truncation_and_restarts_where_it_stopped() {
     append(&path, &enter(1763900006, "b2"));
     let (tx, mut rx) = mpsc::channel(64);
     let task = spawn(
-        "qlog".into(),
         cfg.clone(),
-        tx,
-        health.clone(),
-        rejects.clone(),
-    );
+        SourceCtx::new("qlog", tx, health.clone(), rejects.clone()),
+    )
+    .task;
     assert_eq!(calls(&mut rx, 1).await, ["b2"]);
     quiet(&mut rx).await;
 
@@ -149,12 +146,15 @@ async fn start_at_end_skips_history() {
     let (tx, mut rx) = mpsc::channel(64);
     let health = SourceHealth::new("qlog", "queue_log");
     let task = spawn(
-        "qlog".into(),
         cfg,
-        tx,
-        health.clone(),
-        Arc::new(RejectCounter::default()),
-    );
+        SourceCtx::new(
+            "qlog",
+            tx,
+            health.clone(),
+            Arc::new(RejectCounter::default()),
+        ),
+    )
+    .task;
     for _ in 0..100 {
         if health.synced() {
             break;
@@ -191,16 +191,16 @@ async fn after_a_restart_the_tail_hands_on_what_the_checkpoint_lacks() {
         let mut cfg = QueueLogConfig::new(&path);
         cfg.poll_interval = HumanDuration(Duration::from_millis(20));
         cfg.state_dir = Some(dir.path().to_path_buf());
-        cfg.restart = Some(restart);
         let (tx, rx) = mpsc::channel(64);
         let health = SourceHealth::new("qlog", "queue_log");
         let task = spawn(
-            "qlog".into(),
             cfg,
-            tx,
-            health,
-            Arc::new(RejectCounter::default()),
-        );
+            SourceCtx {
+                restart: Some(restart),
+                ..SourceCtx::new("qlog", tx, health, Arc::new(RejectCounter::default()))
+            },
+        )
+        .task;
         (task, rx)
     };
     let today = Ts::from_secs(midnight);

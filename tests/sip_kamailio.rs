@@ -24,9 +24,8 @@ use std::time::{Duration, Instant};
 
 use acdmon::config::{Config, SourceSpec};
 use acdmon::event::{AgentStatus, Event, EventKind};
-use acdmon::sources::hep::HepSourceConfig;
 use acdmon::sources::hep::task::{Listeners, run};
-use acdmon::sources::{Envelope, RejectCounter, SourceHealth};
+use acdmon::sources::{Envelope, RejectCounter, SourceCtx, SourceHealth};
 use acdmon::state::Engine;
 
 const AUTH_KEY: &str = "e2e-hep-key";
@@ -258,22 +257,18 @@ async fn kamailio_mirrors_a_queue_floor_to_the_collector() {
     // The collector, configured through the real config loader.
     let hep_port = free_udp_port();
     let cfg = Config::parse("e2e.toml", &config_text(hep_port)).unwrap_or_else(|e| panic!("{e:?}"));
-    let SourceSpec::Other(table) = &cfg.sources[0].spec else {
+    let SourceSpec::Hep(hep_cfg) = &cfg.sources[0].spec else {
         panic!("hep source not parsed as its own table")
     };
-    let hep_cfg = HepSourceConfig::from_table(table).unwrap();
-    let listeners = Listeners::bind(&hep_cfg).await.unwrap();
+    let listeners = Listeners::bind(hep_cfg).await.unwrap();
     let ingest = hep_cfg.ingest().unwrap();
     let health = SourceHealth::new("kamailio", "hep");
     let rejects = Arc::new(RejectCounter::default());
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let collector = tokio::spawn(run(
-        Arc::from("kamailio"),
         listeners,
         ingest,
-        tx,
-        health.clone(),
-        rejects.clone(),
+        SourceCtx::new("kamailio", tx, health.clone(), rejects.clone()),
     ));
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = events.clone();
@@ -771,22 +766,18 @@ async fn kamailio_challenges_forks_registers_and_answers_to_the_via_port() {
     let hep_port = free_udp_port();
     let cfg = Config::parse("e2e.toml", &real_config_text(hep_port, &record))
         .unwrap_or_else(|e| panic!("{e:?}"));
-    let SourceSpec::Other(table) = &cfg.sources[0].spec else {
+    let SourceSpec::Hep(hep_cfg) = &cfg.sources[0].spec else {
         panic!("hep source not parsed as its own table")
     };
-    let hep_cfg = HepSourceConfig::from_table(table).unwrap();
-    let listeners = Listeners::bind(&hep_cfg).await.unwrap();
+    let listeners = Listeners::bind(hep_cfg).await.unwrap();
     let ingest = hep_cfg.ingest().unwrap();
     let health = SourceHealth::new("kamailio", "hep");
     let rejects = Arc::new(RejectCounter::default());
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let collector = tokio::spawn(run(
-        Arc::from("kamailio"),
         listeners,
         ingest,
-        tx,
-        health.clone(),
-        rejects.clone(),
+        SourceCtx::new("kamailio", tx, health.clone(), rejects.clone()),
     ));
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = events.clone();
@@ -1146,7 +1137,7 @@ async fn kamailio_challenges_forks_registers_and_answers_to_the_via_port() {
     // static members are dated at the first packet instead of start-up.
     let bytes = std::fs::read(&record).unwrap();
     assert_eq!(acdmon::replay::detect(&bytes), acdmon::replay::Format::Hep);
-    let mut d = acdmon::sources::hep::HepReplayDecoder::new(&hep_cfg).unwrap();
+    let mut d = acdmon::sources::hep::HepReplayDecoder::new(hep_cfg).unwrap();
     let mut replayed: Vec<Event> = d.feed(&bytes).into_iter().map(Result::unwrap).collect();
     replayed.extend(d.finish().into_iter().map(Result::unwrap));
     let static_member = |e: &Event| matches!(&e.kind, EventKind::AgentJoinedQueue { queue, .. } if queue == "sales");

@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         .clone();
     let mut events = Vec::new();
     // As one datagram.
-    let _ = ingest.on_datagram(data, Ts(1_000), &mut events);
+    let _ = ingest.handle_datagram(data, Ts(1_000), &mut events);
     // As a TCP stream, split at a point the input chooses.
     let split = data.first().map_or(0, |b| *b as usize).min(data.len());
     let mut f = StreamFramer::new(Limits::default());
@@ -46,9 +46,9 @@ fuzz_target!(|data: &[u8]| {
         f.feed(part);
         while let Some(r) = f.next_packet() {
             if let Ok(p) = r {
-                let _ = ingest.on_packet(&p, Ts(2_000), &mut events);
+                let _ = ingest.handle_packet(&p, Ts(2_000), &mut events);
             }
         }
     }
-    ingest.tick(Ts(i64::from(u32::MAX) * 1000), &mut events);
+    ingest.handle_timeout(Ts(i64::from(u32::MAX) * 1000), &mut events);
 });

@@ -18,7 +18,7 @@ fn run(data: &[u8], chunk: usize) -> Vec<(u64, Result<acdmon::event::Event, &'st
     }
     dec.finish(&mut out);
     out.into_iter()
-        .map(|(n, r)| (n, r.map_err(|e| e.reason)))
+        .map(|(n, r)| (n, r.map_err(|e| e.reason.as_str())))
         .collect()
 }
 

@@ -48,6 +48,6 @@ fuzz_target!(|data: &[u8]| {
         dst: None,
     };
     let mut events = Vec::new();
-    let _ = ingest.on_payload(data, &cap, Some("corr"), true, &mut events);
-    let _ = ingest.on_payload(data, &cap, None, false, &mut events);
+    let _ = ingest.handle_payload(data, &cap, Some("corr"), true, &mut events);
+    let _ = ingest.handle_payload(data, &cap, None, false, &mut events);
 });

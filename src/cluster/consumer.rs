@@ -168,7 +168,7 @@ async fn read(
                 rejects.record(
                     &source,
                     &format_args!("stream {} seq {seq}", broker.names.stream()),
-                    &Reject::new("bad_stream_message", why),
+                    &Reject::new(crate::event::RejectReason::MalformedEvent, why),
                 );
                 Vec::new()
             }

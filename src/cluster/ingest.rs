@@ -19,7 +19,7 @@ use super::lease::{Lease, Renewal};
 use super::wire;
 use crate::config::SourceConfig;
 use crate::sources::HealthRegistry;
-use crate::sources::queue_log::Restart;
+use crate::sources::Restart;
 use crate::time::Ts;
 
 /// Starts one configured source the way the daemon does; `None` when its

@@ -10,9 +10,12 @@
 
 mod adherence;
 pub mod cluster;
+pub mod cti;
 pub mod diff;
+mod load_sources;
 mod model;
 mod posts;
+pub mod sources;
 mod values;
 pub mod walls;
 
@@ -20,7 +23,6 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -29,6 +31,7 @@ pub use adherence::{ActivityConfig, AdherenceConfig};
 pub use cluster::ClusterConfig;
 pub use model::*;
 pub use posts::PostConfig;
+pub use sources::*;
 pub use values::{HumanDuration, Secret, ct_eq};
 pub use walls::WallConfig;
 
@@ -53,44 +56,6 @@ impl fmt::Display for ConfigError {
         )
     }
 }
-
-/// Settings of the native JSON source (`kind = "json"`): exactly one of
-/// `listen` (accept producers), `address` (connect to a producer, with
-/// reconnect) or `path` (read a file; `follow` keeps reading as it grows).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JsonSourceConfig {
-    pub listen: Option<String>,
-    pub address: Option<String>,
-    pub path: Option<String>,
-    #[serde(default)]
-    pub follow: bool,
-    /// Set by the daemon after a restart: the engine was restored from a
-    /// checkpoint holding this file's events up to here, so reading
-    /// resumes there (when it is still the same file) instead of at 0.
-    #[serde(skip)]
-    pub resume: Option<crate::state::SourcePosition>,
-    /// `listen` only: producers must send `AUTH <token>` as their first
-    /// line. Without it the port is open to anyone who can reach it.
-    pub token: Option<Secret>,
-    /// `listen` only: most producers connected at once; more are refused
-    /// (closed at once) and counted.
-    pub max_connections: Option<usize>,
-}
-
-/// Default of a `json` `listen` source's `max_connections`.
-pub const JSON_MAX_CONNECTIONS: usize = 64;
-
-/// Kind-specific settings of a `[[sources]]` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceSpec {
-    Json(JsonSourceConfig),
-    /// Settings of an adapter that validates its own keys when it starts.
-    Other(toml::Table),
-}
-
-/// Source kinds the daemon knows.
-pub const SOURCE_KINDS: [&str; 5] = ["ami", "queue_log", "esl", "hep", "json"];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -697,74 +662,6 @@ impl<'a> Loader<'a> {
         out
     }
 
-    /// A `[[cti]]` entry: `name`, `kind` and `default` here, the rest is the
-    /// kind's own settings.
-    fn cti(&mut self, value: &Spanned<DeValue<'_>>) -> Option<CtiConfig> {
-        let DeValue::Table(table) = value.get_ref() else {
-            self.err(Some(value.span()), "expected a table");
-            return None;
-        };
-        let mut rest = table.clone();
-        let name = rest.remove("name");
-        let kind = rest.remove("kind");
-        let default = rest.remove("default");
-        let name = match name.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
-            Some((Some(n), _)) if !n.is_empty() => n.to_string(),
-            Some((_, s)) => {
-                self.err(Some(s), "cti `name` must be a non-empty string");
-                return None;
-            }
-            None => {
-                self.err(Some(value.span()), "missing field `name`");
-                return None;
-            }
-        };
-        let default = match default.as_ref().map(|v| (v.get_ref(), v.span())) {
-            None => false,
-            Some((DeValue::Boolean(b), _)) => *b,
-            Some((_, s)) => {
-                self.err(
-                    Some(s),
-                    format!("cti `{name}`: `default` must be true or false"),
-                );
-                false
-            }
-        };
-        let rest_v = Spanned::new(value.span(), DeValue::Table(rest));
-        match kind.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
-            Some((Some("webhook"), _)) => {
-                let c: crate::cti::webhook::WebhookConfig = self.de(&rest_v)?;
-                if let Err(e) = c.check() {
-                    self.err(Some(c.url.span()), format!("cti `{name}`: {e}"));
-                }
-                Some(CtiConfig {
-                    name,
-                    kind: "webhook".into(),
-                    default,
-                    spec: CtiSpec::Webhook(c),
-                })
-            }
-            Some((Some(k), s)) => {
-                self.err(
-                    Some(s),
-                    format!("unknown cti kind `{k}` (expected: webhook; AMI and ESL sources sign agents in through their own connection)"),
-                );
-                None
-            }
-            Some((None, s)) => {
-                self.err(Some(s), "cti `kind` must be a string");
-                None
-            }
-            None => {
-                self.err(
-                    Some(value.span()),
-                    format!("cti `{name}`: missing field `kind`"),
-                );
-                None
-            }
-        }
-    }
-
     fn check_settings(&mut self, s: &QueueSettings) {
         if let Some(t) = &s.sl_target
             && !(0.0..=1.0).contains(t.get_ref())
@@ -862,114 +759,6 @@ impl<'a> Loader<'a> {
             }
         }
         None
-    }
-
-    fn source(&mut self, value: &Spanned<DeValue<'_>>) -> Option<SourceConfig> {
-        let DeValue::Table(table) = value.get_ref() else {
-            self.err(Some(value.span()), "expected a table");
-            return None;
-        };
-        let mut rest = table.clone();
-        let name = rest.remove("name");
-        let kind = rest.remove("kind");
-        let name = match name.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
-            Some((Some(n), _)) if !n.is_empty() => n.to_string(),
-            Some((_, s)) => {
-                self.err(Some(s), "source `name` must be a non-empty string");
-                return None;
-            }
-            None => {
-                self.err(Some(value.span()), "missing field `name`");
-                return None;
-            }
-        };
-        let (kind, kspan) = match kind.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
-            Some((Some(k), s)) => (k.to_string(), s),
-            Some((None, s)) => {
-                self.err(Some(s), "source `kind` must be a string");
-                return None;
-            }
-            None => {
-                self.err(
-                    Some(value.span()),
-                    format!("source `{name}`: missing field `kind`"),
-                );
-                return None;
-            }
-        };
-        let rest_v = Spanned::new(value.span(), DeValue::Table(rest));
-        let spec = match kind.as_str() {
-            "json" => {
-                let c: JsonSourceConfig = self.de(&rest_v).unwrap_or_else(|| JsonSourceConfig {
-                    path: Some(String::new()),
-                    ..JsonSourceConfig::default()
-                });
-                let n = [c.listen.is_some(), c.address.is_some(), c.path.is_some()]
-                    .iter()
-                    .filter(|x| **x)
-                    .count();
-                if n != 1 {
-                    self.err(
-                        Some(value.span()),
-                        format!("source `{name}`: a json source needs exactly one of `listen`, `address`, `path`"),
-                    );
-                }
-                if c.listen.is_none() && (c.token.is_some() || c.max_connections.is_some()) {
-                    self.err(
-                        Some(value.span()),
-                        format!("source `{name}`: `token` and `max_connections` apply to a `listen` json source only"),
-                    );
-                }
-                if c.max_connections == Some(0) {
-                    self.err(
-                        Some(value.span()),
-                        format!(
-                            "source `{name}`: `max_connections = 0` would refuse every producer"
-                        ),
-                    );
-                }
-                SourceSpec::Json(c)
-            }
-            k if SOURCE_KINDS.contains(&k) => {
-                // Validate with the adapter's own typed settings, so its key
-                // errors carry positions too; the adapter re-reads the table.
-                let typed_ok = match k {
-                    "ami" => self.de::<crate::sources::ami::AmiConfig>(&rest_v).is_some(),
-                    "esl" => self.de::<crate::sources::esl::EslConfig>(&rest_v).is_some(),
-                    "queue_log" => self
-                        .de::<crate::sources::queue_log::QueueLogConfig>(&rest_v)
-                        .is_some(),
-                    "hep" => match self.de::<crate::sources::hep::HepSourceConfig>(&rest_v) {
-                        Some(c) => match c.validate() {
-                            Ok(()) => true,
-                            Err(e) => {
-                                self.err(Some(value.span()), format!("source `{name}`: {e}"));
-                                false
-                            }
-                        },
-                        None => false,
-                    },
-                    _ => true,
-                };
-                match (typed_ok, self.de(&rest_v)) {
-                    (true, Some(t)) => SourceSpec::Other(t),
-                    // Already reported; keep the name so references to it
-                    // are not reported as unknown too.
-                    _ => SourceSpec::Other(toml::Table::new()),
-                }
-            }
-            other => {
-                self.err(
-                    Some(kspan),
-                    format!(
-                        "unknown source kind `{other}` (expected one of: {})",
-                        SOURCE_KINDS.join(", ")
-                    ),
-                );
-                return None;
-            }
-        };
-        Some(SourceConfig { name, kind, spec })
     }
 }
 

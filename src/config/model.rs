@@ -183,8 +183,8 @@ pub struct AgentConfig {
     pub groups: Vec<String>,
 }
 
-/// `[[sources]]`: `name` and `kind` here; the rest belongs to the adapter and
-/// is validated by it (see [`super::SourceSpec`]).
+/// `[[sources]]`: `name` and `kind` here; the rest is the kind's typed
+/// settings, validated when loaded (see [`super::SourceSpec`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
     pub name: String,
@@ -303,7 +303,7 @@ pub struct CtiConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CtiSpec {
-    Webhook(crate::cti::webhook::WebhookConfig),
+    Webhook(super::cti::WebhookConfig),
 }
 
 /// `[[shifts]]`: a named span of local time, every day; at its end acdmon

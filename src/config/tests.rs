@@ -297,3 +297,27 @@ fn sl_round_is_per_queue_and_checked() {
     assert!(errs[0].starts_with("t.toml:2:"), "{errs:?}");
     assert!(errs[0].contains("whole_seconds"), "{errs:?}");
 }
+
+#[test]
+fn ami_settings_read_with_defaults_and_unknown_keys_refused() {
+    let SourceSpec::Ami(c) = SourceSpec::from_toml(
+        "ami",
+        "address = \"10.0.0.2:5038\"\nusername = \"acdmon\"\nsecret = \"inline-secret\"\nauth = \"md5\"\nagent_id = \"interface\"\nsign_out = \"pause\"\nping_interval = \"10s\"",
+    )
+    .unwrap() else {
+        panic!("not an ami spec")
+    };
+    assert_eq!(c.auth, Auth::Md5);
+    assert_eq!(c.agent_id, AgentNaming::Interface);
+    assert_eq!(c.sign_out, SignOutMode::Pause);
+    assert_eq!(c.events, "agent,call");
+    assert_eq!(c.ping_interval.millis(), 10_000);
+    assert_eq!(c.action_timeout.millis(), 5_000);
+    assert!(!format!("{c:?}").contains("inline-secret"));
+    let e = SourceSpec::from_toml(
+        "ami",
+        "address = \"x:1\"\nusername = \"u\"\nsecret = \"s\"\nport = 5038",
+    )
+    .unwrap_err();
+    assert!(e.contains("port"), "{e}");
+}

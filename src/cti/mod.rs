@@ -1,14 +1,16 @@
 //! CTI actions: how the ladder (and the manual sign-in/out routes) reach the
-//! phone system. One trait, one implementation per platform (AMI, event
-//! socket, webhook, log-only), chosen per agent by its `source`.
+//! phone system. One trait, one implementation per platform, chosen per
+//! agent by its `source`. The AMI and event-socket actions travel on their
+//! source's own connection, so they live in its folder
+//! (`sources/ami/cti.rs`, `sources/esl/cti.rs`) and come back from its
+//! `spawn` in [`crate::sources::Started`]; this module keeps the trait, the
+//! registry, the webhook and the log-only action.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use serde::Serialize;
 
-pub mod ami;
-pub mod esl;
 pub mod log_only;
 pub mod registry;
 pub mod webhook;

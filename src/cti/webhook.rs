@@ -31,42 +31,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use serde::Deserialize;
-use serde_spanned::Spanned;
 
 use super::{Cti, CtiFuture, CtiOutcome, CtiRequest};
-use crate::config::{HumanDuration, Secret};
-
-/// Settings of a `[[cti]]` entry with `kind = "webhook"`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// `http://host:port/path` that receives the POSTs.
-    pub url: Spanned<String>,
-    /// Per attempt: connect, send and read the answer.
-    #[serde(default = "default_timeout")]
-    pub timeout: HumanDuration,
-    /// Further attempts after the first fails (0..=10).
-    #[serde(default = "default_retries")]
-    pub retries: u32,
-    /// Wait before the first retry; doubled for each further one.
-    #[serde(default = "default_backoff")]
-    pub backoff: HumanDuration,
-    /// Sent as `Authorization: Bearer <token>` when set.
-    pub token: Option<Secret>,
-    /// PEM file of CA certificates trusted for `https://` besides the
-    /// public roots (a private CA, or the receiver's self-signed one).
-    pub ca_file: Option<String>,
-}
-
-fn default_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(5))
-}
-fn default_retries() -> u32 {
-    3
-}
-fn default_backoff() -> HumanDuration {
-    HumanDuration(Duration::from_millis(500))
-}
+pub use crate::config::cti::WebhookConfig;
+use crate::config::cti::{extra_roots, parse_url};
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -74,24 +42,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_ANSWER: usize = 16 * 1024;
 
 impl WebhookConfig {
-    /// Checks what serde cannot: the URL's shape and the bounds.
-    pub fn check(&self) -> Result<(), String> {
-        parse_url(self.url.get_ref())?;
-        if self.timeout.0.is_zero() {
-            return Err("webhook `timeout` must be above 0s".into());
-        }
-        if self.retries > 10 {
-            return Err(format!(
-                "webhook `retries` = {} is too many (at most 10)",
-                self.retries
-            ));
-        }
-        if let Some(path) = &self.ca_file {
-            extra_roots(path)?;
-        }
-        Ok(())
-    }
-
     /// TLS settings: the public roots, and `ca_file`'s certificates.
     fn tls(&self) -> Result<rustls::ClientConfig, String> {
         let mut roots = rustls::RootCertStore::empty();
@@ -110,33 +60,6 @@ impl WebhookConfig {
             .with_root_certificates(roots)
             .with_no_client_auth())
     }
-}
-
-/// The certificates of a PEM file (at least one).
-fn extra_roots(path: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("webhook `ca_file` {path}: {e}"))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("webhook `ca_file` {path}: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "webhook `ca_file` {path}: no PEM certificate in it"
-        ));
-    }
-    Ok(certs)
-}
-
-fn parse_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("webhook url `{url}` is not a URL: {e}"))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(format!(
-            "webhook url `{url}` must look like https://host:port/path (or http://)"
-        ));
-    }
-    Ok(uri)
 }
 
 /// A webhook CTI action. Cheap to clone (the connection pool is shared).
@@ -304,6 +227,8 @@ impl Cti for Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::cti::{default_backoff, default_timeout};
+    use serde_spanned::Spanned;
 
     fn cfg(url: &str) -> WebhookConfig {
         WebhookConfig {

@@ -79,15 +79,15 @@ pub fn sim_channel() -> (SimCti, SimCommands) {
     (SimCti { tx }, SimCommands(rx))
 }
 
-/// Starts the simulator as a source; returns its CTI handle.
+/// Starts the simulator as a source; returns its CTI handle and its task.
 pub fn spawn_simulator(
     seed: u64,
     inbox: crate::sources::Inbox,
     health: Arc<SourceHealth>,
-) -> SimCti {
+) -> (SimCti, tokio::task::JoinHandle<()>) {
     let (cti, rx) = sim_channel();
-    spawn_simulator_with(seed, inbox, health, rx);
-    cti
+    let task = spawn_simulator_with(seed, inbox, health, rx);
+    (cti, task)
 }
 
 /// Starts the simulator as a source, taking commands from `commands`.
@@ -96,7 +96,7 @@ pub fn spawn_simulator_with(
     inbox: crate::sources::Inbox,
     health: Arc<SourceHealth>,
     commands: SimCommands,
-) {
+) -> tokio::task::JoinHandle<()> {
     let mut rx = commands.0;
     tokio::spawn(async move {
         let mut sim = Simulator::new(Centre::hotline(), seed, Ts::now());
@@ -136,7 +136,7 @@ pub fn spawn_simulator_with(
                 break;
             }
         }
-    });
+    })
 }
 
 /// `acdmon demo`.
@@ -147,17 +147,15 @@ pub async fn run(listen: &str, seed: u64) -> anyhow::Result<()> {
     // The ladder signs the simulated people in and out through the
     // simulator, so the surge walks the ladder up and back down.
     let (cti, commands) = sim_channel();
-    let registry = crate::wiring::cti_registry(&cfg)?;
+    let registry = crate::daemon::cti_registry(&cfg)?;
     registry.insert("simulator", Arc::new(cti));
     registry.set_default("simulator");
-    let parts = crate::wiring::daemon_parts(&cfg, registry)?;
-    let d = crate::wiring::start(cfg, parts);
+    let parts = crate::daemon::Parts::open(&cfg, registry)?;
+    let d = crate::daemon::start_with(cfg, parts);
     let health = SourceHealth::new("simulator", "json");
     d.state.health.register(health.clone());
-    spawn_simulator_with(seed, d.state.inbox.clone(), health, commands);
+    let sim = spawn_simulator_with(seed, d.state.inbox.clone(), health, commands);
+    d.adopt_source("simulator", sim).await;
     eprintln!("acdmon demo: the wall is at http://{listen}/  (API: http://{listen}/api/v1/queues)");
-    let inbox = d.state.inbox.clone();
-    let served = crate::daemon::serve(d.state).await;
-    crate::daemon::stop_engine(inbox, d.engine_thread, crate::wiring::STOP_WITHIN).await;
-    served
+    d.run().await
 }

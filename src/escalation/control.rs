@@ -2,17 +2,16 @@
 //! commands on a bounded channel, each with a one-shot reply, drained by the
 //! observer before every publish (at least every 100 ms in the daemon).
 //!
-//! Why a small registry keyed by the daemon's [`Publisher`]: the router is
-//! built from the shared `AppState`, which the ladder is not part of; the
-//! publisher is unique per daemon, so several daemons in one test process
-//! never see each other's ladder.
+//! The [`LadderHandle`] is made with the ladder, before the engine starts,
+//! and the daemon hands it to the HTTP state (`AppState::ladder`): each
+//! daemon's routes hold their own ladder, so several daemons in one test
+//! process never see each other's.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::Entry;
-use crate::state::Publisher;
 use crate::store::Store;
 
 /// Commands waiting for the engine thread; a full channel makes the HTTP
@@ -83,26 +82,4 @@ impl LadderHandle {
             )),
         }
     }
-}
-
-type Handles = Mutex<Vec<(Weak<Publisher>, LadderHandle)>>;
-
-fn handles() -> &'static Handles {
-    static H: std::sync::OnceLock<Handles> = std::sync::OnceLock::new();
-    H.get_or_init(|| Mutex::new(Vec::new()))
-}
-
-/// Makes `handle` the ladder of the daemon that publishes through `publisher`.
-pub fn attach(publisher: &Arc<Publisher>, handle: LadderHandle) {
-    let mut h = handles().lock().unwrap_or_else(|e| e.into_inner());
-    h.retain(|(p, _)| p.strong_count() > 0 && !std::ptr::eq(p.as_ptr(), Arc::as_ptr(publisher)));
-    h.push((Arc::downgrade(publisher), handle));
-}
-
-/// The ladder of the daemon publishing through `publisher`, if it runs one.
-pub fn handle_for(publisher: &Publisher) -> Option<LadderHandle> {
-    let h = handles().lock().unwrap_or_else(|e| e.into_inner());
-    h.iter()
-        .find(|(p, _)| std::ptr::eq(p.as_ptr(), publisher))
-        .map(|(_, l)| l.clone())
 }

@@ -25,14 +25,18 @@
 //! - Safe sign-out: only agents this ladder signed in are signed out; an
 //!   agent ringing or talking is signed out when the call ends; if the ladder
 //!   climbs again first, such an agent is kept (its sign-out is cancelled).
+//!
+//! The steps live beside this file: `plan` compiles the configuration,
+//! `fire` is the step up, `restore` rebuilds a ladder from its audit log
+//! after a restart, `replan` takes a configuration reload; release, advice
+//! decisions and CTI results stay here with the state they change.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::config::{LadderConfig, LadderMode};
+use crate::config::LadderMode;
 use crate::cti::CtiVerb;
-use crate::escalation::entry::{ActionRecord, Direction, Entry};
-use crate::escalation::expr::Expr;
+use crate::escalation::{ActionRecord, Direction, Entry};
 use crate::event::AgentStatus;
 use crate::state::QueueFigures;
 use crate::state::view::EscalationStatus;
@@ -53,102 +57,7 @@ const AWAITING: &str = "waiting for approval";
 /// many times, then left `failed` in the log for a person to look at.
 const SIGN_OUT_RETRIES: u32 = 3;
 
-/// A ladder's configuration, compiled.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub name: String,
-    pub mode: LadderMode,
-    pub max_added_seats: Option<u32>,
-    pub release_when: Expr,
-    pub release_hold_ms: i64,
-    pub advice_expiry_ms: i64,
-    pub grace_ms: i64,
-    pub stages: Vec<StagePlan>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StagePlan {
-    pub name: String,
-    pub when: Expr,
-    pub for_ms: i64,
-    pub sign_in: Option<GroupPlan>,
-    pub advise: Option<String>,
-    /// Size the advice with Erlang C.
-    pub erlang_c: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupPlan {
-    pub group: String,
-    /// Fewer than this signed in raises advice (default 1).
-    pub min: u32,
-    /// At most this many (default: every eligible member).
-    pub max: Option<u32>,
-    /// Eligible members left out (the on-site supervisor at night).
-    pub keep: u32,
-}
-
-impl Plan {
-    pub fn compile(c: &LadderConfig) -> Result<Plan, String> {
-        let expr = |s: &str| Expr::parse(s).map_err(|e| format!("ladder `{}`: {e}", c.name));
-        let stages = c
-            .stages
-            .iter()
-            .map(|s| {
-                Ok(StagePlan {
-                    name: s.name.clone(),
-                    when: expr(s.when.get_ref())?,
-                    for_ms: s.for_.millis(),
-                    sign_in: s.sign_in.as_ref().map(|g| GroupPlan {
-                        group: g.group.get_ref().clone(),
-                        min: g.min.unwrap_or(1),
-                        max: g.max,
-                        keep: g.keep.unwrap_or(0),
-                    }),
-                    advise: s.advise.clone(),
-                    erlang_c: s
-                        .staffing
-                        .as_ref()
-                        .is_some_and(|x| x.get_ref() == "erlang_c"),
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok(Plan {
-            name: c.name.clone(),
-            mode: c.mode,
-            max_added_seats: c.max_added_seats,
-            release_when: expr(c.release_when.get_ref())?,
-            release_hold_ms: c.release_hold.millis(),
-            advice_expiry_ms: c.advice_expiry.millis(),
-            grace_ms: c.grace.millis(),
-            stages,
-        })
-    }
-
-    /// A plan with no stages that only releases, with the default release
-    /// rule (`waiting < 5` held for 2m): what a restored escalation runs
-    /// when its ladder is no longer in the configuration, so the people it
-    /// signed in are still signed out.
-    pub fn release_only(name: &str) -> Plan {
-        Plan {
-            name: name.to_string(),
-            mode: LadderMode::Auto,
-            max_added_seats: None,
-            release_when: Expr::parse("waiting < 5").unwrap_or(Expr { any: Vec::new() }),
-            release_hold_ms: 120_000,
-            advice_expiry_ms: 600_000,
-            grace_ms: 0,
-            stages: Vec::new(),
-        }
-    }
-
-    fn mode_str(&self) -> &'static str {
-        match self.mode {
-            LadderMode::Auto => "auto",
-            LadderMode::Advise => "advise",
-        }
-    }
-}
+pub use plan::{GroupPlan, Plan, StagePlan};
 
 /// Someone who could be signed in: a member of the stage's group who is
 /// logged in and not in the queue.
@@ -317,6 +226,18 @@ struct Leaving {
 }
 
 /// One queue's ladder.
+///
+/// Calling order (the sans-IO verbs of acdmon's cores; the ladder observes
+/// the engine on event time, so its input is a view of the queue, not bytes):
+/// - the queue changed, or the timer fired: [`QueueLadder::handle_update`]
+///   with the queue's [`Inputs`] (its `now` is event time);
+/// - a CTI action finished: [`QueueLadder::handle_result`];
+/// - a supervisor decided on advice: [`QueueLadder::approve`] /
+///   [`QueueLadder::reject`]; an agent left the floor: [`QueueLadder::forget`];
+/// - each of those returns its [`Output`]s, in the order they must be acted
+///   on (an entry before the acts it decides);
+/// - before waiting again: [`QueueLadder::poll_timeout`] is when the ladder
+///   next needs a [`QueueLadder::handle_update`] even if nothing happens.
 #[derive(Debug, Clone)]
 pub struct QueueLadder {
     queue: String,
@@ -459,7 +380,7 @@ impl QueueLadder {
 
     /// When the ladder next needs to look even if nothing happens: a `for`
     /// clock or a release hold running out, advice expiring, a retry.
-    pub fn next_deadline(&self) -> Option<Ts> {
+    pub fn poll_timeout(&self) -> Option<Ts> {
         let plan = self.plan.as_ref()?;
         let mut d: Option<Ts> = None;
         let mut at = |t: Ts| d = Some(d.map_or(t, |x| x.min(t)));
@@ -486,7 +407,7 @@ impl QueueLadder {
 
     /// One look at the queue: may fire stages, release one, expire advice,
     /// sign out agents whose call has ended.
-    pub fn evaluate(&mut self, inp: &Inputs<'_>, ids: &mut u64) -> Vec<Output> {
+    pub fn handle_update(&mut self, inp: &Inputs<'_>, ids: &mut u64) -> Vec<Output> {
         let now = inp.now;
         let mut out = Vec::new();
         // Sign-outs that were waiting for a call to end or for a retry.
@@ -547,223 +468,6 @@ impl QueueLadder {
                 continue;
             }
             break;
-        }
-        out
-    }
-
-    fn fire(
-        &mut self,
-        plan: &Plan,
-        inp: &Inputs<'_>,
-        ids: &mut u64,
-        seats_taken: &mut u32,
-    ) -> Vec<Output> {
-        let k = self.active.len();
-        let st = &plan.stages[k];
-        let now = inp.now;
-        *ids += 1;
-        let id = *ids;
-        let advise = plan.mode == LadderMode::Advise;
-        let pending_detail = advise.then(|| AWAITING.to_string());
-        let advice_result = if advise { PENDING } else { OK };
-        let mut actions: Vec<ActionRecord> = Vec::new();
-        let mut people: Vec<(usize, String)> = Vec::new();
-        let mut kept: Vec<String> = Vec::new();
-        let mut marks = Vec::new();
-        let record = |kind: &str, agent: Option<String>, result: &str, detail: Option<String>| {
-            ActionRecord {
-                kind: kind.into(),
-                agent,
-                target_queue: Some(self.queue.clone()),
-                result: result.into(),
-                detail,
-                seats: None,
-                at: None,
-            }
-        };
-        if let Some(g) = &st.sign_in {
-            let want = g.max.map(|m| m as usize).unwrap_or(usize::MAX);
-            // Agents whose sign-out waits for a call are still here: keep them
-            // rather than sign them out and someone else in.
-            if !advise {
-                let mut i = 0;
-                while i < self.leaving.len() && kept.len() < want {
-                    if inp.floor.in_group(&self.leaving[i].agent, &g.group) {
-                        let l = self.leaving.remove(i);
-                        marks.push(Output::Mark(Mark {
-                            entry: l.entry,
-                            action: Some(l.action),
-                            result: CANCELLED,
-                            detail: Some(format!(
-                                "kept in the queue: the ladder went back up (entry {id})"
-                            )),
-                            by: None,
-                        }));
-                        actions.push(record(
-                            "sign_in",
-                            Some(l.agent.clone()),
-                            OK,
-                            Some(format!(
-                                "already in the queue; its sign-out (entry {}) was cancelled",
-                                l.entry
-                            )),
-                        ));
-                        kept.push(l.agent);
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            let tracked = self.tracked();
-            let mut cands: Vec<Candidate> = inp
-                .floor
-                .candidates(&g.group)
-                .into_iter()
-                .filter(|c| !tracked.contains(c.agent.as_str()) && !kept.contains(&c.agent))
-                .collect();
-            cands.sort_by(pick_order);
-            let eligible = cands.len();
-            let keep = (g.keep as usize).min(eligible);
-            cands.truncate(eligible - keep);
-            let mut seats_left = plan
-                .max_added_seats
-                .map(|m| m.saturating_sub((inp.seats_used)() + *seats_taken) as usize);
-            let mut no_seat = 0usize;
-            for c in cands {
-                if kept.len() + people.len() >= want {
-                    break;
-                }
-                if c.assignments == 0 {
-                    if let Some(s) = seats_left.as_mut() {
-                        if *s == 0 {
-                            no_seat += 1;
-                            continue;
-                        }
-                        *s -= 1;
-                    }
-                    *seats_taken += 1;
-                }
-                people.push((actions.len(), c.agent.clone()));
-                actions.push(record(
-                    "sign_in",
-                    Some(c.agent),
-                    PENDING,
-                    pending_detail.clone(),
-                ));
-            }
-            let got = kept.len() + people.len();
-            if got < g.min as usize {
-                let mut why = format!(
-                    "only {got} of the {} wanted from group `{}` can be signed in: {eligible} eligible (logged in, not in the queue)",
-                    g.min, g.group
-                );
-                if keep > 0 {
-                    why.push_str(&format!(", {keep} kept off the phones"));
-                }
-                if no_seat > 0 {
-                    why.push_str(&format!(
-                        ", {no_seat} left out by the seat limit of {}",
-                        plan.max_added_seats.unwrap_or(0)
-                    ));
-                }
-                actions.push(record("advise", None, advice_result, Some(why)));
-            } else if no_seat > 0 {
-                actions.push(record(
-                    "advise",
-                    None,
-                    advice_result,
-                    Some(format!(
-                        "seat limit reached: {} seats are in use by the ladder; {no_seat} more eligible from group `{}` not signed in",
-                        plan.max_added_seats.unwrap_or(0),
-                        g.group
-                    )),
-                ));
-            }
-        }
-        if let Some(text) = &st.advise {
-            let (detail, seats) = if st.erlang_c {
-                match (inp.required_agents)() {
-                    Some(req) => {
-                        let li = inp.figures.logged_in.max(0.0) as u32;
-                        let more = req.saturating_sub(li);
-                        (
-                            format!(
-                                "{text}: {more} more seats (Erlang C: {req} agents needed for the service-level target, {li} logged in)"
-                            ),
-                            Some(more),
-                        )
-                    }
-                    None => (
-                        format!("{text} (Erlang C cannot size it yet: no handle time measured)"),
-                        None,
-                    ),
-                }
-            } else {
-                (text.clone(), None)
-            };
-            let detail = match plan.max_added_seats {
-                Some(max) => format!(
-                    "{detail} [added seats in use: {} of {max}]",
-                    ((inp.seats_used)() + *seats_taken).min(max)
-                ),
-                None => detail,
-            };
-            let mut a = record("advise", None, advice_result, Some(detail));
-            a.seats = seats;
-            actions.push(a);
-        }
-        let advice: Vec<usize> = actions
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.kind == "advise")
-            .map(|(i, _)| i)
-            .collect();
-        let entry = Entry {
-            id,
-            ts: now,
-            queue: self.queue.clone(),
-            stage: (k + 1) as u32,
-            stage_name: st.name.clone(),
-            direction: Direction::Up,
-            reason: with_for(st.when.explain(&inp.figures), st.for_ms),
-            mode: plan.mode_str().into(),
-            actions,
-            ladder: Some(plan.name.clone()),
-            decision: None,
-        };
-        let mut out = vec![Output::Entry(entry)];
-        out.extend(marks);
-        if advise {
-            self.proposal = Some(Proposal {
-                entry: id,
-                direction: Direction::Up,
-                index: k,
-                name: st.name.clone(),
-                ts: now,
-                expires: now.plus_ms(plan.advice_expiry_ms),
-                people,
-                advice,
-            });
-        } else {
-            let mut agents = kept;
-            for (ix, agent) in people {
-                out.push(Output::Act(Act {
-                    entry: id,
-                    action: ix,
-                    verb: CtiVerb::SignIn,
-                    agent: agent.clone(),
-                    queue: self.queue.clone(),
-                    attempt: 1,
-                }));
-                agents.push(agent);
-            }
-            self.active.push(Active {
-                index: k,
-                name: st.name.clone(),
-                since: now,
-                entry: id,
-                agents,
-            });
         }
         out
     }
@@ -1026,7 +730,7 @@ impl QueueLadder {
     /// The phone system's answer to an act. A failed sign-in is forgotten
     /// (the agent is not ours to sign out); a failed sign-out is tried again
     /// after a release hold, a few times.
-    pub fn on_result(&mut self, act: &Act, ok: bool, now: Ts) {
+    pub fn handle_result(&mut self, act: &Act, ok: bool, now: Ts) {
         if ok {
             return;
         }
@@ -1076,142 +780,12 @@ impl QueueLadder {
         });
         out
     }
-
-    /// Rebuilds the ladder from its audit log (entries of this queue in id
-    /// order, with their results) after a restart. Returns the acts that
-    /// were decided but never answered: they run again (CTI actions are
-    /// idempotent), so nobody is forgotten and nobody is picked twice.
-    pub fn restore(
-        &mut self,
-        entries: &[Entry],
-        plan_named: &dyn Fn(&str) -> Option<Arc<Plan>>,
-    ) -> Vec<Output> {
-        let mut out = Vec::new();
-        for e in entries {
-            if e.queue != self.queue || e.mode == "manual" {
-                continue;
-            }
-            if let Some(name) = &e.ladder
-                && self.plan.as_ref().map(|p| p.name.as_str()) != Some(name.as_str())
-            {
-                let p = plan_named(name).unwrap_or_else(|| Arc::new(Plan::release_only(name)));
-                let current = self.plan.replace(p);
-                if self.next_plan.is_none() {
-                    self.next_plan = Some(current);
-                }
-            }
-            let decision = e.decision.as_ref().map(|d| d.result.as_str());
-            let advise = e.mode == "advise";
-            let index = (e.stage as usize).saturating_sub(1);
-            let people = |kind: &str| -> Vec<(usize, String, String)> {
-                e.actions
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, a)| a.kind == kind)
-                    .filter_map(|(i, a)| a.agent.clone().map(|ag| (i, ag, a.result.clone())))
-                    .collect()
-            };
-            if let Some(p) = self.proposal.take() {
-                // A newer entry exists, so that proposal was answered or
-                // lapsed before the restart without its result being kept.
-                out.extend(self.expire_restored(p));
-            }
-            match (e.direction, decision) {
-                (Direction::Up, Some(REJECTED)) => self.active.push(Active {
-                    index,
-                    name: e.stage_name.clone(),
-                    since: e.ts,
-                    entry: e.id,
-                    agents: Vec::new(),
-                }),
-                (_, Some(EXPIRED)) | (Direction::Down, Some(REJECTED)) => {}
-                (dir, None)
-                    if advise && (dir == Direction::Up || !people("sign_out").is_empty()) =>
-                {
-                    let expiry = self.plan.as_ref().map_or(600_000, |p| p.advice_expiry_ms);
-                    self.proposal = Some(Proposal {
-                        entry: e.id,
-                        direction: dir,
-                        index,
-                        name: e.stage_name.clone(),
-                        ts: e.ts,
-                        expires: e.ts.plus_ms(expiry),
-                        people: people(if dir == Direction::Up {
-                            "sign_in"
-                        } else {
-                            "sign_out"
-                        })
-                        .into_iter()
-                        .map(|(i, a, _)| (i, a))
-                        .collect(),
-                        advice: e
-                            .actions
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, a)| a.kind == "advise")
-                            .map(|(i, _)| i)
-                            .collect(),
-                    });
-                }
-                (Direction::Up, _) => {
-                    let mut agents = Vec::new();
-                    for (i, agent, result) in people("sign_in") {
-                        match result.as_str() {
-                            FAILED | REJECTED | EXPIRED | CANCELLED => continue,
-                            PENDING => out.push(Output::Act(Act {
-                                entry: e.id,
-                                action: i,
-                                verb: CtiVerb::SignIn,
-                                agent: agent.clone(),
-                                queue: self.queue.clone(),
-                                attempt: 1,
-                            })),
-                            _ => {}
-                        }
-                        agents.push(agent);
-                    }
-                    self.active.push(Active {
-                        index,
-                        name: e.stage_name.clone(),
-                        since: e.decision.as_ref().map_or(e.ts, |d| d.ts),
-                        entry: e.id,
-                        agents,
-                    });
-                }
-                (Direction::Down, _) => {
-                    if let Some(pos) = self.active.iter().rposition(|a| a.index == index) {
-                        self.active.remove(pos);
-                    }
-                    for (i, agent, result) in people("sign_out") {
-                        if result == PENDING {
-                            self.leaving.push(Leaving {
-                                entry: e.id,
-                                action: i,
-                                agent,
-                                attempt: 1,
-                                at: e.ts,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    fn expire_restored(&mut self, p: Proposal) -> Vec<Output> {
-        self.proposal = Some(p);
-        let mut out = self.expire();
-        for o in &mut out {
-            if let Output::Mark(m) = o {
-                m.detail = Some("superseded before a restart".into());
-            }
-        }
-        out
-    }
 }
 
+mod fire;
+mod plan;
 mod replan;
+mod restore;
 
 #[cfg(test)]
 mod tests;

@@ -7,10 +7,10 @@
 //! is the channel the HTTP routes use to approve, reject and act by hand.
 
 pub mod control;
-pub mod entry;
 pub mod expr;
 pub mod ladder;
 pub mod observer;
 pub mod schedule;
 
-pub use entry::{ActionRecord, Direction, Entry, EntryDecision};
+/// The log entry shape lives beside the snapshot that publishes it.
+pub use crate::state::escalation_log::{ActionRecord, Direction, Entry, EntryDecision};

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::engine_thread::Observer;
 use crate::event::AgentStatus;
-use crate::runtime::Observer;
 use crate::state::view::AdherenceMark;
 use crate::state::{Agent, Engine};
 use crate::time::Ts;

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::shift::{self, Shift, ShiftSpan};
+use crate::engine_thread::Observer;
 use crate::escalation::{Direction, Entry};
-use crate::runtime::Observer;
 use crate::state::kpi::{self, SlFormula};
 use crate::state::window::Tally;
 use crate::state::{Engine, IntervalRecord};

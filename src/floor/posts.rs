@@ -26,9 +26,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::engine_thread::Observer;
 use crate::escalation::schedule::Schedule;
 use crate::event::AgentStatus;
-use crate::runtime::Observer;
 use crate::state::Agent;
 use crate::state::Engine;
 use crate::time::Ts;

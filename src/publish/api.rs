@@ -262,7 +262,10 @@ impl IngestReport {
                 Err(_) => refused.extend(lines.iter().map(|&l| {
                     (
                         l,
-                        crate::sources::Reject::new("not_applied", "the engine stopped"),
+                        crate::sources::Reject::new(
+                            crate::sources::RejectReason::NotApplied,
+                            "the engine stopped",
+                        ),
                     )
                 })),
             }

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::api::{admin_guard, read_guard};
-use crate::escalation::control::{Command, ControlError, LadderHandle, handle_for};
+use crate::escalation::control::{Command, ControlError, LadderHandle};
 use crate::time::Ts;
 
 /// Most entries one GET returns (the newest ones from `since`).
@@ -36,7 +36,7 @@ pub(crate) fn error(code: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 fn ladder(s: &AppState) -> Option<LadderHandle> {
-    handle_for(&s.publisher)
+    s.ladder.clone()
 }
 
 fn no_ladder() -> Response {

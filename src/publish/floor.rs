@@ -40,7 +40,7 @@ async fn put_schedule(
     if let Err(r) = admin_guard(&s, &h, &q) {
         return r;
     }
-    let Some(handle) = crate::floor::handles_for(&s.publisher).adherence else {
+    let Some(handle) = s.floor.adherence.clone() else {
         return (
             StatusCode::CONFLICT,
             Json(json!({"error": "adherence is off: add an [adherence] section to the configuration"})),
@@ -76,7 +76,7 @@ async fn adherence(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuer
     if let Err(r) = read_guard(&s, &h, &q) {
         return r;
     }
-    match crate::floor::handles_for(&s.publisher).adherence {
+    match &s.floor.adherence {
         Some(a) => Json(a.days().as_ref().clone()).into_response(),
         None => Json(json!([])).into_response(),
     }
@@ -102,7 +102,7 @@ async fn posts(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -
     if let Err(r) = read_guard(&s, &h, &q) {
         return r;
     }
-    match crate::floor::board_for(&s.publisher) {
+    match &s.floor.posts {
         Some(b) => Json(b.snapshot()).into_response(),
         None => Json(PostsSnapshot::default()).into_response(),
     }

@@ -21,7 +21,6 @@ use serde_json::json;
 use super::AppState;
 use super::api::{admin_guard, read_guard};
 use super::control::{error, parse_since};
-use crate::escalation::control::handle_for;
 use crate::floor::handover::MAX_DUTY;
 use crate::floor::shift;
 use crate::store::Store;
@@ -47,7 +46,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn store(s: &AppState) -> Result<std::sync::Arc<Store>, Response> {
-    handle_for(&s.publisher).map(|l| l.store).ok_or_else(|| {
+    s.ladder.as_ref().map(|l| l.store.clone()).ok_or_else(|| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
             "this daemon keeps no audit database",

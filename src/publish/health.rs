@@ -42,7 +42,9 @@ pub fn not_ready_reasons(s: &AppState) -> Vec<Reason> {
     }
     // "storage: <error>" while the audit log or interval history cannot be
     // written, or escalation decisions wait to be written.
-    if let Some(detail) = crate::escalation::control::handle_for(&s.publisher)
+    if let Some(detail) = s
+        .ladder
+        .as_ref()
         .and_then(|l| l.store.health().not_ready_reason())
     {
         out.push(Reason {
@@ -82,7 +84,7 @@ fn engine_reason(st: &EngineStatus, limit: Duration, backlog: usize) -> Option<R
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 /// Logs when the engine stalls and when it recovers, once each.
-pub fn spawn_watchdog(watch: Arc<EngineWatch>) {
+pub fn spawn_watchdog(watch: Arc<EngineWatch>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut t = tokio::time::interval(WATCH_EVERY);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,7 +102,7 @@ pub fn spawn_watchdog(watch: Arc<EngineWatch>) {
             }
             was = st.stalled;
         }
-    });
+    })
 }
 
 #[cfg(test)]

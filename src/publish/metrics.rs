@@ -196,12 +196,13 @@ impl Metrics {
 
     /// The text exposition: the queue (and agent) series of the latest
     /// snapshot, then the recorder's, after refreshing what is read on demand
-    /// (source health, rejections, WebSocket clients).
+    /// (source health, rejections, WebSocket clients, the `boards`).
     pub fn render(
         &self,
         publisher: &Publisher,
         health: &HealthRegistry,
         rejects: &RejectCounter,
+        boards: &Boards,
     ) -> String {
         for h in health.all() {
             let s: &str = &h.name;
@@ -230,7 +231,7 @@ impl Metrics {
         }
         self.gauge("acd_websocket_clients", &[])
             .set(self.ws_clients.load(Ordering::Relaxed).max(0) as f64);
-        if let Some(h) = storage_health(publisher) {
+        if let Some(h) = &boards.storage {
             self.gauge("acd_storage_ok", &[])
                 .set((h.ok() && h.pending_writes() == 0) as u8 as f64);
             self.counter("acd_storage_write_failures_total", &[])
@@ -238,7 +239,7 @@ impl Metrics {
             self.gauge("acd_escalation_pending_writes", &[])
                 .set(h.pending_writes() as f64);
         }
-        if let Some(board) = crate::floor::board_for(publisher) {
+        if let Some(board) = &boards.floor.posts {
             for p in &board.snapshot().posts {
                 let l = [("post", p.post.as_str())];
                 self.gauge("acd_post_covered", &l)
@@ -248,7 +249,7 @@ impl Metrics {
             }
         }
         let snap = publisher.snapshot();
-        if crate::floor::handles_for(publisher).adherence.is_some() {
+        if boards.floor.adherence.is_some() {
             let mut out_of: std::collections::BTreeMap<&str, u32> =
                 snap.queues.iter().map(|q| (q.queue.as_str(), 0)).collect();
             for a in &snap.agents {
@@ -276,9 +277,10 @@ impl Metrics {
         publisher: &Arc<Publisher>,
         health: &Arc<HealthRegistry>,
         rejects: &Arc<RejectCounter>,
+        boards: Boards,
     ) -> Option<axum::body::Bytes> {
         let mut last = self.last.lock().await;
-        let now = self.fingerprint(publisher, health, rejects);
+        let now = self.fingerprint(publisher, health, rejects, &boards);
         if let Some((at, seen, text)) = last.as_ref()
             && *seen == now
             && at.elapsed() < RENDER_REUSE
@@ -292,7 +294,7 @@ impl Metrics {
             rejects.clone(),
         );
         let text = axum::body::Bytes::from(
-            tokio::task::spawn_blocking(move || m.render(&p, &h, &r))
+            tokio::task::spawn_blocking(move || m.render(&p, &h, &r, &boards))
                 .await
                 .ok()?,
         );
@@ -305,6 +307,7 @@ impl Metrics {
         publisher: &Publisher,
         health: &HealthRegistry,
         rejects: &RejectCounter,
+        boards: &Boards,
     ) -> Fingerprint {
         let sources = health.all();
         Fingerprint {
@@ -318,7 +321,10 @@ impl Metrics {
             ws_clients: self.ws_clients.load(Ordering::Relaxed),
             http_events: self.http_events.load(Ordering::Relaxed),
             engine: self.engine_seen.load(Ordering::Relaxed),
-            storage: storage_health(publisher).map(|h| (h.ok(), h.failures(), h.pending_writes())),
+            storage: boards
+                .storage
+                .as_ref()
+                .map(|h| (h.ok(), h.failures(), h.pending_writes())),
         }
     }
 
@@ -361,9 +367,15 @@ impl Metrics {
     }
 }
 
-/// The daemon's storage health, when it runs a ladder (and so a store).
-fn storage_health(publisher: &Publisher) -> Option<Arc<crate::store::StorageHealth>> {
-    crate::escalation::control::handle_for(publisher).map(|l| l.store.health().clone())
+/// What a daemon's rules show on `/metrics` beside the snapshot, handed in
+/// by the caller (the route takes them from `AppState`, where the daemon put
+/// them at start-up).
+#[derive(Clone, Default)]
+pub struct Boards {
+    /// The audit log's health, when the daemon runs a ladder (and so a store).
+    pub storage: Option<Arc<crate::store::StorageHealth>>,
+    /// The post board and adherence plan, when configured.
+    pub floor: crate::floor::FloorHandles,
 }
 
 fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
@@ -483,7 +495,7 @@ fn describe(r: &dyn Recorder) {
 }
 
 /// Starts the upkeep timer (histogram memory is compacted only by upkeep).
-pub fn spawn(metrics: Arc<Metrics>) {
+pub fn spawn(metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut t = tokio::time::interval(UPKEEP_EVERY);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -493,5 +505,5 @@ pub fn spawn(metrics: Arc<Metrics>) {
             // Upkeep walks every histogram; keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || m.run_upkeep()).await;
         }
-    });
+    })
 }

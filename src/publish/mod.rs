@@ -45,6 +45,12 @@ pub struct AppState {
     pub hub: Arc<ws::Hub>,
     /// The engine's heartbeat (stall and lag, for `/readyz` and metrics).
     pub engine: Arc<crate::watchdog::EngineWatch>,
+    /// The ladder's command channel and audit log, when this daemon runs a
+    /// ladder. Made before the engine starts and handed in here: the routes
+    /// never look it up.
+    pub ladder: Option<crate::escalation::control::LadderHandle>,
+    /// What the floor rules publish and take (posts, adherence).
+    pub floor: crate::floor::FloorHandles,
 }
 
 /// The whole HTTP surface.
@@ -89,7 +95,15 @@ async fn metrics_route(
         .set_engine(&s.engine.status(), health::inbox_backlog(&s));
     match s
         .metrics
-        .render_shared(&s.publisher, &s.health, &s.rejects)
+        .render_shared(
+            &s.publisher,
+            &s.health,
+            &s.rejects,
+            metrics::Boards {
+                storage: s.ladder.as_ref().map(|l| l.store.health().clone()),
+                floor: s.floor.clone(),
+            },
+        )
         .await
     {
         Some(text) => (

@@ -31,17 +31,15 @@
 //!   still correct to apply after it; only frames entirely at or before the
 //!   snapshot are skipped. Every message's `seq` is the last engine delta it
 //!   includes, and each client's `seq`s strictly increase.
+//!
+//! This file is the hub (frames, the merge, the resume history); one
+//! connection's side is `client`.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -170,26 +168,83 @@ struct Merge {
     n: usize,
 }
 
+/// One engine delta or one hub frame, as [`Merge::merge`] takes it.
+struct Part<'a> {
+    from: u64,
+    seq: u64,
+    as_of: Ts,
+    queues: &'a [Arc<QueueView>],
+    agents: &'a [Arc<AgentView>],
+    escalations: &'a [Arc<Entry>],
+    trend: bool,
+}
+
+impl<'a> From<&'a Delta> for Part<'a> {
+    fn from(d: &'a Delta) -> Self {
+        Part {
+            from: d.seq,
+            seq: d.seq,
+            as_of: d.as_of,
+            queues: &d.queues,
+            agents: &d.agents,
+            escalations: &d.escalations,
+            trend: d.trend,
+        }
+    }
+}
+
+impl<'a> From<&'a Frame> for Part<'a> {
+    fn from(f: &'a Frame) -> Self {
+        Part {
+            from: f.from,
+            seq: f.seq,
+            as_of: f.as_of,
+            queues: &f.queues,
+            agents: &f.agents,
+            escalations: &f.escalations,
+            trend: f.trend,
+        }
+    }
+}
+
 impl Merge {
-    fn add(&mut self, from: u64, seq: u64, as_of: Ts) {
+    /// The one merge of `/ws`, for the hub's deltas and a client's frames
+    /// alike: changed queues and agents by key (the latest view wins), every
+    /// escalation entry kept, in order. `keep_queue` and `keep_agent` are a
+    /// client's filter (queue entries and escalations by queue name);
+    /// everything is kept when they always say yes.
+    fn merge(
+        &mut self,
+        part: Part<'_>,
+        keep_queue: impl Fn(&str) -> bool,
+        mut keep_agent: impl FnMut(&AgentView) -> bool,
+    ) {
         if self.n == 0 {
-            self.from = from;
+            self.from = part.from;
         }
         self.n += 1;
-        self.seq = seq;
-        self.as_of = as_of;
-    }
-
-    fn delta(&mut self, d: &Delta) {
-        self.add(d.seq, d.seq, d.as_of);
-        for q in &d.queues {
+        self.seq = part.seq;
+        self.as_of = part.as_of;
+        for q in part.queues.iter().filter(|q| keep_queue(&q.queue)) {
             self.queues.insert(q.queue.clone(), q.clone());
         }
-        for a in &d.agents {
-            self.agents.insert(a.agent.clone(), a.clone());
+        for a in part.agents {
+            if keep_agent(a) {
+                self.agents.insert(a.agent.clone(), a.clone());
+            }
         }
-        self.escalations.extend(d.escalations.iter().cloned());
-        self.trend |= d.trend;
+        self.escalations.extend(
+            part.escalations
+                .iter()
+                .filter(|e| keep_queue(&e.queue))
+                .cloned(),
+        );
+        self.trend |= part.trend;
+    }
+
+    /// Everything of `part`.
+    fn merge_all(&mut self, part: Part<'_>) {
+        self.merge(part, |_| true, |_| true);
     }
 
     fn frame(self) -> Frame {
@@ -335,7 +390,12 @@ enum Start {
 
 impl Hub {
     /// Starts the hub task (needs a tokio runtime).
-    pub fn spawn(publisher: Arc<Publisher>, metrics: Arc<Metrics>, cfg: &ServerConfig) -> Arc<Hub> {
+    /// Starts the hub's task (the daemon owns it and stops it last).
+    pub fn spawn(
+        publisher: Arc<Publisher>,
+        metrics: Arc<Metrics>,
+        cfg: &ServerConfig,
+    ) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
         Self::spawn_with(
             publisher,
             metrics,
@@ -352,7 +412,7 @@ impl Hub {
         coalesce: Duration,
         history_frames: usize,
         history_bytes: usize,
-    ) -> Arc<Hub> {
+    ) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
         let rx = publisher.subscribe();
         let first = publisher.snapshot();
         let start = first.seq;
@@ -370,8 +430,8 @@ impl Hub {
             v2_clients: Default::default(),
             v2_left: Mutex::new(None),
         });
-        tokio::spawn(run_hub(hub.clone(), rx, start));
-        hub
+        let task = tokio::spawn(run_hub(hub.clone(), rx, start));
+        (hub, task)
     }
 
     fn emit(&self, mut f: Frame) {
@@ -514,7 +574,7 @@ fn take(_hub: &Hub, acc: &mut Merge, seen: &mut u64, d: &Delta) {
         return;
     }
     *seen = d.seq;
-    acc.delta(d);
+    acc.merge_all(d.into());
 }
 
 /// The hub fell behind the engine: what it merged is incomplete. Clients
@@ -543,573 +603,8 @@ fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
     });
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/ws", get(ws_route))
-}
-
-/// `?queues=a,b&since=N` (plus `token`, read by the auth check).
-#[derive(Debug, PartialEq)]
-pub struct Params {
-    pub queues: Option<HashSet<String>>,
-    pub since: Option<u64>,
-    /// Protocol version: 1 (whole views, contract section 5: the default,
-    /// so clients written to the contract keep working) or 2 (changes
-    /// only, `?v=2`: the wall and new clients).
-    pub v: u8,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params {
-            queues: None,
-            since: None,
-            v: 1,
-        }
-    }
-}
-
-impl Params {
-    pub fn parse(q: Option<&str>) -> Result<Params, String> {
-        let mut p = Params::default();
-        for kv in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let v = v.replace('+', " ");
-            let v = percent_encoding::percent_decode_str(&v).decode_utf8_lossy();
-            match k {
-                "queues" => {
-                    let set: HashSet<String> = v
-                        .split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect();
-                    p.queues = Some(set);
-                }
-                "since" => {
-                    p.since = Some(
-                        v.trim()
-                            .parse()
-                            .map_err(|_| format!("since must be a sequence number, got {v:?}"))?,
-                    )
-                }
-                "v" => {
-                    p.v = match v.trim() {
-                        "1" => 1,
-                        "2" => 2,
-                        _ => return Err(format!("v must be 1 or 2, got {v:?}")),
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(p)
-    }
-}
-
-async fn ws_route(
-    State(s): State<AppState>,
-    h: HeaderMap,
-    RawQuery(q): RawQuery,
-    up: WebSocketUpgrade,
-) -> Response {
-    if let Err(r) = super::api::read_guard(&s, &h, &q) {
-        return r;
-    }
-    let params = match Params::parse(q.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(serde_json::json!({ "error": e })),
-            )
-                .into_response();
-        }
-    };
-    let hub = s.hub.clone();
-    // tungstenite zeroes its whole read buffer each time a read is polled
-    // (128 KiB by default; 8% of the daemon's CPU with 500 clients). Clients
-    // send us nothing of size, so a small one.
-    up.read_buffer_size(READ_BUFFER)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(MAX_INCOMING)
-        .max_frame_size(MAX_INCOMING)
-        .on_upgrade(move |socket| client(hub, socket, params))
-}
-
-/// Counts a connected client for as long as it lives.
-struct Connected(Arc<Metrics>);
-
-impl Connected {
-    fn new(m: &Arc<Metrics>) -> Self {
-        m.ws_clients
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Connected(m.clone())
-    }
-}
-
-impl Drop for Connected {
-    fn drop(&mut self) {
-        self.0
-            .ws_clients
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// What one client has been sent.
-struct View {
-    filter: Option<HashSet<String>>,
-    /// With a filter: agents this client holds (so it hears when one leaves
-    /// its queues).
-    known_agents: HashSet<String>,
-    /// Resuming with a filter: the client's agents from before the drop are
-    /// unknown here, so every agent that changed meanwhile is sent, inside
-    /// the filter or not (a view outside its queues tells it to drop one).
-    resuming: bool,
-    seq: u64,
-}
-
-impl View {
-    fn wants_queue(&self, q: &str) -> bool {
-        self.filter.as_ref().is_none_or(|f| f.contains(q))
-    }
-
-    fn agent_in_filter(&self, a: &AgentView) -> bool {
-        match &self.filter {
-            None => true,
-            Some(f) => a.queues.iter().any(|q| f.contains(q)),
-        }
-    }
-
-    fn snapshot(&mut self, p: &Publisher) -> Utf8Bytes {
-        let snap = p.snapshot();
-        self.seq = snap.seq;
-        if self.filter.is_none() {
-            return to_text(&SnapshotMsg {
-                kind: "snapshot",
-                seq: snap.seq,
-                as_of: snap.as_of,
-                queues: &snap.queues,
-                agents: &snap.agents,
-            });
-        }
-        let queues: Vec<_> = snap
-            .queues
-            .iter()
-            .filter(|q| self.wants_queue(&q.queue))
-            .cloned()
-            .collect();
-        let agents: Vec<_> = snap
-            .agents
-            .iter()
-            .filter(|a| self.agent_in_filter(a))
-            .cloned()
-            .collect();
-        self.known_agents = agents.iter().map(|a| a.agent.clone()).collect();
-        to_text(&SnapshotMsg {
-            kind: "snapshot",
-            seq: snap.seq,
-            as_of: snap.as_of,
-            queues: &queues,
-            agents: &agents,
-        })
-    }
-
-    /// The message for the frames not yet sent: none when nothing new
-    /// concerns this client; the frame's shared bytes when unfiltered and
-    /// one frame; otherwise one merged message (merges of the same frames
-    /// for unfiltered clients are shared through `cache`). Merging beats
-    /// sending each frame: frames repeat whole views, and bytes are what a
-    /// fan-out to hundreds of clients pays for.
-    fn frames(&mut self, frames: &[Arc<Frame>], cache: &MergeCache) -> Vec<Utf8Bytes> {
-        let fresh: Vec<&Arc<Frame>> = frames.iter().filter(|f| f.seq > self.seq).collect();
-        let (Some(first), Some(last)) = (fresh.first(), fresh.last()) else {
-            return Vec::new();
-        };
-        if self.filter.is_none() {
-            self.seq = last.seq;
-            if fresh.len() == 1 {
-                return vec![last.text.clone()];
-            }
-            let span = (first.seq, last.seq);
-            if let Some(t) = cache.get(span) {
-                return vec![t];
-            }
-            let mut m = Merge::default();
-            for f in &fresh {
-                m.add(f.from, f.seq, f.as_of);
-                for q in &f.queues {
-                    m.queues.insert(q.queue.clone(), q.clone());
-                }
-                for a in &f.agents {
-                    m.agents.insert(a.agent.clone(), a.clone());
-                }
-                m.escalations.extend(f.escalations.iter().cloned());
-            }
-            let t = m.frame().text;
-            cache.put(span, t.clone());
-            return vec![t];
-        }
-        let mut m = Merge::default();
-        for f in &fresh {
-            m.add(f.from, f.seq, f.as_of);
-            for q in f.queues.iter().filter(|q| self.wants_queue(&q.queue)) {
-                m.queues.insert(q.queue.clone(), q.clone());
-            }
-            for a in &f.agents {
-                let inside = self.agent_in_filter(a);
-                if self.filter.is_some() {
-                    let known = self.resuming || self.known_agents.contains(&a.agent);
-                    if !inside && !known {
-                        continue;
-                    }
-                    if inside {
-                        self.known_agents.insert(a.agent.clone());
-                    } else {
-                        self.known_agents.remove(&a.agent);
-                    }
-                }
-                m.agents.insert(a.agent.clone(), a.clone());
-            }
-            m.escalations.extend(
-                f.escalations
-                    .iter()
-                    .filter(|e| self.wants_queue(&e.queue))
-                    .cloned(),
-            );
-        }
-        self.seq = m.seq;
-        if self.filter.is_some()
-            && m.queues.is_empty()
-            && m.agents.is_empty()
-            && m.escalations.is_empty()
-        {
-            // Nothing this client watches changed: say nothing.
-            return Vec::new();
-        }
-        let queues: Vec<_> = m.queues.into_values().collect();
-        let agents: Vec<_> = m.agents.into_values().collect();
-        vec![encode_delta(
-            m.seq,
-            m.as_of,
-            &queues,
-            &agents,
-            &m.escalations,
-        )]
-    }
-}
-
-/// A client message over [`MAX_INCOMING`] ends the connection with close
-/// code 1009 (Message Too Big, RFC 6455 7.4.1), so the client learns why
-/// rather than seeing the TCP connection drop. axum does not expose
-/// tungstenite's error type, so the capacity error is recognised by its text
-/// ("Space limit exceeded: Message too long" / "Message length too big");
-/// `publish_ws` tests pin it. Other read errors end the connection as before.
-async fn close_after_error(socket: &mut WebSocket, e: &axum::Error) {
-    use axum::extract::ws::CloseFrame;
-    let text = std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| e.to_string());
-    if !(text.contains("Space limit exceeded") || text.contains("too big")) {
-        return;
-    }
-    let frame = CloseFrame {
-        code: 1009,
-        reason: Utf8Bytes::from(format!(
-            "messages from clients are limited to {MAX_INCOMING} bytes"
-        )),
-    };
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        socket.send(Message::Close(Some(frame))),
-    )
-    .await;
-}
-
-async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
-    send_all(socket, vec![text]).await
-}
-
-/// Writes the messages and flushes once (flushing per message was about 10x
-/// slower), within [`SEND_TIMEOUT`].
-async fn send_all(socket: &mut WebSocket, texts: Vec<Utf8Bytes>) -> bool {
-    use futures_util::SinkExt;
-    let write = async {
-        for t in texts {
-            socket.feed(Message::Text(t)).await?;
-        }
-        socket.flush().await
-    };
-    matches!(tokio::time::timeout(SEND_TIMEOUT, write).await, Ok(Ok(())))
-}
-
-/// A client of protocol version 2: one shared patch text per frame when
-/// unfiltered, per-client patches with a filter.
-struct V2 {
-    client: ws_v2::Client,
-    seq: u64,
-}
-
-impl V2 {
-    fn snapshot(&mut self, hub: &Hub) -> Utf8Bytes {
-        let docs = hub.docs();
-        self.seq = docs.seq;
-        self.client
-            .snapshot(&docs, &hub.publisher.snapshot().trends)
-    }
-
-    /// One message per frame that changed something this client holds
-    /// (frames are patches against the previous frame, so they are sent in
-    /// order, not merged; each is small).
-    fn frames(&mut self, frames: &[Arc<Frame>]) -> Vec<Utf8Bytes> {
-        let mut out = Vec::new();
-        for f in frames {
-            if f.seq <= self.seq {
-                continue;
-            }
-            self.seq = f.seq;
-            out.extend(
-                self.client
-                    .frame(f.seq, f.as_of, &f.v2, &f.escalations, &f.agents),
-            );
-        }
-        out
-    }
-}
-
-/// What a connection speaks.
-enum Proto {
-    V1(View),
-    V2(V2),
-}
-
-impl Proto {
-    fn snapshot(&mut self, hub: &Hub) -> Utf8Bytes {
-        match self {
-            Proto::V1(v) => v.snapshot(&hub.publisher),
-            Proto::V2(v) => v.snapshot(hub),
-        }
-    }
-
-    fn frames(&mut self, frames: &[Arc<Frame>], hub: &Hub) -> Vec<Utf8Bytes> {
-        match self {
-            Proto::V1(v) => v.frames(frames, &hub.merges),
-            Proto::V2(v) => v.frames(frames),
-        }
-    }
-
-    fn heartbeat(&self) -> Utf8Bytes {
-        match self {
-            Proto::V1(v) => {
-                Utf8Bytes::from(format!("{{\"type\":\"heartbeat\",\"seq\":{}}}", v.seq))
-            }
-            Proto::V2(v) => ws_v2::heartbeat(v.seq, Ts::now()),
-        }
-    }
-
-    /// The first message(s) after a resume.
-    fn resume(&mut self, hub: &Hub, since: u64, frames: &[Arc<Frame>]) -> Vec<Utf8Bytes> {
-        match self {
-            Proto::V1(view) => {
-                view.seq = since;
-                if view.filter.is_some() {
-                    // Agents in its queues that did not change meanwhile are
-                    // ones it already holds: it must hear when they leave.
-                    let snap = hub.publisher.snapshot();
-                    view.known_agents = snap
-                        .agents
-                        .iter()
-                        .filter(|a| view.agent_in_filter(a))
-                        .map(|a| a.agent.clone())
-                        .collect();
-                }
-                view.resuming = true;
-                let first = view.frames(frames, &hub.merges);
-                view.resuming = false;
-                first
-            }
-            // Which agents a filtered client held is unknown here: it gets a
-            // snapshot. Unfiltered, the missed frames' patches in order (an
-            // empty delta when none changed anything, so it learns its seq).
-            Proto::V2(v) if v.client.filter.is_some() => vec![v.snapshot(hub)],
-            Proto::V2(v) => {
-                v.seq = since;
-                let mut out = v.frames(frames);
-                if out.is_empty() {
-                    let now = frames.last().map_or_else(Ts::now, |f| f.as_of);
-                    out.push(ws_v2::encode_delta(
-                        v.seq,
-                        now,
-                        std::iter::empty(),
-                        std::iter::empty(),
-                        &[],
-                    ));
-                }
-                out
-            }
-        }
-    }
-}
-
-/// Counts a version 2 client (counted up by `Hub::join`).
-struct V2Count<'a>(Option<&'a Arc<Hub>>);
-
-impl Drop for V2Count<'_> {
-    fn drop(&mut self) {
-        if let Some(h) = self.0 {
-            *h.v2_left.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
-            h.v2_clients
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-}
-
-async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
-    let _count = Connected::new(&hub.metrics);
-    let mut proto = if p.v == 1 {
-        Proto::V1(View {
-            filter: p.queues,
-            known_agents: HashSet::new(),
-            resuming: false,
-            seq: 0,
-        })
-    } else {
-        Proto::V2(V2 {
-            client: ws_v2::Client::new(p.queues),
-            seq: 0,
-        })
-    };
-    let v2 = matches!(proto, Proto::V2(_));
-    let _v2_count = V2Count(v2.then_some(&hub));
-    let (mut rx, start) = hub.join(p.since, v2);
-    let first = match start {
-        // A resume is always one message in version 1, whatever was missed.
-        Start::Resume(frames) => proto.resume(&hub, p.since.unwrap_or(0), &frames),
-        Start::Snapshot => vec![proto.snapshot(&hub)],
-    };
-    if !first.is_empty() && !send_all(&mut socket, first).await {
-        return;
-    }
-    let heartbeat = tokio::time::sleep(HEARTBEAT);
-    tokio::pin!(heartbeat);
-    let mut pending: Vec<Arc<Frame>> = Vec::new();
-    loop {
-        let mut resync = false;
-        tokio::select! {
-            m = socket.recv() => match m {
-                Some(Ok(Message::Close(_))) | None => return,
-                Some(Err(e)) => {
-                    close_after_error(&mut socket, &e).await;
-                    return;
-                }
-                // Text from clients is ignored; pings are answered by the
-                // WebSocket layer.
-                Some(Ok(_)) => continue,
-            },
-            r = rx.recv() => match r {
-                Ok(f) => pending.push(f),
-                Err(RecvError::Lagged(_)) => resync = true,
-                Err(RecvError::Closed) => return,
-            },
-            _ = &mut heartbeat => {
-                if !send(&mut socket, proto.heartbeat()).await {
-                    return;
-                }
-                heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
-                continue;
-            }
-        }
-        // Everything else that is ready goes into the same message.
-        loop {
-            match rx.try_recv() {
-                Ok(f) => pending.push(f),
-                Err(TryRecvError::Lagged(_)) => resync = true,
-                Err(TryRecvError::Closed) | Err(TryRecvError::Empty) => break,
-            }
-        }
-        resync |= pending.iter().any(|f| f.reset);
-        let msgs = if resync {
-            pending.clear();
-            hub.metrics.ws_resyncs.increment(1);
-            vec![proto.snapshot(&hub)]
-        } else {
-            let m = proto.frames(&pending, &hub);
-            pending.clear();
-            m
-        };
-        if !msgs.is_empty() {
-            if !send_all(&mut socket, msgs).await {
-                return;
-            }
-            heartbeat.as_mut().reset(Instant::now() + HEARTBEAT);
-        }
-    }
-}
-
+mod client;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    fn frame(from: u64, seq: u64, bytes: usize) -> Arc<Frame> {
-        Arc::new(Frame {
-            from,
-            seq,
-            reset: false,
-            as_of: Ts(0),
-            queues: Vec::new(),
-            agents: Vec::new(),
-            escalations: Vec::new(),
-            trend: false,
-            text: Utf8Bytes::from("x".repeat(bytes)),
-            v2: ws_v2::Changes::default(),
-            v2_ready: false,
-        })
-    }
-
-    #[test]
-    fn history_serves_resume_only_while_it_reaches_back() {
-        let mut h = History::new(10, 3, 1000);
-        assert_eq!(h.after(10).map(|v| v.len()), Some(0), "nothing missed");
-        h.push(frame(11, 12, 10));
-        h.push(frame(13, 13, 10));
-        h.push(frame(14, 16, 10));
-        assert_eq!(h.after(10).map(|v| v.len()), Some(3));
-        assert_eq!(h.after(13).map(|v| v.len()), Some(1));
-        assert!(h.after(9).is_none(), "from before the hub started");
-        assert!(
-            h.after(17).is_none(),
-            "from the future (a restarted daemon)"
-        );
-        h.push(frame(17, 18, 10));
-        assert!(h.after(10).is_none(), "the first frame was evicted");
-        assert_eq!(h.after(12).map(|v| v.len()), Some(3));
-    }
-
-    #[test]
-    fn history_is_bounded_by_bytes_and_cleared_by_a_reset() {
-        let mut h = History::new(0, 100, 25);
-        for i in 1..=5 {
-            h.push(frame(i, i, 10));
-        }
-        assert_eq!(h.frames.len(), 2);
-        assert!(h.bytes <= 25);
-        assert!(h.after(2).is_none());
-        assert!(h.after(3).is_some());
-        let mut r = Frame {
-            reset: true,
-            ..Arc::try_unwrap(frame(6, 6, 0)).unwrap()
-        };
-        r.text = Utf8Bytes::from_static("");
-        h.push(Arc::new(r));
-        assert!(h.after(5).is_none());
-        assert_eq!(h.after(6).map(|v| v.len()), Some(0));
-    }
-
-    #[test]
-    fn params() {
-        let p = Params::parse(Some("token=x&queues=hot%20line,billing&since=42")).unwrap();
-        assert_eq!(p.since, Some(42));
-        let q = p.queues.unwrap();
-        assert!(q.contains("hot line") && q.contains("billing") && q.len() == 2);
-        assert!(Params::parse(Some("since=abc")).is_err());
-        assert_eq!(Params::parse(None).unwrap(), Params::default());
-    }
-}
+pub use client::{Params, routes};

@@ -1,46 +1,24 @@
 //! Bad input is counted by reason, logged with its context, and skipped.
 //!
 //! Logging is rate limited per (source, reason): the first
-//! [`LOG_FIRST`] rejections are logged one by one with their line number or
-//! peer; after that one line per [`LOG_EVERY`] says how many were skipped, so a
+//! `LOG_FIRST` (20) rejections are logged one by one with their line number or
+//! peer; after that one line per `LOG_EVERY` (10,000) says how many were skipped, so a
 //! firehose of garbage cannot fill the disk with logs.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Mutex;
 
+pub use crate::event::{Reject, RejectReason};
+
 const LOG_FIRST: u64 = 20;
 const LOG_EVERY: u64 = 10_000;
-
-/// Why an input line or message was rejected. The string form is the
-/// `reason` label of `acd_source_events_rejected_total` and the key of the
-/// replay report's `rejected` map.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    pub reason: &'static str,
-    pub detail: String,
-}
-
-impl Reject {
-    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
-        Reject {
-            reason,
-            detail: detail.into(),
-        }
-    }
-}
-
-impl fmt::Display for Reject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.reason, self.detail)
-    }
-}
 
 /// Counts rejections per source and reason; shared by sources, the engine and
 /// the metrics publisher.
 #[derive(Debug, Default)]
 pub struct RejectCounter {
-    counts: Mutex<BTreeMap<(String, &'static str), u64>>,
+    counts: Mutex<BTreeMap<(String, RejectReason), u64>>,
 }
 
 impl RejectCounter {
@@ -54,11 +32,11 @@ impl RejectCounter {
             *c
         };
         if n <= LOG_FIRST {
-            tracing::warn!(source, at = %context, reason = reject.reason, detail = %reject.detail, "input rejected and skipped");
+            tracing::warn!(source, at = %context, reason = reject.reason.as_str(), detail = %reject.detail, "input rejected and skipped");
         } else if n % LOG_EVERY == 0 {
             tracing::warn!(
                 source,
-                reason = reject.reason,
+                reason = reject.reason.as_str(),
                 total = n,
                 "still rejecting input (logging 1 in {LOG_EVERY})"
             );
@@ -70,7 +48,7 @@ impl RejectCounter {
         let m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeMap::new();
         for ((_, reason), n) in m.iter() {
-            *out.entry((*reason).to_string()).or_insert(0) += n;
+            *out.entry(reason.as_str().to_string()).or_insert(0) += n;
         }
         out
     }
@@ -78,6 +56,8 @@ impl RejectCounter {
     /// Every (source, reason, count), for metrics.
     pub fn all(&self) -> Vec<(String, &'static str, u64)> {
         let m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        m.iter().map(|((s, r), n)| (s.clone(), *r, *n)).collect()
+        m.iter()
+            .map(|((s, r), n)| (s.clone(), r.as_str(), *n))
+            .collect()
     }
 }

@@ -19,7 +19,7 @@ use super::trend::{self, TrendSample};
 use super::view::{AgentView, EscalationStatus, QueueView, Windows};
 use super::window::Outcome;
 use crate::event::{AgentStatus, Event, EventKind, ResyncCaller, ResyncMember};
-use crate::sources::Reject;
+use crate::event::{Reject, RejectReason};
 use crate::time::Ts;
 
 mod reconfigure;
@@ -144,7 +144,7 @@ impl Engine {
                 let qs = &mut self.queues[q];
                 if qs.waiting.contains_key(&call) {
                     return Err(Reject::new(
-                        "duplicate_call",
+                        RejectReason::DuplicateCall,
                         format!("call {call} is already waiting in {queue}"),
                     ));
                 }
@@ -180,7 +180,7 @@ impl Engine {
                 );
                 if !known {
                     return Err(Reject::new(
-                        "unknown_call",
+                        RejectReason::UnknownCall,
                         format!(
                             "call {call} answered in {queue} but never seen waiting; agent state kept, not counted"
                         ),
@@ -231,7 +231,7 @@ impl Engine {
                 self.finish_call(agent_ix, q, &call, ts);
                 if talking.is_none() {
                     return Err(Reject::new(
-                        "unknown_call",
+                        RejectReason::UnknownCall,
                         format!(
                             "call {call} completed in {queue} but never seen answered; not counted"
                         ),
@@ -409,7 +409,7 @@ impl Engine {
         self.touch_queue(q);
         self.queues[q].waiting.remove(call).ok_or_else(|| {
             Reject::new(
-                "unknown_call",
+                RejectReason::UnknownCall,
                 format!(
                     "call {call} left {} but was not waiting there; not counted",
                     self.queues[q].name
@@ -746,7 +746,10 @@ impl Engine {
 
 fn nonempty(ids: &[&String]) -> Result<(), Reject> {
     if ids.iter().any(|s| s.is_empty()) {
-        return Err(Reject::new("bad_value", "empty call, queue or agent id"));
+        return Err(Reject::new(
+            RejectReason::BadValue,
+            "empty call, queue or agent id",
+        ));
     }
     Ok(())
 }

@@ -68,7 +68,7 @@ const MAX_AGENTS: u32 = 100_000;
 
 /// The fewest agents that meet `target` service level within `threshold_s`.
 /// `None` when the inputs are not usable (no handle time yet) or no staffing
-/// up to [`MAX_AGENTS`] meets the target.
+/// up to `MAX_AGENTS` (100,000) meets the target.
 pub fn required_agents(
     arrivals_per_s: f64,
     aht_s: f64,

@@ -4,6 +4,7 @@ mod agent;
 pub mod checkpoint;
 mod engine;
 pub mod erlang;
+pub mod escalation_log;
 mod histogram;
 pub mod kpi;
 mod params;

@@ -16,9 +16,9 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::engine::Engine;
+use super::escalation_log::Entry;
 use super::trend::{KEEP_MINUTES, TrendSample};
 use super::view::{AgentView, QueueView};
-use crate::escalation::Entry;
 use crate::time::Ts;
 use std::collections::BTreeMap;
 

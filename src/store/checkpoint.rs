@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, lock};
-use crate::runtime::Observer;
+use crate::engine_thread::Observer;
 use crate::state::checkpoint::VERSION;
 use crate::state::{Engine, EngineCheckpoint, IntervalRecord};
 

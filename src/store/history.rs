@@ -9,7 +9,7 @@
 //! replay's history is on disk when `replay` returns.
 //!
 //! A batch that cannot be written (full disk, read-only file system) is kept
-//! and retried with a doubling backoff, up to [`KEPT_FAILED`] batches (a day
+//! and retried with a doubling backoff, up to `KEPT_FAILED` batches (a day
 //! of 15-minute intervals); older ones are dropped with an error. Every
 //! attempt reports to the store's `StorageHealth`, so `/readyz` turns green
 //! again only when a write really succeeds.
@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::Store;
-use crate::runtime::Observer;
+use crate::engine_thread::Observer;
 use crate::state::IntervalRecord;
 
 /// Batches (one per boundary) waiting for the writer thread.

@@ -33,13 +33,27 @@ pub async fn daemon(server_extra: &str, extra: &str) -> Running {
 pub async fn daemon_with(
     server_extra: &str,
     extra: &str,
-    observers: Vec<Box<dyn acdmon::runtime::Observer>>,
+    observers: Vec<Box<dyn acdmon::engine_thread::Observer>>,
+) -> Running {
+    daemon_set_up(
+        server_extra,
+        extra,
+        acdmon::daemon::Setup::observing(observers),
+    )
+    .await
+}
+
+/// [`daemon`] started with `setup` (observers and the handles their routes use).
+pub async fn daemon_set_up(
+    server_extra: &str,
+    extra: &str,
+    setup: acdmon::daemon::Setup,
 ) -> Running {
     let text = format!(
         "[server]\nread_token = \"{READ}\"\nadmin_token = \"{ADMIN}\"\n{server_extra}\n{extra}"
     );
     let cfg = Config::parse("test.toml", &text).expect("config");
-    let d = acdmon::daemon::start(cfg, observers);
+    let d = acdmon::daemon::assemble(cfg, setup);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
@@ -149,7 +163,7 @@ pub async fn close(mut ws: Ws) {
 /// need whole minutes of event time to pass in a second move it this way.
 pub struct EventClock(pub std::sync::Arc<std::sync::atomic::AtomicI64>);
 
-impl acdmon::runtime::Observer for EventClock {
+impl acdmon::engine_thread::Observer for EventClock {
     fn after_event(&mut self, engine: &mut acdmon::state::Engine, _queue: Option<usize>) {
         let t = self.0.load(std::sync::atomic::Ordering::SeqCst);
         if t > engine.now().0 {

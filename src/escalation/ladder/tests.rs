@@ -206,17 +206,17 @@ impl H {
             floor: &self.floor,
             seats_used: &|| seats_used,
         };
-        let outs = self.l.evaluate(&inp, &mut self.ids);
+        let outs = self.l.handle_update(&inp, &mut self.ids);
         self.take(now, outs)
     }
 
     /// Runs every deadline up to `until` (as the driver does), then `until`.
     fn run_to(&mut self, until: Ts) {
         for _ in 0..1000 {
-            match self.l.next_deadline() {
+            match self.l.poll_timeout() {
                 Some(d) if d <= until => {
                     self.eval(d);
-                    if self.l.next_deadline() == Some(d) {
+                    if self.l.poll_timeout() == Some(d) {
                         break;
                     }
                 }
@@ -247,7 +247,7 @@ fn a_surge_walks_the_ladder_up_and_back_down_newest_first() {
     h.floor.required = Some(17);
     h.at(m(0.0), 6.0);
     assert_eq!(
-        h.l.next_deadline(),
+        h.l.poll_timeout(),
         Some(m(5.0)),
         "the experts' clock runs out at 10:05"
     );
@@ -635,7 +635,7 @@ fn a_failed_sign_in_is_forgotten_and_a_failed_sign_out_retried() {
     h.at(m(0.0), 7.0);
     h.run_to(m(5.0));
     let a = h.acts[0].1.clone();
-    h.l.on_result(&a, false, m(5.0));
+    h.l.handle_result(&a, false, m(5.0));
     assert_eq!(h.l.signed_in(), ["x2", "x3"]);
     h.at(m(6.0), 1.0);
     h.run_to(m(8.0));
@@ -646,7 +646,7 @@ fn a_failed_sign_in_is_forgotten_and_a_failed_sign_out_retried() {
         .count();
     assert_eq!(out, 2);
     let failed = h.acts.last().unwrap().1.clone();
-    h.l.on_result(&failed, false, m(8.0));
+    h.l.handle_result(&failed, false, m(8.0));
     h.run_to(m(10.5));
     let retry = h.acts.last().unwrap();
     assert_eq!(

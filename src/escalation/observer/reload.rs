@@ -71,8 +71,8 @@ mod tests {
     use std::sync::Arc;
 
     use crate::config::Config;
+    use crate::engine_thread::Driver;
     use crate::event::{AgentStatus, Event, EventKind};
-    use crate::runtime::Driver;
     use crate::sources::RejectCounter;
     use crate::state::Engine;
     use crate::time::Ts;
@@ -113,7 +113,7 @@ sign_in = {{ group = "first" }}
             Engine::starting_at(old.engine_config(), Ts(t0)),
             Arc::new(RejectCounter::default()),
         );
-        d.observers = crate::wiring::replay_observers(&old);
+        d.observers = crate::daemon::replay_observers(&old);
         d.apply(
             "t",
             ev(

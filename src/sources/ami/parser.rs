@@ -23,7 +23,7 @@
 
 use memchr::memchr;
 
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 
 /// Longest accepted line, without its line end (Asterisk's `inbuf[1025]`).
 pub const MAX_LINE: usize = 1024;
@@ -316,7 +316,7 @@ impl Parser {
                 return (
                     next,
                     Some(Item::Rejected(Reject::new(
-                        "too_many_headers",
+                        RejectReason::TooManyHeaders,
                         format!("block has more than {MAX_HEADERS} lines; skipped"),
                     ))),
                 );
@@ -347,14 +347,17 @@ impl Parser {
         } else {
             "line skipped"
         };
-        let reject = Reject::new("malformed", format!("{why} ({what}): {:?}", preview(line)));
+        let reject = Reject::new(
+            RejectReason::Malformed,
+            format!("{why} ({what}): {:?}", preview(line)),
+        );
         (next, Some(Item::Rejected(reject)))
     }
 }
 
 fn too_long(in_block: bool) -> Reject {
     Reject::new(
-        "line_too_long",
+        RejectReason::LineTooLong,
         format!(
             "line longer than {MAX_LINE} bytes; {}",
             if in_block {

@@ -8,7 +8,7 @@
 use super::mapping::AgentIds;
 use super::session::Session;
 use crate::event::Event;
-use crate::sources::Reject;
+use crate::sources::{Reject, ReplayDecoder};
 
 /// Decodes an AMI transcript into events on event time.
 #[derive(Debug)]
@@ -27,22 +27,41 @@ impl AmiReplay {
 
     /// Feeds the next bytes of the transcript (any chunking).
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {
-        self.session.feed(bytes, crate::time::Ts::ZERO);
+        self.session.handle_input(bytes, crate::time::Ts::ZERO);
         self.collect()
     }
 
     /// The transcript has ended: settles callers whose leave was still
     /// waiting for an `AgentConnect`.
     pub fn finish(&mut self) -> Vec<Result<Event, Reject>> {
-        self.session.finish(&mut self.events);
+        self.session.handle_eof();
         self.collect()
     }
 
     fn collect(&mut self) -> Vec<Result<Event, Reject>> {
-        self.session.drain_events(&mut self.events);
+        self.session.poll_events(&mut self.events);
         let mut out: Vec<Result<Event, Reject>> =
-            self.session.take_rejects().into_iter().map(Err).collect();
+            self.session.poll_rejects().into_iter().map(Err).collect();
         out.extend(self.events.drain(..).map(Ok));
         out
+    }
+}
+
+/// The replay entry point: `agents` are the `[[agents]]` with an interface
+/// (`(id, interface)`), so events name the agents as the daemon does.
+pub fn replay_decoder(agents: &[(String, String)]) -> AmiReplay {
+    let mut ids = AgentIds::default();
+    for (id, interface) in agents {
+        ids.insert(id, interface);
+    }
+    AmiReplay::new(ids)
+}
+
+impl ReplayDecoder for AmiReplay {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {
+        AmiReplay::feed(self, bytes)
+    }
+    fn finish(&mut self) -> Vec<Result<Event, Reject>> {
+        AmiReplay::finish(self)
     }
 }

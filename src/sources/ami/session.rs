@@ -19,20 +19,28 @@
 //!
 //! A passive variant reads a transcript that some AMI client recorded: it
 //! sends nothing and accepts list events whatever their `ActionID`.
+//!
+//! Beside this file: `resync` (asking for, collecting and applying a
+//! `QueueStatus` list, and reconciling the tracker with it) and `actions`
+//! (CTI actions, their replies and confirmations).
 
 use std::collections::HashMap;
 
 use md5::{Digest, Md5};
-use serde::Deserialize;
 
-use super::mapping::{
-    AgentIds, Listing, MemberChange, MemberOwned, QueueEvent, Tracker, classify, parse_timestamp,
-};
-use super::parser::{Item, MAX_LINE, Message, OwnedMessage, Parser};
+use super::mapping::{AgentIds, QueueEvent, Tracker, classify, parse_timestamp};
+use super::parser::{Item, Message, Parser};
 use crate::config::Secret;
 use crate::event::Event;
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
+
+mod actions;
+mod resync;
+
+use actions::Confirm;
+pub use actions::{ActionReply, AmiAction, ReplyStatus};
+use resync::Resync;
 
 /// Most live events held while a `QueueStatus` list is read. A listing that
 /// takes this long is a broken connection; the session fails and reconnects.
@@ -41,16 +49,7 @@ pub const MAX_BUFFERED: usize = 100_000;
 /// How long a successful sign-in/out waits for its `QueueMember*` event.
 pub const CONFIRM_WAIT_MS: i64 = 1_000;
 
-/// Login method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Auth {
-    /// `Secret:` in the `Login` action (plain text on the wire).
-    #[default]
-    Plain,
-    /// `Challenge` + `Key: md5(challenge + secret)`.
-    Md5,
-}
+pub use crate::config::sources::Auth;
 
 /// What the session needs to know.
 #[derive(Debug, Clone)]
@@ -81,70 +80,6 @@ pub enum Phase {
     Failed,
 }
 
-/// A queue action sent on behalf of the CTI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AmiAction {
-    QueueAdd {
-        queue: String,
-        interface: String,
-        member_name: Option<String>,
-    },
-    QueueRemove {
-        queue: String,
-        interface: String,
-    },
-    QueuePause {
-        queue: String,
-        interface: String,
-        paused: bool,
-        reason: Option<String>,
-    },
-}
-
-impl AmiAction {
-    fn queue_interface(&self) -> (&str, &str) {
-        match self {
-            AmiAction::QueueAdd {
-                queue, interface, ..
-            }
-            | AmiAction::QueueRemove { queue, interface }
-            | AmiAction::QueuePause {
-                queue, interface, ..
-            } => (queue, interface),
-        }
-    }
-}
-
-/// How an action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyStatus {
-    Success,
-    Error,
-    Timeout,
-    NotConnected,
-    Invalid,
-}
-
-/// The answer to an [`AmiAction`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionReply {
-    pub status: ReplyStatus,
-    /// Asterisk's `Message:` (or why there is none).
-    pub message: String,
-    /// After a success: whether the matching `QueueMember*` event came back.
-    pub confirmed: Option<bool>,
-}
-
-impl ActionReply {
-    fn local(status: ReplyStatus, message: impl Into<String>) -> Self {
-        ActionReply {
-            status,
-            message: message.into(),
-            confirmed: None,
-        }
-    }
-}
-
 #[derive(Debug)]
 enum Pending {
     Challenge,
@@ -160,30 +95,21 @@ struct Outstanding {
     deadline: Ts,
 }
 
-#[derive(Debug)]
-struct Confirm {
-    token: u64,
-    action: AmiAction,
-    message: String,
-    deadline: Ts,
-}
-
-#[derive(Debug, Default)]
-struct Resync {
-    /// Our QueueStatus ActionID (`None` in passive mode: take any).
-    action_id: Option<String>,
-    /// Only this queue (a reconcile after a CTI surprise).
-    full: bool,
-    listings: Vec<Listing>,
-    buffered: Vec<(OwnedMessage, Ts)>,
-    /// Server time of the list, from the Ping reply.
-    at: Option<Ts>,
-    complete: bool,
-    /// A list that has not completed by then means a stuck connection.
-    deadline: Ts,
-}
-
 /// One AMI connection (see the module doc).
+///
+/// Calling order (the same verbs as every sans-IO core in acdmon):
+/// - bytes arrive: [`Session::handle_input`] with the bytes and `now` (the
+///   session owns the framer; any chunking is fine);
+/// - a CTI action is asked for: [`Session::submit`]; events had to be
+///   dropped downstream: [`Session::request_resync`];
+/// - the timer fires: [`Session::handle_timeout`] with `now`;
+/// - after any of those, drain the output: [`Session::poll_transmit`]
+///   (bytes to write), [`Session::poll_events`], [`Session::poll_replies`],
+///   [`Session::poll_rejects`]; then check [`Session::error`] (close the
+///   connection when set);
+/// - before waiting again: [`Session::poll_timeout`] is the next deadline
+///   (`None`: no timer needed);
+/// - a replayed transcript ends: [`Session::handle_eof`], then drain.
 #[derive(Debug)]
 pub struct Session {
     cfg: SessionConfig,
@@ -302,8 +228,9 @@ impl Session {
         self.version.as_deref()
     }
 
-    /// Bytes to write to the socket.
-    pub fn take_outgoing(&mut self) -> Vec<u8> {
+    /// Bytes to write to the socket: everything queued since the last
+    /// call, empty when there is nothing to send.
+    pub fn poll_transmit(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.outgoing)
     }
 
@@ -311,25 +238,27 @@ impl Session {
         !self.outgoing.is_empty()
     }
 
-    /// Domain events produced so far, in order.
-    pub fn drain_events(&mut self, out: &mut Vec<Event>) {
+    /// Moves the domain events produced so far, in order, onto `out`.
+    pub fn poll_events(&mut self, out: &mut Vec<Event>) {
         out.append(&mut self.events);
     }
 
     /// Action replies produced so far (token, reply).
-    pub fn take_replies(&mut self) -> Vec<(u64, ActionReply)> {
+    pub fn poll_replies(&mut self) -> Vec<(u64, ActionReply)> {
         std::mem::take(&mut self.replies)
     }
 
     /// Input dropped so far.
-    pub fn take_rejects(&mut self) -> Vec<Reject> {
+    pub fn poll_rejects(&mut self) -> Vec<Reject> {
         let mut r = std::mem::take(&mut self.rejects);
-        r.extend(self.tracker.take_rejects());
+        r.extend(self.tracker.poll_rejects());
         r
     }
 
-    /// Feeds bytes read from the socket (or transcript).
-    pub fn feed(&mut self, bytes: &[u8], now: Ts) {
+    /// Feeds bytes read from the socket (or transcript), in any chunking:
+    /// the session owns the framer and keeps an incomplete block for the
+    /// next call.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Ts) {
         self.now = self.now.max(now);
         self.inbuf.extend_from_slice(bytes);
         let mut buf = std::mem::take(&mut self.inbuf);
@@ -357,12 +286,12 @@ impl Session {
         self.inbuf = buf;
     }
 
-    /// When [`Session::handle_timeout`] next has work.
+    /// When [`Session::handle_timeout`] next has work (`None`: never).
     pub fn poll_timeout(&self) -> Option<Ts> {
         if self.passive || self.phase == Phase::Failed {
             return None;
         }
-        let mut t = self.tracker.next_deadline();
+        let mut t = self.tracker.poll_timeout();
         let mut min = |x: Ts| t = Some(t.map_or(x, |y: Ts| y.min(x)));
         if self.phase == Phase::AwaitBanner {
             min(self.banner_deadline);
@@ -460,97 +389,13 @@ impl Session {
             self.schedule_relist();
         }
         if self.resync.is_none() {
-            self.tracker.poll(now, &mut self.events);
+            self.tracker.handle_timeout(now, &mut self.events);
         }
     }
 
-    fn schedule_relist(&mut self) {
-        self.next_relist = if self.cfg.resync_interval_ms > 0 {
-            self.now.plus_ms(self.cfg.resync_interval_ms)
-        } else {
-            Ts(i64::MAX)
-        };
-    }
-
-    /// Sends a CTI action. The reply comes back through
-    /// [`Session::take_replies`] with `token`.
-    pub fn submit(&mut self, token: u64, action: AmiAction, now: Ts) {
-        self.now = self.now.max(now);
-        if self.passive || !self.logged_in() {
-            self.replies.push((
-                token,
-                ActionReply::local(ReplyStatus::NotConnected, "AMI session not logged in"),
-            ));
-            return;
-        }
-        let mut headers: Vec<(&str, String)> = Vec::new();
-        let name = match &action {
-            AmiAction::QueueAdd {
-                queue,
-                interface,
-                member_name,
-            } => {
-                headers.push(("Queue", queue.clone()));
-                headers.push(("Interface", interface.clone()));
-                if let Some(n) = member_name {
-                    headers.push(("MemberName", n.clone()));
-                }
-                "QueueAdd"
-            }
-            AmiAction::QueueRemove { queue, interface } => {
-                headers.push(("Queue", queue.clone()));
-                headers.push(("Interface", interface.clone()));
-                "QueueRemove"
-            }
-            AmiAction::QueuePause {
-                queue,
-                interface,
-                paused,
-                reason,
-            } => {
-                headers.push(("Queue", queue.clone()));
-                headers.push(("Interface", interface.clone()));
-                headers.push(("Paused", if *paused { "true" } else { "false" }.into()));
-                if let Some(r) = reason {
-                    headers.push(("Reason", r.clone()));
-                }
-                "QueuePause"
-            }
-        };
-        // No line breaks or overlong lines: a queue name carrying "\r\n"
-        // would inject a second action.
-        for (k, v) in &headers {
-            if v.is_empty() || v.contains(['\r', '\n']) || k.len() + 2 + v.len() > MAX_LINE {
-                self.replies.push((
-                    token,
-                    ActionReply::local(
-                        ReplyStatus::Invalid,
-                        format!("{k} is empty, too long or contains a line break"),
-                    ),
-                ));
-                return;
-            }
-        }
-        let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.send(Pending::Action { token, action }, name, &refs);
-    }
-
-    /// Relists every queue (after events had to be dropped). Until the list
-    /// is complete the session reports itself not synced.
-    pub fn request_resync(&mut self) {
-        if self.passive || !self.logged_in() {
-            return;
-        }
-        self.synced = false;
-        if self.resync.is_none() {
-            self.start_resync(None);
-        } else {
-            self.queued_full_resync = true;
-        }
-    }
-
-    /// Ends a replay: judges leaves still held (the transcript ended).
-    pub fn finish(&mut self, out: &mut Vec<Event>) {
+    /// Ends a replay: judges leaves still held (the transcript ended). The
+    /// events come out through [`Session::poll_events`].
+    pub fn handle_eof(&mut self) {
         if let Some(r) = self.resync.as_mut()
             && r.complete
         {
@@ -558,12 +403,11 @@ impl Session {
             self.finish_resync(at);
         }
         if let Some(last) = self.last_ts {
-            self.tracker.poll(
+            self.tracker.handle_timeout(
                 last.plus_ms(super::mapping::LEAVE_GRACE_MS),
                 &mut self.events,
             );
         }
-        self.drain_events(out);
     }
 
     fn fail(&mut self, why: impl Into<String>) {
@@ -650,26 +494,6 @@ impl Session {
         }
     }
 
-    fn start_resync(&mut self, queue: Option<String>) {
-        let full = queue.is_none();
-        self.send(Pending::Ping, "Ping", &[]);
-        let id = match &queue {
-            Some(q) => self.send(Pending::QueueStatus, "QueueStatus", &[("Queue", q)]),
-            None => self.send(Pending::QueueStatus, "QueueStatus", &[]),
-        };
-        // Lists take milliseconds; allow a generous multiple of the action
-        // timeout before calling the connection stuck.
-        let deadline = self
-            .now
-            .plus_ms(self.cfg.action_timeout_ms.saturating_mul(4));
-        self.resync = Some(Resync {
-            action_id: Some(id),
-            full,
-            deadline,
-            ..Resync::default()
-        });
-    }
-
     fn on_message(&mut self, m: &Message<'_>) {
         if m.get_bytes("Response").is_some() {
             self.on_response(m);
@@ -677,7 +501,7 @@ impl Session {
             self.on_event(m);
         } else {
             self.rejects.push(Reject::new(
-                "malformed",
+                RejectReason::Malformed,
                 "block with neither Response nor Event",
             ));
         }
@@ -755,34 +579,6 @@ impl Session {
                         },
                     ));
                 }
-            }
-        }
-    }
-
-    /// "Already there" / "Not there" / "Interface not found" say something
-    /// about membership; when it contradicts what we track, relist the queue.
-    fn reconcile_refusal(&mut self, action: &AmiAction, message: &str) {
-        let (queue, interface) = action.queue_interface();
-        let known = self.tracker.has_member(queue, interface);
-        let m = message.to_ascii_lowercase();
-        let says_member = if m.contains("already there") {
-            Some(true)
-        } else if m.contains("not there") || m.contains("interface not found") {
-            Some(false)
-        } else {
-            None
-        };
-        if says_member.is_some_and(|s| s != known) {
-            tracing::info!(
-                queue,
-                interface,
-                reply = message,
-                "membership differs from what AMI events said; relisting the queue"
-            );
-            if self.resync.is_none() {
-                self.start_resync(Some(queue.to_string()));
-            } else {
-                self.queued_resync = Some(queue.to_string());
             }
         }
     }
@@ -869,146 +665,10 @@ impl Session {
                 if let QueueEvent::Member { change, block } = &ev {
                     self.confirm(*change, block.queue, block.interface, block.paused);
                 }
-                self.tracker.apply(&ev, ts, &mut self.events);
+                self.tracker.handle_event(&ev, ts, &mut self.events);
             }
             Ok(None) => {}
             Err(r) => self.rejects.push(r),
         }
     }
-
-    fn confirm(&mut self, change: MemberChange, queue: &str, interface: &str, paused: bool) {
-        let hit = self.confirms.iter().position(|c| {
-            let (q, i) = c.action.queue_interface();
-            q == queue
-                && i.eq_ignore_ascii_case(interface)
-                && match (&c.action, change) {
-                    (AmiAction::QueueAdd { .. }, MemberChange::Added) => true,
-                    (AmiAction::QueueRemove { .. }, MemberChange::Removed) => true,
-                    (AmiAction::QueuePause { paused: p, .. }, MemberChange::Pause) => *p == paused,
-                    _ => false,
-                }
-        });
-        if let Some(i) = hit {
-            let c = self.confirms.swap_remove(i);
-            self.replies.push((
-                c.token,
-                ActionReply {
-                    status: ReplyStatus::Success,
-                    message: c.message,
-                    confirmed: Some(true),
-                },
-            ));
-        }
-    }
-
-    fn on_list_event(&mut self, m: &Message<'_>) {
-        if self.resync.is_none() {
-            if !self.passive {
-                return; // Someone else's list; not ours.
-            }
-            self.resync = Some(Resync {
-                action_id: None,
-                full: true,
-                at: self.pending_list_time.take(),
-                ..Resync::default()
-            });
-        }
-        let Some(r) = self.resync.as_mut() else {
-            return;
-        };
-        if let Some(want) = &r.action_id
-            && m.get("ActionID") != Some(want.as_str())
-        {
-            return;
-        }
-        match classify(m) {
-            Ok(Some(QueueEvent::ListParams { queue })) => {
-                if !r.listings.iter().any(|l| l.queue == queue) {
-                    r.listings.push(Listing {
-                        queue: queue.to_string(),
-                        ..Listing::default()
-                    });
-                }
-            }
-            Ok(Some(QueueEvent::ListMember(b))) => {
-                listing(r, b.queue)
-                    .members
-                    .push(MemberOwned::from_block(&b));
-            }
-            Ok(Some(QueueEvent::ListEntry {
-                queue,
-                call,
-                wait_ms,
-                caller,
-            })) => {
-                listing(r, queue).entries.push((
-                    call.to_string(),
-                    wait_ms,
-                    caller.map(str::to_string),
-                ));
-            }
-            Ok(Some(QueueEvent::ListComplete)) => {
-                r.complete = true;
-                let at = if self.passive {
-                    r.at.or(self.last_ts)
-                } else {
-                    Some(r.at.unwrap_or(self.now))
-                };
-                if let Some(at) = at {
-                    self.finish_resync(at);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => self.rejects.push(e),
-        }
-    }
-
-    fn finish_resync(&mut self, at: Ts) {
-        let Some(r) = self.resync.take() else {
-            return;
-        };
-        let mut joins = Vec::new();
-        let mut outcomes = Vec::new();
-        for (m, _) in &r.buffered {
-            if let Ok(Some(ev)) = classify(m) {
-                match ev {
-                    QueueEvent::CallerJoin { call, .. } => joins.push(call.to_string()),
-                    QueueEvent::CallerAbandon { call, .. }
-                    | QueueEvent::CallerLeave { call, .. }
-                    | QueueEvent::AgentConnect { call, .. } => outcomes.push(call.to_string()),
-                    _ => {}
-                }
-            }
-        }
-        let evs = self.tracker.resync(&r.listings, at, &joins, &outcomes);
-        self.events.extend(evs);
-        for (m, ts) in &r.buffered {
-            self.apply_live(m, *ts);
-        }
-        if r.full {
-            self.synced = true;
-            if self.phase == Phase::Resync {
-                self.phase = Phase::Live;
-            }
-        }
-        if std::mem::take(&mut self.queued_full_resync) {
-            self.queued_resync = None;
-            self.synced = false;
-            self.start_resync(None);
-        } else if let Some(q) = self.queued_resync.take() {
-            self.start_resync(Some(q));
-        }
-    }
-}
-
-fn listing<'r>(r: &'r mut Resync, queue: &str) -> &'r mut Listing {
-    if let Some(i) = r.listings.iter().position(|l| l.queue == queue) {
-        return &mut r.listings[i];
-    }
-    r.listings.push(Listing {
-        queue: queue.to_string(),
-        ..Listing::default()
-    });
-    let last = r.listings.len() - 1;
-    &mut r.listings[last]
 }

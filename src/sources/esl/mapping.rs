@@ -8,7 +8,7 @@
 //! silently in its agent selection. So the [`Mapper`] keeps a small model per
 //! agent (status, state, when wrap-up and delays end) and derives one
 //! acdmon state from it, emitting `agent_state` only when that derived state
-//! changes; timers that end a wrap-up or a delay are driven by [`Mapper::advance`]
+//! changes; timers that end a wrap-up or a delay are driven by [`Mapper::handle_timeout`]
 //! with event time (the live task's tick, or the next event in replay).
 //! Deriving also absorbs the `agent-status-change` that fires without any
 //! change.
@@ -24,13 +24,16 @@
 //! event, mod_callcenter puts the caller back to waiting (agent gone) or
 //! counts it abandoned (caller gone), and an answer already sent could not be
 //! taken back.
+//!
+//! Reconciling with the lists after a resync, and the cross-check that asks
+//! for one, live beside this file in `resync`.
 
 use std::collections::{BTreeSet, HashMap};
 
 use super::lists::{AgentRow, MemberRow, TierRow};
 use super::parser::{CcEvent, Field};
 use crate::event::{AgentStatus, Event, EventKind, ExitReason, ResyncCaller, ResyncMember};
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 /// Wrap-up and delay times (ms) from configuration. FreeSWITCH keeps these
@@ -56,128 +59,6 @@ pub struct AgentTimers {
     pub reject_delay_ms: Option<i64>,
     pub busy_delay_ms: Option<i64>,
     pub no_answer_delay_ms: Option<i64>,
-}
-
-/// `CC-Agent-Status` values.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum FsStatus {
-    Unknown,
-    LoggedOut,
-    Available,
-    OnDemand,
-    OnBreak,
-    Other(String),
-}
-
-impl FsStatus {
-    fn parse(s: &str) -> FsStatus {
-        match s {
-            "Logged Out" => FsStatus::LoggedOut,
-            "Available" => FsStatus::Available,
-            "Available (On Demand)" => FsStatus::OnDemand,
-            "On Break" => FsStatus::OnBreak,
-            "" | "Unknown" => FsStatus::Unknown,
-            other => FsStatus::Other(other.to_string()),
-        }
-    }
-}
-
-/// `CC-Agent-State` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FsState {
-    Unknown,
-    Waiting,
-    Receiving,
-    InQueueCall,
-    Idle,
-    Reserved,
-}
-
-impl FsState {
-    fn parse(s: &str) -> FsState {
-        match s {
-            "Waiting" => FsState::Waiting,
-            "Receiving" => FsState::Receiving,
-            "In a queue call" => FsState::InQueueCall,
-            "Idle" => FsState::Idle,
-            "Reserved" => FsState::Reserved,
-            _ => FsState::Unknown,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Agent {
-    status: FsStatus,
-    state: FsState,
-    /// What the engine believes, so only changes are sent.
-    emitted: Option<(AgentStatus, Option<String>)>,
-    wrap_until: Option<Ts>,
-    wrap_queue: Option<String>,
-    ready_until: Option<Ts>,
-    delay_reason: &'static str,
-    /// The agent's last bridge just ended: `Idle` (on-demand agents) is
-    /// after-call work, not a pause.
-    after_call: bool,
-    offering: Option<String>,
-    /// The call whose answer awaits confirmation.
-    pending: Option<String>,
-    /// Values from the resync lists.
-    learned: AgentTimers,
-}
-
-impl Agent {
-    fn new() -> Self {
-        Agent {
-            status: FsStatus::Unknown,
-            state: FsState::Unknown,
-            emitted: None,
-            wrap_until: None,
-            wrap_queue: None,
-            ready_until: None,
-            delay_reason: "delay",
-            after_call: false,
-            offering: None,
-            pending: None,
-            learned: AgentTimers::default(),
-        }
-    }
-
-    /// The acdmon state this agent is in at `now`; `None` when we know too
-    /// little to say.
-    fn derive(&self, now: Ts) -> Option<(AgentStatus, Option<String>)> {
-        // A bridged agent is on the call whatever its status says: a status
-        // set during a call (`agent set status … 'On Break'`) takes effect
-        // when the call ends, as in mod_callcenter, which keeps the agent
-        // "In a queue call" until then.
-        if self.state == FsState::InQueueCall {
-            return Some((AgentStatus::OnCall, None));
-        }
-        let available_like = match &self.status {
-            FsStatus::LoggedOut => return Some((AgentStatus::LoggedOut, None)),
-            FsStatus::OnBreak => return Some((AgentStatus::Paused, Some("On Break".into()))),
-            FsStatus::Other(s) => return Some((AgentStatus::Paused, Some(s.clone()))),
-            FsStatus::Unknown => false,
-            FsStatus::Available | FsStatus::OnDemand => true,
-        };
-        Some(match self.state {
-            FsState::Receiving => (AgentStatus::Ringing, None),
-            FsState::InQueueCall => (AgentStatus::OnCall, None),
-            FsState::Idle if self.after_call => (AgentStatus::WrapUp, None),
-            FsState::Idle => (AgentStatus::Paused, Some("Idle".into())),
-            FsState::Waiting | FsState::Reserved | FsState::Unknown => {
-                if self.wrap_until.is_some_and(|t| t > now) {
-                    (AgentStatus::WrapUp, None)
-                } else if self.ready_until.is_some_and(|t| t > now) {
-                    (AgentStatus::Paused, Some(self.delay_reason.to_string()))
-                } else if !available_like && self.state == FsState::Unknown {
-                    return None;
-                } else {
-                    (AgentStatus::Available, None)
-                }
-            }
-        })
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -310,9 +191,14 @@ impl Mapper {
         over.or(learned).unwrap_or(default)
     }
 
+    /// The next wrap-up or delay to end (see [`Mapper::handle_timeout`]).
+    pub fn poll_timeout(&self) -> Option<Ts> {
+        self.due.first().map(|(t, _)| *t)
+    }
+
     /// Moves time to `now`: ends wrap-ups and delays that are due, each at
     /// its own time.
-    pub fn advance(&mut self, now: Ts, out: &mut Vec<Mapped>) {
+    pub fn handle_timeout(&mut self, now: Ts, out: &mut Vec<Mapped>) {
         while let Some((due, _)) = self.due.first() {
             if *due > now {
                 break;
@@ -365,12 +251,12 @@ impl Mapper {
 
     /// Maps one event. `ts` is its `Event-Date-Timestamp` (or the caller's
     /// clock when it has none).
-    pub fn on_event(&mut self, ev: &CcEvent<'_>, out: &mut Vec<Mapped>) {
+    pub fn handle_event(&mut self, ev: &CcEvent<'_>, out: &mut Vec<Mapped>) {
         let base = ev
             .int(Field::Timestamp)
             .map(|us| Ts(us.div_euclid(1000)))
             .unwrap_or(self.clock);
-        self.advance(base, out);
+        self.handle_timeout(base, out);
         let Some(action) = ev.text(Field::Action) else {
             return;
         };
@@ -762,37 +648,9 @@ impl Mapper {
                 out.push(Ok(Event { ts, kind }));
             }
             other => out.push(Err(Reject::new(
-                "unknown_cause",
+                RejectReason::UnknownCause,
                 format!("member-queue-end with CC-Cause {other:?} for {call}"),
             ))),
-        }
-    }
-
-    fn cross_check(&mut self, ev: &CcEvent<'_>) {
-        if !self.check_counts || !self.baseline {
-            return;
-        }
-        if ev.get(Field::Selection).as_deref() != Some("Single-Queue") {
-            return;
-        }
-        let (Some(queue), Some(theirs)) = (ev.text(Field::Queue), ev.int(Field::Count)) else {
-            return;
-        };
-        let ours = self.waiting_in(&queue) as i64;
-        let n = self.mismatches.entry(queue.to_string()).or_insert(0);
-        if ours == theirs {
-            *n = 0;
-            return;
-        }
-        // One mismatch can be a race between mod_callcenter's SQL count and
-        // its events; two in a row mean we lost events.
-        *n += 1;
-        tracing::debug!(%queue, ours, theirs, "members-count differs from tracked callers");
-        if *n >= 2 {
-            *n = 0;
-            self.resync_wanted = Some(format!(
-                "members-count for {queue} is {theirs}, we track {ours}"
-            ));
         }
     }
 
@@ -811,307 +669,6 @@ impl Mapper {
             age < PRUNE_ANY_MS && !(c.phase == Phase::Completed && age > PRUNE_COMPLETED_MS)
         });
     }
-
-    /// Sends what `queue list members` (and the agents' `last_bridge_end`)
-    /// tell about calls whose events were lost, in time order, before the
-    /// queue's `QueueResync`:
-    /// - a `Waiting`/`Trying` or `Answered` caller never seen: an arrival at
-    ///   `joined_epoch`;
-    /// - `Answered` and not yet answered here: the answer at
-    ///   `bridge_epoch`, anchored at the enqueue so the wait is
-    ///   `bridge_epoch - joined_epoch`, as mod_callcenter counts it;
-    /// - `Abandoned` and not yet ended here: mod_callcenter stores every
-    ///   unanswered exit so; a wait of at least the queue's `max-wait-time`
-    ///   is the timeout, anything else an abandon (hang-up), at
-    ///   `abandoned_epoch`. These rows linger, so ended calls are
-    ///   remembered and never counted twice;
-    /// - a call answered here whose row is gone and whose agent's
-    ///   `last_bridge_end` is later than the answer: completed then, with
-    ///   the agent's wrap-up.
-    fn outcomes_from_lists(&mut self, ql: &QueueLists, now: Ts, out: &mut Vec<Mapped>) {
-        let mut evs: Vec<Event> = Vec::new();
-        let q = &ql.queue;
-        for m in &ql.members {
-            let answered = m.state == "Answered" && m.bridge_epoch > 0;
-            let abandoned = m.state == "Abandoned";
-            if self.ended.contains_key(&m.uuid) {
-                if m.is_waiting() {
-                    // Resumed (`abandoned-resume-allowed`): a new arrival.
-                    self.ended.remove(&m.uuid);
-                } else {
-                    continue;
-                }
-            }
-            if !(m.is_waiting() || answered || abandoned) {
-                continue;
-            }
-            if !self.calls.contains_key(&m.uuid)
-                && let Some(until) = self.counted_until
-            {
-                let decided_s = if answered {
-                    m.bridge_epoch
-                } else if abandoned && m.abandoned_epoch > 0 {
-                    m.abandoned_epoch
-                } else {
-                    i64::MAX
-                };
-                if decided_s != i64::MAX
-                    && Ts::from_secs(decided_s) < until.plus_ms(-COUNTED_MARGIN_MS)
-                {
-                    // Counted before: remember it so a lingering row stays
-                    // skipped, and send nothing.
-                    self.ended.insert(m.uuid.clone(), Ts::from_secs(decided_s));
-                    continue;
-                }
-            }
-            if !self.calls.contains_key(&m.uuid) {
-                let joined = m.joined();
-                evs.push(Event {
-                    ts: joined,
-                    kind: EventKind::CallEnqueued {
-                        call: m.uuid.clone(),
-                        queue: q.clone(),
-                        caller: (!m.cid_number.is_empty()).then(|| m.cid_number.clone()),
-                        priority: None,
-                    },
-                });
-                self.calls.insert(
-                    m.uuid.clone(),
-                    Call {
-                        queue: q.clone(),
-                        enqueued: joined,
-                        anchor_s: joined.0.div_euclid(1000),
-                        phase: Phase::Waiting,
-                        pending: None,
-                        counted: true,
-                    },
-                );
-            }
-            let Some(c) = self.calls.get_mut(&m.uuid) else {
-                continue;
-            };
-            if c.phase != Phase::Waiting || c.queue != *q {
-                continue;
-            }
-            let joined_s = if m.rejoined_epoch > 0 {
-                m.rejoined_epoch
-            } else {
-                m.joined_epoch
-            };
-            let anchored = |at: i64| {
-                c.enqueued
-                    .plus_ms(at.saturating_sub(joined_s).max(0).saturating_mul(1000))
-            };
-            if answered {
-                let ts = anchored(m.bridge_epoch);
-                c.pending = None;
-                c.phase = Phase::Answered {
-                    agent: m.serving_agent.clone(),
-                    answered: ts,
-                    answered_s: m.bridge_epoch,
-                };
-                evs.push(Event {
-                    ts,
-                    kind: EventKind::CallAnswered {
-                        call: m.uuid.clone(),
-                        queue: q.clone(),
-                        agent: m.serving_agent.clone(),
-                    },
-                });
-                self.agent(&m.serving_agent).pending = None;
-            } else if abandoned {
-                let left = if m.abandoned_epoch > 0 {
-                    m.abandoned_epoch
-                } else {
-                    joined_s
-                };
-                let ts = anchored(left);
-                let timed_out = ql.max_wait_s > 0 && left.saturating_sub(joined_s) >= ql.max_wait_s;
-                let kind = if timed_out {
-                    EventKind::CallExited {
-                        call: m.uuid.clone(),
-                        queue: q.clone(),
-                        reason: ExitReason::Timeout,
-                    }
-                } else {
-                    EventKind::CallAbandoned {
-                        call: m.uuid.clone(),
-                        queue: q.clone(),
-                    }
-                };
-                self.calls.remove(&m.uuid);
-                self.ended.insert(m.uuid.clone(), ts);
-                evs.push(Event { ts, kind });
-            }
-        }
-        // Answered calls whose bridge ended while we were away: completed at
-        // the agent's `last_bridge_end`, then its wrap-up, in time order
-        // with the rest (the agent may have answered the next caller since;
-        // FreeSWITCH offers none during a wrap-up). A wrap-up still running
-        // at `now` goes on from the lists' `last_bridge_end` (see
-        // `apply_resync`), ended by the usual timer.
-        let listed: std::collections::HashSet<&str> =
-            ql.members.iter().map(|m| m.uuid.as_str()).collect();
-        let ends: HashMap<&str, i64> = ql
-            .agents
-            .iter()
-            .map(|r| (r.name.as_str(), r.last_bridge_end))
-            .collect();
-        let gone: Vec<(String, String, Ts)> = self
-            .calls
-            .iter()
-            .filter(|(id, c)| c.queue == *q && c.counted && !listed.contains(id.as_str()))
-            .filter_map(|(id, c)| match &c.phase {
-                Phase::Answered {
-                    agent,
-                    answered,
-                    answered_s,
-                } => ends
-                    .get(agent.as_str())
-                    .filter(|end| **end >= *answered_s)
-                    .map(|end| {
-                        let ts =
-                            answered.plus_ms(end.saturating_sub(*answered_s).saturating_mul(1000));
-                        (id.clone(), agent.clone(), ts)
-                    }),
-                _ => None,
-            })
-            .collect();
-        for (call, agent, end) in gone {
-            self.calls.remove(&call);
-            self.ended.insert(call.clone(), end);
-            evs.push(Event {
-                ts: end,
-                kind: EventKind::CallCompleted {
-                    call,
-                    queue: q.clone(),
-                    agent: agent.clone(),
-                },
-            });
-            let wrap = self.wrap_ms(&agent, q);
-            if wrap > 0 {
-                evs.push(Event {
-                    ts: end,
-                    kind: EventKind::AgentState {
-                        agent: agent.clone(),
-                        status: AgentStatus::WrapUp,
-                        reason: None,
-                        queue: Some(q.clone()),
-                    },
-                });
-            }
-            if end.plus_ms(wrap) <= now {
-                evs.push(Event {
-                    ts: end.plus_ms(wrap),
-                    kind: EventKind::AgentState {
-                        agent,
-                        status: AgentStatus::Available,
-                        reason: None,
-                        queue: None,
-                    },
-                });
-            }
-        }
-        // Stable: a completion stays before the wrap-up it starts.
-        evs.sort_by_key(|e| e.ts);
-        out.extend(evs.into_iter().map(Ok));
-    }
-
-    /// Applies a resync: updates the agent and call models from the lists and
-    /// returns one `QueueResync` per queue, stamped `ts`.
-    pub fn apply_resync(&mut self, ts: Ts, lists: Vec<QueueLists>, out: &mut Vec<Mapped>) {
-        self.advance(ts, out);
-        self.baseline = true;
-        self.mismatches.clear();
-        for ql in lists {
-            for row in &ql.agents {
-                let a = self.agent(&row.name);
-                a.status = FsStatus::parse(&row.status);
-                a.state = FsState::parse(&row.state);
-                let ms = |s: i64| Some(s.max(0) * 1000);
-                a.learned = AgentTimers {
-                    wrap_up_ms: ms(row.wrap_up_time),
-                    reject_delay_ms: ms(row.reject_delay_time),
-                    busy_delay_ms: ms(row.busy_delay_time),
-                    no_answer_delay_ms: ms(row.no_answer_delay_time),
-                };
-                a.after_call = a.state == FsState::Idle && row.last_bridge_end > 0;
-                a.ready_until = (row.ready_time > 0)
-                    .then(|| Ts::from_secs(row.ready_time))
-                    .filter(|t| *t > ts);
-            }
-            // Wrap-up needs the queue for the per-queue override.
-            for row in &ql.agents {
-                let wrap = self.wrap_ms(&row.name, &ql.queue);
-                let a = self.agent(&row.name);
-                a.wrap_until = (row.last_bridge_end > 0 && wrap > 0)
-                    .then(|| Ts::from_secs(row.last_bridge_end).plus_ms(wrap))
-                    .filter(|t| *t > ts);
-                if a.wrap_until.is_some() {
-                    a.wrap_queue = Some(ql.queue.clone());
-                }
-            }
-            // Membership: the tiers (an agent row without a tier cannot be
-            // listed, but a tier may name a deleted agent: skip it).
-            let listed: HashMap<&str, &AgentRow> =
-                ql.agents.iter().map(|r| (r.name.as_str(), r)).collect();
-            let mut names: Vec<&str> = ql
-                .tiers
-                .iter()
-                .map(|t| t.agent.as_str())
-                .filter(|a| listed.contains_key(a))
-                .collect();
-            if ql.tiers.is_empty() {
-                names = ql.agents.iter().map(|r| r.name.as_str()).collect();
-            }
-            names.dedup();
-            let mut members = Vec::with_capacity(names.len());
-            for name in names {
-                let Some(a) = self.agents.get_mut(name) else {
-                    continue;
-                };
-                let (status, reason) = a.derive(ts).unwrap_or((AgentStatus::Available, None));
-                a.emitted = Some((status, reason.clone()));
-                let next = [a.wrap_until, a.ready_until].into_iter().flatten().min();
-                members.push(ResyncMember {
-                    agent: name.to_string(),
-                    status,
-                    reason,
-                    // mod_callcenter has no per-queue pause.
-                    paused_here: false,
-                });
-                if let Some(t) = next {
-                    self.due.insert((t, name.to_string()));
-                }
-            }
-            // Outcomes the lists carry for calls whose events we missed
-            // (an outage): answers, hang-ups and timeouts, each counted once,
-            // with a caller first seen here counted as an arrival.
-            self.outcomes_from_lists(&ql, ts, out);
-            // Callers: the listed waiting ones replace what we had.
-            let waiting: Vec<&MemberRow> = ql.members.iter().filter(|m| m.is_waiting()).collect();
-            let keep: std::collections::HashSet<&str> =
-                waiting.iter().map(|m| m.uuid.as_str()).collect();
-            let q = ql.queue.clone();
-            self.calls.retain(|id, c| {
-                c.queue != q || c.phase != Phase::Waiting || keep.contains(id.as_str())
-            });
-            out.push(Ok(Event {
-                ts,
-                kind: EventKind::QueueResync {
-                    queue: ql.queue,
-                    callers: waiting
-                        .iter()
-                        .map(|m| ResyncCaller {
-                            call: m.uuid.clone(),
-                            joined: m.joined(),
-                        })
-                        .collect(),
-                    members,
-                },
-            }));
-        }
-    }
 }
 
 fn call_id(ev: &CcEvent<'_>) -> Option<String> {
@@ -1129,92 +686,16 @@ fn need(ev: &CcEvent<'_>, f: Field, action: &str, out: &mut Vec<Mapped>) -> Opti
 }
 
 fn missing(action: &str, what: &str) -> Reject {
-    Reject::new("missing_field", format!("{action} without {what}"))
+    Reject::new(
+        RejectReason::MissingField,
+        format!("{action} without {what}"),
+    )
 }
+
+mod agent;
+mod resync;
+
+use agent::{Agent, FsState, FsStatus};
 
 #[cfg(test)]
-mod counted_until_tests {
-    use super::*;
-    use crate::sources::esl::lists::MemberRow;
-
-    fn row(uuid: &str, state: &str, joined: i64, bridge: i64, abandoned: i64) -> MemberRow {
-        MemberRow {
-            queue: "support@default".into(),
-            uuid: uuid.into(),
-            joined_epoch: joined,
-            bridge_epoch: bridge,
-            abandoned_epoch: abandoned,
-            state: state.into(),
-            serving_agent: if bridge > 0 {
-                "1000@default".into()
-            } else {
-                String::new()
-            },
-            ..Default::default()
-        }
-    }
-
-    fn lists(members: Vec<MemberRow>) -> Vec<QueueLists> {
-        vec![QueueLists {
-            queue: "support@default".into(),
-            max_wait_s: 300,
-            agents: Vec::new(),
-            members,
-            tiers: Vec::new(),
-        }]
-    }
-
-    fn calls_in(out: &[Mapped]) -> Vec<String> {
-        out.iter()
-            .filter_map(|m| match m {
-                Ok(Event {
-                    kind:
-                        EventKind::CallEnqueued { call, .. }
-                        | EventKind::CallAnswered { call, .. }
-                        | EventKind::CallAbandoned { call, .. },
-                    ..
-                }) => Some(call.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// After a restart that restored a checkpoint taken at 10:00:00, the
-    /// first resync lists a call answered at 09:50 and one abandoned at
-    /// 09:55 (both counted before the checkpoint) and one answered at
-    /// 10:00:30 while the daemon was down: only the last is sent.
-    #[test]
-    fn rows_decided_before_the_checkpoint_are_not_sent_again() {
-        let t10 = 1_800_000_000; // epoch seconds of "10:00:00"
-        let mut m = Mapper::new(TimerConfig::default());
-        m.counted_until = Some(Ts::from_secs(t10));
-        let mut out = Vec::new();
-        let rows = vec![
-            row("old-answered", "Answered", t10 - 700, t10 - 600, 0),
-            row("old-abandoned", "Abandoned", t10 - 320, 0, t10 - 300),
-            row("down-answered", "Answered", t10 - 20, t10 + 30, 0),
-        ];
-        m.apply_resync(Ts::from_secs(t10 + 60), lists(rows.clone()), &mut out);
-        let sent = calls_in(&out);
-        assert!(sent.iter().all(|c| c == "down-answered"), "{sent:?}");
-        assert_eq!(
-            sent.len(),
-            2,
-            "arrival and answer of down-answered: {sent:?}"
-        );
-        // A later resync that still lists the lingering rows sends nothing.
-        let mut again = Vec::new();
-        m.apply_resync(Ts::from_secs(t10 + 120), lists(rows), &mut again);
-        assert!(calls_in(&again).is_empty(), "{:?}", calls_in(&again));
-    }
-
-    #[test]
-    fn without_a_checkpoint_every_listed_outcome_counts() {
-        let t10 = 1_800_000_000;
-        let mut m = Mapper::new(TimerConfig::default());
-        let mut out = Vec::new();
-        let rows = vec![row("old-answered", "Answered", t10 - 700, t10 - 600, 0)];
-        m.apply_resync(Ts::from_secs(t10 + 60), lists(rows), &mut out);
-        assert_eq!(calls_in(&out), ["old-answered", "old-answered"]);
-    }
-}
+mod counted_until_tests;

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use memchr::memchr;
 use percent_encoding::percent_decode;
 
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 
 /// Size limits. Defaults are generous for real traffic (a `bridge-agent-start`
 /// with channel data is ~8 KiB; `queue list members` for 5,000 waiting callers
@@ -89,7 +89,10 @@ impl Framer {
             }
             let n = self.discard.min(buf.len());
             self.discard -= n;
-            return Parse::Skip(Reject::new("frame_too_large", "discarding body"), n);
+            return Parse::Skip(
+                Reject::new(RejectReason::FrameTooLarge, "discarding body"),
+                n,
+            );
         }
         // Blank lines between frames carry nothing; step over them.
         let mut start = 0;
@@ -118,7 +121,7 @@ impl Framer {
                 if buf.len() > lim.max_head {
                     return Parse::Skip(
                         Reject::new(
-                            "frame_too_large",
+                            RejectReason::FrameTooLarge,
                             format!("header block over {} bytes", lim.max_head),
                         ),
                         buf.len(),
@@ -139,7 +142,7 @@ impl Framer {
                 // as garbage up to its blank line.
                 return Parse::Skip(
                     Reject::new(
-                        "frame_too_large",
+                        RejectReason::FrameTooLarge,
                         format!(
                             "header block over {} bytes or {} lines",
                             lim.max_head, lim.max_headers
@@ -155,7 +158,7 @@ impl Framer {
         }
         let Ok(head) = std::str::from_utf8(&buf[..head_end]) else {
             return Parse::Skip(
-                Reject::new("malformed_frame", "header block is not UTF-8"),
+                Reject::new(RejectReason::MalformedFrame, "header block is not UTF-8"),
                 block_end,
             );
         };
@@ -166,7 +169,7 @@ impl Framer {
             let Some((name, value)) = split_header(line) else {
                 return Parse::Skip(
                     Reject::new(
-                        "malformed_frame",
+                        RejectReason::MalformedFrame,
                         format!("not a header line: {}", clip(line)),
                     ),
                     block_end,
@@ -180,7 +183,7 @@ impl Framer {
                     Err(_) => {
                         return Parse::Skip(
                             Reject::new(
-                                "malformed_frame",
+                                RejectReason::MalformedFrame,
                                 format!("bad Content-Length {}", clip(value)),
                             ),
                             block_end,
@@ -196,7 +199,7 @@ impl Framer {
             self.discard = len - take;
             return Parse::Skip(
                 Reject::new(
-                    "frame_too_large",
+                    RejectReason::FrameTooLarge,
                     format!("Content-Length {len} over {}", lim.max_body),
                 ),
                 block_end + take,
@@ -388,7 +391,7 @@ impl<'a> CcEvent<'a> {
                 Some(c) if c > 0 => c,
                 _ => {
                     return Err(Reject::new(
-                        "malformed_event",
+                        RejectReason::MalformedEvent,
                         format!(
                             "not a header line: {}",
                             clip(&String::from_utf8_lossy(line))
@@ -409,14 +412,14 @@ impl<'a> CcEvent<'a> {
             }
             let Ok(v) = std::str::from_utf8(v) else {
                 return Err(Reject::new(
-                    "malformed_event",
+                    RejectReason::MalformedEvent,
                     format!("{} is not UTF-8", f.name()),
                 ));
             };
             ev.values[f as usize] = Some(Cow::Borrowed(v));
         }
         if !any {
-            return Err(Reject::new("malformed_event", "empty event"));
+            return Err(Reject::new(RejectReason::MalformedEvent, "empty event"));
         }
         Ok(ev)
     }
@@ -425,7 +428,7 @@ impl<'a> CcEvent<'a> {
     /// headers are arrays (we take the first element).
     pub fn from_json(body: &[u8]) -> Result<CcEvent<'static>, Reject> {
         let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
-            .map_err(|e| Reject::new("malformed_event", format!("event JSON: {e}")))?;
+            .map_err(|e| Reject::new(RejectReason::MalformedEvent, format!("event JSON: {e}")))?;
         let mut ev = CcEvent::empty(false);
         for (k, v) in map {
             let Some(f) = field_of(&k) else { continue };
@@ -510,7 +513,7 @@ mod tests {
                     buf = &buf[n..];
                 }
                 Parse::Skip(r, n) => {
-                    rejects.push(r.reason);
+                    rejects.push(r.reason.as_str());
                     buf = &buf[n..];
                 }
                 Parse::NeedMore => break,
@@ -554,7 +557,7 @@ mod tests {
         let Parse::Skip(r, n) = f.next(head) else {
             panic!()
         };
-        assert_eq!((r.reason, n), ("frame_too_large", head.len()));
+        assert_eq!((r.reason.as_str(), n), ("frame_too_large", head.len()));
         let rest = b"4567890123456789Content-Type: auth/request\n\n";
         let Parse::Skip(_, n) = f.next(rest) else {
             panic!()

@@ -12,9 +12,20 @@
 
 use super::parser::{Framer, Message, Parse};
 use super::session::{Output, Session, SessionConfig};
+use crate::config::EslConfig;
 use crate::event::Event;
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason, ReplayDecoder};
 use crate::time::Ts;
+
+/// The replay entry point: with the settings of the configuration's
+/// `kind = "esl"` source (its queues and timers), so a transcript recorded
+/// with them replays the same way; defaults without one.
+pub fn replay_decoder(spec: Option<&EslConfig>) -> EslReplay {
+    match spec {
+        Some(c) => EslReplay::with_config(c.session_config(None)),
+        None => EslReplay::new(),
+    }
+}
 
 /// Decodes an ESL transcript into domain events on event time.
 #[derive(Debug)]
@@ -25,7 +36,6 @@ pub struct EslReplay {
     /// Frames without time, waiting for the next event's time (raw bytes;
     /// re-framed when released).
     held: Vec<Vec<u8>>,
-    out: Vec<Output>,
 }
 
 impl Default for EslReplay {
@@ -39,28 +49,6 @@ impl EslReplay {
         Self::with_config(SessionConfig::replay())
     }
 
-    /// With the settings of the config's first `kind = "esl"` source (its
-    /// queues and timers), so a transcript recorded with them replays the
-    /// same way; defaults when there is none. The password is not needed
-    /// and not resolved.
-    pub fn for_config(cfg: &crate::config::Config) -> Self {
-        let table = cfg.sources.iter().find_map(|s| match &s.spec {
-            crate::config::SourceSpec::Other(t) if s.kind == "esl" => Some(t.clone()),
-            _ => None,
-        });
-        let Some(mut t) = table else {
-            return Self::new();
-        };
-        t.insert("password".into(), toml::Value::String(String::new()));
-        match super::EslConfig::from_table(&t) {
-            Ok(c) => Self::with_config(c.session_config()),
-            Err(e) => {
-                tracing::warn!(error = %e, "esl source settings unusable for replay; using defaults");
-                Self::new()
-            }
-        }
-    }
-
     /// With the settings the recording session ran with (queues, timers).
     pub fn with_config(mut cfg: SessionConfig) -> Self {
         cfg.replay = true;
@@ -69,7 +57,6 @@ impl EslReplay {
             buf: Vec::new(),
             session: Session::new(cfg),
             held: Vec::new(),
-            out: Vec::new(),
         }
     }
 
@@ -94,12 +81,12 @@ impl EslReplay {
                                 .int(super::parser::Field::Timestamp)
                                 .map(|us| Ts(us.div_euclid(1000)))
                                 .unwrap_or_else(|| self.session.clock());
-                            release(&mut self.session, &mut self.held, ts, &mut self.out);
-                            self.session.handle(Message::Event(ev), ts, &mut self.out);
+                            release(&mut self.session, &mut self.held, ts);
+                            self.session.handle_message(Message::Event(ev), ts);
                         }
                         Ok(_) => self.held.push(raw.to_vec()),
                     }
-                    drain(&mut self.session, &mut self.out, &mut results);
+                    drain(&mut self.session, &mut results);
                 }
             }
         }
@@ -111,14 +98,14 @@ impl EslReplay {
         let mut results = Vec::new();
         if !self.buf.is_empty() {
             results.push(Err(Reject::new(
-                "truncated_frame",
+                RejectReason::TruncatedFrame,
                 format!("transcript ends inside a frame ({} bytes)", self.buf.len()),
             )));
             self.buf.clear();
         }
         let ts = self.session.clock();
-        release(&mut self.session, &mut self.held, ts, &mut self.out);
-        drain(&mut self.session, &mut self.out, &mut results);
+        release(&mut self.session, &mut self.held, ts);
+        drain(&mut self.session, &mut results);
         results
     }
 }
@@ -130,27 +117,27 @@ impl EslReplay {
     pub fn finish_timers(&mut self, until: Ts) -> Vec<Result<Event, Reject>> {
         let mut results = Vec::new();
         if until > self.session.clock() {
-            self.session.tick(until, &mut self.out);
+            self.session.handle_timeout(until);
         }
-        drain(&mut self.session, &mut self.out, &mut results);
+        drain(&mut self.session, &mut results);
         results
     }
 }
 
-fn release(session: &mut Session, held: &mut Vec<Vec<u8>>, ts: Ts, out: &mut Vec<Output>) {
+fn release(session: &mut Session, held: &mut Vec<Vec<u8>>, ts: Ts) {
     let mut framer = Framer::default();
     for raw in held.drain(..) {
         if let Parse::Frame(f, _) = framer.next(&raw)
             && let Ok(m) = f.message()
         {
-            session.handle(m, ts, out);
+            session.handle_message(m, ts);
         }
     }
 }
 
-fn drain(session: &mut Session, out: &mut Vec<Output>, results: &mut Vec<Result<Event, Reject>>) {
+fn drain(session: &mut Session, results: &mut Vec<Result<Event, Reject>>) {
     let mut closed = None;
-    for o in out.drain(..) {
+    while let Some(o) = session.poll_output() {
         match o {
             Output::Event(e) => results.push(Ok(e)),
             Output::Reject(r) => results.push(Err(r)),
@@ -161,9 +148,8 @@ fn drain(session: &mut Session, out: &mut Vec<Output>, results: &mut Vec<Result<
     if let Some(why) = closed {
         // The recording goes on with the server's next connection.
         tracing::info!(%why, "recorded connection closed");
-        let mut more = Vec::new();
-        session.disconnected(&why, &mut more);
-        for o in more {
+        session.handle_disconnect(&why);
+        while let Some(o) = session.poll_output() {
             match o {
                 Output::Event(e) => results.push(Ok(e)),
                 Output::Reject(r) => results.push(Err(r)),
@@ -173,7 +159,7 @@ fn drain(session: &mut Session, out: &mut Vec<Output>, results: &mut Vec<Result<
     }
 }
 
-impl crate::replay::ReplayDecoder for EslReplay {
+impl ReplayDecoder for EslReplay {
     fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {
         EslReplay::feed(self, bytes)
     }

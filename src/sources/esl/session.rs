@@ -1,7 +1,7 @@
 //! The event-socket conversation as a plain state machine (sans-IO): fed
-//! decoded messages and `now`, it returns bytes to send, domain events,
-//! rejections and replies for CTI commands. The live task and the replay
-//! decoder drive the same code.
+//! the bytes read from the socket (it owns the framer) and `now`, it hands
+//! back bytes to send, domain events, rejections and replies for CTI
+//! commands. The live task and the replay decoder drive the same code.
 //!
 //! On every connection: `auth`, then `event plain CUSTOM callcenter::info`
 //! (subscribing first, so nothing falls between the lists and the live
@@ -25,20 +25,13 @@ use std::collections::VecDeque;
 
 use super::lists::{self, ListError};
 use super::mapping::{Mapped, Mapper, QueueLists, TimerConfig};
-use super::parser::{CcEvent, Field, Message};
+use super::parser::{CcEvent, Field, Framer, Message, Parse};
 use crate::config::Secret;
 use crate::event::{Event, EventKind};
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
-/// `event plain …` or `event json …`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventFormat {
-    #[default]
-    Plain,
-    Json,
-}
+pub use crate::config::sources::EventFormat;
 
 /// What the session needs from the source configuration.
 #[derive(Debug, Clone)]
@@ -57,7 +50,7 @@ pub struct SessionConfig {
     /// Replaying a transcript: never wait for replies that were not
     /// recorded (see [`Session::new`]).
     pub replay: bool,
-    /// See [`crate::sources::esl::EslConfig::counted_until`].
+    /// See [`crate::sources::esl::EslConfig::session_config`].
     pub counted_until: Option<Ts>,
 }
 
@@ -89,7 +82,7 @@ pub enum Output {
     /// A resync began (the source is not ready until [`Output::Synced`]).
     ResyncStarted(String),
     Synced,
-    /// The reply to an [`Session::api`] command: the body, or why none came.
+    /// The reply to a [`Session::submit`] command: the body, or why none came.
     Reply {
         id: u64,
         result: Result<String, String>,
@@ -154,6 +147,23 @@ struct Resync {
 
 /// One event-socket client conversation; survives reconnects (the agent and
 /// call models carry over, and a resync reconciles them).
+///
+/// Calling order (the same verbs as every sans-IO core in acdmon):
+/// - bytes arrive: [`Session::handle_input`] with the bytes and `now` (the
+///   session frames them; any chunking is fine). A caller that frames
+///   itself (the replay, which dates replies by the next event) uses
+///   [`Session::handle_message`] instead;
+/// - a CTI command is asked for: [`Session::submit`]; a resync is wanted
+///   (periodic): [`Session::request_resync`];
+/// - the timer fires: [`Session::handle_timeout`] with `now`;
+/// - the connection is gone: [`Session::handle_disconnect`] (drops any
+///   partial frame);
+/// - after any of those, drain [`Session::poll_output`] until `None`:
+///   bytes to send, events, rejections, replies, and `Close` when the
+///   connection must go;
+/// - before waiting again: [`Session::poll_timeout`] is the next deadline
+///   (`None`: none; calling [`Session::handle_timeout`] more often, as the
+///   live task does each second, is harmless).
 #[derive(Debug)]
 pub struct Session {
     cfg: SessionConfig,
@@ -164,6 +174,12 @@ pub struct Session {
     core_uuid: Option<String>,
     last_seq: Option<u64>,
     mapped: Vec<Mapped>,
+    /// Frames the bytes of the current connection; `inbuf` holds an
+    /// incomplete frame until the rest arrives.
+    framer: Framer,
+    inbuf: Vec<u8>,
+    /// What the driver has yet to act on, in order.
+    out: VecDeque<Output>,
 }
 
 impl Session {
@@ -180,7 +196,75 @@ impl Session {
             core_uuid: None,
             last_seq: None,
             mapped: Vec::new(),
+            framer: Framer::default(),
+            inbuf: Vec::new(),
+            out: VecDeque::new(),
         }
+    }
+
+    /// The next thing the driver must act on, in order; `None` when
+    /// everything has been handed out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] next has work: a wrap-up or delay
+    /// ending, or a resync running out of time.
+    pub fn poll_timeout(&self) -> Option<Ts> {
+        match &self.resync {
+            Some(r) => Some(r.started.plus_ms(self.cfg.resync_timeout_ms).plus_ms(1)),
+            None if self.phase != Phase::Resyncing => self.mapper.poll_timeout(),
+            None => None,
+        }
+    }
+
+    /// Runs `f` with a scratch output list and queues what it produced.
+    fn emit(&mut self, f: impl FnOnce(&mut Self, &mut Vec<Output>)) {
+        let mut out = Vec::new();
+        f(self, &mut out);
+        self.out.extend(out);
+    }
+
+    /// Feeds bytes read from the socket, in any chunking: every complete
+    /// frame is handled in place (borrowed, no per-event allocation on the
+    /// plain path); a partial frame waits for the next call.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Ts) {
+        let mut buf = std::mem::take(&mut self.inbuf);
+        buf.extend_from_slice(bytes);
+        let mut framer = std::mem::take(&mut self.framer);
+        let mut out = Vec::new();
+        let mut pos = 0;
+        loop {
+            match framer.next(&buf[pos..]) {
+                Parse::NeedMore => break,
+                Parse::Skip(r, n) => {
+                    pos += n;
+                    out.push(Output::Reject(r));
+                }
+                Parse::Frame(f, n) => {
+                    pos += n;
+                    match f.message() {
+                        Ok(m) => self.message(m, now, &mut out),
+                        Err(r) => out.push(Output::Reject(r)),
+                    }
+                }
+            }
+        }
+        buf.drain(..pos);
+        self.inbuf = buf;
+        self.framer = framer;
+        self.out.extend(out);
+    }
+
+    /// Bytes of a partial frame waiting for the rest.
+    #[cfg(test)]
+    pub(super) fn buffered(&self) -> usize {
+        self.inbuf.len()
+    }
+
+    /// Handles one message framed by the caller.
+    pub fn handle_message(&mut self, msg: Message<'_>, now: Ts) {
+        self.emit(|s, out| s.message(msg, now, out));
     }
 
     /// Connected, subscribed and resynced.
@@ -188,7 +272,7 @@ impl Session {
         self.phase == Phase::Live
     }
 
-    /// Can take [`Session::api`] commands (authenticated and subscribed).
+    /// Can take [`Session::submit`] commands (authenticated and subscribed).
     pub fn accepts_commands(&self) -> bool {
         matches!(self.phase, Phase::Live | Phase::Resyncing)
     }
@@ -204,8 +288,15 @@ impl Session {
     }
 
     /// The connection is gone: pending commands fail, held events are
-    /// applied (they happened; the next resync reconciles the rest).
-    pub fn disconnected(&mut self, why: &str, out: &mut Vec<Output>) {
+    /// applied (they happened; the next resync reconciles the rest), a
+    /// partial frame is dropped.
+    pub fn handle_disconnect(&mut self, why: &str) {
+        self.inbuf.clear();
+        self.framer = Framer::default();
+        self.emit(|s, out| s.disconnected(why, out));
+    }
+
+    fn disconnected(&mut self, why: &str, out: &mut Vec<Output>) {
         for p in self.pending.drain(..) {
             if let Pending::External { id, .. } = p {
                 out.push(Output::Reply {
@@ -216,7 +307,7 @@ impl Session {
         }
         if let Some(r) = self.resync.take() {
             for ev in r.held {
-                self.mapper.on_event(&ev, &mut self.mapped);
+                self.mapper.handle_event(&ev, &mut self.mapped);
             }
             self.flush(out);
         }
@@ -226,12 +317,11 @@ impl Session {
 
     /// Sends an `api` command for a CTI action. `effect` is emitted as a
     /// domain event when the reply is `+OK` (tier changes fire no events).
-    pub fn api(
+    pub fn submit(
         &mut self,
         id: u64,
         command: &str,
         effect: Option<EventKind>,
-        out: &mut Vec<Output>,
     ) -> Result<(), String> {
         if !self.accepts_commands() {
             return Err("not connected to FreeSWITCH".into());
@@ -240,29 +330,32 @@ impl Session {
             return Err("command contains a line break".into());
         }
         self.pending.push_back(Pending::External { id, effect });
-        out.push(Output::Send(format!("api {command}\n\n").into_bytes()));
+        self.out
+            .push_back(Output::Send(format!("api {command}\n\n").into_bytes()));
         Ok(())
     }
 
     /// Timers: wrap-ups and delays that end by `now`; a resync that took
     /// too long.
-    pub fn tick(&mut self, now: Ts, out: &mut Vec<Output>) {
-        if self.phase != Phase::Resyncing {
-            self.mapper.advance(now, &mut self.mapped);
-            self.flush(out);
-        }
-        self.check_deadline(now, out);
+    pub fn handle_timeout(&mut self, now: Ts) {
+        self.emit(|s, out| {
+            if s.phase != Phase::Resyncing {
+                s.mapper.handle_timeout(now, &mut s.mapped);
+                s.flush(out);
+            }
+            s.check_deadline(now, out);
+        });
     }
 
     /// Starts a resync now (periodic, or asked for by the driver).
-    pub fn request_resync(&mut self, reason: &str, now: Ts, out: &mut Vec<Output>) {
+    pub fn request_resync(&mut self, reason: &str, now: Ts) {
         if self.phase == Phase::Live {
-            self.start_resync(reason.to_string(), now, out);
+            self.emit(|s, out| s.start_resync(reason.to_string(), now, out));
         }
     }
 
     /// Handles one message from the server.
-    pub fn handle(&mut self, msg: Message<'_>, now: Ts, out: &mut Vec<Output>) {
+    fn message(&mut self, msg: Message<'_>, now: Ts, out: &mut Vec<Output>) {
         match msg {
             Message::AuthRequest => {
                 // A new connection (live), or a recorded reconnect (replay).
@@ -339,7 +432,7 @@ impl Session {
                 // A transcript that starts after the handshake.
             }
             None => out.push(Output::Reject(Reject::new(
-                "unexpected_reply",
+                RejectReason::UnexpectedReply,
                 format!("command/reply with nothing pending: {reply}"),
             ))),
         }
@@ -376,7 +469,7 @@ impl Session {
                 tracing::debug!("recorded reply to a live CTI command");
             }
             None => out.push(Output::Reject(Reject::new(
-                "unexpected_reply",
+                RejectReason::UnexpectedReply,
                 "api/response with nothing pending",
             ))),
         }
@@ -497,7 +590,7 @@ impl Session {
             Ok(bad) => {
                 for row in bad {
                     out.push(Output::Reject(Reject::new(
-                        "malformed_list_row",
+                        RejectReason::MalformedListRow,
                         format!("{kind:?} of {}: {row}", ql.queue),
                     )));
                 }
@@ -523,7 +616,7 @@ impl Session {
         self.mapper
             .apply_resync(r.started, r.lists, &mut self.mapped);
         for ev in &r.held {
-            self.mapper.on_event(ev, &mut self.mapped);
+            self.mapper.handle_event(ev, &mut self.mapped);
         }
         self.phase = Phase::Live;
         self.flush(out);
@@ -543,7 +636,7 @@ impl Session {
                 .retain(|p| matches!(p, Pending::External { .. }));
             if let Some(r) = self.resync.take() {
                 for ev in r.held {
-                    self.mapper.on_event(&ev, &mut self.mapped);
+                    self.mapper.handle_event(&ev, &mut self.mapped);
                 }
             }
             self.phase = Phase::Live;
@@ -572,7 +665,7 @@ impl Session {
             }
             return;
         }
-        self.mapper.on_event(&ev, &mut self.mapped);
+        self.mapper.handle_event(&ev, &mut self.mapped);
         self.flush(out);
         if let Some(reason) = self.mapper.take_resync_wanted() {
             self.start_resync(reason, self.mapper.clock(), out);

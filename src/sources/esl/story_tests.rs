@@ -1,7 +1,6 @@
 //! Session and mapping stories that the recorded transcripts do not cover:
 //! each feeds plain-format frames, as FreeSWITCH writes them, to a session.
 
-use super::parser::{Framer, Parse};
 use super::session::{EventFormat, Output, Session, SessionConfig};
 use crate::config::Secret;
 use crate::event::{AgentStatus, EventKind};
@@ -56,7 +55,6 @@ fn reply(t: &str) -> Vec<u8> {
 
 struct Rig {
     s: Session,
-    out: Vec<Output>,
 }
 
 impl Rig {
@@ -68,19 +66,12 @@ impl Rig {
         f(&mut cfg);
         Rig {
             s: Session::new(cfg),
-            out: Vec::new(),
         }
     }
 
     fn feed(&mut self, bytes: &[u8], now_s: i64) {
-        let mut f = Framer::default();
-        let mut rest = bytes;
-        while let Parse::Frame(fr, n) = f.next(rest) {
-            let m = fr.message().expect("valid frame");
-            self.s.handle(m, Ts::from_secs(T0 + now_s), &mut self.out);
-            rest = &rest[n..];
-        }
-        assert!(rest.is_empty());
+        self.s.handle_input(bytes, Ts::from_secs(T0 + now_s));
+        assert_eq!(self.s.buffered(), 0, "whole frames only");
     }
 
     /// Handshake with one queue, agents 1000 and 1001 Available/Waiting,
@@ -112,11 +103,11 @@ impl Rig {
             0,
         );
         assert!(self.s.is_synced());
-        self.out.clear();
+        self.take();
     }
 
     fn take(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.out)
+        std::iter::from_fn(|| self.s.poll_output()).collect()
     }
 
     fn events(&mut self) -> Vec<(i64, EventKind)> {
@@ -385,8 +376,8 @@ fn a_busy_agent_is_paused_for_its_busy_delay_then_available() {
         ),
         4,
     );
-    r.s.tick(Ts::from_secs(T0 + 10), &mut r.out);
-    r.s.tick(Ts::from_secs(T0 + 30), &mut r.out);
+    r.s.handle_timeout(Ts::from_secs(T0 + 10));
+    r.s.handle_timeout(Ts::from_secs(T0 + 30));
     let evs = r.events();
     assert_eq!(
         evs,
@@ -399,6 +390,37 @@ fn a_busy_agent_is_paused_for_its_busy_delay_then_available() {
             (24_000, state("1000", AgentStatus::Available, None, None)),
         ]
     );
+}
+
+#[test]
+fn the_end_of_a_busy_delay_is_the_sessions_next_deadline() {
+    let mut r = Rig::new(|_| {});
+    r.connect(0, &[]);
+    assert_eq!(r.s.poll_timeout(), None, "nothing timed yet");
+    r.feed(
+        &ev(
+            4,
+            1,
+            &[
+                ("CC-Queue", "q1"),
+                ("CC-Action", "bridge-agent-fail"),
+                ("CC-Agent", "1000"),
+                ("CC-Hangup-Cause", "USER_BUSY"),
+                ("CC-Agent-Aborted-Time", &(T0 + 4).to_string()),
+                ("CC-Member-UUID", "m9"),
+            ],
+        ),
+        4,
+    );
+    let end = Ts(T0 * 1000 + 24_000);
+    assert_eq!(r.s.poll_timeout(), Some(end), "busy delay of 20 s");
+    r.take();
+    r.s.handle_timeout(end);
+    assert_eq!(
+        r.events(),
+        [(24_000, state("1000", AgentStatus::Available, None, None))]
+    );
+    assert_eq!(r.s.poll_timeout(), None);
 }
 
 #[test]
@@ -592,7 +614,7 @@ fn a_restarted_switch_or_a_sequence_going_back_forces_a_resync() {
 fn cti_commands_are_answered_in_order_and_tier_changes_become_events() {
     let mut r = Rig::new(|_| {});
     assert!(
-        r.s.api(1, "callcenter_config tier add q1 1002", None, &mut r.out)
+        r.s.submit(1, "callcenter_config tier add q1 1002", None)
             .is_err()
     );
     r.connect(0, &[]);
@@ -600,20 +622,14 @@ fn cti_commands_are_answered_in_order_and_tier_changes_become_events() {
         agent: "1002".into(),
         queue: "q1".into(),
     };
-    r.s.api(
+    r.s.submit(
         7,
         "callcenter_config tier add q1 1002",
         Some(joined.clone()),
-        &mut r.out,
     )
     .unwrap();
-    r.s.api(
-        8,
-        "callcenter_config tier add q1 1003",
-        Some(joined),
-        &mut r.out,
-    )
-    .unwrap();
+    r.s.submit(8, "callcenter_config tier add q1 1003", Some(joined))
+        .unwrap();
     assert_eq!(
         r.sent(),
         [
@@ -641,10 +657,10 @@ fn cti_commands_are_answered_in_order_and_tier_changes_become_events() {
     let joins = out.iter().filter(|o| matches!(o, Output::Event(e) if matches!(e.kind, EventKind::AgentJoinedQueue { .. }))).count();
     assert_eq!(joins, 1, "only the +OK one");
     // A lost connection fails what is still pending.
-    r.s.api(9, "callcenter_config tier del q1 1002", None, &mut r.out)
+    r.s.submit(9, "callcenter_config tier del q1 1002", None)
         .unwrap();
     r.take();
-    r.s.disconnected("reset by peer", &mut r.out);
+    r.s.handle_disconnect("reset by peer");
     assert!(r.take().iter().any(
         |o| matches!(o, Output::Reply { id: 9, result: Err(e) } if e.contains("reset by peer"))
     ));

@@ -1,30 +1,23 @@
-//! The tokio driver of an ESL [`Session`]: connects, moves bytes, ticks the
-//! clock, reconnects with exponential backoff and jitter, and carries CTI
-//! commands in and replies out.
-//!
-//! FreeSWITCH drops events for a listener whose queue is full and kills it
-//! after 500 losses, so the read side must never stall on us: each read
-//! takes up to 64 KiB, every complete frame in it is parsed in place
-//! (borrowed, no per-event allocation on the plain path) and the resulting
-//! events go to the engine as one batch per read. The engine's inbox is
-//! bounded (backpressure), but it applies ~1 M events/s against the few
-//! hundred per second a busy call centre fires.
+//! The event-socket source on the shared reconnecting TCP driver
+//! ([`crate::sources::tcp`], which holds the overflow policy: FreeSWITCH
+//! drops events for a listener whose queue is full and kills it after 500
+//! losses, so the read side never stalls on the engine). This file is the
+//! glue between the driver and the sans-IO [`Session`] (which frames the
+//! bytes read itself): it runs the once-a-second tick and the periodic
+//! resync, and carries CTI commands in and replies out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::EslConfig;
-use super::parser::{Framer, Parse};
+use super::cti::EslCti;
 use super::session::{Output, Session};
-use crate::cti::esl::EslCti;
-use crate::event::{Event, EventKind};
-use crate::sources::backoff::Backoff;
-use crate::sources::{Envelope, Inbox, RejectCounter, SourceHealth};
+use crate::event::EventKind;
+use crate::sources::tcp::{self, Link, Protocol, Transmit};
+use crate::sources::{SourceCtx, Started};
 use crate::time::Ts;
 
 /// One `api` command from the CTI action, with where to send the reply.
@@ -37,267 +30,167 @@ pub struct EslCommand {
     pub reply: oneshot::Sender<Result<String, String>>,
 }
 
-/// Spawns the live source (no CTI handle).
-pub fn spawn(
-    name: Arc<str>,
-    cfg: EslConfig,
-    inbox: Inbox,
-    health: Arc<SourceHealth>,
-    rejects: Arc<RejectCounter>,
-) -> tokio::task::JoinHandle<()> {
-    spawn_with_cti(name, cfg, inbox, health, rejects).0
-}
+/// How often the session's timers (wrap-ups, delays, a resync's deadline)
+/// and the CTI replies' deadline are checked.
+const TICK_MS: i64 = 1_000;
 
-/// Spawns the live source and returns the CTI action that signs agents in
-/// and out through its connection.
-pub fn spawn_with_cti(
-    name: Arc<str>,
-    cfg: EslConfig,
-    inbox: Inbox,
-    health: Arc<SourceHealth>,
-    rejects: Arc<RejectCounter>,
-) -> (tokio::task::JoinHandle<()>, EslCti) {
+/// Starts the live source; its [`Started::cti`] signs agents in and out
+/// through its connection.
+pub fn spawn(cfg: EslConfig, ctx: SourceCtx) -> Started {
     // A handful of ladder actions at a time; more wait (backpressure).
     let (tx, rx) = mpsc::channel(64);
     let cti = EslCti::new(tx, cfg.command_timeout.0, cfg.sign_out_logs_out);
-    let driver = Driver {
-        name,
-        session: Session::new(cfg.session_config()),
-        cfg,
-        inbox,
-        health,
-        rejects,
-        commands: rx,
+    let counted_until = ctx.restart.and_then(|r| r.counted_until);
+    let link = Link {
+        address: cfg.address.clone(),
+        connect_timeout: cfg.connect_timeout.0,
+        reconnect_min: Duration::from_millis(500),
+        reconnect_max: Duration::from_secs(30),
+        label: "esl",
+        what: "event socket",
+        pbx: "FreeSWITCH",
+        max_pending: tcp::MAX_PENDING,
+    };
+    let esl = Esl {
+        name: ctx.name.clone(),
+        session: Session::new(cfg.session_config(counted_until)),
+        resync_every: cfg.resync_interval.map(|d| d.millis()).filter(|ms| *ms > 0),
+        reply_within: cfg.command_timeout.0 * 2,
+        address: cfg.address,
         waiters: HashMap::new(),
         next_id: 0,
-        batch: Vec::new(),
+        overdue: None,
+        up: false,
+        next_tick: Ts::ZERO,
+        next_resync: None,
     };
-    (tokio::spawn(driver.run()), cti)
+    Started {
+        task: tokio::spawn(tcp::run(link, esl, ctx, rx)),
+        cti: Some(Arc::new(cti)),
+    }
 }
 
-struct Driver {
+/// The event-socket protocol for the TCP driver.
+struct Esl {
     name: Arc<str>,
-    cfg: EslConfig,
+    address: String,
     session: Session,
-    inbox: Inbox,
-    health: Arc<SourceHealth>,
-    rejects: Arc<RejectCounter>,
-    commands: mpsc::Receiver<EslCommand>,
-    /// CTI commands awaiting their reply, with when they were sent. A
-    /// command FreeSWITCH never answers would shift every later reply onto
-    /// the wrong command, so an overdue one drops the connection.
-    waiters: HashMap<
-        u64,
-        (
-            oneshot::Sender<Result<String, String>>,
-            tokio::time::Instant,
-        ),
-    >,
+    /// `resync_interval`, in ms (off when absent or zero).
+    resync_every: Option<i64>,
+    /// A command FreeSWITCH never answers would shift every later reply
+    /// onto the wrong command, so one overdue by this drops the connection.
+    reply_within: Duration,
+    /// CTI commands awaiting their reply, with when they were sent.
+    waiters: HashMap<u64, (oneshot::Sender<Result<String, String>>, Ts)>,
     next_id: u64,
-    batch: Vec<Event>,
+    /// Set when a CTI reply is overdue: the connection closes.
+    overdue: Option<String>,
+    up: bool,
+    next_tick: Ts,
+    next_resync: Option<Ts>,
 }
 
-/// Why a connection ended.
-enum End {
-    Closed(String),
-    /// The engine stopped: the source stops too.
-    EngineGone,
-}
+impl Protocol for Esl {
+    type Command = EslCommand;
 
-const READ_CHUNK: usize = 64 * 1024;
+    fn handle_connected(&mut self, now: Ts) {
+        self.up = true;
+        self.next_tick = now;
+        self.next_resync = self.resync_every.map(|ms| now.plus_ms(ms));
+        tracing::info!(source = %self.name, addr = %self.address, "connected to the event socket");
+    }
 
-impl Driver {
-    async fn run(mut self) {
-        let mut backoff = Backoff::new();
-        let addr = self.cfg.address.clone();
-        loop {
-            let connect =
-                tokio::time::timeout(self.cfg.connect_timeout.0, TcpStream::connect(&addr));
-            let why = match connect.await {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    self.health.set_connected(true);
-                    self.health.set_synced(false);
-                    tracing::info!(source = %self.name, %addr, "connected to the event socket");
-                    let end = self.serve(stream, &mut backoff).await;
-                    let mut out = Vec::new();
-                    let why = match &end {
-                        End::Closed(w) => w.clone(),
-                        End::EngineGone => "engine stopped".into(),
-                    };
-                    self.session.disconnected(&why, &mut out);
-                    let _ = self.process(out, &mut None).await;
-                    for (_, (w, _)) in self.waiters.drain() {
-                        let _ = w.send(Err(format!("connection lost: {why}")));
-                    }
-                    let _ = self.deliver().await;
-                    self.health.set_connected(false);
-                    if matches!(end, End::EngineGone) || self.inbox.is_closed() {
-                        return;
-                    }
-                    why
-                }
-                Ok(Err(e)) => format!("connect {addr}: {e}"),
-                Err(_) => format!("connect {addr}: timed out"),
-            };
-            self.health.set_connected(false);
-            self.health.set_error(why.clone());
-            let delay = backoff.next_delay();
-            tracing::warn!(source = %self.name, reason = %why, retry_in = ?delay, "event socket down; reconnecting");
-            if !self.wait_refusing_commands(delay).await {
-                return;
+    fn handle_input(&mut self, bytes: &[u8], now: Ts) {
+        self.session.handle_input(bytes, now);
+    }
+
+    fn handle_command(&mut self, c: EslCommand, now: Ts) {
+        let id = self.next_id;
+        self.next_id += 1;
+        match self.session.submit(id, &c.command, c.effect) {
+            Ok(()) => {
+                self.waiters.insert(id, (c.reply, now));
+            }
+            Err(e) => {
+                let _ = c.reply.send(Err(e));
             }
         }
     }
 
-    /// Sleeps `d`, answering CTI commands with "not connected". False when
-    /// the engine has stopped.
-    async fn wait_refusing_commands(&mut self, d: Duration) -> bool {
-        let sleep = tokio::time::sleep(d);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = &mut sleep => return !self.inbox.is_closed(),
-                cmd = self.commands.recv() => match cmd {
-                    Some(c) => {
-                        let _ = c.reply.send(Err("not connected to FreeSWITCH".into()));
-                    }
-                    None => std::future::pending::<()>().await,
-                },
+    fn handle_timeout(&mut self, now: Ts) {
+        if now >= self.next_tick {
+            self.session.handle_timeout(now);
+            let limit = self.reply_within;
+            let overdue = |sent: &Ts| now.since(*sent) > limit.as_millis() as i64;
+            if self.waiters.values().any(|(_, sent)| overdue(sent)) {
+                self.overdue = Some(format!(
+                    "FreeSWITCH did not answer a command within {limit:?}"
+                ));
             }
+            self.next_tick = now.plus_ms(TICK_MS);
+        }
+        if let (Some(at), Some(every)) = (self.next_resync, self.resync_every)
+            && now >= at
+        {
+            self.session.request_resync("periodic", now);
+            self.next_resync = Some(now.plus_ms(every));
         }
     }
 
-    async fn serve(&mut self, stream: TcpStream, backoff: &mut Backoff) -> End {
-        let (mut rd, mut wr) = stream.into_split();
-        let mut framer = Framer::default();
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-        let mut chunk = vec![0u8; READ_CHUNK];
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let period = self
-            .cfg
-            .resync_interval
-            .map(|d| d.0)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(86_400 * 365));
-        let mut periodic = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let mut out = Vec::new();
-        let mut wr = Some(&mut wr);
-        loop {
-            tokio::select! {
-                r = rd.read(&mut chunk) => {
-                    let n = match r {
-                        Ok(0) => return End::Closed("connection closed by FreeSWITCH".into()),
-                        Ok(n) => n,
-                        Err(e) => return End::Closed(format!("read: {e}")),
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let now = Ts::now();
-                    let mut pos = 0;
-                    loop {
-                        match framer.next(&buf[pos..]) {
-                            Parse::NeedMore => break,
-                            Parse::Skip(r, n) => {
-                                pos += n;
-                                out.push(Output::Reject(r));
-                            }
-                            Parse::Frame(f, n) => {
-                                pos += n;
-                                match f.message() {
-                                    Ok(m) => self.session.handle(m, now, &mut out),
-                                    Err(r) => out.push(Output::Reject(r)),
-                                }
-                            }
-                        }
-                    }
-                    buf.drain(..pos);
-                }
-                cmd = self.commands.recv() => {
-                    let Some(c) = cmd else { continue };
-                    let id = self.next_id;
-                    self.next_id += 1;
-                    match self.session.api(id, &c.command, c.effect, &mut out) {
-                        Ok(()) => { self.waiters.insert(id, (c.reply, tokio::time::Instant::now())); }
-                        Err(e) => { let _ = c.reply.send(Err(e)); }
-                    }
-                }
-                _ = tick.tick() => {
-                    self.session.tick(Ts::now(), &mut out);
-                    let limit = self.cfg.command_timeout.0 * 2;
-                    if self.waiters.values().any(|(_, sent)| sent.elapsed() > limit) {
-                        out.push(Output::Close(format!(
-                            "FreeSWITCH did not answer a command within {limit:?}"
-                        )));
-                    }
-                }
-                _ = periodic.tick() => self.session.request_resync("periodic", Ts::now(), &mut out),
-            }
-            let closed = self.process(std::mem::take(&mut out), &mut wr).await;
-            if self.session.is_synced() {
-                backoff.reset();
-            }
-            if !self.deliver().await {
-                return End::EngineGone;
-            }
-            if let Some(why) = closed {
-                return End::Closed(why);
-            }
+    fn handle_overflow(&mut self, now: Ts) {
+        self.session.request_resync("overflow", now);
+    }
+
+    fn handle_disconnected(&mut self, why: &str, _now: Ts) {
+        self.up = false;
+        self.overdue = None;
+        self.session.handle_disconnect(why);
+        for (_, (w, _)) in self.waiters.drain() {
+            let _ = w.send(Err(format!("connection lost: {why}")));
         }
     }
 
-    /// Acts on the session's outputs; returns why to close, if it must.
-    async fn process(
-        &mut self,
-        out: Vec<Output>,
-        wr: &mut Option<&mut tokio::net::tcp::OwnedWriteHalf>,
-    ) -> Option<String> {
-        let mut close = None;
-        for o in out {
+    fn poll_timeout(&self) -> Option<Ts> {
+        Some(match self.next_resync {
+            Some(r) => r.min(self.next_tick),
+            None => self.next_tick,
+        })
+    }
+
+    fn poll_transmit(&mut self, out: &mut Transmit) {
+        if let Some(why) = self.overdue.take() {
+            out.close.get_or_insert(why);
+        }
+        while let Some(o) = self.session.poll_output() {
             match o {
-                Output::Send(bytes) => {
-                    if let Some(w) = wr.as_mut()
-                        && let Err(e) = w.write_all(&bytes).await
-                    {
-                        close.get_or_insert(format!("write: {e}"));
-                    }
-                }
-                Output::Event(e) => self.batch.push(e),
-                Output::Reject(r) => {
-                    self.rejects
-                        .record(&self.name, &format_args!("esl {}", self.cfg.address), &r)
-                }
+                Output::Send(bytes) => out.bytes.extend_from_slice(&bytes),
+                Output::Event(e) => out.events.push(e),
+                Output::Reject(r) => out.rejects.push(r),
                 Output::ResyncStarted(reason) => {
-                    self.health.set_synced(false);
                     tracing::info!(source = %self.name, %reason, "resync started");
                 }
-                Output::Synced => self.health.set_synced(true),
+                Output::Synced => {}
                 Output::Reply { id, result } => {
                     if let Some((w, _)) = self.waiters.remove(&id) {
                         let _ = w.send(result);
                     }
                 }
                 Output::Close(why) => {
-                    close.get_or_insert(why);
+                    out.close.get_or_insert(why);
                 }
             }
         }
-        close
     }
 
-    /// Sends the batch to the engine. False when the engine is gone.
-    async fn deliver(&mut self) -> bool {
-        if self.batch.is_empty() {
-            return true;
-        }
-        let events = std::mem::take(&mut self.batch);
-        self.health.add_events(events.len() as u64);
-        self.inbox
-            .send(Envelope::Batch {
-                source: self.name.clone(),
-                events,
-            })
-            .await
-            .is_ok()
+    fn is_up(&self) -> bool {
+        self.up
+    }
+
+    fn is_synced(&self) -> bool {
+        self.session.is_synced()
+    }
+
+    fn refuse(&mut self, c: EslCommand, _why: &str) {
+        let _ = c.reply.send(Err("not connected to FreeSWITCH".into()));
     }
 }

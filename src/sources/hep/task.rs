@@ -21,7 +21,7 @@ use super::packet::{Limits, StreamFramer};
 use super::{HepIngest, HepSourceConfig};
 use crate::event::Event;
 use crate::sources::backoff::Backoff;
-use crate::sources::{Envelope, Inbox, Reject, RejectCounter, SourceHealth};
+use crate::sources::{Envelope, Reject, RejectCounter, RejectReason, SourceCtx, Started};
 use crate::time::Ts;
 
 /// Datagrams drained per wake-up before events are handed over as one batch.
@@ -93,14 +93,9 @@ async fn bind_udp(addr: &str) -> std::io::Result<UdpSocket> {
 
 /// Spawns the source: binds (retrying with backoff), then runs until the
 /// engine goes away.
-pub fn spawn(
-    name: Arc<str>,
-    cfg: HepSourceConfig,
-    inbox: Inbox,
-    health: Arc<SourceHealth>,
-    rejects: Arc<RejectCounter>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+pub fn spawn(cfg: HepSourceConfig, ctx: SourceCtx) -> Started {
+    Started::task(tokio::spawn(async move {
+        let (name, health) = (&ctx.name, &ctx.health);
         let ingest = match cfg.ingest() {
             Ok(i) => i,
             Err(e) => {
@@ -125,19 +120,13 @@ pub fn spawn(
                 }
             }
         };
-        run(name, listeners, ingest, inbox, health, rejects).await;
-    })
+        run(listeners, ingest, ctx).await;
+    }))
 }
 
 /// Runs the collector on bound sockets until the engine inbox closes.
-pub async fn run(
-    name: Arc<str>,
-    listeners: Listeners,
-    mut ingest: HepIngest,
-    inbox: Inbox,
-    health: Arc<SourceHealth>,
-    rejects: Arc<RejectCounter>,
-) {
+pub async fn run(listeners: Listeners, mut ingest: HepIngest, ctx: SourceCtx) {
+    let (name, inbox, health, rejects) = (&ctx.name, &ctx.inbox, &ctx.health, &ctx.rejects);
     tracing::info!(
         source = %name,
         udp = ?listeners.udp_addr(),
@@ -146,9 +135,9 @@ pub async fn run(
     );
     health.set_connected(true);
     health.set_synced(true);
-    let mut recorder = open_record(&name, &mut ingest);
+    let mut recorder = open_record(name, &mut ingest);
     let mut events: Vec<Event> = Vec::new();
-    ingest.start(Ts::now(), &mut events);
+    ingest.handle_start(Ts::now(), &mut events);
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(TCP_QUEUE);
     if let Some(l) = listeners.tcp {
         tokio::spawn(accept_loop(
@@ -175,12 +164,12 @@ pub async fn run(
             r = recv(udp.as_ref(), &mut buf) => match r {
                 Ok((n, peer)) => {
                     let now = Ts::now();
-                    handle(&mut ingest, &buf[..n], now, &mut events, &name, &rejects, "udp", peer);
+                    handle(&mut ingest, &buf[..n], now, &mut events, &ctx, "udp", peer);
                     // Drain what else is queued, then hand over one batch.
                     if let Some(s) = udp.as_ref() {
                         for _ in 1..BATCH_DATAGRAMS {
                             match s.try_recv_from(&mut buf) {
-                                Ok((n, peer)) => handle(&mut ingest, &buf[..n], now, &mut events, &name, &rejects, "udp", peer),
+                                Ok((n, peer)) => handle(&mut ingest, &buf[..n], now, &mut events, &ctx, "udp", peer),
                                 Err(_) => break,
                             }
                         }
@@ -193,10 +182,10 @@ pub async fn run(
             },
             m = tcp_rx.recv(), if tcp_open => match m {
                 Some((peer, bytes)) => {
-                    handle_packet_bytes(&mut ingest, &bytes, &mut events, &name, &rejects, peer);
+                    handle_packet_bytes(&mut ingest, &bytes, &mut events, &ctx, peer);
                     while events.len() < 4096 {
                         match tcp_rx.try_recv() {
-                            Ok((peer, bytes)) => handle_packet_bytes(&mut ingest, &bytes, &mut events, &name, &rejects, peer),
+                            Ok((peer, bytes)) => handle_packet_bytes(&mut ingest, &bytes, &mut events, &ctx, peer),
                             Err(_) => break,
                         }
                     }
@@ -204,7 +193,7 @@ pub async fn run(
                 None => tcp_open = false,
             },
             _ = tick.tick() => {
-                ingest.tick(Ts::now(), &mut events);
+                ingest.handle_timeout(Ts::now(), &mut events);
                 if let Some(n) = udp_inode.and_then(super::drops::read) {
                     // Said at most once a minute while it goes on.
                     if n > health.dropped() && warned.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(60)) {
@@ -274,19 +263,17 @@ async fn recv(s: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, 
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn handle(
     ingest: &mut HepIngest,
     d: &[u8],
     now: Ts,
     events: &mut Vec<Event>,
-    name: &str,
-    rejects: &RejectCounter,
+    ctx: &SourceCtx,
     transport: &str,
     peer: SocketAddr,
 ) {
-    if let Err(rej) = ingest.on_datagram(d, now, events) {
-        record(rejects, name, transport, peer, &rej);
+    if let Err(rej) = ingest.handle_datagram(d, now, events) {
+        record(&ctx.rejects, &ctx.name, transport, peer, &rej);
     }
 }
 
@@ -294,12 +281,11 @@ fn handle_packet_bytes(
     ingest: &mut HepIngest,
     bytes: &[u8],
     events: &mut Vec<Event>,
-    name: &str,
-    rejects: &RejectCounter,
+    ctx: &SourceCtx,
     peer: SocketAddr,
 ) {
     // Framed by the connection task already: parse as one packet.
-    handle(ingest, bytes, Ts::now(), events, name, rejects, "tcp", peer);
+    handle(ingest, bytes, Ts::now(), events, ctx, "tcp", peer);
 }
 
 fn record(rejects: &RejectCounter, name: &str, transport: &str, peer: SocketAddr, rej: &Reject) {
@@ -371,7 +357,7 @@ async fn read_tcp(
     }
     if framer.buffered() > 0 {
         let rej = Reject::new(
-            "hep_truncated",
+            RejectReason::HepTruncated,
             format!(
                 "connection closed inside a packet ({} bytes)",
                 framer.buffered()

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::event::{AgentStatus, Event, EventKind, ExitReason};
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 use crate::time::{TimeError, Ts};
 
 /// Longest accepted line. An event is a few hundred bytes; anything this long
@@ -54,8 +54,8 @@ enum RawTs<'a> {
 /// `bad_timestamp`; the detail says what is wrong.
 pub fn time_reject(e: TimeError) -> Reject {
     match e {
-        TimeError::OutOfRange(d) => Reject::new("ts_out_of_range", d),
-        TimeError::Syntax(d) => Reject::new("bad_timestamp", d),
+        TimeError::OutOfRange(d) => Reject::new(RejectReason::TsOutOfRange, d),
+        TimeError::Syntax(d) => Reject::new(RejectReason::BadTimestamp, d),
     }
 }
 
@@ -67,23 +67,28 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
     }
     if line.len() > MAX_LINE {
         return Err(Reject::new(
-            "line_too_long",
+            RejectReason::LineTooLong,
             format!("{} bytes (limit {MAX_LINE})", line.len()),
         ));
     }
-    let raw: Raw<'_> =
-        serde_json::from_slice(line).map_err(|e| Reject::new("invalid_json", e.to_string()))?;
+    let raw: Raw<'_> = serde_json::from_slice(line)
+        .map_err(|e| Reject::new(RejectReason::InvalidJson, e.to_string()))?;
     let kind = raw
         .kind
         .as_deref()
-        .ok_or_else(|| Reject::new("missing_field", "type"))?
+        .ok_or_else(|| Reject::new(RejectReason::MissingField, "type"))?
         .to_string();
     let ts = match &raw.ts {
-        None => return Err(Reject::new("missing_field", format!("ts ({kind})"))),
+        None => {
+            return Err(Reject::new(
+                RejectReason::MissingField,
+                format!("ts ({kind})"),
+            ));
+        }
         Some(RawTs::Millis(ms)) => Ts::event_time(*ms).map_err(time_reject)?,
         Some(RawTs::Float(f)) => {
             return Err(Reject::new(
-                "bad_timestamp",
+                RejectReason::BadTimestamp,
                 format!("{f}: integer epoch milliseconds or an RFC 3339 string"),
             ));
         }
@@ -91,9 +96,12 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
     };
     let field = |v: &Option<Cow<'_, str>>, name: &str| -> Result<String, Reject> {
         match v.as_deref() {
-            None => Err(Reject::new("missing_field", format!("{name} ({kind})"))),
+            None => Err(Reject::new(
+                RejectReason::MissingField,
+                format!("{name} ({kind})"),
+            )),
             Some("") => Err(Reject::new(
-                "bad_value",
+                RejectReason::BadValue,
                 format!("{name} is empty ({kind})"),
             )),
             Some(s) => Ok(s.to_string()),
@@ -122,7 +130,7 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
                 queue: field(&raw.queue, "queue")?,
                 reason: ExitReason::parse(&r).ok_or_else(|| {
                     Reject::new(
-                        "bad_value",
+                        RejectReason::BadValue,
                         format!("reason {r:?} (timeout, empty, key, transfer, other)"),
                     )
                 })?,
@@ -139,7 +147,7 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
                 agent: field(&raw.agent, "agent")?,
                 status: AgentStatus::parse(&s).ok_or_else(|| {
                     Reject::new(
-                        "bad_value",
+                        RejectReason::BadValue,
                         format!(
                             "state {s:?} (logged_out, available, ringing, on_call, wrap_up, paused)"
                         ),
@@ -159,7 +167,7 @@ pub fn decode_line(line: &[u8]) -> Result<Option<Event>, Reject> {
         },
         other => {
             let shown: String = other.chars().take(64).collect();
-            return Err(Reject::new("unknown_type", format!("{shown:?}")));
+            return Err(Reject::new(RejectReason::UnknownType, format!("{shown:?}")));
         }
     };
     Ok(Some(Event { ts, kind }))
@@ -329,7 +337,7 @@ impl LineDecoder {
 }
 
 fn too_long() -> Reject {
-    Reject::new("line_too_long", format!("over {MAX_LINE} bytes"))
+    Reject::new(RejectReason::LineTooLong, format!("over {MAX_LINE} bytes"))
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
@@ -341,7 +349,7 @@ mod tests {
     use super::*;
 
     fn reason(line: &str) -> &'static str {
-        decode_line(line.as_bytes()).unwrap_err().reason
+        decode_line(line.as_bytes()).unwrap_err().reason.as_str()
     }
 
     #[test]
@@ -448,7 +456,7 @@ mod tests {
             dec.finish(&mut out);
             let got: Vec<_> = out
                 .iter()
-                .map(|(n, r)| (*n, r.as_ref().err().map(|e| e.reason)))
+                .map(|(n, r)| (*n, r.as_ref().err().map(|e| e.reason.as_str())))
                 .collect();
             assert_eq!(got, vec![(1, Some("line_too_long"))], "chunk {chunk}");
         }
@@ -475,7 +483,9 @@ mod tests {
             .map(|(n, r)| {
                 (
                     *n,
-                    r.as_ref().map(|e| e.kind.type_name()).map_err(|r| r.reason),
+                    r.as_ref()
+                        .map(|e| e.kind.type_name())
+                        .map_err(|r| r.reason.as_str()),
                 )
             })
             .collect();

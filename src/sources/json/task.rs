@@ -14,66 +14,18 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::decode::{Decoded, LineDecoder};
+use super::decode::LineDecoder;
 use crate::config::JsonSourceConfig;
 use crate::sources::backoff::Backoff;
-use crate::sources::{Envelope, Inbox, Reject, RejectCounter, SourceHealth};
+use crate::sources::{Reject, RejectReason, SourceCtx, Started};
 
-/// Everything a running source needs to report.
-#[derive(Clone)]
-pub struct SourceCtx {
-    pub name: Arc<str>,
-    pub inbox: Inbox,
-    pub health: Arc<SourceHealth>,
-    pub rejects: Arc<RejectCounter>,
-}
-
-impl SourceCtx {
-    /// Sends decoded lines to the engine and counts the bad ones. Returns
-    /// false when the engine has stopped.
-    pub async fn deliver(&self, context: &str, decoded: &mut Vec<Decoded>) -> bool {
-        self.deliver_at(context, decoded, None).await
-    }
-
-    /// [`SourceCtx::deliver`], telling the engine where in a re-readable
-    /// input these events end (see [`Envelope::Positioned`]).
-    pub async fn deliver_at(
-        &self,
-        context: &str,
-        decoded: &mut Vec<Decoded>,
-        position: Option<crate::state::SourcePosition>,
-    ) -> bool {
-        let mut events = Vec::with_capacity(decoded.len());
-        for (line, r) in decoded.drain(..) {
-            match r {
-                Ok(ev) => events.push(ev),
-                Err(rej) => {
-                    let at = format!("{context}:{line}");
-                    self.rejects.record(&self.name, &at, &rej);
-                }
-            }
-        }
-        if events.is_empty() {
-            return true;
-        }
-        self.health.add_events(events.len() as u64);
-        let source = self.name.clone();
-        let env = match position {
-            Some(position) => Envelope::Positioned {
-                source,
-                events,
-                position,
-            },
-            None => Envelope::Batch { source, events },
-        };
-        self.inbox.send(env).await.is_ok()
-    }
-}
-
-pub fn spawn(cfg: JsonSourceConfig, ctx: SourceCtx) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Starts a json source. After a restart a file source resumes where the
+/// engine's figures end (`ctx.restart`).
+pub fn spawn(cfg: JsonSourceConfig, ctx: SourceCtx) -> Started {
+    Started::task(tokio::spawn(async move {
         if let Some(path) = cfg.path.clone() {
-            read_file(&path, cfg.follow, cfg.resume, &ctx).await;
+            let resume = ctx.restart.and_then(|r| r.applied);
+            read_file(&path, cfg.follow, resume, &ctx).await;
         } else if let Some(listen) = cfg.listen.clone() {
             let gate = Gate {
                 token: cfg.token.clone(),
@@ -85,7 +37,7 @@ pub fn spawn(cfg: JsonSourceConfig, ctx: SourceCtx) -> tokio::task::JoinHandle<(
         } else if let Some(addr) = cfg.address.clone() {
             connect_tcp(&addr, &ctx).await;
         }
-    })
+    }))
 }
 
 /// Reads an event file. After a restart the engine may already hold its
@@ -182,7 +134,7 @@ async fn authenticate(
     s: &mut TcpStream,
     token: &crate::config::Secret,
 ) -> Result<Vec<u8>, Option<Reject>> {
-    let refuse = |why: String| Some(Reject::new("unauthorized", why));
+    let refuse = |why: String| Some(Reject::new(RejectReason::Unauthorized, why));
     let mut got = Vec::with_capacity(256);
     let mut buf = [0u8; 512];
     let read_line = async {
@@ -260,7 +212,7 @@ async fn listen_tcp(addr: &str, gate: Gate, ctx: &SourceCtx) {
                 let context = format!("tcp {peer}");
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     let rej = Reject::new(
-                        "connection_limit",
+                        RejectReason::ConnectionLimit,
                         format!("{} producers already connected", gate.max_connections),
                     );
                     ctx.rejects.record(&ctx.name, &context, &rej);

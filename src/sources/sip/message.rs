@@ -23,7 +23,7 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
-use crate::sources::Reject;
+use crate::sources::{Reject, RejectReason};
 
 /// At most this many header lines per message; more is an attack or garbage.
 pub const MAX_HEADERS: usize = 256;
@@ -47,14 +47,14 @@ pub enum SipError {
 }
 
 impl SipError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> RejectReason {
         match self {
-            SipError::StartLine(_) => "sip_bad_start_line",
-            SipError::Unterminated => "sip_truncated",
-            SipError::Header(_) | SipError::CSeq(_) => "sip_bad_header",
-            SipError::TooManyHeaders => "sip_too_many_headers",
-            SipError::Missing(_) => "sip_missing_header",
-            SipError::Full(_) => "sip_invalid",
+            SipError::StartLine(_) => RejectReason::SipBadStartLine,
+            SipError::Unterminated => RejectReason::SipTruncated,
+            SipError::Header(_) | SipError::CSeq(_) => RejectReason::SipBadHeader,
+            SipError::TooManyHeaders => RejectReason::SipTooManyHeaders,
+            SipError::Missing(_) => RejectReason::SipMissingHeader,
+            SipError::Full(_) => RejectReason::SipInvalid,
         }
     }
 

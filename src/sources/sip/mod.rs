@@ -20,6 +20,18 @@ use crate::event::Event;
 use crate::time::Ts;
 
 /// Sans-IO SIP ingest: messages with their capture facts in, events out.
+///
+/// Calling order (the same verbs as every sans-IO core in acdmon):
+/// - when listening starts: [`SipIngest::handle_start`] (static members);
+/// - a payload is captured: [`SipIngest::handle_payload`] (or
+///   [`SipIngest::handle_message`] for a message the caller has read);
+/// - the timer fires: [`SipIngest::handle_timeout`] with the senders' time.
+///   Legs expire on event time with every message, so the timer matters
+///   only while traffic is quiet; there is no `poll_timeout`: call it
+///   periodically (the HEP task does).
+///
+/// SIP is one-way (nothing to transmit, no replies), so the only output is
+/// domain events, appended to the `out` each call is given.
 #[derive(Debug, Clone)]
 pub struct SipIngest {
     tracker: DialogTracker,
@@ -54,7 +66,7 @@ impl SipIngest {
     /// from a datagram, bytes after the first message are ignored (RFC 3261
     /// 18.3; RFC 4475 3.1.1.8). Stops at the first bad message and returns
     /// its error; events of the messages before it are kept.
-    pub fn on_payload(
+    pub fn handle_payload(
         &mut self,
         payload: &[u8],
         cap: &Capture,
@@ -66,7 +78,7 @@ impl SipIngest {
         loop {
             let msg = SipMessage::parse(rest)?;
             let used = msg.len.max(1);
-            self.on_message(&msg, cap, correlation, out)?;
+            self.handle_message(&msg, cap, correlation, out)?;
             rest = &rest[used.min(rest.len())..];
             if !stream || rest.iter().all(|b| b.is_ascii_whitespace()) {
                 return Ok(());
@@ -75,7 +87,7 @@ impl SipIngest {
     }
 
     /// Feeds one message read by the caller.
-    pub fn on_message(
+    pub fn handle_message(
         &mut self,
         msg: &SipMessage<'_>,
         cap: &Capture,
@@ -86,9 +98,9 @@ impl SipIngest {
             full::parse_read(msg)?;
         }
         self.mapper.announce_members(cap.ts, out);
-        self.tracker.sweep(cap.ts, &mut self.legs);
-        self.mapper.sweep(cap.ts, out);
-        match self.tracker.on_message(msg, cap, &mut self.legs) {
+        self.tracker.handle_timeout(cap.ts, &mut self.legs);
+        self.mapper.handle_timeout(cap.ts, out);
+        match self.tracker.handle_message(msg, cap, &mut self.legs) {
             Seen::NewInvite => {
                 if let Some(role) = self.mapper.classify(msg, correlation)
                     && self.tracker.start(msg, cap)
@@ -101,36 +113,36 @@ impl SipIngest {
                 if msg.method() == Some(Method::Register)
                     || (msg.status().is_some() && msg.cseq_method() == Method::Register)
                 {
-                    self.mapper.on_register(msg, cap.ts, out);
+                    self.mapper.handle_register(msg, cap.ts, out);
                 } else if msg.method() == Some(Method::Notify) && mapping::is_dialog_info(msg) {
                     // The full parse validates what the BLF reading trusts.
                     if !self.full_parse {
                         full::parse_read(msg)?;
                     }
                     self.mapper
-                        .on_notify(msg, cap.ts, out)
+                        .handle_notify(msg, cap.ts, out)
                         .map_err(SipError::Full)?;
                 }
             }
         }
         for ev in self.legs.drain(..) {
-            self.mapper.on_leg(ev, out);
+            self.mapper.handle_leg(ev, out);
         }
         Ok(())
     }
 
     /// Reports what is known before any traffic (static members).
-    pub fn start(&mut self, now: Ts, out: &mut Vec<Event>) {
+    pub fn handle_start(&mut self, now: Ts, out: &mut Vec<Event>) {
         self.mapper.announce_members(now, out);
     }
 
     /// Expires quiet legs (event time, or wall time when traffic stops).
-    pub fn tick(&mut self, now: Ts, out: &mut Vec<Event>) {
+    pub fn handle_timeout(&mut self, now: Ts, out: &mut Vec<Event>) {
         self.mapper.announce_members(now, out);
-        self.mapper.sweep(now, out);
-        self.tracker.sweep(now, &mut self.legs);
+        self.mapper.handle_timeout(now, out);
+        self.tracker.handle_timeout(now, &mut self.legs);
         for ev in self.legs.drain(..) {
-            self.mapper.on_leg(ev, out);
+            self.mapper.handle_leg(ev, out);
         }
     }
 }

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb};
+use super::EslCommand;
+use super::lists;
+use super::session::quote_arg;
+use crate::cti::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb};
 use crate::event::EventKind;
-use crate::sources::esl::EslCommand;
-use crate::sources::esl::lists;
-use crate::sources::esl::session::quote_arg;
 
 /// The CTI action of one ESL source.
 #[derive(Debug, Clone)]

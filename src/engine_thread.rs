@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::escalation::Entry;
 use crate::event::{Event, EventKind};
-use crate::sources::{Envelope, Reject, RejectCounter};
+use crate::sources::{Envelope, Reject, RejectCounter, RejectReason};
 use crate::state::{Engine, IntervalRecord, Publisher};
 use crate::time::Ts;
 
@@ -96,7 +96,7 @@ impl Driver {
         if let (Some(skew), Some(clock)) = (self.max_future_skew_ms, self.clock) {
             if ev.ts.0 > clock.0.saturating_add(skew) {
                 return Err(Reject::new(
-                    "ts_in_future",
+                    RejectReason::TsInFuture,
                     format!(
                         "{} is {:.1} s ahead of the daemon's clock {} (max_future_skew {} s); a producer's clock is wrong",
                         ev.ts,
@@ -113,7 +113,7 @@ impl Driver {
         let floor = self.too_old_floor(reference);
         if ev.ts < floor {
             return Err(Reject::new(
-                "ts_too_old",
+                RejectReason::TsTooOld,
                 format!(
                     "{} is before the start of the previous day ({floor}); a producer's clock is wrong or the event is stale",
                     ev.ts
@@ -346,6 +346,7 @@ pub fn spawn_engine(
                     }
                     watch.batch_done(rx.is_empty());
                     if stop {
+                        drain(&mut driver, &mut rx, &publisher).await;
                         driver.stop();
                         tracing::info!("engine stopped: shutdown");
                         return;
@@ -356,6 +357,26 @@ pub fn spawn_engine(
             });
         })
         .unwrap_or_else(|e| panic!("cannot spawn the engine thread: {e}"))
+}
+
+/// After a shutdown: closes the inbox to new entries (a sender then sees
+/// the engine as stopped) and applies every entry already in it, so nothing
+/// whose send succeeded is lost, then publishes a last time.
+async fn drain(driver: &mut Driver, rx: &mut mpsc::Receiver<Envelope>, publisher: &Publisher) {
+    rx.close();
+    let mut stop = true;
+    let mut n = 0usize;
+    while let Some(env) = rx.recv().await {
+        n += apply_envelope(driver, env, &mut stop);
+    }
+    if n > 0 {
+        tracing::info!(
+            events = n,
+            "engine stopping: applied what was still in its inbox"
+        );
+    }
+    let entries = driver.before_publish();
+    publisher.publish(&mut driver.engine, entries);
 }
 
 fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize {

@@ -11,25 +11,13 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb};
-use crate::sources::ami::session::{ActionReply, AmiAction, CONFIRM_WAIT_MS, ReplyStatus};
-use crate::sources::ami::task::Command;
+use super::session::{ActionReply, AmiAction, CONFIRM_WAIT_MS, ReplyStatus};
+use super::task::Command;
+use crate::cti::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb};
 
-/// How an agent is signed out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignOutMode {
-    /// `QueueRemove` (sign-in is `QueueAdd`). Static members from
-    /// queues.conf cannot be removed ("Member not dynamic").
-    #[default]
-    Remove,
-    /// `QueuePause Paused: true` (sign-in unpauses, and adds the member when
-    /// the interface is not in the queue).
-    Pause,
-}
+pub use crate::config::sources::SignOutMode;
 
 /// The AMI CTI action; cheap to clone.
 #[derive(Debug, Clone)]

@@ -1,5 +1,12 @@
 //! One escalation log entry (contract section 6): a decision of the ladder and
 //! the actions it took, as written to the audit log and sent on `/ws`.
+//!
+//! Why it lives in `state` although the ladder writes it: the publisher
+//! carries new entries in each [`super::Delta`] beside the views it builds,
+//! so the entry is part of what `state` publishes, like
+//! [`super::view::EscalationStatus`]. Keeping the type here lets `state`
+//! depend on nothing above it; `escalation` re-exports it under its own
+//! name (`crate::escalation::Entry`).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,6 @@
-//! Which observers and publishers a daemon or a replay runs with. Kept in one
-//! place so `run`, `demo` and `replay` stay the same engine.
+//! Which observers a daemon or a replay runs with, and the CTI actions the
+//! configuration names. Kept in one place so `run`, `demo` and `replay` stay
+//! the same engine.
 
 use std::sync::Arc;
 
@@ -9,12 +10,10 @@ use crate::config::{Config, CtiSpec};
 use crate::cti::CtiRegistry;
 use crate::cti::log_only::LogOnly;
 use crate::cti::webhook::Webhook;
-use crate::daemon;
-use crate::escalation::control::{self, LadderHandle};
+use crate::engine_thread::Observer;
+use crate::escalation::control::LadderHandle;
 use crate::escalation::observer::LadderObserver;
 use crate::floor::handover::HandoverObserver;
-use crate::reload::Reloader;
-use crate::runtime::Observer;
 use crate::store::Store;
 use crate::store::checkpoint::{self, Checkpointer};
 use crate::store::history::IntervalHistory;
@@ -83,10 +82,11 @@ fn replay_with(cfg: &Config, store_history: bool) -> Vec<Box<dyn Observer>> {
     out
 }
 
-/// What a daemon runs beside the engine.
-pub struct DaemonParts {
+/// What a daemon runs beside the engine, as its configuration asks for,
+/// made before start-up ([`super::start_with`] starts it).
+pub struct Parts {
     pub observers: Vec<Box<dyn Observer>>,
-    /// For the HTTP control routes ([`control::attach`] it to the publisher).
+    /// For the HTTP control routes (handed to `AppState::ladder`).
     pub ladder: LadderHandle,
     /// Where sources that can sign agents in (AMI) register their action.
     pub cti: Arc<CtiRegistry>,
@@ -100,86 +100,48 @@ pub struct DaemonParts {
     pub floor: crate::floor::FloorHandles,
 }
 
-/// The daemon's observers: the ladder (audit log in `[storage]`, acting
-/// through `cti`) and the interval history. Fails when the storage cannot
-/// be opened: a ladder without its audit log must not act.
-pub fn daemon_parts(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<DaemonParts> {
-    let store = Arc::new(
-        Store::open(&cfg.storage.path)
-            .with_context(|| "the audit log and interval history need [storage] path")?,
-    );
-    let (ladder, handle) =
-        LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
-    let every = cfg.storage.checkpoint_every.0;
-    let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
-    let mut observers: Vec<Box<dyn Observer>> = vec![
-        Box::new(ladder),
-        Box::new(IntervalHistory::new(store.clone())),
-        Box::new(HandoverObserver::new(cfg, store.clone(), store.clone())),
-        Box::new(posts),
-    ];
-    let mut floor = crate::floor::FloorHandles {
-        posts: Some(post_board),
-        adherence: None,
-    };
-    if let Some((obs, handle)) = crate::floor::adherence::AdherenceObserver::new(cfg) {
-        observers.push(Box::new(obs));
-        floor.adherence = Some(handle);
+impl Parts {
+    /// The daemon's observers: the ladder (audit log in `[storage]`, acting
+    /// through `cti`), the interval history, the shift handovers, the floor
+    /// rules and the checkpointer. Fails when the storage cannot be opened: a
+    /// ladder without its audit log must not act.
+    pub fn open(cfg: &Config, cti: Arc<CtiRegistry>) -> anyhow::Result<Parts> {
+        let store = Arc::new(
+            Store::open(&cfg.storage.path)
+                .with_context(|| "the audit log and interval history need [storage] path")?,
+        );
+        let (ladder, handle) =
+            LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
+        let every = cfg.storage.checkpoint_every.0;
+        let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
+        let mut observers: Vec<Box<dyn Observer>> = vec![
+            Box::new(ladder),
+            Box::new(IntervalHistory::new(store.clone())),
+            Box::new(HandoverObserver::new(cfg, store.clone(), store.clone())),
+            Box::new(posts),
+        ];
+        let mut floor = crate::floor::FloorHandles {
+            posts: Some(post_board),
+            adherence: None,
+        };
+        if let Some((obs, handle)) = crate::floor::adherence::AdherenceObserver::new(cfg) {
+            observers.push(Box::new(obs));
+            floor.adherence = Some(handle);
+        }
+        let checkpoint = if every.is_zero() {
+            None
+        } else {
+            let cp = checkpoint::load(&store);
+            observers.push(Box::new(Checkpointer::new(store.clone(), every)));
+            cp
+        };
+        Ok(Parts {
+            observers,
+            ladder: handle,
+            cti,
+            store,
+            checkpoint,
+            floor,
+        })
     }
-    let checkpoint = if every.is_zero() {
-        None
-    } else {
-        let cp = checkpoint::load(&store);
-        observers.push(Box::new(Checkpointer::new(store.clone(), every)));
-        cp
-    };
-    Ok(DaemonParts {
-        observers,
-        ladder: handle,
-        cti,
-        store,
-        checkpoint,
-        floor,
-    })
 }
-
-/// Starts the engine, sources and observers of `parts` (no HTTP yet), with
-/// the ladder reachable from the control routes.
-/// The daemon can reload its configuration (SIGHUP and
-/// `POST /api/v1/reload`).
-pub fn start(cfg: Config, parts: DaemonParts) -> daemon::Daemon {
-    let mut d = daemon::start_from(
-        cfg,
-        parts.observers,
-        Some(parts.cti.clone()),
-        parts.checkpoint,
-    );
-    control::attach(&d.state.publisher, parts.ladder);
-    crate::floor::attach_all(&d.state.publisher, parts.floor);
-    let reloader = Reloader::new(
-        d.state.clone(),
-        parts.cti,
-        Some(parts.store),
-        std::mem::take(&mut d.sources),
-    );
-    d.state.metrics.reload_result(true);
-    let _ = d.state.reloader.set(reloader);
-    d
-}
-
-/// `acdmon run`.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let cti = cti_registry(&cfg)?;
-    let parts = daemon_parts(&cfg, cti)?;
-    let d = start(cfg, parts);
-    if let Some(r) = d.state.reloader.get() {
-        crate::reload::spawn_sighup(r.clone());
-    }
-    let inbox = d.state.inbox.clone();
-    let served = daemon::serve(d.state).await;
-    daemon::stop_engine(inbox, d.engine_thread, STOP_WITHIN).await;
-    served
-}
-
-/// How long a stopping daemon waits for the engine to flush.
-pub const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);

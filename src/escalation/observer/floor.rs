@@ -1,0 +1,75 @@
+//! What the ladder asks of the floor (who may be signed in, who is on a
+//! call, who is in a group), answered from the engine's agent states.
+
+use super::*;
+
+/// The answers to the ladder's questions, from the engine.
+pub(super) struct EngineFloor<'a> {
+    pub(super) engine: &'a Engine,
+    pub(super) q: usize,
+    pub(super) assignments: &'a HashMap<String, u32>,
+    pub(super) cti: &'a CtiRegistry,
+}
+
+impl EngineFloor<'_> {
+    /// Not in the queue, as far as signing in goes: not a member, or a
+    /// member that a pause-mode sign-out left paused there (static members
+    /// can only be signed out that way). A member paused in this queue
+    /// alone counts (the ladder pauses per queue); a member paused
+    /// everywhere counts only with the sign-out pause reason, so that a
+    /// lunch break is never cut short.
+    fn signed_out(&self, a: &crate::state::Agent) -> bool {
+        if !a.queues.contains(&self.q) {
+            return true;
+        }
+        if a.status_in(self.q) != AgentStatus::Paused {
+            return false;
+        }
+        let Some(reason) = self.cti.sign_out_pause_reason(a.source.as_deref()) else {
+            return false;
+        };
+        match a.status {
+            AgentStatus::Available => a.paused_in.contains(&self.q),
+            AgentStatus::Paused => a
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(&reason)),
+            _ => false,
+        }
+    }
+}
+
+impl Floor for EngineFloor<'_> {
+    fn candidates(&self, group: &str) -> Vec<Candidate> {
+        let e = self.engine;
+        (0..e.agent_count())
+            .map(|a| e.agent(a))
+            .filter(|a| {
+                a.status != AgentStatus::LoggedOut
+                    && a.groups.iter().any(|g| g == group)
+                    && self.signed_out(a)
+            })
+            .map(|a| Candidate {
+                agent: a.id.to_string(),
+                status: a.status,
+                since: a.since,
+                assignments: self.assignments.get(&*a.id).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+
+    fn busy(&self, agent: &str) -> bool {
+        self.engine.find_agent(agent).is_some_and(|a| {
+            matches!(
+                self.engine.agent(a).status,
+                AgentStatus::Ringing | AgentStatus::OnCall
+            )
+        })
+    }
+
+    fn in_group(&self, agent: &str, group: &str) -> bool {
+        self.engine
+            .find_agent(agent)
+            .is_some_and(|a| self.engine.agent(a).groups.iter().any(|g| g == group))
+    }
+}

@@ -1,0 +1,66 @@
+use super::*;
+
+fn frame(from: u64, seq: u64, bytes: usize) -> Arc<Frame> {
+    Arc::new(Frame {
+        from,
+        seq,
+        reset: false,
+        as_of: Ts(0),
+        queues: Vec::new(),
+        agents: Vec::new(),
+        escalations: Vec::new(),
+        trend: false,
+        text: Utf8Bytes::from("x".repeat(bytes)),
+        v2: ws_v2::Changes::default(),
+        v2_ready: false,
+    })
+}
+
+#[test]
+fn history_serves_resume_only_while_it_reaches_back() {
+    let mut h = History::new(10, 3, 1000);
+    assert_eq!(h.after(10).map(|v| v.len()), Some(0), "nothing missed");
+    h.push(frame(11, 12, 10));
+    h.push(frame(13, 13, 10));
+    h.push(frame(14, 16, 10));
+    assert_eq!(h.after(10).map(|v| v.len()), Some(3));
+    assert_eq!(h.after(13).map(|v| v.len()), Some(1));
+    assert!(h.after(9).is_none(), "from before the hub started");
+    assert!(
+        h.after(17).is_none(),
+        "from the future (a restarted daemon)"
+    );
+    h.push(frame(17, 18, 10));
+    assert!(h.after(10).is_none(), "the first frame was evicted");
+    assert_eq!(h.after(12).map(|v| v.len()), Some(3));
+}
+
+#[test]
+fn history_is_bounded_by_bytes_and_cleared_by_a_reset() {
+    let mut h = History::new(0, 100, 25);
+    for i in 1..=5 {
+        h.push(frame(i, i, 10));
+    }
+    assert_eq!(h.frames.len(), 2);
+    assert!(h.bytes <= 25);
+    assert!(h.after(2).is_none());
+    assert!(h.after(3).is_some());
+    let mut r = Frame {
+        reset: true,
+        ..Arc::try_unwrap(frame(6, 6, 0)).unwrap()
+    };
+    r.text = Utf8Bytes::from_static("");
+    h.push(Arc::new(r));
+    assert!(h.after(5).is_none());
+    assert_eq!(h.after(6).map(|v| v.len()), Some(0));
+}
+
+#[test]
+fn params() {
+    let p = Params::parse(Some("token=x&queues=hot%20line,billing&since=42")).unwrap();
+    assert_eq!(p.since, Some(42));
+    let q = p.queues.unwrap();
+    assert!(q.contains("hot line") && q.contains("billing") && q.len() == 2);
+    assert!(Params::parse(Some("since=abc")).is_err());
+    assert_eq!(Params::parse(None).unwrap(), Params::default());
+}
