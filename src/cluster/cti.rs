@@ -15,17 +15,20 @@
 //! that saw the first attempt drops the repeat.
 //!
 //! Limits, stated where they bite: the key's count is this process's, so an
-//! instance restarted mid-day counts from zero (its mirrored results may
-//! then be matched to the day's earlier actions); AMI and ESL actions are not
-//! gated (they exist only on the instance that ingests that PBX, which the
-//! source lease already makes unique).
+//! instance restarted mid-day counts from zero. It therefore mirrors only
+//! results recorded after it started: an action whose key never comes
+//! waits until this instance leads and then is carried out with its own
+//! key (a possible repeat the receiver cannot drop, never a lost action).
+//! AMI and ESL actions are not gated (they exist only on the instance that
+//! ingests that PBX, which the source lease already makes unique).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{consumer::pull, stream};
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::stream;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -176,6 +179,10 @@ pub async fn follow(
     };
     let Some(b) = b else { return };
     let site = b.names.site.clone();
+    // Results from before this process started are not mirrored: its
+    // action counts start at zero, so older keys would match other actions
+    // (see the module docs). After a reconnect: after the last record read.
+    let started = async_nats::datetime::now();
     let mut last = 0u64;
     loop {
         let run = async {
@@ -190,10 +197,15 @@ pub async fn follow(
                 .map_err(|e| format!("escalation stream: {e}"))?;
             let c = s
                 .create_consumer(pull::OrderedConfig {
-                    deliver_policy:
-                        async_nats::jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    deliver_policy: if last == 0 {
+                        DeliverPolicy::ByStartTime {
+                            start_time: started,
+                        }
+                    } else {
+                        DeliverPolicy::ByStartSequence {
                             start_sequence: last + 1,
-                        },
+                        }
+                    },
                     ..Default::default()
                 })
                 .await
