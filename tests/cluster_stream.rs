@@ -402,6 +402,15 @@ async fn killing_the_ingesting_instance_loses_nothing_and_counts_nothing_twice()
     let parts: Vec<&[String]> = day.lines.chunks(day.lines.len() / 3 + 1).collect();
 
     append(&feed, parts[0]);
+    // Both have applied the first piece from the stream.
+    for i in [&a, &b] {
+        eventually(
+            LIMIT,
+            "the first piece through the stream",
+            move || async move { (i.applied().await > 0).then_some(()) },
+        )
+        .await;
+    }
     let (ra, rb) = (&a, &b);
     let a_ingests = eventually(LIMIT, "an ingester", move || async move {
         match (ra.ingests().await, rb.ingests().await) {
@@ -417,10 +426,11 @@ async fn killing_the_ingesting_instance_loses_nothing_and_counts_nothing_twice()
         (&mut b, &mut a)
     };
 
-    // Mid-feed: part of the second piece is written, the ingester dies.
+    // Mid-feed: part of the second piece is written (and a checkpoint
+    // taken), the ingester dies.
     let half = parts[1].len() / 2;
     append(&feed, &parts[1][..half]);
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     dead.sigkill();
     append(&feed, &parts[1][half..]);
     append(&feed, parts[2]);
@@ -440,6 +450,17 @@ async fn killing_the_ingesting_instance_loses_nothing_and_counts_nothing_twice()
     dead.up().await;
     let back = dead.shows(day.calls as u64).await;
     same(&back, &replayed, "restarted instance vs acdmon replay");
+    let restarts: Vec<String> = dead
+        .log()
+        .lines()
+        .filter(|l| l.contains("events go through the stream"))
+        .map(String::from)
+        .collect();
+    assert!(
+        restarts.len() == 2 && restarts[1].contains("ByStartSequence"),
+        "the restart resumed after the stream position in its checkpoint, not from the day's start: {restarts:#?}\n{}",
+        dead.log()
+    );
     ready(&*dead).await;
 }
 
