@@ -107,20 +107,45 @@ fn init_logs() {
 }
 
 fn load_config(path: &str) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|errs| {
+    let cfg = Config::load(path).map_err(|errs| {
         for e in errs {
             eprintln!("{e}");
         }
         ExitCode::from(1)
-    })
+    })?;
+    for w in &cfg.warnings {
+        tracing::warn!("{}:{}:{}: warning: {}", w.file, w.line, w.col, w.message);
+    }
+    Ok(cfg)
+}
+
+fn print_warning(e: &acdmon::config::ConfigError) {
+    println!("{}:{}:{}: warning: {}", e.file, e.line, e.col, e.message);
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A wrong command line is bad input: exit 1 (contract section 1 has
+    // 0 ok, 1 bad config or unreadable input, 2 runtime failure), not
+    // clap's own 2, which a script would read as a daemon that failed.
+    // `--help` and `--version` print to stdout and exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     init_logs();
     match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(_) => {
+            Ok(cfg) => {
+                for w in &cfg.warnings {
+                    print_warning(w);
+                }
                 println!("{file}: ok");
                 ExitCode::SUCCESS
             }

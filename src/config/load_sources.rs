@@ -21,6 +21,7 @@ impl SourceSpec {
             file: "source",
             text,
             errors: Vec::new(),
+            warnings: Vec::new(),
         };
         // Where each key starts: an error is named by the key above it (the
         // text has no file for a position to point into).

@@ -88,6 +88,13 @@ pub struct Config {
     /// `[cluster]`: cluster mode on NATS JetStream; `None` is the embedded
     /// single process.
     pub cluster: Option<ClusterConfig>,
+    /// What is valid but probably not meant (a ladder stage naming a group
+    /// no `[[agents]]` entry is in): `check-config` prints these as
+    /// `file:line:col: warning: ...` and exits 0, `run` logs them. Not
+    /// errors, because the contract's own example configuration has such
+    /// stages and must validate; at run time such a stage signs nobody in
+    /// and says so in its entry (fewer eligible than `min`).
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Config {
@@ -110,10 +117,15 @@ impl Config {
             file,
             text,
             errors: Vec::new(),
+            warnings: Vec::new(),
         };
         let cfg = l.load();
         match cfg {
-            Some(c) if l.errors.is_empty() => Ok(c),
+            Some(mut c) if l.errors.is_empty() => {
+                c.warnings = std::mem::take(&mut l.warnings);
+                c.warnings.sort_by_key(|e| (e.line, e.col));
+                Ok(c)
+            }
             _ => {
                 let mut errs = l.errors;
                 errs.sort_by_key(|e| (e.line, e.col));
@@ -189,6 +201,7 @@ struct Loader<'a> {
     file: &'a str,
     text: &'a str,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, shifts, handover, posts, adherence, walls, cluster";
@@ -197,6 +210,17 @@ impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let (line, col) = span.map(|s| line_col(self.text, s.start)).unwrap_or((1, 1));
         self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            col,
+            message: message.into(),
+        });
+    }
+
+    /// A finding that is not an error (see [`Config::warnings`]).
+    fn warn(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let (line, col) = span.map(|s| line_col(self.text, s.start)).unwrap_or((1, 1));
+        self.warnings.push(ConfigError {
             file: self.file.to_string(),
             line,
             col,
@@ -397,11 +421,13 @@ impl<'a> Loader<'a> {
                 self.expr(&st.when);
                 if let Some(si) = &st.sign_in {
                     if !groups.contains_key(si.group.get_ref().as_str()) {
-                        self.err(
+                        self.warn(
                             Some(si.group.span()),
                             format!(
-                                "unknown group `{}` (no [[agents]] entry is in that group)",
-                                si.group.get_ref()
+                                "unknown group `{}` (no [[agents]] entry is in that group): \
+                                 stage `{}` can sign nobody in",
+                                si.group.get_ref(),
+                                st.name
                             ),
                         );
                     }
@@ -484,6 +510,7 @@ impl<'a> Loader<'a> {
             adherence,
             walls,
             cluster,
+            warnings: Vec::new(),
         })
     }
 

@@ -80,7 +80,6 @@ x = 1
         ("unknown ladder `nope`", "t.toml:12:"),
         ("invalid type", "t.toml:15:"),
         ("bad expression", "t.toml:21:"),
-        ("unknown group `ghosts`", "t.toml:23:"),
         ("unknown source kind", "t.toml:27:"),
         ("unknown section `mystery`", "t.toml:29:"),
     ] {
@@ -89,6 +88,32 @@ x = 1
             "missing {needle:?} at {at}:\n{joined}"
         );
     }
+}
+
+/// A stage naming a group nobody is in is valid (the contract's own example
+/// has three), but almost certainly a mistake: a warning with its position.
+#[test]
+fn a_stage_of_an_unknown_group_is_a_warning() {
+    let text = r#"
+[[agents]]
+id = "1017"
+groups = ["outbound"]
+
+[[ladders]]
+name = "emergency"
+[[ladders.stages]]
+name = "experts"
+when = "waiting > 5"
+for = "5m"
+sign_in = { group = "ghosts" }
+"#;
+    let c = Config::parse("t.toml", text).unwrap();
+    let w: Vec<String> = c.warnings.iter().map(|e| e.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("t.toml:12:21:") && w[0].contains("unknown group `ghosts`"),
+        "{w:?}"
+    );
 }
 
 #[test]

@@ -142,6 +142,11 @@ pub struct LadderObserver {
     retry_ms: i64,
     /// (queue, stage name) of entries, for metric labels.
     meta: HashMap<u64, (String, String)>,
+    /// Ids of manual entries (an admin's sign-in or sign-out) whose action
+    /// has not come back yet. Their results are not the ladder's: a failed
+    /// manual sign-out must not become one of its releases (retried by
+    /// itself, the agent flagged `signed_in_by_escalation`).
+    manual: HashSet<u64>,
     ready: bool,
     last_full: Ts,
     /// An evaluation was skipped by the once-a-second limit.
@@ -233,6 +238,7 @@ impl LadderObserver {
             retry_at: Ts(i64::MIN / 2),
             retry_ms: WRITE_RETRY_FIRST_MS,
             meta: HashMap::new(),
+            manual: HashSet::new(),
             ready: false,
             last_full: Ts(i64::MIN / 2),
             owed: false,

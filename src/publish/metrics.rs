@@ -267,6 +267,7 @@ impl Metrics {
         let mut out = String::with_capacity(64 * 64 * (snap.queues.len() + 8));
         super::exposition::write_snapshot(&mut out, &snap, self.per_agent);
         out.push_str(&self.handle.render());
+        declare_empty_families(&mut out);
         out
     }
 
@@ -387,14 +388,62 @@ fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildErro
         .set_buckets(DEFAULT_BUCKETS)
 }
 
+/// The contract's families (section 7) that the recorder renders, which it
+/// leaves out until they have a series: with no source configured, nothing
+/// rejected or no ladder action yet. Their HELP and TYPE lines are written
+/// anyway, as the queue families are with no queue, so dashboards, recording
+/// rules and checks of the names find every required family from the first
+/// scrape. (name, type, help, unit)
+const RECORDER_FAMILIES: [(&str, &str, &str, Option<Unit>); 4] = [
+    (
+        "acd_source_connected",
+        "gauge",
+        "1 when the source is connected.",
+        None,
+    ),
+    (
+        "acd_escalation_actions_total",
+        "counter",
+        "Escalation actions by queue, stage name and final result (counted by the ladder).",
+        Some(Unit::Count),
+    ),
+    (
+        "acd_source_events_total",
+        "counter",
+        "Events received from the source.",
+        Some(Unit::Count),
+    ),
+    (
+        "acd_source_events_rejected_total",
+        "counter",
+        "Input rejected (counted and skipped), by source and reason.",
+        Some(Unit::Count),
+    ),
+];
+
+/// Appends the HELP and TYPE lines of each [`RECORDER_FAMILIES`] entry the
+/// recorder did not render.
+fn declare_empty_families(out: &mut String) {
+    use std::fmt::Write;
+    for (name, kind, help, _) in RECORDER_FAMILIES {
+        if !out.contains(&format!("# TYPE {name} ")) {
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        }
+    }
+}
+
 fn describe(r: &dyn Recorder) {
+    for (name, kind, help, unit) in RECORDER_FAMILIES {
+        match kind {
+            "gauge" => r.describe_gauge(name.into(), unit, help.into()),
+            _ => r.describe_counter(name.into(), unit, help.into()),
+        }
+    }
     let g =
         |n: &'static str, u: Option<Unit>, d: &'static str| r.describe_gauge(n.into(), u, d.into());
-    g(
-        "acd_source_connected",
-        None,
-        "1 when the source is connected.",
-    );
     g(
         "acd_source_synced",
         None,
@@ -464,20 +513,8 @@ fn describe(r: &dyn Recorder) {
         r.describe_counter(n.into(), Some(Unit::Count), d.into())
     };
     c(
-        "acd_escalation_actions_total",
-        "Escalation actions by queue, stage name and final result (counted by the ladder).",
-    );
-    c(
         "acd_storage_write_failures_total",
         "Writes to storage (audit log, interval history) that failed, retries included.",
-    );
-    c(
-        "acd_source_events_total",
-        "Events received from the source.",
-    );
-    c(
-        "acd_source_events_rejected_total",
-        "Input rejected (counted and skipped), by source and reason.",
     );
     c(
         "acd_source_dropped_total",

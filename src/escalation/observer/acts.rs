@@ -98,8 +98,9 @@ impl LadderObserver {
             };
             self.membership.push(crate::event::Event { ts: now, kind });
         }
+        let manual = self.manual.remove(&act.entry);
         if let Some(q) = engine.find_queue(&act.queue) {
-            if let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
+            if !manual && let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
                 l.handle_result(&act, outcome.ok, now);
             }
             self.changed.insert(q);

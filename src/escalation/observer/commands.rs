@@ -164,6 +164,7 @@ impl LadderObserver {
         self.meta
             .insert(id, (entry.queue.clone(), entry.stage_name.clone()));
         self.outbox.push(id);
+        self.manual.insert(id);
         let mut outs = vec![Output::Act(Act {
             entry: id,
             action: 0,

@@ -49,6 +49,11 @@ impl Params {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             let v = v.replace('+', " ");
             let v = percent_encoding::percent_decode_str(&v).decode_utf8_lossy();
+            if v.trim().is_empty() {
+                // `?queues=&since=` from a client's URL template on its
+                // first connect: not given (as on `/api/v1/escalations`).
+                continue;
+            }
             match k {
                 "queues" => {
                     let set: HashSet<String> = v

@@ -25,19 +25,56 @@ struct Raw<'a> {
     ts: Option<RawTs<'a>>,
     #[serde(rename = "type", borrow)]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "id")]
     call: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "id")]
     queue: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "id")]
     agent: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "id")]
     caller: Option<Cow<'a, str>>,
     priority: Option<i64>,
     #[serde(borrow)]
     reason: Option<Cow<'a, str>>,
     #[serde(borrow)]
     state: Option<Cow<'a, str>>,
+}
+
+/// An identifier (`call`, `queue`, `agent`, `caller`): a string, or an
+/// integer taken as its decimal text. The contract gives no type for ids and
+/// producers write numeric ones (`"agent": 1017`, a caller's number); such
+/// an event is the same event as with the string, not `invalid_json`.
+/// Borrows from the line like the other strings.
+fn id<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or an integer")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 #[derive(Deserialize)]
@@ -371,6 +408,45 @@ mod tests {
         }
         let ev = decode_line(lines[2].as_bytes()).unwrap().unwrap();
         assert_eq!(ev.ts, Ts::parse_rfc3339("2026-11-23T09:00:00Z").unwrap());
+    }
+
+    /// A producer writing numeric ids (an agent's extension, a caller's
+    /// number) means the same event as with strings; it was `invalid_json`.
+    #[test]
+    fn numeric_ids_are_their_decimal_text() {
+        let numeric = decode_line(
+            br#"{"ts":1795424400000,"type":"call_enqueued","call":1733476443,"queue":8001,"caller":13800138000}"#,
+        )
+        .unwrap()
+        .unwrap();
+        let text = decode_line(
+            br#"{"ts":1795424400000,"type":"call_enqueued","call":"1733476443","queue":"8001","caller":"13800138000"}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(numeric, text);
+        let ev = decode_line(
+            br#"{"ts":1795424400000,"type":"agent_state","agent":1017,"state":"available"}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            matches!(&ev.kind, EventKind::AgentState { agent, .. } if agent == "1017"),
+            "{ev:?}"
+        );
+        // null is absent; a fraction or an object is not an id.
+        assert_eq!(
+            reason(r#"{"ts":1795424400000,"type":"call_enqueued","call":null,"queue":"q"}"#),
+            "missing_field"
+        );
+        assert_eq!(
+            reason(r#"{"ts":1795424400000,"type":"call_enqueued","call":1.5,"queue":"q"}"#),
+            "invalid_json"
+        );
+        assert_eq!(
+            reason(r#"{"ts":1795424400000,"type":"call_enqueued","call":{"x":1},"queue":"q"}"#),
+            "invalid_json"
+        );
     }
 
     #[test]
