@@ -196,6 +196,9 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
     let config = Arc::new(config);
     let now = Ts::now();
     let mut counted_until = None;
+    let stream_resume = checkpoint
+        .as_ref()
+        .and_then(|cp| crate::cluster::stream_position(&cp.positions));
     let restored = checkpoint.and_then(|cp| match cp.restore(config.engine_config(), now) {
         Ok(e) => {
             counted_until = Some(Ts(cp.saved_at));
@@ -243,6 +246,23 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         config.server.engine_stall_after.get_ref().0,
     ));
     let engine_thread = spawn_engine(driver, rx, publisher.clone(), Some(recorder), watch.clone());
+    // Cluster mode: sources send to the stream; the engine reads it.
+    let cluster = config.cluster.as_ref().map(|c| {
+        let a = crate::cluster::Attach {
+            engine: tx.clone(),
+            resume_after: counted_until.and(stream_resume),
+            zone: config.zone.clone(),
+            health: health.clone(),
+            rejects: rejects.clone(),
+            recorder: metrics.recorder(),
+        };
+        let cluster = crate::cluster::Cluster::attach(c, a);
+        if let Some(reg) = &cti {
+            cluster.gate_cti(reg, config.cti.iter().map(|c| c.name.clone()).collect());
+        }
+        cluster
+    });
+    let tx = cluster.as_ref().map(|c| c.inbox.clone()).unwrap_or(tx);
     let (hub, hub_task) = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
     let background = vec![
         hub_task,
@@ -264,10 +284,20 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         floor,
     };
     let mut running = RunningSources::default();
-    for s in &config.sources {
-        let restart = resume.iter().find(|(n, _)| *n == s.name).map(|(_, r)| *r);
-        let task = start_source(s, &state, cti.as_deref(), restart);
-        running.insert(s.name.clone(), task);
+    if let Some(c) = &cluster {
+        // One lease-holding ingester per source (crate::cluster::ingest).
+        let (state, cti) = (state.clone(), cti.clone());
+        let start: crate::cluster::StartSource =
+            Arc::new(move |s, restart| Some(start_source(s, &state, cti.as_deref(), restart)));
+        for (name, task) in c.spawn_ingesters(&config.sources, start) {
+            running.insert(name, task);
+        }
+    } else {
+        for s in &config.sources {
+            let restart = resume.iter().find(|(n, _)| *n == s.name).map(|(_, r)| *r);
+            let task = start_source(s, &state, cti.as_deref(), restart);
+            running.insert(s.name.clone(), task);
+        }
     }
     let sources = Arc::new(SourceTasks {
         running: tokio::sync::Mutex::new(running),

@@ -5,6 +5,7 @@
 //! figures and acts through `cti`, and `publish` serves them.
 
 pub mod build_info;
+pub mod cluster;
 pub mod config;
 pub mod cti;
 pub mod daemon;

@@ -106,7 +106,13 @@ impl Reloader {
         // sent is then ahead of the new settings in the engine's inbox, and
         // the positions the engine answers with are final.
         let agents_moved = interfaces(&old) != interfaces(&new);
-        for s in &old.sources {
+        // Cluster mode: sources run under leases (crate::cluster::ingest);
+        // a reload does not stop or start them.
+        let leased = old.cluster.is_some();
+        if leased && old.sources != new.sources {
+            tracing::warn!("cluster mode: [[sources]] changes take effect at the next restart");
+        }
+        for s in old.sources.iter().filter(|_| !leased) {
             let kept = new.sources.iter().find(|n| n.name == s.name);
             let restart = match kept {
                 None => true,
@@ -161,7 +167,7 @@ impl Reloader {
         // the engine's applied events from it end.
         let today_start = crate::state::window::day_bounds(Ts::now(), &new.zone).0;
         for s in &new.sources {
-            if sources.contains_key(&s.name) {
+            if sources.contains_key(&s.name) || leased {
                 continue;
             }
             let restart = crate::sources::Restart {

@@ -199,6 +199,9 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         |w| &w.name,
         |a, b| a == b,
     );
+    if old.cluster != new.cluster {
+        d.needs_restart.push("cluster: changed".into());
+    }
     d
 }
 

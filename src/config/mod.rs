@@ -9,6 +9,7 @@
 //! checked last, with the spans serde kept for them.
 
 mod adherence;
+pub mod cluster;
 pub mod cti;
 pub mod diff;
 mod load_sources;
@@ -27,6 +28,7 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use adherence::{ActivityConfig, AdherenceConfig};
+pub use cluster::ClusterConfig;
 pub use model::*;
 pub use posts::PostConfig;
 pub use sources::*;
@@ -83,6 +85,9 @@ pub struct Config {
     pub adherence: Option<crate::floor::adherence::AdherenceRules>,
     /// `[[walls]]`: named walls at `/wall/{name}`.
     pub walls: Vec<WallConfig>,
+    /// `[cluster]`: cluster mode on NATS JetStream; `None` is the embedded
+    /// single process.
+    pub cluster: Option<ClusterConfig>,
     /// What is valid but probably not meant (a ladder stage naming a group
     /// no `[[agents]]` entry is in): `check-config` prints these as
     /// `file:line:col: warning: ...` and exits 0, `run` logs them. Not
@@ -199,7 +204,7 @@ struct Loader<'a> {
     warnings: Vec<ConfigError>,
 }
 
-const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, shifts, handover, posts, adherence, walls";
+const SECTIONS: &str = "server, storage, time, defaults, queues, agents, sources, ladders, schedules, cti, shifts, handover, posts, adherence, walls, cluster";
 
 impl<'a> Loader<'a> {
     fn err(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
@@ -248,6 +253,7 @@ impl<'a> Loader<'a> {
         let mut post_cfgs: Vec<PostConfig> = Vec::new();
         let mut adherence_cfg: Option<AdherenceConfig> = None;
         let mut walls: Vec<WallConfig> = Vec::new();
+        let mut cluster: Option<ClusterConfig> = None;
         for (key, value) in root.iter() {
             match key.get_ref().as_ref() {
                 "server" => server = self.de(value).unwrap_or_default(),
@@ -265,6 +271,7 @@ impl<'a> Loader<'a> {
                 "posts" => post_cfgs = self.each(value, "posts", |l, v| l.de(v)),
                 "adherence" => adherence_cfg = Some(self.de(value).unwrap_or_default()),
                 "walls" => walls = self.each(value, "walls", |l, v| l.de(v)),
+                "cluster" => cluster = self.de(value),
                 other => self.err(
                     Some(key.span()),
                     format!("unknown section `{other}` (expected one of: {SECTIONS})"),
@@ -479,6 +486,9 @@ impl<'a> Loader<'a> {
         let shifts = self.shifts(&shift_cfgs, &intervals);
         let posts = self.posts(&post_cfgs, &agent_ids, &schedules);
         let adherence = adherence_cfg.map(|c| self.adherence(&c, &agent_ids, &zone));
+        if let Some(c) = &cluster {
+            self.check_cluster(c, &sources);
+        }
 
         Some(Config {
             file: self.file.to_string(),
@@ -499,6 +509,7 @@ impl<'a> Loader<'a> {
             posts,
             adherence,
             walls,
+            cluster,
             warnings: Vec::new(),
         })
     }

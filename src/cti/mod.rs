@@ -17,6 +17,13 @@ pub mod webhook;
 
 pub use registry::CtiRegistry;
 
+tokio::task_local! {
+    /// The idempotency key of the action being carried out, where one is
+    /// known (cluster mode's leader gate, `crate::cluster::cti`): the webhook
+    /// sends it as `Idempotency-Key`, so a receiver can drop a repeat.
+    pub static IDEMPOTENCY_KEY: String;
+}
+
 /// Sign an agent into a queue, or out of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

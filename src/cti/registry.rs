@@ -17,7 +17,12 @@ pub struct CtiRegistry {
     default: RwLock<Option<String>>,
     /// When set, every agent goes through this one (replay's log-only CTI).
     only: Option<Arc<dyn Cti>>,
+    /// Wraps every action inserted from now on (cluster mode's leader gate).
+    wrap: RwLock<Option<Wrap>>,
 }
+
+/// See [`CtiRegistry::wrap_inserts`].
+pub type Wrap = Arc<dyn Fn(&str, Arc<dyn Cti>) -> Arc<dyn Cti> + Send + Sync>;
 
 impl std::fmt::Debug for CtiRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,7 +50,25 @@ impl CtiRegistry {
         }
     }
 
+    /// Passes every action inserted from now on, and those already in, through
+    /// `wrap` (which may return it unchanged).
+    pub fn wrap_inserts(&self, wrap: Wrap) {
+        if let Ok(mut m) = self.map.write() {
+            for (name, cti) in m.iter_mut() {
+                *cti = wrap(name, cti.clone());
+            }
+        }
+        if let Ok(mut w) = self.wrap.write() {
+            *w = Some(wrap);
+        }
+    }
+
     pub fn insert(&self, name: &str, cti: Arc<dyn Cti>) {
+        let wrap = self.wrap.read().ok().and_then(|w| w.clone());
+        let cti = match wrap {
+            Some(w) => w(name, cti),
+            None => cti,
+        };
         if let Ok(mut m) = self.map.write() {
             m.insert(name.to_string(), cti);
         }

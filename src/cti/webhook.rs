@@ -124,6 +124,9 @@ impl Webhook {
         if let Some(t) = &self.cfg.token {
             b = b.header(AUTHORIZATION, format!("Bearer {}", t.expose()));
         }
+        if let Ok(k) = super::IDEMPOTENCY_KEY.try_with(|k| k.clone()) {
+            b = b.header("idempotency-key", k);
+        }
         let req = match b.body(Full::new(body.clone())) {
             Ok(r) => r,
             Err(e) => return Attempt::Done(CtiOutcome::failed(format!("bad request: {e}"))),

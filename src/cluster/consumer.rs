@@ -1,0 +1,256 @@
+//! The engine's side of the stream: every instance reads the site's whole
+//! event stream in order (an ordered consumer: no acks, no shared state on
+//! the server, recreated by the client after a gap or a server restart) and
+//! hands each message to its engine as one batch.
+//!
+//! Each batch travels as `Envelope::Positioned` with the message's stream
+//! sequence as the position ([`STREAM_FILE`] in place of a file id), so the
+//! engine checkpoint that holds the figures also holds how far into the
+//! stream they go: a restarted instance resumes right after it, and without
+//! a usable checkpoint it replays the stream from the start of the local day.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use futures_util::StreamExt;
+
+use super::broker::Broker;
+use super::wire;
+use crate::sources::{Envelope, Inbox, Reject, RejectCounter};
+use crate::state::SourcePosition;
+
+/// `SourcePosition::file` of a stream position (no inode is this large).
+pub const STREAM_FILE: u64 = u64::MAX - 0x5354;
+
+/// The last stream sequence among checkpointed positions, if any.
+pub fn stream_position(positions: &[(String, SourcePosition)]) -> Option<u64> {
+    positions
+        .iter()
+        .filter(|(_, p)| p.file == STREAM_FILE)
+        .map(|(_, p)| p.offset)
+        .max()
+}
+
+/// How far this instance has read the stream (for `/readyz` and metrics).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Stream sequence of the last message handed to the engine.
+    pub applied: AtomicU64,
+    /// The stream's last sequence, as last seen.
+    pub last: AtomicU64,
+    /// Messages after `applied` the server still had for us.
+    pub pending: AtomicU64,
+    pub caught_up: AtomicBool,
+    pub connected: AtomicBool,
+    /// Messages read since start.
+    pub messages: AtomicU64,
+    /// Told by the progress watch when the stream has more than this
+    /// instance read and nothing arrived for a while (the server that held
+    /// the ordered consumer died quietly): the consumer is recreated after
+    /// the last message read.
+    pub stalled: tokio::sync::Notify,
+}
+
+impl Progress {
+    /// Messages in the stream this instance has not handed to its engine.
+    pub fn lag(&self) -> u64 {
+        let pending = self.pending.load(Ordering::Relaxed);
+        let applied = self.applied.load(Ordering::Relaxed);
+        if applied == 0 {
+            return pending;
+        }
+        pending.max(self.last.load(Ordering::Relaxed).saturating_sub(applied))
+    }
+
+    /// Caught up: connected, and nothing in the stream left to read.
+    pub fn is_caught_up(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+            && self.caught_up.load(Ordering::Relaxed)
+            && self.lag() == 0
+    }
+}
+
+/// Where to start reading.
+pub fn start_policy(resume_after: Option<u64>, day_start_ms: i64) -> DeliverPolicy {
+    match resume_after {
+        Some(seq) => DeliverPolicy::ByStartSequence {
+            start_sequence: seq + 1,
+        },
+        None => DeliverPolicy::ByStartTime {
+            start_time: async_nats::datetime::from_nanos(day_start_ms as i128 * 1_000_000)
+                .unwrap_or_else(|_| async_nats::datetime::now()),
+        },
+    }
+}
+
+/// Reads the stream into `engine` until the engine is gone.
+pub async fn run(
+    broker: Broker,
+    engine: Inbox,
+    start: DeliverPolicy,
+    progress: Arc<Progress>,
+    rejects: Arc<RejectCounter>,
+) {
+    let mut start = start;
+    loop {
+        match read(&broker, &engine, start, &progress, &rejects).await {
+            Ok(()) => return,
+            Err(e) => {
+                progress.connected.store(false, Ordering::Relaxed);
+                progress.caught_up.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "reading the event stream failed; resuming");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let applied = progress.applied.load(Ordering::Relaxed);
+                if applied > 0 {
+                    start = DeliverPolicy::ByStartSequence {
+                        start_sequence: applied + 1,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// `Ok` when the engine's inbox closed (the daemon is stopping).
+async fn read(
+    broker: &Broker,
+    engine: &Inbox,
+    start: DeliverPolicy,
+    progress: &Progress,
+    rejects: &RejectCounter,
+) -> Result<(), String> {
+    let consumer = broker
+        .stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: broker.names.events(),
+            deliver_policy: start,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot create the stream consumer: {e}"))?;
+    let info = consumer
+        .get_info()
+        .await
+        .map_err(|e| format!("stream consumer info: {e}"))?;
+    progress.pending.store(info.num_pending, Ordering::Relaxed);
+    progress.connected.store(true, Ordering::Relaxed);
+    if info.num_pending == 0 {
+        progress.caught_up.store(true, Ordering::Relaxed);
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| format!("stream consumer: {e}"))?;
+    loop {
+        let m = tokio::select! {
+            m = messages.next() => m,
+            _ = progress.stalled.notified() => {
+                return Err("no message for a while although the stream has more".into());
+            }
+        };
+        let Some(m) = m else { break };
+        let m = m.map_err(|e| format!("stream consumer: {e}"))?;
+        let (seq, pending) = match m.info() {
+            Ok(i) => (i.stream_sequence, i.pending),
+            Err(e) => return Err(format!("stream message without its metadata: {e}")),
+        };
+        let headers = m.headers.as_ref();
+        let source: Arc<str> = headers
+            .and_then(|h| h.get(wire::SOURCE))
+            .map(|v| Arc::from(v.as_str()))
+            .or_else(|| m.subject.as_str().rsplit('.').next().map(Arc::from))
+            .unwrap_or_else(|| Arc::from("unknown"));
+        let events = match wire::decode(&m.payload) {
+            Ok(evs) => evs,
+            Err(why) => {
+                rejects.record(
+                    &source,
+                    &format_args!("stream {} seq {seq}", broker.names.stream()),
+                    &Reject::new(crate::event::RejectReason::MalformedEvent, why),
+                );
+                Vec::new()
+            }
+        };
+        let env = Envelope::Positioned {
+            source,
+            events,
+            position: SourcePosition {
+                file: STREAM_FILE,
+                offset: seq,
+            },
+        };
+        if engine.send(env).await.is_err() {
+            return Ok(());
+        }
+        progress.applied.store(seq, Ordering::Relaxed);
+        progress.pending.store(pending, Ordering::Relaxed);
+        progress.messages.fetch_add(1, Ordering::Relaxed);
+        if pending == 0 {
+            progress.caught_up.store(true, Ordering::Relaxed);
+        }
+        if progress.last.load(Ordering::Relaxed) < seq {
+            progress.last.store(seq, Ordering::Relaxed);
+        }
+    }
+    Err("the stream consumer ended".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpoint_says_where_in_the_stream_the_figures_end() {
+        let file = SourcePosition {
+            file: 7,
+            offset: 900,
+        };
+        let at = |offset| SourcePosition {
+            file: STREAM_FILE,
+            offset,
+        };
+        assert_eq!(stream_position(&[("feed".into(), file)]), None);
+        assert_eq!(
+            stream_position(&[
+                ("feed".into(), at(40)),
+                ("pbx".into(), at(41)),
+                ("old".into(), file)
+            ]),
+            Some(41)
+        );
+        assert!(matches!(
+            start_policy(Some(41), 0),
+            DeliverPolicy::ByStartSequence { start_sequence: 42 }
+        ));
+        assert!(matches!(
+            start_policy(None, 1_765_000_000_000),
+            DeliverPolicy::ByStartTime { .. }
+        ));
+    }
+
+    #[test]
+    fn lag_counts_what_the_stream_has_beyond_what_was_applied() {
+        let p = Progress::default();
+        p.connected.store(true, Ordering::Relaxed);
+        p.pending.store(5, Ordering::Relaxed);
+        assert_eq!(
+            p.lag(),
+            5,
+            "nothing applied yet: the consumer's pending count"
+        );
+        assert!(!p.is_caught_up());
+        p.applied.store(10, Ordering::Relaxed);
+        p.pending.store(0, Ordering::Relaxed);
+        p.last.store(12, Ordering::Relaxed);
+        p.caught_up.store(true, Ordering::Relaxed);
+        assert_eq!(p.lag(), 2, "two published since the last read");
+        assert!(!p.is_caught_up());
+        p.applied.store(12, Ordering::Relaxed);
+        assert_eq!(p.lag(), 0);
+        assert!(p.is_caught_up());
+        p.connected.store(false, Ordering::Relaxed);
+        assert!(!p.is_caught_up(), "not connected is never caught up");
+    }
+}

@@ -1,0 +1,292 @@
+//! Cluster mode: a NATS JetStream stream between the sources and the engine
+//! (docs/cluster.md).
+//!
+//! ```text
+//!  PBX / files ──► source (one instance, by lease) ──► forwarder ──► stream ACDMON_<site>
+//!                                                                       │
+//!            every instance:  engine ◄── consumer ◄─────────────────────┘
+//! ```
+//!
+//! Why a stream and not replication between instances: the stream is the
+//! one ordered log every instance applies, so all instances show the same
+//! figures, a restarted one rebuilds its day by reading it again, and the
+//! broker (which operators already run and trust) does the durable part.
+//! Without `[cluster]` none of this runs and acdmon is one process.
+//!
+//! The daemon hooks in at two places: the inbox it gives sources (and
+//! `POST /api/v1/events`) is [`Cluster::inbox`], and sources are started by
+//! [`Cluster::spawn_ingesters`] instead of directly.
+
+pub mod broker;
+pub mod consumer;
+pub mod cti;
+pub mod forwarder;
+pub mod ingest;
+pub mod lease;
+pub mod wire;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use metrics::{Gauge, Key, Label, Metadata, Recorder};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{ClusterConfig, SourceConfig};
+use crate::sources::{HealthRegistry, INBOX_CAPACITY, Inbox, RejectCounter, SourceHealth};
+use crate::time::Ts;
+
+pub use consumer::stream_position;
+pub use ingest::StartSource;
+
+/// A running cluster attachment.
+pub struct Cluster {
+    /// Where sources send their events (the forwarder).
+    pub inbox: Inbox,
+    pub progress: Arc<consumer::Progress>,
+    broker: watch::Receiver<Option<broker::Broker>>,
+    fences: Arc<forwarder::Fences>,
+    recorder: Arc<dyn Recorder + Send + Sync>,
+    instance: String,
+    ttl: Duration,
+    zone: jiff::tz::TimeZone,
+    health: Arc<HealthRegistry>,
+    site: String,
+    leadership: Arc<cti::Leadership>,
+    mirror: Arc<cti::Mirror>,
+}
+
+/// What [`Cluster::attach`] needs from the daemon.
+pub struct Attach {
+    /// The engine's own inbox (the consumer feeds it; control messages pass).
+    pub engine: Inbox,
+    /// Stream sequence the restored engine checkpoint ends at, if one was
+    /// restored; otherwise the stream is read from the start of the day.
+    pub resume_after: Option<u64>,
+    pub zone: jiff::tz::TimeZone,
+    pub health: Arc<HealthRegistry>,
+    pub rejects: Arc<RejectCounter>,
+    pub recorder: Arc<dyn Recorder + Send + Sync>,
+}
+
+impl Cluster {
+    /// Connects (in the background, retrying) and starts the forwarder and
+    /// the consumer. Must run inside the tokio runtime.
+    pub fn attach(cfg: &ClusterConfig, a: Attach) -> Cluster {
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let (btx, brx) = watch::channel(None);
+        let fences = Arc::new(forwarder::Fences::default());
+        let progress = Arc::new(consumer::Progress::default());
+        let names = broker::Names::new(cfg);
+        let health = SourceHealth::new(&format!("cluster:{}", names.site), "nats");
+        health.set_error("connecting to NATS");
+        a.health.register(health.clone());
+        tokio::spawn(forwarder::run(
+            rx,
+            a.engine.clone(),
+            brx.clone(),
+            fences.clone(),
+        ));
+        let day_start = crate::state::window::day_bounds(Ts::now(), &a.zone).0;
+        let start = consumer::start_policy(a.resume_after, day_start.0);
+        tracing::info!(site = %names.site, instance = %names.instance, from = ?start, "cluster mode: events go through the stream");
+        let gauges = StreamGauges::new(&*a.recorder, &names.site);
+        let leadership = Arc::new(cti::Leadership::default());
+        let mirror = Arc::new(cti::Mirror::default());
+        let leader_gauge = gauge(
+            &*a.recorder,
+            "acd_cluster_cti_leader",
+            vec![
+                Label::new("site", names.site.clone()),
+                Label::new("instance", names.instance.clone()),
+            ],
+        );
+        leader_gauge.set(0.0);
+        tokio::spawn(cti::hold_leadership(
+            brx.clone(),
+            cfg.lease_ttl(),
+            leadership.clone(),
+            leader_gauge,
+        ));
+        tokio::spawn(cti::follow(brx.clone(), cfg.retention(), mirror.clone()));
+        {
+            let cfg = cfg.clone();
+            let progress = progress.clone();
+            let rejects = a.rejects.clone();
+            let engine = a.engine.clone();
+            tokio::spawn(async move {
+                let mut wait = Duration::from_millis(200);
+                let b = loop {
+                    match broker::connect(&cfg).await {
+                        Ok(b) => break b,
+                        Err(e) => {
+                            health.set_error(e.clone());
+                            tracing::warn!(error = %e, "cluster: NATS not reachable yet; retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                };
+                let _ = btx.send(Some(b.clone()));
+                tokio::spawn(watch_progress(b.clone(), progress.clone(), health, gauges));
+                consumer::run(b, engine, start, progress, rejects).await;
+            });
+        }
+        Cluster {
+            inbox: tx,
+            progress,
+            broker: brx,
+            fences,
+            recorder: a.recorder,
+            instance: names.instance,
+            ttl: cfg.lease_ttl(),
+            zone: a.zone,
+            health: a.health,
+            site: names.site,
+            leadership,
+            mirror,
+        }
+    }
+
+    /// Routes the `[[cti]]` actions named `webhooks` through the site's CTI
+    /// leader ([`cti::Gate`]); other actions (AMI, ESL) stay as they are.
+    pub fn gate_cti(&self, registry: &crate::cti::CtiRegistry, webhooks: Vec<String>) {
+        let (site, mirror, leadership, broker) = (
+            self.site.clone(),
+            self.mirror.clone(),
+            self.leadership.clone(),
+            self.broker.clone(),
+        );
+        registry.wrap_inserts(Arc::new(move |name, inner| {
+            if !webhooks.iter().any(|w| w == name) {
+                return inner;
+            }
+            Arc::new(cti::Gate {
+                inner,
+                site: site.clone(),
+                mirror: mirror.clone(),
+                leadership: leadership.clone(),
+                broker: broker.clone(),
+            })
+        }));
+    }
+
+    /// One lease-holding ingester per source; each handle stops its source
+    /// when aborted.
+    pub fn spawn_ingesters(
+        &self,
+        sources: &[SourceConfig],
+        start: StartSource,
+    ) -> Vec<(String, tokio::task::JoinHandle<()>)> {
+        sources
+            .iter()
+            .map(|s| {
+                let held = gauge(
+                    &*self.recorder,
+                    "acd_cluster_lease_held",
+                    vec![
+                        Label::new("source", s.name.clone()),
+                        Label::new("instance", self.instance.clone()),
+                    ],
+                );
+                held.set(0.0);
+                let ing = ingest::Ingester {
+                    source: s.clone(),
+                    broker: self.broker.clone(),
+                    fences: self.fences.clone(),
+                    start: start.clone(),
+                    health: self.health.clone(),
+                    zone: self.zone.clone(),
+                    ttl: self.ttl,
+                    held,
+                };
+                (s.name.clone(), tokio::spawn(ing.run()))
+            })
+            .collect()
+    }
+}
+
+struct StreamGauges {
+    lag: Gauge,
+    applied: Gauge,
+    last: Gauge,
+    caught_up: Gauge,
+}
+
+impl StreamGauges {
+    fn new(r: &dyn Recorder, site: &str) -> StreamGauges {
+        let l = || vec![Label::new("site", site.to_string())];
+        StreamGauges {
+            lag: gauge(r, "acd_cluster_stream_lag_messages", l()),
+            applied: gauge(r, "acd_cluster_stream_applied_sequence", l()),
+            last: gauge(r, "acd_cluster_stream_last_sequence", l()),
+            caught_up: gauge(r, "acd_cluster_caught_up", l()),
+        }
+    }
+}
+
+fn gauge(r: &dyn Recorder, name: &'static str, labels: Vec<Label>) -> Gauge {
+    static META: Metadata<'static> =
+        Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    r.register_gauge(&Key::from_parts(name, labels), &META)
+}
+
+/// How long the consumer may deliver nothing while the stream has more.
+const STALL_AFTER: Duration = Duration::from_secs(5);
+
+/// Keeps the stream's last sequence, `/readyz` (through the `cluster:<site>`
+/// health entry) and the stream gauges current.
+async fn watch_progress(
+    b: broker::Broker,
+    progress: Arc<consumer::Progress>,
+    health: Arc<SourceHealth>,
+    g: StreamGauges,
+) {
+    let mut stream = b.stream.clone();
+    let mut behind_logged = false;
+    // (applied sequence, when it last moved) for the stall check.
+    let mut moved = (0u64, std::time::Instant::now());
+    loop {
+        match stream.info().await {
+            Ok(info) => {
+                let last = info.state.last_sequence;
+                progress.last.fetch_max(last, Ordering::Relaxed);
+            }
+            Err(e) => health.set_error(format!("stream info: {e}")),
+        }
+        let connected = b.client.connection_state() == async_nats::connection::State::Connected
+            && progress.connected.load(Ordering::Relaxed);
+        let caught_up = connected && progress.is_caught_up();
+        health.set_connected(connected);
+        health.set_synced(caught_up);
+        let lag = progress.lag();
+        if !connected {
+            health.set_error("not connected to NATS");
+        }
+        if caught_up {
+            behind_logged = false;
+        } else if connected && !behind_logged {
+            tracing::info!(lag, "catching up with the event stream");
+            behind_logged = true;
+        }
+        let applied = progress.applied.load(Ordering::Relaxed);
+        if applied != moved.0 || lag == 0 {
+            moved = (applied, std::time::Instant::now());
+        } else if moved.1.elapsed() >= STALL_AFTER {
+            tracing::warn!(
+                lag,
+                applied,
+                "the stream consumer is stalled; recreating it"
+            );
+            progress.stalled.notify_one();
+            moved.1 = std::time::Instant::now();
+        }
+        let seen = progress.messages.swap(0, Ordering::Relaxed);
+        health.add_events(seen);
+        g.lag.set(lag as f64);
+        g.applied.set(applied as f64);
+        g.last.set(progress.last.load(Ordering::Relaxed) as f64);
+        g.caught_up.set(caught_up as u8 as f64);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,340 @@
+//! The CTI leader dies in the middle of an escalation (cluster mode, a real
+//! `nats-server`, two `acdmon run` processes, a webhook CTI to a local
+//! receiver).
+//!
+//! Both instances run the ladder on the same stream; only the holder of the
+//! site's `cti` lease calls the webhook, each call with an `Idempotency-Key`.
+//! Stage 1 signs a1 and a2 in; the leader is killed (SIGKILL); more callers
+//! arrive, and the other instance, once the lease has run out, signs b1 and
+//! b2 in (stage 2); the queue drains and it signs all four out, including
+//! the two the dead leader signed in. The receiver sees exactly one sign-in
+//! and one sign-out per agent (a repeat with the same key would be a retry
+//! the receiver can drop, and is counted apart).
+
+mod hook;
+mod nats;
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use acdmon::time::Ts;
+use hook::{Answer, Hook};
+use nats::NatsServer;
+use serde_json::Value;
+use support::{eventually, free_port, http};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+struct Instance {
+    child: Option<Child>,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Instance {
+    async fn start(dir: &Path, name: &str, nats: &str, feed: &Path, hook: &str) -> Instance {
+        let port = free_port();
+        let cfg = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"[server]
+listen = "127.0.0.1:{port}"
+admin_token = "boss"
+[storage]
+path = "{db}"
+[[queues]]
+name = "hotline"
+ladder = "emergency"
+[[agents]]
+id = "a1"
+groups = ["first"]
+[[agents]]
+id = "a2"
+groups = ["first"]
+[[agents]]
+id = "b1"
+groups = ["second"]
+[[agents]]
+id = "b2"
+groups = ["second"]
+[[cti]]
+name = "crm"
+kind = "webhook"
+url = "{hook}"
+timeout = "2s"
+retries = 0
+default = true
+[[ladders]]
+name = "emergency"
+mode = "auto"
+release_when = "waiting < 1"
+release_hold = "1s"
+[[ladders.stages]]
+name = "first"
+when = "waiting > 2"
+for = "0s"
+sign_in = {{ group = "first" }}
+[[ladders.stages]]
+name = "second"
+when = "waiting > 4"
+for = "0s"
+sign_in = {{ group = "second" }}
+[[sources]]
+name = "feed"
+kind = "json"
+path = "{feed}"
+follow = true
+[cluster]
+nats = ["{nats}"]
+site = "north"
+instance = "{name}"
+lease_ttl = "2s"
+"#,
+                db = dir.join(format!("{name}.sqlite")).display(),
+                feed = feed.display(),
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_acdmon"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let a = addr.clone();
+        eventually(LIMIT, "the instance serves", move || {
+            let a = a.clone();
+            async move { tokio::net::TcpStream::connect(&a).await.ok().map(|_| ()) }
+        })
+        .await;
+        Instance {
+            child: Some(child),
+            addr,
+            log,
+        }
+    }
+
+    async fn is_leader(&self) -> bool {
+        let m = http(&self.addr, "GET", "/metrics", None, "").await.body;
+        m.lines()
+            .any(|l| l.starts_with("acd_cluster_cti_leader{") && l.ends_with(" 1"))
+    }
+
+    async fn escalations(&self) -> Vec<Value> {
+        let r = http(&self.addr, "GET", "/api/v1/escalations", Some("boss"), "").await;
+        serde_json::from_str(&r.body).unwrap_or_default()
+    }
+
+    fn sigkill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.sigkill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!(
+                "--- {}:\n{}",
+                self.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+fn append(path: &Path, lines: Vec<String>) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+fn available(agents: &[&str]) -> Vec<String> {
+    let now = Ts::now().0;
+    agents
+        .iter()
+        .map(|a| {
+            format!(r#"{{"ts":{now},"type":"agent_state","agent":"{a}","state":"available"}}"#)
+        })
+        .collect()
+}
+
+fn calls(kind: &str, ids: &[&str]) -> Vec<String> {
+    let now = Ts::now().0;
+    ids.iter()
+        .map(|c| format!(r#"{{"ts":{now},"type":"{kind}","call":"{c}","queue":"hotline"}}"#))
+        .collect()
+}
+
+/// What the receiver saw: (verb, agent) -> the idempotency keys, in order.
+fn by_action(hook: &Hook) -> BTreeMap<(String, String), Vec<String>> {
+    let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for s in hook.seen() {
+        let key = s
+            .head
+            .lines()
+            .find_map(|l| l.strip_prefix("idempotency-key:"))
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default();
+        let verb = s.body["verb"].as_str().unwrap_or("?").to_string();
+        let agent = s.body["agent"].as_str().unwrap_or("?").to_string();
+        out.entry((verb, agent)).or_default().push(key);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cti_leader_dies_mid_escalation_and_the_other_finishes_the_walk() {
+    let nats = NatsServer::start();
+    let hook = Hook::start(Answer::Status(200, r#"{"ok":true}"#.into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.jsonl");
+    std::fs::write(&feed, "").unwrap();
+    let mut east = Instance::start(dir.path(), "east", &nats.url(), &feed, &hook.url).await;
+    let mut west = Instance::start(dir.path(), "west", &nats.url(), &feed, &hook.url).await;
+    let (e, w) = (&east, &west);
+    let east_leads = eventually(LIMIT, "a CTI leader", move || async move {
+        match (e.is_leader().await, w.is_leader().await) {
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            _ => None,
+        }
+    })
+    .await;
+
+    // Stage 1: three callers wait; the leader signs a1 and a2 in.
+    append(&feed, available(&["a1", "a2", "b1", "b2"]));
+    append(&feed, calls("call_enqueued", &["c1", "c2", "c3"]));
+    let h = hook.clone();
+    eventually(LIMIT, "stage 1's two sign-ins", move || {
+        let h = h.clone();
+        async move { (h.seen().len() >= 2).then_some(()) }
+    })
+    .await;
+
+    // The leader dies; the other instance mirrored stage 1.
+    let (dead, alive) = if east_leads {
+        (&mut east, &mut west)
+    } else {
+        (&mut west, &mut east)
+    };
+    dead.sigkill();
+    let killed = Instant::now();
+
+    // Stage 2 and the walk down happen under the new leader.
+    append(&feed, calls("call_enqueued", &["d1", "d2"]));
+    let a = &*alive;
+    eventually(LIMIT, "the survivor leads", move || async move {
+        a.is_leader().await.then_some(())
+    })
+    .await;
+    let takeover = killed.elapsed();
+    let h = hook.clone();
+    eventually(LIMIT, "stage 2's two sign-ins", move || {
+        let h = h.clone();
+        async move { (h.seen().len() >= 4).then_some(()) }
+    })
+    .await;
+    append(
+        &feed,
+        calls("call_abandoned", &["c1", "c2", "c3", "d1", "d2"]),
+    );
+    let h = hook.clone();
+    eventually(LIMIT, "eight webhook calls", move || {
+        let h = h.clone();
+        async move { (h.seen().len() >= 8).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let seen = by_action(&hook);
+    let mut want = Vec::new();
+    for a in ["a1", "a2", "b1", "b2"] {
+        for v in ["sign_in", "sign_out"] {
+            want.push((v.to_string(), a.to_string()));
+        }
+    }
+    want.sort();
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        want,
+        "one sign-in and one sign-out per agent: {seen:#?}"
+    );
+    let mut repeats = 0;
+    for ((verb, agent), keys) in &seen {
+        let first = &keys[0];
+        assert!(
+            first.starts_with("north:") && first.contains(agent.as_str()),
+            "{verb} {agent} carries an idempotency key: {keys:?}"
+        );
+        assert!(
+            keys.iter().all(|k| k == first),
+            "{verb} {agent}: one action (every call with the same key): {keys:?}"
+        );
+        repeats += keys.len() - 1;
+    }
+    eprintln!(
+        "takeover after SIGKILL: {:.1} s (lease_ttl 2 s); repeats with the same key: {repeats}",
+        takeover.as_secs_f64()
+    );
+    assert!(
+        takeover < Duration::from_secs(5),
+        "took over in {takeover:?}"
+    );
+
+    // The survivor's log walked up and back down, every action ok.
+    let a = &*alive;
+    let log = eventually(
+        LIMIT,
+        "the walk up and down in the survivor's log",
+        move || async move {
+            let log = a.escalations().await;
+            let done = log.len() == 4
+                && log.iter().all(|e| {
+                    e["actions"]
+                        .as_array()
+                        .is_some_and(|x| x.iter().all(|a| a["result"] == "ok"))
+                });
+            done.then_some(log)
+        },
+    )
+    .await;
+    let walk: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| {
+            (
+                e["direction"].as_str().unwrap_or("?"),
+                e["stage_name"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        walk,
+        [
+            ("up", "first"),
+            ("up", "second"),
+            ("down", "second"),
+            ("down", "first")
+        ]
+    );
+}
