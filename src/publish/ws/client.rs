@@ -307,14 +307,9 @@ async fn close_after_error(socket: &mut WebSocket, e: &axum::Error) {
     .await;
 }
 
-async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
-    send_all(socket, vec![text]).await
-}
-
 /// Writes one message of any kind (a heartbeat may be a Ping) within
 /// [`SEND_TIMEOUT`].
 async fn send_message(socket: &mut WebSocket, m: Message) -> bool {
-    use futures_util::SinkExt;
     matches!(
         tokio::time::timeout(SEND_TIMEOUT, socket.send(m)).await,
         Ok(Ok(()))
