@@ -2,6 +2,7 @@ use super::*;
 
 fn frame(from: u64, seq: u64, bytes: usize) -> Arc<Frame> {
     Arc::new(Frame {
+        number: seq,
         from,
         seq,
         reset: false,
