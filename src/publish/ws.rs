@@ -178,8 +178,6 @@ pub fn encode_delta(
 /// Deltas being merged by key.
 #[derive(Default)]
 struct Merge {
-    /// Number of the last frame merged (0 while merging engine deltas).
-    number: u64,
     from: u64,
     seq: u64,
     as_of: Ts,
@@ -192,7 +190,6 @@ struct Merge {
 
 /// One engine delta or one hub frame, as [`Merge::merge`] takes it.
 struct Part<'a> {
-    number: u64,
     from: u64,
     seq: u64,
     as_of: Ts,
@@ -205,7 +202,6 @@ struct Part<'a> {
 impl<'a> From<&'a Delta> for Part<'a> {
     fn from(d: &'a Delta) -> Self {
         Part {
-            number: 0,
             from: d.seq,
             seq: d.seq,
             as_of: d.as_of,
@@ -220,7 +216,6 @@ impl<'a> From<&'a Delta> for Part<'a> {
 impl<'a> From<&'a Frame> for Part<'a> {
     fn from(f: &'a Frame) -> Self {
         Part {
-            number: f.number,
             from: f.from,
             seq: f.seq,
             as_of: f.as_of,
@@ -248,7 +243,6 @@ impl Merge {
             self.from = part.from;
         }
         self.n += 1;
-        self.number = part.number;
         self.seq = part.seq;
         self.as_of = part.as_of;
         for q in part.queues.iter().filter(|q| keep_queue(&q.queue)) {

@@ -572,3 +572,75 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(number: u64, from: u64, seq: u64) -> Arc<Frame> {
+        Arc::new(Frame {
+            number,
+            from,
+            seq,
+            reset: false,
+            as_of: Ts(seq as i64),
+            queues: Vec::new(),
+            agents: Vec::new(),
+            escalations: Vec::new(),
+            trend: false,
+            text: Utf8Bytes::from(format!("shared {number}")),
+            v2: ws_v2::Changes::default(),
+            v2_ready: false,
+        })
+    }
+
+    fn unfiltered(number: u64, seq: u64) -> View {
+        View {
+            filter: None,
+            known_agents: HashSet::new(),
+            resuming: false,
+            number,
+            seq,
+            as_of: Ts(seq as i64),
+        }
+    }
+
+    /// A snapshot numbered 4 was taken at engine change 12, before the hub
+    /// emitted frame 5 (changes 9..11, all in the snapshot). Frame 5 goes
+    /// out as its number only (its views would be older than the
+    /// snapshot's); frame 6 (changes 12..14) straddles the snapshot and goes
+    /// out whole, as its shared bytes.
+    #[test]
+    fn a_frame_the_snapshot_already_holds_goes_out_as_its_number_only() {
+        let cache = MergeCache::default();
+        let mut v = unfiltered(4, 12);
+        let out = v.frames(&[frame(4, 5, 8), frame(5, 9, 11)], &cache);
+        assert_eq!(out.len(), 1);
+        let m: serde_json::Value = serde_json::from_str(&out[0]).unwrap();
+        assert_eq!(m["type"], "delta");
+        assert_eq!(m["seq"], 5);
+        assert_eq!(m["queues"], serde_json::json!([]));
+        assert_eq!(
+            m["as_of"],
+            serde_json::json!(Ts(12)),
+            "time never goes back"
+        );
+        let out = v.frames(&[frame(6, 12, 14)], &cache);
+        assert_eq!(out, vec![Utf8Bytes::from("shared 6")]);
+        assert!(
+            v.frames(&[frame(6, 12, 14)], &cache).is_empty(),
+            "sent once"
+        );
+    }
+
+    /// A client woken with several frames ready gets one merged message
+    /// numbered as the last: a jump, with everything in it.
+    #[test]
+    fn frames_merged_for_a_client_behind_carry_the_last_number() {
+        let cache = MergeCache::default();
+        let mut v = unfiltered(4, 8);
+        let out = v.frames(&[frame(5, 9, 11), frame(6, 12, 14)], &cache);
+        let m: serde_json::Value = serde_json::from_str(&out[0]).unwrap();
+        assert_eq!(m["seq"], 6);
+    }
+}
