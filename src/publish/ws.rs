@@ -79,8 +79,9 @@ pub const FRAME_CAPACITY: usize = 64;
 const SHARED_FILTERED_FRAMES: usize = 8;
 /// A client whose socket accepts nothing for this long is disconnected.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
-/// A quiet connection gets `{"type":"heartbeat"}` this often, so a wall can
-/// tell "nothing happened" from "the connection is dead".
+/// A quiet connection gets a heartbeat this often (version 1: a WebSocket
+/// Ping; version 2: `{"type":"heartbeat"}`), so a wall can tell "nothing
+/// happened" from "the connection is dead".
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Backstop for one client's write buffer. Each client has at most one
 /// message in flight (every send is flushed before the next), so this only
