@@ -89,3 +89,65 @@ async fn a_quiet_version_1_connection_gets_pings_and_only_contract_messages() {
     assert!(heartbeats >= 1, "version 2 keeps its text heartbeat");
     close(ws).await;
 }
+
+/// Section 5: a snapshot `seq` N, then deltas N+1, ... A client written
+/// from it treats a gap as lost data and reconnects. While callers queue up
+/// over several coalescing periods (each period merging many engine
+/// changes), a wall that keeps up sees every `seq`, one after the other,
+/// and its figures end where the floor is. Before, `seq` was the last
+/// engine change a message held, so it jumped by about ten per period.
+/// Resuming from any of those numbers still gets what was missed, merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_wall_that_keeps_up_sees_seq_step_by_one() {
+    let d = daemon("ws_coalesce = \"200ms\"", QUEUES).await;
+    // The floor is already busy when the wall connects.
+    post(&d.addr, &agent("a1", "available", "billing")).await;
+    post(&d.addr, &enqueue("billing", "b1")).await;
+    let mut ws = connect(&d.addr, &format!("token={READ}")).await;
+    let snap = next(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(snap["type"], "snapshot");
+    let first = snap["seq"].as_u64().unwrap();
+    let addr = d.addr.clone();
+    let poster = tokio::spawn(async move {
+        for i in 0..30 {
+            post(&addr, &enqueue("hotline", &format!("k{i}"))).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut seqs = vec![first];
+    let mut seq = first;
+    until(
+        &mut ws,
+        &mut seq,
+        Duration::from_secs(10),
+        "30 callers waiting on hotline",
+        |v| {
+            seqs.push(v["seq"].as_u64().unwrap());
+            queue(v, "hotline").is_some_and(|q| q["waiting"] == 30)
+        },
+    )
+    .await;
+    poster.await.unwrap();
+    assert!(seqs.len() >= 4, "several periods: {seqs:?}");
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "seq steps by one: {seqs:?}");
+    }
+    close(ws).await;
+
+    // A wall that dropped after the snapshot, or mid-burst, resumes from
+    // the `seq` it last had: one delta with everything since, numbered as
+    // the last period.
+    let last = *seqs.last().unwrap();
+    for since in [first, seqs[seqs.len() / 2]] {
+        let mut ws = connect(&d.addr, &format!("token={READ}&since={since}")).await;
+        let m = next(&mut ws, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(m["type"], "delta", "since={since}: {m}");
+        assert_eq!(m["seq"].as_u64(), Some(last), "since={since}");
+        assert_eq!(
+            queue(&m, "hotline").unwrap()["waiting"],
+            30,
+            "since={since}"
+        );
+        close(ws).await;
+    }
+}

@@ -33,10 +33,18 @@
 //!   after `since` (merged into one message) rebuilds the client's state; when
 //!   that history no longer reaches back to `since`, the client gets a fresh
 //!   snapshot instead.
-//! - Views are absolute, so a frame that straddles a snapshot's `seq` is
-//!   still correct to apply after it; only frames entirely at or before the
-//!   snapshot are skipped. Every message's `seq` is the last engine delta it
-//!   includes, and each client's `seq`s strictly increase.
+//! - **Version 1 numbers frames, not engine changes** (contract section 5:
+//!   snapshot `N`, then delta `N+1`). Each frame gets the next number; a
+//!   snapshot carries the number of the last frame emitted before it was
+//!   taken, and `?since=` counts frames. So a client that keeps up sees
+//!   `seq` step by exactly 1; a jump means frames were merged into one
+//!   message (it fell behind, or a filter left nothing to say), never that
+//!   something was lost. The engine's own `seq` still decides what a
+//!   snapshot already holds: views are absolute, so a frame that straddles
+//!   the snapshot's engine `seq` is correct to apply after it, while one
+//!   entirely at or before it would move views back and goes out as an
+//!   empty delta (its number, nothing else). Version 2 keeps the engine
+//!   `seq` (its heartbeats and the wall's resume use it).
 //!
 //! This file is the hub (frames, the merge, the resume history); one
 //! connection's side is `client`.
@@ -71,8 +79,9 @@ pub const FRAME_CAPACITY: usize = 64;
 const SHARED_FILTERED_FRAMES: usize = 8;
 /// A client whose socket accepts nothing for this long is disconnected.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
-/// A quiet connection gets `{"type":"heartbeat"}` this often, so a wall can
-/// tell "nothing happened" from "the connection is dead".
+/// A quiet connection gets a heartbeat this often (version 1: a WebSocket
+/// Ping; version 2: `{"type":"heartbeat"}`), so a wall can tell "nothing
+/// happened" from "the connection is dead".
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Backstop for one client's write buffer. Each client has at most one
 /// message in flight (every send is flushed before the next), so this only
@@ -86,6 +95,9 @@ const READ_BUFFER: usize = 4 << 10;
 /// Engine deltas merged for one coalescing period.
 #[derive(Debug)]
 pub struct Frame {
+    /// This frame's number: one more than the frame before (version 1's
+    /// `seq`).
+    pub number: u64,
     /// First engine delta in this frame.
     pub from: u64,
     /// Last engine delta in this frame.
@@ -256,11 +268,13 @@ impl Merge {
         self.merge(part, |_| true, |_| true);
     }
 
-    fn frame(self) -> Frame {
+    /// The merge as frame `number` (its text says `"seq":number`).
+    fn frame(self, number: u64) -> Frame {
         let queues: Vec<_> = self.queues.into_values().collect();
         let agents: Vec<_> = self.agents.into_values().collect();
-        let text = encode_delta(self.seq, self.as_of, &queues, &agents, &self.escalations);
+        let text = encode_delta(number, self.as_of, &queues, &agents, &self.escalations);
         Frame {
+            number,
             from: self.from,
             seq: self.seq,
             reset: false,
@@ -284,6 +298,9 @@ struct History {
     complete_after: u64,
     /// Seq of the last frame emitted.
     last: u64,
+    /// The same two as frame numbers (version 1's `seq`).
+    complete_after_number: u64,
+    last_number: u64,
     max_frames: usize,
     max_bytes: usize,
 }
@@ -295,6 +312,8 @@ impl History {
             bytes: 0,
             complete_after: start,
             last: start,
+            complete_after_number: start,
+            last_number: start,
             max_frames,
             max_bytes,
         }
@@ -302,10 +321,12 @@ impl History {
 
     fn push(&mut self, f: Arc<Frame>) {
         self.last = f.seq;
+        self.last_number = f.number;
         if f.reset {
             self.frames.clear();
             self.bytes = 0;
             self.complete_after = f.seq;
+            self.complete_after_number = f.number;
             return;
         }
         self.bytes += f.held_bytes();
@@ -316,11 +337,27 @@ impl History {
             };
             self.bytes -= old.held_bytes();
             self.complete_after = old.seq;
+            self.complete_after_number = old.number;
         }
     }
 
-    /// The frames a client that saw everything up to `since` missed, or
-    /// `None` when they are no longer all here.
+    /// The frames a version 1 client that saw every frame up to number
+    /// `since` missed, or `None` when they are no longer all here.
+    fn after_number(&self, since: u64) -> Option<Vec<Arc<Frame>>> {
+        if since < self.complete_after_number || since > self.last_number {
+            return None;
+        }
+        Some(
+            self.frames
+                .iter()
+                .filter(|f| f.number > since)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The frames a version 2 client that saw every engine delta up to
+    /// `since` missed, or `None` when they are no longer all here.
     fn after(&self, since: u64) -> Option<Vec<Arc<Frame>>> {
         if since < self.complete_after || since > self.last {
             return None;
@@ -439,7 +476,7 @@ impl Hub {
             v2_clients: Default::default(),
             v2_left: Mutex::new(None),
         });
-        let task = tokio::spawn(run_hub(hub.clone(), rx, start));
+        let task = tokio::spawn(run_hub(hub.clone(), rx, start, start));
         (hub, task)
     }
 
@@ -482,7 +519,7 @@ impl Hub {
     fn join(&self, since: Option<u64>, v2: bool) -> (broadcast::Receiver<Arc<Frame>>, Start) {
         let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let rx = self.frames.subscribe();
-        let mut missed = since.and_then(|s| h.after(s));
+        let mut missed = since.and_then(|s| if v2 { h.after(s) } else { h.after_number(s) });
         if v2 {
             // Under the history lock: no frame is emitted meanwhile.
             self.v2_clients
@@ -527,6 +564,16 @@ impl Hub {
         .clone()
     }
 
+    /// The number of the last frame emitted: what a version 1 snapshot
+    /// taken after this call may say it includes (the engine published
+    /// that frame's changes before the hub saw them).
+    fn last_number(&self) -> u64 {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_number
+    }
+
     /// Connected clients.
     pub fn clients(&self) -> i64 {
         self.metrics
@@ -535,7 +582,12 @@ impl Hub {
     }
 }
 
-async fn run_hub(hub: Arc<Hub>, mut rx: broadcast::Receiver<Arc<Delta>>, mut seen: u64) {
+async fn run_hub(
+    hub: Arc<Hub>,
+    mut rx: broadcast::Receiver<Arc<Delta>>,
+    mut seen: u64,
+    mut number: u64,
+) {
     let mut acc = Merge::default();
     let mut last_emit: Option<Instant> = None;
     loop {
@@ -548,7 +600,7 @@ async fn run_hub(hub: Arc<Hub>, mut rx: broadcast::Receiver<Arc<Delta>>, mut see
         tokio::select! {
             r = rx.recv() => match r {
                 Ok(d) => take(&hub, &mut acc, &mut seen, &d),
-                Err(RecvError::Lagged(_)) => lost(&hub, &mut acc, &mut seen),
+                Err(RecvError::Lagged(_)) => lost(&hub, &mut acc, &mut seen, &mut number),
                 Err(RecvError::Closed) => closed = true,
             },
             _ = sleep_until_opt(due), if due.is_some() => {}
@@ -557,7 +609,7 @@ async fn run_hub(hub: Arc<Hub>, mut rx: broadcast::Receiver<Arc<Delta>>, mut see
         loop {
             match rx.try_recv() {
                 Ok(d) => take(&hub, &mut acc, &mut seen, &d),
-                Err(TryRecvError::Lagged(_)) => lost(&hub, &mut acc, &mut seen),
+                Err(TryRecvError::Lagged(_)) => lost(&hub, &mut acc, &mut seen, &mut number),
                 Err(TryRecvError::Closed) => {
                     closed = true;
                     break;
@@ -567,12 +619,14 @@ async fn run_hub(hub: Arc<Hub>, mut rx: broadcast::Receiver<Arc<Delta>>, mut see
         }
         let now = Instant::now();
         if acc.n > 0 && last_emit.is_none_or(|t| now >= t + hub.coalesce) {
-            hub.emit(std::mem::take(&mut acc).frame());
+            number += 1;
+            hub.emit(std::mem::take(&mut acc).frame(number));
             last_emit = Some(now);
         }
         if closed {
             if acc.n > 0 {
-                hub.emit(std::mem::take(&mut acc).frame());
+                number += 1;
+                hub.emit(std::mem::take(&mut acc).frame(number));
             }
             return;
         }
@@ -596,7 +650,7 @@ fn take(_hub: &Hub, acc: &mut Merge, seen: &mut u64, d: &Delta) {
 
 /// The hub fell behind the engine: what it merged is incomplete. Clients
 /// are told to take a fresh snapshot.
-fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
+fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64, number: &mut u64) {
     tracing::warn!("/ws hub fell behind the engine; clients will resync from a snapshot");
     let snap = hub.publisher.snapshot();
     *seen = (*seen).max(snap.seq);
@@ -605,7 +659,9 @@ fn lost(hub: &Hub, acc: &mut Merge, seen: &mut u64) {
     let v2 = hub.v2_wanted();
     *hub.docs.lock().unwrap_or_else(|e| e.into_inner()) =
         v2.then(|| ws_v2::Docs::from_snapshot(&snap, seq));
+    *number += 1;
     hub.emit(Frame {
+        number: *number,
         from: seq,
         seq,
         reset: true,

@@ -160,7 +160,12 @@ struct View {
     /// unknown here, so every agent that changed meanwhile is sent, inside
     /// the filter or not (a view outside its queues tells it to drop one).
     resuming: bool,
+    /// The last frame number sent (the `seq` of its last message).
+    number: u64,
+    /// The engine `seq` and time of the snapshot it holds: a frame entirely
+    /// at or before them holds nothing newer (0 after a resume).
     seq: u64,
+    as_of: Ts,
 }
 
 impl View {
@@ -175,13 +180,18 @@ impl View {
         }
     }
 
-    fn snapshot(&mut self, p: &Publisher) -> Utf8Bytes {
-        let snap = p.snapshot();
+    /// A snapshot numbered as the last frame emitted before it was taken
+    /// (it holds at least that frame's changes; the next frame is `+1`).
+    fn snapshot(&mut self, hub: &Hub) -> Utf8Bytes {
+        let number = hub.last_number();
+        let snap = hub.publisher.snapshot();
+        self.number = number;
         self.seq = snap.seq;
+        self.as_of = snap.as_of;
         if self.filter.is_none() {
             return to_text(&SnapshotMsg {
                 kind: "snapshot",
-                seq: snap.seq,
+                seq: number,
                 as_of: snap.as_of,
                 queues: &snap.queues,
                 agents: &snap.agents,
@@ -202,40 +212,56 @@ impl View {
         self.known_agents = agents.iter().map(|a| a.agent.clone()).collect();
         to_text(&SnapshotMsg {
             kind: "snapshot",
-            seq: snap.seq,
+            seq: number,
             as_of: snap.as_of,
             queues: &queues,
             agents: &agents,
         })
     }
 
-    /// The message for the frames not yet sent: none when nothing new
-    /// concerns this client; the frame's shared bytes when unfiltered and
-    /// one frame; otherwise one merged message (merges of the same frames
-    /// for unfiltered clients are shared through `cache`). Merging beats
-    /// sending each frame: frames repeat whole views, and bytes are what a
-    /// fan-out to hundreds of clients pays for.
+    /// The message for the frames not yet sent, numbered as the last of
+    /// them: none when nothing new concerns a filtered client; the frame's
+    /// shared bytes when unfiltered and one frame; otherwise one merged
+    /// message (merges of the same frames for unfiltered clients are shared
+    /// through `cache`). Merging beats sending each frame: frames repeat
+    /// whole views, and bytes are what a fan-out to hundreds of clients
+    /// pays for. An unfiltered client always gets a message, so one that
+    /// keeps up sees every number.
     fn frames(&mut self, frames: &[Arc<Frame>], cache: &MergeCache) -> Vec<Utf8Bytes> {
-        let fresh: Vec<&Arc<Frame>> = frames.iter().filter(|f| f.seq > self.seq).collect();
+        let fresh: Vec<&Arc<Frame>> = frames.iter().filter(|f| f.number > self.number).collect();
         let (Some(first), Some(last)) = (fresh.first(), fresh.last()) else {
             return Vec::new();
         };
+        let number = last.number;
+        self.number = number;
+        // Frames entirely held by the snapshot would move views back: only
+        // their number is sent (right after a snapshot, at most a frame).
+        let held = self.seq;
+        let newer = fresh.iter().filter(|f| f.seq > held).count();
+        self.seq = held.max(last.seq);
         if self.filter.is_none() {
-            self.seq = last.seq;
-            if fresh.len() == 1 {
-                return vec![last.text.clone()];
-            }
-            let span = (first.seq, last.seq);
-            if let Some(t) = cache.get(span) {
+            if newer == fresh.len() {
+                if fresh.len() == 1 {
+                    return vec![last.text.clone()];
+                }
+                let span = (first.number, number);
+                if let Some(t) = cache.get(span) {
+                    return vec![t];
+                }
+                let mut m = Merge::default();
+                for f in &fresh {
+                    m.merge_all((&***f).into());
+                }
+                let t = m.frame(number).text;
+                cache.put(span, t.clone());
                 return vec![t];
             }
             let mut m = Merge::default();
-            for f in &fresh {
+            for f in fresh.iter().filter(|f| f.seq > held) {
                 m.merge_all((&***f).into());
             }
-            let t = m.frame().text;
-            cache.put(span, t.clone());
-            return vec![t];
+            m.as_of = m.as_of.max(last.as_of).max(self.as_of);
+            return vec![m.frame(number).text];
         }
         let mut m = Merge::default();
         let View {
@@ -245,7 +271,7 @@ impl View {
             ..
         } = self;
         let wants_queue = |q: &str| filter.as_ref().is_none_or(|f| f.shows(q));
-        for f in &fresh {
+        for f in fresh.iter().filter(|f| f.seq > held) {
             m.merge((&***f).into(), wants_queue, |a| {
                 // An agent leaving this client's queues is sent once more
                 // (its view tells the client to drop it).
@@ -259,19 +285,15 @@ impl View {
                 inside || known
             });
         }
-        self.seq = m.seq;
-        if self.filter.is_some()
-            && m.queues.is_empty()
-            && m.agents.is_empty()
-            && m.escalations.is_empty()
-        {
-            // Nothing this client watches changed: say nothing.
+        if m.queues.is_empty() && m.agents.is_empty() && m.escalations.is_empty() {
+            // Nothing this client watches changed: say nothing (its next
+            // `seq` jumps; nothing it watches was lost).
             return Vec::new();
         }
         let queues: Vec<_> = m.queues.into_values().collect();
         let agents: Vec<_> = m.agents.into_values().collect();
         vec![encode_delta(
-            m.seq,
+            number,
             m.as_of,
             &queues,
             &agents,
@@ -372,7 +394,7 @@ enum Proto {
 impl Proto {
     fn snapshot(&mut self, hub: &Hub) -> Utf8Bytes {
         match self {
-            Proto::V1(v) => v.snapshot(&hub.publisher),
+            Proto::V1(v) => v.snapshot(hub),
             Proto::V2(v) => v.snapshot(hub),
         }
     }
@@ -401,7 +423,9 @@ impl Proto {
     fn resume(&mut self, hub: &Hub, since: u64, frames: &[Arc<Frame>]) -> Vec<Utf8Bytes> {
         match self {
             Proto::V1(view) => {
-                view.seq = since;
+                // `since` is a frame number; every frame after it applies.
+                view.number = since;
+                view.seq = 0;
                 if view.filter.is_some() {
                     // Agents in its queues that did not change meanwhile are
                     // ones it already holds: it must hear when they leave.
@@ -462,7 +486,9 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
             filter,
             known_agents: HashSet::new(),
             resuming: false,
+            number: 0,
             seq: 0,
+            as_of: Ts(0),
         })
     } else {
         Proto::V2(V2 {
@@ -544,5 +570,77 @@ async fn client(hub: Arc<Hub>, mut socket: WebSocket, p: Params) {
             }
             last_sent = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(number: u64, from: u64, seq: u64) -> Arc<Frame> {
+        Arc::new(Frame {
+            number,
+            from,
+            seq,
+            reset: false,
+            as_of: Ts(seq as i64),
+            queues: Vec::new(),
+            agents: Vec::new(),
+            escalations: Vec::new(),
+            trend: false,
+            text: Utf8Bytes::from(format!("shared {number}")),
+            v2: ws_v2::Changes::default(),
+            v2_ready: false,
+        })
+    }
+
+    fn unfiltered(number: u64, seq: u64) -> View {
+        View {
+            filter: None,
+            known_agents: HashSet::new(),
+            resuming: false,
+            number,
+            seq,
+            as_of: Ts(seq as i64),
+        }
+    }
+
+    /// A snapshot numbered 4 was taken at engine change 12, before the hub
+    /// emitted frame 5 (changes 9..11, all in the snapshot). Frame 5 goes
+    /// out as its number only (its views would be older than the
+    /// snapshot's); frame 6 (changes 12..14) straddles the snapshot and goes
+    /// out whole, as its shared bytes.
+    #[test]
+    fn a_frame_the_snapshot_already_holds_goes_out_as_its_number_only() {
+        let cache = MergeCache::default();
+        let mut v = unfiltered(4, 12);
+        let out = v.frames(&[frame(4, 5, 8), frame(5, 9, 11)], &cache);
+        assert_eq!(out.len(), 1);
+        let m: serde_json::Value = serde_json::from_str(&out[0]).unwrap();
+        assert_eq!(m["type"], "delta");
+        assert_eq!(m["seq"], 5);
+        assert_eq!(m["queues"], serde_json::json!([]));
+        assert_eq!(
+            m["as_of"],
+            serde_json::json!(Ts(12)),
+            "time never goes back"
+        );
+        let out = v.frames(&[frame(6, 12, 14)], &cache);
+        assert_eq!(out, vec![Utf8Bytes::from("shared 6")]);
+        assert!(
+            v.frames(&[frame(6, 12, 14)], &cache).is_empty(),
+            "sent once"
+        );
+    }
+
+    /// A client woken with several frames ready gets one merged message
+    /// numbered as the last: a jump, with everything in it.
+    #[test]
+    fn frames_merged_for_a_client_behind_carry_the_last_number() {
+        let cache = MergeCache::default();
+        let mut v = unfiltered(4, 8);
+        let out = v.frames(&[frame(5, 9, 11), frame(6, 12, 14)], &cache);
+        let m: serde_json::Value = serde_json::from_str(&out[0]).unwrap();
+        assert_eq!(m["seq"], 6);
     }
 }

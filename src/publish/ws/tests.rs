@@ -2,6 +2,7 @@ use super::*;
 
 fn frame(from: u64, seq: u64, bytes: usize) -> Arc<Frame> {
     Arc::new(Frame {
+        number: seq,
         from,
         seq,
         reset: false,
@@ -78,4 +79,26 @@ fn params_take_a_pattern_or_names_not_both() {
         "an empty pattern is not given"
     );
     assert_eq!(Params::parse(Some("v=2")).unwrap().filter(), None);
+}
+
+/// Version 1 resumes by frame number (its `seq`), version 2 by engine
+/// change: the same history answers both.
+#[test]
+fn history_resumes_by_frame_number_and_by_engine_seq() {
+    let mut h = History::new(0, 3, 1000);
+    for (number, from, seq) in [(1, 1, 10), (2, 11, 25), (3, 26, 26)] {
+        let mut f = Arc::try_unwrap(frame(from, seq, 10)).unwrap();
+        f.number = number;
+        h.push(Arc::new(f));
+    }
+    assert_eq!(h.after_number(1).map(|v| v.len()), Some(2));
+    assert_eq!(h.after_number(3).map(|v| v.len()), Some(0));
+    assert!(h.after_number(4).is_none(), "a number never issued");
+    assert_eq!(h.after(10).map(|v| v.len()), Some(2));
+    assert_eq!(h.after(25).map(|v| v.len()), Some(1));
+    let mut f = Arc::try_unwrap(frame(27, 30, 10)).unwrap();
+    f.number = 4;
+    h.push(Arc::new(f));
+    assert!(h.after_number(0).is_none(), "frame 1 was evicted");
+    assert_eq!(h.after_number(1).map(|v| v.len()), Some(3));
 }
