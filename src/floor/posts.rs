@@ -377,7 +377,7 @@ impl PostsObserver {
         self.dirty = true;
     }
 
-    fn evaluate(&mut self, engine: &Engine) {
+    fn evaluate(&mut self, engine: &mut Engine) {
         let now = engine.now();
         self.evaluated = now;
         let local = if self.schedules.iter().any(Option::is_some) {
@@ -423,6 +423,7 @@ impl PostsObserver {
         }
         if let Some(c) = self.cover.as_mut() {
             c.release_orphans(engine, &self.rules);
+            c.sync_holds(engine);
             if std::mem::take(&mut c.changed) {
                 self.dirty = true;
             }
