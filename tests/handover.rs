@@ -731,3 +731,91 @@ fn each_handover_lists_the_source_outages_of_its_shift() {
         serde_json::json!([{"source": "cti-link", "from": ts("12:00:00"), "to": ts("12:10:00")}])
     );
 }
+
+/// [`start`] with the sources' health watched, as the daemon does.
+fn start_watched(
+    cfg: &Config,
+    first: Ts,
+    health: Arc<acdmon::sources::health::HealthRegistry>,
+) -> Run {
+    let cti = Arc::new(CtiRegistry::only(Arc::new(LogOnly)));
+    let parts = acdmon::daemon::Parts::open(cfg, cti).unwrap();
+    let _ = parts.floor.sources.set(health);
+    let mut driver = Driver::new(
+        Engine::starting_at(cfg.engine_config(), first),
+        Arc::new(RejectCounter::default()),
+    );
+    driver.observers = parts.observers;
+    Run {
+        driver,
+        store: parts.store,
+    }
+}
+
+/// PBX 2 drops at 09:25 and is back at 09:28; the CTI link goes down at
+/// 10:00 and the daemon is killed at 10:30 while it is still down. The
+/// restarted daemon (10:45) sees the link come back at 10:50. The early
+/// shift's record, written by the second process, lists both outages.
+#[test]
+fn a_restart_mid_shift_keeps_the_source_outages_before_it() {
+    use acdmon::event::AgentStatus::Available;
+    use acdmon::sources::health::{HealthRegistry, SourceHealth};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse("t.toml", &config(dir.path())).unwrap();
+    let tick = |t: &str| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: "a1".into(),
+                status: Available,
+                reason: None,
+                queue: Some("hotline".into()),
+            },
+        )
+    };
+    let sources = || {
+        let health = Arc::new(HealthRegistry::default());
+        let pbx = SourceHealth::new("pbx2", "ami");
+        let link = SourceHealth::new("cti-link", "esl");
+        health.register(pbx.clone());
+        health.register(link.clone());
+        (health, pbx, link)
+    };
+
+    let (health, pbx, link) = sources();
+    pbx.set_connected(true);
+    link.set_connected(true);
+    let mut run = start_watched(&cfg, at("08:00:00"), health);
+    feed(&mut run, [tick("08:00:00")]);
+    pbx.set_connected(false);
+    pbx.set_error("connection reset by peer");
+    feed(&mut run, [tick("09:25:00")]);
+    pbx.set_connected(true);
+    feed(&mut run, [tick("09:28:00")]);
+    link.set_connected(false);
+    feed(&mut run, [tick("10:00:00"), tick("10:30:00")]);
+    // Killed: no on_stop.
+    drop(run);
+
+    // The new process: PBX 2 connects at once, the link only at 10:50.
+    let (health, pbx, link) = sources();
+    pbx.set_connected(true);
+    let mut run = start_watched(&cfg, at("10:45:00"), health);
+    feed(&mut run, [tick("10:45:00")]);
+    link.set_connected(true);
+    feed(&mut run, [tick("10:50:00"), tick("12:05:00")]);
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 1, "{hs:#?}");
+    let ts = |t: &str| serde_json::json!(at(t).rfc3339());
+    assert_eq!(
+        serde_json::json!(hs[0].source_outages),
+        serde_json::json!([
+            {"source": "pbx2", "from": ts("09:25:00"), "to": ts("09:28:00"),
+             "error": "connection reset by peer"},
+            {"source": "cti-link", "from": ts("10:00:00"), "to": ts("10:50:00")},
+        ]),
+        "{:#?}",
+        hs[0]
+    );
+}

@@ -46,6 +46,11 @@ const RETRY_FIRST_MS: i64 = 1_000;
 const RETRY_MAX_MS: i64 = 60_000;
 /// Records kept for retry while the disk refuses them (a week of 3 shifts).
 const KEPT_UNWRITTEN: usize = 21;
+/// Source outages read back at start: from this long before the first event
+/// (the shift in progress and the one a `late` record is written for).
+const OUTAGES_BACK_MS: i64 = 2 * 86_400_000;
+/// Outage transitions kept for retry while the disk refuses them.
+const KEPT_OUTAGE_MARKS: usize = 1_000;
 
 /// A shift in progress.
 struct Running {
@@ -88,6 +93,11 @@ pub struct HandoverObserver {
     /// The floor rules' boards (posts, adherence) for `floor_rules`.
     floor: Option<super::FloorHandles>,
     outages: super::outages::OutageLog,
+    /// The stored outages have been read back (at the first sample).
+    outages_restored: bool,
+    /// Outage transitions the store refused, retried at the next sample.
+    outage_marks: VecDeque<super::outages::OutageMark>,
+    outage_write_failing: bool,
 }
 
 impl HandoverObserver {
@@ -106,6 +116,9 @@ impl HandoverObserver {
             retry_ms: RETRY_FIRST_MS,
             floor: None,
             outages: Default::default(),
+            outages_restored: false,
+            outage_marks: VecDeque::new(),
+            outage_write_failing: false,
         }
     }
 
@@ -159,6 +172,7 @@ impl HandoverObserver {
                     .unwrap_or(true)
             {
                 let peaks = self.store.progress(last.start).unwrap_or_default();
+                let outages = self.outages_during(&last);
                 let due = Due {
                     running: Running {
                         span: last,
@@ -170,7 +184,8 @@ impl HandoverObserver {
                     pending: Vec::new(),
                     formulas: formulas(engine),
                     floor: None,
-                    outages: None,
+                    // Read back from the audit database at start.
+                    outages,
                 };
                 let mut h = self.compose(due);
                 h.late = true;
@@ -249,17 +264,7 @@ impl HandoverObserver {
             let span = &running.span;
             super::summary::summarise(f, engine, span.start, span.end, &span.day)
         });
-        let watched = self
-            .floor
-            .as_ref()
-            .is_some_and(|f| f.sources.get().is_some());
-        let outages = watched.then(|| {
-            self.outages
-                .during(running.span.start, running.span.end)
-                .iter()
-                .filter_map(|o| serde_json::to_value(o).ok())
-                .collect()
-        });
+        let outages = self.outages_during(&running.span);
         self.due = Some(Due {
             running,
             active,
@@ -269,6 +274,61 @@ impl HandoverObserver {
             floor,
             outages,
         });
+    }
+
+    /// `source_outages` of a shift: `None` where source health is not
+    /// watched (a replay).
+    fn outages_during(&self, span: &ShiftSpan) -> Option<Vec<serde_json::Value>> {
+        let watched = self
+            .floor
+            .as_ref()
+            .is_some_and(|f| f.sources.get().is_some());
+        watched.then(|| {
+            self.outages
+                .during(span.start, span.end)
+                .iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect()
+        })
+    }
+
+    /// Samples the sources' health; the transitions go to the audit
+    /// database (read back first, at the first sample after a start).
+    fn sample_outages(&mut self, now: Ts) {
+        let Some(reg) = self.floor.as_ref().and_then(|f| f.sources.get()).cloned() else {
+            return;
+        };
+        if !self.outages_restored {
+            self.outages_restored = true;
+            match self
+                .store
+                .outage_marks(Ts(now.0.saturating_sub(OUTAGES_BACK_MS)))
+            {
+                Ok(marks) => self.outages.restore(&marks),
+                Err(e) => tracing::error!(error = %e,
+                    "cannot read the stored source outages; the handover lists this run's only"),
+            }
+        }
+        self.outages.sample(&reg, now);
+        self.outage_marks.extend(self.outages.take_marks());
+        if self.outage_marks.is_empty() {
+            return;
+        }
+        let marks: Vec<_> = self.outage_marks.iter().cloned().collect();
+        match self.store.append_outage_marks(&marks) {
+            Ok(()) => {
+                self.outage_marks.clear();
+                self.outage_write_failing = false;
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.outage_write_failing, true) {
+                    tracing::error!(error = %e, "cannot store a source outage; kept and retried");
+                }
+                while self.outage_marks.len() > KEPT_OUTAGE_MARKS {
+                    self.outage_marks.pop_front();
+                }
+            }
+        }
     }
 
     /// The record of a shift whose figures are all in.
@@ -501,9 +561,7 @@ impl Observer for HandoverObserver {
             return;
         }
         let now = engine.now();
-        if let Some(reg) = self.floor.as_ref().and_then(|f| f.sources.get()) {
-            self.outages.sample(reg, now);
-        }
+        self.sample_outages(now);
         // The interval closed with the shift has arrived by now.
         self.finish_due(now);
         self.retry(now);

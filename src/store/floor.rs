@@ -40,6 +40,18 @@ CREATE TRIGGER IF NOT EXISTS cover_results_no_update BEFORE UPDATE ON cover_resu
     BEGIN SELECT RAISE(ABORT, 'cover results are never rewritten'); END;
 CREATE TRIGGER IF NOT EXISTS cover_results_no_delete BEFORE DELETE ON cover_results
     BEGIN SELECT RAISE(ABORT, 'cover results are never deleted'); END;
+CREATE TABLE IF NOT EXISTS source_outages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    down INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS source_outages_ts ON source_outages (ts_ms);
+CREATE TRIGGER IF NOT EXISTS source_outages_no_update BEFORE UPDATE ON source_outages
+    BEGIN SELECT RAISE(ABORT, 'source outages are never rewritten'); END;
+CREATE TRIGGER IF NOT EXISTS source_outages_no_delete BEFORE DELETE ON source_outages
+    BEGIN SELECT RAISE(ABORT, 'source outages are never deleted'); END;
 CREATE TABLE IF NOT EXISTS adherence_days (
     day TEXT NOT NULL,
     agent TEXT NOT NULL,
@@ -256,6 +268,50 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Appends source outage transitions (a source down or back).
+    pub fn append_outage_marks(
+        &self,
+        marks: &[crate::floor::outages::OutageMark],
+    ) -> Result<(), StoreError> {
+        let r = (|| {
+            let mut c = lock(&self.writer);
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO source_outages (source, ts_ms, down, error) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for m in marks {
+                    st.execute(params![m.source, m.ts.0, m.down, m.error])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        self.noted("source outages", r)
+    }
+
+    /// Source outage transitions from `since` on, oldest first, plus the
+    /// latest "down" before `since` of each source still down then (an
+    /// outage that began earlier and had not ended).
+    pub fn outage_marks(
+        &self,
+        since: Ts,
+    ) -> Result<Vec<crate::floor::outages::OutageMark>, StoreError> {
+        let c = self.read();
+        let mut st = c.prepare(
+            "SELECT source, ts_ms, down, error FROM source_outages o              WHERE ts_ms >= ?1                 OR (down = 1 AND ts_ms < ?1 AND seq = (SELECT MAX(seq) FROM source_outages                     WHERE source = o.source AND ts_ms < ?1))              ORDER BY seq",
+        )?;
+        let rows = st.query_map(params![since.0], |r| {
+            Ok(crate::floor::outages::OutageMark {
+                source: r.get(0)?,
+                ts: Ts(r.get(1)?),
+                down: r.get(2)?,
+                error: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The newest cover decision's id (0 when none).
