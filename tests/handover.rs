@@ -819,3 +819,76 @@ fn a_restart_mid_shift_keeps_the_source_outages_before_it() {
         hs[0]
     );
 }
+
+/// The hotline desk is unmanned 09:00-09:30, and again from 09:50; the
+/// daemon is killed at 10:00 with that breach open and started again at
+/// 10:15; a1 is back at 10:20. The early shift's record, written by the
+/// second process, has both breaches, the second one whole.
+#[test]
+fn a_restart_mid_shift_keeps_the_post_breaches_before_it() {
+    use acdmon::event::AgentStatus::{Available, LoggedOut};
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[posts]]\nname = \"hotline-desk\"\na = [\"a1\"]\nb = [\"a2\"]\nqueues = [\"hotline\"]\ngrace = \"1m\"\n",
+        config(dir.path())
+    );
+    let cfg = Config::parse("t.toml", &text).unwrap();
+    let state = |t: &str, agent: &str, status: acdmon::event::AgentStatus| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: agent.into(),
+                status,
+                reason: None,
+                queue: None,
+            },
+        )
+    };
+    let join = |t: &str| {
+        ev(
+            at(t),
+            EventKind::AgentJoinedQueue {
+                agent: "a1".into(),
+                queue: "hotline".into(),
+            },
+        )
+    };
+    let mut run = start(&cfg, at("08:00:00"));
+    feed(
+        &mut run,
+        [
+            join("08:00:00"),
+            state("08:00:00", "a1", Available),
+            state("09:00:00", "a1", LoggedOut),
+            state("09:30:00", "a1", Available),
+            state("09:50:00", "a1", LoggedOut),
+        ],
+    );
+    run.driver.advance(at("10:00:00"));
+    // Killed: no on_stop.
+    drop(run);
+
+    let mut run = start(&cfg, at("10:15:00"));
+    feed(
+        &mut run,
+        [
+            state("10:15:00", "a2", Available),
+            join("10:20:00"),
+            state("10:20:00", "a1", Available),
+            state("12:05:00", "a1", Available),
+        ],
+    );
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 1, "{hs:#?}");
+    let desk = hs[0].floor_rules.as_ref().expect("floor_rules")["posts"][0].clone();
+    let ts = |t: &str| serde_json::json!(at(t).rfc3339());
+    assert_eq!(
+        desk["breaches"],
+        serde_json::json!([{"start": ts("09:00:00"), "end": ts("09:30:00")},
+                           {"start": ts("09:50:00"), "end": ts("10:20:00")}]),
+        "{desk}"
+    );
+    assert_eq!(desk["unmanned_s"], 1800.0 + 1800.0);
+    assert_eq!(desk["cover_at_end"], "a");
+}

@@ -114,7 +114,9 @@ impl Parts {
             LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
         let every = cfg.storage.checkpoint_every.0;
         let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
-        let posts = posts.with_cover(store.clone(), cti.clone());
+        let posts = posts
+            .with_store(store.clone())
+            .with_cover(store.clone(), cti.clone());
         let adherence = crate::floor::adherence::AdherenceObserver::new(cfg);
         let floor = crate::floor::FloorHandles {
             posts: Some(post_board),

@@ -52,6 +52,17 @@ CREATE TRIGGER IF NOT EXISTS source_outages_no_update BEFORE UPDATE ON source_ou
     BEGIN SELECT RAISE(ABORT, 'source outages are never rewritten'); END;
 CREATE TRIGGER IF NOT EXISTS source_outages_no_delete BEFORE DELETE ON source_outages
     BEGIN SELECT RAISE(ABORT, 'source outages are never deleted'); END;
+CREATE TABLE IF NOT EXISTS post_breaches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    post TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS post_breaches_start ON post_breaches (start_ms);
+CREATE TRIGGER IF NOT EXISTS post_breaches_no_update BEFORE UPDATE ON post_breaches
+    BEGIN SELECT RAISE(ABORT, 'post breaches are never rewritten'); END;
+CREATE TRIGGER IF NOT EXISTS post_breaches_no_delete BEFORE DELETE ON post_breaches
+    BEGIN SELECT RAISE(ABORT, 'post breaches are never deleted'); END;
 CREATE TABLE IF NOT EXISTS adherence_days (
     day TEXT NOT NULL,
     agent TEXT NOT NULL,
@@ -310,6 +321,51 @@ impl Store {
                 down: r.get(2)?,
                 error: r.get(3)?,
             })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Appends post breach rows: one when a breach opens (`end` `None`),
+    /// another when it ends.
+    pub fn append_breaches(
+        &self,
+        rows: &[(String, crate::floor::posts::Breach)],
+    ) -> Result<(), StoreError> {
+        let r = (|| {
+            let mut c = lock(&self.writer);
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO post_breaches (post, start_ms, end_ms) VALUES (?1, ?2, ?3)",
+                )?;
+                for (post, b) in rows {
+                    st.execute(params![post, b.start.0, b.end.map(|t| t.0)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        self.noted("post breaches", r)
+    }
+
+    /// The breaches that started from `since` on, each as its latest row
+    /// says (open or ended), ordered by post and start.
+    pub fn post_breaches(
+        &self,
+        since: Ts,
+    ) -> Result<Vec<(String, crate::floor::posts::Breach)>, StoreError> {
+        let c = self.read();
+        let mut st = c.prepare(
+            "SELECT post, start_ms, end_ms FROM post_breaches b              WHERE start_ms >= ?1 AND seq = (SELECT MAX(seq) FROM post_breaches                 WHERE post = b.post AND start_ms = b.start_ms)              ORDER BY post, start_ms",
+        )?;
+        let rows = st.query_map(params![since.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                crate::floor::posts::Breach {
+                    start: Ts(r.get(1)?),
+                    end: r.get::<_, Option<i64>>(2)?.map(Ts),
+                },
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
