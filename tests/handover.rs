@@ -892,3 +892,66 @@ fn a_restart_mid_shift_keeps_the_post_breaches_before_it() {
     assert_eq!(desk["unmanned_s"], 1800.0 + 1800.0);
     assert_eq!(desk["cover_at_end"], "a");
 }
+
+/// a1 is planned on the phone 09:00-16:00: three hours in the early shift,
+/// four in the late one. Logged out 10:00-10:10 (600 s out) and 13:00-13:30
+/// (1,800 s out). Each record's `floor_rules.adherence.shift` is that
+/// shift's own adherence; `day` stays the day's totals so far.
+#[test]
+fn each_handover_gives_the_adherence_of_its_own_shift() {
+    use acdmon::event::AgentStatus::{Available, LoggedOut};
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.csv");
+    std::fs::write(&plan, "a1,2026-11-23 09:00,2026-11-23 16:00,phone\n").unwrap();
+    let text = format!(
+        "{}\n[adherence]\nschedule = \"{}\"\n[[adherence.activities]]\nname = \"phone\"\ntolerance = \"1m\"\n",
+        config(dir.path()),
+        plan.display()
+    );
+    let cfg = Config::parse("t.toml", &text).unwrap();
+    let state = |t: &str, status: acdmon::event::AgentStatus| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: "a1".into(),
+                status,
+                reason: None,
+                queue: None,
+            },
+        )
+    };
+    let mut run = start(&cfg, at("08:55:00"));
+    feed(
+        &mut run,
+        [
+            ev(
+                at("08:55:00"),
+                EventKind::AgentJoinedQueue {
+                    agent: "a1".into(),
+                    queue: "hotline".into(),
+                },
+            ),
+            state("08:55:00", Available),
+            state("10:00:00", LoggedOut),
+            state("10:10:00", Available),
+            state("13:00:00", LoggedOut),
+            state("13:30:00", Available),
+            state("16:05:00", Available),
+        ],
+    );
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 2, "{hs:#?}");
+    let adherence =
+        |h: &Handover| h.floor_rules.as_ref().expect("floor_rules")["adherence"].clone();
+    let row = |sched: f64, out: f64| {
+        serde_json::json!([{"agent": "a1", "scheduled_s": sched, "out_s": out,
+                            "adherence": (sched - out) / sched}])
+    };
+    let early = adherence(&hs[0]);
+    assert_eq!(early["shift"], row(3.0 * 3600.0, 600.0), "{early}");
+    let late = adherence(&hs[1]);
+    assert_eq!(late["shift"], row(4.0 * 3600.0, 1800.0), "{late}");
+    assert_eq!(late["day"][0]["scheduled_s"], 7.0 * 3600.0, "{late}");
+    assert_eq!(late["day"][0]["out_s"], 2400.0, "{late}");
+}

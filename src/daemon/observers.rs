@@ -128,12 +128,14 @@ impl Parts {
         let mut observers: Vec<Box<dyn Observer>> = vec![
             Box::new(ladder),
             Box::new(IntervalHistory::new(store.clone())),
-            Box::new(handover),
-            Box::new(posts),
         ];
+        // Before the handover: at a shift's edge the adherence day totals
+        // are published first, and the handover reads them at that instant.
         if let Some((obs, _)) = adherence {
             observers.push(Box::new(obs.with_store(store.clone())));
         }
+        observers.push(Box::new(handover));
+        observers.push(Box::new(posts));
         let checkpoint = if every.is_zero() {
             None
         } else {

@@ -57,6 +57,10 @@ struct Running {
     span: ShiftSpan,
     peaks: HashMap<String, Peak>,
     records: Vec<IntervalRecord>,
+    /// The adherence day totals as the shift began (stored, so a restart
+    /// keeps them): the shift's own adherence is the totals at its end
+    /// minus these.
+    adherence_base: Vec<super::adherence::DayAdherence>,
 }
 
 /// A shift that ended: its end-of-shift state, waiting for its last
@@ -128,7 +132,47 @@ impl HandoverObserver {
         self
     }
 
-    fn begin(&self, span: ShiftSpan, engine: &Engine) -> Running {
+    /// The adherence day totals as the shift `span` began: stored by an
+    /// earlier run of this shift; else, at the shift's start (`at_edge`),
+    /// the totals published at that instant (the adherence observer runs
+    /// first and publishes at every shift edge); else (a start in the
+    /// middle of the shift) the totals stored before, which the adherence
+    /// observer counts on from. `[]` without `[adherence]`.
+    fn adherence_base(
+        &self,
+        span: &ShiftSpan,
+        at_edge: bool,
+    ) -> Vec<super::adherence::DayAdherence> {
+        let Some(h) = self.floor.as_ref().and_then(|f| f.adherence.as_ref()) else {
+            return Vec::new();
+        };
+        match self.store.shift_adherence_base(span.start) {
+            Ok(Some(base)) => return base,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, shift = %span.shift,
+                "cannot read the shift's adherence base; taking the totals now"),
+        }
+        let base: Vec<_> = if at_edge {
+            h.days().iter().cloned().collect()
+        } else {
+            let mut days = vec![span.day.clone()];
+            if let Ok(d) = span.day.parse::<jiff::civil::Date>()
+                && let Ok(next) = d.tomorrow()
+            {
+                days.push(next.to_string());
+            }
+            days.iter()
+                .flat_map(|d| self.store.adherence_days(d).unwrap_or_default())
+                .collect()
+        };
+        if let Err(e) = self.store.save_shift_adherence_base(span.start, &base) {
+            tracing::warn!(error = %e, shift = %span.shift, "cannot save the shift's adherence base");
+        }
+        base
+    }
+
+    fn begin(&self, span: ShiftSpan, engine: &Engine, at_edge: bool) -> Running {
+        let adherence_base = self.adherence_base(&span, at_edge);
         let mut peaks: HashMap<String, Peak> = match self.store.progress(span.start) {
             Ok(saved) => saved.into_iter().collect(),
             Err(e) => {
@@ -151,6 +195,7 @@ impl HandoverObserver {
             span,
             peaks,
             records: Vec::new(),
+            adherence_base,
         }
     }
 
@@ -178,6 +223,7 @@ impl HandoverObserver {
                         span: last,
                         peaks: peaks.into_iter().collect(),
                         records: Vec::new(),
+                        adherence_base: Vec::new(),
                     },
                     active: Vec::new(),
                     signed_in: Vec::new(),
@@ -195,7 +241,8 @@ impl HandoverObserver {
                 self.write(h, now);
             }
         }
-        self.current = shift::current(&self.shifts, now, &self.zone).map(|s| self.begin(s, engine));
+        self.current =
+            shift::current(&self.shifts, now, &self.zone).map(|s| self.begin(s, engine, false));
         self.plan(now);
     }
 
@@ -262,7 +309,14 @@ impl HandoverObserver {
             .collect();
         let floor = self.floor.as_ref().and_then(|f| {
             let span = &running.span;
-            super::summary::summarise(f, engine, span.start, span.end, &span.day)
+            super::summary::summarise(
+                f,
+                engine,
+                span.start,
+                span.end,
+                &span.day,
+                &running.adherence_base,
+            )
         });
         let outages = self.outages_during(&running.span);
         self.due = Some(Due {
@@ -576,8 +630,8 @@ impl Observer for HandoverObserver {
                 self.end_shift(engine);
             }
             if self.current.is_none() {
-                self.current =
-                    shift::current(&self.shifts, now, &self.zone).map(|s| self.begin(s, engine));
+                self.current = shift::current(&self.shifts, now, &self.zone)
+                    .map(|s| self.begin(s, engine, true));
             }
             self.plan(now);
         }
@@ -627,7 +681,7 @@ impl Observer for HandoverObserver {
             let now = engine.now();
             let span = shift::current(&self.shifts, now, &self.zone);
             if self.current.as_ref().map(|r| &r.span) != span.as_ref() {
-                self.current = span.map(|s| self.begin(s, engine));
+                self.current = span.map(|s| self.begin(s, engine, false));
             }
             self.plan(now);
         }

@@ -63,6 +63,14 @@ CREATE TRIGGER IF NOT EXISTS post_breaches_no_update BEFORE UPDATE ON post_breac
     BEGIN SELECT RAISE(ABORT, 'post breaches are never rewritten'); END;
 CREATE TRIGGER IF NOT EXISTS post_breaches_no_delete BEFORE DELETE ON post_breaches
     BEGIN SELECT RAISE(ABORT, 'post breaches are never deleted'); END;
+CREATE TABLE IF NOT EXISTS shift_adherence_base (
+    shift_start_ms INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    scheduled_ms INTEGER NOT NULL,
+    out_ms INTEGER NOT NULL,
+    PRIMARY KEY (shift_start_ms, day, agent)
+);
 CREATE TABLE IF NOT EXISTS adherence_days (
     day TEXT NOT NULL,
     agent TEXT NOT NULL,
@@ -368,6 +376,71 @@ impl Store {
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores the adherence day totals as the shift starting at
+    /// `shift_start` began (the first stored base of a shift stays).
+    pub fn save_shift_adherence_base(
+        &self,
+        shift_start: Ts,
+        rows: &[crate::floor::adherence::DayAdherence],
+    ) -> Result<(), StoreError> {
+        let r = (|| {
+            let mut c = lock(&self.writer);
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "INSERT OR IGNORE INTO shift_adherence_base                      (shift_start_ms, day, agent, scheduled_ms, out_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                // A marker row: the base is stored even with no agent in it.
+                st.execute(params![shift_start.0, "", "", 0, 0])?;
+                for r in rows {
+                    st.execute(params![
+                        shift_start.0,
+                        r.day,
+                        r.agent,
+                        (r.scheduled_s * 1000.0).round() as i64,
+                        (r.out_s * 1000.0).round() as i64
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        self.noted("shift adherence base", r)
+    }
+
+    /// The stored base of the shift starting at `shift_start`; `None` when
+    /// none was stored.
+    pub fn shift_adherence_base(
+        &self,
+        shift_start: Ts,
+    ) -> Result<Option<Vec<crate::floor::adherence::DayAdherence>>, StoreError> {
+        let c = self.read();
+        let mut st = c.prepare(
+            "SELECT day, agent, scheduled_ms, out_ms FROM shift_adherence_base              WHERE shift_start_ms = ?1 ORDER BY day, agent",
+        )?;
+        let rows = st.query_map(params![shift_start.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut marker = false;
+        let mut out = Vec::new();
+        for row in rows {
+            let (day, agent, sched, o) = row?;
+            if day.is_empty() && agent.is_empty() {
+                marker = true;
+            } else {
+                out.push(crate::floor::adherence::DayAdherence::new(
+                    agent, day, sched, o,
+                ));
+            }
+        }
+        Ok(marker.then_some(out))
     }
 
     /// The newest cover decision's id (0 when none).
