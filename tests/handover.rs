@@ -955,3 +955,78 @@ fn each_handover_gives_the_adherence_of_its_own_shift() {
     assert_eq!(late["day"][0]["scheduled_s"], 7.0 * 3600.0, "{late}");
     assert_eq!(late["day"][0]["out_s"], 2400.0, "{late}");
 }
+
+/// The same plan; the daemon is killed at 13:15 while a1 is logged out
+/// (since 13:00) and started again at 13:20; a1 is back at 13:30. The late
+/// shift's own adherence still counts from 12:00, as the base stored at the
+/// shift's start says: the 20 minutes the daemon was down count neither as
+/// scheduled nor as out, the 10 minutes after the restart count as out.
+#[test]
+fn a_restart_mid_shift_keeps_the_start_of_the_shifts_adherence() {
+    use acdmon::event::AgentStatus::{Available, LoggedOut};
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.csv");
+    std::fs::write(&plan, "a1,2026-11-23 09:00,2026-11-23 16:00,phone\n").unwrap();
+    let text = format!(
+        "{}\n[adherence]\nschedule = \"{}\"\n[[adherence.activities]]\nname = \"phone\"\ntolerance = \"1m\"\n",
+        config(dir.path()),
+        plan.display()
+    );
+    let cfg = Config::parse("t.toml", &text).unwrap();
+    let state = |t: &str, status: acdmon::event::AgentStatus| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: "a1".into(),
+                status,
+                reason: None,
+                queue: None,
+            },
+        )
+    };
+    let join = |t: &str| {
+        ev(
+            at(t),
+            EventKind::AgentJoinedQueue {
+                agent: "a1".into(),
+                queue: "hotline".into(),
+            },
+        )
+    };
+    let mut run = start(&cfg, at("08:55:00"));
+    feed(
+        &mut run,
+        [
+            join("08:55:00"),
+            state("08:55:00", Available),
+            state("12:30:00", Available),
+            state("13:00:00", LoggedOut),
+        ],
+    );
+    run.driver.advance(at("13:15:00"));
+    // Killed: no on_stop.
+    drop(run);
+
+    let mut run = start(&cfg, at("13:20:00"));
+    feed(
+        &mut run,
+        [
+            // The source's resync on connecting: a1 is logged out.
+            state("13:20:00", LoggedOut),
+            join("13:30:00"),
+            state("13:30:00", Available),
+            state("16:05:00", Available),
+        ],
+    );
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 2, "{hs:#?}");
+    let late = hs[1].floor_rules.as_ref().expect("floor_rules")["adherence"].clone();
+    let (sched, out) = (4.0 * 3600.0 - 20.0 * 60.0, 10.0 * 60.0);
+    assert_eq!(
+        late["shift"],
+        serde_json::json!([{"agent": "a1", "scheduled_s": sched, "out_s": out,
+                            "adherence": (sched - out) / sched}]),
+        "{late}"
+    );
+}
