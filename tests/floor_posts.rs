@@ -529,3 +529,145 @@ async fn a_running_daemon_shows_the_breach_in_the_api_and_the_metrics() {
     })
     .await;
 }
+
+/// The hotline desk with `cover = "auto"` and a ladder on the hotline that
+/// signs in one of the backup group when a call waits. b2 and b3 are both
+/// B holders of the desk and in the backup group; both work sales, b2
+/// idle the longest, so each rule on its own would pick b2 first.
+const COVER_AND_LADDER: &str = r#"
+[time]
+zone = "Asia/Shanghai"
+
+[[queues]]
+name = "hotline"
+ladder = "backup"
+[[queues]]
+name = "sales"
+
+[[agents]]
+id = "a1"
+[[agents]]
+id = "b2"
+groups = ["backup"]
+[[agents]]
+id = "b3"
+groups = ["backup"]
+
+[[ladders]]
+name = "backup"
+release_when = "waiting < 1"
+release_hold = "0s"
+[[ladders.stages]]
+name = "one more"
+when = "waiting > 0"
+for = "0s"
+sign_in = { group = "backup", max = 1 }
+
+[[posts]]
+name = "hotline-desk"
+a = ["a1"]
+b = ["b2", "b3"]
+queues = ["hotline"]
+grace = "2m"
+cover = "auto"
+"#;
+
+/// The ladder's sign-ins and sign-outs in the replay report, as
+/// (verb, agent) pairs.
+fn ladder_acts(report: &Value) -> Vec<(String, String)> {
+    let mut acts: Vec<(String, String)> = report["escalations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["actions"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["kind"] != "advise")
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_string(),
+                a["agent"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    acts.sort();
+    acts
+}
+
+#[test]
+fn auto_cover_and_the_ladder_never_pick_the_same_agent_in_the_same_instant() {
+    let mut f = Feed(Vec::new());
+    f.join("09:00:00", "a1")
+        .state("09:00:00", "a1", "available");
+    for (t, b) in [("09:00:00", "b2"), ("09:05:00", "b3")] {
+        f.push(
+            t,
+            json!({"type": "agent_joined_queue", "agent": b, "queue": "sales"}),
+        )
+        .state(t, b, "available");
+    }
+    // The same instant: A logs out (the desk wants a B holder) and a call
+    // starts waiting in the hotline (the ladder wants one of the backup
+    // group). b2 is first for both.
+    f.state("09:30:00", "a1", "logged_out").push(
+        "09:30:00",
+        json!({"type": "call_enqueued", "call": "c1", "queue": "hotline"}),
+    );
+    let report = replay_report(COVER_AND_LADDER, &f);
+    let desk = post(report["posts"].as_array().unwrap(), "hotline-desk");
+    let covered_by: Vec<String> = cover_log(desk)
+        .into_iter()
+        .filter(|(_, verb, ..)| verb == "sign_in")
+        .map(|(_, _, agent, ..)| agent)
+        .collect();
+    assert_eq!(covered_by, vec!["b2".to_string()], "{desk}");
+    assert_eq!(
+        ladder_acts(&report),
+        vec![("sign_in".to_string(), "b3".to_string())],
+        "the ladder leaves b2 to the desk and takes b3: {}",
+        report["escalations"]
+    );
+    assert_eq!(agent(&report, "b2")["signed_in_by_escalation"], false);
+    assert_eq!(agent(&report, "b3")["signed_in_by_escalation"], true);
+
+    // A is back while the call still waits: the desk lets b2 go, and only
+    // b2; b3 stays, the ladder's.
+    f.state("09:40:00", "a1", "available");
+    let report = replay_report(COVER_AND_LADDER, &f);
+    let desk = post(report["posts"].as_array().unwrap(), "hotline-desk");
+    let log = cover_log(desk);
+    assert_eq!(
+        log.iter()
+            .map(|(_, verb, agent, _, result)| (verb.as_str(), agent.as_str(), result.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("sign_in", "b2", "ok"), ("sign_out", "b2", "ok")],
+        "{desk}"
+    );
+    assert_eq!(agent(&report, "b2")["queues"], json!(["sales"]));
+    assert_eq!(agent(&report, "b3")["queues"], json!(["hotline", "sales"]));
+
+    // The call is answered by b3 and ends: the ladder releases b3 itself.
+    f.push(
+        "09:41:00",
+        json!({"type": "call_answered", "call": "c1", "queue": "hotline", "agent": "b3"}),
+    )
+    .push(
+        "09:43:00",
+        json!({"type": "call_completed", "call": "c1", "queue": "hotline", "agent": "b3"}),
+    );
+    let report = replay_report(COVER_AND_LADDER, &f);
+    assert_eq!(
+        ladder_acts(&report),
+        vec![
+            ("sign_in".to_string(), "b3".to_string()),
+            ("sign_out".to_string(), "b3".to_string())
+        ],
+        "{}",
+        report["escalations"]
+    );
+    let desk = post(report["posts"].as_array().unwrap(), "hotline-desk");
+    assert_eq!(
+        cover_log(desk).len(),
+        2,
+        "the desk never touched b3: {desk}"
+    );
+    assert_eq!(agent(&report, "b3")["queues"], json!(["sales"]));
+}

@@ -731,3 +731,302 @@ fn each_handover_lists_the_source_outages_of_its_shift() {
         serde_json::json!([{"source": "cti-link", "from": ts("12:00:00"), "to": ts("12:10:00")}])
     );
 }
+
+/// [`start`] with the sources' health watched, as the daemon does.
+fn start_watched(
+    cfg: &Config,
+    first: Ts,
+    health: Arc<acdmon::sources::health::HealthRegistry>,
+) -> Run {
+    let cti = Arc::new(CtiRegistry::only(Arc::new(LogOnly)));
+    let parts = acdmon::daemon::Parts::open(cfg, cti).unwrap();
+    let _ = parts.floor.sources.set(health);
+    let mut driver = Driver::new(
+        Engine::starting_at(cfg.engine_config(), first),
+        Arc::new(RejectCounter::default()),
+    );
+    driver.observers = parts.observers;
+    Run {
+        driver,
+        store: parts.store,
+    }
+}
+
+/// PBX 2 drops at 09:25 and is back at 09:28; the CTI link goes down at
+/// 10:00 and the daemon is killed at 10:30 while it is still down. The
+/// restarted daemon (10:45) sees the link come back at 10:50. The early
+/// shift's record, written by the second process, lists both outages.
+#[test]
+fn a_restart_mid_shift_keeps_the_source_outages_before_it() {
+    use acdmon::event::AgentStatus::Available;
+    use acdmon::sources::health::{HealthRegistry, SourceHealth};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse("t.toml", &config(dir.path())).unwrap();
+    let tick = |t: &str| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: "a1".into(),
+                status: Available,
+                reason: None,
+                queue: Some("hotline".into()),
+            },
+        )
+    };
+    let sources = || {
+        let health = Arc::new(HealthRegistry::default());
+        let pbx = SourceHealth::new("pbx2", "ami");
+        let link = SourceHealth::new("cti-link", "esl");
+        health.register(pbx.clone());
+        health.register(link.clone());
+        (health, pbx, link)
+    };
+
+    let (health, pbx, link) = sources();
+    pbx.set_connected(true);
+    link.set_connected(true);
+    let mut run = start_watched(&cfg, at("08:00:00"), health);
+    feed(&mut run, [tick("08:00:00")]);
+    pbx.set_connected(false);
+    pbx.set_error("connection reset by peer");
+    feed(&mut run, [tick("09:25:00")]);
+    pbx.set_connected(true);
+    feed(&mut run, [tick("09:28:00")]);
+    link.set_connected(false);
+    feed(&mut run, [tick("10:00:00"), tick("10:30:00")]);
+    // Killed: no on_stop.
+    drop(run);
+
+    // The new process: PBX 2 connects at once, the link only at 10:50.
+    let (health, pbx, link) = sources();
+    pbx.set_connected(true);
+    let mut run = start_watched(&cfg, at("10:45:00"), health);
+    feed(&mut run, [tick("10:45:00")]);
+    link.set_connected(true);
+    feed(&mut run, [tick("10:50:00"), tick("12:05:00")]);
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 1, "{hs:#?}");
+    let ts = |t: &str| serde_json::json!(at(t).rfc3339());
+    assert_eq!(
+        serde_json::json!(hs[0].source_outages),
+        serde_json::json!([
+            {"source": "pbx2", "from": ts("09:25:00"), "to": ts("09:28:00"),
+             "error": "connection reset by peer"},
+            {"source": "cti-link", "from": ts("10:00:00"), "to": ts("10:50:00")},
+        ]),
+        "{:#?}",
+        hs[0]
+    );
+}
+
+/// The hotline desk is unmanned 09:00-09:30, and again from 09:50; the
+/// daemon is killed at 10:00 with that breach open and started again at
+/// 10:15; a1 is back at 10:20. The early shift's record, written by the
+/// second process, has both breaches, the second one whole.
+#[test]
+fn a_restart_mid_shift_keeps_the_post_breaches_before_it() {
+    use acdmon::event::AgentStatus::{Available, LoggedOut};
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[posts]]\nname = \"hotline-desk\"\na = [\"a1\"]\nb = [\"a2\"]\nqueues = [\"hotline\"]\ngrace = \"1m\"\n",
+        config(dir.path())
+    );
+    let cfg = Config::parse("t.toml", &text).unwrap();
+    let state = |t: &str, agent: &str, status: acdmon::event::AgentStatus| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: agent.into(),
+                status,
+                reason: None,
+                queue: None,
+            },
+        )
+    };
+    let join = |t: &str| {
+        ev(
+            at(t),
+            EventKind::AgentJoinedQueue {
+                agent: "a1".into(),
+                queue: "hotline".into(),
+            },
+        )
+    };
+    let mut run = start(&cfg, at("08:00:00"));
+    feed(
+        &mut run,
+        [
+            join("08:00:00"),
+            state("08:00:00", "a1", Available),
+            state("09:00:00", "a1", LoggedOut),
+            state("09:30:00", "a1", Available),
+            state("09:50:00", "a1", LoggedOut),
+        ],
+    );
+    run.driver.advance(at("10:00:00"));
+    // Killed: no on_stop.
+    drop(run);
+
+    let mut run = start(&cfg, at("10:15:00"));
+    feed(
+        &mut run,
+        [
+            state("10:15:00", "a2", Available),
+            join("10:20:00"),
+            state("10:20:00", "a1", Available),
+            state("12:05:00", "a1", Available),
+        ],
+    );
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 1, "{hs:#?}");
+    let desk = hs[0].floor_rules.as_ref().expect("floor_rules")["posts"][0].clone();
+    let ts = |t: &str| serde_json::json!(at(t).rfc3339());
+    assert_eq!(
+        desk["breaches"],
+        serde_json::json!([{"start": ts("09:00:00"), "end": ts("09:30:00")},
+                           {"start": ts("09:50:00"), "end": ts("10:20:00")}]),
+        "{desk}"
+    );
+    assert_eq!(desk["unmanned_s"], 1800.0 + 1800.0);
+    assert_eq!(desk["cover_at_end"], "a");
+}
+
+/// a1 is planned on the phone 09:00-16:00: three hours in the early shift,
+/// four in the late one. Logged out 10:00-10:10 (600 s out) and 13:00-13:30
+/// (1,800 s out). Each record's `floor_rules.adherence.shift` is that
+/// shift's own adherence; `day` stays the day's totals so far.
+#[test]
+fn each_handover_gives_the_adherence_of_its_own_shift() {
+    use acdmon::event::AgentStatus::{Available, LoggedOut};
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.csv");
+    std::fs::write(&plan, "a1,2026-11-23 09:00,2026-11-23 16:00,phone\n").unwrap();
+    let text = format!(
+        "{}\n[adherence]\nschedule = \"{}\"\n[[adherence.activities]]\nname = \"phone\"\ntolerance = \"1m\"\n",
+        config(dir.path()),
+        plan.display()
+    );
+    let cfg = Config::parse("t.toml", &text).unwrap();
+    let state = |t: &str, status: acdmon::event::AgentStatus| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: "a1".into(),
+                status,
+                reason: None,
+                queue: None,
+            },
+        )
+    };
+    let mut run = start(&cfg, at("08:55:00"));
+    feed(
+        &mut run,
+        [
+            ev(
+                at("08:55:00"),
+                EventKind::AgentJoinedQueue {
+                    agent: "a1".into(),
+                    queue: "hotline".into(),
+                },
+            ),
+            state("08:55:00", Available),
+            state("10:00:00", LoggedOut),
+            state("10:10:00", Available),
+            state("13:00:00", LoggedOut),
+            state("13:30:00", Available),
+            state("16:05:00", Available),
+        ],
+    );
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 2, "{hs:#?}");
+    let adherence =
+        |h: &Handover| h.floor_rules.as_ref().expect("floor_rules")["adherence"].clone();
+    let row = |sched: f64, out: f64| {
+        serde_json::json!([{"agent": "a1", "scheduled_s": sched, "out_s": out,
+                            "adherence": (sched - out) / sched}])
+    };
+    let early = adherence(&hs[0]);
+    assert_eq!(early["shift"], row(3.0 * 3600.0, 600.0), "{early}");
+    let late = adherence(&hs[1]);
+    assert_eq!(late["shift"], row(4.0 * 3600.0, 1800.0), "{late}");
+    assert_eq!(late["day"][0]["scheduled_s"], 7.0 * 3600.0, "{late}");
+    assert_eq!(late["day"][0]["out_s"], 2400.0, "{late}");
+}
+
+/// The same plan; the daemon is killed at 13:15 while a1 is logged out
+/// (since 13:00) and started again at 13:20; a1 is back at 13:30. The late
+/// shift's own adherence still counts from 12:00, as the base stored at the
+/// shift's start says: the 20 minutes the daemon was down count neither as
+/// scheduled nor as out, the 10 minutes after the restart count as out.
+#[test]
+fn a_restart_mid_shift_keeps_the_start_of_the_shifts_adherence() {
+    use acdmon::event::AgentStatus::{Available, LoggedOut};
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.csv");
+    std::fs::write(&plan, "a1,2026-11-23 09:00,2026-11-23 16:00,phone\n").unwrap();
+    let text = format!(
+        "{}\n[adherence]\nschedule = \"{}\"\n[[adherence.activities]]\nname = \"phone\"\ntolerance = \"1m\"\n",
+        config(dir.path()),
+        plan.display()
+    );
+    let cfg = Config::parse("t.toml", &text).unwrap();
+    let state = |t: &str, status: acdmon::event::AgentStatus| {
+        ev(
+            at(t),
+            EventKind::AgentState {
+                agent: "a1".into(),
+                status,
+                reason: None,
+                queue: None,
+            },
+        )
+    };
+    let join = |t: &str| {
+        ev(
+            at(t),
+            EventKind::AgentJoinedQueue {
+                agent: "a1".into(),
+                queue: "hotline".into(),
+            },
+        )
+    };
+    let mut run = start(&cfg, at("08:55:00"));
+    feed(
+        &mut run,
+        [
+            join("08:55:00"),
+            state("08:55:00", Available),
+            state("12:30:00", Available),
+            state("13:00:00", LoggedOut),
+        ],
+    );
+    run.driver.advance(at("13:15:00"));
+    // Killed: no on_stop.
+    drop(run);
+
+    let mut run = start(&cfg, at("13:20:00"));
+    feed(
+        &mut run,
+        [
+            // The source's resync on connecting: a1 is logged out.
+            state("13:20:00", LoggedOut),
+            join("13:30:00"),
+            state("13:30:00", Available),
+            state("16:05:00", Available),
+        ],
+    );
+    let store = finish(run);
+    let hs = all_handovers(&store);
+    assert_eq!(hs.len(), 2, "{hs:#?}");
+    let late = hs[1].floor_rules.as_ref().expect("floor_rules")["adherence"].clone();
+    let (sched, out) = (4.0 * 3600.0 - 20.0 * 60.0, 10.0 * 60.0);
+    assert_eq!(
+        late["shift"],
+        serde_json::json!([{"agent": "a1", "scheduled_s": sched, "out_s": out,
+                            "adherence": (sched - out) / sched}]),
+        "{late}"
+    );
+}

@@ -114,7 +114,9 @@ impl Parts {
             LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
         let every = cfg.storage.checkpoint_every.0;
         let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
-        let posts = posts.with_cover(store.clone(), cti.clone());
+        let posts = posts
+            .with_store(store.clone())
+            .with_cover(store.clone(), cti.clone());
         let adherence = crate::floor::adherence::AdherenceObserver::new(cfg);
         let floor = crate::floor::FloorHandles {
             posts: Some(post_board),
@@ -126,12 +128,14 @@ impl Parts {
         let mut observers: Vec<Box<dyn Observer>> = vec![
             Box::new(ladder),
             Box::new(IntervalHistory::new(store.clone())),
-            Box::new(handover),
-            Box::new(posts),
         ];
+        // Before the handover: at a shift's edge the adherence day totals
+        // are published first, and the handover reads them at that instant.
         if let Some((obs, _)) = adherence {
             observers.push(Box::new(obs.with_store(store.clone())));
         }
+        observers.push(Box::new(handover));
+        observers.push(Box::new(posts));
         let checkpoint = if every.is_zero() {
             None
         } else {

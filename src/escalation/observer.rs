@@ -154,6 +154,9 @@ pub struct LadderObserver {
     /// Some ladder reads figures that move with time alone.
     time_dependent: bool,
     flagged: HashSet<String>,
+    /// Agents marked as the ladder's in the engine ([`Engine::set_held_by_ladder`]),
+    /// so a post's auto cover does not pick them.
+    holding: HashSet<String>,
     assignments: HashMap<String, u32>,
     seats: HashMap<String, u32>,
     changed: HashSet<usize>,
@@ -244,6 +247,7 @@ impl LadderObserver {
             owed: false,
             time_dependent,
             flagged: HashSet::new(),
+            holding: HashSet::new(),
             assignments: HashMap::new(),
             seats: HashMap::new(),
             changed: HashSet::new(),
@@ -552,6 +556,20 @@ impl LadderObserver {
             engine.set_signed_in_by_escalation(i, true);
         }
         self.flagged = now_in;
+        // Everyone the ladder answers for (signed in, proposed, leaving, a
+        // release waiting to be written) is the ladder's: a post's auto cover
+        // leaves them alone.
+        let holding: HashSet<String> = self.assignments.keys().cloned().collect();
+        for a in self.holding.difference(&holding) {
+            if let Some(i) = engine.find_agent(a) {
+                engine.set_held_by_ladder(i, false);
+            }
+        }
+        for a in holding.difference(&self.holding) {
+            let i = engine.agent_index(a);
+            engine.set_held_by_ladder(i, true);
+        }
+        self.holding = holding;
     }
 
     fn drain_results(&mut self, engine: &mut Engine) {

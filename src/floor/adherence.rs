@@ -290,6 +290,13 @@ pub struct QueueSeats {
     pub scheduled_minus_required: Option<i64>,
 }
 
+/// The next start or end of any shift after `now`.
+fn next_edge(shifts: &[super::shift::Shift], now: Ts, zone: &jiff::tz::TimeZone) -> Option<Ts> {
+    let end = super::shift::current(shifts, now, zone).map(|s| s.end);
+    let start = super::shift::next_starting(shifts, now, zone);
+    end.into_iter().chain(start).filter(|t| *t > now).min()
+}
+
 /// Day totals are saved this often (event time).
 const SAVE_EVERY_MS: i64 = 60_000;
 
@@ -327,6 +334,13 @@ pub struct AdherenceObserver {
     store: Option<Arc<crate::store::Store>>,
     /// Event time of the last save; `None` before the first evaluation.
     saved: Option<Ts>,
+    /// `[[shifts]]`: the day totals are published exactly at each shift's
+    /// start and end, so a handover's per-shift adherence (the totals at
+    /// its end minus those at its start) is exact, not a second behind.
+    shifts: Vec<super::shift::Shift>,
+    zone: jiff::tz::TimeZone,
+    /// The next shift start or end after `evaluated`.
+    next_edge: Option<Ts>,
 }
 
 impl AdherenceObserver {
@@ -353,6 +367,9 @@ impl AdherenceObserver {
                 published: Ts::ZERO,
                 store: None,
                 saved: None,
+                shifts: cfg.shifts.clone(),
+                zone: cfg.zone.clone(),
+                next_edge: None,
             },
             handle,
         ))
@@ -672,6 +689,13 @@ fn local_day(t: Ts, zone: &jiff::tz::TimeZone) -> jiff::civil::Date {
 impl Observer for AdherenceObserver {
     fn after_event(&mut self, engine: &mut Engine, _queue: Option<usize>) {
         self.evaluate(engine);
+        let now = engine.now();
+        if self.next_edge.is_some_and(|e| now >= e) {
+            self.publish(engine);
+        }
+        if self.next_edge.is_none_or(|e| now >= e) {
+            self.next_edge = next_edge(&self.shifts, now, &self.zone);
+        }
     }
 
     /// Day totals move with time: published at most once per second of
@@ -695,6 +719,9 @@ impl Observer for AdherenceObserver {
             }
             self.rules = r;
         }
+        self.shifts = config.shifts.clone();
+        self.zone = config.zone.clone();
+        self.next_edge = next_edge(&self.shifts, engine.now(), &self.zone);
         // Tolerances and equivalents may have changed: everyone again.
         self.plan = Arc::new(Plan::default());
         self.evaluate(engine);
@@ -709,6 +736,7 @@ impl Observer for AdherenceObserver {
         let d = self.dues.first().map(|(t, _)| *t);
         d.into_iter()
             .chain(self.exception_edge)
+            .chain(self.next_edge)
             .filter(|n| *n > self.evaluated)
             .min()
     }

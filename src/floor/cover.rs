@@ -115,6 +115,9 @@ pub struct AutoCover {
     membership: Vec<Event>,
     acts: HashMap<String, AgentActs>,
     seats: Vec<CoverSeat>,
+    /// Agents marked as the cover's in the engine
+    /// ([`Engine::set_held_by_cover`]), so the ladder does not pick them.
+    holding: HashSet<String>,
     /// (post, agent): not signed in again until A is back.
     declined: HashSet<(String, String)>,
     /// Results the store refused, retried in order.
@@ -145,6 +148,7 @@ impl AutoCover {
             membership: Vec::new(),
             acts: HashMap::new(),
             seats: Vec::new(),
+            holding: HashSet::new(),
             declined: HashSet::new(),
             unwritten: VecDeque::new(),
             recent: HashMap::new(),
@@ -254,6 +258,7 @@ impl AutoCover {
         if any {
             self.changed = true;
         }
+        self.sync_holds(engine);
         any
     }
 
@@ -333,6 +338,13 @@ impl AutoCover {
                     continue;
                 };
                 let a = engine.agent(i);
+                if a.held.ladder {
+                    // The ladder has this one (signed in, proposed, or on
+                    // the wire): never signed in twice by the two rules,
+                    // and the ladder's release must not leave the post
+                    // without its cover. The next B holder is tried.
+                    continue;
+                }
                 let paused = a.status == AgentStatus::Paused
                     && !a
                         .reason
@@ -452,6 +464,25 @@ impl AutoCover {
                 self.changed = true;
             }
         }
+    }
+
+    /// Marks in the engine the agents the rule holds (any phase), and
+    /// unmarks those it let go: the ladder's candidates leave them out.
+    pub fn sync_holds(&mut self, engine: &mut Engine) {
+        let holding: HashSet<String> = self.seats.iter().map(|s| s.agent.clone()).collect();
+        if holding == self.holding {
+            return;
+        }
+        for a in self.holding.difference(&holding) {
+            if let Some(i) = engine.find_agent(a) {
+                engine.set_held_by_cover(i, false);
+            }
+        }
+        for a in holding.difference(&self.holding) {
+            let i = engine.agent_index(a);
+            engine.set_held_by_cover(i, true);
+        }
+        self.holding = holding;
     }
 
     /// Signs out the holders the rule signed in for posts that no longer

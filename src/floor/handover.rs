@@ -46,12 +46,21 @@ const RETRY_FIRST_MS: i64 = 1_000;
 const RETRY_MAX_MS: i64 = 60_000;
 /// Records kept for retry while the disk refuses them (a week of 3 shifts).
 const KEPT_UNWRITTEN: usize = 21;
+/// Source outages read back at start: from this long before the first event
+/// (the shift in progress and the one a `late` record is written for).
+const OUTAGES_BACK_MS: i64 = 2 * 86_400_000;
+/// Outage transitions kept for retry while the disk refuses them.
+const KEPT_OUTAGE_MARKS: usize = 1_000;
 
 /// A shift in progress.
 struct Running {
     span: ShiftSpan,
     peaks: HashMap<String, Peak>,
     records: Vec<IntervalRecord>,
+    /// The adherence day totals as the shift began (stored, so a restart
+    /// keeps them): the shift's own adherence is the totals at its end
+    /// minus these.
+    adherence_base: Vec<super::adherence::DayAdherence>,
 }
 
 /// A shift that ended: its end-of-shift state, waiting for its last
@@ -88,6 +97,11 @@ pub struct HandoverObserver {
     /// The floor rules' boards (posts, adherence) for `floor_rules`.
     floor: Option<super::FloorHandles>,
     outages: super::outages::OutageLog,
+    /// The stored outages have been read back (at the first sample).
+    outages_restored: bool,
+    /// Outage transitions the store refused, retried at the next sample.
+    outage_marks: VecDeque<super::outages::OutageMark>,
+    outage_write_failing: bool,
 }
 
 impl HandoverObserver {
@@ -106,6 +120,9 @@ impl HandoverObserver {
             retry_ms: RETRY_FIRST_MS,
             floor: None,
             outages: Default::default(),
+            outages_restored: false,
+            outage_marks: VecDeque::new(),
+            outage_write_failing: false,
         }
     }
 
@@ -115,7 +132,47 @@ impl HandoverObserver {
         self
     }
 
-    fn begin(&self, span: ShiftSpan, engine: &Engine) -> Running {
+    /// The adherence day totals as the shift `span` began: stored by an
+    /// earlier run of this shift; else, at the shift's start (`at_edge`),
+    /// the totals published at that instant (the adherence observer runs
+    /// first and publishes at every shift edge); else (a start in the
+    /// middle of the shift) the totals stored before, which the adherence
+    /// observer counts on from. `[]` without `[adherence]`.
+    fn adherence_base(
+        &self,
+        span: &ShiftSpan,
+        at_edge: bool,
+    ) -> Vec<super::adherence::DayAdherence> {
+        let Some(h) = self.floor.as_ref().and_then(|f| f.adherence.as_ref()) else {
+            return Vec::new();
+        };
+        match self.store.shift_adherence_base(span.start) {
+            Ok(Some(base)) => return base,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, shift = %span.shift,
+                "cannot read the shift's adherence base; taking the totals now"),
+        }
+        let base: Vec<_> = if at_edge {
+            h.days().iter().cloned().collect()
+        } else {
+            let mut days = vec![span.day.clone()];
+            if let Ok(d) = span.day.parse::<jiff::civil::Date>()
+                && let Ok(next) = d.tomorrow()
+            {
+                days.push(next.to_string());
+            }
+            days.iter()
+                .flat_map(|d| self.store.adherence_days(d).unwrap_or_default())
+                .collect()
+        };
+        if let Err(e) = self.store.save_shift_adherence_base(span.start, &base) {
+            tracing::warn!(error = %e, shift = %span.shift, "cannot save the shift's adherence base");
+        }
+        base
+    }
+
+    fn begin(&self, span: ShiftSpan, engine: &Engine, at_edge: bool) -> Running {
+        let adherence_base = self.adherence_base(&span, at_edge);
         let mut peaks: HashMap<String, Peak> = match self.store.progress(span.start) {
             Ok(saved) => saved.into_iter().collect(),
             Err(e) => {
@@ -138,6 +195,7 @@ impl HandoverObserver {
             span,
             peaks,
             records: Vec::new(),
+            adherence_base,
         }
     }
 
@@ -159,18 +217,21 @@ impl HandoverObserver {
                     .unwrap_or(true)
             {
                 let peaks = self.store.progress(last.start).unwrap_or_default();
+                let outages = self.outages_during(&last);
                 let due = Due {
                     running: Running {
                         span: last,
                         peaks: peaks.into_iter().collect(),
                         records: Vec::new(),
+                        adherence_base: Vec::new(),
                     },
                     active: Vec::new(),
                     signed_in: Vec::new(),
                     pending: Vec::new(),
                     formulas: formulas(engine),
                     floor: None,
-                    outages: None,
+                    // Read back from the audit database at start.
+                    outages,
                 };
                 let mut h = self.compose(due);
                 h.late = true;
@@ -180,7 +241,8 @@ impl HandoverObserver {
                 self.write(h, now);
             }
         }
-        self.current = shift::current(&self.shifts, now, &self.zone).map(|s| self.begin(s, engine));
+        self.current =
+            shift::current(&self.shifts, now, &self.zone).map(|s| self.begin(s, engine, false));
         self.plan(now);
     }
 
@@ -247,19 +309,16 @@ impl HandoverObserver {
             .collect();
         let floor = self.floor.as_ref().and_then(|f| {
             let span = &running.span;
-            super::summary::summarise(f, engine, span.start, span.end, &span.day)
+            super::summary::summarise(
+                f,
+                engine,
+                span.start,
+                span.end,
+                &span.day,
+                &running.adherence_base,
+            )
         });
-        let watched = self
-            .floor
-            .as_ref()
-            .is_some_and(|f| f.sources.get().is_some());
-        let outages = watched.then(|| {
-            self.outages
-                .during(running.span.start, running.span.end)
-                .iter()
-                .filter_map(|o| serde_json::to_value(o).ok())
-                .collect()
-        });
+        let outages = self.outages_during(&running.span);
         self.due = Some(Due {
             running,
             active,
@@ -269,6 +328,61 @@ impl HandoverObserver {
             floor,
             outages,
         });
+    }
+
+    /// `source_outages` of a shift: `None` where source health is not
+    /// watched (a replay).
+    fn outages_during(&self, span: &ShiftSpan) -> Option<Vec<serde_json::Value>> {
+        let watched = self
+            .floor
+            .as_ref()
+            .is_some_and(|f| f.sources.get().is_some());
+        watched.then(|| {
+            self.outages
+                .during(span.start, span.end)
+                .iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect()
+        })
+    }
+
+    /// Samples the sources' health; the transitions go to the audit
+    /// database (read back first, at the first sample after a start).
+    fn sample_outages(&mut self, now: Ts) {
+        let Some(reg) = self.floor.as_ref().and_then(|f| f.sources.get()).cloned() else {
+            return;
+        };
+        if !self.outages_restored {
+            self.outages_restored = true;
+            match self
+                .store
+                .outage_marks(Ts(now.0.saturating_sub(OUTAGES_BACK_MS)))
+            {
+                Ok(marks) => self.outages.restore(&marks),
+                Err(e) => tracing::error!(error = %e,
+                    "cannot read the stored source outages; the handover lists this run's only"),
+            }
+        }
+        self.outages.sample(&reg, now);
+        self.outage_marks.extend(self.outages.take_marks());
+        if self.outage_marks.is_empty() {
+            return;
+        }
+        let marks: Vec<_> = self.outage_marks.iter().cloned().collect();
+        match self.store.append_outage_marks(&marks) {
+            Ok(()) => {
+                self.outage_marks.clear();
+                self.outage_write_failing = false;
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.outage_write_failing, true) {
+                    tracing::error!(error = %e, "cannot store a source outage; kept and retried");
+                }
+                while self.outage_marks.len() > KEPT_OUTAGE_MARKS {
+                    self.outage_marks.pop_front();
+                }
+            }
+        }
     }
 
     /// The record of a shift whose figures are all in.
@@ -501,9 +615,7 @@ impl Observer for HandoverObserver {
             return;
         }
         let now = engine.now();
-        if let Some(reg) = self.floor.as_ref().and_then(|f| f.sources.get()) {
-            self.outages.sample(reg, now);
-        }
+        self.sample_outages(now);
         // The interval closed with the shift has arrived by now.
         self.finish_due(now);
         self.retry(now);
@@ -518,8 +630,8 @@ impl Observer for HandoverObserver {
                 self.end_shift(engine);
             }
             if self.current.is_none() {
-                self.current =
-                    shift::current(&self.shifts, now, &self.zone).map(|s| self.begin(s, engine));
+                self.current = shift::current(&self.shifts, now, &self.zone)
+                    .map(|s| self.begin(s, engine, true));
             }
             self.plan(now);
         }
@@ -569,7 +681,7 @@ impl Observer for HandoverObserver {
             let now = engine.now();
             let span = shift::current(&self.shifts, now, &self.zone);
             if self.current.as_ref().map(|r| &r.span) != span.as_ref() {
-                self.current = span.map(|s| self.begin(s, engine));
+                self.current = span.map(|s| self.begin(s, engine, false));
             }
             self.plan(now);
         }

@@ -10,6 +10,14 @@
 //! never connected counts as down from the first sample once
 //! [`NEVER_UP_AFTER_MS`] have passed (it starts connecting with the
 //! daemon). Bounded: the most recent [`MAX_OUTAGES`] ended outages are kept.
+//!
+//! Every transition is also handed out as an [`OutageMark`] for the audit
+//! database (the handover observer appends them), and read back at start
+//! with [`OutageLog::restore`], so a restart in the middle of a shift still
+//! hands over the outages before it. An outage open when the daemon
+//! stopped stays open until the first sample after the start shows the
+//! source connected (or gone from the configuration): acdmon cannot tell
+//! when, in between, it came back.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -35,8 +43,20 @@ pub struct Outage {
     pub error: Option<String>,
 }
 
+/// One transition, as stored: `source` went down (`down`) or came back at
+/// `ts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutageMark {
+    pub source: String,
+    pub ts: Ts,
+    pub down: bool,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Default)]
 pub struct OutageLog {
+    /// Transitions not yet taken by [`OutageLog::take_marks`].
+    marks: Vec<OutageMark>,
     first: Option<Ts>,
     sampled: Option<Ts>,
     ever_up: HashMap<String, bool>,
@@ -61,14 +81,15 @@ impl OutageLog {
             *ever |= up;
             let ever = *ever;
             match (up, self.open.contains_key(&name)) {
-                (true, true) => {
-                    if let Some(mut o) = self.open.remove(&name) {
-                        o.to = Some(now);
-                        self.push(o);
-                    }
-                }
+                (true, true) => self.close(&name, now),
                 (false, false) if ever || now.since(first) >= NEVER_UP_AFTER_MS => {
                     let from = if ever { now } else { first };
+                    self.marks.push(OutageMark {
+                        source: name.clone(),
+                        ts: from,
+                        down: true,
+                        error: h.last_error(),
+                    });
                     self.open.insert(
                         name.clone(),
                         Outage {
@@ -90,8 +111,41 @@ impl OutageLog {
             .cloned()
             .collect();
         for n in gone {
-            if let Some(mut o) = self.open.remove(&n) {
-                o.to = Some(now);
+            self.close(&n, now);
+        }
+    }
+
+    fn close(&mut self, name: &str, now: Ts) {
+        if let Some(mut o) = self.open.remove(name) {
+            o.to = Some(now);
+            self.marks.push(OutageMark {
+                source: o.source.clone(),
+                ts: now,
+                down: false,
+                error: None,
+            });
+            self.push(o);
+        }
+    }
+
+    /// The transitions since the last call, oldest first (to be stored).
+    pub fn take_marks(&mut self) -> Vec<OutageMark> {
+        std::mem::take(&mut self.marks)
+    }
+
+    /// Rebuilds the outages from stored transitions (oldest first), before
+    /// the first sample.
+    pub fn restore(&mut self, marks: &[OutageMark]) {
+        for m in marks {
+            if m.down {
+                self.open.entry(m.source.clone()).or_insert(Outage {
+                    source: m.source.clone(),
+                    from: m.ts,
+                    to: None,
+                    error: m.error.clone(),
+                });
+            } else if let Some(mut o) = self.open.remove(&m.source) {
+                o.to = Some(m.ts);
                 self.push(o);
             }
         }

@@ -19,6 +19,11 @@
 //!   breach ends when the schedule goes off.
 //! - The breach history per post is bounded ([`MAX_BREACHES`], oldest
 //!   dropped): a post that flaps all night must not grow memory.
+//! - With an audit database ([`PostsObserver::with_store`]) every breach is
+//!   stored when it opens and when it ends (append-only `post_breaches`),
+//!   and read back at start: a restart keeps the history, and a breach open
+//!   when the daemon stopped goes on from its first start while nobody is
+//!   back (it ends at the first evaluation that finds a holder present).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -38,6 +43,10 @@ pub const MAX_BREACHES: usize = 100;
 /// While a post is unmanned, the board is refreshed at least this often in
 /// event time (its unmanned seconds grow without any event).
 const REFRESH_MS: i64 = 1_000;
+/// Breaches read back at start: those that started this long before.
+const BREACHES_BACK_MS: i64 = 2 * 86_400_000;
+/// Breach rows kept for retry while the disk refuses them.
+const KEPT_UNWRITTEN: usize = 1_000;
 
 /// One `[[posts]]` entry, checked (see `config::posts`).
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +174,8 @@ struct PostState {
     absent_since: Option<Ts>,
     present: Vec<String>,
     breaches: VecDeque<Breach>,
+    /// Breaches opened or ended by the last steps, for the audit database.
+    marks: Vec<Breach>,
 }
 
 impl PostState {
@@ -175,6 +186,27 @@ impl PostState {
             absent_since: None,
             present: Vec::new(),
             breaches: VecDeque::new(),
+            marks: Vec::new(),
+        }
+    }
+
+    /// Takes the stored breaches of this post (oldest first); an open one
+    /// makes the post unmanned since its start until the next step says
+    /// otherwise.
+    fn restore(&mut self, stored: impl IntoIterator<Item = Breach>) {
+        for b in stored {
+            if self.breaches.iter().any(|x| x.start == b.start) {
+                continue;
+            }
+            if self.breaches.len() == MAX_BREACHES {
+                self.breaches.pop_front();
+            }
+            self.breaches.push_back(b);
+        }
+        if let Some(open) = self.breaches.back().filter(|b| b.end.is_none()) {
+            self.cover = Cover::Unmanned;
+            self.since = open.start;
+            self.absent_since = Some(open.start);
         }
     }
 
@@ -214,15 +246,18 @@ impl PostState {
                 && let Some(open) = self.breaches.back_mut()
             {
                 open.end = Some(now);
+                self.marks.push(*open);
             }
             if cover == Cover::Unmanned {
                 if self.breaches.len() == MAX_BREACHES {
                     self.breaches.pop_front();
                 }
-                self.breaches.push_back(Breach {
+                let open = Breach {
                     start: self.absent_since.unwrap_or(now),
                     end: None,
-                });
+                };
+                self.breaches.push_back(open);
+                self.marks.push(open);
             }
             self.cover = cover;
             self.since = match cover {
@@ -298,6 +333,14 @@ pub struct PostsObserver {
     /// Signs B holders in for posts with `cover = "auto"`; `None`: no CTI
     /// and audit log were given (auto posts then only report).
     cover: Option<super::cover::AutoCover>,
+    /// Where breaches are stored and read back from (the audit database);
+    /// `None` in a replay.
+    store: Option<Arc<crate::store::Store>>,
+    /// The stored breaches have been read back.
+    restored: bool,
+    /// Breach rows the store refused, retried at the next evaluation.
+    unwritten: VecDeque<(String, Breach)>,
+    write_failing: bool,
 }
 
 impl PostsObserver {
@@ -312,9 +355,76 @@ impl PostsObserver {
             published: Ts::ZERO,
             evaluated: Ts::ZERO,
             cover: None,
+            store: None,
+            restored: false,
+            unwritten: VecDeque::new(),
+            write_failing: false,
         };
         o.configure(cfg, Ts::ZERO);
         (o, board)
+    }
+
+    /// Breaches are stored in `store` (the audit database) and read back
+    /// at the first evaluation.
+    pub fn with_store(mut self, store: Arc<crate::store::Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Reads the stored breaches back (once, before the first step).
+    fn restore(&mut self, now: Ts) {
+        if std::mem::replace(&mut self.restored, true) {
+            return;
+        }
+        let Some(store) = &self.store else {
+            return;
+        };
+        match store.post_breaches(Ts(now.0.saturating_sub(BREACHES_BACK_MS))) {
+            Ok(rows) => {
+                for (rule, state) in self.rules.iter().zip(&mut self.states) {
+                    state.restore(
+                        rows.iter()
+                            .filter(|(p, _)| *p == rule.name)
+                            .map(|(_, b)| *b),
+                    );
+                }
+                self.dirty = true;
+            }
+            Err(e) => tracing::error!(error = %e,
+                "cannot read the stored post breaches; the history starts empty"),
+        }
+    }
+
+    /// Writes the breaches opened or ended since the last call.
+    fn store_breaches(&mut self) {
+        for (rule, state) in self.rules.iter().zip(&mut self.states) {
+            for b in state.marks.drain(..) {
+                if self.store.is_some() {
+                    self.unwritten.push_back((rule.name.clone(), b));
+                }
+            }
+        }
+        let Some(store) = &self.store else {
+            return;
+        };
+        if self.unwritten.is_empty() {
+            return;
+        }
+        let rows: Vec<(String, Breach)> = self.unwritten.iter().cloned().collect();
+        match store.append_breaches(&rows) {
+            Ok(()) => {
+                self.unwritten.clear();
+                self.write_failing = false;
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.write_failing, true) {
+                    tracing::error!(error = %e, "cannot store a post breach; kept and retried");
+                }
+                while self.unwritten.len() > KEPT_UNWRITTEN {
+                    self.unwritten.pop_front();
+                }
+            }
+        }
     }
 
     /// Posts with `cover = "auto"` act through `cti` (the ladder's CTI
@@ -377,8 +487,9 @@ impl PostsObserver {
         self.dirty = true;
     }
 
-    fn evaluate(&mut self, engine: &Engine) {
+    fn evaluate(&mut self, engine: &mut Engine) {
         let now = engine.now();
+        self.restore(now);
         self.evaluated = now;
         let local = if self.schedules.iter().any(Option::is_some) {
             Some(
@@ -421,8 +532,10 @@ impl PostsObserver {
                 cover.step(engine, rule, on, state.cover, &present);
             }
         }
+        self.store_breaches();
         if let Some(c) = self.cover.as_mut() {
             c.release_orphans(engine, &self.rules);
+            c.sync_holds(engine);
             if std::mem::take(&mut c.changed) {
                 self.dirty = true;
             }

@@ -31,6 +31,49 @@ pub struct AdherenceAtEnd {
     pub out_of_adherence: Vec<OutOfAdherence>,
     /// Day totals of the day the shift started on, per agent, so far.
     pub day: Vec<super::adherence::DayAdherence>,
+    /// Each agent's adherence within the shift: the day totals at its end
+    /// minus those at its start (over both days of a shift that crosses
+    /// midnight); agents with nothing scheduled in the shift are left out.
+    pub shift: Vec<ShiftAdherence>,
+}
+
+/// One agent's adherence within a shift.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShiftAdherence {
+    pub agent: String,
+    pub scheduled_s: f64,
+    pub out_s: f64,
+    /// `(scheduled - out) / scheduled`.
+    pub adherence: Option<f64>,
+}
+
+/// Per agent, `now` minus `base` summed over days (`base`: the day totals
+/// as the shift began).
+fn per_shift(
+    now: &[super::adherence::DayAdherence],
+    base: &[super::adherence::DayAdherence],
+) -> Vec<ShiftAdherence> {
+    let ms = |s: f64| (s * 1000.0).round() as i64;
+    let mut by_agent: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+    for r in now {
+        let (bs, bo) = base
+            .iter()
+            .find(|b| b.agent == r.agent && b.day == r.day)
+            .map_or((0, 0), |b| (ms(b.scheduled_s), ms(b.out_s)));
+        let e = by_agent.entry(&r.agent).or_default();
+        e.0 += (ms(r.scheduled_s) - bs).max(0);
+        e.1 += (ms(r.out_s) - bo).max(0);
+    }
+    by_agent
+        .into_iter()
+        .filter(|(_, (sched, _))| *sched > 0)
+        .map(|(agent, (sched, out))| ShiftAdherence {
+            agent: agent.to_string(),
+            scheduled_s: sched as f64 / 1000.0,
+            out_s: out as f64 / 1000.0,
+            adherence: Some((sched - out) as f64 / sched as f64),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,13 +94,15 @@ pub struct FloorSummary {
 }
 
 /// The summary of the shift `[start, end)` of local day `day`, or `None`
-/// when no floor rule runs.
+/// when no floor rule runs. `adherence_base`: the adherence day totals as
+/// the shift began.
 pub fn summarise(
     floor: &FloorHandles,
     engine: &Engine,
     start: Ts,
     end: Ts,
     day: &str,
+    adherence_base: &[super::adherence::DayAdherence],
 ) -> Option<serde_json::Value> {
     let posts = floor.posts.as_ref().map(|b| {
         b.snapshot()
@@ -87,7 +132,8 @@ pub fn summarise(
             })
             .collect()
     });
-    let adherence = floor.adherence.as_ref().map(|h| AdherenceAtEnd {
+    let adherence = floor.adherence.as_ref().map(|h| h.days());
+    let adherence = adherence.map(|days| AdherenceAtEnd {
         out_of_adherence: (0..engine.agent_count())
             .map(|a| engine.agent(a))
             .filter_map(|a| {
@@ -100,7 +146,8 @@ pub fn summarise(
                 })
             })
             .collect(),
-        day: h.days().iter().filter(|r| r.day == day).cloned().collect(),
+        day: days.iter().filter(|r| r.day == day).cloned().collect(),
+        shift: per_shift(&days, adherence_base),
     });
     if posts.is_none() && adherence.is_none() {
         return None;

@@ -6,6 +6,16 @@ use std::sync::Arc;
 use crate::event::AgentStatus;
 use crate::time::Ts;
 
+/// Which of the rules that sign people in hold an agent (see
+/// [`Agent::held`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holds {
+    /// A queue's escalation ladder: signed in, proposed, or leaving.
+    pub ladder: bool,
+    /// A post's auto cover: signing in, in, leaving, or signing out.
+    pub cover: bool,
+}
+
 #[derive(Debug)]
 pub struct Agent {
     pub id: Arc<str>,
@@ -30,6 +40,12 @@ pub struct Agent {
     /// When an engine-timed wrap-up ends (queues with `wrap_up` set).
     pub wrap_until: Option<Ts>,
     pub signed_in_by_escalation: bool,
+    /// Held by a rule that signs people in (the ladder or a post's auto
+    /// cover): signed in by it, or chosen and on the wire. The other rule
+    /// does not pick an agent one rule holds, so nobody is signed in twice
+    /// and neither rule signs out someone the other signed in. Not shown
+    /// and not checkpointed: each rule derives it from its own log.
+    pub held: Holds,
     /// Schedule adherence, set by the adherence observer
     /// (`crate::floor::adherence`); `None`: nothing scheduled now.
     pub adherence: Option<crate::state::view::AdherenceMark>,
@@ -52,6 +68,7 @@ impl Agent {
             wrap_queue: None,
             wrap_until: None,
             signed_in_by_escalation: false,
+            held: Holds::default(),
             adherence: None,
         }
     }

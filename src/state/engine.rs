@@ -699,6 +699,16 @@ impl Engine {
         }
     }
 
+    /// Whether the ladder holds agent `a` (internal: not published).
+    pub fn set_held_by_ladder(&mut self, a: usize, on: bool) {
+        self.agents[a].held.ladder = on;
+    }
+
+    /// Whether a post's auto cover holds agent `a` (internal: not published).
+    pub fn set_held_by_cover(&mut self, a: usize, on: bool) {
+        self.agents[a].held.cover = on;
+    }
+
     pub fn set_signed_in_by_escalation(&mut self, a: usize, on: bool) {
         if self.agents[a].signed_in_by_escalation != on {
             self.agents[a].signed_in_by_escalation = on;

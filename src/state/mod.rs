@@ -14,7 +14,7 @@ pub mod trend;
 pub mod view;
 pub mod window;
 
-pub use agent::Agent;
+pub use agent::{Agent, Holds};
 pub use checkpoint::{EngineCheckpoint, SourcePosition};
 pub use engine::{Engine, QueueFigures};
 pub use histogram::{WAIT_BUCKETS, WaitHistogram};

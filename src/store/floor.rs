@@ -40,6 +40,37 @@ CREATE TRIGGER IF NOT EXISTS cover_results_no_update BEFORE UPDATE ON cover_resu
     BEGIN SELECT RAISE(ABORT, 'cover results are never rewritten'); END;
 CREATE TRIGGER IF NOT EXISTS cover_results_no_delete BEFORE DELETE ON cover_results
     BEGIN SELECT RAISE(ABORT, 'cover results are never deleted'); END;
+CREATE TABLE IF NOT EXISTS source_outages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    down INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS source_outages_ts ON source_outages (ts_ms);
+CREATE TRIGGER IF NOT EXISTS source_outages_no_update BEFORE UPDATE ON source_outages
+    BEGIN SELECT RAISE(ABORT, 'source outages are never rewritten'); END;
+CREATE TRIGGER IF NOT EXISTS source_outages_no_delete BEFORE DELETE ON source_outages
+    BEGIN SELECT RAISE(ABORT, 'source outages are never deleted'); END;
+CREATE TABLE IF NOT EXISTS post_breaches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    post TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS post_breaches_start ON post_breaches (start_ms);
+CREATE TRIGGER IF NOT EXISTS post_breaches_no_update BEFORE UPDATE ON post_breaches
+    BEGIN SELECT RAISE(ABORT, 'post breaches are never rewritten'); END;
+CREATE TRIGGER IF NOT EXISTS post_breaches_no_delete BEFORE DELETE ON post_breaches
+    BEGIN SELECT RAISE(ABORT, 'post breaches are never deleted'); END;
+CREATE TABLE IF NOT EXISTS shift_adherence_base (
+    shift_start_ms INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    scheduled_ms INTEGER NOT NULL,
+    out_ms INTEGER NOT NULL,
+    PRIMARY KEY (shift_start_ms, day, agent)
+);
 CREATE TABLE IF NOT EXISTS adherence_days (
     day TEXT NOT NULL,
     agent TEXT NOT NULL,
@@ -256,6 +287,160 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Appends source outage transitions (a source down or back).
+    pub fn append_outage_marks(
+        &self,
+        marks: &[crate::floor::outages::OutageMark],
+    ) -> Result<(), StoreError> {
+        let r = (|| {
+            let mut c = lock(&self.writer);
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO source_outages (source, ts_ms, down, error) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for m in marks {
+                    st.execute(params![m.source, m.ts.0, m.down, m.error])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        self.noted("source outages", r)
+    }
+
+    /// Source outage transitions from `since` on, oldest first, plus the
+    /// latest "down" before `since` of each source still down then (an
+    /// outage that began earlier and had not ended).
+    pub fn outage_marks(
+        &self,
+        since: Ts,
+    ) -> Result<Vec<crate::floor::outages::OutageMark>, StoreError> {
+        let c = self.read();
+        let mut st = c.prepare(
+            "SELECT source, ts_ms, down, error FROM source_outages o              WHERE ts_ms >= ?1                 OR (down = 1 AND ts_ms < ?1 AND seq = (SELECT MAX(seq) FROM source_outages                     WHERE source = o.source AND ts_ms < ?1))              ORDER BY seq",
+        )?;
+        let rows = st.query_map(params![since.0], |r| {
+            Ok(crate::floor::outages::OutageMark {
+                source: r.get(0)?,
+                ts: Ts(r.get(1)?),
+                down: r.get(2)?,
+                error: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Appends post breach rows: one when a breach opens (`end` `None`),
+    /// another when it ends.
+    pub fn append_breaches(
+        &self,
+        rows: &[(String, crate::floor::posts::Breach)],
+    ) -> Result<(), StoreError> {
+        let r = (|| {
+            let mut c = lock(&self.writer);
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO post_breaches (post, start_ms, end_ms) VALUES (?1, ?2, ?3)",
+                )?;
+                for (post, b) in rows {
+                    st.execute(params![post, b.start.0, b.end.map(|t| t.0)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        self.noted("post breaches", r)
+    }
+
+    /// The breaches that started from `since` on, each as its latest row
+    /// says (open or ended), ordered by post and start.
+    pub fn post_breaches(
+        &self,
+        since: Ts,
+    ) -> Result<Vec<(String, crate::floor::posts::Breach)>, StoreError> {
+        let c = self.read();
+        let mut st = c.prepare(
+            "SELECT post, start_ms, end_ms FROM post_breaches b              WHERE start_ms >= ?1 AND seq = (SELECT MAX(seq) FROM post_breaches                 WHERE post = b.post AND start_ms = b.start_ms)              ORDER BY post, start_ms",
+        )?;
+        let rows = st.query_map(params![since.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                crate::floor::posts::Breach {
+                    start: Ts(r.get(1)?),
+                    end: r.get::<_, Option<i64>>(2)?.map(Ts),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores the adherence day totals as the shift starting at
+    /// `shift_start` began (the first stored base of a shift stays).
+    pub fn save_shift_adherence_base(
+        &self,
+        shift_start: Ts,
+        rows: &[crate::floor::adherence::DayAdherence],
+    ) -> Result<(), StoreError> {
+        let r = (|| {
+            let mut c = lock(&self.writer);
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "INSERT OR IGNORE INTO shift_adherence_base                      (shift_start_ms, day, agent, scheduled_ms, out_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                // A marker row: the base is stored even with no agent in it.
+                st.execute(params![shift_start.0, "", "", 0, 0])?;
+                for r in rows {
+                    st.execute(params![
+                        shift_start.0,
+                        r.day,
+                        r.agent,
+                        (r.scheduled_s * 1000.0).round() as i64,
+                        (r.out_s * 1000.0).round() as i64
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        self.noted("shift adherence base", r)
+    }
+
+    /// The stored base of the shift starting at `shift_start`; `None` when
+    /// none was stored.
+    pub fn shift_adherence_base(
+        &self,
+        shift_start: Ts,
+    ) -> Result<Option<Vec<crate::floor::adherence::DayAdherence>>, StoreError> {
+        let c = self.read();
+        let mut st = c.prepare(
+            "SELECT day, agent, scheduled_ms, out_ms FROM shift_adherence_base              WHERE shift_start_ms = ?1 ORDER BY day, agent",
+        )?;
+        let rows = st.query_map(params![shift_start.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut marker = false;
+        let mut out = Vec::new();
+        for row in rows {
+            let (day, agent, sched, o) = row?;
+            if day.is_empty() && agent.is_empty() {
+                marker = true;
+            } else {
+                out.push(crate::floor::adherence::DayAdherence::new(
+                    agent, day, sched, o,
+                ));
+            }
+        }
+        Ok(marker.then_some(out))
     }
 
     /// The newest cover decision's id (0 when none).

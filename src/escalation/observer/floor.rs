@@ -46,6 +46,9 @@ impl Floor for EngineFloor<'_> {
             .map(|a| e.agent(a))
             .filter(|a| {
                 a.status != AgentStatus::LoggedOut
+                    // A post's auto cover has this one (signed in or on
+                    // the wire): never signed in twice by the two rules.
+                    && !a.held.cover
                     && a.groups.iter().any(|g| g == group)
                     && self.signed_out(a)
             })
