@@ -13,6 +13,7 @@ use serde::Serialize;
 
 pub mod log_only;
 pub mod registry;
+pub mod runner;
 pub mod webhook;
 
 pub use registry::CtiRegistry;

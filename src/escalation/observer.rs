@@ -47,7 +47,8 @@ use super::ladder::{
 use super::schedule::Schedule;
 use super::{ActionRecord, Direction, Entry};
 use crate::config::Config;
-use crate::cti::{CtiOutcome, CtiRegistry, CtiRequest, CtiVerb};
+use crate::cti::runner::{ActionRunner, request_for};
+use crate::cti::{CtiOutcome, CtiRegistry, CtiVerb};
 use crate::engine_thread::Observer;
 use crate::event::AgentStatus;
 use crate::state::Engine;
@@ -88,14 +89,6 @@ enum Write {
     Mark(Mark, Ts),
 }
 
-/// Where CTI futures run.
-enum Runner {
-    /// On the daemon's runtime; outcomes come back on the results channel.
-    Spawn(tokio::runtime::Handle),
-    /// Polled once on the spot (replay's log-only CTI answers at once).
-    Inline,
-}
-
 struct Done {
     act: Act,
     outcome: CtiOutcome,
@@ -118,10 +111,7 @@ pub struct LadderObserver {
     ladders: Vec<Option<QueueLadder>>,
     store: Arc<Store>,
     cti: Arc<CtiRegistry>,
-    runner: Runner,
-    results_tx: mpsc::Sender<Done>,
-    results_rx: mpsc::Receiver<Done>,
-    inline_done: Vec<Done>,
+    actions: ActionRunner<Done>,
     /// Membership changes of log-only CTI outcomes, applied before the next
     /// event's evaluation (where a real CTI's confirmation would arrive).
     membership: Vec<crate::event::Event>,
@@ -207,12 +197,7 @@ impl LadderObserver {
         cti: Arc<CtiRegistry>,
     ) -> Result<(LadderObserver, LadderHandle), String> {
         let (plans, time_dependent) = compile_plans(cfg)?;
-        let (results_tx, results_rx) = mpsc::channel(RESULTS_CAPACITY);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
-        let runner = match tokio::runtime::Handle::try_current() {
-            Ok(h) => Runner::Spawn(h),
-            Err(_) => Runner::Inline,
-        };
         let schedule_plans = cfg
             .schedules
             .iter()
@@ -226,10 +211,7 @@ impl LadderObserver {
             ladders: Vec::new(),
             store: store.clone(),
             cti,
-            runner,
-            results_tx,
-            results_rx,
-            inline_done: Vec::new(),
+            actions: ActionRunner::new(RESULTS_CAPACITY),
             membership: Vec::new(),
             control_rx: Some(control_rx),
             acts: HashMap::new(),
@@ -573,7 +555,7 @@ impl LadderObserver {
     }
 
     fn drain_results(&mut self, engine: &mut Engine) {
-        while let Ok(d) = self.results_rx.try_recv() {
+        while let Some(d) = self.actions.try_recv() {
             self.complete(engine, d);
             self.run_inline(engine);
         }

@@ -29,10 +29,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use super::posts::{Cover, PostRule};
-use crate::cti::{CtiOutcome, CtiRegistry, CtiRequest, CtiVerb};
+use crate::cti::runner::{ActionRunner, request_for};
+use crate::cti::{CtiOutcome, CtiRegistry, CtiVerb};
 use crate::event::{AgentStatus, Event, EventKind};
 use crate::state::Engine;
 use crate::store::Store;
@@ -78,11 +78,6 @@ pub struct CoverSeat {
     retry_at: Ts,
 }
 
-enum Runner {
-    Spawn(tokio::runtime::Handle),
-    Inline,
-}
-
 #[derive(Debug, Clone)]
 struct Act {
     entry: u64,
@@ -107,10 +102,7 @@ struct AgentActs {
 pub struct AutoCover {
     store: Arc<Store>,
     cti: Arc<CtiRegistry>,
-    runner: Runner,
-    results_tx: mpsc::Sender<Done>,
-    results_rx: mpsc::Receiver<Done>,
-    inline_done: Vec<Done>,
+    actions: ActionRunner<Done>,
     /// Membership changes confirmed by a log-only CTI, for the engine.
     membership: Vec<Event>,
     acts: HashMap<String, AgentActs>,
@@ -134,17 +126,10 @@ impl AutoCover {
     /// actions run as tasks on it; outside one (replay) they are polled once
     /// on the spot and must answer at once.
     pub fn new(store: Arc<Store>, cti: Arc<CtiRegistry>) -> Self {
-        let (results_tx, results_rx) = mpsc::channel(RESULTS_CAPACITY);
         AutoCover {
             store,
             cti,
-            runner: match tokio::runtime::Handle::try_current() {
-                Ok(h) => Runner::Spawn(h),
-                Err(_) => Runner::Inline,
-            },
-            results_tx,
-            results_rx,
-            inline_done: Vec::new(),
+            actions: ActionRunner::new(RESULTS_CAPACITY),
             membership: Vec::new(),
             acts: HashMap::new(),
             seats: Vec::new(),
@@ -237,8 +222,8 @@ impl AutoCover {
         let mut any = false;
         self.retry_results();
         loop {
-            let mut done = std::mem::take(&mut self.inline_done);
-            while let Ok(d) = self.results_rx.try_recv() {
+            let mut done = self.actions.take_inline();
+            while let Some(d) = self.actions.try_recv() {
                 done.push(d);
             }
             if done.is_empty() {
@@ -610,48 +595,12 @@ impl AutoCover {
     }
 
     fn start(&mut self, engine: &Engine, a: Act) {
-        let profile = engine.find_agent(&a.agent).map(|i| engine.agent(i));
-        let req = CtiRequest {
-            verb: a.verb,
-            agent: a.agent.clone(),
-            interface: profile
-                .and_then(|p| p.interface.clone())
-                .unwrap_or_else(|| a.agent.clone()),
-            name: profile.and_then(|p| p.name.clone()),
-            queue: a.queue.clone(),
-        };
-        let source = profile.and_then(|p| p.source.clone());
-        let cti = match self.cti.for_source(source.as_deref()) {
-            Ok(c) => c,
-            Err(why) => {
-                self.inline_done.push(Done {
-                    act: a,
-                    outcome: CtiOutcome::failed(why),
-                });
-                return;
-            }
-        };
-        let fut = cti.execute(req);
-        match &self.runner {
-            Runner::Spawn(h) => {
-                let tx = self.results_tx.clone();
-                h.spawn(async move {
-                    let outcome = fut.await;
-                    let _ = tx.send(Done { act: a, outcome }).await;
-                });
-            }
-            Runner::Inline => {
-                let mut fut = fut;
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                let outcome = match fut.as_mut().poll(&mut cx) {
-                    std::task::Poll::Ready(o) => o,
-                    std::task::Poll::Pending => CtiOutcome::failed(
-                        "this CTI action cannot run without the daemon's runtime",
-                    ),
-                };
-                self.inline_done.push(Done { act: a, outcome });
-            }
-        }
+        let (req, source) = request_for(engine, a.verb, &a.agent, &a.queue);
+        self.actions
+            .start(&self.cti, source.as_deref(), req, move |outcome| Done {
+                act: a,
+                outcome,
+            });
     }
 
     fn complete(&mut self, engine: &Engine, d: Done) {

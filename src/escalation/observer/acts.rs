@@ -15,55 +15,18 @@ impl LadderObserver {
     }
 
     pub(super) fn start(&mut self, engine: &Engine, a: Act) {
-        let profile = engine.find_agent(&a.agent).map(|i| engine.agent(i));
-        let req = CtiRequest {
-            verb: a.verb,
-            agent: a.agent.clone(),
-            interface: profile
-                .and_then(|p| p.interface.clone())
-                .unwrap_or_else(|| a.agent.clone()),
-            name: profile.and_then(|p| p.name.clone()),
-            queue: a.queue.clone(),
-        };
-        let source = profile.and_then(|p| p.source.clone());
+        let (req, source) = request_for(engine, a.verb, &a.agent, &a.queue);
         self.acts.entry(a.agent.clone()).or_default().running = Some(a.clone());
-        let cti = match self.cti.for_source(source.as_deref()) {
-            Ok(c) => c,
-            Err(why) => {
-                self.inline_done.push(Done {
-                    act: a,
-                    outcome: CtiOutcome::failed(why),
-                });
-                return;
-            }
-        };
-        let fut = cti.execute(req);
-        match &self.runner {
-            Runner::Spawn(h) => {
-                let tx = self.results_tx.clone();
-                h.spawn(async move {
-                    let outcome = fut.await;
-                    let _ = tx.send(Done { act: a, outcome }).await;
-                });
-            }
-            Runner::Inline => {
-                let mut fut = fut;
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                let outcome = match fut.as_mut().poll(&mut cx) {
-                    std::task::Poll::Ready(o) => o,
-                    std::task::Poll::Pending => CtiOutcome::failed(
-                        "this CTI action cannot run without the daemon's runtime",
-                    ),
-                };
-                self.inline_done.push(Done { act: a, outcome });
-            }
-        }
+        self.actions
+            .start(&self.cti, source.as_deref(), req, move |outcome| Done {
+                act: a,
+                outcome,
+            });
     }
 
     pub(super) fn run_inline(&mut self, engine: &mut Engine) {
-        while !self.inline_done.is_empty() {
-            let done = std::mem::take(&mut self.inline_done);
-            for d in done {
+        while self.actions.has_inline() {
+            for d in self.actions.take_inline() {
                 self.complete(engine, d);
             }
         }

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::cti::{Cti, CtiFuture};
+use crate::cti::{Cti, CtiFuture, CtiRequest};
 use crate::state::EngineConfig;
 
 /// A phone system that, when asked, looks in the audit log for the
