@@ -56,6 +56,16 @@ pub struct ClusterConfig {
     /// JetStream's de-duplication window (`Nats-Msg-Id`).
     #[serde(default = "default_duplicate_window")]
     pub duplicate_window: Spanned<HumanDuration>,
+    /// A central instance: the sites whose streams it shows on one wall
+    /// (read only: it ingests no source, holds no lease, runs no ladder).
+    /// Empty: this instance belongs to `site`.
+    #[serde(default = "default_sites")]
+    pub sites: Spanned<Vec<String>>,
+    /// A central instance marks a site STALE when nothing (not even the
+    /// heartbeat its instances publish every 5 s) reached its stream for
+    /// this long.
+    #[serde(default = "default_stale_after")]
+    pub stale_after: Spanned<HumanDuration>,
 }
 
 /// `[cluster.tls]`: file paths of PEM certificates.
@@ -84,6 +94,12 @@ fn default_replicas() -> Spanned<usize> {
 fn default_lease_ttl() -> Spanned<HumanDuration> {
     Spanned::new(0..0, HumanDuration::from_secs(10))
 }
+fn default_sites() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+fn default_stale_after() -> Spanned<HumanDuration> {
+    Spanned::new(0..0, HumanDuration::from_secs(15))
+}
 fn default_duplicate_window() -> Spanned<HumanDuration> {
     Spanned::new(0..0, HumanDuration::from_secs(120))
 }
@@ -110,6 +126,25 @@ impl ClusterConfig {
     }
     pub fn replicas(&self) -> usize {
         *self.replicas.get_ref()
+    }
+    /// The sites a central instance shows; empty on a site's own instance.
+    pub fn sites(&self) -> &[String] {
+        self.sites.get_ref()
+    }
+    pub fn is_central(&self) -> bool {
+        !self.sites().is_empty()
+    }
+    pub fn stale_after(&self) -> std::time::Duration {
+        self.stale_after.get_ref().0
+    }
+    /// The stream(s) the engine reads, as the checkpoint records it.
+    pub fn stream_label(&self) -> String {
+        if self.is_central() {
+            let names: Vec<String> = self.sites().iter().map(|s| format!("ACDMON_{s}")).collect();
+            format!("central:{}", names.join("+"))
+        } else {
+            format!("ACDMON_{}", self.site())
+        }
     }
 }
 
@@ -231,6 +266,30 @@ impl Loader<'_> {
                 format!(
                     "[cluster] duplicate_window {} must be between 1s and the retention",
                     c.duplicate_window.get_ref()
+                ),
+            );
+        }
+        for site in c.sites() {
+            if !is_token(site) {
+                self.err(
+                    span(c.sites.span()),
+                    format!("[cluster] sites: `{site}` must be 1-64 letters, digits, `_` or `-`"),
+                );
+            }
+        }
+        if c.is_central() && !sources.is_empty() {
+            self.err(
+                span(c.sites.span()),
+                "[cluster] sites makes this a central instance, which reads the sites' streams and ingests no source: remove [[sources]] (or sites)",
+            );
+        }
+        let stale = c.stale_after.get_ref().millis();
+        if !(2_000..=3_600_000).contains(&stale) {
+            self.err(
+                span(c.stale_after.span()),
+                format!(
+                    "[cluster] stale_after {} must be between 2s and 1h",
+                    c.stale_after.get_ref()
                 ),
             );
         }

@@ -156,6 +156,12 @@ impl Config {
                     groups: a.groups.clone(),
                 })
                 .collect(),
+            stream: self.cluster.as_ref().map(|c| c.stream_label()),
+            sites: match &self.cluster {
+                None => crate::state::SiteNames::None,
+                Some(c) if c.is_central() => crate::state::SiteNames::Qualified,
+                Some(c) => crate::state::SiteNames::One(c.site().to_string()),
+            },
         }
     }
 
