@@ -289,6 +289,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         engine: watch,
         ladder,
         floor,
+        sites: cluster.as_ref().and_then(|c| c.board.clone()),
     };
     let mut running = RunningSources::default();
     if let Some(c) = &cluster {

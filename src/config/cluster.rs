@@ -284,11 +284,11 @@ impl Loader<'_> {
             );
         }
         let stale = c.stale_after.get_ref().millis();
-        if !(2_000..=3_600_000).contains(&stale) {
+        if !(10_000..=3_600_000).contains(&stale) {
             self.err(
                 span(c.stale_after.span()),
                 format!(
-                    "[cluster] stale_after {} must be between 2s and 1h",
+                    "[cluster] stale_after {} must be between 10s (two heartbeats) and 1h",
                     c.stale_after.get_ref()
                 ),
             );
