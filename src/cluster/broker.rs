@@ -154,8 +154,8 @@ pub async fn site_stream(
     cfg: &ClusterConfig,
 ) -> Result<stream::Stream, String> {
     js.get_or_create_stream(stream::Config {
-            name: names.stream(),
-            subjects: vec![names.events()],
+        name: names.stream(),
+        subjects: vec![names.events()],
         max_age: cfg.retention(),
         storage: storage_type(cfg),
         num_replicas: cfg.replicas(),

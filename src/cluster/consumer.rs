@@ -175,7 +175,9 @@ async fn read(
             .info()
             .map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64)
             .unwrap_or(0);
-        progress.last_stored_ms.fetch_max(stored_ms, Ordering::Relaxed);
+        progress
+            .last_stored_ms
+            .fetch_max(stored_ms, Ordering::Relaxed);
         if broker.names.is_heartbeat(m.subject.as_str()) {
             progress.applied.store(seq, Ordering::Relaxed);
             progress.pending.store(pending, Ordering::Relaxed);

@@ -81,7 +81,11 @@ pub fn qualify(ev: &mut Event, site: &str) {
 pub async fn beat(js: async_nats::jetstream::Context, names: Names) {
     let subject = names.heartbeat_subject();
     loop {
-        let body = format!("{{\"instance\":{:?},\"at\":{}}}", names.instance, Ts::now().0);
+        let body = format!(
+            "{{\"instance\":{:?},\"at\":{}}}",
+            names.instance,
+            Ts::now().0
+        );
         if let Ok(ack) = js.publish(subject.clone(), body.into()).await {
             let _ = ack.await;
         }
@@ -250,9 +254,8 @@ pub fn refuse_input(engine: Inbox, rejects: Arc<RejectCounter>) -> Inbox {
         while let Some(env) = rx.recv().await {
             let (source, n, verdict) = match env {
                 Envelope::Event { source, .. } => (source, 1, None),
-                Envelope::Batch { source, events } | Envelope::Positioned { source, events, .. } => {
-                    (source, events.len(), None)
-                }
+                Envelope::Batch { source, events }
+                | Envelope::Positioned { source, events, .. } => (source, events.len(), None),
                 Envelope::Checked {
                     source,
                     events,
@@ -326,7 +329,11 @@ mod tests {
             unreachable!()
         };
         assert_eq!(
-            (queue.as_str(), callers[0].call.as_str(), members[0].agent.as_str()),
+            (
+                queue.as_str(),
+                callers[0].call.as_str(),
+                members[0].agent.as_str()
+            ),
             ("south/hotline", "south/c2", "south/1002")
         );
     }
