@@ -10,8 +10,9 @@
 //! south STALE (API, metrics, /readyz) within `stale_after`, while north,
 //! quiet but alive (its heartbeat keeps coming), stays live.
 
+mod browser;
 mod nats;
-mod support;
+mod wsutil;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use nats::NatsServer;
 use serde_json::Value;
-use support::{eventually, free_port, http};
+use wsutil::support::{eventually, free_port, http};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -255,6 +256,16 @@ async fn two_sites_on_one_central_wall_and_a_dead_site_turns_stale() {
     })
     .await;
 
+    // The central wall groups the tiles by site, each under its heading,
+    // the site's name left off the tile (Chromium; skipped loudly without).
+    let mut wall = browser::launch(&format!("http://{}/", central.addr)).await;
+    if let Some((_, page)) = wall.as_mut() {
+        page.until(GROUPS, Duration::from_secs(10), |v| {
+            v.as_str() == Some("H:north|T:north/hotline=hotline|H:south|T:south/hotline=hotline")
+        })
+        .await;
+    }
+
     // South's instance dies. Within stale_after (10 s, plus the half-second
     // check) the central instance calls south STALE everywhere; north,
     // quiet since its morning but alive, stays live.
@@ -296,4 +307,27 @@ async fn two_sites_on_one_central_wall_and_a_dead_site_turns_stale() {
     assert!(!r.body.contains("site:north"), "{}", r.body);
     // The last figures south sent stay on the wall (marked stale, not gone).
     central.queue_with("south/hotline", 25).await;
+    // On the wall: south's heading says STALE, its tile is dimmed, and the
+    // centre-wide summary says it lacks south.
+    if let Some((_b, page)) = wall.as_mut() {
+        page.until(STALE_ON_WALL, Duration::from_secs(8), |v| {
+            v.as_str() == Some("south|south/hotline|true")
+        })
+        .await;
+        page.screenshot(Path::new("test-output/wall-sites.png"))
+            .await;
+    }
 }
+
+/// The tiles' box in order: `H:<site>` for a heading, `T:<queue>=<shown>`
+/// for a tile.
+const GROUPS: &str = r##"[...document.querySelectorAll("#tiles > *")].map((e) =>
+  e.classList.contains("site-head") ? "H:" + e.dataset.site
+  : "T:" + e.dataset.queue + "=" + (e.querySelector("h2") || {}).textContent).join("|")"##;
+
+/// Stale headings, dimmed tiles, and whether the summary names south.
+const STALE_ON_WALL: &str = r#"[
+  [...document.querySelectorAll(".site-head.stale")].map((e) => e.dataset.site).join(","),
+  [...document.querySelectorAll(".tile.site-stale")].map((e) => e.dataset.queue).join(","),
+  String(document.getElementById("summary").textContent.includes("south"))
+].join("|")"#;
