@@ -38,7 +38,7 @@ impl Instance {
         std::fs::write(
             &cfg,
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"{}\"\n[time]\nzone = \"UTC\"\n{body}",
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"{}\"\ncheckpoint_every = \"200ms\"\n[time]\nzone = \"UTC\"\n{body}",
                 dir.join(format!("{name}.sqlite")).display()
             ),
         )
@@ -331,3 +331,48 @@ const STALE_ON_WALL: &str = r#"[
   [...document.querySelectorAll(".tile.site-stale")].map((e) => e.dataset.queue).join(","),
   String(document.getElementById("summary").textContent.includes("south"))
 ].join("|")"#;
+
+/// A site that ran as one process (engine checkpoint in its storage) and is
+/// then started in cluster mode on the same storage: the stream replays the
+/// day from its start, so the old checkpoint must not be restored on top
+/// (it would count every call twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_process_checkpoint_is_not_counted_again_in_cluster_mode() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("north.jsonl");
+    std::fs::write(&feed, morning(30)).unwrap();
+    let source = format!(
+        "[[sources]]\nname = \"pbx\"\nkind = \"json\"\npath = \"{}\"\nfollow = true\n",
+        feed.display()
+    );
+    let mut single = Instance::start(dir.path(), "north", &source);
+    single.up().await;
+    single.queue_with("hotline", 30).await;
+    // A checkpoint is written every 200 ms; let a few pass.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    single.sigkill();
+
+    let clustered = Instance::start(
+        dir.path(),
+        "north",
+        &format!(
+            "{source}[cluster]\nnats = [\"{}\"]\nsite = \"north\"\ninstance = \"north-1\"\nlease_ttl = \"2s\"\n",
+            server.url()
+        ),
+    );
+    clustered.up().await;
+    clustered.queue_with("hotline", 30).await;
+    // Caught up with the stream (the whole file is in it), still 30.
+    eventually(LIMIT, "caught up", || async {
+        let m = clustered.metrics().await;
+        (m.contains("acd_cluster_caught_up{site=\"north\"} 1")
+            && !m.contains("acd_cluster_stream_applied_sequence{site=\"north\"} 0\n"))
+        .then_some(())
+    })
+    .await;
+    let q = clustered.queue_with("hotline", 30).await;
+    assert_eq!(q["windows"]["today"]["abandoned"], 6);
+    let log = std::fs::read_to_string(&clustered.log).unwrap();
+    assert!(log.contains("count them twice"), "{log}");
+}

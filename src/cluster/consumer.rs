@@ -65,7 +65,12 @@ impl Progress {
         if applied == 0 {
             return pending;
         }
-        pending.max(self.last.load(Ordering::Relaxed).saturating_sub(applied))
+        // Once something was read, the stream's own last sequence (fetched
+        // every 250 ms) says what is left: the pending count a message
+        // carried can stay one too high after a broker restart, which with
+        // the heartbeats arriving every 5 s kept an instance from ever
+        // being caught up.
+        self.last.load(Ordering::Relaxed).saturating_sub(applied)
     }
 
     /// Caught up: connected, and nothing in the stream left to read.

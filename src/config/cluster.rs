@@ -160,7 +160,7 @@ pub fn is_token(s: &str) -> bool {
 
 impl Loader<'_> {
     /// Checks `[cluster]` against itself and the sources it will carry.
-    pub(super) fn check_cluster(&mut self, c: &ClusterConfig, sources: &[SourceConfig]) {
+    pub(super) fn check_cluster(&mut self, c: &ClusterConfig, sources: &[SourceConfig], cti: bool) {
         let span = |s: std::ops::Range<usize>| (s != (0..0)).then_some(s);
         if c.nats.get_ref().is_empty() {
             self.err(
@@ -283,6 +283,12 @@ impl Loader<'_> {
                 "[cluster] sites makes this a central instance, which reads the sites' streams and ingests no source: remove [[sources]] (or sites)",
             );
         }
+        if c.is_central() && cti {
+            self.err(
+                span(c.sites.span()),
+                "[cluster] sites makes this a central instance, which acts on no site's CTI (each site's own leader does): remove [[cti]] (or sites)",
+            );
+        }
         let stale = c.stale_after.get_ref().millis();
         if !(10_000..=3_600_000).contains(&stale) {
             self.err(
@@ -358,6 +364,37 @@ mod tests {
                 "{pos} {text}: {e:#?}"
             );
         }
+    }
+
+    #[test]
+    fn a_central_instance_lists_its_sites_and_ingests_nothing() {
+        let central = "[cluster]\nnats = [\"nats://h:4222\"]\nsite = \"hq\"\nsites = [\"north\", \"south\"]\n";
+        let c = Config::parse("c.toml", central).unwrap();
+        let cl = c.cluster.as_ref().unwrap();
+        assert!(cl.is_central());
+        assert_eq!(cl.stale_after(), std::time::Duration::from_secs(15));
+        assert_eq!(cl.stream_label(), "central:ACDMON_north+ACDMON_south");
+        assert_eq!(c.engine_config().sites, crate::state::SiteNames::Qualified);
+        // With sources, a bad site name or a stale_after shorter than two
+        // heartbeats, check-config says what and where.
+        let e = errors(
+            "[cluster]\nnats = [\"nats://h:4222\"]\nsite = \"hq\"\nsites = [\"north\", \"so.uth\"]\nstale_after = \"5s\"\n",
+        );
+        for want in ["ingests no source", "`so.uth`", "two heartbeats"] {
+            assert!(e.iter().any(|l| l.contains(want)), "{want}: {e:#?}");
+        }
+        let site = Config::parse(
+            "c.toml",
+            &format!("{BASE}[cluster]\nnats = [\"nats://h:4222\"]\nsite = \"north\"\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            site.engine_config().sites,
+            crate::state::SiteNames::One("north".into())
+        );
+        assert_eq!(site.engine_config().stream.as_deref(), Some("ACDMON_north"));
+        let single = Config::parse("c.toml", BASE).unwrap();
+        assert_eq!(single.engine_config().stream, None);
     }
 
     #[test]

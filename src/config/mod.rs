@@ -493,7 +493,7 @@ impl<'a> Loader<'a> {
         let posts = self.posts(&post_cfgs, &agent_ids, &schedules);
         let adherence = adherence_cfg.map(|c| self.adherence(&c, &agent_ids, &zone));
         if let Some(c) = &cluster {
-            self.check_cluster(c, &sources);
+            self.check_cluster(c, &sources, !cti.is_empty());
         }
 
         Some(Config {
