@@ -73,10 +73,14 @@ impl Progress {
         self.last.load(Ordering::Relaxed).saturating_sub(applied)
     }
 
-    /// Caught up: connected, and nothing in the stream left to read.
+    /// Caught up: connected, and nothing in the stream left to read. Once
+    /// something was read, by the stream's last sequence (the `caught_up`
+    /// flag comes from a message's pending count, see [`Progress::lag`]);
+    /// before, by the consumer's word that nothing is pending.
     pub fn is_caught_up(&self) -> bool {
+        let read_some = self.applied.load(Ordering::Relaxed) > 0;
         self.connected.load(Ordering::Relaxed)
-            && self.caught_up.load(Ordering::Relaxed)
+            && (read_some || self.caught_up.load(Ordering::Relaxed))
             && self.lag() == 0
     }
 }
