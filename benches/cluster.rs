@@ -90,7 +90,7 @@ async fn end_to_end(url: &str, site: &str, evs: &[Event]) -> Duration {
     tokio::spawn(forwarder::run(src_rx, eng_tx.clone(), brx, fences));
     let progress = Arc::new(consumer::Progress::default());
     tokio::spawn(consumer::run(
-        b.clone(),
+        b.feed(),
         eng_tx,
         async_nats::jetstream::consumer::DeliverPolicy::All,
         progress,

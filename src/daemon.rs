@@ -196,6 +196,13 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
     let config = Arc::new(config);
     let now = Ts::now();
     let mut counted_until = None;
+    let checkpoint = checkpoint.filter(|_| {
+        let central = config.cluster.as_ref().is_some_and(|c| c.is_central());
+        if central {
+            tracing::info!("engine checkpoint not restored: a central instance replays every site's stream from the start of the day");
+        }
+        !central
+    });
     let stream_resume = checkpoint
         .as_ref()
         .and_then(|cp| crate::cluster::stream_position(&cp.positions));
@@ -282,6 +289,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         engine: watch,
         ladder,
         floor,
+        sites: cluster.as_ref().and_then(|c| c.board.clone()),
     };
     let mut running = RunningSources::default();
     if let Some(c) = &cluster {

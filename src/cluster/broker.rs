@@ -19,6 +19,17 @@ pub struct Broker {
     pub names: Names,
 }
 
+impl Broker {
+    /// This site's stream as its own instances read it.
+    pub fn feed(&self) -> super::consumer::Feed {
+        super::consumer::Feed {
+            stream: self.stream.clone(),
+            names: self.names.clone(),
+            qualify: false,
+        }
+    }
+}
+
 /// The names one site's objects have in NATS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -44,6 +55,17 @@ impl Names {
     pub fn source_subject(&self, source: &str) -> String {
         format!("acdmon.{}.events.{source}", self.site)
     }
+    /// Where an instance of this site publishes its heartbeat: under the
+    /// event subjects (so the stream carries it; an existing stream needs
+    /// no change) but with five tokens, so no source's subject is it.
+    pub fn heartbeat_subject(&self) -> String {
+        format!("acdmon.{}.events._hb.{}", self.site, self.instance)
+    }
+    pub fn is_heartbeat(&self, subject: &str) -> bool {
+        subject
+            .strip_prefix(&format!("acdmon.{}.events._hb.", self.site))
+            .is_some()
+    }
     pub fn lease_bucket(&self) -> String {
         format!("acdmon_{}_leases", self.site)
     }
@@ -64,6 +86,33 @@ fn default_instance() -> String {
 /// are one line for the log and `/readyz`, never a secret.
 pub async fn connect(cfg: &ClusterConfig) -> Result<Broker, String> {
     let names = Names::new(cfg);
+    let (client, js) = connect_client(cfg, &names).await?;
+    let stream = site_stream(&js, &names, cfg).await?;
+    let storage = storage_type(cfg);
+    let leases = lease_bucket(&js, &names, cfg, storage).await?;
+    Ok(Broker {
+        client,
+        js,
+        stream,
+        leases,
+        names,
+    })
+}
+
+fn storage_type(cfg: &ClusterConfig) -> stream::StorageType {
+    if cfg.memory_storage() {
+        stream::StorageType::Memory
+    } else {
+        stream::StorageType::File
+    }
+}
+
+/// The connection alone (a central instance opens several sites' streams
+/// on it).
+pub async fn connect_client(
+    cfg: &ClusterConfig,
+    names: &Names,
+) -> Result<(async_nats::Client, jetstream::Context), String> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(format!("acdmon {}", names.instance))
         .max_reconnects(None)
@@ -93,31 +142,28 @@ pub async fn connect(cfg: &ClusterConfig) -> Result<Broker, String> {
         .await
         .map_err(|e| format!("cannot connect to NATS {:?}: {e}", cfg.servers()))?;
     let js = jetstream::new(client.clone());
-    let storage = if cfg.memory_storage() {
-        stream::StorageType::Memory
-    } else {
-        stream::StorageType::File
-    };
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: names.stream(),
-            subjects: vec![names.events()],
-            max_age: cfg.retention(),
-            storage,
-            num_replicas: cfg.replicas(),
-            duplicate_window: cfg.duplicate_window(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("cannot create the stream {}: {e}", names.stream()))?;
-    let leases = lease_bucket(&js, &names, cfg, storage).await?;
-    Ok(Broker {
-        client,
-        js,
-        stream,
-        leases,
-        names,
+    Ok((client, js))
+}
+
+/// `names.site`'s event stream, created (with this configuration's
+/// retention and replicas) when it does not exist yet, so a central
+/// instance may start before the sites it shows.
+pub async fn site_stream(
+    js: &jetstream::Context,
+    names: &Names,
+    cfg: &ClusterConfig,
+) -> Result<stream::Stream, String> {
+    js.get_or_create_stream(stream::Config {
+        name: names.stream(),
+        subjects: vec![names.events()],
+        max_age: cfg.retention(),
+        storage: storage_type(cfg),
+        num_replicas: cfg.replicas(),
+        duplicate_window: cfg.duplicate_window(),
+        ..Default::default()
     })
+    .await
+    .map_err(|e| format!("cannot create the stream {}: {e}", names.stream()))
 }
 
 /// The lease bucket. Created as the stream a key-value bucket is

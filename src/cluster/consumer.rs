@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::StreamExt;
 
-use super::broker::Broker;
+use super::broker::Names;
 use super::wire;
 use crate::sources::{Envelope, Inbox, Reject, RejectCounter};
 use crate::state::SourcePosition;
@@ -46,6 +46,10 @@ pub struct Progress {
     pub connected: AtomicBool,
     /// Messages read since start.
     pub messages: AtomicU64,
+    /// When the newest message read (an event batch or a heartbeat) was
+    /// stored by the server, ms since the epoch; 0 before the first. A
+    /// central instance calls a site STALE from it.
+    pub last_stored_ms: std::sync::atomic::AtomicI64,
     /// Told by the progress watch when the stream has more than this
     /// instance read and nothing arrived for a while (the server that held
     /// the ordered consumer died quietly): the consumer is recreated after
@@ -61,13 +65,22 @@ impl Progress {
         if applied == 0 {
             return pending;
         }
-        pending.max(self.last.load(Ordering::Relaxed).saturating_sub(applied))
+        // Once something was read, the stream's own last sequence (fetched
+        // every 250 ms) says what is left: the pending count a message
+        // carried can stay one too high after a broker restart, which with
+        // the heartbeats arriving every 5 s kept an instance from ever
+        // being caught up.
+        self.last.load(Ordering::Relaxed).saturating_sub(applied)
     }
 
-    /// Caught up: connected, and nothing in the stream left to read.
+    /// Caught up: connected, and nothing in the stream left to read. Once
+    /// something was read, by the stream's last sequence (the `caught_up`
+    /// flag comes from a message's pending count, see [`Progress::lag`]);
+    /// before, by the consumer's word that nothing is pending.
     pub fn is_caught_up(&self) -> bool {
+        let read_some = self.applied.load(Ordering::Relaxed) > 0;
         self.connected.load(Ordering::Relaxed)
-            && self.caught_up.load(Ordering::Relaxed)
+            && (read_some || self.caught_up.load(Ordering::Relaxed))
             && self.lag() == 0
     }
 }
@@ -85,9 +98,20 @@ pub fn start_policy(resume_after: Option<u64>, day_start_ms: i64) -> DeliverPoli
     }
 }
 
-/// Reads the stream into `engine` until the engine is gone.
+/// The stream one consumer reads.
+#[derive(Clone)]
+pub struct Feed {
+    pub stream: async_nats::jetstream::stream::Stream,
+    pub names: Names,
+    /// A central instance's consumer: every call, queue and agent id
+    /// becomes `<site>/<id>` (two sites' `hotline` stay two queues).
+    pub qualify: bool,
+}
+
+/// Reads the stream into `engine` until the engine is gone. Heartbeats
+/// move the position (and `last_stored_ms`) but reach no engine.
 pub async fn run(
-    broker: Broker,
+    broker: Feed,
     engine: Inbox,
     start: DeliverPolicy,
     progress: Arc<Progress>,
@@ -115,7 +139,7 @@ pub async fn run(
 
 /// `Ok` when the engine's inbox closed (the daemon is stopping).
 async fn read(
-    broker: &Broker,
+    broker: &Feed,
     engine: &Inbox,
     start: DeliverPolicy,
     progress: &Progress,
@@ -156,6 +180,22 @@ async fn read(
             Ok(i) => (i.stream_sequence, i.pending),
             Err(e) => return Err(format!("stream message without its metadata: {e}")),
         };
+        let stored_ms = m
+            .info()
+            .map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as i64)
+            .unwrap_or(0);
+        progress
+            .last_stored_ms
+            .fetch_max(stored_ms, Ordering::Relaxed);
+        if broker.names.is_heartbeat(m.subject.as_str()) {
+            progress.applied.store(seq, Ordering::Relaxed);
+            progress.pending.store(pending, Ordering::Relaxed);
+            if pending == 0 {
+                progress.caught_up.store(true, Ordering::Relaxed);
+            }
+            progress.last.fetch_max(seq, Ordering::Relaxed);
+            continue;
+        }
         let headers = m.headers.as_ref();
         let source: Arc<str> = headers
             .and_then(|h| h.get(wire::SOURCE))
@@ -163,6 +203,12 @@ async fn read(
             .or_else(|| m.subject.as_str().rsplit('.').next().map(Arc::from))
             .unwrap_or_else(|| Arc::from("unknown"));
         let events = match wire::decode(&m.payload) {
+            Ok(mut evs) if broker.qualify => {
+                for ev in &mut evs {
+                    super::sites::qualify(ev, &broker.names.site);
+                }
+                evs
+            }
             Ok(evs) => evs,
             Err(why) => {
                 rejects.record(
@@ -172,6 +218,11 @@ async fn read(
                 );
                 Vec::new()
             }
+        };
+        let source = if broker.qualify {
+            Arc::from(format!("{}/{source}", broker.names.site))
+        } else {
+            source
         };
         let env = Envelope::Positioned {
             source,

@@ -23,6 +23,7 @@ pub mod cti;
 pub mod forwarder;
 pub mod ingest;
 pub mod lease;
+pub mod sites;
 pub mod wire;
 
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct Cluster {
     site: String,
     leadership: Arc<cti::Leadership>,
     mirror: Arc<cti::Mirror>,
+    /// A central instance's sites and their freshness (`[cluster] sites`).
+    pub board: Option<Arc<sites::Board>>,
 }
 
 /// What [`Cluster::attach`] needs from the daemon.
@@ -73,6 +76,9 @@ impl Cluster {
     /// Connects (in the background, retrying) and starts the forwarder and
     /// the consumer. Must run inside the tokio runtime.
     pub fn attach(cfg: &ClusterConfig, a: Attach) -> Cluster {
+        if cfg.is_central() {
+            return Self::attach_central(cfg, a);
+        }
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let (btx, brx) = watch::channel(None);
         let fences = Arc::new(forwarder::Fences::default());
@@ -128,8 +134,15 @@ impl Cluster {
                     }
                 };
                 let _ = btx.send(Some(b.clone()));
-                tokio::spawn(watch_progress(b.clone(), progress.clone(), health, gauges));
-                consumer::run(b, engine, start, progress, rejects).await;
+                tokio::spawn(watch_progress(
+                    b.client.clone(),
+                    b.stream.clone(),
+                    progress.clone(),
+                    health,
+                    gauges,
+                ));
+                tokio::spawn(sites::beat(b.js.clone(), b.names.clone()));
+                consumer::run(b.feed(), engine, start, progress, rejects).await;
             });
         }
         Cluster {
@@ -145,6 +158,100 @@ impl Cluster {
             site: names.site,
             leadership,
             mirror,
+            board: None,
+        }
+    }
+
+    /// A central instance: one consumer per site, no forwarder, lease or
+    /// CTI leadership (docs/cluster.md, "Several sites").
+    fn attach_central(cfg: &ClusterConfig, a: Attach) -> Cluster {
+        let names = broker::Names::new(cfg);
+        let board = sites::Board::new(cfg.sites(), cfg.stale_after());
+        let day_start = crate::state::window::day_bounds(Ts::now(), &a.zone).0;
+        tracing::info!(sites = ?cfg.sites(), instance = %names.instance, "central instance: showing the sites' streams");
+        for site in &board.sites {
+            site.health.set_error("connecting to NATS");
+            a.health.register(site.health.clone());
+            a.health.register(site.freshness.clone());
+        }
+        tokio::spawn(sites::watch_freshness(board.clone(), a.recorder.clone()));
+        {
+            let names = names.clone();
+            let (cfg, board, engine, rejects, recorder) = (
+                cfg.clone(),
+                board.clone(),
+                a.engine.clone(),
+                a.rejects.clone(),
+                a.recorder.clone(),
+            );
+            tokio::spawn(async move {
+                let mut wait = Duration::from_millis(200);
+                let (client, js) = loop {
+                    match broker::connect_client(&cfg, &names).await {
+                        Ok(c) => break c,
+                        Err(e) => {
+                            for s in &board.sites {
+                                s.nats_error(&e);
+                            }
+                            tracing::warn!(error = %e, "cluster: NATS not reachable yet; retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                };
+                for site in &board.sites {
+                    let names = broker::Names {
+                        site: site.site.clone(),
+                        instance: names.instance.clone(),
+                    };
+                    let stream = loop {
+                        match broker::site_stream(&js, &names, &cfg).await {
+                            Ok(s) => break s,
+                            Err(e) => {
+                                site.nats_error(&e);
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    };
+                    let gauges = StreamGauges::new(&*recorder, &site.site);
+                    tokio::spawn(watch_progress(
+                        client.clone(),
+                        stream.clone(),
+                        site.progress.clone(),
+                        site.health.clone(),
+                        gauges,
+                    ));
+                    let feed = consumer::Feed {
+                        stream,
+                        names,
+                        qualify: true,
+                    };
+                    let start = consumer::start_policy(None, day_start.0);
+                    tokio::spawn(consumer::run(
+                        feed,
+                        engine.clone(),
+                        start,
+                        site.progress.clone(),
+                        rejects.clone(),
+                    ));
+                }
+            });
+        }
+        let (_, brx) = watch::channel(None);
+        Cluster {
+            inbox: sites::refuse_input(a.engine.clone(), a.rejects.clone()),
+            progress: Arc::new(consumer::Progress::default()),
+            broker: brx,
+            fences: Arc::new(forwarder::Fences::default()),
+            recorder: a.recorder,
+            instance: names.instance,
+            ttl: cfg.lease_ttl(),
+            zone: a.zone,
+            health: a.health,
+            site: names.site,
+            leadership: Arc::new(cti::Leadership::default()),
+            mirror: Arc::new(cti::Mirror::default()),
+            board: Some(board),
         }
     }
 
@@ -225,7 +332,7 @@ impl StreamGauges {
     }
 }
 
-fn gauge(r: &dyn Recorder, name: &'static str, labels: Vec<Label>) -> Gauge {
+pub(crate) fn gauge(r: &dyn Recorder, name: &'static str, labels: Vec<Label>) -> Gauge {
     static META: Metadata<'static> =
         Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
     r.register_gauge(&Key::from_parts(name, labels), &META)
@@ -237,12 +344,12 @@ const STALL_AFTER: Duration = Duration::from_secs(5);
 /// Keeps the stream's last sequence, `/readyz` (through the `cluster:<site>`
 /// health entry) and the stream gauges current.
 async fn watch_progress(
-    b: broker::Broker,
+    client: async_nats::Client,
+    mut stream: async_nats::jetstream::stream::Stream,
     progress: Arc<consumer::Progress>,
     health: Arc<SourceHealth>,
     g: StreamGauges,
 ) {
-    let mut stream = b.stream.clone();
     let mut behind_logged = false;
     // (applied sequence, when it last moved) for the stall check.
     let mut moved = (0u64, std::time::Instant::now());
@@ -254,7 +361,7 @@ async fn watch_progress(
             }
             Err(e) => health.set_error(format!("stream info: {e}")),
         }
-        let connected = b.client.connection_state() == async_nats::connection::State::Connected
+        let connected = client.connection_state() == async_nats::connection::State::Connected
             && progress.connected.load(Ordering::Relaxed);
         let caught_up = connected && progress.is_caught_up();
         health.set_connected(connected);

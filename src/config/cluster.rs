@@ -56,6 +56,16 @@ pub struct ClusterConfig {
     /// JetStream's de-duplication window (`Nats-Msg-Id`).
     #[serde(default = "default_duplicate_window")]
     pub duplicate_window: Spanned<HumanDuration>,
+    /// A central instance: the sites whose streams it shows on one wall
+    /// (read only: it ingests no source, holds no lease, runs no ladder).
+    /// Empty: this instance belongs to `site`.
+    #[serde(default = "default_sites")]
+    pub sites: Spanned<Vec<String>>,
+    /// A central instance marks a site STALE when nothing (not even the
+    /// heartbeat its instances publish every 5 s) reached its stream for
+    /// this long.
+    #[serde(default = "default_stale_after")]
+    pub stale_after: Spanned<HumanDuration>,
 }
 
 /// `[cluster.tls]`: file paths of PEM certificates.
@@ -84,6 +94,12 @@ fn default_replicas() -> Spanned<usize> {
 fn default_lease_ttl() -> Spanned<HumanDuration> {
     Spanned::new(0..0, HumanDuration::from_secs(10))
 }
+fn default_sites() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+fn default_stale_after() -> Spanned<HumanDuration> {
+    Spanned::new(0..0, HumanDuration::from_secs(15))
+}
 fn default_duplicate_window() -> Spanned<HumanDuration> {
     Spanned::new(0..0, HumanDuration::from_secs(120))
 }
@@ -111,6 +127,25 @@ impl ClusterConfig {
     pub fn replicas(&self) -> usize {
         *self.replicas.get_ref()
     }
+    /// The sites a central instance shows; empty on a site's own instance.
+    pub fn sites(&self) -> &[String] {
+        self.sites.get_ref()
+    }
+    pub fn is_central(&self) -> bool {
+        !self.sites().is_empty()
+    }
+    pub fn stale_after(&self) -> std::time::Duration {
+        self.stale_after.get_ref().0
+    }
+    /// The stream(s) the engine reads, as the checkpoint records it.
+    pub fn stream_label(&self) -> String {
+        if self.is_central() {
+            let names: Vec<String> = self.sites().iter().map(|s| format!("ACDMON_{s}")).collect();
+            format!("central:{}", names.join("+"))
+        } else {
+            format!("ACDMON_{}", self.site())
+        }
+    }
 }
 
 /// A NATS subject token as acdmon uses them (site and source names):
@@ -125,7 +160,7 @@ pub fn is_token(s: &str) -> bool {
 
 impl Loader<'_> {
     /// Checks `[cluster]` against itself and the sources it will carry.
-    pub(super) fn check_cluster(&mut self, c: &ClusterConfig, sources: &[SourceConfig]) {
+    pub(super) fn check_cluster(&mut self, c: &ClusterConfig, sources: &[SourceConfig], cti: bool) {
         let span = |s: std::ops::Range<usize>| (s != (0..0)).then_some(s);
         if c.nats.get_ref().is_empty() {
             self.err(
@@ -234,6 +269,36 @@ impl Loader<'_> {
                 ),
             );
         }
+        for site in c.sites() {
+            if !is_token(site) {
+                self.err(
+                    span(c.sites.span()),
+                    format!("[cluster] sites: `{site}` must be 1-64 letters, digits, `_` or `-`"),
+                );
+            }
+        }
+        if c.is_central() && !sources.is_empty() {
+            self.err(
+                span(c.sites.span()),
+                "[cluster] sites makes this a central instance, which reads the sites' streams and ingests no source: remove [[sources]] (or sites)",
+            );
+        }
+        if c.is_central() && cti {
+            self.err(
+                span(c.sites.span()),
+                "[cluster] sites makes this a central instance, which acts on no site's CTI (each site's own leader does): remove [[cti]] (or sites)",
+            );
+        }
+        let stale = c.stale_after.get_ref().millis();
+        if !(10_000..=3_600_000).contains(&stale) {
+            self.err(
+                span(c.stale_after.span()),
+                format!(
+                    "[cluster] stale_after {} must be between 10s (two heartbeats) and 1h",
+                    c.stale_after.get_ref()
+                ),
+            );
+        }
         for s in sources {
             if !is_token(&s.name) {
                 self.err(
@@ -299,6 +364,37 @@ mod tests {
                 "{pos} {text}: {e:#?}"
             );
         }
+    }
+
+    #[test]
+    fn a_central_instance_lists_its_sites_and_ingests_nothing() {
+        let central = "[cluster]\nnats = [\"nats://h:4222\"]\nsite = \"hq\"\nsites = [\"north\", \"south\"]\n";
+        let c = Config::parse("c.toml", central).unwrap();
+        let cl = c.cluster.as_ref().unwrap();
+        assert!(cl.is_central());
+        assert_eq!(cl.stale_after(), std::time::Duration::from_secs(15));
+        assert_eq!(cl.stream_label(), "central:ACDMON_north+ACDMON_south");
+        assert_eq!(c.engine_config().sites, crate::state::SiteNames::Qualified);
+        // With sources, a bad site name or a stale_after shorter than two
+        // heartbeats, check-config says what and where.
+        let e = errors(
+            "[cluster]\nnats = [\"nats://h:4222\"]\nsite = \"hq\"\nsites = [\"north\", \"so.uth\"]\nstale_after = \"5s\"\n",
+        );
+        for want in ["ingests no source", "`so.uth`", "two heartbeats"] {
+            assert!(e.iter().any(|l| l.contains(want)), "{want}: {e:#?}");
+        }
+        let site = Config::parse(
+            "c.toml",
+            &format!("{BASE}[cluster]\nnats = [\"nats://h:4222\"]\nsite = \"north\"\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            site.engine_config().sites,
+            crate::state::SiteNames::One("north".into())
+        );
+        assert_eq!(site.engine_config().stream.as_deref(), Some("ACDMON_north"));
+        let single = Config::parse("c.toml", BASE).unwrap();
+        assert_eq!(single.engine_config().stream, None);
     }
 
     #[test]

@@ -156,6 +156,12 @@ impl Config {
                     groups: a.groups.clone(),
                 })
                 .collect(),
+            stream: self.cluster.as_ref().map(|c| c.stream_label()),
+            sites: match &self.cluster {
+                None => crate::state::SiteNames::None,
+                Some(c) if c.is_central() => crate::state::SiteNames::Qualified,
+                Some(c) => crate::state::SiteNames::One(c.site().to_string()),
+            },
         }
     }
 
@@ -487,7 +493,7 @@ impl<'a> Loader<'a> {
         let posts = self.posts(&post_cfgs, &agent_ids, &schedules);
         let adherence = adherence_cfg.map(|c| self.adherence(&c, &agent_ids, &zone));
         if let Some(c) = &cluster {
-            self.check_cluster(c, &sources);
+            self.check_cluster(c, &sources, !cti.is_empty());
         }
 
         Some(Config {

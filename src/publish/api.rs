@@ -21,6 +21,7 @@ pub fn routes(_state: AppState) -> Router<AppState> {
         .route("/api/v1/queues/{queue}", get(queue))
         .route("/api/v1/queues/{queue}/trend", get(trend))
         .route("/api/v1/agents", get(agents))
+        .route("/api/v1/sites", get(sites))
         .route("/api/v1/events", post(ingest))
 }
 
@@ -71,6 +72,30 @@ async fn readyz(State(s): State<AppState>) -> Response {
         )
             .into_response()
     }
+}
+
+/// A central instance's sites and their freshness (docs/cluster.md,
+/// "Several sites"); `stale` lists the sites whose figures are not
+/// current, which any centre-wide total lacks. Empty elsewhere.
+async fn sites(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    if let Err(r) = read_guard(&s, &h, &q) {
+        return r;
+    }
+    let Some(board) = &s.sites else {
+        return Json(json!({"sites": [], "stale": []})).into_response();
+    };
+    let views = board.views(crate::time::Ts::now());
+    let stale: Vec<&str> = views
+        .iter()
+        .filter(|v| v.state == "stale")
+        .map(|v| v.site.as_str())
+        .collect();
+    Json(json!({
+        "sites": views,
+        "stale": stale,
+        "stale_after_s": board.stale_after.as_secs_f64(),
+    }))
+    .into_response()
 }
 
 async fn queues(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {

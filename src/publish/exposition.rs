@@ -34,7 +34,13 @@ pub fn write_snapshot(out: &mut String, snap: &Snapshot, per_agent: bool) {
     let queues: Vec<(String, &QueueView)> = snap
         .queues
         .iter()
-        .map(|q| (format!("queue=\"{}\"", Escaped(&q.queue)), &**q))
+        .map(|q| {
+            let l = match &q.site {
+                Some(site) => format!("queue=\"{}\",site=\"{}\"", Escaped(&q.queue), Escaped(site)),
+                None => format!("queue=\"{}\"", Escaped(&q.queue)),
+            };
+            (l, &**q)
+        })
         .collect();
     let w = &mut Writer { out };
 
@@ -208,7 +214,10 @@ pub fn write_snapshot(out: &mut String, snap: &Snapshot, per_agent: bool) {
             "1 for the agent's current state, 0 for the others (per-agent series; off unless per_agent_metrics).",
         );
         for a in &snap.agents {
-            let l = format!("agent=\"{}\"", Escaped(&a.agent));
+            let l = match &a.site {
+                Some(site) => format!("agent=\"{}\",site=\"{}\"", Escaped(&a.agent), Escaped(site)),
+                None => format!("agent=\"{}\"", Escaped(&a.agent)),
+            };
             for s in AgentStatus::ALL {
                 let v = if s == a.state { 1.0 } else { 0.0 };
                 w.sample("acd_agent_state", &l, Some(("state", s.as_str())), v);

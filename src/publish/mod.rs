@@ -51,6 +51,8 @@ pub struct AppState {
     pub ladder: Option<crate::escalation::control::LadderHandle>,
     /// What the floor rules publish and take (posts, adherence).
     pub floor: crate::floor::FloorHandles,
+    /// A central instance's sites (`[cluster] sites`), for `/api/v1/sites`.
+    pub sites: Option<Arc<crate::cluster::sites::Board>>,
 }
 
 /// The whole HTTP surface.

@@ -64,6 +64,7 @@ pub fn agent_doc(a: &AgentView) -> Value {
 fn same_but_time(a: &QueueView, b: &QueueView) -> bool {
     let QueueView {
         queue,
+        site,
         waiting,
         longest_wait_s: _,
         agents,
@@ -78,6 +79,7 @@ fn same_but_time(a: &QueueView, b: &QueueView) -> bool {
         as_of: _,
     } = a;
     *queue == b.queue
+        && *site == b.site
         && *waiting == b.waiting
         && *agents == b.agents
         && *windows == b.windows
@@ -614,6 +616,7 @@ mod tests {
         let mut docs = Docs::default();
         let mut q = QueueView {
             queue: "hotline".into(),
+            site: None,
             waiting: 1,
             longest_wait_s: 3.0,
             agents: Default::default(),
@@ -662,6 +665,7 @@ mod tests {
     fn agent(id: &str, queues: &[&str], reason: &str) -> Arc<AgentView> {
         Arc::new(AgentView {
             agent: id.into(),
+            site: None,
             name: None,
             state: crate::event::AgentStatus::Paused,
             reason: Some(reason.into()),

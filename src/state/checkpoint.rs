@@ -65,6 +65,11 @@ pub struct EngineCheckpoint {
     /// Calls being talked: (call, queue position, agent position, answered).
     pub talking: Vec<(String, u32, u32, i64)>,
     pub positions: Vec<(String, SourcePosition)>,
+    /// The event stream the figures came from ([`EngineConfig::stream`]);
+    /// absent in single-process checkpoints (and in those written before
+    /// it was kept, which cluster mode therefore does not restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
 }
 
 /// The thresholds a queue's counts were classified with.
@@ -228,6 +233,7 @@ impl Engine {
                 .iter()
                 .map(|(s, p)| (s.to_string(), *p))
                 .collect(),
+            stream: self.cfg.stream.clone(),
         }
     }
 }
@@ -250,6 +256,17 @@ impl EngineCheckpoint {
                 "checkpoint of zone {:?}, configured {:?}",
                 self.zone,
                 zone_name(&cfg.zone)
+            ));
+        }
+        if self.stream != cfg.stream {
+            let name = |s: &Option<String>| match s {
+                Some(s) => format!("the event stream {s}"),
+                None => "the sources directly (no [cluster])".to_string(),
+            };
+            return Err(format!(
+                "checkpoint of figures read from {}, this instance reads {}: its day's replay would count them twice",
+                name(&self.stream),
+                name(&cfg.stream)
             ));
         }
         let today = day_bounds(now, &cfg.zone).0;
@@ -540,6 +557,46 @@ mod tests {
         bad = cp.clone();
         bad.version = 99;
         assert!(bad.restore(cfg(), at("2026-03-10T02:00:00Z")).is_err());
+    }
+
+    /// A checkpoint taken without `[cluster]` (or of another site's stream)
+    /// restored by an instance that replays a stream from the start of the
+    /// day would count every call twice: it is refused, with the reason.
+    #[test]
+    fn a_checkpoint_of_another_event_stream_is_refused() {
+        let mut e = Engine::starting_at(cfg(), at("2026-03-10T01:00:00Z"));
+        run(&mut e, morning());
+        let single = e.checkpoint();
+        assert_eq!(single.stream, None);
+        let north = EngineConfig {
+            stream: Some("ACDMON_north".into()),
+            ..cfg()
+        };
+        let now = at("2026-03-10T02:00:00Z");
+        let err = single.restore(north.clone(), now).unwrap_err();
+        assert!(
+            err.contains("twice") && err.contains("ACDMON_north"),
+            "{err}"
+        );
+        let mut n = Engine::starting_at(north.clone(), at("2026-03-10T01:00:00Z"));
+        run(&mut n, morning());
+        let cp = n.checkpoint();
+        assert_eq!(cp.stream.as_deref(), Some("ACDMON_north"));
+        let south = EngineConfig {
+            stream: Some("ACDMON_south".into()),
+            ..cfg()
+        };
+        let err = cp.restore(south, now).unwrap_err();
+        assert!(err.contains("ACDMON_south"), "{err}");
+        let err = cp.restore(cfg(), now).unwrap_err();
+        assert!(err.contains("no [cluster]"), "{err}");
+        let r = cp.restore(north, now).expect("its own stream");
+        let q = r.find_queue("hotline").unwrap();
+        assert_eq!(r.queue(q).today.tally.answered, 2);
+        // The field survives the stored form.
+        let json = serde_json::to_string(&cp).unwrap();
+        let back: EngineCheckpoint = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.stream, cp.stream);
     }
 
     /// Restored after an interval boundary passed while down: the old

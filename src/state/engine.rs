@@ -728,6 +728,7 @@ impl Engine {
         let staffed = busy + agents.ringing + agents.available;
         QueueView {
             queue: qs.name.to_string(),
+            site: self.cfg.sites.site_of(&qs.name),
             waiting: qs.waiting.len() as u32,
             longest_wait_s: qs.longest_wait_ms(now) as f64 / 1000.0,
             agents,
@@ -764,6 +765,7 @@ impl Engine {
         paused_in.sort();
         AgentView {
             agent: ag.id.to_string(),
+            site: self.cfg.sites.site_of(&ag.id),
             paused_in,
             name: ag.name.clone(),
             state: ag.status,

@@ -19,7 +19,7 @@ pub use checkpoint::{EngineCheckpoint, SourcePosition};
 pub use engine::{Engine, QueueFigures};
 pub use histogram::{WAIT_BUCKETS, WaitHistogram};
 pub use kpi::SlRound;
-pub use params::{AgentProfile, EngineConfig, QueueParams};
+pub use params::{AgentProfile, EngineConfig, QueueParams, SiteNames};
 pub use queue::{IntervalRecord, Queue};
 pub use snapshot::{Delta, Publisher, Snapshot};
 pub use view::{AgentView, QueueView};

@@ -56,6 +56,37 @@ pub struct EngineConfig {
     /// Configured queues in configuration order (shown first, in this order).
     pub queues: Vec<(String, QueueParams)>,
     pub agents: Vec<AgentProfile>,
+    /// The event stream(s) the engine reads in cluster mode (`ACDMON_north`;
+    /// a central instance: every site's, joined by `+`), `None` without
+    /// `[cluster]`. Kept in the checkpoint: figures restored under another
+    /// stream would be counted again by that stream's replay of the day.
+    pub stream: Option<String>,
+    /// Which site a queue or agent belongs to (cluster mode).
+    pub sites: SiteNames,
+}
+
+/// How views name the site of a queue or agent. Without `[cluster]` they
+/// name none (the single-process JSON and metrics stay as they were).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SiteNames {
+    #[default]
+    None,
+    /// A site's own instance: everything is this site's.
+    One(String),
+    /// A central instance: ids are `<site>/<id>` (the site's consumer
+    /// qualifies them, so two sites' `hotline` queues stay apart).
+    Qualified,
+}
+
+impl SiteNames {
+    /// The site of the queue or agent with this id.
+    pub fn site_of(&self, id: &str) -> Option<String> {
+        match self {
+            SiteNames::None => None,
+            SiteNames::One(s) => Some(s.clone()),
+            SiteNames::Qualified => id.split_once('/').map(|(s, _)| s.to_string()),
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -65,6 +96,8 @@ impl Default for EngineConfig {
             defaults: QueueParams::default(),
             queues: Vec::new(),
             agents: Vec::new(),
+            stream: None,
+            sites: SiteNames::None,
         }
     }
 }

@@ -82,6 +82,10 @@ pub struct QueueTotals {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueView {
     pub queue: String,
+    /// Extension (cluster mode): the site the queue belongs to. Absent
+    /// without `[cluster]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
     pub waiting: u32,
     pub longest_wait_s: f64,
     pub agents: AgentsByState,
@@ -105,6 +109,9 @@ pub struct QueueView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentView {
     pub agent: String,
+    /// Extension (cluster mode): the agent's site. Absent without `[cluster]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
     pub name: Option<String>,
     pub state: AgentStatus,
     pub reason: Option<String>,

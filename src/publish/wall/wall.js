@@ -20,6 +20,7 @@
 
   const queues = new Map();   // name -> QueueView
   const agents = new Map();   // id -> AgentView
+  let staleSites = new Map(); // site -> { silent: seconds } (cluster mode, /api/v1/sites)
   const entries = new Map();  // escalation entry id -> entry
   const trends = new Map();   // queue -> one-minute samples, oldest first (last hour)
   const TREND_MINUTES = 60;
@@ -105,8 +106,10 @@
     }
     for (const id of (e && e.pending) || []) adviceHtml += adviceBlock(q.queue, id);
     const pill = (st, n) => `<span class="pill st-${st}">${stateLabel(st)} <b data-field="agents.${st}">${n}</b></span>`;
-    return `<article class="tile band-${band}" data-queue="${esc(q.queue)}">
-  <header><h2 title="${esc(q.queue)}">${esc(q.queue)}</h2>${stage}</header>
+    const shown = q.site && q.queue.startsWith(q.site + "/") ? q.queue.slice(q.site.length + 1) : q.queue;
+    const siteCls = q.site && staleSites.has(q.site) ? " site-stale" : "";
+    return `<article class="tile band-${band}${siteCls}" data-queue="${esc(q.queue)}"${q.site ? ` data-site="${esc(q.site)}"` : ""}>
+  <header><h2 title="${esc(q.queue)}">${esc(shown)}</h2>${stage}</header>
   <div class="figs">
     <div class="fig"><span class="v" data-field="waiting" data-value="${q.waiting}">${q.waiting}</span><label>${H("tile.waiting")}</label></div>
     <div class="fig"><span class="v ${wB}" data-field="longest_wait" data-tick="wait">${dur(lw)}</span><label>${H("tile.longest_wait")}</label></div>
@@ -276,10 +279,48 @@
       if (el) el.replaceWith(fresh); else box.appendChild(fresh);
     }
     dirty.clear();
-    // Keep tiles in name order.
+    // Cluster mode: tiles grouped by site, each group under its site's
+    // heading (STALE while the site's stream is silent, from /api/v1/sites).
+    const sites = [...new Set([...queues.values()].map((q) => q.site).filter((x) => x))].sort();
+    for (const el of [...box.querySelectorAll(".site-head")]) {
+      if (!sites.includes(el.dataset.site)) el.remove();
+    }
+    for (const site of sites) {
+      let el = box.querySelector(`.site-head[data-site="${CSS.escape(site)}"]`);
+      if (!el) {
+        el = document.createElement("h2");
+        el.className = "site-head";
+        el.dataset.site = site;
+        box.appendChild(el);
+      }
+      const stale = staleSites.get(site);
+      el.classList.toggle("stale", !!stale);
+      el.textContent = stale ? T("site.stale", { site: site, s: stale.silent == null ? "?" : Math.round(stale.silent) }) : site;
+    }
+    // Keep tiles in name order (by site first: a site's heading leads its tiles).
+    const key = (el) => el.classList.contains("site-head")
+      ? el.dataset.site + "\u0000"
+      : (el.dataset.site || "") + "\u0001" + String(names.indexOf(el.dataset.queue)).padStart(8, "0");
     const els = [...box.children];
-    const ordered = els.slice().sort((a, b) => names.indexOf(a.dataset.queue) - names.indexOf(b.dataset.queue));
+    const ordered = els.slice().sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
     if (ordered.some((el, i) => el !== els[i])) ordered.forEach((el) => box.appendChild(el));
+  }
+
+  // Sites (central instance, docs/cluster.md): which are STALE now.
+  function pollSites() {
+    if (![...queues.values()].some((q) => q.site)) return;
+    const headers = token ? { Authorization: "Bearer " + token } : {};
+    fetch("/api/v1/sites", { headers, cache: "no-store" })
+      .then((r) => r.json())
+      .then((j) => {
+        const next = new Map();
+        for (const x of j.sites || []) if (x.state === "stale") next.set(x.site, { silent: x.silent_s });
+        const changed = next.size !== staleSites.size || [...next.keys()].some((k) => !staleSites.has(k));
+        staleSites = next;
+        if (changed) for (const k of queues.keys()) dirty.add(k);
+        schedule();
+      })
+      .catch(() => { /* /readyz and the connection banner cover the rest */ });
   }
 
   const STATE_ORDER = { on_call: 0, ringing: 1, wrap_up: 2, available: 3, paused: 4, logged_out: 5 };
@@ -322,7 +363,9 @@
       if (a.state !== "logged_out") logged++;
       if (a.state === "available") avail++;
     }
-    $("summary").innerHTML = H("summary", { waiting: `<b data-field="total-waiting">${waiting}</b>`, available: `<b>${avail}</b>`, logged_in: `<b>${logged}</b>`, queues: I.num(queues.size) });
+    let lacks = "";
+    if (staleSites.size) lacks = ` <span class="lacks" data-field="lacks">${H("summary.lacks", { sites: esc([...staleSites.keys()].sort().join(", ")) })}</span>`;
+    $("summary").innerHTML = H("summary", { waiting: `<b data-field="total-waiting">${waiting}</b>`, available: `<b>${avail}</b>`, logged_in: `<b>${logged}</b>`, queues: I.num(queues.size) }) + lacks;
   }
 
   // Between messages: advance waits and times in state, the clock, the banner.
@@ -527,4 +570,5 @@
   setInterval(tick, 500);
   pollReady();
   setInterval(pollReady, READY_POLL_MS);
+  setInterval(pollSites, READY_POLL_MS);
 })();
