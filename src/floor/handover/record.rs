@@ -140,11 +140,11 @@ pub struct Handover {
     pub unresolved_reasons: Vec<String>,
     pub duty_log: Vec<DutyEntry>,
     /// Source outages during the shift, clipped to it (see
-    /// [`super::outages`]); `null` where source health is not watched
+    /// [`crate::floor::outages`]); `null` where source health is not watched
     /// (replay, a late record).
     pub source_outages: Option<Vec<serde_json::Value>>,
     /// Post breaches during the shift and adherence at its end (see
-    /// [`super::summary`]); `null` when no floor rule runs (or in a late
+    /// [`crate::floor::summary`]); `null` when no floor rule runs (or in a late
     /// record).
     pub floor_rules: Option<serde_json::Value>,
     /// Who acknowledged it and when (stored apart; never in the record
