@@ -133,15 +133,7 @@ async fn withdraw_exception(
     let Some(handle) = s.floor.adherence.clone() else {
         return adherence_off();
     };
-    let by = q
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("by="))
-        .unwrap_or("admin")
-        .chars()
-        .take(64)
-        .collect::<String>();
+    let by = withdrawn_by(q.as_deref());
     match tokio::task::spawn_blocking(move || handle.withdraw(id, &by)).await {
         Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
         Ok(Ok(false)) => (
@@ -238,5 +230,35 @@ async fn posts(State(s): State<AppState>, h: HeaderMap, RawQuery(q): RawQuery) -
     match &s.floor.posts {
         Some(b) => Json(b.snapshot()).into_response(),
         None => Json(PostsSnapshot::default()).into_response(),
+    }
+}
+
+/// Who withdraws an exception: `?by=`, percent-decoded (a supervisor's
+/// name may hold spaces or Chinese characters), at most 64 characters;
+/// `admin` when not given.
+fn withdrawn_by(q: Option<&str>) -> String {
+    super::wall::query_param(q, "by")
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "admin".to_string())
+        .chars()
+        .take(64)
+        .collect()
+}
+
+#[cfg(test)]
+mod withdrawn_by_tests {
+    use super::withdrawn_by;
+
+    #[test]
+    fn the_name_is_percent_decoded_and_bounded() {
+        assert_eq!(withdrawn_by(Some("by=Li%20Wei")), "Li Wei");
+        assert_eq!(withdrawn_by(Some("token=x&by=%E7%8E%8B%E8%8A%B3")), "王芳");
+        assert_eq!(withdrawn_by(Some("token=x")), "admin");
+        assert_eq!(withdrawn_by(Some("by=")), "admin");
+        assert_eq!(withdrawn_by(None), "admin");
+        assert_eq!(
+            withdrawn_by(Some(&format!("by={}", "a".repeat(100)))).len(),
+            64
+        );
     }
 }

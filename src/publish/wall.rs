@@ -279,7 +279,7 @@ async fn locale_table(Path(file): Path<String>) -> Response {
 }
 
 /// One query parameter, percent-decoded.
-fn query_param(q: Option<&str>, name: &str) -> Option<String> {
+pub(super) fn query_param(q: Option<&str>, name: &str) -> Option<String> {
     q?.split('&')
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
         .map(|v| {
