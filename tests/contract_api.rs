@@ -53,12 +53,7 @@ sign_in = {{ group = "outbound" }}
 
 async fn start(dir: &std::path::Path) -> (acdmon::daemon::Daemon, String) {
     let cfg = Config::parse("t.toml", &config(dir)).unwrap();
-    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
-    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
-    let d = acdmon::daemon::start_with(cfg, parts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+    let (d, addr) = support::start_daemon(cfg).await;
     (d, addr)
 }
 

@@ -28,12 +28,7 @@ fn config(dir: &std::path::Path) -> String {
 /// A daemon on the configuration, serving on a free port.
 async fn start(text: &str) -> String {
     let cfg = acdmon::config::Config::parse("t.toml", text).unwrap();
-    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
-    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
-    let d = acdmon::daemon::start_with(cfg, parts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+    let (d, addr) = wsutil::support::start_daemon(cfg).await;
     // The daemon lives as long as the test's runtime.
     std::mem::forget(d);
     addr

@@ -436,12 +436,7 @@ async fn a_running_daemon_shows_the_breach_in_the_api_and_the_metrics() {
         CONFIG.replace("grace = \"2m\"", "grace = \"0s\"")
     );
     let cfg = acdmon::config::Config::parse("t.toml", &text).unwrap();
-    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
-    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
-    let d = acdmon::daemon::start_with(cfg, parts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+    let (_d, addr) = support::start_daemon(cfg).await;
 
     let send = |lines: Vec<Value>| {
         let addr = addr.clone();

@@ -63,12 +63,7 @@ sign_in = {{ group = "experts" }}
         server.addr
     );
     let cfg = Config::parse("t.toml", &text).unwrap();
-    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
-    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
-    let d = acdmon::daemon::start_with(cfg, parts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+    let (_d, addr) = support::start_daemon(cfg).await;
     eventually(T, "AMI ready", || async {
         (http(&addr, "GET", "/readyz", None, "").await.status == 200).then_some(())
     })

@@ -111,12 +111,7 @@ async fn approve_reject_expire_and_manual_actions_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let hook = Hook::start(Answer::Status(200, r#"{"ok":true,"detail":"done"}"#.into())).await;
     let cfg = Config::parse("t.toml", &config(dir.path(), &hook.url)).unwrap();
-    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
-    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
-    let d = acdmon::daemon::start_with(cfg, parts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+    let (_d, addr) = support::start_daemon(cfg).await;
 
     let now = Ts::now().0;
     let mut lines: Vec<String> = ["x1", "x2", "o1", "o2", "q1"]

@@ -207,12 +207,7 @@ async fn a_full_disk_delays_the_release_and_nobody_is_forgotten() {
     };
     let hook = Hook::start(Answer::Status(200, r#"{"ok":true,"detail":"done"}"#.into())).await;
     let cfg = Config::parse("t.toml", &config(&disk.path, &hook.url)).unwrap();
-    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
-    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
-    let d = acdmon::daemon::start_with(cfg, parts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+    let (_d, addr) = support::start_daemon(cfg).await;
 
     // The surge: nine agents available, one caller waiting: all three
     // stages fire at once (`for = "0s"`).

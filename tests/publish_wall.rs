@@ -438,12 +438,7 @@ async fn a_manager_approves_advice_on_the_wall() {
         dir.path().join("a.sqlite").display().to_string()
     );
     let cfg = acdmon::config::Config::parse("t.toml", &text).expect("config");
-    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
-    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
-    let d = acdmon::daemon::start_with(cfg, parts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+    let (_d, addr) = wsutil::support::start_daemon(cfg).await;
 
     let url = format!("http://{addr}/?token={READ}&admin={ADMIN}");
     let Some((_browser, mut page)) = launch(&url).await else {
@@ -666,12 +661,7 @@ async fn the_incoming_supervisor_acknowledges_the_handover_on_the_wall() {
             }])
             .unwrap();
     }
-    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
-    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
-    let d = acdmon::daemon::start_with(cfg, parts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+    let (_d, addr) = wsutil::support::start_daemon(cfg).await;
     // The late record is written on the engine's first tick.
     eventually(Duration::from_secs(10), "the handover record", || async {
         let v = get_json_auth(&addr, "/api/v1/handovers").await?;

@@ -80,3 +80,17 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Starts the daemon as `acdmon run` does for `cfg` (its CTI registry,
+/// observers and store from [`acdmon::daemon::Parts::open`]) and serves HTTP
+/// on a free local port. Returns the daemon, which the caller keeps alive,
+/// and the address.
+pub async fn start_daemon(cfg: acdmon::config::Config) -> (acdmon::daemon::Daemon, String) {
+    let cti = acdmon::daemon::cti_registry(&cfg).unwrap();
+    let parts = acdmon::daemon::Parts::open(&cfg, cti).unwrap();
+    let d = acdmon::daemon::start_with(cfg, parts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(acdmon::daemon::serve_on(listener, d.state.clone()));
+    (d, addr)
+}
