@@ -69,6 +69,28 @@ impl SourceSpec {
 }
 
 impl Loader<'_> {
+    /// The `name` of a `[[sources]]` or `[[cti]]` entry (`what`): a
+    /// non-empty string, else an error at the value (or at the entry when
+    /// it is missing).
+    fn entry_name(
+        &mut self,
+        name: Option<&Spanned<DeValue<'_>>>,
+        entry: &Spanned<DeValue<'_>>,
+        what: &str,
+    ) -> Option<String> {
+        match name.map(|v| (v.get_ref().as_str(), v.span())) {
+            Some((Some(n), _)) if !n.is_empty() => Some(n.to_string()),
+            Some((_, s)) => {
+                self.err(Some(s), format!("{what} `name` must be a non-empty string"));
+                None
+            }
+            None => {
+                self.err(Some(entry.span()), "missing field `name`");
+                None
+            }
+        }
+    }
+
     pub(super) fn source(&mut self, value: &Spanned<DeValue<'_>>) -> Option<SourceConfig> {
         let DeValue::Table(table) = value.get_ref() else {
             self.err(Some(value.span()), "expected a table");
@@ -77,17 +99,7 @@ impl Loader<'_> {
         let mut rest = table.clone();
         let name = rest.remove("name");
         let kind = rest.remove("kind");
-        let name = match name.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
-            Some((Some(n), _)) if !n.is_empty() => n.to_string(),
-            Some((_, s)) => {
-                self.err(Some(s), "source `name` must be a non-empty string");
-                return None;
-            }
-            None => {
-                self.err(Some(value.span()), "missing field `name`");
-                return None;
-            }
-        };
+        let name = self.entry_name(name.as_ref(), value, "source")?;
         let (kind, kspan) = match kind.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
             Some((Some(k), s)) => (k.to_string(), s),
             Some((None, s)) => {
@@ -176,17 +188,7 @@ impl Loader<'_> {
         let name = rest.remove("name");
         let kind = rest.remove("kind");
         let default = rest.remove("default");
-        let name = match name.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
-            Some((Some(n), _)) if !n.is_empty() => n.to_string(),
-            Some((_, s)) => {
-                self.err(Some(s), "cti `name` must be a non-empty string");
-                return None;
-            }
-            None => {
-                self.err(Some(value.span()), "missing field `name`");
-                return None;
-            }
-        };
+        let name = self.entry_name(name.as_ref(), value, "cti")?;
         let default = match default.as_ref().map(|v| (v.get_ref(), v.span())) {
             None => false,
             Some((DeValue::Boolean(b), _)) => *b,
