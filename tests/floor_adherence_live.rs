@@ -166,7 +166,10 @@ async fn the_out_of_adherence_count_on_the_websocket_follows_state_changes() {
         async move {
             let r = http(&addr, "GET", "/api/v1/adherence/seats", Some(READ), "").await;
             let v: Value = serde_json::from_str(&r.body).ok()?;
-            (v[0]["logged_in"] == 3).then_some(v)
+            // The plan reaches the seats on the engine's next once-a-second
+            // count: wait for it as well as for the logins.
+            (v[0]["logged_in"] == 3 && v[0]["scheduled"].as_u64().is_some_and(|n| n > 0))
+                .then_some(v)
         }
     })
     .await;
