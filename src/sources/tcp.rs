@@ -81,6 +81,41 @@ pub struct Transmit {
     pub close: Option<String>,
 }
 
+/// What travels to the driver besides the PBX's bytes: a CTI command for
+/// the protocol, or a request to relist the PBX's state (the resync a
+/// reconnect ends in), answered once the relist's events are handed on.
+#[derive(Debug)]
+pub enum Request<C> {
+    Cti(C),
+    Relist(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+/// Asks the driver behind `tx` to relist (see [`Request::Relist`]); `what`
+/// names the link in errors.
+pub fn relist<C: Send + 'static>(
+    tx: mpsc::Sender<Request<C>>,
+    what: &'static str,
+) -> crate::cti::RelistFuture {
+    Box::pin(async move {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        tx.send(Request::Relist(reply))
+            .await
+            .map_err(|_| format!("the {what} source is not running"))?;
+        done.await
+            .map_err(|_| format!("the {what} source stopped during the relist"))?
+    })
+}
+
+/// A relist asked for through [`Request::Relist`]: answered once the
+/// protocol is synced again and the events it had produced by then were
+/// taken by the inbox.
+struct RelistWait {
+    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    /// Events handed on (or dropped) up to the relist's last: `None` while
+    /// the relist is still running.
+    until: Option<u64>,
+}
+
 /// A PBX protocol as a sans-IO state machine, driven by [`run`].
 ///
 /// Calling order: for each connection, [`Protocol::handle_connected`];
@@ -133,7 +168,7 @@ pub async fn run<P: Protocol>(
     link: Link,
     mut proto: P,
     ctx: SourceCtx,
-    mut commands: mpsc::Receiver<P::Command>,
+    mut commands: mpsc::Receiver<Request<P::Command>>,
 ) {
     let mut d = Driver {
         peer: format!("{} {}", link.label, link.address),
@@ -141,6 +176,9 @@ pub async fn run<P: Protocol>(
         ctx,
         pending: VecDeque::new(),
         commands_open: true,
+        queued: 0,
+        handed: 0,
+        relists: Vec::new(),
     };
     let mut backoff = Backoff::with_bounds(d.link.reconnect_min, d.link.reconnect_max);
     loop {
@@ -162,6 +200,9 @@ pub async fn run<P: Protocol>(
                 };
                 proto.handle_disconnected(&why, Ts::now());
                 d.take(&mut proto);
+                for w in d.relists.drain(..).filter(|w| w.until.is_none()) {
+                    let _ = w.reply.send(Err(format!("relist not finished: {why}")));
+                }
                 if matches!(end, End::Stop) {
                     return;
                 }
@@ -188,6 +229,11 @@ struct Driver {
     /// Events not yet taken by the engine; they survive a reconnect.
     pending: VecDeque<Event>,
     commands_open: bool,
+    /// Events ever put in `pending`, and ever taken from it (handed on or
+    /// dropped): where a relist's events end.
+    queued: u64,
+    handed: u64,
+    relists: Vec<RelistWait>,
 }
 
 impl Driver {
@@ -202,11 +248,13 @@ impl Driver {
         }
         if !t.events.is_empty() {
             self.ctx.health.add_events(t.events.len() as u64);
+            self.queued += t.events.len() as u64;
             self.pending.extend(t.events);
         }
         if self.pending.len() > self.link.max_pending {
             let dropped = self.pending.len();
             self.pending.clear();
+            self.handed += dropped as u64;
             let detail = format!(
                 "engine behind: {dropped} {} events dropped; relisting queues",
                 self.link.what
@@ -222,26 +270,74 @@ impl Driver {
             for r in &more.rejects {
                 self.ctx.rejects.record(&self.ctx.name, &self.peer, r);
             }
+            self.queued += more.events.len() as u64;
             self.pending.extend(more.events);
         }
+        if proto.is_synced() {
+            for w in &mut self.relists {
+                w.until.get_or_insert(self.queued);
+            }
+        }
+        self.answer_relists();
         (t.bytes, t.close)
+    }
+
+    /// A relist asked for from outside (cluster mode's new CTI leader).
+    fn relist<P: Protocol>(
+        &mut self,
+        proto: &mut P,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    ) {
+        self.relists.push(RelistWait { reply, until: None });
+        proto.handle_overflow(Ts::now());
+    }
+
+    /// Relists whose events are all handed on are answered once the
+    /// receiver took them: an empty `Envelope::Checked` follows them in the
+    /// inbox, and its verdict comes back after they were applied (or, in
+    /// cluster mode, appended to the stream).
+    fn answer_relists(&mut self) {
+        let handed = self.handed;
+        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.relists)
+            .into_iter()
+            .partition(|w| w.until.is_some_and(|u| u <= handed));
+        self.relists = rest;
+        for w in done {
+            let inbox = self.ctx.inbox.clone();
+            let source = self.ctx.name.clone();
+            tokio::spawn(async move {
+                let (verdict, taken) = tokio::sync::oneshot::channel();
+                let env = Envelope::Checked {
+                    source,
+                    events: Vec::new(),
+                    verdict,
+                };
+                let r = match inbox.send(env).await {
+                    Ok(()) => taken.await.map(|_| ()).map_err(|_| "the engine stopped".into()),
+                    Err(_) => Err("the engine stopped".into()),
+                };
+                let _ = w.reply.send(r);
+            });
+        }
     }
 
     /// Hands one batch to a reserved inbox slot.
     fn send(&mut self, permit: tokio::sync::mpsc::Permit<'_, Envelope>) {
         let n = self.pending.len().min(BATCH);
         let events: Vec<Event> = self.pending.drain(..n).collect();
+        self.handed += n as u64;
         permit.send(Envelope::Batch {
             source: self.ctx.name.clone(),
             events,
         });
+        self.answer_relists();
     }
 
     async fn connection<P: Protocol>(
         &mut self,
         proto: &mut P,
         stream: TcpStream,
-        commands: &mut mpsc::Receiver<P::Command>,
+        commands: &mut mpsc::Receiver<Request<P::Command>>,
         backoff: &mut Backoff,
     ) -> End {
         let (mut rd, mut wr) = stream.into_split();
@@ -283,7 +379,8 @@ impl Driver {
                     Err(_) => return End::Stop,
                 },
                 cmd = commands.recv(), if self.commands_open => match cmd {
-                    Some(c) => proto.handle_command(c, Ts::now()),
+                    Some(Request::Cti(c)) => proto.handle_command(c, Ts::now()),
+                    Some(Request::Relist(reply)) => self.relist(proto, reply),
                     None => self.commands_open = false,
                 },
             }
@@ -300,7 +397,7 @@ impl Driver {
     async fn wait<P: Protocol>(
         &mut self,
         proto: &mut P,
-        commands: &mut mpsc::Receiver<P::Command>,
+        commands: &mut mpsc::Receiver<Request<P::Command>>,
         delay: Duration,
         why: &str,
     ) -> bool {
@@ -315,7 +412,10 @@ impl Driver {
                     Err(_) => return false,
                 },
                 cmd = commands.recv(), if self.commands_open => match cmd {
-                    Some(c) => proto.refuse(c, why),
+                    Some(Request::Cti(c)) => proto.refuse(c, why),
+                    Some(Request::Relist(reply)) => {
+                        let _ = reply.send(Err(format!("not connected: {why}")));
+                    }
                     None => self.commands_open = false,
                 },
             }
