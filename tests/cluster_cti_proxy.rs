@@ -125,9 +125,14 @@ async fn site() -> Site {
     // west has it: a lease whose key vanished goes to whoever asks first,
     // and west asks within a renewal period while east first finds out
     // it lost it.
-    let b = acdmon::cluster::broker::connect(config(dir.path(), "test", &nats.url(), &ami).cluster.as_ref().unwrap())
-        .await
-        .unwrap();
+    let b = acdmon::cluster::broker::connect(
+        config(dir.path(), "test", &nats.url(), &ami)
+            .cluster
+            .as_ref()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     eventually(T, "west leads, east ingests", || async {
         if leads(&west.1, "west").await && !leads(&east.1, "east").await {
             return Some(());
@@ -138,7 +143,10 @@ async fn site() -> Site {
     })
     .await;
     assert!(ingests(&east.1, "east").await, "east still holds the PBX");
-    assert!(!ingests(&west.1, "west").await, "west has no AMI connection");
+    assert!(
+        !ingests(&west.1, "west").await,
+        "west has no AMI connection"
+    );
     Site {
         client: b.client.clone(),
         _nats: nats,
@@ -229,7 +237,10 @@ async fn a_repeated_key_is_answered_without_acting_again() {
     let again = ask().await;
     assert_eq!(again["ok"], true, "{again}");
     let detail = again["detail"].as_str().unwrap();
-    assert!(detail.contains("repeat of north:in:support:2001:0"), "{detail}");
+    assert!(
+        detail.contains("repeat of north:in:support:2001:0"),
+        "{detail}"
+    );
     assert_eq!(queue_adds(&s.pbx).len(), 1, "the PBX was asked once");
     let repeats = metric(
         &s.east.1,
@@ -255,7 +266,10 @@ async fn a_new_leader_reads_the_pbx_membership_before_acting() {
         MemberState::new("2001", 1, Ts::now().0 / 1000),
     );
     let relister = s.west.0.relister.clone().expect("a site instance relists");
-    relister.refresh_membership().await.expect("membership refreshed");
+    relister
+        .refresh_membership()
+        .await
+        .expect("membership refreshed");
     let statuses = s
         .pbx
         .action_names()
@@ -271,4 +285,61 @@ async fn a_new_leader_reads_the_pbx_membership_before_acting() {
     })
     .await;
     assert_eq!(q["agents"]["logged_in"], 1);
+}
+
+/// During a takeover nobody holds the PBX for a moment: the leader's
+/// request waits for the new holder, and fails saying why once the lease
+/// has had time to pass on and still nobody answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waits_for_a_holder_then_fails_saying_why() {
+    use acdmon::cluster::cti_proxy::{PbxSource, Proxy};
+    use acdmon::cti::{Cti, CtiOutcome, CtiRequest, CtiVerb};
+    use futures_util::StreamExt;
+
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "west", &nats.url(), "127.0.0.1:9");
+    let b = acdmon::cluster::broker::connect(cfg.cluster.as_ref().unwrap())
+        .await
+        .unwrap();
+    let client = b.client.clone();
+    let (_keep, broker) = tokio::sync::watch::channel(Some(b));
+    let proxy = |patience| Proxy {
+        source: PbxSource {
+            name: "pbx1".into(),
+            pause_reason: None,
+        },
+        broker: broker.clone(),
+        patience,
+    };
+    let req = CtiRequest {
+        verb: CtiVerb::SignIn,
+        agent: "2001".into(),
+        interface: "PJSIP/2001".into(),
+        name: None,
+        queue: "support".into(),
+    };
+
+    let started = std::time::Instant::now();
+    let failed = proxy(Duration::from_secs(1)).execute(req.clone()).await;
+    assert!(!failed.ok);
+    assert!(
+        failed.detail.contains("no instance holds the source pbx1"),
+        "{}",
+        failed.detail
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A holder that turns up half a second later answers the retry.
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut sub = client.subscribe("acdmon.north.cti.pbx1").await.unwrap();
+        if let Some(m) = sub.next().await {
+            let body = serde_json::to_vec(&CtiOutcome::ok("Added interface to queue")).unwrap();
+            client.publish(m.reply.unwrap(), body.into()).await.unwrap();
+        }
+    });
+    let done = proxy(Duration::from_secs(10)).execute(req).await;
+    assert!(done.ok, "{}", done.detail);
+    assert_eq!(done.detail, "Added interface to queue");
 }

@@ -303,3 +303,62 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::cti::CtiVerb;
+
+    /// A phone system that counts what it was asked to do.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Cti for Counting {
+        fn execute(&self, _req: CtiRequest) -> CtiFuture {
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move { CtiOutcome::ok(format!("done (#{n})")) })
+        }
+    }
+
+    fn sign_in() -> CtiRequest {
+        CtiRequest {
+            verb: CtiVerb::SignIn,
+            agent: "2001".into(),
+            interface: "PJSIP/2001".into(),
+            name: None,
+            queue: "support".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_is_carried_out_once_while_it_is_remembered() {
+        let pbx = Arc::new(Counting::default());
+        let repeats = Repeats::default();
+        let counter = Counter::noop();
+        let first = repeats
+            .once(Some("k"), pbx.clone(), sign_in(), &counter)
+            .await;
+        assert_eq!(first.detail, "done (#1)");
+        let again = repeats
+            .once(Some("k"), pbx.clone(), sign_in(), &counter)
+            .await;
+        assert!(again.ok);
+        assert_eq!(again.detail, "done (#1) (repeat of k: carried out once)");
+        assert_eq!(pbx.0.load(Ordering::SeqCst), 1);
+        // Without a key nothing can be recognised: carried out each time.
+        repeats.once(None, pbx.clone(), sign_in(), &counter).await;
+        assert_eq!(pbx.0.load(Ordering::SeqCst), 2);
+        // The memory is bounded: after REPEATS_KEPT newer keys, `k` is new.
+        for i in 0..REPEATS_KEPT {
+            let _ = repeats.slot(&format!("other{i}"));
+        }
+        let later = repeats
+            .once(Some("k"), pbx.clone(), sign_in(), &counter)
+            .await;
+        assert_eq!(later.detail, "done (#3)");
+        let kept = repeats.inner.lock().unwrap().by_key.len();
+        assert!(kept <= REPEATS_KEPT + 1, "{kept}");
+    }
+}

@@ -378,11 +378,14 @@ impl Cluster {
                     zone: self.zone.clone(),
                     ttl: self.ttl,
                     held,
-                    pbx: pbx.iter().any(|p| p.name == s.name).then(|| ingest::PbxServe {
-                        executors: self.executors.clone(),
-                        repeats: self.repeats.clone(),
-                        counted: cti_proxy::repeats_counter(&*self.recorder, &s.name),
-                    }),
+                    pbx: pbx
+                        .iter()
+                        .any(|p| p.name == s.name)
+                        .then(|| ingest::PbxServe {
+                            executors: self.executors.clone(),
+                            repeats: self.repeats.clone(),
+                            counted: cti_proxy::repeats_counter(&*self.recorder, &s.name),
+                        }),
                 };
                 (s.name.clone(), tokio::spawn(ing.run()))
             })

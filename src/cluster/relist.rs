@@ -100,7 +100,9 @@ async fn relist_here(b: &Broker, source: &str, executors: &Executors) -> Result<
     {
         Ok(m) => Ok(m.sequence),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
-        Err(e) => Err(format!("{source}: reading the stream after the relist: {e}")),
+        Err(e) => Err(format!(
+            "{source}: reading the stream after the relist: {e}"
+        )),
     }
 }
 
@@ -133,11 +135,7 @@ impl Relister {
         let Some(b) = b else {
             return Err("not connected to NATS".into());
         };
-        let sources = self
-            .sources
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default();
+        let sources = self.sources.read().map(|s| s.clone()).unwrap_or_default();
         let asks = sources.iter().map(|(name, pbx)| {
             let b = b.clone();
             let timeout = self.timeout;
@@ -192,7 +190,8 @@ impl Relister {
             .send(env)
             .await
             .map_err(|_| "the engine has stopped".to_string())?;
-        done.await.map_err(|_| "the engine has stopped".to_string())?;
+        done.await
+            .map_err(|_| "the engine has stopped".to_string())?;
         Ok(())
     }
 }
@@ -208,8 +207,8 @@ async fn ask(b: &Broker, source: &str, timeout: Duration) -> Result<Option<u64>,
         .await
     {
         Ok(m) => {
-            let a: Answer =
-                serde_json::from_slice(&m.payload).map_err(|e| format!("unreadable answer: {e}"))?;
+            let a: Answer = serde_json::from_slice(&m.payload)
+                .map_err(|e| format!("unreadable answer: {e}"))?;
             match (a.sequence, a.error) {
                 (Some(seq), _) => Ok(Some(seq)),
                 (None, e) => Err(e.unwrap_or_else(|| "relist failed".into())),

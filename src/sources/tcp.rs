@@ -313,7 +313,10 @@ impl Driver {
                     verdict,
                 };
                 let r = match inbox.send(env).await {
-                    Ok(()) => taken.await.map(|_| ()).map_err(|_| "the engine stopped".into()),
+                    Ok(()) => taken
+                        .await
+                        .map(|_| ())
+                        .map_err(|_| "the engine stopped".into()),
                     Err(_) => Err("the engine stopped".into()),
                 };
                 let _ = w.reply.send(r);
@@ -548,6 +551,128 @@ mod tests {
         let relisted = u64::from(*relists.lock().unwrap());
         assert!(relisted >= 1);
         assert_eq!(rejects.by_reason().get("overflow"), Some(&relisted));
+        task.abort();
+    }
+
+    /// A PBX that lists its callers when asked (`list\n`, answered with
+    /// `<call>\n`… and `end\n`); not synced while a list runs.
+    struct Lister {
+        partial: Vec<u8>,
+        out: Transmit,
+        listing: bool,
+    }
+
+    impl Protocol for Lister {
+        type Command = ();
+        fn handle_connected(&mut self, _now: Ts) {}
+        fn handle_input(&mut self, bytes: &[u8], _now: Ts) {
+            self.partial.extend_from_slice(bytes);
+            while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.partial.drain(..=i).collect();
+                let call = String::from_utf8_lossy(&line[..i]).to_string();
+                if call == "end" {
+                    self.listing = false;
+                    continue;
+                }
+                self.out.events.push(Event {
+                    ts: Ts(1763900000000),
+                    kind: EventKind::CallEnqueued {
+                        call,
+                        queue: "support".into(),
+                        caller: None,
+                        priority: None,
+                    },
+                });
+            }
+        }
+        fn handle_command(&mut self, _cmd: (), _now: Ts) {}
+        fn handle_timeout(&mut self, _now: Ts) {}
+        fn handle_overflow(&mut self, _now: Ts) {
+            self.listing = true;
+            self.out.bytes.extend_from_slice(b"list\n");
+        }
+        fn handle_disconnected(&mut self, _why: &str, _now: Ts) {}
+        fn poll_timeout(&self) -> Option<Ts> {
+            None
+        }
+        fn poll_transmit(&mut self, out: &mut Transmit) {
+            *out = std::mem::take(&mut self.out);
+        }
+        fn is_up(&self) -> bool {
+            true
+        }
+        fn is_synced(&self) -> bool {
+            !self.listing
+        }
+        fn refuse(&mut self, _cmd: (), _why: &str) {}
+    }
+
+    /// Cluster mode's new CTI leader asks for a relist: the answer comes
+    /// only after the PBX finished listing and the engine (here: the test)
+    /// took every listed event, never before.
+    #[tokio::test]
+    async fn a_relist_is_answered_once_its_events_were_taken() {
+        let pbx = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let link = Link {
+            address: pbx.local_addr().unwrap().to_string(),
+            connect_timeout: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(10),
+            reconnect_max: Duration::from_millis(10),
+            label: "test",
+            what: "test",
+            pbx: "the test PBX",
+            max_pending: 1000,
+        };
+        let (inbox, mut engine) = mpsc::channel(16);
+        let health = SourceHealth::new("pbx", "test");
+        let ctx = SourceCtx::new("pbx", inbox, health, Arc::new(RejectCounter::default()));
+        let proto = Lister {
+            partial: Vec::new(),
+            out: Transmit::default(),
+            listing: false,
+        };
+        let (commands, rx) = mpsc::channel(4);
+        let task = tokio::spawn(run(link, proto, ctx, rx));
+        let (mut conn, _) = pbx.accept().await.unwrap();
+
+        let mut answer = tokio::spawn(relist(commands.clone(), "test"));
+        let mut ask = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut ask))
+            .await
+            .expect("the PBX was asked to list")
+            .unwrap();
+        assert_eq!(&ask, b"list\n");
+        conn.write_all(b"c1\nc2\nend\n").await.unwrap();
+        let mut calls = Vec::new();
+        let verdict = loop {
+            let env = tokio::time::timeout(Duration::from_secs(5), engine.recv())
+                .await
+                .expect("the engine is handed the list")
+                .unwrap();
+            match env {
+                Envelope::Batch { events, .. } => {
+                    for e in events {
+                        if let EventKind::CallEnqueued { call, .. } = e.kind {
+                            calls.push(call);
+                        }
+                    }
+                }
+                Envelope::Checked {
+                    events, verdict, ..
+                } => {
+                    assert!(events.is_empty());
+                    break verdict;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(calls, ["c1", "c2"]);
+        // Not answered while the engine has not taken the marker.
+        let early = tokio::time::timeout(Duration::from_millis(100), &mut answer).await;
+        assert!(early.is_err(), "answered before the engine took the list");
+        verdict.send(Vec::new()).unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(5), answer).await;
+        assert_eq!(done.expect("answered").unwrap(), Ok(()));
         task.abort();
     }
 }

@@ -115,7 +115,11 @@ impl AmiCti {
     async fn call(&self, action: AmiAction) -> ActionReply {
         let (tx, rx) = oneshot::channel();
         let limit = self.timeout + Duration::from_millis(CONFIRM_WAIT_MS as u64 + 500);
-        let sent = tokio::time::timeout(limit, self.tx.send(Request::Cti(Command { action, reply: tx }))).await;
+        let sent = tokio::time::timeout(
+            limit,
+            self.tx.send(Request::Cti(Command { action, reply: tx })),
+        )
+        .await;
         if !matches!(sent, Ok(Ok(()))) {
             return ActionReply {
                 status: ReplyStatus::NotConnected,

@@ -18,8 +18,8 @@ use super::EslCommand;
 use super::lists;
 use super::session::quote_arg;
 use crate::cti::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb, RelistFuture};
-use crate::sources::tcp::Request;
 use crate::event::EventKind;
+use crate::sources::tcp::Request;
 
 /// The CTI action of one ESL source.
 #[derive(Debug, Clone)]
