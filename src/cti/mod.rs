@@ -4,7 +4,8 @@
 //! source's own connection, so they live in its folder
 //! (`sources/ami/cti.rs`, `sources/esl/cti.rs`) and come back from its
 //! `spawn` in [`crate::sources::Started`]; this module keeps the trait, the
-//! registry, the webhook and the log-only action.
+//! registry, the webhook and the log-only action. (In cluster mode another
+//! instance may hold that connection: `crate::cluster::cti_proxy`.)
 
 use std::future::Future;
 use std::pin::Pin;
