@@ -163,6 +163,10 @@ pub struct Daemon {
     /// The WebSocket hub, the engine watchdog and the metrics upkeep: they
     /// hold no data, so they stop last, by abort.
     background: Vec<JoinHandle<()>>,
+    /// Cluster mode (a site's instance): re-reads the PBXs' membership
+    /// before this instance's ladder acts as the new CTI leader
+    /// (`crate::cluster::relist`).
+    pub relister: Option<crate::cluster::relist::Relister>,
 }
 
 /// Starts the engine and the configured sources (no HTTP yet), with
@@ -265,10 +269,18 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         };
         let cluster = crate::cluster::Cluster::attach(c, a);
         if let Some(reg) = &cti {
-            cluster.gate_cti(reg, config.cti.iter().map(|c| c.name.clone()).collect());
+            cluster.gate_cti(
+                reg,
+                config.cti.iter().map(|c| c.name.clone()).collect(),
+                &config.sources,
+            );
         }
         cluster
     });
+    let relister = cluster
+        .as_ref()
+        .filter(|c| c.board.is_none())
+        .map(|c| c.relister(crate::cluster::relist::REFRESH_WITHIN));
     let tx = cluster.as_ref().map(|c| c.inbox.clone()).unwrap_or(tx);
     let (hub, hub_task) = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
     let background = vec![
@@ -322,6 +334,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         http: None,
         sighup: None,
         background,
+        relister,
     }
 }
 

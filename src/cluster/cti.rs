@@ -19,8 +19,9 @@
 //! results recorded after it started: an action whose key never comes
 //! waits until this instance leads and then is carried out with its own
 //! key (a possible repeat the receiver cannot drop, never a lost action).
-//! AMI and ESL actions are not gated (they exist only on the instance that
-//! ingests that PBX, which the source lease already makes unique).
+//! AMI and ESL actions are gated too: behind the gate is a
+//! `super::cti_proxy::Proxy` that has the instance holding the PBX's
+//! connection carry the action out, with the same key.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -235,7 +236,8 @@ pub async fn follow(
     }
 }
 
-/// A `[[cti]]` action that only the leader carries out.
+/// A `[[cti]]` action (or an AMI/ESL source's proxy) that only the leader
+/// carries out.
 pub struct Gate {
     pub inner: Arc<dyn Cti>,
     pub site: String,
