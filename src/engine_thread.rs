@@ -418,6 +418,22 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
             driver.engine.set_position(&source, position);
             n.max(1)
         }
+        Envelope::Awaited {
+            source,
+            events,
+            position,
+            awaiting,
+        } => {
+            let n = events.len();
+            let refused: Vec<_> = events
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, ev)| driver.apply_checked(&source, ev).map(|r| (i, r)))
+                .collect();
+            driver.engine.set_position(&source, position);
+            crate::sources::Awaiter::answer(awaiting, &refused);
+            n.max(1)
+        }
         Envelope::Checked {
             source,
             events,

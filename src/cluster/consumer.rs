@@ -106,6 +106,9 @@ pub struct Feed {
     /// A central instance's consumer: every call, queue and agent id
     /// becomes `<site>/<id>` (two sites' `hotline` stay two queues).
     pub qualify: bool,
+    /// `POST /api/v1/events` requests on this instance waiting for the
+    /// engine's verdict on a message (a site's own instances).
+    pub awaiting: Option<Arc<super::verdicts::Awaiting>>,
 }
 
 /// Reads the stream into `engine` until the engine is gone. Heartbeats
@@ -224,13 +227,27 @@ async fn read(
         } else {
             source
         };
-        let env = Envelope::Positioned {
-            source,
-            events,
-            position: SourcePosition {
-                file: STREAM_FILE,
-                offset: seq,
-            },
+        let position = SourcePosition {
+            file: STREAM_FILE,
+            offset: seq,
+        };
+        let awaiting = match (&broker.awaiting, headers.and_then(|h| h.get("Nats-Msg-Id"))) {
+            (Some(a), Some(id)) => a.take(id.as_str()),
+            _ => Vec::new(),
+        };
+        let env = if awaiting.is_empty() {
+            Envelope::Positioned {
+                source,
+                events,
+                position,
+            }
+        } else {
+            Envelope::Awaited {
+                source,
+                events,
+                position,
+                awaiting,
+            }
         };
         if engine.send(env).await.is_err() {
             return Ok(());

@@ -24,6 +24,7 @@ pub mod forwarder;
 pub mod ingest;
 pub mod lease;
 pub mod sites;
+pub mod verdicts;
 pub mod wire;
 
 use std::sync::Arc;
@@ -82,6 +83,7 @@ impl Cluster {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let (btx, brx) = watch::channel(None);
         let fences = Arc::new(forwarder::Fences::default());
+        let awaiting = Arc::new(verdicts::Awaiting::default());
         let progress = Arc::new(consumer::Progress::default());
         let names = broker::Names::new(cfg);
         let health = SourceHealth::new(&format!("cluster:{}", names.site), "nats");
@@ -92,6 +94,7 @@ impl Cluster {
             a.engine.clone(),
             brx.clone(),
             fences.clone(),
+            awaiting.clone(),
         ));
         let day_start = crate::state::window::day_bounds(Ts::now(), &a.zone).0;
         let start = consumer::start_policy(a.resume_after, day_start.0);
@@ -142,7 +145,11 @@ impl Cluster {
                     gauges,
                 ));
                 tokio::spawn(sites::beat(b.js.clone(), b.names.clone()));
-                consumer::run(b.feed(), engine, start, progress, rejects).await;
+                let feed = consumer::Feed {
+                    awaiting: Some(awaiting),
+                    ..b.feed()
+                };
+                consumer::run(feed, engine, start, progress, rejects).await;
             });
         }
         Cluster {
@@ -225,6 +232,7 @@ impl Cluster {
                         stream,
                         names,
                         qualify: true,
+                        awaiting: None,
                     };
                     let start = consumer::start_policy(None, day_start.0);
                     tokio::spawn(consumer::run(
