@@ -269,6 +269,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         }
         cluster
     });
+    let engine_inbox = tx.clone();
     let tx = cluster.as_ref().map(|c| c.inbox.clone()).unwrap_or(tx);
     let (hub, hub_task) = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
     let background = vec![
@@ -285,6 +286,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         health,
         rejects,
         inbox: tx,
+        engine_inbox,
         started: Instant::now(),
         engine: watch,
         ladder,
