@@ -38,7 +38,7 @@ use crate::config::{ClusterConfig, SourceConfig};
 use crate::sources::{HealthRegistry, INBOX_CAPACITY, Inbox, RejectCounter, SourceHealth};
 use crate::time::Ts;
 
-pub use consumer::stream_position;
+pub use consumer::{site_positions, stream_position};
 pub use ingest::StartSource;
 
 /// A running cluster attachment.
@@ -67,6 +67,10 @@ pub struct Attach {
     /// Stream sequence the restored engine checkpoint ends at, if one was
     /// restored; otherwise the stream is read from the start of the day.
     pub resume_after: Option<u64>,
+    /// A central instance: per site, the stream sequence the restored
+    /// checkpoint ends at; a site not listed is read from the start of
+    /// the day (its events are not in the figures).
+    pub resume_sites: std::collections::BTreeMap<String, u64>,
     pub zone: jiff::tz::TimeZone,
     pub health: Arc<HealthRegistry>,
     pub rejects: Arc<RejectCounter>,
@@ -184,6 +188,7 @@ impl Cluster {
         tokio::spawn(sites::watch_freshness(board.clone(), a.recorder.clone()));
         {
             let names = names.clone();
+            let resume_sites = a.resume_sites.clone();
             let (cfg, board, engine, rejects, recorder) = (
                 cfg.clone(),
                 board.clone(),
@@ -234,7 +239,16 @@ impl Cluster {
                         qualify: true,
                         awaiting: None,
                     };
-                    let start = consumer::start_policy(None, day_start.0);
+                    let resume = resume_sites.get(&site.site).copied();
+                    match resume {
+                        Some(seq) => {
+                            tracing::info!(site = %site.site, after = seq, "resuming the site's stream after the restored checkpoint")
+                        }
+                        None => {
+                            tracing::info!(site = %site.site, "reading the site's stream from the start of the day")
+                        }
+                    }
+                    let start = consumer::start_policy(resume, day_start.0);
                     tokio::spawn(consumer::run(
                         feed,
                         engine.clone(),
