@@ -395,6 +395,10 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
             *stop = true;
             0
         }
+        Envelope::SiteFreshness { site, stale } => {
+            driver.engine.set_site_stale(&site, stale);
+            0
+        }
         Envelope::Event { source, event } => {
             driver.apply(&source, event);
             1

@@ -256,6 +256,18 @@ async fn two_sites_on_one_central_wall_and_a_dead_site_turns_stale() {
     })
     .await;
 
+    // A /ws client (the wall's feed) sees both hotlines, neither STALE.
+    let mut ws = wsutil::connect(&central.addr, "").await;
+    let mut seq = 0;
+    let snap = wsutil::until(&mut ws, &mut seq, LIMIT, "the snapshot", |v| {
+        v["type"] == "snapshot"
+    })
+    .await;
+    for q in ["north/hotline", "south/hotline"] {
+        let view = wsutil::queue(&snap, q).unwrap_or_else(|| panic!("{q}: {snap}"));
+        assert!(view.get("site_stale").is_none(), "{view}");
+    }
+
     // The central wall groups the tiles by site, each under its heading,
     // the site's name left off the tile (Chromium; skipped loudly without).
     let mut wall = browser::launch(&format!("http://{}/", central.addr)).await;
@@ -306,7 +318,18 @@ async fn two_sites_on_one_central_wall_and_a_dead_site_turns_stale() {
     );
     assert!(!r.body.contains("site:north"), "{}", r.body);
     // The last figures south sent stay on the wall (marked stale, not gone).
-    central.queue_with("south/hotline", 25).await;
+    let q = central.queue_with("south/hotline", 25).await;
+    assert!(q["site_stale"]["last_message_at"].is_string(), "{q}");
+    // /ws carries it in the views: south's queue says STALE (with when its
+    // stream last stored anything), north's does not.
+    let d = wsutil::until(&mut ws, &mut seq, LIMIT, "south STALE over /ws", |v| {
+        wsutil::queue(v, "south/hotline").is_some_and(|q| q["site_stale"].is_object())
+    })
+    .await;
+    assert!(
+        wsutil::queue(&d, "north/hotline").is_none_or(|q| q.get("site_stale").is_none()),
+        "{d}"
+    );
     // On the wall: south's heading says STALE, its tile is dimmed, and the
     // centre-wide summary says it lacks south.
     if let Some((_b, page)) = wall.as_mut() {

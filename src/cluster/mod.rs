@@ -185,7 +185,11 @@ impl Cluster {
             a.health.register(site.health.clone());
             a.health.register(site.freshness.clone());
         }
-        tokio::spawn(sites::watch_freshness(board.clone(), a.recorder.clone()));
+        tokio::spawn(sites::watch_freshness(
+            board.clone(),
+            a.recorder.clone(),
+            a.engine.clone(),
+        ));
         {
             let names = names.clone();
             let resume_sites = a.resume_sites.clone();

@@ -271,6 +271,13 @@ pub enum Envelope {
         position: SourcePosition,
         awaiting: Vec<Awaiter>,
     },
+    /// A central instance: a site turned STALE (`stale: Some(when its stream
+    /// last stored anything, if ever)`) or live again (`None`); its queues'
+    /// views say so (`site_stale`).
+    SiteFreshness {
+        site: String,
+        stale: Option<Option<crate::time::Ts>>,
+    },
     /// The daemon is stopping: apply what came before, publish, and end the
     /// engine thread (its observers flush the interval history on drop).
     Shutdown,
