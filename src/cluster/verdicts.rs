@@ -50,16 +50,23 @@ impl Awaiting {
         ticket
     }
 
-    /// The channels waiting for message `id` (the consumer read it).
+    /// The channels waiting for message `id` (the consumer read it): those
+    /// of the oldest publish under that id. The forwarder publishes one
+    /// message at a time, so a later publish of the same id is either
+    /// refused as a duplicate of this one or, after the duplicate window,
+    /// stored as a later message of its own.
     pub fn take(&self, id: &str) -> Vec<Awaiter> {
         let mut g = self.lock();
-        if g.by_id.is_empty() {
+        let Some(v) = g.by_id.get_mut(id) else {
             return Vec::new();
+        };
+        let oldest = v.iter().map(|(t, _)| *t).min().unwrap_or(0);
+        let (mine, rest): (Vec<_>, Vec<_>) = v.drain(..).partition(|(t, _)| *t == oldest);
+        *v = rest;
+        if v.is_empty() {
+            g.by_id.remove(id);
         }
-        g.by_id
-            .remove(id)
-            .map(|v| v.into_iter().map(|(_, a)| a).collect())
-            .unwrap_or_default()
+        mine.into_iter().map(|(_, a)| a).collect()
     }
 
     /// The message was not stored (a duplicate, or fenced): answers the
@@ -134,6 +141,22 @@ mod tests {
         assert_eq!(rb.try_recv().unwrap(), vec![(0, dup.clone()), (1, dup)]);
         assert!(ra.try_recv().is_err(), "still waiting");
         assert_eq!(aw.take("http:h1").len(), 1);
+    }
+
+    /// The same events posted twice at once: the stored message answers the
+    /// first publish only; the second is refused as a duplicate (or, after
+    /// the duplicate window, stored and answered as a message of its own).
+    #[test]
+    fn a_message_answers_the_oldest_publish_under_its_id() {
+        let aw = Awaiting::default();
+        let (a, _ra) = awaiter(0, 1);
+        let (b, _rb) = awaiter(0, 1);
+        let first = aw.register("http:h1", vec![a]);
+        let second = aw.register("http:h1", vec![b]);
+        assert!(first < second);
+        assert_eq!(aw.take("http:h1").len(), 1, "the first publish's");
+        assert_eq!(aw.take("http:h1").len(), 1, "the second, stored later");
+        assert!(aw.take("http:h1").is_empty());
     }
 
     #[test]
