@@ -134,3 +134,42 @@ async fn the_answer_carries_the_engines_verdict_on_each_event() {
     assert_eq!(waiting(&east).await, Some(2));
     assert_eq!(offered(&east).await, Some(0), "nobody left the queue yet");
 }
+
+/// The broker goes away: the route cannot learn the engine's verdict, and
+/// after its bounded wait (5 s) it answers `202` with the events counted as
+/// accepted but `unconfirmed` (they are queued for the stream, not lost):
+/// once the broker is back they are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_broker_the_answer_says_the_verdict_is_not_known_yet() {
+    let mut server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (_east, east) = instance(dir.path(), "east", &server.url()).await;
+    eventually(LIMIT, "east caught up with the stream", || async {
+        (http(&east, "GET", "/readyz", None, "").await.status == 200).then_some(())
+    })
+    .await;
+    server.kill();
+    let now = Ts::now().0;
+    let body = format!(
+        "{{\"ts\":{now},\"type\":\"call_enqueued\",\"call\":\"c1\",\"queue\":\"hotline\"}}\n\
+         {{\"ts\":{},\"type\":\"call_enqueued\",\"call\":\"c2\",\"queue\":\"hotline\"}}\n",
+        now + 1
+    );
+    let asked = std::time::Instant::now();
+    let r = http(&east, "POST", "/api/v1/events", Some("boss"), &body).await;
+    let took = asked.elapsed();
+    assert_eq!(r.status, 202, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["accepted"], 2, "{v}");
+    assert_eq!(v["unconfirmed"], 2, "{v}");
+    assert_eq!(v["rejected_total"], 0, "{v}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+        "answered after {took:?}"
+    );
+    server.restart();
+    eventually(LIMIT, "the queued events applied", || async {
+        (waiting(&east).await == Some(2)).then_some(())
+    })
+    .await;
+}
