@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod lease;
 pub mod relist;
 pub mod sites;
+pub mod verdicts;
 pub mod wire;
 
 use std::sync::Arc;
@@ -39,7 +40,7 @@ use crate::config::{ClusterConfig, SourceConfig};
 use crate::sources::{HealthRegistry, INBOX_CAPACITY, Inbox, RejectCounter, SourceHealth};
 use crate::time::Ts;
 
-pub use consumer::stream_position;
+pub use consumer::{site_positions, stream_position};
 pub use ingest::StartSource;
 
 /// A running cluster attachment.
@@ -76,6 +77,10 @@ pub struct Attach {
     /// Stream sequence the restored engine checkpoint ends at, if one was
     /// restored; otherwise the stream is read from the start of the day.
     pub resume_after: Option<u64>,
+    /// A central instance: per site, the stream sequence the restored
+    /// checkpoint ends at; a site not listed is read from the start of
+    /// the day (its events are not in the figures).
+    pub resume_sites: std::collections::BTreeMap<String, u64>,
     pub zone: jiff::tz::TimeZone,
     pub health: Arc<HealthRegistry>,
     pub rejects: Arc<RejectCounter>,
@@ -92,6 +97,7 @@ impl Cluster {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let (btx, brx) = watch::channel(None);
         let fences = Arc::new(forwarder::Fences::default());
+        let awaiting = Arc::new(verdicts::Awaiting::default());
         let progress = Arc::new(consumer::Progress::default());
         let names = broker::Names::new(cfg);
         let health = SourceHealth::new(&format!("cluster:{}", names.site), "nats");
@@ -102,6 +108,7 @@ impl Cluster {
             a.engine.clone(),
             brx.clone(),
             fences.clone(),
+            awaiting.clone(),
         ));
         let day_start = crate::state::window::day_bounds(Ts::now(), &a.zone).0;
         let start = consumer::start_policy(a.resume_after, day_start.0);
@@ -152,7 +159,11 @@ impl Cluster {
                     gauges,
                 ));
                 tokio::spawn(sites::beat(b.js.clone(), b.names.clone()));
-                consumer::run(b.feed(), engine, start, progress, rejects).await;
+                let feed = consumer::Feed {
+                    awaiting: Some(awaiting),
+                    ..b.feed()
+                };
+                consumer::run(feed, engine, start, progress, rejects).await;
             });
         }
         Cluster {
@@ -188,9 +199,14 @@ impl Cluster {
             a.health.register(site.health.clone());
             a.health.register(site.freshness.clone());
         }
-        tokio::spawn(sites::watch_freshness(board.clone(), a.recorder.clone()));
+        tokio::spawn(sites::watch_freshness(
+            board.clone(),
+            a.recorder.clone(),
+            a.engine.clone(),
+        ));
         {
             let names = names.clone();
+            let resume_sites = a.resume_sites.clone();
             let (cfg, board, engine, rejects, recorder) = (
                 cfg.clone(),
                 board.clone(),
@@ -239,8 +255,18 @@ impl Cluster {
                         stream,
                         names,
                         qualify: true,
+                        awaiting: None,
                     };
-                    let start = consumer::start_policy(None, day_start.0);
+                    let resume = resume_sites.get(&site.site).copied();
+                    match resume {
+                        Some(seq) => {
+                            tracing::info!(site = %site.site, after = seq, "resuming the site's stream after the restored checkpoint")
+                        }
+                        None => {
+                            tracing::info!(site = %site.site, "reading the site's stream from the start of the day")
+                        }
+                    }
+                    let start = consumer::start_policy(resume, day_start.0);
                     tokio::spawn(consumer::run(
                         feed,
                         engine.clone(),
