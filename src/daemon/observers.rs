@@ -116,7 +116,8 @@ impl Parts {
         let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
         let posts = posts
             .with_store(store.clone())
-            .with_cover(store.clone(), cti.clone());
+            .with_cover(store.clone(), cti.clone())
+            .with_key_scope(crate::cti::runner::key_scope(cfg));
         let adherence = crate::floor::adherence::AdherenceObserver::new(cfg);
         let floor = crate::floor::FloorHandles {
             posts: Some(post_board),
