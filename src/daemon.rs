@@ -267,6 +267,9 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         if let Some(reg) = &cti {
             cluster.gate_cti(reg, config.cti.iter().map(|c| c.name.clone()).collect());
         }
+        if let Some(l) = &ladder {
+            cluster.link_ladder(l, crate::cluster::cti::ready_ok());
+        }
         cluster
     });
     let tx = cluster.as_ref().map(|c| c.inbox.clone()).unwrap_or(tx);

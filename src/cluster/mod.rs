@@ -55,6 +55,8 @@ pub struct Cluster {
     site: String,
     leadership: Arc<cti::Leadership>,
     mirror: Arc<cti::Mirror>,
+    retention: Duration,
+    day_start_ms: i64,
     /// A central instance's sites and their freshness (`[cluster] sites`).
     pub board: Option<Arc<sites::Board>>,
 }
@@ -114,7 +116,6 @@ impl Cluster {
             leadership.clone(),
             leader_gauge,
         ));
-        tokio::spawn(cti::follow(brx.clone(), cfg.retention(), mirror.clone()));
         {
             let cfg = cfg.clone();
             let progress = progress.clone();
@@ -158,6 +159,8 @@ impl Cluster {
             site: names.site,
             leadership,
             mirror,
+            retention: cfg.retention(),
+            day_start_ms: day_start.0,
             board: None,
         }
     }
@@ -251,12 +254,48 @@ impl Cluster {
             site: names.site,
             leadership: Arc::new(cti::Leadership::default()),
             mirror: Arc::new(cti::Mirror::default()),
+            retention: cfg.retention(),
+            day_start_ms: day_start.0,
             board: Some(board),
         }
     }
 
+    /// Connects the ladder to the site's escalation stream (a site's
+    /// instance; a central instance runs no CTI leader): it follows the
+    /// leader's records until this instance holds the `cti` lease, then
+    /// leads once `before_leading` is done (`cti::run_escalations`).
+    pub fn link_ladder(
+        &self,
+        ladder: &crate::escalation::control::LadderHandle,
+        before_leading: cti::BeforeLeading,
+    ) {
+        if self.board.is_some() {
+            return;
+        }
+        let written = ladder
+            .stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(written) = written else {
+            return;
+        };
+        tokio::spawn(cti::run_escalations(cti::Escalations {
+            broker: self.broker.clone(),
+            retention: self.retention,
+            leadership: self.leadership.clone(),
+            mirror: self.mirror.clone(),
+            progress: self.progress.clone(),
+            day_start_ms: self.day_start_ms,
+            control: ladder.tx.clone(),
+            written,
+            before_leading,
+        }));
+    }
+
     /// Routes the `[[cti]]` actions named `webhooks` through the site's CTI
-    /// leader ([`cti::Gate`]); other actions (AMI, ESL) stay as they are.
+    /// leader ([`cti::Gate`], for auto cover); other actions (AMI, ESL)
+    /// stay as they are.
     pub fn gate_cti(&self, registry: &crate::cti::CtiRegistry, webhooks: Vec<String>) {
         let (site, mirror, leadership, broker) = (
             self.site.clone(),
