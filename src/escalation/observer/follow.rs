@@ -187,6 +187,9 @@ impl LadderObserver {
         self.clear_ladders(engine);
         self.restore_all(engine, true);
         self.sync(engine);
+        // Decide now on what the engine shows, not at the next event.
+        self.evaluate_all(engine);
+        self.sync(engine);
     }
 
     /// The `cti` lease is lost: actions not yet started are not started
