@@ -267,10 +267,14 @@ async fn the_cti_leader_dies_mid_escalation_and_the_other_finishes_the_walk() {
         calls("call_abandoned", &["c1", "c2", "c3", "d1", "d2"]),
     );
     let h = hook.clone();
-    eventually(LIMIT, "eight actions (a sign-in and a sign-out each)", move || {
-        let h = h.clone();
-        async move { (by_action(&h).len() >= 8).then_some(()) }
-    })
+    eventually(
+        LIMIT,
+        "eight actions (a sign-in and a sign-out each)",
+        move || {
+            let h = h.clone();
+            async move { (by_action(&h).len() >= 8).then_some(()) }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -455,11 +459,17 @@ async fn a_restarted_follower_takes_over_and_no_action_is_lost_or_doubled() {
         "the restarted follower's log is the leader's"
     );
     let f = &*follower;
-    eventually(LIMIT, "the follower's wall shows stage 1", move || async move {
-        let q = http(&f.addr, "GET", "/api/v1/queues", Some("boss"), "").await.body;
-        let q: Value = serde_json::from_str(&q).ok()?;
-        (q[0]["escalation"]["stage"] == 1).then_some(())
-    })
+    eventually(
+        LIMIT,
+        "the follower's wall shows stage 1",
+        move || async move {
+            let q = http(&f.addr, "GET", "/api/v1/queues", Some("boss"), "")
+                .await
+                .body;
+            let q: Value = serde_json::from_str(&q).ok()?;
+            (q[0]["escalation"]["stage"] == 1).then_some(())
+        },
+    )
     .await;
 
     // The leader dies; the restarted follower takes over, climbs to stage
@@ -504,16 +514,20 @@ async fn a_restarted_follower_takes_over_and_no_action_is_lost_or_doubled() {
         assert!(keys.iter().all(|k| is_action_key(k)), "{keys:?}");
     }
     let f = &*follower;
-    let log = eventually(LIMIT, "the walk down in the new leader's log", move || async move {
-        let log = f.escalations().await;
-        let done = log.len() == 6
-            && log.iter().all(|e| {
-                e["actions"]
-                    .as_array()
-                    .is_some_and(|x| x.iter().all(|a| a["result"] == "ok"))
-            });
-        done.then_some(log)
-    })
+    let log = eventually(
+        LIMIT,
+        "the walk down in the new leader's log",
+        move || async move {
+            let log = f.escalations().await;
+            let done = log.len() == 6
+                && log.iter().all(|e| {
+                    e["actions"]
+                        .as_array()
+                        .is_some_and(|x| x.iter().all(|a| a["result"] == "ok"))
+                });
+            done.then_some(log)
+        },
+    )
     .await;
     let walk: Vec<(&str, &str)> = log
         .iter()

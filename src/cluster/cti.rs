@@ -28,8 +28,8 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::stream;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::broker::Broker;

@@ -78,9 +78,11 @@ impl<D: Send + 'static> ActionRunner<D> {
                 return;
             }
         };
-        let mut fut = Box::pin(
-            super::IDEMPOTENCY_KEY.scope(format!("{}{key}", self.scope), cti.execute(req)),
-        );
+        // The key is set while the action is made and while it runs, so an
+        // action may read it in either place.
+        let key = format!("{}{key}", self.scope);
+        let fut = super::IDEMPOTENCY_KEY.sync_scope(key.clone(), || cti.execute(req));
+        let mut fut = Box::pin(super::IDEMPOTENCY_KEY.scope(key, fut));
         match &self.runtime {
             Some(h) => {
                 let tx = self.results_tx.clone();
@@ -216,7 +218,11 @@ mod tests {
         assert_eq!(north.take_inline(), vec![true, true]);
         assert_eq!(
             *w.0.lock().unwrap(),
-            vec!["7:1".to_string(), "north:7:1".into(), "north:cover:3:0".into()]
+            vec![
+                "7:1".to_string(),
+                "north:7:1".into(),
+                "north:cover:3:0".into()
+            ]
         );
     }
 }

@@ -61,7 +61,10 @@ pub enum Command {
     Mirror(super::stream::Record),
     /// Cluster mode, the leader: entry `entry` is in the escalation stream
     /// (`error: None`), or could not be appended; its actions wait for this.
-    Appended { entry: u64, error: Option<String> },
+    Appended {
+        entry: u64,
+        error: Option<String>,
+    },
     /// Cluster mode: this instance holds the site's `cti` lease now and has
     /// read the escalation stream to its end; take over the ladders.
     Lead,

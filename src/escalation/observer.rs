@@ -55,9 +55,9 @@ use super::ladder::{
     Act, Candidate, Floor, Inputs, Mark, NotPending, Output, PENDING, Plan, QueueLadder,
 };
 use super::schedule::Schedule;
+use super::stream::Record;
 use super::{ActionRecord, Direction, Entry};
 use crate::config::Config;
-use super::stream::Record;
 use crate::cti::runner::{ActionRunner, action_key, key_scope, request_for};
 use crate::cti::{CtiOutcome, CtiRegistry, CtiVerb};
 use crate::engine_thread::Observer;
@@ -735,13 +735,10 @@ impl Observer for LadderObserver {
 /// (entry, action) of every ladder sign-in or sign-out still `pending` in
 /// `entries`: decided, never answered.
 fn unanswered(entries: &[Entry]) -> impl Iterator<Item = (u64, usize)> + '_ {
-    entries
-        .iter()
-        .filter(|e| e.mode != "manual")
-        .flat_map(|e| {
-            e.actions.iter().enumerate().filter_map(move |(i, a)| {
-                (matches!(a.kind.as_str(), "sign_in" | "sign_out") && a.result == PENDING)
-                    .then_some((e.id, i))
-            })
+    entries.iter().filter(|e| e.mode != "manual").flat_map(|e| {
+        e.actions.iter().enumerate().filter_map(move |(i, a)| {
+            (matches!(a.kind.as_str(), "sign_in" | "sign_out") && a.result == PENDING)
+                .then_some((e.id, i))
         })
+    })
 }

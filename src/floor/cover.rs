@@ -606,9 +606,8 @@ impl AutoCover {
         // apart from the ladder's entry ids.
         let key = format!("cover:{}:0", a.entry);
         self.actions
-            .start(&self.cti, source.as_deref(), req, &key, move |outcome| Done {
-                act: a,
-                outcome,
+            .start(&self.cti, source.as_deref(), req, &key, move |outcome| {
+                Done { act: a, outcome }
             });
     }
 

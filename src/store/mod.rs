@@ -406,7 +406,10 @@ impl Store {
     pub fn mirror_entry(&self, e: &Entry) -> Result<bool, StoreError> {
         if let Some(old) = self.entry(e.id)? {
             if old.ts != e.ts || old.queue != e.queue || old.stage_name != e.stage_name {
-                tracing::warn!(id = e.id, "the escalation log holds another entry under the CTI leader's id; kept as it is");
+                tracing::warn!(
+                    id = e.id,
+                    "the escalation log holds another entry under the CTI leader's id; kept as it is"
+                );
             }
             return Ok(false);
         }
@@ -439,7 +442,12 @@ impl Store {
                 .query_row(
                     "SELECT 1 FROM escalation_results
                      WHERE entry_id = ?1 AND action = ?2 AND ts_ms = ?3 AND result = ?4",
-                    params![entry as i64, action.map_or(DECISION, |a| a as i64), ts.0, result],
+                    params![
+                        entry as i64,
+                        action.map_or(DECISION, |a| a as i64),
+                        ts.0,
+                        result
+                    ],
                     |_| Ok(()),
                 )
                 .optional()?
@@ -447,7 +455,11 @@ impl Store {
             (known, seen)
         };
         if !known {
-            tracing::warn!(entry, result, "a result of the CTI leader for an entry this log lacks; skipped");
+            tracing::warn!(
+                entry,
+                result,
+                "a result of the CTI leader for an entry this log lacks; skipped"
+            );
             return Ok(false);
         }
         if seen {

@@ -32,9 +32,8 @@ impl LadderObserver {
         }
         let key = action_key(a.entry, a.action, a.attempt);
         self.actions
-            .start(&self.cti, source.as_deref(), req, &key, move |outcome| Done {
-                act: a,
-                outcome,
+            .start(&self.cti, source.as_deref(), req, &key, move |outcome| {
+                Done { act: a, outcome }
             });
     }
 
@@ -89,8 +88,7 @@ impl LadderObserver {
         // Only the act on the wire frees the agent's slot (an act failed
         // before it started, e.g. not in the escalation stream, never held it).
         let next = self.acts.get_mut(&act.agent).and_then(|s| {
-            if s
-                .running
+            if s.running
                 .as_ref()
                 .is_some_and(|r| r.entry == act.entry && r.action == act.action)
             {
