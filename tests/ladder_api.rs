@@ -209,6 +209,18 @@ async fn approve_reject_expire_and_manual_actions_through_the_api() {
         .find(|s| s.body["agent"] == "x1")
         .unwrap();
     assert_eq!(x1.body["interface"], "SIP/x1");
+    // One node: the key is the audit entry and the action's index in it.
+    let i = e1["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|a| a["agent"] == "x1")
+        .unwrap();
+    assert!(
+        x1.head.contains(&format!("idempotency-key: 1:{i}\r\n")),
+        "{}",
+        x1.head
+    );
     assert_eq!(x1.body["queue"], "hotline");
     let agents: Value = serde_json::from_str(
         &http(&addr, "GET", "/api/v1/agents", Some("reader"), "")

@@ -110,8 +110,14 @@ impl Parts {
             Store::open(&cfg.storage.path)
                 .with_context(|| "the audit log and interval history need [storage] path")?,
         );
-        let (ladder, handle) =
+        let (mut ladder, handle) =
             LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
+        // A site's instance in cluster mode: only the site's CTI leader
+        // decides (crate::cluster::cti); a central instance runs its own.
+        if cfg.cluster.as_ref().is_some_and(|c| !c.is_central()) {
+            let written = ladder.follow_a_leader();
+            *handle.stream.lock().unwrap_or_else(|e| e.into_inner()) = Some(written);
+        }
         let every = cfg.storage.checkpoint_every.0;
         let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
         let posts = posts

@@ -234,27 +234,14 @@ impl LadderObserver {
     ) -> Result<(LadderObserver, LadderHandle), String> {
         let (plans, time_dependent) = compile_plans(cfg)?;
         let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
-        // A site's instance in cluster mode follows until it holds the
-        // `cti` lease; a central instance has no CTI leader and no stream.
-        let clustered = cfg.cluster.as_ref().is_some_and(|c| !c.is_central());
-        let (stream_tx, stream_rx) = if clustered {
-            let (tx, rx) = mpsc::unbounded_channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
         let schedule_plans = cfg
             .schedules
             .iter()
             .map(|s| s.ladder.as_ref().and_then(|n| plans.get(n).cloned()))
             .collect();
         let obs = LadderObserver {
-            role: if clustered {
-                Role::Following
-            } else {
-                Role::Single
-            },
-            stream: stream_tx,
+            role: Role::Single,
+            stream: None,
             unacked: HashSet::new(),
             rerun: HashSet::new(),
             mirror_retry: VecDeque::new(),
@@ -298,7 +285,7 @@ impl LadderObserver {
             LadderHandle {
                 tx: control_tx,
                 store,
-                stream: Arc::new(std::sync::Mutex::new(stream_rx)),
+                stream: Arc::new(std::sync::Mutex::new(None)),
             },
         ))
     }

@@ -12,6 +12,17 @@ impl LadderObserver {
         self.role
     }
 
+    /// A site's instance in cluster mode: follows the site's CTI leader
+    /// until told to lead ([`Command::Lead`]). Returns what the ladder
+    /// writes, for the escalation stream (`LadderHandle::stream`). Called
+    /// before the engine starts.
+    pub fn follow_a_leader(&mut self) -> mpsc::UnboundedReceiver<Record> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.role = Role::Following;
+        self.stream = Some(tx);
+        rx
+    }
+
     /// Sends a written entry to the escalation stream; leading, its acts
     /// wait for the stream's acknowledgement ([`Command::Appended`]).
     pub(super) fn to_stream_entry(&mut self, e: Entry) {

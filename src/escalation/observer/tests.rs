@@ -130,6 +130,8 @@ fn a_new_leader_reruns_only_the_unanswered_acts_the_phone_system_does_not_show()
     let witness = Arc::new(Witness::default());
     let cti = Arc::new(CtiRegistry::only(witness.clone()));
     let (mut obs, _handle) = LadderObserver::new(&cfg, store.clone(), cti).unwrap();
+    assert_eq!(obs.role(), Role::Single);
+    let _written = obs.follow_a_leader();
     assert_eq!(obs.role(), Role::Following);
     let t0 = Ts(1_780_000_000_000);
     let mut engine = Engine::starting_at(cfg.engine_config(), t0);
@@ -209,6 +211,7 @@ fn a_follower_refuses_a_manual_sign_in() {
     let witness = Arc::new(Witness::default());
     let cti = Arc::new(CtiRegistry::only(witness.clone()));
     let (mut obs, _handle) = LadderObserver::new(&cfg, store, cti).unwrap();
+    let _written = obs.follow_a_leader();
     let mut engine = Engine::starting_at(cfg.engine_config(), Ts(1_780_000_000_000));
     obs.after_event(&mut engine, None);
     let r = obs.manual(&mut engine, CtiVerb::SignIn, "a1", "hotline", "boss");
