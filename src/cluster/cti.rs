@@ -391,6 +391,7 @@ async fn read(
                 .map_err(|e| format!("escalation stream: {e}"))?;
             let deliver_policy =
                 super::consumer::start_policy((last > 0).then_some(last), day_start_ms);
+            let stream_last = s.cached_info().state.last_sequence;
             let c = s
                 .create_consumer(pull::OrderedConfig {
                     deliver_policy,
@@ -398,6 +399,16 @@ async fn read(
                 })
                 .await
                 .map_err(|e| format!("escalation consumer: {e}"))?;
+            // Nothing to read (no record since the start of the day, or
+            // none since the last one read): this instance has read the
+            // stream to its end, which a takeover waits for.
+            let info = c.cached_info();
+            if info.num_pending == 0 {
+                applied.fetch_max(
+                    info.delivered.stream_sequence.max(stream_last),
+                    Ordering::Relaxed,
+                );
+            }
             let mut msgs = c
                 .messages()
                 .await
@@ -424,7 +435,7 @@ async fn read(
                     }
                 }
                 if let Some(seq) = seq {
-                    applied.store(seq, Ordering::Relaxed);
+                    applied.fetch_max(seq, Ordering::Relaxed);
                 }
             }
             Err::<(), String>("escalation consumer ended".into())

@@ -43,14 +43,14 @@ impl LadderObserver {
                     Write::Entry(e) => {
                         self.unwritten.remove(&e.id);
                         self.outbox.push(e.id);
-                        self.to_stream_entry(e);
+                        self.append_entry(e);
                     }
                     Write::Mark(m, at) => {
                         if m.action.is_some() && m.result != PENDING {
                             self.count(m.entry, m.result);
                         }
                         self.outbox.push(m.entry);
-                        self.to_stream(Record::Mark {
+                        self.append_record(Record::Mark {
                             entry: m.entry,
                             action: m.action,
                             ts_ms: at.0,

@@ -168,7 +168,7 @@ impl LadderObserver {
         self.meta
             .insert(id, (entry.queue.clone(), entry.stage_name.clone()));
         self.outbox.push(id);
-        self.to_stream_entry(entry.clone());
+        self.append_entry(entry.clone());
         self.manual.insert(id);
         let mut outs = vec![Output::Act(Act {
             entry: id,

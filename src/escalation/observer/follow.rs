@@ -25,18 +25,18 @@ impl LadderObserver {
 
     /// Sends a written entry to the escalation stream; leading, its acts
     /// wait for the stream's acknowledgement ([`Command::Appended`]).
-    pub(super) fn to_stream_entry(&mut self, e: Entry) {
+    pub(super) fn append_entry(&mut self, e: Entry) {
         if self.stream.is_none() {
             return;
         }
         if self.role == Role::Leading {
             self.unacked.insert(e.id);
         }
-        self.to_stream(Record::Entry { entry: e });
+        self.append_record(Record::Entry { entry: e });
     }
 
     /// Sends a written record to the escalation stream (cluster mode).
-    pub(super) fn to_stream(&mut self, r: Record) {
+    pub(super) fn append_record(&mut self, r: Record) {
         let Some(tx) = &self.stream else {
             return;
         };
@@ -108,7 +108,7 @@ impl LadderObserver {
             self.mirror_retry.push_back(r);
             return;
         }
-        if let Err(r) = self.apply_mirrored(engine, r) {
+        if !self.apply_mirrored(engine, &r) {
             self.mirror_retry.push_back(r);
         }
     }
@@ -119,15 +119,17 @@ impl LadderObserver {
             if self.role != Role::Following {
                 continue;
             }
-            if let Err(r) = self.apply_mirrored(engine, r) {
+            if !self.apply_mirrored(engine, &r) {
                 self.mirror_retry.push_front(r);
                 break;
             }
         }
     }
 
-    fn apply_mirrored(&mut self, engine: &mut Engine, r: Record) -> Result<(), Record> {
-        let written = match &r {
+    /// Copies `r` into the audit log and rebuilds its queue's ladder;
+    /// false when the log refused it (kept, retried).
+    fn apply_mirrored(&mut self, engine: &mut Engine, r: &Record) -> bool {
+        let written = match r {
             Record::Entry { entry } => self.store.mirror_entry(entry),
             Record::Mark {
                 entry,
@@ -152,10 +154,10 @@ impl LadderObserver {
                     tracing::error!(entry = r.entry_id(), error = %e,
                         "cannot copy the CTI leader's escalation record into the audit log; kept and retried");
                 }
-                return Err(r);
+                return false;
             }
         };
-        let queue = match &r {
+        let queue = match r {
             Record::Entry { entry } => {
                 self.meta
                     .insert(entry.id, (entry.queue.clone(), entry.stage_name.clone()));
@@ -180,7 +182,7 @@ impl LadderObserver {
         if let Some(q) = queue.and_then(|q| engine.find_queue(&q)) {
             self.rebuild(engine, q);
         }
-        Ok(())
+        true
     }
 
     /// This instance holds the `cti` lease and its log holds the
