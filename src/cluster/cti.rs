@@ -5,7 +5,7 @@
 //! writes here ([`run_escalations`]'s publisher), in the order written; an
 //! entry's actions start only once the stream has acknowledged it (a failed
 //! append fails them, not carried out). Every instance reads the stream
-//! from the start of the local day and hands each record to its observer,
+//! (every retained record) and hands each record to its observer,
 //! which copies it into its own audit log and rebuilds the queue's ladder
 //! from the log (the leader ignores its own records). When this instance
 //! gains the lease it reads the stream to its end, waits for its engine to
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::stream;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -189,8 +189,6 @@ pub struct Escalations {
     pub mirror: Arc<Mirror>,
     /// The event stream's progress: a new leader first catches up with it.
     pub progress: Arc<super::consumer::Progress>,
-    /// Start of the local day (ms): where the escalation stream is read from.
-    pub day_start_ms: i64,
     /// The ladder observer's command channel.
     pub control: mpsc::Sender<Command>,
     /// What the ladder observer writes (for the stream).
@@ -208,7 +206,6 @@ pub async fn run_escalations(e: Escalations) {
         leadership,
         mirror,
         progress,
-        day_start_ms,
         control,
         written,
         before_leading,
@@ -223,7 +220,6 @@ pub async fn run_escalations(e: Escalations) {
     tokio::spawn(read(
         b.clone(),
         retention,
-        day_start_ms,
         mirror,
         control.clone(),
         applied.clone(),
@@ -364,12 +360,11 @@ async fn append_record(b: &Broker, site: &str, r: &EscRecord) -> Result<(), Stri
 }
 
 /// Creates the escalation stream if needed and hands every record to the
-/// observer (and cover results to `mirror`), from the start of the local
-/// day; after a reconnect, after the last record read.
+/// observer (and cover results to `mirror`): every retained record, then
+/// (after a reconnect) those after the last one read.
 async fn read(
     b: Broker,
     retention: Duration,
-    day_start_ms: i64,
     mirror: Arc<Mirror>,
     control: mpsc::Sender<Command>,
     applied: Arc<AtomicU64>,
@@ -389,8 +384,16 @@ async fn read(
                 })
                 .await
                 .map_err(|e| format!("escalation stream: {e}"))?;
-            let deliver_policy =
-                super::consumer::start_policy((last > 0).then_some(last), day_start_ms);
+            // Every retained record at first (retention is at least a day,
+            // and an escalation that began before midnight is still the
+            // ladder's); after a reconnect, after the last one read.
+            let deliver_policy = if last == 0 {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: last + 1,
+                }
+            };
             let stream_last = s.cached_info().state.last_sequence;
             let c = s
                 .create_consumer(pull::OrderedConfig {
@@ -399,9 +402,9 @@ async fn read(
                 })
                 .await
                 .map_err(|e| format!("escalation consumer: {e}"))?;
-            // Nothing to read (no record since the start of the day, or
-            // none since the last one read): this instance has read the
-            // stream to its end, which a takeover waits for.
+            // Nothing to read (an empty stream, or nothing since the last
+            // record read): this instance has read the stream to its end,
+            // which a takeover waits for.
             let info = c.cached_info();
             if info.num_pending == 0 {
                 applied.fetch_max(

@@ -56,7 +56,6 @@ pub struct Cluster {
     leadership: Arc<cti::Leadership>,
     mirror: Arc<cti::Mirror>,
     retention: Duration,
-    day_start_ms: i64,
     /// A central instance's sites and their freshness (`[cluster] sites`).
     pub board: Option<Arc<sites::Board>>,
 }
@@ -160,7 +159,6 @@ impl Cluster {
             leadership,
             mirror,
             retention: cfg.retention(),
-            day_start_ms: day_start.0,
             board: None,
         }
     }
@@ -255,7 +253,6 @@ impl Cluster {
             leadership: Arc::new(cti::Leadership::default()),
             mirror: Arc::new(cti::Mirror::default()),
             retention: cfg.retention(),
-            day_start_ms: day_start.0,
             board: Some(board),
         }
     }
@@ -286,7 +283,6 @@ impl Cluster {
             leadership: self.leadership.clone(),
             mirror: self.mirror.clone(),
             progress: self.progress.clone(),
-            day_start_ms: self.day_start_ms,
             control: ladder.tx.clone(),
             written,
             before_leading,
