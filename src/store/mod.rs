@@ -825,6 +825,30 @@ mod tests {
         assert_eq!(s.entry(1).unwrap().unwrap().actions[0].result, "ok");
     }
 
+    /// A follower reads the CTI leader's escalation stream again after a
+    /// restart: what its log already holds is not written twice, and a
+    /// result for an entry it never got is skipped, not an error that would
+    /// hold up the records after it.
+    #[test]
+    fn mirrored_records_are_written_once() {
+        let s = Store::in_memory().unwrap();
+        assert!(s.mirror_entry(&entry(4)).unwrap());
+        assert!(!s.mirror_entry(&entry(4)).unwrap());
+        let ok = |s: &Store| s.mirror_result(4, Some(0), Ts(4500), "ok", Some("HTTP 200"), None);
+        assert!(ok(&s).unwrap());
+        assert!(!ok(&s).unwrap());
+        assert!(
+            !s.mirror_result(9, Some(0), Ts(9500), "ok", None, None)
+                .unwrap()
+        );
+        let rows: i64 = lock(&s.writer)
+            .query_row("SELECT COUNT(*) FROM escalation_results", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+        assert_eq!(s.entry(4).unwrap().unwrap().actions[0].result, "ok");
+        assert_eq!(s.all_entries().unwrap().len(), 1);
+    }
+
     /// A full database refuses a new entry with SQLITE_FULL, health says so,
     /// and the same entry is written once there is room again.
     #[test]

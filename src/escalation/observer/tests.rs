@@ -221,3 +221,101 @@ fn a_follower_refuses_a_manual_sign_in() {
     );
     assert!(witness.0.lock().unwrap().is_empty());
 }
+
+fn ev(ts: Ts, kind: crate::event::EventKind) -> crate::event::Event {
+    crate::event::Event { ts, kind }
+}
+
+/// The leader of a site decides stage 1 when three callers wait: the
+/// decision goes to the escalation stream, and nobody is signed in until
+/// the stream has acknowledged it. A decision the stream could not take is
+/// not carried out: its actions are marked failed, saying why.
+#[test]
+fn a_leader_acts_only_once_the_stream_has_the_decision() {
+    use crate::event::{AgentStatus, EventKind};
+    // `ack`: the stream's answer; `lost`: the lease is lost before it.
+    let run_with = |ack: Option<&str>, lost: bool| {
+        let cfg = Config::parse("t.toml", CLUSTER_LADDER).unwrap();
+        let store = Arc::new(Store::in_memory().unwrap());
+        let witness = Arc::new(Witness::default());
+        let cti = Arc::new(CtiRegistry::only(witness.clone()));
+        let (mut obs, _handle) = LadderObserver::new(&cfg, store.clone(), cti).unwrap();
+        let mut written = obs.follow_a_leader();
+        let t0 = Ts(1_780_000_000_000);
+        let mut engine = Engine::starting_at(cfg.engine_config(), t0);
+        obs.after_event(&mut engine, None);
+        obs.lead(&mut engine);
+        for a in ["a1", "a2"] {
+            let kind = EventKind::AgentState {
+                agent: a.into(),
+                status: AgentStatus::Available,
+                reason: None,
+                queue: None,
+            };
+            engine.apply(ev(t0, kind)).unwrap();
+        }
+        for c in ["c1", "c2", "c3"] {
+            let kind = EventKind::CallEnqueued {
+                call: c.into(),
+                queue: "hotline".into(),
+                caller: None,
+                priority: None,
+            };
+            engine.apply(ev(t0, kind)).unwrap();
+            let q = engine.find_queue("hotline");
+            obs.after_event(&mut engine, q);
+        }
+        obs.before_publish(&mut engine);
+        let Ok(Record::Entry { entry }) = written.try_recv() else {
+            panic!("the decision goes to the escalation stream first");
+        };
+        assert_eq!(entry.actions.len(), 2);
+        assert!(
+            witness.0.lock().unwrap().is_empty(),
+            "nothing before the ack"
+        );
+        if lost {
+            obs.follow(&mut engine);
+        }
+        obs.appended(&mut engine, entry.id, ack.map(str::to_string));
+        obs.before_publish(&mut engine);
+        let calls = witness.0.lock().unwrap().clone();
+        let stored = store.entry(entry.id).unwrap().unwrap();
+        let results: Vec<(String, String)> = stored
+            .actions
+            .iter()
+            .map(|a| (a.result.clone(), a.detail.clone().unwrap_or_default()))
+            .collect();
+        // The results follow the entry into the stream.
+        let marks = std::iter::from_fn(|| written.try_recv().ok())
+            .filter(|r| matches!(r, Record::Mark { .. }))
+            .count();
+        (entry.id, calls, results, marks)
+    };
+    let run = |ack: Option<&str>| run_with(ack, false);
+
+    let (id, calls, results, marks) = run(None);
+    let mut keys: Vec<String> = calls.into_iter().map(|(k, _)| k).collect();
+    keys.sort();
+    assert_eq!(keys, [format!("north:{id}:0"), format!("north:{id}:1")]);
+    assert!(results.iter().all(|(r, _)| r == "ok"), "{results:?}");
+    assert_eq!(marks, 2);
+
+    let (_, calls, results, marks) = run(Some("nats: timed out"));
+    assert!(calls.is_empty(), "not carried out: {calls:?}");
+    for (r, detail) in &results {
+        assert_eq!(r, "failed");
+        assert_eq!(
+            detail,
+            "not recorded in the escalation stream, not carried out: nats: timed out"
+        );
+    }
+    assert_eq!(marks, 2);
+
+    // The lease is lost while the decision waits for the stream: its
+    // actions are not started here (the new leader runs them).
+    let (_, calls, results, marks) = run_with(None, true);
+    assert!(calls.is_empty(), "{calls:?}");
+    assert!(results.iter().all(|(r, _)| r == "pending"), "{results:?}");
+    assert_eq!(marks, 0);
+}
