@@ -163,6 +163,10 @@ pub struct Daemon {
     /// The WebSocket hub, the engine watchdog and the metrics upkeep: they
     /// hold no data, so they stop last, by abort.
     background: Vec<JoinHandle<()>>,
+    /// Cluster mode (a site's instance): re-reads the PBXs' membership
+    /// before this instance's ladder acts as the new CTI leader
+    /// (`crate::cluster::relist`).
+    pub relister: Option<crate::cluster::relist::Relister>,
 }
 
 /// Starts the engine and the configured sources (no HTTP yet), with
@@ -265,13 +269,29 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         };
         let cluster = crate::cluster::Cluster::attach(c, a);
         if let Some(reg) = &cti {
-            cluster.gate_cti(reg, config.cti.iter().map(|c| c.name.clone()).collect());
+            cluster.gate_cti(
+                reg,
+                config.cti.iter().map(|c| c.name.clone()).collect(),
+                &config.sources,
+            );
         }
         if let Some(l) = &ladder {
-            cluster.link_ladder(l, crate::cluster::cti::ready_ok());
+            // A new CTI leader's ladder starts from the PBXs' membership.
+            let relist = cluster.relister(crate::cluster::relist::REFRESH_WITHIN);
+            cluster.link_ladder(
+                l,
+                Box::new(move || {
+                    let r = relist.clone();
+                    Box::pin(async move { r.refresh_membership().await })
+                }),
+            );
         }
         cluster
     });
+    let relister = cluster
+        .as_ref()
+        .filter(|c| c.board.is_none())
+        .map(|c| c.relister(crate::cluster::relist::REFRESH_WITHIN));
     let tx = cluster.as_ref().map(|c| c.inbox.clone()).unwrap_or(tx);
     let (hub, hub_task) = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
     let background = vec![
@@ -325,6 +345,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         http: None,
         sighup: None,
         background,
+        relister,
     }
 }
 

@@ -13,12 +13,14 @@
 //! membership re-read) and only then tells its observer to lead; losing the
 //! lease tells it to follow.
 //!
-//! Auto cover (`floor::cover`) still runs on every instance: its `[[cti]]`
-//! webhooks are wrapped in a [`Gate`] that only the leader passes; a
-//! follower's cover action waits for the leader's result of the same key
+//! Auto cover (`floor::cover`) still runs on every instance: its actions
+//! are wrapped in a [`Gate`] that only the leader passes; a follower's
+//! cover action waits for the leader's result of the same key
 //! (`<site>:cover:<id>:0`, from the cover log's ids) and reports it as its
 //! own. Ladder actions pass the gate: their observer only starts them
-//! while it leads.
+//! while it leads. Behind the gate of an AMI or ESL source is a
+//! `super::cti_proxy::Proxy` that has the instance holding the PBX's
+//! connection carry the action out, with the same key.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -453,10 +455,11 @@ async fn read(
     }
 }
 
-/// A `[[cti]]` webhook as auto cover reaches it in cluster mode: only the
-/// leader carries a cover action out; a follower's waits for the leader's
-/// result of the same key. Ladder actions (any other key) pass: their
-/// observer starts them only while it leads.
+/// A `[[cti]]` webhook (or an AMI/ESL source's proxy) as auto cover reaches
+/// it in cluster mode: only the leader carries a cover action out; a
+/// follower's waits for the leader's result of the same key. Ladder
+/// actions (any other key) pass: their observer starts them only while it
+/// leads.
 pub struct Gate {
     pub inner: Arc<dyn Cti>,
     pub site: String,

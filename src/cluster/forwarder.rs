@@ -195,6 +195,14 @@ async fn publish(
     fences: &Fences,
     msg: Pending,
 ) {
+    if msg.events.is_empty() {
+        // Nothing to append (a relist's "all handed on" marker, see
+        // `crate::sources::tcp`): what came before it is published.
+        for v in msg.verdicts {
+            let _ = v.send(Vec::new());
+        }
+        return;
+    }
     let b = match broker.wait_for(|b| b.is_some()).await {
         Ok(b) => b.clone(),
         Err(_) => return,

@@ -20,9 +20,11 @@
 pub mod broker;
 pub mod consumer;
 pub mod cti;
+pub mod cti_proxy;
 pub mod forwarder;
 pub mod ingest;
 pub mod lease;
+pub mod relist;
 pub mod sites;
 pub mod wire;
 
@@ -58,6 +60,14 @@ pub struct Cluster {
     retention: Duration,
     /// A central instance's sites and their freshness (`[cluster] sites`).
     pub board: Option<Arc<sites::Board>>,
+    /// This instance's engine inbox (before the stream).
+    engine: Inbox,
+    /// The real actions of the PBX sources this instance runs.
+    executors: Arc<cti_proxy::Executors>,
+    repeats: Arc<cti_proxy::Repeats>,
+    /// Every source this instance ingests when it holds the lease, and
+    /// whether it can relist a PBX (set by [`Cluster::spawn_ingesters`]).
+    sources: Arc<std::sync::RwLock<Vec<(String, bool)>>>,
 }
 
 /// What [`Cluster::attach`] needs from the daemon.
@@ -160,6 +170,10 @@ impl Cluster {
             mirror,
             retention: cfg.retention(),
             board: None,
+            engine: a.engine,
+            executors: Arc::default(),
+            repeats: Arc::default(),
+            sources: Arc::default(),
         }
     }
 
@@ -254,6 +268,10 @@ impl Cluster {
             mirror: Arc::new(cti::Mirror::default()),
             retention: cfg.retention(),
             board: Some(board),
+            engine: a.engine,
+            executors: Arc::default(),
+            repeats: Arc::default(),
+            sources: Arc::default(),
         }
     }
 
@@ -289,28 +307,74 @@ impl Cluster {
         }));
     }
 
-    /// Routes the `[[cti]]` actions named `webhooks` through the site's CTI
-    /// leader ([`cti::Gate`], for auto cover); other actions (AMI, ESL)
-    /// stay as they are.
-    pub fn gate_cti(&self, registry: &crate::cti::CtiRegistry, webhooks: Vec<String>) {
-        let (site, mirror, leadership, broker) = (
-            self.site.clone(),
-            self.mirror.clone(),
-            self.leadership.clone(),
-            self.broker.clone(),
-        );
+    /// Routes the `[[cti]]` actions named `webhooks`, and the AMI and ESL
+    /// actions of `sources`, through the site's CTI leader ([`cti::Gate`]).
+    /// An AMI or ESL action is a [`cti_proxy::Proxy`] to whichever instance
+    /// holds that PBX's connection; the real one, registered when this
+    /// instance starts the source, is kept for answering it.
+    pub fn gate_cti(
+        &self,
+        registry: &crate::cti::CtiRegistry,
+        webhooks: Vec<String>,
+        sources: &[SourceConfig],
+    ) {
+        let pbx = cti_proxy::pbx_sources(sources);
+        let gate = {
+            let (site, mirror, leadership, broker) = (
+                self.site.clone(),
+                self.mirror.clone(),
+                self.leadership.clone(),
+                self.broker.clone(),
+            );
+            move |inner| -> Arc<dyn crate::cti::Cti> {
+                Arc::new(cti::Gate {
+                    inner,
+                    site: site.clone(),
+                    mirror: mirror.clone(),
+                    leadership: leadership.clone(),
+                    broker: broker.clone(),
+                })
+            }
+        };
+        let proxies: Vec<(String, Arc<dyn crate::cti::Cti>)> = pbx
+            .iter()
+            .map(|p| {
+                let proxy = cti_proxy::Proxy {
+                    source: p.clone(),
+                    broker: self.broker.clone(),
+                    patience: self.ttl * 2,
+                };
+                (p.name.clone(), gate(Arc::new(proxy)))
+            })
+            .collect();
+        for (name, proxy) in &proxies {
+            registry.insert_unwrapped(name, proxy.clone());
+        }
+        let executors = self.executors.clone();
         registry.wrap_inserts(Arc::new(move |name, inner| {
+            if let Some((_, proxy)) = proxies.iter().find(|(n, _)| n == name) {
+                if !Arc::ptr_eq(proxy, &inner) {
+                    executors.set(name, inner);
+                }
+                return proxy.clone();
+            }
             if !webhooks.iter().any(|w| w == name) {
                 return inner;
             }
-            Arc::new(cti::Gate {
-                inner,
-                site: site.clone(),
-                mirror: mirror.clone(),
-                leadership: leadership.clone(),
-                broker: broker.clone(),
-            })
+            gate(inner)
         }));
+    }
+
+    /// Has every PBX source's holder relist its queues and waits until this
+    /// instance's engine has applied them ([`relist::Relister`]).
+    pub fn relister(&self, timeout: Duration) -> relist::Relister {
+        relist::Relister {
+            broker: self.broker.clone(),
+            progress: self.progress.clone(),
+            engine: self.engine.clone(),
+            sources: self.sources.clone(),
+            timeout,
+        }
     }
 
     /// One lease-holding ingester per source; each handle stops its source
@@ -320,6 +384,13 @@ impl Cluster {
         sources: &[SourceConfig],
         start: StartSource,
     ) -> Vec<(String, tokio::task::JoinHandle<()>)> {
+        let pbx = cti_proxy::pbx_sources(sources);
+        if let Ok(mut list) = self.sources.write() {
+            *list = sources
+                .iter()
+                .map(|s| (s.name.clone(), pbx.iter().any(|p| p.name == s.name)))
+                .collect();
+        }
         sources
             .iter()
             .map(|s| {
@@ -341,6 +412,14 @@ impl Cluster {
                     zone: self.zone.clone(),
                     ttl: self.ttl,
                     held,
+                    pbx: pbx
+                        .iter()
+                        .any(|p| p.name == s.name)
+                        .then(|| ingest::PbxServe {
+                            executors: self.executors.clone(),
+                            repeats: self.repeats.clone(),
+                            counted: cti_proxy::repeats_counter(&*self.recorder, &s.name),
+                        }),
                 };
                 (s.name.clone(), tokio::spawn(ing.run()))
             })
