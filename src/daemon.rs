@@ -278,6 +278,17 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
                 &config.sources,
             );
         }
+        if let Some(l) = &ladder {
+            // A new CTI leader's ladder starts from the PBXs' membership.
+            let relist = cluster.relister(crate::cluster::relist::REFRESH_WITHIN);
+            cluster.link_ladder(
+                l,
+                Box::new(move || {
+                    let r = relist.clone();
+                    Box::pin(async move { r.refresh_membership().await })
+                }),
+            );
+        }
         cluster
     });
     let relister = cluster

@@ -58,6 +58,7 @@ pub struct Cluster {
     site: String,
     leadership: Arc<cti::Leadership>,
     mirror: Arc<cti::Mirror>,
+    retention: Duration,
     /// A central instance's sites and their freshness (`[cluster] sites`).
     pub board: Option<Arc<sites::Board>>,
     /// This instance's engine inbox (before the stream).
@@ -131,7 +132,6 @@ impl Cluster {
             leadership.clone(),
             leader_gauge,
         ));
-        tokio::spawn(cti::follow(brx.clone(), cfg.retention(), mirror.clone()));
         {
             let cfg = cfg.clone();
             let progress = progress.clone();
@@ -179,6 +179,7 @@ impl Cluster {
             site: names.site,
             leadership,
             mirror,
+            retention: cfg.retention(),
             board: None,
             engine: a.engine,
             executors: Arc::default(),
@@ -291,12 +292,45 @@ impl Cluster {
             site: names.site,
             leadership: Arc::new(cti::Leadership::default()),
             mirror: Arc::new(cti::Mirror::default()),
+            retention: cfg.retention(),
             board: Some(board),
             engine: a.engine,
             executors: Arc::default(),
             repeats: Arc::default(),
             sources: Arc::default(),
         }
+    }
+
+    /// Connects the ladder to the site's escalation stream (a site's
+    /// instance; a central instance runs no CTI leader): it follows the
+    /// leader's records until this instance holds the `cti` lease, then
+    /// leads once `before_leading` is done (`cti::run_escalations`).
+    pub fn link_ladder(
+        &self,
+        ladder: &crate::escalation::control::LadderHandle,
+        before_leading: cti::BeforeLeading,
+    ) {
+        if self.board.is_some() {
+            return;
+        }
+        let written = ladder
+            .stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(written) = written else {
+            return;
+        };
+        tokio::spawn(cti::run_escalations(cti::Escalations {
+            broker: self.broker.clone(),
+            retention: self.retention,
+            leadership: self.leadership.clone(),
+            mirror: self.mirror.clone(),
+            progress: self.progress.clone(),
+            control: ladder.tx.clone(),
+            written,
+            before_leading,
+        }));
     }
 
     /// Routes the `[[cti]]` actions named `webhooks`, and the AMI and ESL
