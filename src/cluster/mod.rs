@@ -20,6 +20,7 @@
 pub mod broker;
 pub mod consumer;
 pub mod cti;
+pub mod esc_fence;
 pub mod cti_proxy;
 pub mod forwarder;
 pub mod ingest;

@@ -65,6 +65,14 @@ pub enum Command {
         entry: u64,
         error: Option<String>,
     },
+    /// Cluster mode, the leader: the escalation stream refused this
+    /// instance's record (another instance appended since; it leads now).
+    /// The refused record is not the stream's: it is set aside (an
+    /// entry was never acted on). Follow.
+    Deposed {
+        refused: super::stream::Record,
+        why: String,
+    },
     /// Cluster mode: this instance holds the site's `cti` lease now and has
     /// read the escalation stream to its end; take over the ladders.
     Lead,

@@ -137,6 +137,10 @@ pub struct LadderObserver {
     rerun: HashSet<(u64, usize)>,
     /// Mirrored records the audit log refused, retried in order.
     mirror_retry: VecDeque<Record>,
+    /// Leading: another instance's records read meanwhile (this instance's
+    /// own are not handed over). They mean it was deposed; they are copied
+    /// in when it follows.
+    mirror_later: VecDeque<Record>,
     plans: HashMap<String, Arc<Plan>>,
     schedules: Vec<Schedule>,
     /// Each schedule's plan, resolved once (no name lookups per event).
@@ -245,6 +249,7 @@ impl LadderObserver {
             unacked: HashSet::new(),
             rerun: HashSet::new(),
             mirror_retry: VecDeque::new(),
+            mirror_later: VecDeque::new(),
             plans,
             schedules: cfg.schedules.clone(),
             schedule_plans,

@@ -47,6 +47,7 @@ impl LadderObserver {
             Command::Appended { entry, error } => self.appended(engine, entry, error),
             Command::Lead => self.lead(engine),
             Command::Follow => self.follow(engine),
+            Command::Deposed { refused, why } => self.deposed(engine, refused, &why),
         }
     }
 

@@ -76,6 +76,43 @@ impl LadderObserver {
         self.sync(engine);
     }
 
+    /// The escalation stream refused this instance's record: another
+    /// instance leads. The record is not the stream's, so it leaves the
+    /// log (`unappended_records`, with the reason): a refused entry was
+    /// never acted on (its acts wait for the stream); a refused result is
+    /// of an action the new leader runs again with the same key. Then
+    /// follow.
+    pub(super) fn deposed(&mut self, engine: &mut Engine, refused: Record, why: &str) {
+        let id = refused.entry_id();
+        let set_aside = match &refused {
+            Record::Entry { .. } => {
+                self.unacked.remove(&id);
+                self.held.retain(|a| a.entry != id);
+                let reason = format!("not carried out: {why}");
+                self.store.set_aside_entry(id, &reason)
+            }
+            Record::Mark {
+                action,
+                ts_ms,
+                result,
+                ..
+            } => self
+                .store
+                .set_aside_result(id, *action, Ts(*ts_ms), result, why),
+        };
+        match set_aside {
+            Ok(true) => {
+                tracing::warn!(entry = id, record = refused.subject_token(),
+                    "an escalation record the escalation stream refused is set aside (unappended_records)");
+                self.outbox.push(id);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(entry = id, error = %e,
+                "cannot set aside an escalation record the escalation stream refused"),
+        }
+        self.follow(engine);
+    }
+
     /// Rebuilds queue `q`'s ladder from the audit log, its outputs
     /// discarded (a follower's ladder is the leader's log).
     pub(super) fn rebuild(&mut self, engine: &mut Engine, q: usize) {
@@ -101,7 +138,10 @@ impl LadderObserver {
     /// A record of the leader's, copied into the audit log (a follower).
     pub(super) fn mirror(&mut self, engine: &mut Engine, r: Record) {
         if self.role != Role::Following {
-            // The leader reads its own records back; they are in its log.
+            // Another leader's record (this instance's own are not handed
+            // over): this one was deposed, and learns it on its next
+            // append or renewal; copied in then.
+            self.mirror_later.push_back(r);
             return;
         }
         if !self.mirror_retry.is_empty() {
@@ -195,6 +235,7 @@ impl LadderObserver {
             return;
         }
         self.retry_mirror(engine);
+        self.mirror_later.clear();
         tracing::info!("taking over the site's escalation ladders from the audit log");
         self.role = Role::Leading;
         self.clear_ladders(engine);
@@ -214,12 +255,15 @@ impl LadderObserver {
         }
         tracing::warn!("no longer the site's CTI leader: the ladders follow the escalation stream");
         self.role = Role::Following;
+        let later = std::mem::take(&mut self.mirror_later);
+        self.mirror_retry.extend(later);
         self.held.clear();
         self.unacked.clear();
         self.rerun.clear();
         for slot in self.acts.values_mut() {
             slot.queued.clear();
         }
+        self.retry_mirror(engine);
         self.clear_ladders(engine);
         self.restore_all(engine, false);
         self.sync(engine);
