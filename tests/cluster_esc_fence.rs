@@ -80,7 +80,11 @@ async fn a_stalled_leader_cannot_append_after_the_new_leader_did() {
     let epoch_e = fe.arm(&east, read).await.expect("east leads");
     assert_eq!(epoch_e, read + 1);
     let seq_e = append(&fe, &east, entry(1, "east")).await.unwrap();
-    assert_eq!(seq_e, epoch_e + 1, "east's entry 1 is stored, not a duplicate");
+    assert_eq!(
+        seq_e,
+        epoch_e + 1,
+        "east's entry 1 is stored, not a duplicate"
+    );
 
     // West wakes up.
     match append(&fw, &west, entry(2, "west")).await {
@@ -92,12 +96,19 @@ async fn a_stalled_leader_cannot_append_after_the_new_leader_did() {
         append(&fw, &west, entry(3, "west")).await,
         Err(Refusal::Deposed(_))
     ));
-    assert_eq!(last_sequence(&mut s).await, seq_e, "nothing of west's since");
+    assert_eq!(
+        last_sequence(&mut s).await,
+        seq_e,
+        "nothing of west's since"
+    );
 
     // East goes on; a retry of its own record (a lost ack) is stored once.
     let seq2 = append(&fe, &east, entry(2, "east")).await.unwrap();
     assert_eq!(append(&fe, &east, entry(2, "east")).await.unwrap(), seq2);
-    assert_eq!(append(&fe, &east, entry(3, "east")).await.unwrap(), seq2 + 1);
+    assert_eq!(
+        append(&fe, &east, entry(3, "east")).await.unwrap(),
+        seq2 + 1
+    );
     assert!(fe.is_own(&format!("{epoch_e}:e:3")));
     assert!(!fe.is_own(&format!("{epoch_w}:e:1")));
 }

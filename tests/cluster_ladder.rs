@@ -634,14 +634,18 @@ async fn a_stalled_leader_wakes_up_deposed_and_its_late_results_are_refused() {
         async move { (h.seen().len() >= 4).then_some(()) }
     })
     .await;
-    eventually(LIMIT, "both sign-ins ok in the new leader's log", move || async move {
-        let log = new.escalations().await;
-        let ok = log.len() == 1
-            && log[0]["actions"]
-                .as_array()
-                .is_some_and(|x| x.iter().all(|a| a["result"] == "ok"));
-        ok.then_some(())
-    })
+    eventually(
+        LIMIT,
+        "both sign-ins ok in the new leader's log",
+        move || async move {
+            let log = new.escalations().await;
+            let ok = log.len() == 1
+                && log[0]["actions"]
+                    .as_array()
+                    .is_some_and(|x| x.iter().all(|a| a["result"] == "ok"));
+            ok.then_some(())
+        },
+    )
     .await;
 
     // The old leader wakes up: its calls time out (2 s), their results are
@@ -664,7 +668,9 @@ async fn a_stalled_leader_wakes_up_deposed_and_its_late_results_are_refused() {
     })
     .await;
     assert!(
-        set_aside.iter().all(|(id, kind)| *id == 1 && kind == "result"),
+        set_aside
+            .iter()
+            .all(|(id, kind)| *id == 1 && kind == "result"),
         "{set_aside:?}"
     );
     assert!(!old.is_leader().await, "the old leader follows");
@@ -731,7 +737,9 @@ async fn an_entry_never_appended_gives_way_to_the_leaders_after_a_restart() {
     let log = wait_same_log(&east, &west, 1).await;
     assert_eq!(log[0]["id"], 1);
     assert!(
-        log[0]["reason"].as_str().is_some_and(|r| !r.contains("west's")),
+        log[0]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.contains("west's")),
         "{log:#?}"
     );
     assert_eq!(unappended(dir.path(), "west"), [(1, "entry".to_string())]);

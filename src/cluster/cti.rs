@@ -4,14 +4,17 @@
 //! The leader's ladder observer sends every audit entry and every result it
 //! writes here ([`run_escalations`]'s publisher), in the order written; an
 //! entry's actions start only once the stream has acknowledged it (a failed
-//! append fails them, not carried out). Every instance reads the stream
-//! (every retained record) and hands each record to its observer,
-//! which copies it into its own audit log and rebuilds the queue's ladder
-//! from the log (the leader ignores its own records). When this instance
-//! gains the lease it reads the stream to its end, waits for its engine to
-//! catch up with the event stream, awaits [`BeforeLeading`] (a PBX
-//! membership re-read) and only then tells its observer to lead; losing the
-//! lease tells it to follow.
+//! append fails them, not carried out). Appends go through the leader's
+//! fence ([`super::esc_fence`]): refused once another instance appended, and
+//! then this instance follows and sets the refused record aside. Every
+//! instance reads the stream (every retained record) and hands each record
+//! to its observer, which copies it into its own audit log and rebuilds the
+//! queue's ladder from the log (the leader's own records, appended under
+//! its fence, are not handed over). When this instance gains the lease it
+//! reads the stream to its end, waits for its engine to catch up with the
+//! event stream, awaits [`BeforeLeading`] (a PBX membership re-read),
+//! appends its `lead` record (the fence) and only then tells its observer
+//! to lead; losing the lease tells it to follow.
 //!
 //! Auto cover (`floor::cover`) still runs on every instance: its actions
 //! are wrapped in a [`Gate`] that only the leader passes; a follower's
@@ -73,7 +76,9 @@ impl Leadership {
     /// instance leads. It follows (the lease loop finds the lease taken).
     fn deposed(&self) {
         if self.is_leader() {
-            tracing::warn!("no longer the site's CTI leader (the escalation stream took another instance's record)");
+            tracing::warn!(
+                "no longer the site's CTI leader (the escalation stream took another instance's record)"
+            );
         }
         self.set(false);
     }
@@ -603,12 +608,7 @@ impl Gate {
 
 /// A cover record, under the leader's fence (a refusal: this instance
 /// follows from now on).
-async fn append(
-    b: &Broker,
-    site: &str,
-    leadership: &Leadership,
-    r: &Record,
-) -> Result<(), String> {
+async fn append(b: &Broker, site: &str, leadership: &Leadership, r: &Record) -> Result<(), String> {
     let payload = serde_json::to_vec(r).map_err(|e| e.to_string())?;
     let id = format!("{}:{}", r.key, r.phase);
     match leadership

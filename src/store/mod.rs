@@ -1036,13 +1036,23 @@ mod tests {
             ..entry(5)
         };
         s.insert_entry(&mine).unwrap();
-        s.append_result(5, Some(0), Ts(5100), "failed", Some("not carried out"), None)
-            .unwrap();
+        s.append_result(
+            5,
+            Some(0),
+            Ts(5100),
+            "failed",
+            Some("not carried out"),
+            None,
+        )
+        .unwrap();
         let theirs = Entry {
             ts: Ts(5_050),
             ..entry(5)
         };
-        assert!(s.mirror_entry(&theirs).unwrap(), "the leader's entry is taken");
+        assert!(
+            s.mirror_entry(&theirs).unwrap(),
+            "the leader's entry is taken"
+        );
         let now = s.entry(5).unwrap().unwrap();
         assert_eq!(now.ts, Ts(5_050));
         assert_eq!(now.reason, "waiting=7 > 5 for 5m");
@@ -1079,8 +1089,14 @@ mod tests {
             .unwrap();
         s.append_result(2, Some(0), Ts(2200), "failed", Some("timed out"), None)
             .unwrap();
-        assert!(s.set_aside_result(2, Some(0), Ts(2200), "failed", "refused").unwrap());
-        assert!(!s.set_aside_result(2, Some(0), Ts(2200), "failed", "refused").unwrap());
+        assert!(
+            s.set_aside_result(2, Some(0), Ts(2200), "failed", "refused")
+                .unwrap()
+        );
+        assert!(
+            !s.set_aside_result(2, Some(0), Ts(2200), "failed", "refused")
+                .unwrap()
+        );
         let e = s.entry(2).unwrap().unwrap();
         assert_eq!(e.actions[0].result, "ok");
         let aside = s.unappended_records().unwrap();

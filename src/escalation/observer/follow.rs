@@ -102,8 +102,11 @@ impl LadderObserver {
         };
         match set_aside {
             Ok(true) => {
-                tracing::warn!(entry = id, record = refused.subject_token(),
-                    "an escalation record the escalation stream refused is set aside (unappended_records)");
+                tracing::warn!(
+                    entry = id,
+                    record = refused.subject_token(),
+                    "an escalation record the escalation stream refused is set aside (unappended_records)"
+                );
                 self.outbox.push(id);
             }
             Ok(false) => {}
