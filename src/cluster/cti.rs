@@ -43,6 +43,7 @@ use super::lease::{Lease, Renewal};
 use crate::cti::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb};
 use crate::escalation::control::Command;
 use crate::escalation::stream::Record as EscRecord;
+use crate::time::Ts;
 
 /// Whether this instance is the site's CTI leader.
 #[derive(Debug)]
@@ -250,12 +251,27 @@ pub async fn run_escalations(e: Escalations) {
         control.clone(),
         applied.clone(),
     ));
+    tokio::spawn(caught_up(
+        b.clone(),
+        leadership.clone(),
+        control.clone(),
+        applied.clone(),
+    ));
     let mut leading = leadership.watch();
     loop {
         if leading.wait_for(|l| *l).await.is_err() {
             return;
         }
-        if take_over(&b, &leadership, &progress, &applied, &before_leading).await {
+        if take_over(
+            &b,
+            &leadership,
+            &progress,
+            &applied,
+            &before_leading,
+            &control,
+        )
+        .await
+        {
             tracing::info!("the escalation ladders lead from here");
             if control.send(Command::Lead).await.is_err() {
                 return;
@@ -272,8 +288,49 @@ pub async fn run_escalations(e: Escalations) {
     }
 }
 
+/// The escalation stream's last sequence and the time of its oldest
+/// record (`None` when it holds nothing).
+async fn stream_state(b: &Broker) -> Result<(u64, Option<Ts>), String> {
+    let mut s =
+        b.js.get_stream(stream_name(&b.names.site))
+            .await
+            .map_err(|e| e.to_string())?;
+    let i = s.info().await.map_err(|e| e.to_string())?;
+    let first = (i.state.messages > 0).then(|| {
+        let ms = i.state.first_timestamp.unix_timestamp_nanos() / 1_000_000;
+        Ts(i64::try_from(ms).unwrap_or(i64::MAX))
+    });
+    Ok((i.state.last_sequence, first))
+}
+
+/// Once at start-up: when this instance has read the escalation stream to
+/// its end, its observer sets aside what it wrote as leader and never
+/// appended (`Command::ReadToEnd`).
+async fn caught_up(
+    b: Broker,
+    leadership: Arc<Leadership>,
+    control: mpsc::Sender<Command>,
+    applied: Arc<AtomicU64>,
+) {
+    let (last, first) = loop {
+        match stream_state(&b).await {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    while applied.load(Ordering::Relaxed) < last {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(retained_from) = first
+        && !leadership.is_leader()
+    {
+        let _ = control.send(Command::ReadToEnd { retained_from }).await;
+    }
+}
+
 /// Reads the escalation stream to its end and lets the engine catch up
-/// with the event stream, then awaits the hook. False when the lease was
+/// with the event stream, then awaits the hook, sets aside what this
+/// instance never appended, and arms the fence. False when the lease was
 /// lost meanwhile.
 async fn take_over(
     b: &Broker,
@@ -281,17 +338,15 @@ async fn take_over(
     progress: &super::consumer::Progress,
     applied: &AtomicU64,
     before_leading: &BeforeLeading,
+    control: &mpsc::Sender<Command>,
 ) -> bool {
     let site = &b.names.site;
-    let last = loop {
+    let (last, first) = loop {
         if !leadership.is_leader() {
             return false;
         }
-        match b.js.get_stream(stream_name(site)).await {
-            Ok(mut s) => match s.info().await {
-                Ok(i) => break i.state.last_sequence,
-                Err(e) => tracing::warn!(error = %e, "escalation stream info; retrying"),
-            },
+        match stream_state(b).await {
+            Ok(s) => break s,
             Err(e) => tracing::warn!(error = %e, "escalation stream; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -324,6 +379,14 @@ async fn take_over(
         if !leadership.is_leader() {
             return false;
         }
+    }
+    if let Some(retained_from) = first
+        && control
+            .send(Command::ReadToEnd { retained_from })
+            .await
+            .is_err()
+    {
+        return false;
     }
     // The fence: this instance's `lead` record, after everything it has
     // read (a stalled predecessor's late record is read, and mirrored,

@@ -141,6 +141,9 @@ pub struct LadderObserver {
     /// own are not handed over). They mean it was deposed; they are copied
     /// in when it follows.
     mirror_later: VecDeque<Record>,
+    /// The highest entry id the escalation stream has, as far as read or
+    /// acknowledged.
+    stream_max: u64,
     plans: HashMap<String, Arc<Plan>>,
     schedules: Vec<Schedule>,
     /// Each schedule's plan, resolved once (no name lookups per event).
@@ -250,6 +253,7 @@ impl LadderObserver {
             rerun: HashSet::new(),
             mirror_retry: VecDeque::new(),
             mirror_later: VecDeque::new(),
+            stream_max: 0,
             plans,
             schedules: cfg.schedules.clone(),
             schedule_plans,

@@ -55,6 +55,9 @@ impl LadderObserver {
         if !self.unacked.remove(&entry) {
             return;
         }
+        if error.is_none() {
+            self.stream_max = self.stream_max.max(entry);
+        }
         if let Some(why) = error {
             tracing::error!(entry, error = %why,
                 "an escalation decision is not in the escalation stream; its actions are not carried out");
@@ -114,6 +117,49 @@ impl LadderObserver {
                 "cannot set aside an escalation record the escalation stream refused"),
         }
         self.follow(engine);
+    }
+
+    /// The escalation stream is read to its end (at start-up, and before
+    /// taking the lead): this instance's entries from after the oldest
+    /// retained record with a higher id than any in the stream were written
+    /// by it as leader and never appended (it died first). Never acted on,
+    /// not the stream's: they leave the log (`unappended_records`), so
+    /// neither its API nor a takeover (which would run their actions again)
+    /// sees them. An entry older than the stream's oldest record cannot be
+    /// judged and stays.
+    pub(super) fn read_to_end(&mut self, engine: &mut Engine, retained_from: Ts) {
+        if self.stream.is_none() || self.role != Role::Following {
+            return;
+        }
+        // A minute's margin: an entry's time is event time, the stream's wall time.
+        let since = retained_from.plus_ms(60_000);
+        let mine = match self.store.entries(None, Some(since), i64::MAX as usize) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the escalation log to compare it with the escalation stream");
+                return;
+            }
+        };
+        let mut moved = 0;
+        for e in mine.iter().filter(|e| e.id > self.stream_max) {
+            let reason = "written by this instance as CTI leader, never appended to the escalation \
+                          stream (never acted on): the stream, read to its end, does not have it";
+            match self.store.set_aside_entry(e.id, reason) {
+                Ok(_) => {
+                    tracing::warn!(entry = e.id, queue = %e.queue, stage = %e.stage_name,
+                        "an escalation entry this instance wrote but never appended to the escalation stream is set aside (unappended_records); never acted on");
+                    self.meta.remove(&e.id);
+                    moved += 1;
+                }
+                Err(err) => tracing::error!(entry = e.id, error = %err,
+                    "cannot set aside an escalation entry the escalation stream does not have"),
+            }
+        }
+        if moved > 0 {
+            self.clear_ladders(engine);
+            self.restore_all(engine, false);
+            self.sync(engine);
+        }
     }
 
     /// Rebuilds queue `q`'s ladder from the audit log, its outputs
@@ -202,6 +248,7 @@ impl LadderObserver {
         };
         let queue = match r {
             Record::Entry { entry } => {
+                self.stream_max = self.stream_max.max(entry.id);
                 self.meta
                     .insert(entry.id, (entry.queue.clone(), entry.stage_name.clone()));
                 self.next_id = self.next_id.max(entry.id);
