@@ -36,6 +36,18 @@ struct Instance {
 
 impl Instance {
     async fn start(dir: &Path, name: &str, nats: &str, feed: &Path, hook: &str) -> Instance {
+        Self::start_with_timeout(dir, name, nats, feed, hook, "2s").await
+    }
+
+    /// With the webhook's `timeout`.
+    async fn start_with_timeout(
+        dir: &Path,
+        name: &str,
+        nats: &str,
+        feed: &Path,
+        hook: &str,
+        timeout: &str,
+    ) -> Instance {
         let port = free_port();
         let cfg = dir.join(format!("{name}.toml"));
         std::fs::write(
@@ -65,7 +77,7 @@ groups = ["second"]
 name = "crm"
 kind = "webhook"
 url = "{hook}"
-timeout = "2s"
+timeout = "{timeout}"
 retries = 0
 default = true
 [[ladders]]
@@ -594,8 +606,14 @@ async fn a_stalled_leader_wakes_up_deposed_and_its_late_results_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let feed = dir.path().join("feed.jsonl");
     std::fs::write(&feed, "").unwrap();
-    let east = Instance::start(dir.path(), "east", &nats.url(), &feed, &hook.url).await;
-    let west = Instance::start(dir.path(), "west", &nats.url(), &feed, &hook.url).await;
+    // The webhook's timeout leaves time to stall the leader before its
+    // calls time out, also on a busy machine.
+    let url = nats.url();
+    let start = |name: &'static str| {
+        Instance::start_with_timeout(dir.path(), name, &url, &feed, &hook.url, "8s")
+    };
+    let east = start("east").await;
+    let west = start("west").await;
     let (e, w) = (&east, &west);
     let east_leads = eventually(LIMIT, "a CTI leader", move || async move {
         match (e.is_leader().await, w.is_leader().await) {
@@ -648,7 +666,7 @@ async fn a_stalled_leader_wakes_up_deposed_and_its_late_results_are_refused() {
     )
     .await;
 
-    // The old leader wakes up: its calls time out (2 s), their results are
+    // The old leader wakes up: its calls time out (8 s), their results are
     // refused, and its log becomes the new leader's.
     old.signal("CONT");
     let log = wait_same_log(new, old, 1).await;
