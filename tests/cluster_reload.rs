@@ -39,7 +39,11 @@ fn calls(pieces: usize, per: usize) -> Vec<Vec<String>> {
                 .flat_map(|i| {
                     let n = p * per + i;
                     let t = t0 + 2 * n as i64 * step;
-                    let q = if n % 2 == 0 { "sales" } else { "support" };
+                    let q = if n.is_multiple_of(2) {
+                        "sales"
+                    } else {
+                        "support"
+                    };
                     [
                         format!(
                             r#"{{"ts":{t},"type":"call_enqueued","call":"c{n}","queue":"{q}"}}"#
