@@ -14,7 +14,11 @@
 //! 4. swaps the configuration the HTTP handlers read (tokens, wall
 //!    settings), rebuilds `[[cti]]` sinks, and stops removed or changed
 //!    sources and starts new or changed ones (a source whose settings did
-//!    not change keeps its connection and its resync);
+//!    not change keeps its connection and its resync). In cluster mode
+//!    sources run under leases, so the reload orders their ingesters
+//!    instead (`crate::cluster::ingest::Ingesters`): a removed source's
+//!    holder hands its last events to the stream and gives the lease up, a
+//!    changed one is restarted by its holder where the stream ends;
 //! 5. writes the reload to the audit trail beside the escalation log.
 //!
 //! Reloads are serialised: a second waits for the first.

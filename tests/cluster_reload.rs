@@ -11,7 +11,12 @@
 //! instance at once (the lease is given up, not left to expire); removing
 //! it from that one too stops ingesting: lines written afterwards are
 //! counted nowhere.
+//!
+//! A PBX (AMI) source whose settings change is restarted by its holder on
+//! a new connection; the CTI requests and relists the holder answers for
+//! the site go to the new connection.
 
+mod common;
 mod nats;
 mod support;
 
@@ -250,6 +255,19 @@ async fn a_reload_adds_moves_and_removes_a_source_across_the_cluster() {
     west.shows(30).await;
     assert!(east.ingests().await, "east ingests the added source");
 
+    // A source name that is not a subject token is refused with its
+    // position, and changes nothing.
+    let text = std::fs::read_to_string(&east.cfg).unwrap();
+    std::fs::write(
+        &east.cfg,
+        text.replace("name = \"feed\"", "name = \"feed.x\""),
+    )
+    .unwrap();
+    let r = http(&east.addr, "POST", "/api/v1/reload", Some(ADMIN), "").await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("east.toml:"), "{}", r.body);
+    assert!(east.ingests().await, "a refused reload changes nothing");
+
     // Added on west too: west stands by, east keeps the source.
     west.reload(Some(&feed)).await;
     eventually(LIMIT, "west to stand by", || async {
@@ -320,4 +338,122 @@ async fn last_feed_message(nats: &NatsServer) -> u64 {
         .await
         .unwrap()
         .sequence
+}
+
+/// One instance of site north with AMI source `pbx1`; `reconnect_max`
+/// is the setting the reload changes.
+fn ami_config(dir: &Path, nats: &str, ami: &str, reconnect_max: &str) -> String {
+    format!(
+        r#"[server]
+admin_token = "{ADMIN}"
+[storage]
+path = "{dir}/east.sqlite"
+[[queues]]
+name = "support"
+[[agents]]
+id = "2001"
+name = "Chen Jie"
+interface = "PJSIP/2001"
+source = "pbx1"
+[[sources]]
+name = "pbx1"
+kind = "ami"
+address = "{ami}"
+username = "acdmon"
+secret = "s3cret"
+reconnect_min = "50ms"
+reconnect_max = "{reconnect_max}"
+[cluster]
+nats = ["{nats}"]
+site = "north"
+instance = "east"
+lease_ttl = "2s"
+"#,
+        dir = dir.display(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_pbx_source_is_restarted_by_its_holder_and_answers_on_the_new_connection() {
+    use common::ami::{FakeAmi, get};
+
+    let nats = NatsServer::start();
+    let pbx = FakeAmi::start("acdmon", "s3cret").await;
+    {
+        let mut st = pbx.state.lock().unwrap();
+        st.clock = acdmon::time::Ts::now().0 / 1000;
+        st.queues = vec!["support".into()];
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("east.toml");
+    let ami = pbx.addr.to_string();
+    std::fs::write(&path, ami_config(dir.path(), &nats.url(), &ami, "200ms")).unwrap();
+    let cfg = acdmon::config::Config::load(path.to_str().unwrap()).unwrap();
+    let (east, addr) = support::start_daemon(cfg).await;
+    let held = || async {
+        let m = http(&addr, "GET", "/metrics", None, "").await.body;
+        m.lines().any(|l| {
+            l.starts_with("acd_cluster_lease_held{")
+                && l.contains("source=\"pbx1\"")
+                && l.ends_with(" 1")
+        })
+    };
+    eventually(LIMIT, "east ingests the PBX", || async {
+        held().await.then_some(())
+    })
+    .await;
+    pbx.wait_connections(1).await;
+
+    std::fs::write(&path, ami_config(dir.path(), &nats.url(), &ami, "300ms")).unwrap();
+    let r = http(&addr, "POST", "/api/v1/reload", Some(ADMIN), "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    pbx.wait_connections(2).await;
+    assert!(held().await, "the holder kept the lease over the restart");
+
+    // A CTI leader's sign-in reaches the PBX over the new connection.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Idempotency-Key", "north:in:support:2001:0");
+    let request = serde_json::json!({
+        "verb": "sign_in", "agent": "2001", "interface": "PJSIP/2001",
+        "name": "Chen Jie", "queue": "support"
+    });
+    let answer = eventually(LIMIT, "the holder answers on the new connection", || {
+        let (client, h, request) = (client.clone(), h.clone(), request.clone());
+        async move {
+            let m = client
+                .request_with_headers(
+                    "acdmon.north.cti.pbx1",
+                    h,
+                    serde_json::to_vec(&request).unwrap().into(),
+                )
+                .await
+                .ok()?;
+            let v: Value = serde_json::from_slice(&m.payload).ok()?;
+            (v["ok"] == true).then_some(v)
+        }
+    })
+    .await;
+    let adds: Vec<_> = pbx
+        .actions()
+        .into_iter()
+        .filter(|a| get(a, "Action") == Some("QueueAdd"))
+        .collect();
+    assert_eq!(adds.len(), 1, "one QueueAdd: {answer}");
+
+    // And a relist for a new leader is answered by the new connection.
+    let statuses = |pbx: &FakeAmi| {
+        pbx.action_names()
+            .iter()
+            .filter(|n| n.as_str() == "QueueStatus")
+            .count()
+    };
+    let before = statuses(&pbx);
+    east.relister
+        .clone()
+        .expect("a site instance relists")
+        .refresh_membership()
+        .await
+        .expect("membership refreshed");
+    assert!(statuses(&pbx) > before, "relisted on the new connection");
 }
