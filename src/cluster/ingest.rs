@@ -8,6 +8,15 @@
 //! from there, and the forwarder's fence is armed with that message's
 //! sequence, so if the previous holder is not dead after all its next write
 //! is refused.
+//!
+//! A configuration reload gives ingesters orders ([`Ingesters`]). Whoever
+//! stops a source's task (removed or changed) first waits until the task's
+//! last events are in the stream, so the stream's last message says where
+//! the next task starts, as it does for a takeover: a changed source is
+//! restarted by its holder from there, under the same lease and fence; a
+//! removed one's holder then deletes its lease, so an instance that still
+//! has the source (not reloaded yet) carries on at once instead of after
+//! the TTL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
