@@ -200,16 +200,14 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
     let config = Arc::new(config);
     let now = Ts::now();
     let mut counted_until = None;
-    let checkpoint = checkpoint.filter(|_| {
-        let central = config.cluster.as_ref().is_some_and(|c| c.is_central());
-        if central {
-            tracing::info!("engine checkpoint not restored: a central instance replays every site's stream from the start of the day");
-        }
-        !central
-    });
     let stream_resume = checkpoint
         .as_ref()
         .and_then(|cp| crate::cluster::stream_position(&cp.positions));
+    // A central instance: where each site's stream resumes.
+    let site_resume = checkpoint
+        .as_ref()
+        .map(|cp| crate::cluster::site_positions(&cp.positions))
+        .unwrap_or_default();
     let restored = checkpoint.and_then(|cp| match cp.restore(config.engine_config(), now) {
         Ok(e) => {
             counted_until = Some(Ts(cp.saved_at));
@@ -262,6 +260,11 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         let a = crate::cluster::Attach {
             engine: tx.clone(),
             resume_after: counted_until.and(stream_resume),
+            resume_sites: if counted_until.is_some() {
+                site_resume
+            } else {
+                Default::default()
+            },
             zone: config.zone.clone(),
             health: health.clone(),
             rejects: rejects.clone(),
@@ -275,12 +278,24 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
                 &config.sources,
             );
         }
+        if let Some(l) = &ladder {
+            // A new CTI leader's ladder starts from the PBXs' membership.
+            let relist = cluster.relister(crate::cluster::relist::REFRESH_WITHIN);
+            cluster.link_ladder(
+                l,
+                Box::new(move || {
+                    let r = relist.clone();
+                    Box::pin(async move { r.refresh_membership().await })
+                }),
+            );
+        }
         cluster
     });
     let relister = cluster
         .as_ref()
         .filter(|c| c.board.is_none())
         .map(|c| c.relister(crate::cluster::relist::REFRESH_WITHIN));
+    let engine_inbox = tx.clone();
     let tx = cluster.as_ref().map(|c| c.inbox.clone()).unwrap_or(tx);
     let (hub, hub_task) = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
     let background = vec![
@@ -297,6 +312,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         health,
         rejects,
         inbox: tx,
+        engine_inbox,
         started: Instant::now(),
         engine: watch,
         ladder,

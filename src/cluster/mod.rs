@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod lease;
 pub mod relist;
 pub mod sites;
+pub mod verdicts;
 pub mod wire;
 
 use std::sync::Arc;
@@ -39,7 +40,7 @@ use crate::config::{ClusterConfig, SourceConfig};
 use crate::sources::{HealthRegistry, INBOX_CAPACITY, Inbox, RejectCounter, SourceHealth};
 use crate::time::Ts;
 
-pub use consumer::stream_position;
+pub use consumer::{site_positions, stream_position};
 pub use ingest::{Ingesters, StartSource};
 
 /// A running cluster attachment.
@@ -57,6 +58,7 @@ pub struct Cluster {
     site: String,
     leadership: Arc<cti::Leadership>,
     mirror: Arc<cti::Mirror>,
+    retention: Duration,
     /// A central instance's sites and their freshness (`[cluster] sites`).
     pub board: Option<Arc<sites::Board>>,
     /// This instance's engine inbox (before the stream).
@@ -76,6 +78,10 @@ pub struct Attach {
     /// Stream sequence the restored engine checkpoint ends at, if one was
     /// restored; otherwise the stream is read from the start of the day.
     pub resume_after: Option<u64>,
+    /// A central instance: per site, the stream sequence the restored
+    /// checkpoint ends at; a site not listed is read from the start of
+    /// the day (its events are not in the figures).
+    pub resume_sites: std::collections::BTreeMap<String, u64>,
     pub zone: jiff::tz::TimeZone,
     pub health: Arc<HealthRegistry>,
     pub rejects: Arc<RejectCounter>,
@@ -92,6 +98,7 @@ impl Cluster {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let (btx, brx) = watch::channel(None);
         let fences = Arc::new(forwarder::Fences::default());
+        let awaiting = Arc::new(verdicts::Awaiting::default());
         let progress = Arc::new(consumer::Progress::default());
         let names = broker::Names::new(cfg);
         let health = SourceHealth::new(&format!("cluster:{}", names.site), "nats");
@@ -102,6 +109,7 @@ impl Cluster {
             a.engine.clone(),
             brx.clone(),
             fences.clone(),
+            awaiting.clone(),
         ));
         let day_start = crate::state::window::day_bounds(Ts::now(), &a.zone).0;
         let start = consumer::start_policy(a.resume_after, day_start.0);
@@ -124,7 +132,6 @@ impl Cluster {
             leadership.clone(),
             leader_gauge,
         ));
-        tokio::spawn(cti::follow(brx.clone(), cfg.retention(), mirror.clone()));
         {
             let cfg = cfg.clone();
             let progress = progress.clone();
@@ -152,7 +159,11 @@ impl Cluster {
                     gauges,
                 ));
                 tokio::spawn(sites::beat(b.js.clone(), b.names.clone()));
-                consumer::run(b.feed(), engine, start, progress, rejects).await;
+                let feed = consumer::Feed {
+                    awaiting: Some(awaiting),
+                    ..b.feed()
+                };
+                consumer::run(feed, engine, start, progress, rejects).await;
             });
         }
         Cluster {
@@ -168,6 +179,7 @@ impl Cluster {
             site: names.site,
             leadership,
             mirror,
+            retention: cfg.retention(),
             board: None,
             engine: a.engine,
             executors: Arc::default(),
@@ -188,9 +200,14 @@ impl Cluster {
             a.health.register(site.health.clone());
             a.health.register(site.freshness.clone());
         }
-        tokio::spawn(sites::watch_freshness(board.clone(), a.recorder.clone()));
+        tokio::spawn(sites::watch_freshness(
+            board.clone(),
+            a.recorder.clone(),
+            a.engine.clone(),
+        ));
         {
             let names = names.clone();
+            let resume_sites = a.resume_sites.clone();
             let (cfg, board, engine, rejects, recorder) = (
                 cfg.clone(),
                 board.clone(),
@@ -239,8 +256,18 @@ impl Cluster {
                         stream,
                         names,
                         qualify: true,
+                        awaiting: None,
                     };
-                    let start = consumer::start_policy(None, day_start.0);
+                    let resume = resume_sites.get(&site.site).copied();
+                    match resume {
+                        Some(seq) => {
+                            tracing::info!(site = %site.site, after = seq, "resuming the site's stream after the restored checkpoint")
+                        }
+                        None => {
+                            tracing::info!(site = %site.site, "reading the site's stream from the start of the day")
+                        }
+                    }
+                    let start = consumer::start_policy(resume, day_start.0);
                     tokio::spawn(consumer::run(
                         feed,
                         engine.clone(),
@@ -265,12 +292,45 @@ impl Cluster {
             site: names.site,
             leadership: Arc::new(cti::Leadership::default()),
             mirror: Arc::new(cti::Mirror::default()),
+            retention: cfg.retention(),
             board: Some(board),
             engine: a.engine,
             executors: Arc::default(),
             repeats: Arc::default(),
             sources: Arc::default(),
         }
+    }
+
+    /// Connects the ladder to the site's escalation stream (a site's
+    /// instance; a central instance runs no CTI leader): it follows the
+    /// leader's records until this instance holds the `cti` lease, then
+    /// leads once `before_leading` is done (`cti::run_escalations`).
+    pub fn link_ladder(
+        &self,
+        ladder: &crate::escalation::control::LadderHandle,
+        before_leading: cti::BeforeLeading,
+    ) {
+        if self.board.is_some() {
+            return;
+        }
+        let written = ladder
+            .stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(written) = written else {
+            return;
+        };
+        tokio::spawn(cti::run_escalations(cti::Escalations {
+            broker: self.broker.clone(),
+            retention: self.retention,
+            leadership: self.leadership.clone(),
+            mirror: self.mirror.clone(),
+            progress: self.progress.clone(),
+            control: ladder.tx.clone(),
+            written,
+            before_leading,
+        }));
     }
 
     /// Routes the `[[cti]]` actions named `webhooks`, and the AMI and ESL
