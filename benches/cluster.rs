@@ -10,7 +10,16 @@
 //!   the same encoding) published with async-nats (acks pipelined, up to
 //!   the client's 5,000 in flight) and read
 //!   back with an ordered consumer, nothing else: the floor of any design
-//!   that puts JetStream between sources and the engine.
+//!   that puts JetStream between sources and the engine that sends one
+//!   message per event. It flatters us: the forwarder merges the envelopes
+//!   waiting behind a publish into one message, so it sends far fewer.
+//! - `bare_async_nats_batched`: the fair floor for our design: the very
+//!   messages the forwarder published in a capture run before the
+//!   measurements (read back from its stream: the same payload bytes, the
+//!   same count), published with async-nats (acks pipelined) and read back
+//!   with an ordered consumer, nothing else.
+//!
+//! Report both ratios (`stream_end_to_end` time over each baseline's).
 //!
 //! Run: `cargo bench --bench cluster` (needs `nats-server`:
 //! scripts/install-nats.sh; skipped with a message without it).
@@ -178,6 +187,34 @@ async fn bare(url: &str, site: &str, payloads: &[Vec<u8>]) -> Duration {
     started.elapsed()
 }
 
+/// The payloads of every message the forwarder published to `site`'s
+/// stream, in stream order.
+async fn published(url: &str, site: &str) -> Vec<Vec<u8>> {
+    let client = async_nats::connect(url).await.expect("connect");
+    let js = jetstream::new(client);
+    let mut s = js
+        .get_stream(format!("ACDMON_{site}"))
+        .await
+        .expect("the capture run's stream");
+    let count = s.info().await.expect("stream info").state.messages as usize;
+    let c = s
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: format!("acdmon.{site}.events.pbx"),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut msgs = c.messages().await.expect("messages");
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        match msgs.next().await {
+            Some(Ok(m)) => out.push(m.payload.to_vec()),
+            _ => break,
+        }
+    }
+    out
+}
+
 fn bench(c: &mut Criterion) {
     let Some(srv) = server() else {
         eprintln!("cluster bench skipped: no nats-server (scripts/install-nats.sh)");
@@ -193,6 +230,21 @@ fn bench(c: &mut Criterion) {
         .iter()
         .map(|e| wire::encode(std::slice::from_ref(e)))
         .collect();
+    // The capture run: what our forwarder publishes for these events.
+    rt.block_on(end_to_end(&url, "capture", &evs));
+    let batched = rt.block_on(published(&url, "capture"));
+    let events: usize = batched
+        .iter()
+        .map(|p| wire::decode(p).map(|e| e.len()).unwrap_or(0))
+        .sum();
+    assert_eq!(events, N, "the capture run published every event once");
+    eprintln!(
+        "cluster bench: the forwarder published {N} events as {} messages ({} bytes; {:.1} events per message); the per-event baseline sends {N} messages ({} bytes)",
+        batched.len(),
+        batched.iter().map(Vec::len).sum::<usize>(),
+        N as f64 / batched.len().max(1) as f64,
+        payloads.iter().map(Vec::len).sum::<usize>(),
+    );
     let mut g = c.benchmark_group("cluster");
     g.throughput(Throughput::Elements(N as u64));
     g.sample_size(10);
@@ -214,6 +266,16 @@ fn bench(c: &mut Criterion) {
             for _ in 0..iters {
                 run += 1;
                 total += rt.block_on(bare(&url, &format!("b{run}"), &payloads));
+            }
+            total
+        })
+    });
+    g.bench_function("bare_async_nats_batched", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                run += 1;
+                total += rt.block_on(bare(&url, &format!("m{run}"), &batched));
             }
             total
         })

@@ -320,13 +320,16 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         sites: cluster.as_ref().and_then(|c| c.board.clone()),
     };
     let mut running = RunningSources::default();
-    if let Some(c) = &cluster {
+    let ingesters = cluster.as_ref().map(|c| {
         // One lease-holding ingester per source (crate::cluster::ingest).
         let (state, cti) = (state.clone(), cti.clone());
         let start: crate::cluster::StartSource =
             Arc::new(move |s, restart| Some(start_source(s, &state, cti.as_deref(), restart)));
-        for (name, task) in c.spawn_ingesters(&config.sources, start) {
-            running.insert(name, task);
+        c.ingesters(start)
+    });
+    if let Some(ing) = &ingesters {
+        for s in &config.sources {
+            running.insert(s.name.clone(), ing.spawn(s));
         }
     } else {
         for s in &config.sources {
@@ -339,7 +342,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         running: tokio::sync::Mutex::new(running),
     });
     if let Some(cti) = cti {
-        let reloader = Reloader::new(state.clone(), cti, store, sources.clone());
+        let reloader = Reloader::new(state.clone(), cti, store, sources.clone(), ingesters);
         state.metrics.reload_result(true);
         let _ = state.reloader.set(reloader);
     }

@@ -14,7 +14,11 @@
 //! 4. swaps the configuration the HTTP handlers read (tokens, wall
 //!    settings), rebuilds `[[cti]]` sinks, and stops removed or changed
 //!    sources and starts new or changed ones (a source whose settings did
-//!    not change keeps its connection and its resync);
+//!    not change keeps its connection and its resync). In cluster mode
+//!    sources run under leases, so the reload orders their ingesters
+//!    instead (`crate::cluster::ingest::Ingesters`): a removed source's
+//!    holder hands its last events to the stream and gives the lease up, a
+//!    changed one is restarted by its holder where the stream ends;
 //! 5. writes the reload to the audit trail beside the escalation log.
 //!
 //! Reloads are serialised: a second waits for the first.
@@ -24,6 +28,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::cluster::Ingesters;
 use crate::config::diff::{ConfigDiff, diff};
 use crate::config::{Config, CtiSpec, SourceConfig};
 use crate::cti::CtiRegistry;
@@ -55,6 +60,10 @@ pub struct Reloader {
     /// The daemon's source tasks (it owns them; a reload stops and starts
     /// single sources under their lock).
     sources: Arc<SourceTasks>,
+    /// Cluster mode: sources run under leases, each by an ingester
+    /// (`crate::cluster::ingest`); a reload adds, removes and changes
+    /// those instead of the tasks themselves.
+    ingesters: Option<Arc<Ingesters>>,
 }
 
 impl Reloader {
@@ -63,12 +72,14 @@ impl Reloader {
         cti: Arc<CtiRegistry>,
         store: Option<Arc<Store>>,
         sources: Arc<SourceTasks>,
+        ingesters: Option<Arc<Ingesters>>,
     ) -> Arc<Self> {
         Arc::new(Reloader {
             state,
             cti,
             store,
             sources,
+            ingesters,
         })
     }
 
@@ -106,19 +117,22 @@ impl Reloader {
         // sent is then ahead of the new settings in the engine's inbox, and
         // the positions the engine answers with are final.
         let agents_moved = interfaces(&old) != interfaces(&new);
-        // Cluster mode: sources run under leases (crate::cluster::ingest);
-        // a reload does not stop or start them.
-        let leased = old.cluster.is_some();
-        if leased && old.sources != new.sources {
-            tracing::warn!("cluster mode: [[sources]] changes take effect at the next restart");
+        let restarts = |s: &SourceConfig| match new.sources.iter().find(|n| n.name == s.name) {
+            None => true,
+            Some(n) => n != s || (agents_moved && uses_interfaces(n)),
+        };
+        // Cluster mode: a removed source's ingester stops it and gives its
+        // lease up; changed ones are restarted by their holders below.
+        if let Some(ing) = &self.ingesters {
+            for s in &old.sources {
+                if !new.sources.iter().any(|n| n.name == s.name) {
+                    ing.stop(&s.name, sources.remove(&s.name)).await;
+                    tracing::info!(source = %s.name, "source removed by a config reload: its ingester stopped");
+                }
+            }
         }
-        for s in old.sources.iter().filter(|_| !leased) {
-            let kept = new.sources.iter().find(|n| n.name == s.name);
-            let restart = match kept {
-                None => true,
-                Some(n) => n != s || (agents_moved && uses_interfaces(n)),
-            };
-            if restart {
+        for s in old.sources.iter().filter(|_| self.ingesters.is_none()) {
+            if restarts(s) {
                 if let Some(task) = sources.remove(&s.name) {
                     task.abort();
                     let _ = task.await;
@@ -165,9 +179,19 @@ impl Reloader {
         }
         // Start the new and changed sources; a file source resumes where
         // the engine's applied events from it end.
+        if let Some(ing) = &self.ingesters {
+            for s in &new.sources {
+                if !sources.contains_key(&s.name) {
+                    sources.insert(s.name.clone(), ing.spawn(s));
+                    tracing::info!(source = %s.name, "source added by a config reload: its ingester competes for the lease");
+                } else if old.sources.iter().any(|o| o.name == s.name && restarts(o)) {
+                    ing.change(s);
+                }
+            }
+        }
         let today_start = crate::state::window::day_bounds(Ts::now(), &new.zone).0;
         for s in &new.sources {
-            if sources.contains_key(&s.name) || leased {
+            if sources.contains_key(&s.name) || self.ingesters.is_some() {
                 continue;
             }
             let restart = crate::sources::Restart {

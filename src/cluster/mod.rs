@@ -15,7 +15,7 @@
 //!
 //! The daemon hooks in at two places: the inbox it gives sources (and
 //! `POST /api/v1/events`) is [`Cluster::inbox`], and sources are started by
-//! [`Cluster::spawn_ingesters`] instead of directly.
+//! [`Cluster::ingesters`] instead of directly.
 
 pub mod broker;
 pub mod consumer;
@@ -42,7 +42,7 @@ use crate::sources::{HealthRegistry, INBOX_CAPACITY, Inbox, RejectCounter, Sourc
 use crate::time::Ts;
 
 pub use consumer::{site_positions, stream_position};
-pub use ingest::StartSource;
+pub use ingest::{Ingesters, StartSource};
 
 /// A running cluster attachment.
 pub struct Cluster {
@@ -68,7 +68,7 @@ pub struct Cluster {
     executors: Arc<cti_proxy::Executors>,
     repeats: Arc<cti_proxy::Repeats>,
     /// Every source this instance ingests when it holds the lease, and
-    /// whether it can relist a PBX (set by [`Cluster::spawn_ingesters`]).
+    /// whether it can relist a PBX (kept by [`ingest::Ingesters`]).
     sources: Arc<std::sync::RwLock<Vec<(String, bool)>>>,
 }
 
@@ -404,53 +404,25 @@ impl Cluster {
         }
     }
 
-    /// One lease-holding ingester per source; each handle stops its source
-    /// when aborted.
-    pub fn spawn_ingesters(
-        &self,
-        sources: &[SourceConfig],
-        start: StartSource,
-    ) -> Vec<(String, tokio::task::JoinHandle<()>)> {
-        let pbx = cti_proxy::pbx_sources(sources);
-        if let Ok(mut list) = self.sources.write() {
-            *list = sources
-                .iter()
-                .map(|s| (s.name.clone(), pbx.iter().any(|p| p.name == s.name)))
-                .collect();
-        }
-        sources
-            .iter()
-            .map(|s| {
-                let held = gauge(
-                    &*self.recorder,
-                    "acd_cluster_lease_held",
-                    vec![
-                        Label::new("source", s.name.clone()),
-                        Label::new("instance", self.instance.clone()),
-                    ],
-                );
-                held.set(0.0);
-                let ing = ingest::Ingester {
-                    source: s.clone(),
-                    broker: self.broker.clone(),
-                    fences: self.fences.clone(),
-                    start: start.clone(),
-                    health: self.health.clone(),
-                    zone: self.zone.clone(),
-                    ttl: self.ttl,
-                    held,
-                    pbx: pbx
-                        .iter()
-                        .any(|p| p.name == s.name)
-                        .then(|| ingest::PbxServe {
-                            executors: self.executors.clone(),
-                            repeats: self.repeats.clone(),
-                            counted: cti_proxy::repeats_counter(&*self.recorder, &s.name),
-                        }),
-                };
-                (s.name.clone(), tokio::spawn(ing.run()))
-            })
-            .collect()
+    /// The set of lease-holding ingesters, one per source
+    /// ([`ingest::Ingesters::spawn`]); a reload adds, changes and removes
+    /// them.
+    pub fn ingesters(&self, start: StartSource) -> Arc<ingest::Ingesters> {
+        Arc::new(ingest::Ingesters {
+            broker: self.broker.clone(),
+            fences: self.fences.clone(),
+            start,
+            health: self.health.clone(),
+            zone: self.zone.clone(),
+            ttl: self.ttl,
+            recorder: self.recorder.clone(),
+            instance: self.instance.clone(),
+            executors: self.executors.clone(),
+            repeats: self.repeats.clone(),
+            inbox: self.inbox.clone(),
+            sources: self.sources.clone(),
+            orders: Default::default(),
+        })
     }
 }
 
