@@ -399,7 +399,7 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
             driver.apply(&source, event);
             1
         }
-        Envelope::Batch { source, events } => {
+        Envelope::Batch { source, events } | Envelope::Traced { source, events, .. } => {
             let n = events.len();
             for ev in events {
                 driver.apply(&source, ev);

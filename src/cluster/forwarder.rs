@@ -12,6 +12,15 @@
 //! is in flight, the envelopes that arrive are merged into the next message,
 //! so throughput does not pay one round trip per event.
 //!
+//! Live sources in cluster mode hand on each event's wire origin
+//! ([`crate::sources::Origin`]): their batches are published as one message
+//! per origin (the events one PBX event gave), whose id is that origin, so
+//! the same PBX event published by two ingesters (an old holder still
+//! connected while the new one connects), in whatever batches each read
+//! it, is stored once: JetStream drops the second copy within its
+//! duplicate window. Those messages go one at a time like the others (the
+//! fence needs each one's sequence).
+//!
 //! A publish that fails for any other reason (the broker restarting, no
 //! quorum) is retried with the same `Nats-Msg-Id`, forever, with backoff:
 //! the sources wait meanwhile (backpressure), nothing is dropped.
@@ -28,7 +37,7 @@ use tokio::sync::mpsc;
 use super::broker::Broker;
 use super::wire;
 use crate::event::Event;
-use crate::sources::{Envelope, Inbox};
+use crate::sources::{Envelope, Inbox, Origin};
 use crate::state::SourcePosition;
 
 /// Largest payload merged into one message (the server's default
@@ -60,9 +69,12 @@ impl Fences {
     fn get(&self, source: &str) -> Option<Option<u64>> {
         self.lock().get(source).copied()
     }
+    /// The subject's last message is at least `seq` (a duplicate's
+    /// acknowledgement names the earlier copy, which may be older than what
+    /// this instance wrote since: the fence never moves back).
     fn advance(&self, source: &str, seq: u64) {
-        if let Some(s @ Some(_)) = self.lock().get_mut(source) {
-            *s = Some(seq);
+        if let Some(Some(s)) = self.lock().get_mut(source) {
+            *s = (*s).max(seq);
         }
     }
     fn fence(&self, source: &str) {
@@ -81,6 +93,8 @@ struct Pending {
     source: Arc<str>,
     events: Vec<Event>,
     position: Option<SourcePosition>,
+    /// A traced batch: each event's origin (see the module docs).
+    origins: Option<Vec<Option<Origin>>>,
     verdicts: Vec<tokio::sync::oneshot::Sender<Vec<(usize, crate::sources::Reject)>>>,
 }
 
@@ -90,11 +104,22 @@ impl Pending {
             source,
             events,
             position,
+            origins: None,
             verdicts: Vec::new(),
         };
         match env {
             Envelope::Event { source, event } => Ok(p(source, vec![event], None)),
             Envelope::Batch { source, events } => Ok(p(source, events, None)),
+            Envelope::Traced {
+                source,
+                events,
+                mut origins,
+            } => {
+                origins.resize(events.len(), None);
+                let mut x = p(source, events, None);
+                x.origins = Some(origins);
+                Ok(x)
+            }
             Envelope::Positioned {
                 source,
                 events,
@@ -115,12 +140,16 @@ impl Pending {
 
     /// Takes `next` into this message when it continues it.
     fn absorb(&mut self, next: Pending) -> Result<(), Pending> {
-        let same_kind = self.position.is_some() == next.position.is_some();
+        let same_kind = self.position.is_some() == next.position.is_some()
+            && self.origins.is_some() == next.origins.is_some();
         if next.source != self.source || !same_kind || self.events.len() + next.events.len() > 4096
         {
             return Err(next);
         }
         self.events.extend(next.events);
+        if let (Some(a), Some(b)) = (self.origins.as_mut(), next.origins) {
+            a.extend(b);
+        }
         self.position = next.position.or(self.position);
         self.verdicts.extend(next.verdicts);
         Ok(())
@@ -176,6 +205,7 @@ pub async fn run(
                             source: Arc::from(""),
                             events: Vec::new(),
                             position: None,
+                            origins: None,
                             verdicts: Vec::new(),
                         };
                         break;
@@ -200,27 +230,74 @@ async fn publish(
         Err(_) => return,
     };
     let Some(b) = b else { return };
-    let payload = wire::encode(&msg.events);
-    let id = wire::message_id(&msg.source, msg.position, &payload);
-    let subject = b.names.source_subject(&msg.source);
+    match &msg.origins {
+        None => {
+            let payload = wire::encode(&msg.events);
+            let id = wire::message_id(&msg.source, msg.position, &payload);
+            publish_one(&b, fences, &msg.source, msg.position, payload, &id).await;
+        }
+        Some(origins) => {
+            for (range, origin) in by_origin(origins) {
+                let payload = wire::encode(&msg.events[range]);
+                let id = wire::origin_id(&msg.source, origin, &payload);
+                if !publish_one(&b, fences, &msg.source, None, payload, &id).await {
+                    break;
+                }
+            }
+        }
+    }
+    for v in msg.verdicts {
+        // The engine's verdicts are not known here: the events are in the
+        // stream; rejects show in /metrics of every instance.
+        let _ = v.send(Vec::new());
+    }
+}
+
+/// The messages of a traced batch: each run of events with one origin, and
+/// each event without one on its own (a timer's or a resync's event: two
+/// ingesters make the same one from the same input, so its content, alone,
+/// is its identity).
+fn by_origin(origins: &[Option<Origin>]) -> Vec<(std::ops::Range<usize>, Option<&str>)> {
+    let mut out: Vec<(std::ops::Range<usize>, Option<&str>)> = Vec::new();
+    for (i, o) in origins.iter().enumerate() {
+        let o = o.as_deref();
+        match out.last_mut() {
+            Some((r, Some(last))) if o == Some(*last) && r.end == i => r.end = i + 1,
+            _ => out.push((i..i + 1, o)),
+        }
+    }
+    out
+}
+
+/// Appends one message; false when the source is fenced (the message, and
+/// the rest of its batch, are dropped).
+async fn publish_one(
+    b: &Broker,
+    fences: &Fences,
+    source: &Arc<str>,
+    position: Option<SourcePosition>,
+    payload: Vec<u8>,
+    id: &str,
+) -> bool {
+    let subject = b.names.source_subject(source);
     let mut backoff = Duration::from_millis(50);
     let mut logged = false;
     loop {
-        let fence = fences.get(&msg.source);
+        let fence = fences.get(source);
         if fence == Some(None) {
-            tracing::warn!(source = %msg.source, events = msg.events.len(), "another instance ingests this source now; batch dropped");
-            break;
+            tracing::warn!(%source, "another instance ingests this source now; batch dropped");
+            return false;
         }
         let mut headers = HeaderMap::new();
-        headers.insert(wire::SOURCE, msg.source.as_ref());
+        headers.insert(wire::SOURCE, source.as_ref());
         headers.insert(wire::INSTANCE, b.names.instance.as_str());
-        if let Some(p) = msg.position {
+        if let Some(p) = position {
             headers.insert(wire::POSITION, wire::position_header(p).as_str());
         }
         let mut m = PublishMessage::build()
             .payload(payload.clone().into())
             .headers(headers)
-            .message_id(&id);
+            .message_id(id);
         if let Some(Some(last)) = fence {
             m = m.expected_last_subject_sequence(last);
         }
@@ -230,15 +307,16 @@ async fn publish(
         };
         match acked {
             Ok(ack) => {
-                fences.advance(&msg.source, ack.sequence);
+                fences.advance(source, ack.sequence);
                 if logged {
-                    tracing::info!(source = %msg.source, "publishing to the stream again");
+                    tracing::info!(%source, "publishing to the stream again");
                 }
-                break;
+                return true;
             }
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                 // Our own earlier attempt may have landed (an ack lost on
-                // the way back): then the last message is ours.
+                // the way back), or another ingester stored the same PBX
+                // event under the same id: then the last message is this one.
                 match b.stream.get_last_raw_message_by_subject(&subject).await {
                     Ok(last)
                         if last
@@ -246,19 +324,19 @@ async fn publish(
                             .get("Nats-Msg-Id")
                             .is_some_and(|v| v.as_str() == id) =>
                     {
-                        fences.advance(&msg.source, last.sequence);
-                        break;
+                        fences.advance(source, last.sequence);
+                        return true;
                     }
                     _ => {
-                        fences.fence(&msg.source);
-                        tracing::error!(source = %msg.source, "another instance wrote this source's subject: this instance lost its lease and stops ingesting it");
-                        break;
+                        fences.fence(source);
+                        tracing::error!(%source, "another instance wrote this source's subject: this instance lost its lease and stops ingesting it");
+                        return false;
                     }
                 }
             }
             Err(e) => {
                 if !logged {
-                    tracing::warn!(source = %msg.source, error = %e, "cannot append to the stream; retrying (sources wait)");
+                    tracing::warn!(%source, error = %e, "cannot append to the stream; retrying (sources wait)");
                     logged = true;
                 }
                 tokio::time::sleep(backoff).await;
@@ -266,9 +344,30 @@ async fn publish(
             }
         }
     }
-    for v in msg.verdicts {
-        // The engine's verdicts are not known here: the events are in the
-        // stream; rejects show in /metrics of every instance.
-        let _ = v.send(Vec::new());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traced_batch_is_one_message_per_origin_and_per_event_without_one() {
+        let o = |s: &str| Some(Origin::from(s));
+        let origins = vec![o("e1"), o("e1"), None, None, o("e2"), o("e1")];
+        let got: Vec<_> = by_origin(&origins)
+            .into_iter()
+            .map(|(r, o)| (r.start, r.end, o.map(String::from)))
+            .collect();
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            got,
+            vec![
+                (0, 2, s("e1")),
+                (2, 3, None),
+                (3, 4, None),
+                (4, 5, s("e2")),
+                (5, 6, s("e1")),
+            ]
+        );
     }
 }

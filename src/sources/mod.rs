@@ -101,6 +101,11 @@ pub struct SourceCtx {
     /// checkpoint, or a reload that restarted the source); `None` for a
     /// source started on its own.
     pub restart: Option<Restart>,
+    /// Hand the engine, with each event, the identity of the wire input it
+    /// was decoded from ([`Envelope::Traced`]). Set in cluster mode, where
+    /// the forwarder derives message ids from it; off, a source computes
+    /// nothing and sends plain batches.
+    pub origins: bool,
 }
 
 impl SourceCtx {
@@ -120,6 +125,7 @@ impl SourceCtx {
             rejects,
             agents: Vec::new(),
             restart: None,
+            origins: false,
         }
     }
 
@@ -234,6 +240,16 @@ pub fn spawn(spec: &SourceSpec, ctx: SourceCtx) -> Started {
     }
 }
 
+/// The identity of the wire input an event was decoded from, the same on
+/// every connection that reads that input: ESL `e<Core-UUID>:<Event-Sequence>`,
+/// AMI `a<digest of the event's header block>`, HEP `p<digest of the
+/// packet>`, a JSON line's `j<id>` or `c<peer>:<connection start>:<line>`,
+/// `POST /api/v1/events` `k<Idempotency-Key>:<line>`. Events decoded from
+/// one input share it. In cluster mode it becomes the stream message's
+/// `Nats-Msg-Id` (see `crate::cluster::wire`), so the same PBX event read by
+/// two ingesters is stored once.
+pub type Origin = Arc<str>;
+
 /// What a source sends to the engine.
 #[derive(Debug)]
 pub enum Envelope {
@@ -252,6 +268,16 @@ pub enum Envelope {
         source: Arc<str>,
         events: Vec<Event>,
         position: SourcePosition,
+    },
+    /// A batch from a live source with [`SourceCtx::origins`] on: `origins`
+    /// has one entry per event, the [`Origin`] of its wire input (`None`:
+    /// the source made it itself, from a timer or a resync). The engine
+    /// applies it as a [`Envelope::Batch`]; only the cluster forwarder
+    /// reads the origins.
+    Traced {
+        source: Arc<str>,
+        events: Vec<Event>,
+        origins: Vec<Option<Origin>>,
     },
     /// A batch whose sender wants the engine's verdict (`POST
     /// /api/v1/events` reports `unknown_call`, `duplicate_call`... in its

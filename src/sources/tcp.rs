@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 
 use crate::event::{Event, Reject, RejectReason};
 use crate::sources::backoff::Backoff;
-use crate::sources::{Envelope, SourceCtx};
+use crate::sources::{Envelope, Origin, SourceCtx};
 use crate::time::Ts;
 
 /// Most events held for the engine before the overflow policy applies:
@@ -75,6 +75,10 @@ pub struct Transmit {
     pub bytes: Vec<u8>,
     /// Domain events, in order.
     pub events: Vec<Event>,
+    /// With [`SourceCtx::origins`] on, the [`Origin`] of each event in
+    /// `events` (the protocol pushes one per event; missing ones count as
+    /// `None`). Empty otherwise.
+    pub origins: Vec<Option<Origin>>,
     /// Bad input, counted and logged by the driver.
     pub rejects: Vec<Reject>,
     /// The connection must close, and why.
@@ -140,6 +144,7 @@ pub async fn run<P: Protocol>(
         link,
         ctx,
         pending: VecDeque::new(),
+        origins: VecDeque::new(),
         commands_open: true,
     };
     let mut backoff = Backoff::with_bounds(d.link.reconnect_min, d.link.reconnect_max);
@@ -187,6 +192,9 @@ struct Driver {
     peer: String,
     /// Events not yet taken by the engine; they survive a reconnect.
     pending: VecDeque<Event>,
+    /// With [`SourceCtx::origins`] on, the origin of each event in
+    /// `pending` (same length); empty otherwise.
+    origins: VecDeque<Option<Origin>>,
     commands_open: bool,
 }
 
@@ -202,11 +210,16 @@ impl Driver {
         }
         if !t.events.is_empty() {
             self.ctx.health.add_events(t.events.len() as u64);
+            if self.ctx.origins {
+                t.origins.resize(t.events.len(), None);
+                self.origins.extend(t.origins);
+            }
             self.pending.extend(t.events);
         }
         if self.pending.len() > self.link.max_pending {
             let dropped = self.pending.len();
             self.pending.clear();
+            self.origins.clear();
             let detail = format!(
                 "engine behind: {dropped} {} events dropped; relisting queues",
                 self.link.what
@@ -222,6 +235,10 @@ impl Driver {
             for r in &more.rejects {
                 self.ctx.rejects.record(&self.ctx.name, &self.peer, r);
             }
+            if self.ctx.origins {
+                more.origins.resize(more.events.len(), None);
+                self.origins.extend(more.origins);
+            }
             self.pending.extend(more.events);
         }
         (t.bytes, t.close)
@@ -231,10 +248,17 @@ impl Driver {
     fn send(&mut self, permit: tokio::sync::mpsc::Permit<'_, Envelope>) {
         let n = self.pending.len().min(BATCH);
         let events: Vec<Event> = self.pending.drain(..n).collect();
-        permit.send(Envelope::Batch {
-            source: self.ctx.name.clone(),
-            events,
-        });
+        let source = self.ctx.name.clone();
+        if self.ctx.origins {
+            let origins = self.origins.drain(..n.min(self.origins.len())).collect();
+            permit.send(Envelope::Traced {
+                source,
+                events,
+                origins,
+            });
+        } else {
+            permit.send(Envelope::Batch { source, events });
+        }
     }
 
     async fn connection<P: Protocol>(
