@@ -1,0 +1,184 @@
+//! Message identity in cluster mode, against a real `nats-server`: the same
+//! PBX events read by two ingesters are stored in the site's stream once.
+//!
+//! The story: FreeSWITCH's event socket is read by instance "east"; its
+//! lease runs out while it is still connected, "west" takes the source over
+//! and connects, and for a while both hand the same events to their
+//! forwarders, each in the batches its own socket reads gave. The stream,
+//! read back by an engine, must give the figures of one replay of the
+//! recording: every call counted once, none lost.
+//!
+//! The events are a real FreeSWITCH capture (tests/data/esl/real/outage.esl:
+//! two connection cuts, so resyncs too), decoded by the event-socket session
+//! with origins on, as a cluster ingester decodes them.
+
+mod nats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use acdmon::cluster::{broker, consumer, forwarder};
+use acdmon::config::Config;
+use acdmon::event::Event;
+use acdmon::sources::esl::{EslReplay, SessionConfig};
+use acdmon::sources::{Envelope, Origin, RejectCounter};
+use acdmon::state::{Engine, EngineConfig};
+use nats::NatsServer;
+use tokio::sync::{mpsc, watch};
+
+fn capture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The recording decoded as a cluster ingester does: events with their
+/// wire origins.
+fn decode_esl(bytes: &[u8]) -> (Vec<Event>, Vec<Option<Origin>>) {
+    let mut r = EslReplay::traced(SessionConfig::replay());
+    let mut evs: Vec<Event> = r.feed(bytes).into_iter().flatten().collect();
+    evs.extend(r.finish().into_iter().flatten());
+    let origins = r.take_origins();
+    assert_eq!(origins.len(), evs.len(), "one origin per event");
+    (evs, origins)
+}
+
+/// The figures of every queue after `events`, as the API shows them.
+fn figures(events: &[Event]) -> Vec<serde_json::Value> {
+    let t0 = events.first().map(|e| e.ts).unwrap_or_default();
+    let mut e = Engine::starting_at(EngineConfig::default(), t0);
+    for ev in events {
+        let _ = e.apply(ev.clone());
+    }
+    (0..e.queue_count())
+        .map(|q| serde_json::to_value(e.queue_view(q)).unwrap())
+        .collect()
+}
+
+/// Offered, answered and abandoned calls today, per queue.
+fn counts(figures: &[serde_json::Value]) -> Vec<(String, u64, u64, u64)> {
+    figures
+        .iter()
+        .map(|q| {
+            let today = &q["windows"]["today"];
+            (
+                q["queue"].as_str().unwrap_or("?").to_string(),
+                today["offered"].as_u64().unwrap_or(0),
+                today["answered"].as_u64().unwrap_or(0),
+                today["abandoned"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+async fn connect(url: &str, instance: &str) -> broker::Broker {
+    let text = format!(
+        "[cluster]\nnats = [\"{url}\"]\nsite = \"north\"\ninstance = \"{instance}\"\nstorage = \"memory\"\n"
+    );
+    let cfg = Config::parse("test.toml", &text)
+        .expect("config")
+        .cluster
+        .expect("[cluster]");
+    broker::connect(&cfg).await.expect("broker")
+}
+
+/// One ingester's forwarder fed `events` in batches of `batch` (what its
+/// socket reads gave), until they are all acknowledged by the stream.
+async fn ingest(b: &broker::Broker, events: &[Event], origins: &[Option<Origin>], batch: usize) {
+    let (tx, rx) = mpsc::channel(acdmon::sources::INBOX_CAPACITY);
+    // Control messages only; none are sent.
+    let (engine, _control) = mpsc::channel(1);
+    let (_keep, brx) = watch::channel(Some(b.clone()));
+    let fwd = tokio::spawn(forwarder::run(
+        rx,
+        engine,
+        brx,
+        Arc::new(forwarder::Fences::default()),
+    ));
+    let source: Arc<str> = Arc::from("fs");
+    for (evs, os) in events.chunks(batch).zip(origins.chunks(batch)) {
+        let env = Envelope::Traced {
+            source: source.clone(),
+            events: evs.to_vec(),
+            origins: os.to_vec(),
+        };
+        tx.send(env).await.expect("forwarder running");
+    }
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(60), fwd)
+        .await
+        .expect("forwarder done within a minute")
+        .expect("forwarder task");
+}
+
+/// Everything the stream holds, in order, as the engine of any instance
+/// receives it.
+async fn read_stream(b: &broker::Broker) -> Vec<Event> {
+    let mut stream = b.stream.clone();
+    let last = stream.info().await.expect("stream info").state.last_sequence;
+    let (tx, mut rx) = mpsc::channel(acdmon::sources::INBOX_CAPACITY);
+    let progress = Arc::new(consumer::Progress::default());
+    let reader = tokio::spawn(consumer::run(
+        b.feed(),
+        tx,
+        async_nats::jetstream::consumer::DeliverPolicy::All,
+        progress,
+        Arc::new(RejectCounter::default()),
+    ));
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < last {
+        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Some(Envelope::Positioned {
+                events, position, ..
+            })) => {
+                out.extend(events);
+                at = position.offset;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("the stream was not read to its end ({at} of {last})"),
+        }
+    }
+    reader.abort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingesters_of_one_event_socket_store_each_event_once() {
+    let srv = NatsServer::start();
+    let (events, origins) = decode_esl(&capture("esl/real/outage.esl"));
+    let traced = origins.iter().filter(|o| o.is_some()).count();
+    assert!(
+        traced > 10 && events.len() > traced,
+        "the capture's events carry ESL origins (and its resyncs' do not): {traced} of {}",
+        events.len()
+    );
+    let want = figures(&events);
+    assert!(
+        counts(&want).iter().any(|(_, _, answered, _)| *answered > 0),
+        "the recording answers calls: {:?}",
+        counts(&want)
+    );
+
+    let east = connect(&srv.url(), "east").await;
+    let west = connect(&srv.url(), "west").await;
+    // East publishes the first half of the recording in batches of 7,
+    // west (connected meanwhile) all of it in batches of 5, then east the
+    // rest, still in batches of 7: every event twice, in other batches.
+    let half = events.len() / 2;
+    ingest(&east, &events[..half], &origins[..half], 7).await;
+    ingest(&west, &events, &origins, 5).await;
+    ingest(&east, &events[half..], &origins[half..], 7).await;
+
+    let stored = read_stream(&east).await;
+    assert_eq!(
+        stored.len(),
+        events.len(),
+        "every event stored once (the recording has {}, the stream {})",
+        events.len(),
+        stored.len()
+    );
+    assert_eq!(stored, events, "in the recording's order");
+    let got = figures(&stored);
+    assert_eq!(counts(&got), counts(&want), "calls counted once");
+    assert_eq!(got, want, "the figures of one replay");
+}
