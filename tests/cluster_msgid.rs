@@ -20,6 +20,7 @@ use std::time::Duration;
 use acdmon::cluster::{broker, consumer, forwarder};
 use acdmon::config::Config;
 use acdmon::event::Event;
+use acdmon::sources::ami::{AgentIds, AmiReplay};
 use acdmon::sources::esl::{EslReplay, SessionConfig};
 use acdmon::sources::{Envelope, Origin, RejectCounter};
 use acdmon::state::{Engine, EngineConfig};
@@ -35,6 +36,16 @@ fn capture(name: &str) -> Vec<u8> {
 /// wire origins.
 fn decode_esl(bytes: &[u8]) -> (Vec<Event>, Vec<Option<Origin>>) {
     let mut r = EslReplay::traced(SessionConfig::replay());
+    let mut evs: Vec<Event> = r.feed(bytes).into_iter().flatten().collect();
+    evs.extend(r.finish().into_iter().flatten());
+    let origins = r.take_origins();
+    assert_eq!(origins.len(), evs.len(), "one origin per event");
+    (evs, origins)
+}
+
+/// The same for an AMI transcript (origins: digests of the event blocks).
+fn decode_ami(bytes: &[u8]) -> (Vec<Event>, Vec<Option<Origin>>) {
+    let mut r = AmiReplay::traced(AgentIds::default());
     let mut evs: Vec<Event> = r.feed(bytes).into_iter().flatten().collect();
     evs.extend(r.finish().into_iter().flatten());
     let origins = r.take_origins();
@@ -81,9 +92,15 @@ async fn connect(url: &str, instance: &str) -> broker::Broker {
     broker::connect(&cfg).await.expect("broker")
 }
 
-/// One ingester's forwarder fed `events` in batches of `batch` (what its
-/// socket reads gave), until they are all acknowledged by the stream.
-async fn ingest(b: &broker::Broker, events: &[Event], origins: &[Option<Origin>], batch: usize) {
+/// One ingester's forwarder fed `events` in batches of `batch` PBX events
+/// (what its socket reads gave), until they are all acknowledged by the stream.
+async fn ingest(
+    b: &broker::Broker,
+    source: &str,
+    events: &[Event],
+    origins: &[Option<Origin>],
+    batch: usize,
+) {
     let (tx, rx) = mpsc::channel(acdmon::sources::INBOX_CAPACITY);
     // Control messages only; none are sent.
     let (engine, _control) = mpsc::channel(1);
@@ -94,14 +111,30 @@ async fn ingest(b: &broker::Broker, events: &[Event], origins: &[Option<Origin>]
         brx,
         Arc::new(forwarder::Fences::default()),
     ));
-    let source: Arc<str> = Arc::from("fs");
-    for (evs, os) in events.chunks(batch).zip(origins.chunks(batch)) {
+    let source: Arc<str> = Arc::from(source);
+    // `batch` PBX events per batch (a source never splits the events of
+    // one PBX event).
+    let mut start = 0;
+    while start < events.len() {
+        let mut end = start;
+        for _ in 0..batch {
+            let first = end;
+            end += 1;
+            while end < events.len() && origins[end].is_some() && origins[end] == origins[first] {
+                end += 1;
+            }
+            if end >= events.len() {
+                break;
+            }
+        }
+        let end = end.min(events.len());
         let env = Envelope::Traced {
             source: source.clone(),
-            events: evs.to_vec(),
-            origins: os.to_vec(),
+            events: events[start..end].to_vec(),
+            origins: origins[start..end].to_vec(),
         };
         tx.send(env).await.expect("forwarder running");
+        start = end;
     }
     drop(tx);
     tokio::time::timeout(Duration::from_secs(60), fwd)
@@ -142,14 +175,16 @@ async fn read_stream(b: &broker::Broker) -> Vec<Event> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_ingesters_of_one_event_socket_store_each_event_once() {
+/// East publishes the first half of the recording in batches of 7, west
+/// (connected meanwhile) all of it in batches of 5, then east the rest,
+/// still in batches of 7: every event twice, in other batches. The stream
+/// must hold the recording once, in order, and give its figures.
+async fn two_ingesters(source: &str, events: Vec<Event>, origins: Vec<Option<Origin>>) {
     let srv = NatsServer::start();
-    let (events, origins) = decode_esl(&capture("esl/real/outage.esl"));
     let traced = origins.iter().filter(|o| o.is_some()).count();
     assert!(
         traced > 10 && events.len() > traced,
-        "the capture's events carry ESL origins (and its resyncs' do not): {traced} of {}",
+        "the recording's events carry origins (and its resyncs' do not): {traced} of {}",
         events.len()
     );
     let want = figures(&events);
@@ -161,13 +196,13 @@ async fn two_ingesters_of_one_event_socket_store_each_event_once() {
 
     let east = connect(&srv.url(), "east").await;
     let west = connect(&srv.url(), "west").await;
-    // East publishes the first half of the recording in batches of 7,
-    // west (connected meanwhile) all of it in batches of 5, then east the
-    // rest, still in batches of 7: every event twice, in other batches.
-    let half = events.len() / 2;
-    ingest(&east, &events[..half], &origins[..half], 7).await;
-    ingest(&west, &events, &origins, 5).await;
-    ingest(&east, &events[half..], &origins[half..], 7).await;
+    let mut half = events.len() / 2;
+    while origins[half].is_some() && origins[half] == origins[half - 1] {
+        half += 1;
+    }
+    ingest(&east, source, &events[..half], &origins[..half], 7).await;
+    ingest(&west, source, &events, &origins, 5).await;
+    ingest(&east, source, &events[half..], &origins[half..], 7).await;
 
     let stored = read_stream(&east).await;
     assert_eq!(
@@ -181,4 +216,18 @@ async fn two_ingesters_of_one_event_socket_store_each_event_once() {
     let got = figures(&stored);
     assert_eq!(counts(&got), counts(&want), "calls counted once");
     assert_eq!(got, want, "the figures of one replay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingesters_of_one_event_socket_store_each_event_once() {
+    let (events, origins) = decode_esl(&capture("esl/real/outage.esl"));
+    two_ingesters("fs", events, origins).await;
+}
+
+/// The same with Asterisk: a recorded day of AMI events
+/// (`timestampevents = yes`), origins the digests of the event blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingesters_of_one_manager_interface_store_each_event_once() {
+    let (events, origins) = decode_ami(&capture("ami/day_sample.ami"));
+    two_ingesters("pbx", events, origins).await;
 }

@@ -273,7 +273,9 @@ pub enum Envelope {
     /// has one entry per event, the [`Origin`] of its wire input (`None`:
     /// the source made it itself, from a timer or a resync). The engine
     /// applies it as a [`Envelope::Batch`]; only the cluster forwarder
-    /// reads the origins.
+    /// reads the origins. The events of one origin are consecutive and in
+    /// one envelope (each origin becomes one stream message: a second
+    /// envelope with the same origin would be taken for a copy).
     Traced {
         source: Arc<str>,
         events: Vec<Event>,

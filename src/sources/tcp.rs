@@ -246,7 +246,16 @@ impl Driver {
 
     /// Hands one batch to a reserved inbox slot.
     fn send(&mut self, permit: tokio::sync::mpsc::Permit<'_, Envelope>) {
-        let n = self.pending.len().min(BATCH);
+        let mut n = self.pending.len().min(BATCH);
+        // One PBX event's events stay in one batch: its origin names one
+        // stream message (see `Envelope::Traced`).
+        while n > 0
+            && n < self.origins.len()
+            && self.origins[n].is_some()
+            && self.origins[n] == self.origins[n - 1]
+        {
+            n += 1;
+        }
         let events: Vec<Event> = self.pending.drain(..n).collect();
         let source = self.ctx.name.clone();
         if self.ctx.origins {
