@@ -12,6 +12,7 @@
 //! two connection cuts, so resyncs too), decoded by the event-socket session
 //! with origins on, as a cluster ingester decodes them.
 
+mod esl_fake;
 mod nats;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use acdmon::config::Config;
 use acdmon::event::Event;
 use acdmon::sources::ami::{AgentIds, AmiReplay};
 use acdmon::sources::esl::{EslReplay, SessionConfig};
-use acdmon::sources::{Envelope, Origin, RejectCounter};
+use acdmon::sources::{Envelope, Origin, RejectCounter, SourceCtx, SourceHealth};
 use acdmon::state::{Engine, EngineConfig};
 use nats::NatsServer;
 use tokio::sync::{mpsc, watch};
@@ -147,7 +148,12 @@ async fn ingest(
 /// receives it.
 async fn read_stream(b: &broker::Broker) -> Vec<Event> {
     let mut stream = b.stream.clone();
-    let last = stream.info().await.expect("stream info").state.last_sequence;
+    let last = stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
     let (tx, mut rx) = mpsc::channel(acdmon::sources::INBOX_CAPACITY);
     let progress = Arc::new(consumer::Progress::default());
     let reader = tokio::spawn(consumer::run(
@@ -189,7 +195,9 @@ async fn two_ingesters(source: &str, events: Vec<Event>, origins: Vec<Option<Ori
     );
     let want = figures(&events);
     assert!(
-        counts(&want).iter().any(|(_, _, answered, _)| *answered > 0),
+        counts(&want)
+            .iter()
+            .any(|(_, _, answered, _)| *answered > 0),
         "the recording answers calls: {:?}",
         counts(&want)
     );
@@ -230,4 +238,73 @@ async fn two_ingesters_of_one_event_socket_store_each_event_once() {
 async fn two_ingesters_of_one_manager_interface_store_each_event_once() {
     let (events, origins) = decode_ami(&capture("ami/day_sample.ami"));
     two_ingesters("pbx", events, origins).await;
+}
+
+/// What a live event-socket source in cluster mode hands on: every event
+/// with the origin of the FreeSWITCH event it came from. Two sources
+/// reading the same events, one byte by byte and one in 64 KB reads, name
+/// every event alike, and as the recording's decoder does: the ids the
+/// stories above rely on do not depend on how a socket was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_event_socket_sources_name_each_event_by_its_core_and_sequence() {
+    let transcript = capture("esl/real/manual.esl");
+    let (events, origins) = decode_esl(&transcript);
+    let want: Vec<(Origin, Event)> = origins
+        .iter()
+        .zip(&events)
+        .filter_map(|(o, e)| Some((o.clone()?, e.clone())))
+        .collect();
+    assert!(want.len() > 10, "{} traced events", want.len());
+    let mut got = Vec::new();
+    for chunk in [1, 64 * 1024] {
+        let switch = esl_fake::start(transcript.clone(), chunk, Arc::new(|_: &str| None)).await;
+        let text = format!("address = \"{}\"\npassword = \"ClueCon\"\n", switch.addr);
+        let Ok(acdmon::config::SourceSpec::Esl(cfg)) =
+            acdmon::config::SourceSpec::from_toml("esl", &text)
+        else {
+            panic!("esl settings");
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut ctx = SourceCtx::new(
+            "fs",
+            tx,
+            SourceHealth::new("fs", "esl"),
+            Arc::new(RejectCounter::default()),
+        );
+        ctx.origins = true;
+        let started = acdmon::sources::esl::spawn(cfg, ctx);
+        let mut traced = Vec::new();
+        while traced.len() < want.len() {
+            let env = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{chunk}-byte reads: only {traced:#?}"))
+                .expect("source running");
+            let Envelope::Traced {
+                events, origins, ..
+            } = env
+            else {
+                panic!("a cluster source hands on traced batches, not {env:?}");
+            };
+            traced.extend(
+                origins
+                    .into_iter()
+                    .zip(events)
+                    .filter_map(|(o, e)| Some((o?, e))),
+            );
+        }
+        started.task.abort();
+        assert!(
+            traced
+                .iter()
+                .all(|(o, _)| o.starts_with("e8602949c-65a0-4cd8-b18f-7cd5eb7eb714:")),
+            "named by the recording's Core-UUID and a sequence: {:?}",
+            traced.first()
+        );
+        got.push(traced);
+    }
+    assert_eq!(
+        got[0], want,
+        "byte by byte, as the recording's decoder names them"
+    );
+    assert_eq!(got[1], want, "in 64 KB reads, the same");
 }

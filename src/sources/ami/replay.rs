@@ -42,7 +42,10 @@ impl AmiReplay {
     /// The origins of the events returned since the last call, one per
     /// event, in order (empty unless [`AmiReplay::traced`]).
     pub fn take_origins(&mut self) -> Vec<Option<Origin>> {
-        self.origins.as_mut().map(std::mem::take).unwrap_or_default()
+        self.origins
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Feeds the next bytes of the transcript (any chunking).

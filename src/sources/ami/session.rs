@@ -256,7 +256,11 @@ impl Session {
     /// [`Session::poll_events`], with the origin of each event moved onto
     /// `origins` (`None` for a resync's or a timer's; nothing unless
     /// [`Session::trace_origins`]).
-    pub fn poll_events_traced(&mut self, out: &mut Vec<Event>, origins: &mut Vec<Option<crate::sources::Origin>>) {
+    pub fn poll_events_traced(
+        &mut self,
+        out: &mut Vec<Event>,
+        origins: &mut Vec<Option<crate::sources::Origin>>,
+    ) {
         if let Some(o) = self.origins.as_mut() {
             o.pad(self.events.len(), None);
             origins.append(&mut o.of_events);

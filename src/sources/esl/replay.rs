@@ -77,7 +77,10 @@ impl EslReplay {
     /// The origins of the events returned since the last call, one per
     /// event, in order (empty unless [`EslReplay::traced`]).
     pub fn take_origins(&mut self) -> Vec<Option<Origin>> {
-        self.origins.as_mut().map(std::mem::take).unwrap_or_default()
+        self.origins
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {

@@ -113,6 +113,10 @@ mod tests {
         ]);
         assert_ne!(east.of(&other), first);
         let stamped = block(&[("Event", "QueueCallerJoin"), ("Timestamp", "1.5")]);
-        assert_eq!(east.of(&stamped), east.of(&stamped), "a Timestamp makes a block unique");
+        assert_eq!(
+            east.of(&stamped),
+            east.of(&stamped),
+            "a Timestamp makes a block unique"
+        );
     }
 }
