@@ -422,6 +422,7 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
             source,
             events,
             verdict,
+            ..
         } => {
             let n = events.len();
             let refused: Vec<_> = events

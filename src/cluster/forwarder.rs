@@ -129,8 +129,13 @@ impl Pending {
                 source,
                 events,
                 verdict,
+                origins,
             } => {
                 let mut x = p(source, events, None);
+                x.origins = origins.map(|mut o| {
+                    o.resize(x.events.len(), None);
+                    o
+                });
                 x.verdicts.push(verdict);
                 Ok(x)
             }

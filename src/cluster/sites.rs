@@ -261,6 +261,7 @@ pub fn refuse_input(engine: Inbox, rejects: Arc<RejectCounter>) -> Inbox {
                     source,
                     events,
                     verdict,
+                    ..
                 } => (source, events.len(), Some(verdict)),
                 other => {
                     if engine.send(other).await.is_err() {

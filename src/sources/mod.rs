@@ -143,20 +143,9 @@ impl SourceCtx {
         decoded: &mut Vec<json::Decoded>,
         position: Option<SourcePosition>,
     ) -> bool {
-        let mut events = Vec::with_capacity(decoded.len());
-        for (line, r) in decoded.drain(..) {
-            match r {
-                Ok(ev) => events.push(ev),
-                Err(rej) => {
-                    let at = format!("{context}:{line}");
-                    self.rejects.record(&self.name, &at, &rej);
-                }
-            }
-        }
-        if events.is_empty() {
+        let Some((events, _)) = self.accepted(context, decoded) else {
             return true;
-        }
-        self.health.add_events(events.len() as u64);
+        };
         let source = self.name.clone();
         let env = match position {
             Some(position) => Envelope::Positioned {
@@ -167,6 +156,56 @@ impl SourceCtx {
             None => Envelope::Batch { source, events },
         };
         self.inbox.send(env).await.is_ok()
+    }
+
+    /// [`SourceCtx::deliver`] for lines read from one connection, `conn`
+    /// naming it (`<peer>:<connection start>`): with [`SourceCtx::origins`]
+    /// on, the batch's origin is `c<conn>:<first line>-<last line>`.
+    pub async fn deliver_from(
+        &self,
+        context: &str,
+        decoded: &mut Vec<json::Decoded>,
+        conn: &str,
+    ) -> bool {
+        if !self.origins {
+            return self.deliver_at(context, decoded, None).await;
+        }
+        let Some((events, (first, last))) = self.accepted(context, decoded) else {
+            return true;
+        };
+        let origin: Origin = format!("c{conn}:{first}-{last}").into();
+        let env = Envelope::Traced {
+            source: self.name.clone(),
+            origins: vec![Some(origin); events.len()],
+            events,
+        };
+        self.inbox.send(env).await.is_ok()
+    }
+
+    /// Counts the rejected lines; the events, with the first and last line
+    /// they came from (`None`: no event).
+    fn accepted(
+        &self,
+        context: &str,
+        decoded: &mut Vec<json::Decoded>,
+    ) -> Option<(Vec<Event>, (u64, u64))> {
+        let mut events = Vec::with_capacity(decoded.len());
+        let mut lines: Option<(u64, u64)> = None;
+        for (line, r) in decoded.drain(..) {
+            match r {
+                Ok(ev) => {
+                    events.push(ev);
+                    lines = Some(lines.map_or((line, line), |(a, _)| (a, line)));
+                }
+                Err(rej) => {
+                    let at = format!("{context}:{line}");
+                    self.rejects.record(&self.name, &at, &rej);
+                }
+            }
+        }
+        let lines = lines?;
+        self.health.add_events(events.len() as u64);
+        Some((events, lines))
     }
 }
 
@@ -284,10 +323,13 @@ pub enum Envelope {
     /// A batch whose sender wants the engine's verdict (`POST
     /// /api/v1/events` reports `unknown_call`, `duplicate_call`... in its
     /// answer): the index in `events` and the reason of each refused event.
+    /// `origins`: as in [`Envelope::Traced`], when the client named its
+    /// request (`Idempotency-Key`).
     Checked {
         source: Arc<str>,
         events: Vec<Event>,
         verdict: tokio::sync::oneshot::Sender<Vec<(usize, Reject)>>,
+        origins: Option<Vec<Option<Origin>>>,
     },
     /// The daemon is stopping: apply what came before, publish, and end the
     /// engine thread (its observers flush the interval history on drop).
