@@ -14,6 +14,7 @@
 
 mod esl_fake;
 mod nats;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -307,4 +308,77 @@ async fn live_event_socket_sources_name_each_event_by_its_core_and_sequence() {
         "byte by byte, as the recording's decoder names them"
     );
     assert_eq!(got[1], want, "in 64 KB reads, the same");
+}
+
+/// `POST /api/v1/events` in cluster mode with an `Idempotency-Key`: a
+/// client's connection drops after it sent 3,000 of its 6,000 lines (the
+/// instance publishes what it read, as it must); the client sends the whole
+/// request again with the same key. The stream holds each line once, and
+/// the wall counts 6,000 calls, not 9,000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_post_with_an_idempotency_key_is_stored_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nread_token = \"reader\"\nadmin_token = \"boss\"\n[storage]\npath = {:?}\n\
+         [cluster]\nnats = [\"{}\"]\nsite = \"north\"\ninstance = \"east\"\nstorage = \"memory\"\n",
+        dir.path().join("east.sqlite").display().to_string(),
+        srv.url()
+    );
+    let cfg = Config::parse("east.toml", &text).expect("config");
+    let (_daemon, addr) = support::start_daemon(cfg).await;
+    let now = acdmon::time::Ts::now().0;
+    let body: String = (0..6000)
+        .map(|i| {
+            format!("{{\"ts\":{now},\"type\":\"call_enqueued\",\"call\":\"k{i}\",\"queue\":\"hotline\"}}\n")
+        })
+        .collect();
+    let head = format!(
+        "POST /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer boss\r\n\
+         Idempotency-Key: batch-2026-12-06-0001\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // The first attempt: half the lines, then the connection is gone.
+    let half = body
+        .match_indices('\n')
+        .nth(2999)
+        .map(|(i, _)| i + 1)
+        .unwrap();
+    let mut first = support::eventually(Duration::from_secs(5), "the API", || async {
+        tokio::net::TcpStream::connect(&addr).await.ok()
+    })
+    .await;
+    first.write_all(head.as_bytes()).await.unwrap();
+    first.write_all(&body.as_bytes()[..half]).await.unwrap();
+    first.shutdown().await.unwrap();
+    let mut ignored = Vec::new();
+    let _ = first.read_to_end(&mut ignored).await;
+    drop(first);
+    // The retry, whole.
+    let mut retry = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    retry.write_all(head.as_bytes()).await.unwrap();
+    retry.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    retry.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+
+    // The answer may come before the last lines are in the stream (the
+    // API waits a second for verdicts); the wall shows when all are.
+    support::eventually(Duration::from_secs(30), "6,000 calls waiting", || {
+        let addr = addr.clone();
+        async move {
+            let r = support::http(&addr, "GET", "/api/v1/queues/hotline", Some("reader"), "").await;
+            let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+            (v["waiting"].as_u64()? == 6000).then_some(())
+        }
+    })
+    .await;
+    let east = connect(&srv.url(), "reader").await;
+    let stored = read_stream(&east).await;
+    assert_eq!(stored.len(), 6000, "each line stored once, not 9,000");
+    let r = support::http(&addr, "GET", "/api/v1/queues/hotline", Some("reader"), "").await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["windows"]["today"]["arrivals"], 6000, "{v}");
 }

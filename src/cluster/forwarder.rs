@@ -18,8 +18,12 @@
 //! the same PBX event published by two ingesters (an old holder still
 //! connected while the new one connects), in whatever batches each read
 //! it, is stored once: JetStream drops the second copy within its
-//! duplicate window. Those messages go one at a time like the others (the
-//! fence needs each one's sequence).
+//! duplicate window. The first message of a batch goes behind the fence;
+//! the PBX events after it are pipelined (their ids already keep a second
+//! ingester's copies out; waiting for each acknowledgement would cost a
+//! round trip per PBX event), and an event the source made itself (a
+//! resync's, a timer's) is fenced again, so a stale holder's resync never
+//! lands after the new holder's events.
 //!
 //! A publish that fails for any other reason (the broker restarting, no
 //! quorum) is retried with the same `Nats-Msg-Id`, forever, with backoff:
@@ -242,12 +246,37 @@ async fn publish(
             publish_one(&b, fences, &msg.source, msg.position, payload, &id).await;
         }
         Some(origins) => {
-            for (range, origin) in by_origin(origins) {
-                let payload = wire::encode(&msg.events[range]);
-                let id = wire::origin_id(&msg.source, origin, &payload);
-                if !publish_one(&b, fences, &msg.source, None, payload, &id).await {
+            let messages: Vec<(Vec<u8>, String, bool)> = by_origin(origins)
+                .into_iter()
+                .map(|(range, origin)| {
+                    let payload = wire::encode(&msg.events[range]);
+                    let id = wire::origin_id(&msg.source, origin, &payload);
+                    (payload, id, origin.is_some())
+                })
+                .collect();
+            let mut i = 0;
+            while i < messages.len() {
+                // The first of a run of PBX events, and every event of the
+                // source's own (a resync's), one at a time behind the fence.
+                let (payload, id, named) = &messages[i];
+                if !publish_one(&b, fences, &msg.source, None, payload.clone(), id).await {
                     break;
                 }
+                i += 1;
+                if !named {
+                    continue;
+                }
+                // The rest of the run: pipelined. Their ids name the PBX's
+                // events, so a copy another ingester stored is dropped by
+                // the server without a fence; the next run is fenced again.
+                let end = messages[i..]
+                    .iter()
+                    .position(|m| !m.2)
+                    .map_or(messages.len(), |p| i + p);
+                if end > i && !publish_pipelined(&b, fences, &msg.source, &messages[i..end]).await {
+                    break;
+                }
+                i = end;
             }
         }
     }
@@ -272,6 +301,79 @@ fn by_origin(origins: &[Option<Origin>]) -> Vec<(std::ops::Range<usize>, Option<
         }
     }
     out
+}
+
+/// Appends messages without waiting for each one's acknowledgement before
+/// the next (up to `WINDOW` in flight); a message whose
+/// publish fails is sent again, alone, until it is stored. False when the
+/// source is fenced (nothing sent).
+async fn publish_pipelined(
+    b: &Broker,
+    fences: &Fences,
+    source: &Arc<str>,
+    messages: &[(Vec<u8>, String, bool)],
+) -> bool {
+    if fences.get(source) == Some(None) {
+        tracing::warn!(%source, "another instance ingests this source now; batch dropped");
+        return false;
+    }
+    let subject = b.names.source_subject(source);
+    let build = |payload: &[u8], id: &str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(wire::SOURCE, source.as_ref());
+        headers.insert(wire::INSTANCE, b.names.instance.as_str());
+        PublishMessage::build()
+            .payload(payload.to_vec().into())
+            .headers(headers)
+            .message_id(id)
+    };
+    // Acknowledgements awaited once this many are in flight (each holds
+    // one of the client's in-flight permits until it is awaited).
+    const WINDOW: usize = 512;
+    let mut inflight = std::collections::VecDeque::with_capacity(WINDOW);
+    let mut next = messages.iter();
+    loop {
+        while inflight.len() < WINDOW {
+            let Some(m) = next.next() else { break };
+            inflight.push_back((
+                b.js.send_publish(subject.clone(), build(&m.0, &m.1)).await,
+                m,
+            ));
+        }
+        let Some((ack, (payload, id, _))) = inflight.pop_front() else {
+            break;
+        };
+        let acked = match ack {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match acked {
+            Ok(ack) => fences.advance(source, ack.sequence),
+            Err(_) => {
+                // Alone and in order, retried until stored; the id keeps a
+                // copy that did land from being stored twice.
+                let mut backoff = Duration::from_millis(50);
+                loop {
+                    let again = match b.js.send_publish(subject.clone(), build(payload, id)).await {
+                        Ok(ack) => ack.await,
+                        Err(e) => Err(e),
+                    };
+                    match again {
+                        Ok(ack) => {
+                            fences.advance(source, ack.sequence);
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(%source, error = %e, "cannot append to the stream; retrying (sources wait)");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    true
 }
 
 /// Appends one message; false when the source is fenced (the message, and
