@@ -381,4 +381,29 @@ async fn a_retried_post_with_an_idempotency_key_is_stored_once() {
     let r = support::http(&addr, "GET", "/api/v1/queues/hotline", Some("reader"), "").await;
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["windows"]["today"]["arrivals"], 6000, "{v}");
+
+    // A key that cannot name a message is refused with the reason, and
+    // nothing of the body is taken.
+    let mut bad = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let line = format!(
+        "{{\"ts\":{now},\"type\":\"call_enqueued\",\"call\":\"x1\",\"queue\":\"hotline\"}}\n"
+    );
+    bad.write_all(
+        format!(
+            "POST /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer boss\r\n\
+             Idempotency-Key: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{line}",
+            "k".repeat(200),
+            line.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    bad.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("Idempotency-Key must be"),
+        "{answer}"
+    );
 }
