@@ -21,9 +21,9 @@
 
 use std::hint::black_box;
 
-use acdmon::sources::esl::{EslReplay, SessionConfig};
 use acdmon::sources::esl::mapping::{Mapper, TimerConfig};
 use acdmon::sources::esl::parser::{Framer, Message, Parse};
+use acdmon::sources::esl::{EslReplay, SessionConfig};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Event frames of the recorded morning, repeated with fresh call ids.

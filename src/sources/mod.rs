@@ -351,3 +351,67 @@ pub type Inbox = tokio::sync::mpsc::Sender<Envelope>;
 /// Bound of the engine inbox. At 1 M events/s this is ~65 ms of buffering;
 /// beyond that, sources wait (backpressure), they never drop.
 pub const INBOX_CAPACITY: usize = 65_536;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+
+    fn enqueued(call: &str) -> Event {
+        Event {
+            ts: Ts(1_765_000_000_000),
+            kind: EventKind::CallEnqueued {
+                call: call.into(),
+                queue: "hotline".into(),
+                caller: None,
+                priority: None,
+            },
+        }
+    }
+
+    /// A JSON producer's lines: plain batches on a single node; in cluster
+    /// mode named by the connection and their lines (the rejected line
+    /// counted, not named).
+    #[tokio::test]
+    async fn lines_of_a_connection_are_named_by_it_in_cluster_mode() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let rejects = Arc::new(RejectCounter::default());
+        let mut ctx = SourceCtx::new(
+            "feed",
+            tx,
+            SourceHealth::new("feed", "json"),
+            rejects.clone(),
+        );
+        let lines = || {
+            vec![
+                (3, Ok(enqueued("c1"))),
+                (4, Err(Reject::new(RejectReason::BadValue, "no queue"))),
+                (5, Ok(enqueued("c2"))),
+            ]
+        };
+        let conn = "10.0.0.9:41000:1765000000000";
+        assert!(
+            ctx.deliver_from("tcp 10.0.0.9:41000", &mut lines(), conn)
+                .await
+        );
+        let Some(Envelope::Batch { events, .. }) = rx.recv().await else {
+            panic!("a single node sends plain batches");
+        };
+        assert_eq!(events.len(), 2);
+        ctx.origins = true;
+        assert!(
+            ctx.deliver_from("tcp 10.0.0.9:41000", &mut lines(), conn)
+                .await
+        );
+        let Some(Envelope::Traced {
+            events, origins, ..
+        }) = rx.recv().await
+        else {
+            panic!("cluster mode sends traced batches");
+        };
+        assert_eq!(events, vec![enqueued("c1"), enqueued("c2")]);
+        let name: Origin = Arc::from("c10.0.0.9:41000:1765000000000:3-5");
+        assert_eq!(origins, vec![Some(name.clone()), Some(name)]);
+        assert_eq!(rejects.by_reason().get("bad_value"), Some(&2));
+    }
+}
