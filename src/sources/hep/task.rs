@@ -303,8 +303,10 @@ pub fn packet_origin(packet: &[u8]) -> Origin {
     let d = Md5::digest(packet);
     let mut id = String::with_capacity(33);
     id.push('p');
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in d {
-        id.push_str(&format!("{b:02x}"));
+        id.push(HEX[usize::from(b >> 4)] as char);
+        id.push(HEX[usize::from(b & 15)] as char);
     }
     id.into()
 }
