@@ -112,6 +112,7 @@ async fn ingest(
         engine,
         brx,
         Arc::new(forwarder::Fences::default()),
+        Default::default(),
     ));
     let source: Arc<str> = Arc::from(source);
     // `batch` PBX events per batch (a source never splits the events of
@@ -313,8 +314,9 @@ async fn live_event_socket_sources_name_each_event_by_its_core_and_sequence() {
 /// `POST /api/v1/events` in cluster mode with an `Idempotency-Key`: a
 /// client's connection drops after it sent 3,000 of its 6,000 lines (the
 /// instance publishes what it read, as it must); the client sends the whole
-/// request again with the same key. The stream holds each line once, and
-/// the wall counts 6,000 calls, not 9,000.
+/// request again with the same key. The stream holds each line once, the
+/// wall counts 6,000 calls, not 9,000, and the retry's answer lists the
+/// first 3,000 lines as `not_applied` (already in the stream).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_post_with_an_idempotency_key_is_stored_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -363,6 +365,14 @@ async fn a_retried_post_with_an_idempotency_key_is_stored_once() {
     retry.read_to_end(&mut answer).await.unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let (_, json) = answer.split_once("\r\n\r\n").expect("a body");
+    let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    // The answer says so, line by line: the first half was already in the
+    // stream (from the dropped attempt) and is not applied again.
+    assert_eq!(v["accepted"], 3000, "{}", &json[..json.len().min(400)]);
+    assert_eq!(v["rejected_total"], 3000);
+    assert_eq!(v["rejected"][0]["line"], 1);
+    assert_eq!(v["rejected"][0]["reason"], "not_applied");
 
     // The answer may come before the last lines are in the stream (the
     // API waits a second for verdicts); the wall shows when all are.

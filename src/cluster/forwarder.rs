@@ -39,9 +39,10 @@ use async_nats::jetstream::message::PublishMessage;
 use tokio::sync::mpsc;
 
 use super::broker::Broker;
+use super::verdicts::Awaiting;
 use super::wire;
 use crate::event::Event;
-use crate::sources::{Envelope, Inbox, Origin};
+use crate::sources::{Awaiter, Envelope, Inbox, Origin, Reject, RejectReason};
 use crate::state::SourcePosition;
 
 /// Largest payload merged into one message (the server's default
@@ -99,7 +100,9 @@ struct Pending {
     position: Option<SourcePosition>,
     /// A traced batch: each event's origin (see the module docs).
     origins: Option<Vec<Option<Origin>>>,
-    verdicts: Vec<tokio::sync::oneshot::Sender<Vec<(usize, crate::sources::Reject)>>>,
+    /// `POST /api/v1/events` requests waiting for the engine's verdict on
+    /// their part of the message (see [`super::verdicts`]).
+    verdicts: Vec<Awaiter>,
 }
 
 impl Pending {
@@ -135,12 +138,17 @@ impl Pending {
                 verdict,
                 origins,
             } => {
+                let len = events.len();
                 let mut x = p(source, events, None);
                 x.origins = origins.map(|mut o| {
-                    o.resize(x.events.len(), None);
+                    o.resize(len, None);
                     o
                 });
-                x.verdicts.push(verdict);
+                x.verdicts.push(Awaiter {
+                    first: 0,
+                    len,
+                    verdict,
+                });
                 Ok(x)
             }
             other => Err(other),
@@ -155,12 +163,17 @@ impl Pending {
         {
             return Err(next);
         }
+        let shift = self.events.len();
         self.events.extend(next.events);
         if let (Some(a), Some(b)) = (self.origins.as_mut(), next.origins) {
             a.extend(b);
         }
         self.position = next.position.or(self.position);
-        self.verdicts.extend(next.verdicts);
+        self.verdicts
+            .extend(next.verdicts.into_iter().map(|a| Awaiter {
+                first: a.first + shift,
+                ..a
+            }));
         Ok(())
     }
 }
@@ -172,6 +185,7 @@ pub async fn run(
     engine: Inbox,
     broker: tokio::sync::watch::Receiver<Option<Broker>>,
     fences: Arc<Fences>,
+    awaiting: Arc<Awaiting>,
 ) {
     let mut carry: Option<Pending> = None;
     let mut broker = broker;
@@ -206,7 +220,7 @@ pub async fn run(
                     Err(control) => {
                         // Control messages keep their place after what came
                         // before them: publish first, then pass it on.
-                        publish(&mut broker, &fences, msg).await;
+                        publish(&mut broker, &fences, &awaiting, msg).await;
                         if engine.send(control).await.is_err() {
                             return;
                         }
@@ -224,7 +238,7 @@ pub async fn run(
             }
         }
         if !msg.source.is_empty() {
-            publish(&mut broker, &fences, msg).await;
+            publish(&mut broker, &fences, &awaiting, msg).await;
         }
     }
 }
@@ -232,59 +246,88 @@ pub async fn run(
 async fn publish(
     broker: &mut tokio::sync::watch::Receiver<Option<Broker>>,
     fences: &Fences,
-    msg: Pending,
+    awaiting: &Awaiting,
+    mut msg: Pending,
 ) {
+    if msg.events.is_empty() {
+        // Nothing to append (a relist's "all handed on" marker, see
+        // `crate::sources::tcp`): what came before it is published.
+        crate::sources::Awaiter::answer(std::mem::take(&mut msg.verdicts), &[]);
+        return;
+    }
     let b = match broker.wait_for(|b| b.is_some()).await {
         Ok(b) => b.clone(),
         Err(_) => return,
     };
     let Some(b) = b else { return };
-    match &msg.origins {
-        None => {
-            let payload = wire::encode(&msg.events);
-            let id = wire::message_id(&msg.source, msg.position, &payload);
-            publish_one(&b, fences, &msg.source, msg.position, payload, &id).await;
-        }
-        Some(origins) => {
-            let messages: Vec<(Vec<u8>, String, bool)> = by_origin(origins)
-                .into_iter()
-                .map(|(range, origin)| {
-                    let payload = wire::encode(&msg.events[range]);
-                    let id = wire::origin_id(&msg.source, origin, &payload);
-                    (payload, id, origin.is_some())
-                })
-                .collect();
-            let mut i = 0;
-            while i < messages.len() {
-                // The first of a run of PBX events, and every event of the
-                // source's own (a resync's), one at a time behind the fence.
-                let (payload, id, named) = &messages[i];
-                if !publish_one(&b, fences, &msg.source, None, payload.clone(), id).await {
-                    break;
-                }
-                i += 1;
-                if !named {
-                    continue;
-                }
-                // The rest of the run: pipelined. Their ids name the PBX's
-                // events, so a copy another ingester stored is dropped by
-                // the server without a fence; the next run is fenced again.
-                let end = messages[i..]
-                    .iter()
-                    .position(|m| !m.2)
-                    .map_or(messages.len(), |p| i + p);
-                if end > i && !publish_pipelined(&b, fences, &msg.source, &messages[i..end]).await {
-                    break;
-                }
-                i = end;
+    let verdicts = std::mem::take(&mut msg.verdicts);
+    let Some(origins) = msg.origins.take() else {
+        let payload = wire::encode(&msg.events);
+        let id = wire::message_id(&msg.source, msg.position, &payload);
+        let one = Outgoing {
+            payload,
+            id,
+            named: false,
+            awaiters: verdicts,
+        };
+        publish_one(&b, fences, awaiting, &msg.source, msg.position, one).await;
+        return;
+    };
+    let groups = by_origin(&origins);
+    let ranges: Vec<_> = groups.iter().map(|(r, _)| r.clone()).collect();
+    let mut messages: std::collections::VecDeque<Outgoing> = groups
+        .into_iter()
+        .zip(split_awaiters(verdicts, &ranges))
+        .map(|((range, origin), awaiters)| {
+            let payload = wire::encode(&msg.events[range]);
+            let id = wire::origin_id(&msg.source, origin, &payload);
+            Outgoing {
+                payload,
+                id,
+                named: origin.is_some(),
+                awaiters,
             }
+        })
+        .collect();
+    while let Some(first) = messages.pop_front() {
+        // The first of a run of PBX events, and every event of the
+        // source's own (a resync's), one at a time behind the fence.
+        let named = first.named;
+        if !publish_one(&b, fences, awaiting, &msg.source, None, first).await {
+            break;
+        }
+        if !named {
+            continue;
+        }
+        // The rest of the run: pipelined. Their ids name the PBX's events,
+        // so a copy another ingester stored is dropped by the server
+        // without a fence; the next run is fenced again.
+        let end = messages
+            .iter()
+            .position(|m| !m.named)
+            .unwrap_or(messages.len());
+        let run: Vec<Outgoing> = messages.drain(..end).collect();
+        if !run.is_empty() && !publish_pipelined(&b, fences, awaiting, &msg.source, run).await {
+            break;
         }
     }
-    for v in msg.verdicts {
-        // The engine's verdicts are not known here: the events are in the
-        // stream; rejects show in /metrics of every instance.
-        let _ = v.send(Vec::new());
+    // Fenced: what was not sent is not applied.
+    let why = Reject::new(
+        RejectReason::NotApplied,
+        "another instance ingests this source now",
+    );
+    for m in messages {
+        Awaiter::refuse(m.awaiters, &why);
     }
+}
+
+/// One stream message: its payload, its `Nats-Msg-Id`, whether the id names
+/// a PBX event (an origin), and the requests waiting for its verdict.
+struct Outgoing {
+    payload: Vec<u8>,
+    id: String,
+    named: bool,
+    awaiters: Vec<Awaiter>,
 }
 
 /// The messages of a traced batch: each run of events with one origin, and
@@ -303,58 +346,139 @@ fn by_origin(origins: &[Option<Origin>]) -> Vec<(std::ops::Range<usize>, Option<
     out
 }
 
+/// The awaiters of each message of a traced batch (`ranges`: the messages'
+/// events). A request whose events span several messages gets one reply
+/// channel per message; a task gathers their verdicts, renumbered from the
+/// request's first event, into the request's own channel (dropped unanswered
+/// if a part never is, as a lost reply is).
+fn split_awaiters(verdicts: Vec<Awaiter>, ranges: &[std::ops::Range<usize>]) -> Vec<Vec<Awaiter>> {
+    let mut per: Vec<Vec<Awaiter>> = ranges.iter().map(|_| Vec::new()).collect();
+    for a in verdicts {
+        let span = a.first..a.first + a.len;
+        let mut parts = Vec::new();
+        for (k, r) in ranges.iter().enumerate() {
+            let (lo, hi) = (r.start.max(span.start), r.end.min(span.end));
+            if lo >= hi {
+                continue;
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            per[k].push(Awaiter {
+                first: lo - r.start,
+                len: hi - lo,
+                verdict: tx,
+            });
+            parts.push((lo - span.start, rx));
+        }
+        tokio::spawn(async move {
+            let mut all = Vec::new();
+            for (shift, rx) in parts {
+                match rx.await {
+                    Ok(v) => all.extend(v.into_iter().map(|(i, r)| (i + shift, r))),
+                    Err(_) => return,
+                }
+            }
+            let _ = a.verdict.send(all);
+        });
+    }
+    per
+}
+
+/// The headers of every event message.
+fn message(
+    b: &Broker,
+    source: &str,
+    position: Option<SourcePosition>,
+    m: &Outgoing,
+) -> PublishMessage {
+    let mut headers = HeaderMap::new();
+    headers.insert(wire::SOURCE, source);
+    headers.insert(wire::INSTANCE, b.names.instance.as_str());
+    if let Some(p) = position {
+        headers.insert(wire::POSITION, wire::position_header(p).as_str());
+    }
+    PublishMessage::build()
+        .payload(m.payload.clone().into())
+        .headers(headers)
+        .message_id(&m.id)
+}
+
+/// A first attempt's acknowledgement of a duplicate: someone's earlier
+/// message with the same id (a client's retry, another ingester's copy):
+/// these events were not applied again.
+fn duplicate(ack_sequence: u64) -> Reject {
+    Reject::new(
+        RejectReason::NotApplied,
+        format!(
+            "the same events are already in the stream (sequence {ack_sequence}, within its duplicate window): not applied again"
+        ),
+    )
+}
+
 /// Appends messages without waiting for each one's acknowledgement before
-/// the next (up to `WINDOW` in flight); a message whose
-/// publish fails is sent again, alone, until it is stored. False when the
-/// source is fenced (nothing sent).
+/// the next (up to `WINDOW` in flight); a message whose publish fails is
+/// sent again, alone, until it is stored. False when the source is fenced
+/// (nothing sent; the awaiters are refused).
 async fn publish_pipelined(
     b: &Broker,
     fences: &Fences,
+    awaiting: &Awaiting,
     source: &Arc<str>,
-    messages: &[(Vec<u8>, String, bool)],
+    messages: Vec<Outgoing>,
 ) -> bool {
     if fences.get(source) == Some(None) {
         tracing::warn!(%source, "another instance ingests this source now; batch dropped");
+        let why = Reject::new(
+            RejectReason::NotApplied,
+            "another instance ingests this source now",
+        );
+        for m in messages {
+            Awaiter::refuse(m.awaiters, &why);
+        }
         return false;
     }
-    let subject = b.names.source_subject(source);
-    let build = |payload: &[u8], id: &str| {
-        let mut headers = HeaderMap::new();
-        headers.insert(wire::SOURCE, source.as_ref());
-        headers.insert(wire::INSTANCE, b.names.instance.as_str());
-        PublishMessage::build()
-            .payload(payload.to_vec().into())
-            .headers(headers)
-            .message_id(id)
-    };
     // Acknowledgements awaited once this many are in flight (each holds
     // one of the client's in-flight permits until it is awaited).
     const WINDOW: usize = 512;
+    let subject = b.names.source_subject(source);
     let mut inflight = std::collections::VecDeque::with_capacity(WINDOW);
-    let mut next = messages.iter();
+    let mut next = messages.into_iter();
     loop {
         while inflight.len() < WINDOW {
-            let Some(m) = next.next() else { break };
-            inflight.push_back((
-                b.js.send_publish(subject.clone(), build(&m.0, &m.1)).await,
-                m,
-            ));
+            let Some(mut m) = next.next() else { break };
+            // Before publishing: this instance's consumer may read the
+            // message before the acknowledgement is back.
+            let awaiters = std::mem::take(&mut m.awaiters);
+            let ticket = (!awaiters.is_empty()).then(|| awaiting.register(&m.id, awaiters));
+            let sent =
+                b.js.send_publish(subject.clone(), message(b, source, None, &m))
+                    .await;
+            inflight.push_back((sent, m, ticket));
         }
-        let Some((ack, (payload, id, _))) = inflight.pop_front() else {
+        let Some((sent, m, ticket)) = inflight.pop_front() else {
             break;
         };
-        let acked = match ack {
+        let acked = match sent {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
         match acked {
-            Ok(ack) => fences.advance(source, ack.sequence),
+            Ok(ack) => {
+                if let Some(t) = ticket.filter(|_| ack.duplicate) {
+                    awaiting.refuse(&m.id, t, &duplicate(ack.sequence));
+                }
+                fences.advance(source, ack.sequence);
+            }
             Err(_) => {
                 // Alone and in order, retried until stored; the id keeps a
-                // copy that did land from being stored twice.
+                // copy that did land from being stored twice (and then the
+                // consumer answers its awaiters).
                 let mut backoff = Duration::from_millis(50);
                 loop {
-                    let again = match b.js.send_publish(subject.clone(), build(payload, id)).await {
+                    let again = match b
+                        .js
+                        .send_publish(subject.clone(), message(b, source, None, &m))
+                        .await
+                    {
                         Ok(ack) => ack.await,
                         Err(e) => Err(e),
                     };
@@ -376,44 +500,59 @@ async fn publish_pipelined(
     true
 }
 
-/// Appends one message; false when the source is fenced (the message, and
-/// the rest of its batch, are dropped).
+/// Appends one message behind the fence; false when the source is fenced
+/// (the message, and the rest of its batch, are dropped).
 async fn publish_one(
     b: &Broker,
     fences: &Fences,
+    awaiting: &Awaiting,
     source: &Arc<str>,
     position: Option<SourcePosition>,
-    payload: Vec<u8>,
-    id: &str,
+    mut m: Outgoing,
 ) -> bool {
+    let id = m.id.clone();
     let subject = b.names.source_subject(source);
+    // Before publishing: this instance's consumer may read the message
+    // before the acknowledgement is back.
+    let awaiters = std::mem::take(&mut m.awaiters);
+    let ticket = (!awaiters.is_empty()).then(|| awaiting.register(&id, awaiters));
+    let lost = || {
+        Reject::new(
+            RejectReason::NotApplied,
+            "another instance ingests this source now",
+        )
+    };
+    let mut attempts = 0u32;
     let mut backoff = Duration::from_millis(50);
     let mut logged = false;
     loop {
         let fence = fences.get(source);
         if fence == Some(None) {
             tracing::warn!(%source, "another instance ingests this source now; batch dropped");
+            if let Some(t) = ticket {
+                awaiting.refuse(&id, t, &lost());
+            }
             return false;
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(wire::SOURCE, source.as_ref());
-        headers.insert(wire::INSTANCE, b.names.instance.as_str());
-        if let Some(p) = position {
-            headers.insert(wire::POSITION, wire::position_header(p).as_str());
-        }
-        let mut m = PublishMessage::build()
-            .payload(payload.clone().into())
-            .headers(headers)
-            .message_id(id);
+        let mut pm = message(b, source, position, &m);
         if let Some(Some(last)) = fence {
-            m = m.expected_last_subject_sequence(last);
+            pm = pm.expected_last_subject_sequence(last);
         }
-        let acked = match b.js.send_publish(subject.clone(), m).await {
+        attempts += 1;
+        let acked = match b.js.send_publish(subject.clone(), pm).await {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
         match acked {
             Ok(ack) => {
+                // A duplicate on the first attempt is someone's earlier
+                // message with the same id (a client's retry within the
+                // duplicate window, another ingester's copy): these were
+                // not applied again. On a later attempt it is our own first
+                // one, which the consumer answers.
+                if let Some(t) = ticket.filter(|_| ack.duplicate && attempts == 1) {
+                    awaiting.refuse(&id, t, &duplicate(ack.sequence));
+                }
                 fences.advance(source, ack.sequence);
                 if logged {
                     tracing::info!(%source, "publishing to the stream again");
@@ -435,6 +574,9 @@ async fn publish_one(
                         return true;
                     }
                     _ => {
+                        if let Some(t) = ticket {
+                            awaiting.refuse(&id, t, &lost());
+                        }
                         fences.fence(source);
                         tracing::error!(%source, "another instance wrote this source's subject: this instance lost its lease and stops ingesting it");
                         return false;
