@@ -282,8 +282,8 @@ pub fn spawn(spec: &SourceSpec, ctx: SourceCtx) -> Started {
 /// The identity of the wire input an event was decoded from, the same on
 /// every connection that reads that input: ESL `e<Core-UUID>:<Event-Sequence>`,
 /// AMI `a<digest of the event's header block>`, HEP `p<digest of the
-/// packet>`, a JSON line's `j<id>` or `c<peer>:<connection start>:<line>`,
-/// `POST /api/v1/events` `k<Idempotency-Key>:<line>`. Events decoded from
+/// packet>`, a JSON socket's batch `c<peer>:<connection start>:<first
+/// line>-<last line>`, `POST /api/v1/events` `k<Idempotency-Key>:<line>`. Events decoded from
 /// one input share it. In cluster mode it becomes the stream message's
 /// `Nats-Msg-Id` (see `crate::cluster::wire`), so the same PBX event read by
 /// two ingesters is stored once.
