@@ -36,6 +36,18 @@ struct Instance {
 
 impl Instance {
     async fn start(dir: &Path, name: &str, nats: &str, feed: &Path, hook: &str) -> Instance {
+        Self::start_with_timeout(dir, name, nats, feed, hook, "2s").await
+    }
+
+    /// With the webhook's `timeout`.
+    async fn start_with_timeout(
+        dir: &Path,
+        name: &str,
+        nats: &str,
+        feed: &Path,
+        hook: &str,
+        timeout: &str,
+    ) -> Instance {
         let port = free_port();
         let cfg = dir.join(format!("{name}.toml"));
         std::fs::write(
@@ -65,7 +77,7 @@ groups = ["second"]
 name = "crm"
 kind = "webhook"
 url = "{hook}"
-timeout = "2s"
+timeout = "{timeout}"
 retries = 0
 default = true
 [[ladders]]
@@ -136,6 +148,17 @@ lease_ttl = "2s"
     async fn escalations(&self) -> Vec<Value> {
         let r = http(&self.addr, "GET", "/api/v1/escalations", Some("boss"), "").await;
         serde_json::from_str(&r.body).unwrap_or_default()
+    }
+
+    /// Stops (`STOP`) or resumes (`CONT`) the process: a stall.
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().map(|c| c.id()).unwrap();
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
     }
 
     fn sigkill(&mut self) {
@@ -549,4 +572,204 @@ async fn a_restarted_follower_takes_over_and_no_action_is_lost_or_doubled() {
             ("down", "first")
         ]
     );
+}
+
+/// What an instance set aside as never in the escalation stream: (entry
+/// id, kind) per record.
+fn unappended(dir: &Path, name: &str) -> Vec<(u64, String)> {
+    let db = dir.join(format!("{name}.sqlite"));
+    let s = acdmon::store::Store::open_to_read(db.to_str().unwrap()).unwrap();
+    s.unappended_records()
+        .unwrap()
+        .into_iter()
+        .map(|(id, kind, _, _)| (id, kind))
+        .collect()
+}
+
+/// The CTI leader stalls (SIGSTOP) while its two sign-ins hang at the
+/// receiver. Its lease runs out; the other instance takes over, runs both
+/// again with the same keys (answered) and appends the results. The old
+/// leader wakes up (SIGCONT): its own calls time out, and the results it
+/// writes are refused by the escalation stream (the new leader appended
+/// since its last record), so it stops leading, drops them from its log
+/// (`unappended_records`) and copies the new leader's. Both logs end the
+/// same. On the old code the deposed leader's "failed" results went into
+/// the stream and stayed in its log, and it never copied the new leader's
+/// results it had read while it still believed it led: the two logs
+/// differed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_leader_wakes_up_deposed_and_its_late_results_are_refused() {
+    let nats = NatsServer::start();
+    let hook = Hook::start(Answer::Status(200, r#"{"ok":true}"#.into())).await;
+    hook.then(Answer::Hang);
+    hook.then(Answer::Hang);
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.jsonl");
+    std::fs::write(&feed, "").unwrap();
+    // The webhook's timeout leaves time to stall the leader before its
+    // calls time out, also on a busy machine.
+    let url = nats.url();
+    let start = |name: &'static str| {
+        Instance::start_with_timeout(dir.path(), name, &url, &feed, &hook.url, "8s")
+    };
+    let east = start("east").await;
+    let west = start("west").await;
+    let (e, w) = (&east, &west);
+    let east_leads = eventually(LIMIT, "a CTI leader", move || async move {
+        match (e.is_leader().await, w.is_leader().await) {
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            _ => None,
+        }
+    })
+    .await;
+    let (old, new, old_name) = if east_leads {
+        (&east, &west, "east")
+    } else {
+        (&west, &east, "west")
+    };
+
+    // Stage 1: the leader's two sign-ins reach the receiver, which does
+    // not answer; the leader stalls.
+    append(&feed, available(&["a1", "a2", "b1", "b2"]));
+    append(&feed, calls("call_enqueued", &["c1", "c2", "c3"]));
+    let h = hook.clone();
+    eventually(LIMIT, "the leader's two sign-ins", move || {
+        let h = h.clone();
+        async move { (h.seen().len() >= 2).then_some(()) }
+    })
+    .await;
+    old.signal("STOP");
+
+    // The other instance takes over and carries both out again, same keys.
+    eventually(LIMIT, "the other instance leads", move || async move {
+        new.is_leader().await.then_some(())
+    })
+    .await;
+    let h = hook.clone();
+    eventually(LIMIT, "the new leader's two sign-ins", move || {
+        let h = h.clone();
+        async move { (h.seen().len() >= 4).then_some(()) }
+    })
+    .await;
+    eventually(
+        LIMIT,
+        "both sign-ins ok in the new leader's log",
+        move || async move {
+            let log = new.escalations().await;
+            let ok = log.len() == 1
+                && log[0]["actions"]
+                    .as_array()
+                    .is_some_and(|x| x.iter().all(|a| a["result"] == "ok"));
+            ok.then_some(())
+        },
+    )
+    .await;
+
+    // The old leader wakes up: its calls time out (8 s), their results are
+    // refused, and its log becomes the new leader's.
+    old.signal("CONT");
+    let log = wait_same_log(new, old, 1).await;
+    assert!(
+        log[0]["actions"]
+            .as_array()
+            .is_some_and(|x| x.len() == 2 && x.iter().all(|a| a["result"] == "ok")),
+        "{log:#?}"
+    );
+    let o = dir.path().to_path_buf();
+    let set_aside = eventually(LIMIT, "the refused results set aside", move || {
+        let o = o.clone();
+        async move {
+            let u = unappended(&o, old_name);
+            (u.len() == 2).then_some(u)
+        }
+    })
+    .await;
+    assert!(
+        set_aside
+            .iter()
+            .all(|(id, kind)| *id == 1 && kind == "result"),
+        "{set_aside:?}"
+    );
+    assert!(!old.is_leader().await, "the old leader follows");
+    let seen = by_action(&hook);
+    for keys in seen.values() {
+        assert!(keys.len() == 2 && keys[0] == keys[1], "same key: {seen:?}");
+    }
+    // Still the same a moment later (nothing of the old leader's arrives).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(old.escalations().await, new.escalations().await);
+}
+
+/// West led once and wrote entry 1 to its own log, then died before
+/// appending it to the escalation stream (never acted on). East leads now
+/// and gives id 1 to its own decision. West, back as a follower, takes
+/// east's entry 1 from the stream and sets its own aside
+/// (`unappended_records`); restarted, its `/api/v1/escalations` is still
+/// east's. On the old code west kept its own entry 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_never_appended_gives_way_to_the_leaders_after_a_restart() {
+    use acdmon::escalation::{ActionRecord, Direction, Entry};
+    let nats = NatsServer::start();
+    let hook = Hook::start(Answer::Status(200, r#"{"ok":true}"#.into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.jsonl");
+    std::fs::write(&feed, "").unwrap();
+    {
+        let db = dir.path().join("west.sqlite");
+        let s = acdmon::store::Store::open(db.to_str().unwrap()).unwrap();
+        let sign_in = |a: &str| ActionRecord {
+            kind: "sign_in".into(),
+            agent: Some(a.into()),
+            target_queue: Some("hotline".into()),
+            result: "pending".into(),
+            detail: None,
+            seats: None,
+            at: None,
+        };
+        s.insert_entry(&Entry {
+            id: 1,
+            ts: Ts(Ts::now().0 - 60_000),
+            queue: "hotline".into(),
+            stage: 1,
+            stage_name: "first".into(),
+            direction: Direction::Up,
+            reason: "waiting > 2 (west's, never appended)".into(),
+            mode: "auto".into(),
+            actions: vec![sign_in("a1"), sign_in("a2")],
+            ladder: Some("emergency".into()),
+            decision: None,
+        })
+        .unwrap();
+    }
+    let east = Instance::start(dir.path(), "east", &nats.url(), &feed, &hook.url).await;
+    let e = &east;
+    eventually(LIMIT, "east leads", move || async move {
+        e.is_leader().await.then_some(())
+    })
+    .await;
+    let mut west = Instance::start(dir.path(), "west", &nats.url(), &feed, &hook.url).await;
+
+    append(&feed, available(&["a1", "a2", "b1", "b2"]));
+    append(&feed, calls("call_enqueued", &["c1", "c2", "c3"]));
+    let log = wait_same_log(&east, &west, 1).await;
+    assert_eq!(log[0]["id"], 1);
+    assert!(
+        log[0]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.contains("west's")),
+        "{log:#?}"
+    );
+    assert_eq!(unappended(dir.path(), "west"), [(1, "entry".to_string())]);
+
+    west.sigkill();
+    let west = Instance::start(dir.path(), "west", &nats.url(), &feed, &hook.url).await;
+    let again = wait_same_log(&east, &west, 1).await;
+    assert_eq!(again, log);
+    assert_eq!(
+        unappended(dir.path(), "west"),
+        [(1, "entry".to_string())],
+        "set aside once"
+    );
+    assert_eq!(hook.seen().len(), 2, "east's two sign-ins, once");
 }

@@ -4,14 +4,17 @@
 //! The leader's ladder observer sends every audit entry and every result it
 //! writes here ([`run_escalations`]'s publisher), in the order written; an
 //! entry's actions start only once the stream has acknowledged it (a failed
-//! append fails them, not carried out). Every instance reads the stream
-//! (every retained record) and hands each record to its observer,
-//! which copies it into its own audit log and rebuilds the queue's ladder
-//! from the log (the leader ignores its own records). When this instance
-//! gains the lease it reads the stream to its end, waits for its engine to
-//! catch up with the event stream, awaits [`BeforeLeading`] (a PBX
-//! membership re-read) and only then tells its observer to lead; losing the
-//! lease tells it to follow.
+//! append fails them, not carried out). Appends go through the leader's
+//! fence ([`super::esc_fence`]): refused once another instance appended, and
+//! then this instance follows and sets the refused record aside. Every
+//! instance reads the stream (every retained record) and hands each record
+//! to its observer, which copies it into its own audit log and rebuilds the
+//! queue's ladder from the log (the leader's own records, appended under
+//! its fence, are not handed over). When this instance gains the lease it
+//! reads the stream to its end, waits for its engine to catch up with the
+//! event stream, awaits [`BeforeLeading`] (a PBX membership re-read),
+//! appends its `lead` record (the fence) and only then tells its observer
+//! to lead; losing the lease tells it to follow.
 //!
 //! Auto cover (`floor::cover`) still runs on every instance: its actions
 //! are wrapped in a [`Gate`] that only the leader passes; a follower's
@@ -35,16 +38,21 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::broker::Broker;
+use super::esc_fence::{self, Fence, Refusal};
 use super::lease::{Lease, Renewal};
 use crate::cti::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb};
 use crate::escalation::control::Command;
 use crate::escalation::stream::Record as EscRecord;
+use crate::time::Ts;
 
 /// Whether this instance is the site's CTI leader.
 #[derive(Debug)]
 pub struct Leadership {
     leader: AtomicBool,
     changed: watch::Sender<bool>,
+    /// The leader's fence on the escalation stream: armed when this
+    /// instance takes the lead, down once another instance appended.
+    pub fence: Fence,
 }
 
 impl Default for Leadership {
@@ -52,6 +60,7 @@ impl Default for Leadership {
         Leadership {
             leader: AtomicBool::new(false),
             changed: watch::channel(false).0,
+            fence: Fence::default(),
         }
     }
 }
@@ -63,6 +72,16 @@ impl Leadership {
     fn set(&self, v: bool) {
         self.leader.store(v, Ordering::Relaxed);
         self.changed.send_replace(v);
+    }
+    /// The escalation stream refused this instance's append: another
+    /// instance leads. It follows (the lease loop finds the lease taken).
+    fn deposed(&self) {
+        if self.is_leader() {
+            tracing::warn!(
+                "no longer the site's CTI leader (the escalation stream took another instance's record)"
+            );
+        }
+        self.set(false);
     }
     /// Tells of every change.
     pub fn watch(&self) -> watch::Receiver<bool> {
@@ -218,11 +237,23 @@ pub async fn run_escalations(e: Escalations) {
     };
     let Some(b) = b else { return };
     let applied = Arc::new(AtomicU64::new(0));
-    tokio::spawn(publish(b.clone(), written, control.clone()));
+    tokio::spawn(publish(
+        b.clone(),
+        written,
+        control.clone(),
+        leadership.clone(),
+    ));
     tokio::spawn(read(
         b.clone(),
         retention,
+        leadership.clone(),
         mirror,
+        control.clone(),
+        applied.clone(),
+    ));
+    tokio::spawn(caught_up(
+        b.clone(),
+        leadership.clone(),
         control.clone(),
         applied.clone(),
     ));
@@ -231,7 +262,16 @@ pub async fn run_escalations(e: Escalations) {
         if leading.wait_for(|l| *l).await.is_err() {
             return;
         }
-        if take_over(&b, &leadership, &progress, &applied, &before_leading).await {
+        if take_over(
+            &b,
+            &leadership,
+            &progress,
+            &applied,
+            &before_leading,
+            &control,
+        )
+        .await
+        {
             tracing::info!("the escalation ladders lead from here");
             if control.send(Command::Lead).await.is_err() {
                 return;
@@ -248,8 +288,49 @@ pub async fn run_escalations(e: Escalations) {
     }
 }
 
+/// The escalation stream's last sequence and the time of its oldest
+/// record (`None` when it holds nothing).
+async fn stream_state(b: &Broker) -> Result<(u64, Option<Ts>), String> {
+    let mut s =
+        b.js.get_stream(stream_name(&b.names.site))
+            .await
+            .map_err(|e| e.to_string())?;
+    let i = s.info().await.map_err(|e| e.to_string())?;
+    let first = (i.state.messages > 0).then(|| {
+        let ms = i.state.first_timestamp.unix_timestamp_nanos() / 1_000_000;
+        Ts(i64::try_from(ms).unwrap_or(i64::MAX))
+    });
+    Ok((i.state.last_sequence, first))
+}
+
+/// Once at start-up: when this instance has read the escalation stream to
+/// its end, its observer sets aside what it wrote as leader and never
+/// appended (`Command::ReadToEnd`).
+async fn caught_up(
+    b: Broker,
+    leadership: Arc<Leadership>,
+    control: mpsc::Sender<Command>,
+    applied: Arc<AtomicU64>,
+) {
+    let (last, first) = loop {
+        match stream_state(&b).await {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    while applied.load(Ordering::Relaxed) < last {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(retained_from) = first
+        && !leadership.is_leader()
+    {
+        let _ = control.send(Command::ReadToEnd { retained_from }).await;
+    }
+}
+
 /// Reads the escalation stream to its end and lets the engine catch up
-/// with the event stream, then awaits the hook. False when the lease was
+/// with the event stream, then awaits the hook, sets aside what this
+/// instance never appended, and arms the fence. False when the lease was
 /// lost meanwhile.
 async fn take_over(
     b: &Broker,
@@ -257,17 +338,15 @@ async fn take_over(
     progress: &super::consumer::Progress,
     applied: &AtomicU64,
     before_leading: &BeforeLeading,
+    control: &mpsc::Sender<Command>,
 ) -> bool {
     let site = &b.names.site;
-    let last = loop {
+    let (last, first) = loop {
         if !leadership.is_leader() {
             return false;
         }
-        match b.js.get_stream(stream_name(site)).await {
-            Ok(mut s) => match s.info().await {
-                Ok(i) => break i.state.last_sequence,
-                Err(e) => tracing::warn!(error = %e, "escalation stream info; retrying"),
-            },
+        match stream_state(b).await {
+            Ok(s) => break s,
             Err(e) => tracing::warn!(error = %e, "escalation stream; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -301,64 +380,103 @@ async fn take_over(
             return false;
         }
     }
-    leadership.is_leader()
-}
-
-/// Appends what the ladder writes, in order; tells it when an entry is in
-/// the stream (or is not).
-async fn publish(
-    b: Broker,
-    mut written: mpsc::UnboundedReceiver<EscRecord>,
-    control: mpsc::Sender<Command>,
-) {
-    let site = b.names.site.clone();
-    while let Some(r) = written.recv().await {
-        let mut error = None;
-        for attempt in 0..3 {
-            match append_record(&b, &site, &r).await {
-                Ok(()) => {
-                    error = None;
-                    break;
-                }
-                Err(e) => {
-                    error = Some(e);
-                    if attempt < 2 {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
+    if let Some(retained_from) = first
+        && control
+            .send(Command::ReadToEnd { retained_from })
+            .await
+            .is_err()
+    {
+        return false;
+    }
+    // The fence: this instance's `lead` record, after everything it has
+    // read (a stalled predecessor's late record is read, and mirrored,
+    // first).
+    loop {
+        if !leadership.is_leader() {
+            return false;
         }
-        match &r {
-            EscRecord::Entry { entry } => {
-                let cmd = Command::Appended {
-                    entry: entry.id,
-                    error,
+        let read = applied.load(Ordering::Relaxed);
+        match leadership.fence.arm(b, read).await {
+            Ok(epoch) => {
+                tracing::info!(epoch, "the escalation stream is fenced for this instance");
+                return leadership.is_leader();
+            }
+            Err(None) => {
+                tracing::info!(
+                    read,
+                    "the escalation stream moved on before this instance's lead record; reading on"
+                );
+                let target = match b.js.get_stream(stream_name(site)).await {
+                    Ok(mut s) => s.info().await.map(|i| i.state.last_sequence).ok(),
+                    Err(_) => None,
                 };
-                if control.send(cmd).await.is_err() {
-                    return;
+                let until = std::time::Instant::now() + Duration::from_secs(5);
+                while let Some(t) = target
+                    && applied.load(Ordering::Relaxed) < t
+                    && std::time::Instant::now() < until
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-            EscRecord::Mark { entry, result, .. } => {
-                if let Some(e) = error {
-                    tracing::error!(entry, result, error = %e,
-                        "an escalation result is not in the escalation stream; the other instances miss it");
-                }
+            Err(Some(e)) => {
+                tracing::warn!(error = %e, "cannot append the lead record to the escalation stream; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
     }
 }
 
-async fn append_record(b: &Broker, site: &str, r: &EscRecord) -> Result<(), String> {
-    let payload = serde_json::to_vec(r).map_err(|e| e.to_string())?;
-    let msg = async_nats::jetstream::message::PublishMessage::build()
-        .payload(payload.into())
-        .message_id(r.msg_id());
-    b.js.send_publish(subject(site, r.subject_token()), msg)
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// Appends what the ladder writes, in order, under the fence; tells it
+/// when an entry is in the stream, could not be appended, or was refused
+/// (another instance leads: this one follows and acts no more).
+async fn publish(
+    b: Broker,
+    mut written: mpsc::UnboundedReceiver<EscRecord>,
+    control: mpsc::Sender<Command>,
+    leadership: Arc<Leadership>,
+) {
+    let site = b.names.site.clone();
+    while let Some(r) = written.recv().await {
+        let result = match serde_json::to_vec(&r) {
+            Ok(payload) => leadership
+                .fence
+                .append(&b, subject(&site, r.subject_token()), &r.msg_id(), payload)
+                .await
+                .map(drop),
+            Err(e) => Err(Refusal::Failed(e.to_string())),
+        };
+        let cmd = match result {
+            Ok(()) => match &r {
+                EscRecord::Entry { entry } => Some(Command::Appended {
+                    entry: entry.id,
+                    error: None,
+                }),
+                EscRecord::Mark { .. } => None,
+            },
+            Err(Refusal::Deposed(why)) => {
+                tracing::warn!(entry = r.entry_id(), error = %why,
+                    "an escalation record of this instance is not in the escalation stream");
+                leadership.deposed();
+                Some(Command::Deposed { refused: r, why })
+            }
+            Err(Refusal::Failed(e)) => match &r {
+                EscRecord::Entry { entry } => Some(Command::Appended {
+                    entry: entry.id,
+                    error: Some(e),
+                }),
+                EscRecord::Mark { entry, result, .. } => {
+                    tracing::error!(entry, result, error = %e,
+                        "an escalation result is not in the escalation stream; the other instances miss it");
+                    None
+                }
+            },
+        };
+        if let Some(cmd) = cmd
+            && control.send(cmd).await.is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// Creates the escalation stream if needed and hands every record to the
@@ -367,6 +485,7 @@ async fn append_record(b: &Broker, site: &str, r: &EscRecord) -> Result<(), Stri
 async fn read(
     b: Broker,
     retention: Duration,
+    leadership: Arc<Leadership>,
     mirror: Arc<Mirror>,
     control: mpsc::Sender<Command>,
     applied: Arc<AtomicU64>,
@@ -422,7 +541,16 @@ async fn read(
                 let m = m.map_err(|e| format!("escalation consumer: {e}"))?;
                 let seq = m.info().map(|i| i.stream_sequence).ok();
                 let subj = m.subject.as_str();
-                if subj == entry_subject || subj == mark_subject {
+                let own = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .is_some_and(|id| leadership.fence.is_own(id.as_str()));
+                let ladder = subj == entry_subject || subj == mark_subject;
+                if esc_fence::is_lead(&site, subj) || (own && ladder) {
+                    // A leader's fence, or this leader's own record (in
+                    // its log already): nothing to copy.
+                } else if ladder {
                     match serde_json::from_slice::<EscRecord>(&m.payload) {
                         Ok(r) => {
                             if control.send(Command::Mirror(r)).await.is_err() {
@@ -516,7 +644,7 @@ impl Gate {
                 };
             }
             if leadership.is_leader() {
-                if let Err(e) = append(&b, &site, &rec).await {
+                if let Err(e) = append(&b, &site, &leadership, &rec).await {
                     return CtiOutcome::failed(format!(
                         "not recorded in the escalation stream, not carried out: {e}"
                     ));
@@ -525,7 +653,7 @@ impl Gate {
                 rec.phase = "result".into();
                 rec.ok = outcome.ok;
                 rec.detail = outcome.detail.clone();
-                if let Err(e) = append(&b, &site, &rec).await {
+                if let Err(e) = append(&b, &site, &leadership, &rec).await {
                     tracing::warn!(%key, error = %e, "CTI result not recorded in the escalation stream");
                 }
                 return outcome;
@@ -541,17 +669,23 @@ impl Gate {
     }
 }
 
-async fn append(b: &Broker, site: &str, r: &Record) -> Result<(), String> {
+/// A cover record, under the leader's fence (a refusal: this instance
+/// follows from now on).
+async fn append(b: &Broker, site: &str, leadership: &Leadership, r: &Record) -> Result<(), String> {
     let payload = serde_json::to_vec(r).map_err(|e| e.to_string())?;
-    let msg = async_nats::jetstream::message::PublishMessage::build()
-        .payload(payload.into())
-        .message_id(format!("{}:{}", r.key, r.phase));
-    b.js.send_publish(subject(site, &r.phase), msg)
+    let id = format!("{}:{}", r.key, r.phase);
+    match leadership
+        .fence
+        .append(b, subject(site, &r.phase), &id, payload)
         .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    {
+        Ok(_) => Ok(()),
+        Err(Refusal::Deposed(why)) => {
+            leadership.deposed();
+            Err(why)
+        }
+        Err(Refusal::Failed(e)) => Err(e),
+    }
 }
 
 impl Cti for Gate {

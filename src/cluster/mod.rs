@@ -21,6 +21,7 @@ pub mod broker;
 pub mod consumer;
 pub mod cti;
 pub mod cti_proxy;
+pub mod esc_fence;
 pub mod forwarder;
 pub mod ingest;
 pub mod lease;

@@ -65,6 +65,21 @@ pub enum Command {
         entry: u64,
         error: Option<String>,
     },
+    /// Cluster mode, the leader: the escalation stream refused this
+    /// instance's record (another instance appended since; it leads now).
+    /// The refused record is not the stream's: it is set aside (an
+    /// entry was never acted on). Follow.
+    Deposed {
+        refused: super::stream::Record,
+        why: String,
+    },
+    /// Cluster mode: this instance has read the escalation stream to its
+    /// end; the oldest record it retains is from `retained_from`. An entry
+    /// of this instance's log from after that which the stream lacks
+    /// (a higher id than any the stream has) was never appended: set aside.
+    ReadToEnd {
+        retained_from: crate::time::Ts,
+    },
     /// Cluster mode: this instance holds the site's `cti` lease now and has
     /// read the escalation stream to its end; take over the ladders.
     Lead,

@@ -137,6 +137,13 @@ pub struct LadderObserver {
     rerun: HashSet<(u64, usize)>,
     /// Mirrored records the audit log refused, retried in order.
     mirror_retry: VecDeque<Record>,
+    /// Leading: another instance's records read meanwhile (this instance's
+    /// own are not handed over). They mean it was deposed; they are copied
+    /// in when it follows.
+    mirror_later: VecDeque<Record>,
+    /// The highest entry id the escalation stream has, as far as read or
+    /// acknowledged.
+    stream_max: u64,
     plans: HashMap<String, Arc<Plan>>,
     schedules: Vec<Schedule>,
     /// Each schedule's plan, resolved once (no name lookups per event).
@@ -245,6 +252,8 @@ impl LadderObserver {
             unacked: HashSet::new(),
             rerun: HashSet::new(),
             mirror_retry: VecDeque::new(),
+            mirror_later: VecDeque::new(),
+            stream_max: 0,
             plans,
             schedules: cfg.schedules.clone(),
             schedule_plans,

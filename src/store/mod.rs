@@ -129,8 +129,34 @@ CREATE TABLE IF NOT EXISTS intervals (
 );
 ";
 
+/// Cluster mode: records this instance wrote as CTI leader that never
+/// reached the escalation stream (refused by its fence, or never appended
+/// before the instance died). The stream is the log, so they leave the
+/// audit log (and the API) and are kept here with the reason: an entry
+/// (`kind` `entry`, composed with its results; never acted on) or one
+/// result (`kind` `result`).
+const UNAPPENDED_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS unappended_records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    moved_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+";
+
+/// The guards `set_aside_entry` lifts for its one move (as in `SCHEMA`).
+const NO_DELETE_TRIGGERS: &str = "
+CREATE TRIGGER escalation_entries_no_delete BEFORE DELETE ON escalation_entries
+    BEGIN SELECT RAISE(ABORT, 'escalation log entries are never deleted'); END;
+CREATE TRIGGER escalation_results_no_delete BEFORE DELETE ON escalation_results
+    BEGIN SELECT RAISE(ABORT, 'escalation results are never deleted'); END;
+";
+
 /// Adds what later versions keep to a database an earlier version created.
 fn migrate(c: &Connection) -> Result<(), rusqlite::Error> {
+    c.execute_batch(UNAPPENDED_SCHEMA)?;
     c.execute_batch(handover::SCHEMA)?;
     c.execute_batch(floor::SCHEMA)?;
     let has = c
@@ -400,20 +426,163 @@ impl Store {
     }
 
     /// Copies an entry of the cluster's CTI leader (from the escalation
-    /// stream) into this log, with the leader's id. Entries are never
-    /// rewritten: one already here is kept (reading the stream again after
-    /// a restart). Returns whether it was new.
+    /// stream) into this log, with the leader's id. The same entry already
+    /// here is kept (reading the stream again after a restart). Another
+    /// entry under that id is one this instance wrote as leader and never
+    /// appended (it died or was fenced first; never acted on): the stream
+    /// is the log, so it is set aside ([`Store::set_aside_entry`]) and the
+    /// leader's taken. Returns whether it was new.
     pub fn mirror_entry(&self, e: &Entry) -> Result<bool, StoreError> {
-        if let Some(old) = self.entry(e.id)? {
-            if old.ts != e.ts || old.queue != e.queue || old.stage_name != e.stage_name {
-                tracing::warn!(
-                    id = e.id,
-                    "the escalation log holds another entry under the CTI leader's id; kept as it is"
-                );
+        if let Some(old) = self.written_entry(e.id)? {
+            let theirs = Entry {
+                decision: None,
+                ..e.clone()
+            };
+            if old == theirs {
+                return Ok(false);
             }
-            return Ok(false);
+            tracing::warn!(
+                id = e.id,
+                queue = %old.queue,
+                stage = %old.stage_name,
+                "this instance's escalation entry under the CTI leader's id was never in the \
+                 escalation stream (never acted on): set aside in unappended_records, the \
+                 leader's taken"
+            );
+            self.set_aside_entry(
+                e.id,
+                "written by this instance as CTI leader, never appended to the escalation \
+                 stream (never acted on); the leader's entry with this id replaced it",
+            )?;
         }
         self.insert_entry(e).map(|()| true)
+    }
+
+    /// Moves entry `id` and its results out of the log into
+    /// `unappended_records`, with `reason`: the one way an entry leaves
+    /// the log (cluster mode, an entry the escalation stream never took).
+    /// Returns whether there was one.
+    pub fn set_aside_entry(&self, id: u64, reason: &str) -> Result<bool, StoreError> {
+        let Some(old) = self.entry(id)? else {
+            return Ok(false);
+        };
+        let json = serde_json::to_string(&old).map_err(|x| StoreError::Corrupt(x.to_string()))?;
+        self.set_aside(
+            id,
+            "entry",
+            reason,
+            &json,
+            &[
+                "DELETE FROM escalation_results WHERE entry_id = ?1",
+                "DELETE FROM escalation_entries WHERE id = ?1",
+            ],
+        )
+    }
+
+    /// Moves one result of entry `entry` (as appended: action, time,
+    /// result) out of the log into `unappended_records`, with `reason`
+    /// (cluster mode, a result the escalation stream refused). Returns
+    /// whether there was one.
+    pub fn set_aside_result(
+        &self,
+        entry: u64,
+        action: Option<usize>,
+        ts: Ts,
+        result: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let action = action.map_or(DECISION, |a| a as i64);
+        let row: Option<(i64, Option<String>, Option<String>)> = lock(&self.writer)
+            .query_row(
+                "SELECT seq, detail, by FROM escalation_results
+                 WHERE entry_id = ?1 AND action = ?2 AND ts_ms = ?3 AND result = ?4
+                 ORDER BY seq DESC LIMIT 1",
+                params![entry as i64, action, ts.0, result],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((seq, detail, by)) = row else {
+            return Ok(false);
+        };
+        let json = serde_json::json!({
+            "entry": entry, "action": action, "ts_ms": ts.0, "result": result,
+            "detail": detail, "by": by,
+        })
+        .to_string();
+        self.set_aside(
+            entry,
+            "result",
+            reason,
+            &json,
+            &[&format!(
+                "DELETE FROM escalation_results WHERE seq = {seq} AND entry_id = ?1"
+            )],
+        )
+    }
+
+    /// In one transaction: records `json` and runs `deletes` (with `?1` =
+    /// `entry`) with the no-delete guards lifted (and set again).
+    fn set_aside(
+        &self,
+        entry: u64,
+        kind: &str,
+        reason: &str,
+        json: &str,
+        deletes: &[&str],
+    ) -> Result<bool, StoreError> {
+        let r = (|| -> Result<(), rusqlite::Error> {
+            let mut c = lock(&self.writer);
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO unappended_records (entry_id, kind, moved_ms, reason, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![entry as i64, kind, Ts::now().0, reason, json],
+            )?;
+            tx.execute_batch(
+                "DROP TRIGGER IF EXISTS escalation_entries_no_delete;
+                 DROP TRIGGER IF EXISTS escalation_results_no_delete;",
+            )?;
+            for d in deletes {
+                tx.execute(d, params![entry as i64])?;
+            }
+            tx.execute_batch(NO_DELETE_TRIGGERS)?;
+            tx.commit()
+        })();
+        self.noted("the escalation log", r.map_err(StoreError::from))?;
+        Ok(true)
+    }
+
+    /// Records set aside ([`Store::set_aside_entry`],
+    /// [`Store::set_aside_result`]): entry id, kind, reason and the record
+    /// as JSON, oldest first.
+    pub fn unappended_records(&self) -> Result<Vec<(u64, String, String, String)>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn.prepare(
+            "SELECT entry_id, kind, reason, record FROM unappended_records ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?.max(0) as u64,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Entry `id` as written (without its results).
+    fn written_entry(&self, id: u64) -> Result<Option<Entry>, StoreError> {
+        let conn = lock(&self.writer);
+        let e = conn
+            .query_row(
+                "SELECT id, ts_ms, queue, stage, stage_name, direction, reason, mode, ladder, actions
+                 FROM escalation_entries WHERE id = ?1",
+                params![id as i64],
+                row_entry,
+            )
+            .optional()?;
+        e.transpose()
     }
 
     /// Appends a result of the cluster's CTI leader (from the escalation
@@ -847,6 +1016,93 @@ mod tests {
         assert_eq!(rows, 1);
         assert_eq!(s.entry(4).unwrap().unwrap().actions[0].result, "ok");
         assert_eq!(s.all_entries().unwrap().len(), 1);
+    }
+
+    /// The old CTI leader wrote entry 5 and its sign-in's result to its own
+    /// log and died before appending it (never acted on); the new leader
+    /// gave id 5 to another decision. Back as a follower, the old instance
+    /// reads the stream: the leader's entry 5 replaces its own, which is
+    /// kept in `unappended_records` with the reason, and nothing of it
+    /// (its result) is left on the leader's entry. Read again after a
+    /// restart, the stream changes nothing. On the old code the old
+    /// instance kept its own entry 5.
+    #[test]
+    fn an_entry_the_stream_never_took_gives_way_to_the_leaders() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old-leader.sqlite");
+        let s = Store::open(path.to_str().unwrap()).unwrap();
+        let mine = Entry {
+            reason: "waiting=9 > 5 for 5m".into(),
+            ..entry(5)
+        };
+        s.insert_entry(&mine).unwrap();
+        s.append_result(
+            5,
+            Some(0),
+            Ts(5100),
+            "failed",
+            Some("not carried out"),
+            None,
+        )
+        .unwrap();
+        let theirs = Entry {
+            ts: Ts(5_050),
+            ..entry(5)
+        };
+        assert!(
+            s.mirror_entry(&theirs).unwrap(),
+            "the leader's entry is taken"
+        );
+        let now = s.entry(5).unwrap().unwrap();
+        assert_eq!(now.ts, Ts(5_050));
+        assert_eq!(now.reason, "waiting=7 > 5 for 5m");
+        assert_eq!(now.actions[0].result, "pending", "none of its own results");
+        let aside = s.unappended_records().unwrap();
+        assert_eq!(aside.len(), 1);
+        assert_eq!((aside[0].0, aside[0].1.as_str()), (5, "entry"));
+        assert!(aside[0].2.contains("never appended"), "{}", aside[0].2);
+        let kept: serde_json::Value = serde_json::from_str(&aside[0].3).unwrap();
+        assert_eq!(kept["reason"], "waiting=9 > 5 for 5m");
+        assert_eq!(kept["actions"][0]["result"], "failed");
+
+        // Restarted: the stream read again leaves the log as it is, and
+        // the log's guards are back.
+        drop(s);
+        let s = Store::open(path.to_str().unwrap()).unwrap();
+        assert!(!s.mirror_entry(&theirs).unwrap());
+        assert_eq!(s.unappended_records().unwrap().len(), 1);
+        assert_eq!(s.all_entries().unwrap(), vec![now]);
+        let e = lock(&s.writer)
+            .execute("DELETE FROM escalation_entries", [])
+            .unwrap_err();
+        assert!(e.to_string().contains("never deleted"), "{e}");
+    }
+
+    /// A deposed leader's result the escalation stream refused leaves its
+    /// log (the new leader runs the action again with the same key); the
+    /// entry's other results stay.
+    #[test]
+    fn a_refused_result_is_set_aside() {
+        let s = Store::in_memory().unwrap();
+        s.insert_entry(&entry(2)).unwrap();
+        s.append_result(2, Some(0), Ts(2100), "ok", Some("HTTP 200"), None)
+            .unwrap();
+        s.append_result(2, Some(0), Ts(2200), "failed", Some("timed out"), None)
+            .unwrap();
+        assert!(
+            s.set_aside_result(2, Some(0), Ts(2200), "failed", "refused")
+                .unwrap()
+        );
+        assert!(
+            !s.set_aside_result(2, Some(0), Ts(2200), "failed", "refused")
+                .unwrap()
+        );
+        let e = s.entry(2).unwrap().unwrap();
+        assert_eq!(e.actions[0].result, "ok");
+        let aside = s.unappended_records().unwrap();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(aside[0].1, "result");
+        assert!(aside[0].3.contains("timed out"));
     }
 
     /// A full database refuses a new entry with SQLITE_FULL, health says so,

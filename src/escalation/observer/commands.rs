@@ -45,8 +45,10 @@ impl LadderObserver {
             }
             Command::Mirror(r) => self.mirror(engine, r),
             Command::Appended { entry, error } => self.appended(engine, entry, error),
+            Command::ReadToEnd { retained_from } => self.read_to_end(engine, retained_from),
             Command::Lead => self.lead(engine),
             Command::Follow => self.follow(engine),
+            Command::Deposed { refused, why } => self.deposed(engine, refused, &why),
         }
     }
 

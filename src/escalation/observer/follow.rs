@@ -55,6 +55,9 @@ impl LadderObserver {
         if !self.unacked.remove(&entry) {
             return;
         }
+        if error.is_none() {
+            self.stream_max = self.stream_max.max(entry);
+        }
         if let Some(why) = error {
             tracing::error!(entry, error = %why,
                 "an escalation decision is not in the escalation stream; its actions are not carried out");
@@ -74,6 +77,89 @@ impl LadderObserver {
         }
         self.release_held(engine);
         self.sync(engine);
+    }
+
+    /// The escalation stream refused this instance's record: another
+    /// instance leads. The record is not the stream's, so it leaves the
+    /// log (`unappended_records`, with the reason): a refused entry was
+    /// never acted on (its acts wait for the stream); a refused result is
+    /// of an action the new leader runs again with the same key. Then
+    /// follow.
+    pub(super) fn deposed(&mut self, engine: &mut Engine, refused: Record, why: &str) {
+        let id = refused.entry_id();
+        let set_aside = match &refused {
+            Record::Entry { .. } => {
+                self.unacked.remove(&id);
+                self.held.retain(|a| a.entry != id);
+                let reason = format!("not carried out: {why}");
+                self.store.set_aside_entry(id, &reason)
+            }
+            Record::Mark {
+                action,
+                ts_ms,
+                result,
+                ..
+            } => self
+                .store
+                .set_aside_result(id, *action, Ts(*ts_ms), result, why),
+        };
+        match set_aside {
+            Ok(true) => {
+                tracing::warn!(
+                    entry = id,
+                    record = refused.subject_token(),
+                    "an escalation record the escalation stream refused is set aside (unappended_records)"
+                );
+                self.outbox.push(id);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(entry = id, error = %e,
+                "cannot set aside an escalation record the escalation stream refused"),
+        }
+        self.follow(engine);
+    }
+
+    /// The escalation stream is read to its end (at start-up, and before
+    /// taking the lead): this instance's entries from after the oldest
+    /// retained record with a higher id than any in the stream were written
+    /// by it as leader and never appended (it died first). Never acted on,
+    /// not the stream's: they leave the log (`unappended_records`), so
+    /// neither its API nor a takeover (which would run their actions again)
+    /// sees them. An entry older than the stream's oldest record cannot be
+    /// judged and stays.
+    pub(super) fn read_to_end(&mut self, engine: &mut Engine, retained_from: Ts) {
+        if self.stream.is_none() || self.role != Role::Following {
+            return;
+        }
+        // A minute's margin: an entry's time is event time, the stream's wall time.
+        let since = retained_from.plus_ms(60_000);
+        let mine = match self.store.entries(None, Some(since), i64::MAX as usize) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the escalation log to compare it with the escalation stream");
+                return;
+            }
+        };
+        let mut moved = 0;
+        for e in mine.iter().filter(|e| e.id > self.stream_max) {
+            let reason = "written by this instance as CTI leader, never appended to the escalation \
+                          stream (never acted on): the stream, read to its end, does not have it";
+            match self.store.set_aside_entry(e.id, reason) {
+                Ok(_) => {
+                    tracing::warn!(entry = e.id, queue = %e.queue, stage = %e.stage_name,
+                        "an escalation entry this instance wrote but never appended to the escalation stream is set aside (unappended_records); never acted on");
+                    self.meta.remove(&e.id);
+                    moved += 1;
+                }
+                Err(err) => tracing::error!(entry = e.id, error = %err,
+                    "cannot set aside an escalation entry the escalation stream does not have"),
+            }
+        }
+        if moved > 0 {
+            self.clear_ladders(engine);
+            self.restore_all(engine, false);
+            self.sync(engine);
+        }
     }
 
     /// Rebuilds queue `q`'s ladder from the audit log, its outputs
@@ -101,7 +187,10 @@ impl LadderObserver {
     /// A record of the leader's, copied into the audit log (a follower).
     pub(super) fn mirror(&mut self, engine: &mut Engine, r: Record) {
         if self.role != Role::Following {
-            // The leader reads its own records back; they are in its log.
+            // Another leader's record (this instance's own are not handed
+            // over): this one was deposed, and learns it on its next
+            // append or renewal; copied in then.
+            self.mirror_later.push_back(r);
             return;
         }
         if !self.mirror_retry.is_empty() {
@@ -159,6 +248,7 @@ impl LadderObserver {
         };
         let queue = match r {
             Record::Entry { entry } => {
+                self.stream_max = self.stream_max.max(entry.id);
                 self.meta
                     .insert(entry.id, (entry.queue.clone(), entry.stage_name.clone()));
                 self.next_id = self.next_id.max(entry.id);
@@ -195,6 +285,7 @@ impl LadderObserver {
             return;
         }
         self.retry_mirror(engine);
+        self.mirror_later.clear();
         tracing::info!("taking over the site's escalation ladders from the audit log");
         self.role = Role::Leading;
         self.clear_ladders(engine);
@@ -214,12 +305,15 @@ impl LadderObserver {
         }
         tracing::warn!("no longer the site's CTI leader: the ladders follow the escalation stream");
         self.role = Role::Following;
+        let later = std::mem::take(&mut self.mirror_later);
+        self.mirror_retry.extend(later);
         self.held.clear();
         self.unacked.clear();
         self.rerun.clear();
         for slot in self.acts.values_mut() {
             slot.queued.clear();
         }
+        self.retry_mirror(engine);
         self.clear_ladders(engine);
         self.restore_all(engine, false);
         self.sync(engine);

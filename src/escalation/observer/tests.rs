@@ -319,3 +319,81 @@ fn a_leader_acts_only_once_the_stream_has_the_decision() {
     assert!(results.iter().all(|(r, _)| r == "pending"), "{results:?}");
     assert_eq!(marks, 0);
 }
+
+/// The leader wrote stage 1 (entry 7: sign a1 and a2 in) to its log and
+/// died before appending it to the escalation stream: never acted on.
+/// Restarted, it reads the stream to its end (the stream's entries end at
+/// 6, its oldest record is an hour old) and sets entry 7 aside; when it
+/// takes the lead again it does not carry out entry 7's actions (on the old
+/// code it ran both, under keys no other instance's log has). Its older
+/// entry 3, from before the stream's oldest record, cannot be judged and
+/// stays.
+#[test]
+fn an_entry_never_appended_is_set_aside_and_not_carried_out_on_takeover() {
+    let cfg = Config::parse("t.toml", CLUSTER_LADDER).unwrap();
+    let store = Arc::new(Store::in_memory().unwrap());
+    let t0 = Ts(1_780_000_000_000);
+    let sign_in = |agent: &str, result: &str| ActionRecord {
+        kind: "sign_in".into(),
+        agent: Some(agent.into()),
+        target_queue: Some("hotline".into()),
+        result: result.into(),
+        detail: None,
+        seats: None,
+        at: None,
+    };
+    let entry = |id: u64, ts: Ts, result: &str, direction: Direction| Entry {
+        id,
+        ts,
+        queue: "hotline".into(),
+        stage: 1,
+        stage_name: "first".into(),
+        direction,
+        reason: "waiting=3 > 2".into(),
+        mode: "auto".into(),
+        actions: vec![sign_in("a1", result), sign_in("a2", result)],
+        ladder: Some("emergency".into()),
+        decision: None,
+    };
+    let old = Entry {
+        actions: vec![],
+        ..entry(3, Ts(t0.0 - 7_200_000), "ok", Direction::Down)
+    };
+    store.insert_entry(&old).unwrap();
+    store
+        .insert_entry(&entry(7, t0, PENDING, Direction::Up))
+        .unwrap();
+    let witness = Arc::new(Witness::default());
+    let cti = Arc::new(CtiRegistry::only(witness.clone()));
+    let (mut obs, _handle) = LadderObserver::new(&cfg, store.clone(), cti).unwrap();
+    let _written = obs.follow_a_leader();
+    let mut engine = Engine::starting_at(cfg.engine_config(), t0);
+    obs.after_event(&mut engine, None);
+    // The stream, read to its end: the other leader's entry 6.
+    let theirs = Entry {
+        actions: vec![],
+        ..entry(6, Ts(t0.0 - 600_000), "ok", Direction::Down)
+    };
+    obs.mirror(&mut engine, Record::Entry { entry: theirs });
+    obs.command(
+        &mut engine,
+        Command::ReadToEnd {
+            retained_from: Ts(t0.0 - 3_600_000),
+        },
+    );
+    obs.before_publish(&mut engine);
+    let ids: Vec<u64> = store.all_entries().unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, [3, 6]);
+    let aside = store.unappended_records().unwrap();
+    assert_eq!(aside.len(), 1);
+    assert_eq!((aside[0].0, aside[0].1.as_str()), (7, "entry"));
+
+    obs.lead(&mut engine);
+    obs.before_publish(&mut engine);
+    assert!(
+        witness.0.lock().unwrap().is_empty(),
+        "entry 7 is not carried out: {:?}",
+        witness.0.lock().unwrap()
+    );
+    assert_eq!(obs.next_id, 6, "ids continue after the stream's");
+}
