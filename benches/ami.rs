@@ -9,7 +9,9 @@
 //!   lines (the least any AMI reader must do);
 //! * `parse`: the framer (blocks with borrowed headers);
 //! * `parse_map`: framer + session + queue mapping → domain events;
-//! * `parse_map_engine`: the same, applied to the state engine.
+//! * `parse_map_traced`: `parse_map`, also naming each event by a digest of
+//!   its block (cluster mode's message identity; off on a single node);
+//! * `parse_map_engine`: the same as `parse_map`, applied to the state engine.
 
 use std::hint::black_box;
 
@@ -73,6 +75,17 @@ fn bench(c: &mut Criterion) {
             let mut out = r.feed(&bytes);
             out.extend(r.finish());
             black_box(out.len())
+        })
+    });
+
+    // Also naming each event by the digest of its block (cluster mode's
+    // message identity): the ratio to `parse_map` is what it costs.
+    g.bench_function("parse_map_traced", |b| {
+        b.iter(|| {
+            let mut r = AmiReplay::traced(AgentIds::default());
+            let mut out = r.feed(&bytes);
+            out.extend(r.finish());
+            black_box((out.len(), r.take_origins().len()))
         })
     });
 

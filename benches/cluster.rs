@@ -6,6 +6,9 @@
 //!   (a live source) into cluster mode's forwarder, appended to the stream
 //!   (ids, fence, acks), read back by the ordered consumer and applied to an
 //!   engine: source to applied state.
+//! - `stream_end_to_end_traced`: the same with every event named by its
+//!   own origin, as live sources hand them on in cluster mode (message
+//!   identity, docs/cluster.md): one message per event, pipelined.
 //! - `bare_async_nats`: the same events' bytes (one message per event,
 //!   the same encoding) published with async-nats (acks pipelined, up to
 //!   the client's 5,000 in flight) and read
@@ -83,7 +86,10 @@ fn server() -> Option<Server> {
 }
 
 /// Cluster mode's path: forwarder -> stream -> consumer -> engine.
-async fn end_to_end(url: &str, site: &str, evs: &[Event]) -> Duration {
+/// `traced`: the events come as a live source hands them on in cluster
+/// mode, each with its own origin (one message per event, pipelined);
+/// else as plain envelopes (merged into batches).
+async fn end_to_end(url: &str, site: &str, evs: &[Event], traced: bool) -> Duration {
     let text = format!("[cluster]\nnats = [\"{url}\"]\nsite = \"{site}\"\nstorage = \"file\"\n");
     let cfg = Config::parse("bench.toml", &text)
         .ok()
@@ -130,10 +136,18 @@ async fn end_to_end(url: &str, site: &str, evs: &[Event]) -> Duration {
         applied
     });
     let source: Arc<str> = Arc::from("pbx");
-    for ev in evs {
-        let env = Envelope::Event {
-            source: source.clone(),
-            event: ev.clone(),
+    for (i, ev) in evs.iter().enumerate() {
+        let env = if traced {
+            Envelope::Traced {
+                source: source.clone(),
+                events: vec![ev.clone()],
+                origins: vec![Some(Arc::from(format!("ebench:{i}")))],
+            }
+        } else {
+            Envelope::Event {
+                source: source.clone(),
+                event: ev.clone(),
+            }
         };
         if src_tx.send(env).await.is_err() {
             break;
@@ -255,7 +269,17 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 run += 1;
-                total += rt.block_on(end_to_end(&url, &format!("e{run}"), &evs));
+                total += rt.block_on(end_to_end(&url, &format!("e{run}"), &evs, false));
+            }
+            total
+        })
+    });
+    g.bench_function("stream_end_to_end_traced", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                run += 1;
+                total += rt.block_on(end_to_end(&url, &format!("t{run}"), &evs, true));
             }
             total
         })

@@ -11,15 +11,19 @@
 //! - `frame_decode`: framing plus picking out and URL-decoding the headers
 //!   the mapping reads (`CcEvent`);
 //! - `frame_decode_map`: plus the mod_callcenter mapping (`Mapper`);
-//! - `replay_decoder`: the whole replay decoder (session included).
+//! - `replay_decoder`: the whole replay decoder (session included);
+//! - `replay_decoder_traced`: the same, also naming each event by its
+//!   `Core-UUID` and `Event-Sequence` (cluster mode's message identity):
+//!   its ratio to `replay_decoder` is what the identity costs a cluster
+//!   ingester; the single-node path does not compute it.
 //!
 //! Run: `cargo bench --bench esl`.
 
 use std::hint::black_box;
 
-use acdmon::sources::esl::EslReplay;
 use acdmon::sources::esl::mapping::{Mapper, TimerConfig};
 use acdmon::sources::esl::parser::{Framer, Message, Parse};
+use acdmon::sources::esl::{EslReplay, SessionConfig};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Event frames of the recorded morning, repeated with fresh call ids.
@@ -135,6 +139,26 @@ fn benches(c: &mut Criterion) {
                 let mut total = 0usize;
                 for chunk in bytes.chunks(64 * 1024) {
                     total += d.feed(chunk).len();
+                }
+                (d, total)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    g.bench_function("replay_decoder_traced", |b| {
+        b.iter_batched(
+            || {
+                let mut d = EslReplay::traced(SessionConfig::replay());
+                let _ = d.feed(&head);
+                let _ = d.take_origins();
+                d
+            },
+            |mut d| {
+                let mut total = 0usize;
+                for chunk in bytes.chunks(64 * 1024) {
+                    total += d.feed(chunk).len();
+                    total += d.take_origins().len();
                 }
                 (d, total)
             },

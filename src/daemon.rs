@@ -428,6 +428,8 @@ pub(crate) fn start_source(
         .filter_map(|a| a.interface.clone().map(|i| (a.id.clone(), i)))
         .collect();
     ctx.restart = restart;
+    // Cluster mode: message ids come from each event's wire origin.
+    ctx.origins = state.config.load().cluster.is_some();
     let started = crate::sources::spawn(&s.spec, ctx);
     if let (Some(reg), Some(action)) = (cti, started.cti) {
         reg.insert(&s.name, action);

@@ -403,7 +403,7 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
             driver.apply(&source, event);
             1
         }
-        Envelope::Batch { source, events } => {
+        Envelope::Batch { source, events } | Envelope::Traced { source, events, .. } => {
             let n = events.len();
             for ev in events {
                 driver.apply(&source, ev);
@@ -442,6 +442,7 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
             source,
             events,
             verdict,
+            ..
         } => {
             let n = events.len();
             let refused: Vec<_> = events

@@ -351,3 +351,58 @@ async fn the_record_file_holds_accepted_packets_for_replay() {
         ]
     );
 }
+
+/// Cluster mode: a capture agent sends the same packet to two collectors
+/// (or a new ingester receives what the old one did). Each names the
+/// packet's events by the packet, so the stream stores them once; another
+/// packet of the same call gets another name.
+#[tokio::test]
+async fn in_cluster_mode_two_collectors_name_a_packets_events_alike() {
+    let mut named = Vec::new();
+    for name in ["east", "west"] {
+        let cfg = config();
+        let listeners = Listeners::bind(&cfg).await.unwrap();
+        let udp_addr = listeners.udp_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut ctx = SourceCtx::new(
+            "sbc",
+            tx,
+            SourceHealth::new(name, "hep"),
+            Arc::new(RejectCounter::default()),
+        );
+        ctx.origins = true;
+        let task = tokio::spawn(run(listeners, cfg.ingest().unwrap(), ctx));
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        udp.send_to(&packet(0, &invite("u1", "sales")), udp_addr)
+            .await
+            .unwrap();
+        let env = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("events within 5 s")
+            .expect("source running");
+        let Envelope::Traced {
+            events, origins, ..
+        } = env
+        else {
+            panic!("a cluster collector hands on traced batches, not {env:?}");
+        };
+        assert_eq!(
+            calls(&events),
+            vec![("u1".to_string(), "sales".to_string())]
+        );
+        assert_eq!(origins.len(), events.len());
+        named.push(origins[0].clone().expect("the packet's origin"));
+        task.abort();
+    }
+    assert_eq!(named[0], named[1], "one packet, one name");
+    assert!(
+        named[0].starts_with('p') && named[0].len() == 33,
+        "{}",
+        named[0]
+    );
+    let other = acdmon::sources::hep::task::packet_origin(&packet(1, &invite("u1", "sales")));
+    assert_ne!(
+        other, named[0],
+        "a packet captured a millisecond later is another"
+    );
+}

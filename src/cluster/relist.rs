@@ -185,6 +185,7 @@ impl Relister {
             source: Arc::from("_relist"),
             events: Vec::new(),
             verdict,
+            origins: None,
         };
         self.engine
             .send(env)

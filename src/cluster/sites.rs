@@ -274,11 +274,13 @@ pub fn refuse_input(engine: Inbox, rejects: Arc<RejectCounter>) -> Inbox {
             let (source, n, verdict) = match env {
                 Envelope::Event { source, .. } => (source, 1, None),
                 Envelope::Batch { source, events }
+                | Envelope::Traced { source, events, .. }
                 | Envelope::Positioned { source, events, .. } => (source, events.len(), None),
                 Envelope::Checked {
                     source,
                     events,
                     verdict,
+                    ..
                 } => (source, events.len(), Some(verdict)),
                 other => {
                     if engine.send(other).await.is_err() {

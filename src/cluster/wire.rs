@@ -13,16 +13,21 @@
 //!   where they end in the file: the id is `<source>:<file>:<end offset>`,
 //!   and the position travels in `Acdmon-Position`, so the next ingester
 //!   resumes at the end of the last message in the stream.
-//! - Live sources (AMI, ESL, HEP, a JSON socket) reach acdmon as decoded
-//!   events without their wire position: `Event` has no ESL
-//!   `Event-Sequence`/`Core-UUID`, AMI line number or HEP capture id. Their id
-//!   is a digest of the source name and every event's time and content
-//!   (times are the PBX's own, to the millisecond, and include the call id),
-//!   so a retried publish is dropped by JetStream. A live PBX link does not
-//!   replay old events after a reconnect, so cross-ingester duplicates of
-//!   live input cannot arise from re-reading; the ingester's compare-and-set
-//!   on the subject's last sequence (see `forwarder`) stops two ingesters
-//!   writing at once.
+//! - Live sources (AMI, ESL, HEP, a JSON socket, `POST /api/v1/events`
+//!   with an `Idempotency-Key`) hand on each event's wire origin
+//!   ([`crate::sources::Origin`]: ESL `Core-UUID` and `Event-Sequence`, a
+//!   digest of an AMI event's header block or of a HEP packet...), and
+//!   every PBX event becomes one message whose id is `<source>:<origin>`
+//!   ([`origin_id`]). The id names the PBX's event, not this ingester's
+//!   batch, so two ingesters reading the same event (an old holder still
+//!   connected while the new one connects) publish the same id whatever
+//!   their batches, and JetStream keeps the first.
+//! - Events without an origin (a timer's, a resync's, a POST without a
+//!   key) are identified by a digest of the source name and the events'
+//!   time and content (times are the PBX's own, to the millisecond, and
+//!   name the call), so a retried publish is dropped by JetStream; the
+//!   ingester's compare-and-set on the subject's last sequence (see
+//!   `forwarder`) stops two ingesters writing at once.
 
 use serde::{Deserialize, Serialize};
 
@@ -304,6 +309,15 @@ pub fn message_id(source: &str, position: Option<SourcePosition>, payload: &[u8]
     }
 }
 
+/// `Nats-Msg-Id` of one traced message: `<source>:<origin>`, or the
+/// digest of its events (see [`message_id`]) for events without an origin.
+pub fn origin_id(source: &str, origin: Option<&str>, payload: &[u8]) -> String {
+    match origin {
+        Some(o) => format!("{source}:{o}"),
+        None => message_id(source, None, payload),
+    }
+}
+
 /// FNV-1a 64 over the source and the payload: stable across processes and
 /// versions (std's hasher is not), and quick.
 fn fnv1a(a: &[u8], b: &[u8]) -> u64 {
@@ -414,5 +428,10 @@ mod tests {
         assert_eq!(a, message_id("esl", None, &encode(&every_kind())));
         assert_ne!(a, message_id("esl2", None, &encode(&every_kind())));
         assert_ne!(a, message_id("esl", None, &encode(&every_kind()[1..])));
+        assert_eq!(
+            origin_id("esl", Some("e4a2f:917"), b"whatever"),
+            "esl:e4a2f:917"
+        );
+        assert_eq!(origin_id("esl", None, b"x"), message_id("esl", None, b"x"));
     }
 }

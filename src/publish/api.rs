@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::AppState;
 use super::auth;
-use crate::sources::Envelope;
 use crate::sources::json::LineDecoder;
+use crate::sources::{Envelope, Origin};
 
 pub fn routes(_state: AppState) -> Router<AppState> {
     Router::new()
@@ -206,6 +206,21 @@ struct IngestReport {
     unconfirmed: usize,
     /// The engine's verdict on each batch sent, with the batch's line numbers.
     pending: Vec<(Vec<u64>, Verdict)>,
+    /// The request's `Idempotency-Key`.
+    key: Option<String>,
+}
+
+/// A request's `Idempotency-Key`: 1 to 128 visible ASCII characters (it
+/// becomes part of a stream message id in cluster mode); `Err` with why.
+fn idempotency_key(h: &HeaderMap) -> Result<Option<String>, String> {
+    let Some(v) = h.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let ok = |k: &str| (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic());
+    match v.to_str() {
+        Ok(k) if ok(k) => Ok(Some(k.to_string())),
+        _ => Err("Idempotency-Key must be 1 to 128 visible ASCII characters".into()),
+    }
 }
 
 impl IngestReport {
@@ -250,11 +265,20 @@ impl IngestReport {
             .http_events
             .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // A named request: each line is its own origin, so a retry of the
+        // request, however its body is cut, is stored once in cluster mode.
+        let origins = self.key.as_ref().map(|k| {
+            lines
+                .iter()
+                .map(|l| Some(Origin::from(format!("k{k}:{l}"))))
+                .collect()
+        });
         s.inbox
             .send(Envelope::Checked {
                 source: "http".into(),
                 events,
                 verdict: tx,
+                origins,
             })
             .await
             .map_err(|_| ())?;
@@ -325,6 +349,10 @@ async fn ingest(State(s): State<AppState>, req: axum::extract::Request) -> Respo
     if let Err(r) = admin_guard(&s, &parts.headers, &q) {
         return r;
     }
+    let key = match idempotency_key(&parts.headers) {
+        Ok(k) => k,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    };
     let wait = if s.config.load().cluster.is_some() {
         CLUSTER_VERDICT_WAIT
     } else {
@@ -332,7 +360,10 @@ async fn ingest(State(s): State<AppState>, req: axum::extract::Request) -> Respo
     };
     let mut body = body.into_data_stream();
     let mut dec = LineDecoder::new();
-    let mut report = IngestReport::default();
+    let mut report = IngestReport {
+        key,
+        ..IngestReport::default()
+    };
     let mut out = Vec::new();
     let stopping = || {
         (

@@ -101,6 +101,11 @@ pub struct SourceCtx {
     /// checkpoint, or a reload that restarted the source); `None` for a
     /// source started on its own.
     pub restart: Option<Restart>,
+    /// Hand the engine, with each event, the identity of the wire input it
+    /// was decoded from ([`Envelope::Traced`]). Set in cluster mode, where
+    /// the forwarder derives message ids from it; off, a source computes
+    /// nothing and sends plain batches.
+    pub origins: bool,
 }
 
 impl SourceCtx {
@@ -120,6 +125,7 @@ impl SourceCtx {
             rejects,
             agents: Vec::new(),
             restart: None,
+            origins: false,
         }
     }
 
@@ -137,20 +143,9 @@ impl SourceCtx {
         decoded: &mut Vec<json::Decoded>,
         position: Option<SourcePosition>,
     ) -> bool {
-        let mut events = Vec::with_capacity(decoded.len());
-        for (line, r) in decoded.drain(..) {
-            match r {
-                Ok(ev) => events.push(ev),
-                Err(rej) => {
-                    let at = format!("{context}:{line}");
-                    self.rejects.record(&self.name, &at, &rej);
-                }
-            }
-        }
-        if events.is_empty() {
+        let Some((events, _)) = self.accepted(context, decoded) else {
             return true;
-        }
-        self.health.add_events(events.len() as u64);
+        };
         let source = self.name.clone();
         let env = match position {
             Some(position) => Envelope::Positioned {
@@ -161,6 +156,56 @@ impl SourceCtx {
             None => Envelope::Batch { source, events },
         };
         self.inbox.send(env).await.is_ok()
+    }
+
+    /// [`SourceCtx::deliver`] for lines read from one connection, `conn`
+    /// naming it (`<peer>:<connection start>`): with [`SourceCtx::origins`]
+    /// on, the batch's origin is `c<conn>:<first line>-<last line>`.
+    pub async fn deliver_from(
+        &self,
+        context: &str,
+        decoded: &mut Vec<json::Decoded>,
+        conn: &str,
+    ) -> bool {
+        if !self.origins {
+            return self.deliver_at(context, decoded, None).await;
+        }
+        let Some((events, (first, last))) = self.accepted(context, decoded) else {
+            return true;
+        };
+        let origin: Origin = format!("c{conn}:{first}-{last}").into();
+        let env = Envelope::Traced {
+            source: self.name.clone(),
+            origins: vec![Some(origin); events.len()],
+            events,
+        };
+        self.inbox.send(env).await.is_ok()
+    }
+
+    /// Counts the rejected lines; the events, with the first and last line
+    /// they came from (`None`: no event).
+    fn accepted(
+        &self,
+        context: &str,
+        decoded: &mut Vec<json::Decoded>,
+    ) -> Option<(Vec<Event>, (u64, u64))> {
+        let mut events = Vec::with_capacity(decoded.len());
+        let mut lines: Option<(u64, u64)> = None;
+        for (line, r) in decoded.drain(..) {
+            match r {
+                Ok(ev) => {
+                    events.push(ev);
+                    lines = Some(lines.map_or((line, line), |(a, _)| (a, line)));
+                }
+                Err(rej) => {
+                    let at = format!("{context}:{line}");
+                    self.rejects.record(&self.name, &at, &rej);
+                }
+            }
+        }
+        let lines = lines?;
+        self.health.add_events(events.len() as u64);
+        Some((events, lines))
     }
 }
 
@@ -234,6 +279,16 @@ pub fn spawn(spec: &SourceSpec, ctx: SourceCtx) -> Started {
     }
 }
 
+/// The identity of the wire input an event was decoded from, the same on
+/// every connection that reads that input: ESL `e<Core-UUID>:<Event-Sequence>`,
+/// AMI `a<digest of the event's header block>`, HEP `p<digest of the
+/// packet>`, a JSON socket's batch `c<peer>:<connection start>:<first
+/// line>-<last line>`, `POST /api/v1/events` `k<Idempotency-Key>:<line>`. Events decoded from
+/// one input share it. In cluster mode it becomes the stream message's
+/// `Nats-Msg-Id` (see `crate::cluster::wire`), so the same PBX event read by
+/// two ingesters is stored once.
+pub type Origin = Arc<str>;
+
 /// What a source sends to the engine.
 #[derive(Debug)]
 pub enum Envelope {
@@ -253,13 +308,28 @@ pub enum Envelope {
         events: Vec<Event>,
         position: SourcePosition,
     },
+    /// A batch from a live source with [`SourceCtx::origins`] on: `origins`
+    /// has one entry per event, the [`Origin`] of its wire input (`None`:
+    /// the source made it itself, from a timer or a resync). The engine
+    /// applies it as a [`Envelope::Batch`]; only the cluster forwarder
+    /// reads the origins. The events of one origin are consecutive and in
+    /// one envelope (each origin becomes one stream message: a second
+    /// envelope with the same origin would be taken for a copy).
+    Traced {
+        source: Arc<str>,
+        events: Vec<Event>,
+        origins: Vec<Option<Origin>>,
+    },
     /// A batch whose sender wants the engine's verdict (`POST
     /// /api/v1/events` reports `unknown_call`, `duplicate_call`... in its
     /// answer): the index in `events` and the reason of each refused event.
+    /// `origins`: as in [`Envelope::Traced`], when the client named its
+    /// request (`Idempotency-Key`).
     Checked {
         source: Arc<str>,
         events: Vec<Event>,
         verdict: tokio::sync::oneshot::Sender<Vec<(usize, Reject)>>,
+        origins: Option<Vec<Option<Origin>>>,
     },
     /// A stream message (cluster mode) part of which a `POST /api/v1/events`
     /// on this instance awaits: applied and positioned as
@@ -332,3 +402,67 @@ pub type Inbox = tokio::sync::mpsc::Sender<Envelope>;
 /// Bound of the engine inbox. At 1 M events/s this is ~65 ms of buffering;
 /// beyond that, sources wait (backpressure), they never drop.
 pub const INBOX_CAPACITY: usize = 65_536;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+
+    fn enqueued(call: &str) -> Event {
+        Event {
+            ts: Ts(1_765_000_000_000),
+            kind: EventKind::CallEnqueued {
+                call: call.into(),
+                queue: "hotline".into(),
+                caller: None,
+                priority: None,
+            },
+        }
+    }
+
+    /// A JSON producer's lines: plain batches on a single node; in cluster
+    /// mode named by the connection and their lines (the rejected line
+    /// counted, not named).
+    #[tokio::test]
+    async fn lines_of_a_connection_are_named_by_it_in_cluster_mode() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let rejects = Arc::new(RejectCounter::default());
+        let mut ctx = SourceCtx::new(
+            "feed",
+            tx,
+            SourceHealth::new("feed", "json"),
+            rejects.clone(),
+        );
+        let lines = || {
+            vec![
+                (3, Ok(enqueued("c1"))),
+                (4, Err(Reject::new(RejectReason::BadValue, "no queue"))),
+                (5, Ok(enqueued("c2"))),
+            ]
+        };
+        let conn = "10.0.0.9:41000:1765000000000";
+        assert!(
+            ctx.deliver_from("tcp 10.0.0.9:41000", &mut lines(), conn)
+                .await
+        );
+        let Some(Envelope::Batch { events, .. }) = rx.recv().await else {
+            panic!("a single node sends plain batches");
+        };
+        assert_eq!(events.len(), 2);
+        ctx.origins = true;
+        assert!(
+            ctx.deliver_from("tcp 10.0.0.9:41000", &mut lines(), conn)
+                .await
+        );
+        let Some(Envelope::Traced {
+            events, origins, ..
+        }) = rx.recv().await
+        else {
+            panic!("cluster mode sends traced batches");
+        };
+        assert_eq!(events, vec![enqueued("c1"), enqueued("c2")]);
+        let name: Origin = Arc::from("c10.0.0.9:41000:1765000000000:3-5");
+        assert_eq!(origins, vec![Some(name.clone()), Some(name)]);
+        assert_eq!(rejects.by_reason().get("bad_value"), Some(&2));
+    }
+}

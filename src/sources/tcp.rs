@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 
 use crate::event::{Event, Reject, RejectReason};
 use crate::sources::backoff::Backoff;
-use crate::sources::{Envelope, SourceCtx};
+use crate::sources::{Envelope, Origin, SourceCtx};
 use crate::time::Ts;
 
 /// Most events held for the engine before the overflow policy applies:
@@ -75,6 +75,10 @@ pub struct Transmit {
     pub bytes: Vec<u8>,
     /// Domain events, in order.
     pub events: Vec<Event>,
+    /// With [`SourceCtx::origins`] on, the [`Origin`] of each event in
+    /// `events` (the protocol pushes one per event; missing ones count as
+    /// `None`). Empty otherwise.
+    pub origins: Vec<Option<Origin>>,
     /// Bad input, counted and logged by the driver.
     pub rejects: Vec<Reject>,
     /// The connection must close, and why.
@@ -175,6 +179,7 @@ pub async fn run<P: Protocol>(
         link,
         ctx,
         pending: VecDeque::new(),
+        origins: VecDeque::new(),
         commands_open: true,
         queued: 0,
         handed: 0,
@@ -228,6 +233,9 @@ struct Driver {
     peer: String,
     /// Events not yet taken by the engine; they survive a reconnect.
     pending: VecDeque<Event>,
+    /// With [`SourceCtx::origins`] on, the origin of each event in
+    /// `pending` (same length); empty otherwise.
+    origins: VecDeque<Option<Origin>>,
     commands_open: bool,
     /// Events ever put in `pending`, and ever taken from it (handed on or
     /// dropped): where a relist's events end.
@@ -248,12 +256,17 @@ impl Driver {
         }
         if !t.events.is_empty() {
             self.ctx.health.add_events(t.events.len() as u64);
+            if self.ctx.origins {
+                t.origins.resize(t.events.len(), None);
+                self.origins.extend(t.origins);
+            }
             self.queued += t.events.len() as u64;
             self.pending.extend(t.events);
         }
         if self.pending.len() > self.link.max_pending {
             let dropped = self.pending.len();
             self.pending.clear();
+            self.origins.clear();
             self.handed += dropped as u64;
             let detail = format!(
                 "engine behind: {dropped} {} events dropped; relisting queues",
@@ -269,6 +282,10 @@ impl Driver {
             t.close = t.close.or(more.close);
             for r in &more.rejects {
                 self.ctx.rejects.record(&self.ctx.name, &self.peer, r);
+            }
+            if self.ctx.origins {
+                more.origins.resize(more.events.len(), None);
+                self.origins.extend(more.origins);
             }
             self.queued += more.events.len() as u64;
             self.pending.extend(more.events);
@@ -311,6 +328,7 @@ impl Driver {
                     source,
                     events: Vec::new(),
                     verdict,
+                    origins: None,
                 };
                 let r = match inbox.send(env).await {
                     Ok(()) => taken
@@ -326,13 +344,29 @@ impl Driver {
 
     /// Hands one batch to a reserved inbox slot.
     fn send(&mut self, permit: tokio::sync::mpsc::Permit<'_, Envelope>) {
-        let n = self.pending.len().min(BATCH);
+        let mut n = self.pending.len().min(BATCH);
+        // One PBX event's events stay in one batch: its origin names one
+        // stream message (see `Envelope::Traced`).
+        while n > 0
+            && n < self.origins.len()
+            && self.origins[n].is_some()
+            && self.origins[n] == self.origins[n - 1]
+        {
+            n += 1;
+        }
         let events: Vec<Event> = self.pending.drain(..n).collect();
         self.handed += n as u64;
-        permit.send(Envelope::Batch {
-            source: self.ctx.name.clone(),
-            events,
-        });
+        let source = self.ctx.name.clone();
+        if self.ctx.origins {
+            let origins = self.origins.drain(..n.min(self.origins.len())).collect();
+            permit.send(Envelope::Traced {
+                source,
+                events,
+                origins,
+            });
+        } else {
+            permit.send(Envelope::Batch { source, events });
+        }
         self.answer_relists();
     }
 

@@ -136,17 +136,33 @@ impl OwnedMessage {
 /// buffered messages alike.
 pub trait Headers {
     fn header(&self, key: &str) -> Option<&str>;
+    /// Every header in wire order, values as text (lossily decoded, as a
+    /// buffered [`OwnedMessage`] keeps them): both kinds give the same bytes.
+    fn each_header(&self, f: &mut dyn FnMut(&[u8], &[u8]));
 }
 
 impl Headers for Message<'_> {
     fn header(&self, key: &str) -> Option<&str> {
         self.get(key)
     }
+    fn each_header(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        for (k, v) in self.headers() {
+            f(
+                String::from_utf8_lossy(k).as_bytes(),
+                String::from_utf8_lossy(v).as_bytes(),
+            );
+        }
+    }
 }
 
 impl Headers for OwnedMessage {
     fn header(&self, key: &str) -> Option<&str> {
         self.get(key)
+    }
+    fn each_header(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        for (k, v) in &self.headers {
+            f(k.as_bytes(), v.as_bytes());
+        }
     }
 }
 

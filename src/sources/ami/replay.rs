@@ -8,13 +8,16 @@
 use super::mapping::AgentIds;
 use super::session::Session;
 use crate::event::Event;
-use crate::sources::{Reject, ReplayDecoder};
+use crate::sources::{Origin, Reject, ReplayDecoder};
 
 /// Decodes an AMI transcript into events on event time.
 #[derive(Debug)]
 pub struct AmiReplay {
     session: Session,
     events: Vec<Event>,
+    /// With [`AmiReplay::traced`]: the origin of each event returned since
+    /// the last [`AmiReplay::take_origins`].
+    origins: Option<Vec<Option<Origin>>>,
 }
 
 impl AmiReplay {
@@ -22,7 +25,27 @@ impl AmiReplay {
         AmiReplay {
             session: Session::passive(ids),
             events: Vec::new(),
+            origins: None,
         }
+    }
+
+    /// A decoder that also keeps each event's wire origin (a digest of its
+    /// AMI block, see [`crate::sources::Origin`]): the events a cluster
+    /// ingester would hand on, for tests and tools.
+    pub fn traced(ids: AgentIds) -> Self {
+        let mut r = Self::new(ids);
+        r.session.trace_origins();
+        r.origins = Some(Vec::new());
+        r
+    }
+
+    /// The origins of the events returned since the last call, one per
+    /// event, in order (empty unless [`AmiReplay::traced`]).
+    pub fn take_origins(&mut self) -> Vec<Option<Origin>> {
+        self.origins
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Feeds the next bytes of the transcript (any chunking).
@@ -39,7 +62,10 @@ impl AmiReplay {
     }
 
     fn collect(&mut self) -> Vec<Result<Event, Reject>> {
-        self.session.poll_events(&mut self.events);
+        match self.origins.as_mut() {
+            Some(o) => self.session.poll_events_traced(&mut self.events, o),
+            None => self.session.poll_events(&mut self.events),
+        }
         let mut out: Vec<Result<Event, Reject>> =
             self.session.poll_rejects().into_iter().map(Err).collect();
         out.extend(self.events.drain(..).map(Ok));

@@ -36,6 +36,7 @@ use crate::sources::{Reject, RejectReason};
 use crate::time::Ts;
 
 mod actions;
+mod origin;
 mod resync;
 
 use actions::Confirm;
@@ -139,6 +140,8 @@ pub struct Session {
     pending_list_time: Option<Ts>,
     queued_full_resync: bool,
     next_relist: Ts,
+    /// With [`Session::trace_origins`]: each event's AMI block.
+    origins: Option<origin::Origins>,
 }
 
 impl Session {
@@ -201,6 +204,7 @@ impl Session {
             pending_list_time: None,
             queued_full_resync: false,
             next_relist: Ts(i64::MAX),
+            origins: None,
         }
     }
 
@@ -240,6 +244,27 @@ impl Session {
 
     /// Moves the domain events produced so far, in order, onto `out`.
     pub fn poll_events(&mut self, out: &mut Vec<Event>) {
+        out.append(&mut self.events);
+    }
+
+    /// Keep each event's origin, `a<digest of its AMI block>` (cluster
+    /// mode, see `origin`); read them with [`Session::poll_events_traced`].
+    pub fn trace_origins(&mut self) {
+        self.origins.get_or_insert_with(Default::default);
+    }
+
+    /// [`Session::poll_events`], with the origin of each event moved onto
+    /// `origins` (`None` for a resync's or a timer's; nothing unless
+    /// [`Session::trace_origins`]).
+    pub fn poll_events_traced(
+        &mut self,
+        out: &mut Vec<Event>,
+        origins: &mut Vec<Option<crate::sources::Origin>>,
+    ) {
+        if let Some(o) = self.origins.as_mut() {
+            o.pad(self.events.len(), None);
+            origins.append(&mut o.of_events);
+        }
         out.append(&mut self.events);
     }
 
@@ -665,7 +690,14 @@ impl Session {
                 if let QueueEvent::Member { change, block } = &ev {
                     self.confirm(*change, block.queue, block.interface, block.paused);
                 }
+                let origin = self.origins.as_mut().map(|o| {
+                    o.pad(self.events.len(), None);
+                    o.of(m)
+                });
                 self.tracker.handle_event(&ev, ts, &mut self.events);
+                if let Some(o) = self.origins.as_mut() {
+                    o.pad(self.events.len(), origin);
+                }
             }
             Ok(None) => {}
             Err(r) => self.rejects.push(r),

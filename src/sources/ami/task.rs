@@ -80,6 +80,7 @@ pub fn spawn(cfg: AmiConfig, ctx: SourceCtx) -> Started {
         waiters: HashMap::new(),
         next_token: 1,
         was_logged_in: false,
+        origins: ctx.origins,
     };
     let task = tokio::spawn(tcp::run(cfg.link(), ami, ctx, rx));
     Started {
@@ -99,6 +100,8 @@ struct Ami {
     waiters: HashMap<u64, oneshot::Sender<ActionReply>>,
     next_token: u64,
     was_logged_in: bool,
+    /// Hand on each event's origin ([`crate::sources::SourceCtx::origins`]).
+    origins: bool,
 }
 
 impl Protocol for Ami {
@@ -106,10 +109,14 @@ impl Protocol for Ami {
 
     fn handle_connected(&mut self, now: Ts) {
         let config = self.config.clone();
-        self.session = Some(match self.session.take() {
+        let mut session = match self.session.take() {
             Some(previous) => Session::reconnect(config, previous, now),
             None => Session::new(config, now),
-        });
+        };
+        if self.origins {
+            session.trace_origins();
+        }
+        self.session = Some(session);
         self.was_logged_in = false;
     }
 
@@ -157,7 +164,12 @@ impl Protocol for Ami {
             return;
         };
         out.bytes.extend_from_slice(&s.poll_transmit());
-        s.poll_events(&mut out.events);
+        if self.origins {
+            out.origins.resize(out.events.len(), None);
+            s.poll_events_traced(&mut out.events, &mut out.origins);
+        } else {
+            s.poll_events(&mut out.events);
+        }
         for (token, reply) in s.poll_replies() {
             if let Some(w) = self.waiters.remove(&token) {
                 let _ = w.send(reply);

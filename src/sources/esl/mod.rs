@@ -71,6 +71,7 @@ impl EslConfig {
             timers,
             replay: false,
             counted_until,
+            origins: false,
         }
     }
 }

@@ -14,7 +14,7 @@ use super::parser::{Framer, Message, Parse};
 use super::session::{Output, Session, SessionConfig};
 use crate::config::EslConfig;
 use crate::event::Event;
-use crate::sources::{Reject, RejectReason, ReplayDecoder};
+use crate::sources::{Origin, Reject, RejectReason, ReplayDecoder};
 use crate::time::Ts;
 
 /// The replay entry point: with the settings of the configuration's
@@ -36,6 +36,9 @@ pub struct EslReplay {
     /// Frames without time, waiting for the next event's time (raw bytes;
     /// re-framed when released).
     held: Vec<Vec<u8>>,
+    /// With [`EslReplay::traced`]: the origin of each event returned since
+    /// the last [`EslReplay::take_origins`].
+    origins: Option<Vec<Option<Origin>>>,
 }
 
 impl Default for EslReplay {
@@ -57,7 +60,27 @@ impl EslReplay {
             buf: Vec::new(),
             session: Session::new(cfg),
             held: Vec::new(),
+            origins: None,
         }
+    }
+
+    /// A decoder that also keeps each event's wire origin (ESL
+    /// `e<Core-UUID>:<Event-Sequence>`, see [`crate::sources::Origin`]): the
+    /// events a cluster ingester would hand on, for tests and tools.
+    pub fn traced(mut cfg: SessionConfig) -> Self {
+        cfg.origins = true;
+        let mut r = Self::with_config(cfg);
+        r.origins = Some(Vec::new());
+        r
+    }
+
+    /// The origins of the events returned since the last call, one per
+    /// event, in order (empty unless [`EslReplay::traced`]).
+    pub fn take_origins(&mut self) -> Vec<Option<Origin>> {
+        self.origins
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Event, Reject>> {
@@ -86,7 +109,7 @@ impl EslReplay {
                         }
                         Ok(_) => self.held.push(raw.to_vec()),
                     }
-                    drain(&mut self.session, &mut results);
+                    drain(&mut self.session, &mut results, &mut self.origins);
                 }
             }
         }
@@ -105,7 +128,7 @@ impl EslReplay {
         }
         let ts = self.session.clock();
         release(&mut self.session, &mut self.held, ts);
-        drain(&mut self.session, &mut results);
+        drain(&mut self.session, &mut results, &mut self.origins);
         results
     }
 }
@@ -119,7 +142,7 @@ impl EslReplay {
         if until > self.session.clock() {
             self.session.handle_timeout(until);
         }
-        drain(&mut self.session, &mut results);
+        drain(&mut self.session, &mut results, &mut self.origins);
         results
     }
 }
@@ -135,11 +158,22 @@ fn release(session: &mut Session, held: &mut Vec<Vec<u8>>, ts: Ts) {
     }
 }
 
-fn drain(session: &mut Session, results: &mut Vec<Result<Event, Reject>>) {
+fn drain(
+    session: &mut Session,
+    results: &mut Vec<Result<Event, Reject>>,
+    origins: &mut Option<Vec<Option<Origin>>>,
+) {
+    let mut push = |results: &mut Vec<Result<Event, Reject>>, e, o| {
+        results.push(Ok(e));
+        if let Some(v) = origins.as_mut() {
+            v.push(o);
+        }
+    };
     let mut closed = None;
     while let Some(o) = session.poll_output() {
         match o {
-            Output::Event(e) => results.push(Ok(e)),
+            Output::Event(e) => push(results, e, None),
+            Output::Traced(e, o) => push(results, e, Some(o)),
             Output::Reject(r) => results.push(Err(r)),
             Output::Close(why) => closed = Some(why),
             Output::Send(_) | Output::ResyncStarted(_) | Output::Synced | Output::Reply { .. } => {}
@@ -151,7 +185,8 @@ fn drain(session: &mut Session, results: &mut Vec<Result<Event, Reject>>) {
         session.handle_disconnect(&why);
         while let Some(o) = session.poll_output() {
             match o {
-                Output::Event(e) => results.push(Ok(e)),
+                Output::Event(e) => push(results, e, None),
+                Output::Traced(e, o) => push(results, e, Some(o)),
                 Output::Reject(r) => results.push(Err(r)),
                 _ => {}
             }

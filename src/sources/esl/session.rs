@@ -52,6 +52,9 @@ pub struct SessionConfig {
     pub replay: bool,
     /// See [`crate::sources::esl::EslConfig::session_config`].
     pub counted_until: Option<Ts>,
+    /// Hand out each event with its wire origin, `e<Core-UUID>:<Event-Sequence>`
+    /// ([`Output::Traced`]; cluster mode, see [`crate::sources::Origin`]).
+    pub origins: bool,
 }
 
 impl SessionConfig {
@@ -68,6 +71,7 @@ impl SessionConfig {
             timers: TimerConfig::default(),
             replay: true,
             counted_until: None,
+            origins: false,
         }
     }
 }
@@ -78,6 +82,10 @@ pub enum Output {
     /// Bytes to write to the socket.
     Send(Vec<u8>),
     Event(Event),
+    /// An event decoded from the FreeSWITCH event with this origin (only
+    /// with [`SessionConfig::origins`]; events of timers, resyncs and CTI
+    /// replies stay [`Output::Event`]).
+    Traced(Event, crate::sources::Origin),
     Reject(Reject),
     /// A resync began (the source is not ready until [`Output::Synced`]).
     ResyncStarted(String),
@@ -97,6 +105,7 @@ impl std::fmt::Debug for Output {
         match self {
             Output::Send(b) => write!(f, "Send({} bytes)", b.len()),
             Output::Event(e) => f.debug_tuple("Event").field(e).finish(),
+            Output::Traced(e, o) => f.debug_tuple("Traced").field(e).field(o).finish(),
             Output::Reject(r) => f.debug_tuple("Reject").field(r).finish(),
             Output::ResyncStarted(r) => f.debug_tuple("ResyncStarted").field(r).finish(),
             Output::Synced => f.write_str("Synced"),
@@ -481,12 +490,37 @@ impl Session {
     }
 
     fn flush(&mut self, out: &mut Vec<Output>) {
+        self.flush_from(None, out);
+    }
+
+    /// Hands out what the mapper produced from the wire event `origin`.
+    fn flush_from(&mut self, origin: Option<crate::sources::Origin>, out: &mut Vec<Output>) {
         for m in self.mapped.drain(..) {
-            out.push(match m {
-                Ok(e) => Output::Event(e),
-                Err(r) => Output::Reject(r),
+            out.push(match (m, &origin) {
+                (Ok(e), Some(o)) => Output::Traced(e, o.clone()),
+                (Ok(e), None) => Output::Event(e),
+                (Err(r), _) => Output::Reject(r),
             });
         }
+    }
+
+    /// `e<Core-UUID>:<Event-Sequence>`: FreeSWITCH numbers every event it
+    /// fires per core, so the pair names one event on every connection
+    /// (None when origins are off or the event lacks either header).
+    fn origin(&self, ev: &CcEvent<'_>) -> Option<crate::sources::Origin> {
+        if !self.cfg.origins {
+            return None;
+        }
+        let core = ev.text(Field::CoreUuid)?;
+        let seq = ev.int(Field::Sequence)?;
+        Some(format!("e{core}:{seq}").into())
+    }
+
+    /// Maps one event and hands out what it gave, with its origin.
+    fn apply_event(&mut self, ev: &CcEvent<'_>, out: &mut Vec<Output>) {
+        let origin = self.origin(ev);
+        self.mapper.handle_event(ev, &mut self.mapped);
+        self.flush_from(origin, out);
     }
 
     fn start_resync(&mut self, reason: String, now: Ts, out: &mut Vec<Output>) {
@@ -615,11 +649,11 @@ impl Session {
         };
         self.mapper
             .apply_resync(r.started, r.lists, &mut self.mapped);
+        self.flush(out);
         for ev in &r.held {
-            self.mapper.handle_event(ev, &mut self.mapped);
+            self.apply_event(ev, out);
         }
         self.phase = Phase::Live;
-        self.flush(out);
         tracing::info!(reason = %r.reason, held = r.held.len(), "resync complete");
         out.push(Output::Synced);
     }
@@ -634,13 +668,13 @@ impl Session {
             tracing::warn!("recorded resync never completed; applying held events");
             self.pending
                 .retain(|p| matches!(p, Pending::External { .. }));
+            self.flush(out);
             if let Some(r) = self.resync.take() {
                 for ev in r.held {
-                    self.mapper.handle_event(&ev, &mut self.mapped);
+                    self.apply_event(&ev, out);
                 }
             }
             self.phase = Phase::Live;
-            self.flush(out);
         } else {
             out.push(Output::Close("resync timed out".into()));
         }
@@ -665,8 +699,7 @@ impl Session {
             }
             return;
         }
-        self.mapper.handle_event(&ev, &mut self.mapped);
-        self.flush(out);
+        self.apply_event(&ev, out);
         if let Some(reason) = self.mapper.take_resync_wanted() {
             self.start_resync(reason, self.mapper.clock(), out);
         }

@@ -51,9 +51,11 @@ pub fn spawn(cfg: EslConfig, ctx: SourceCtx) -> Started {
         pbx: "FreeSWITCH",
         max_pending: tcp::MAX_PENDING,
     };
+    let mut session = cfg.session_config(counted_until);
+    session.origins = ctx.origins;
     let esl = Esl {
         name: ctx.name.clone(),
-        session: Session::new(cfg.session_config(counted_until)),
+        session: Session::new(session),
         resync_every: cfg.resync_interval.map(|d| d.millis()).filter(|ms| *ms > 0),
         reply_within: cfg.command_timeout.0 * 2,
         address: cfg.address,
@@ -164,7 +166,14 @@ impl Protocol for Esl {
         while let Some(o) = self.session.poll_output() {
             match o {
                 Output::Send(bytes) => out.bytes.extend_from_slice(&bytes),
-                Output::Event(e) => out.events.push(e),
+                Output::Event(e) => {
+                    out.events.push(e);
+                    out.origins.push(None);
+                }
+                Output::Traced(e, o) => {
+                    out.events.push(e);
+                    out.origins.push(Some(o));
+                }
                 Output::Reject(r) => out.rejects.push(r),
                 Output::ResyncStarted(reason) => {
                     tracing::info!(source = %self.name, %reason, "resync started");

@@ -21,7 +21,7 @@ use super::packet::{Limits, StreamFramer};
 use super::{HepIngest, HepSourceConfig};
 use crate::event::Event;
 use crate::sources::backoff::Backoff;
-use crate::sources::{Envelope, Reject, RejectCounter, RejectReason, SourceCtx, Started};
+use crate::sources::{Envelope, Origin, Reject, RejectCounter, RejectReason, SourceCtx, Started};
 use crate::time::Ts;
 
 /// Datagrams drained per wake-up before events are handed over as one batch.
@@ -137,6 +137,8 @@ pub async fn run(listeners: Listeners, mut ingest: HepIngest, ctx: SourceCtx) {
     health.set_synced(true);
     let mut recorder = open_record(name, &mut ingest);
     let mut events: Vec<Event> = Vec::new();
+    // With `ctx.origins`: the origin of each event in `events`.
+    let mut origins: Vec<Option<Origin>> = Vec::new();
     ingest.handle_start(Ts::now(), &mut events);
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(TCP_QUEUE);
     if let Some(l) = listeners.tcp {
@@ -164,12 +166,12 @@ pub async fn run(listeners: Listeners, mut ingest: HepIngest, ctx: SourceCtx) {
             r = recv(udp.as_ref(), &mut buf) => match r {
                 Ok((n, peer)) => {
                     let now = Ts::now();
-                    handle(&mut ingest, &buf[..n], now, &mut events, &ctx, "udp", peer);
+                    handle(&mut ingest, &buf[..n], now, (&mut events, &mut origins), &ctx, "udp", peer);
                     // Drain what else is queued, then hand over one batch.
                     if let Some(s) = udp.as_ref() {
                         for _ in 1..BATCH_DATAGRAMS {
                             match s.try_recv_from(&mut buf) {
-                                Ok((n, peer)) => handle(&mut ingest, &buf[..n], now, &mut events, &ctx, "udp", peer),
+                                Ok((n, peer)) => handle(&mut ingest, &buf[..n], now, (&mut events, &mut origins), &ctx, "udp", peer),
                                 Err(_) => break,
                             }
                         }
@@ -182,10 +184,10 @@ pub async fn run(listeners: Listeners, mut ingest: HepIngest, ctx: SourceCtx) {
             },
             m = tcp_rx.recv(), if tcp_open => match m {
                 Some((peer, bytes)) => {
-                    handle_packet_bytes(&mut ingest, &bytes, &mut events, &ctx, peer);
+                    handle_packet_bytes(&mut ingest, &bytes, (&mut events, &mut origins), &ctx, peer);
                     while events.len() < 4096 {
                         match tcp_rx.try_recv() {
-                            Ok((peer, bytes)) => handle_packet_bytes(&mut ingest, &bytes, &mut events, &ctx, peer),
+                            Ok((peer, bytes)) => handle_packet_bytes(&mut ingest, &bytes, (&mut events, &mut origins), &ctx, peer),
                             Err(_) => break,
                         }
                     }
@@ -217,14 +219,21 @@ pub async fn run(listeners: Listeners, mut ingest: HepIngest, ctx: SourceCtx) {
         if !events.is_empty() {
             health.add_events(events.len() as u64);
             let batch = std::mem::take(&mut events);
-            if inbox
-                .send(Envelope::Batch {
+            let env = if ctx.origins {
+                let mut origins = std::mem::take(&mut origins);
+                origins.resize(batch.len(), None);
+                Envelope::Traced {
                     source: name.clone(),
                     events: batch,
-                })
-                .await
-                .is_err()
-            {
+                    origins,
+                }
+            } else {
+                Envelope::Batch {
+                    source: name.clone(),
+                    events: batch,
+                }
+            };
+            if inbox.send(env).await.is_err() {
                 health.set_connected(false);
                 return;
             }
@@ -263,29 +272,54 @@ async fn recv(s: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, 
     }
 }
 
+/// Decodes one packet onto `out`'s events; with `ctx.origins`, its events'
+/// origin onto `out`'s origins.
 fn handle(
     ingest: &mut HepIngest,
     d: &[u8],
     now: Ts,
-    events: &mut Vec<Event>,
+    out: (&mut Vec<Event>, &mut Vec<Option<Origin>>),
     ctx: &SourceCtx,
     transport: &str,
     peer: SocketAddr,
 ) {
+    let (events, origins) = out;
+    let before = events.len();
     if let Err(rej) = ingest.handle_datagram(d, now, events) {
         record(&ctx.rejects, &ctx.name, transport, peer, &rej);
     }
+    if ctx.origins && events.len() > before {
+        origins.resize(before, None);
+        origins.resize(events.len(), Some(packet_origin(d)));
+    }
+}
+
+/// `p<MD5 of the packet>`: a HEP3 packet carries its capture time to the
+/// microsecond and the capture agent's node id beside the SIP message, so
+/// its bytes name it wherever it is received (an agent sending to two
+/// collectors, a resend over TCP).
+pub fn packet_origin(packet: &[u8]) -> Origin {
+    use md5::{Digest, Md5};
+    let d = Md5::digest(packet);
+    let mut id = String::with_capacity(33);
+    id.push('p');
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in d {
+        id.push(HEX[usize::from(b >> 4)] as char);
+        id.push(HEX[usize::from(b & 15)] as char);
+    }
+    id.into()
 }
 
 fn handle_packet_bytes(
     ingest: &mut HepIngest,
     bytes: &[u8],
-    events: &mut Vec<Event>,
+    out: (&mut Vec<Event>, &mut Vec<Option<Origin>>),
     ctx: &SourceCtx,
     peer: SocketAddr,
 ) {
     // Framed by the connection task already: parse as one packet.
-    handle(ingest, bytes, Ts::now(), events, ctx, "tcp", peer);
+    handle(ingest, bytes, Ts::now(), out, ctx, "tcp", peer);
 }
 
 fn record(rejects: &RejectCounter, name: &str, transport: &str, peer: SocketAddr, rej: &Reject) {

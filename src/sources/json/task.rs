@@ -289,12 +289,18 @@ async fn read_stream_from(
     context: &str,
     ctx: &SourceCtx,
 ) -> Result<(), ()> {
+    // Names this connection's lines in cluster mode (see
+    // `SourceCtx::deliver_from`): unique to the connection, so it tells a
+    // retried publish from new lines, not one producer's resend on a new
+    // connection from the first send.
+    let peer = context.strip_prefix("tcp ").unwrap_or(context);
+    let conn = format!("{peer}:{}", crate::time::Ts::now().0);
     let mut dec = LineDecoder::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
     if !head.is_empty() {
         dec.feed(&head, &mut out);
-        if !ctx.deliver(context, &mut out).await {
+        if !ctx.deliver_from(context, &mut out, &conn).await {
             return Err(());
         }
     }
@@ -303,14 +309,14 @@ async fn read_stream_from(
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 dec.feed(&buf[..n], &mut out);
-                if !ctx.deliver(context, &mut out).await {
+                if !ctx.deliver_from(context, &mut out, &conn).await {
                     return Err(());
                 }
             }
         }
     }
     dec.finish(&mut out);
-    if ctx.deliver(context, &mut out).await {
+    if ctx.deliver_from(context, &mut out, &conn).await {
         Ok(())
     } else {
         Err(())
