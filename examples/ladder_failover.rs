@@ -26,11 +26,14 @@
 //! in an earlier cycle is a *recycled* key, a new action the receiver drops
 //! (it shows up as lost). A new key that signs in an agent already in, or
 //! out an agent already out, is a duplicate it cannot tell from a new
-//! action. Lost: an agent of a stage never signed in, or still in when the
-//! cycle ends (15 s after the last release was due). Lateness: each action's
-//! arrival after the moment the script made it due (the enqueue that crossed
-//! the stage's threshold, the drain plus one hold per stage released
-//! before); its maximum per cycle compares kill cycles with the baseline.
+//! action. Lost: an agent of a stage the receiver never signed in, or
+//! still in when the cycle ends (15 s after the last release was due).
+//! Key-blind counts (what a receiver that ignores the header would see):
+//! requests beyond one per expected verb and agent, and expected ones that
+//! never came. Lateness: each action's arrival after the moment the script
+//! made it due (the enqueue that crossed the stage's threshold; the drain
+//! plus one hold per stage released); its maximum per cycle compares kill
+//! cycles with the baseline.
 //!
 //! Run (the `acdmon` binary is taken from the same target directory, or
 //! `ACDMON_BIN`; nats-server from scripts/install-nats.sh):
@@ -501,6 +504,10 @@ struct Tally {
     /// A key first seen in an earlier cycle: a new action the receiver drops.
     recycled_key: usize,
     other_key: usize,
+    /// Blind to keys (a receiver that ignores them): requests beyond one
+    /// per expected (verb, agent), and expected ones that never came.
+    extra: usize,
+    missing: usize,
     lost_sign_in: usize,
     left_in: usize,
     /// Latest action after its due moment.
@@ -523,8 +530,15 @@ impl Ledger {
             requests: reqs.len(),
             ..Tally::default()
         };
-        let mut arrived: BTreeMap<(String, String), Instant> = BTreeMap::new();
+        // (verb, agent) -> (first arrival, further requests).
+        let mut arrived: BTreeMap<(String, String), (Instant, usize)> = BTreeMap::new();
+        // (verb, agent) the receiver carried out (not dropped as a repeat).
+        let mut accepted: HashSet<(String, String)> = HashSet::new();
         for r in reqs {
+            arrived
+                .entry((r.verb.clone(), r.agent.clone()))
+                .and_modify(|(_, n)| *n += 1)
+                .or_insert((r.at, 0));
             if let Some(k) = &r.key
                 && let Some(&first) = self.keys.get(k)
             {
@@ -546,6 +560,7 @@ impl Ledger {
             if let Some(k) = &r.key {
                 self.keys.insert(k.clone(), cycle);
             }
+            accepted.insert((r.verb.clone(), r.agent.clone()));
             let fresh = match r.verb.as_str() {
                 "sign_in" => self.signed_in.insert(r.agent.clone()),
                 _ => self.signed_in.remove(&r.agent),
@@ -557,21 +572,20 @@ impl Ledger {
                     r.verb, r.agent, r.by, r.key, r.attempt
                 ));
             }
-            arrived
-                .entry((r.verb.clone(), r.agent.clone()))
-                .or_insert(r.at);
         }
+        t.extra = arrived.values().map(|(_, more)| more).sum();
         for ((verb, agent), when) in due {
             match arrived.get(&(verb.clone(), agent.clone())) {
-                Some(at) => {
+                Some((at, _)) => {
                     let late = at.saturating_duration_since(*when);
                     t.max_late = t.max_late.max(Some(late));
                 }
-                None if verb == "sign_in" => {
-                    t.lost_sign_in += 1;
-                    t.notes.push(format!("LOST: {agent} never signed in"));
-                }
-                None => {}
+                None => t.missing += 1,
+            }
+            let accepted = accepted.contains(&(verb.clone(), agent.clone()));
+            if verb == "sign_in" && !accepted {
+                t.lost_sign_in += 1;
+                t.notes.push(format!("LOST: {agent} never signed in"));
             }
         }
         let left: Vec<String> = self.signed_in.drain().collect();
@@ -788,12 +802,14 @@ async fn main() {
         let (due, reqs, killed) = cycle(n, &feed, &receiver, &inst, &bin, offset).await;
         let t = ledger.apply(n, &reqs, &due, killed.as_ref());
         let mut line = format!(
-            "cycle {n:3} {kind:8} requests {:2} same-key {} recycled-key {} other-key {} lost {} late {}",
+            "cycle {n:3} {kind:8} requests {:2} same-key {} recycled-key {} other-key {} lost {} (key-blind: extra {} missing {}) late {}",
             t.requests,
             t.same_key,
             t.recycled_key,
             t.other_key,
             t.lost_sign_in + t.left_in,
+            t.extra,
+            t.missing,
             t.max_late.map(secs).unwrap_or_else(|| "-".into()),
         );
         if let Some(k) = &killed {
@@ -824,6 +840,8 @@ async fn main() {
         sum.other_key += t.other_key;
         sum.lost_sign_in += t.lost_sign_in;
         sum.left_in += t.left_in;
+        sum.extra += t.extra;
+        sum.missing += t.missing;
     }
     println!(
         "--- summary (seed {}, {} instances, lease_ttl {} s)",
@@ -832,13 +850,15 @@ async fn main() {
     for kind in ["baseline", "kill"] {
         let Some(s) = totals.get(kind) else { continue };
         println!(
-            "{kind:8}: requests {}, same-key repeats {}, recycled keys {}, different-key duplicates {}, lost sign-ins {}, left signed in {}; latest action per cycle: {}",
+            "{kind:8}: requests {}, same-key repeats {}, recycled keys {}, different-key duplicates {}, lost sign-ins {}, left signed in {}; key-blind: extra requests {}, missing {}; latest action per cycle: {}",
             s.requests,
             s.same_key,
             s.recycled_key,
             s.other_key,
             s.lost_sign_in,
             s.left_in,
+            s.extra,
+            s.missing,
             spread(late.remove(kind).unwrap_or_default())
         );
     }
