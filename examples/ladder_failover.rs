@@ -41,7 +41,8 @@
 //!   nice -n 5 target/release/examples/ladder_failover --kills 100 --baseline 20
 //! Options: `--instances 3`, `--lease-ttl 2`, `--seed N`, `--keep` (keeps
 //! the temp dir: configs, each instance's log, `requests.jsonl`).
-//! Exit status 1 when a different-key duplicate or a lost action appears.
+//! Exit status 1 when a different-key duplicate or a lost action appears,
+//! or a cycle ends with an instance's ladder not walked down.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -510,6 +511,8 @@ struct Tally {
     missing: usize,
     lost_sign_in: usize,
     left_in: usize,
+    /// Cycles whose ladder had not walked down on every instance.
+    ladder_up: usize,
     /// Latest action after its due moment.
     max_late: Option<Duration>,
     /// From the kill to the first request after it.
@@ -603,6 +606,16 @@ impl Ledger {
     }
 }
 
+/// What one cycle came to.
+struct Walk {
+    /// When each (verb, agent) was due.
+    due: BTreeMap<(String, String), Instant>,
+    reqs: Vec<Request>,
+    killed: Option<Kill>,
+    /// Instances whose ladder was still up when the cycle ended.
+    ladder_up: Vec<String>,
+}
+
 /// One surge and calm; with `kill`, the leader dies `kill` into the walk.
 async fn cycle(
     n: usize,
@@ -611,11 +624,7 @@ async fn cycle(
     inst: &Instances,
     bin: &Path,
     kill: Option<Duration>,
-) -> (
-    BTreeMap<(String, String), Instant>,
-    Vec<Request>,
-    Option<Kill>,
-) {
+) -> Walk {
     let from = receiver.len();
     let killer =
         kill.map(|offset| tokio::spawn(kill_leader(inst.clone(), bin.to_path_buf(), offset)));
@@ -654,26 +663,57 @@ async fn cycle(
         }
     }
     let last_due = drained + HOLD * STAGES.len() as u32;
-    // Until every expected action came (and a moment for repeats), or the grace ran out.
+    let killed = match killer {
+        Some(k) => k.await.ok().flatten(),
+        None => None,
+    };
+    settled(inst).await;
+    // Until every expected action came and every instance's ladder is down
+    // (a stale request of an earlier cycle must not end this one early), or
+    // the grace ran out.
+    let mut up = Vec::new();
     loop {
         let reqs = receiver.since(from);
         let got: HashSet<(String, String)> = reqs
             .iter()
             .map(|r| (r.verb.clone(), r.agent.clone()))
             .collect();
-        if due.keys().all(|k| got.contains(k)) || Instant::now() > last_due + GRACE {
+        up.clear();
+        for i in 0..inst.len() {
+            let a = addr(inst, i);
+            if ladder_up(&a).await != Some(false) {
+                let name = inst[i]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .name
+                    .clone();
+                up.push(name);
+            }
+        }
+        let done = due.keys().all(|k| got.contains(k)) && up.is_empty();
+        if (done && Instant::now() > last_due) || Instant::now() > last_due + GRACE {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let killed = match killer {
-        Some(k) => k.await.ok().flatten(),
-        None => None,
-    };
-    // Whoever restarted catches up, one leader; repeats of this cycle land now.
-    settled(inst).await;
+    // Repeats of this cycle land now.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    (due, receiver.since(from), killed)
+    Walk {
+        due,
+        reqs: receiver.since(from),
+        killed,
+        ladder_up: up,
+    }
+}
+
+/// Whether an instance's `hotline` has an escalation going (`None`: no answer).
+async fn ladder_up(addr: &str) -> Option<bool> {
+    let resp = get(addr, "/api/v1/queues").await?;
+    let (_, body) = resp.split_once("\r\n\r\n")?;
+    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    let queues = v.as_array().or_else(|| v["queues"].as_array())?;
+    let q = queues.iter().find(|q| q["queue"] == "hotline")?;
+    Some(!q["escalation"].is_null())
 }
 
 fn secs(d: Duration) -> String {
@@ -799,8 +839,17 @@ async fn main() {
     for n in 1..=a.baseline + a.kills {
         let kind = if n <= a.baseline { "baseline" } else { "kill" };
         let offset = (kind == "kill").then(|| walk.mul_f64(rng.random::<f64>()));
-        let (due, reqs, killed) = cycle(n, &feed, &receiver, &inst, &bin, offset).await;
-        let t = ledger.apply(n, &reqs, &due, killed.as_ref());
+        let w = cycle(n, &feed, &receiver, &inst, &bin, offset).await;
+        let killed = w.killed;
+        let mut t = ledger.apply(n, &w.reqs, &w.due, killed.as_ref());
+        if !w.ladder_up.is_empty() {
+            t.ladder_up = 1;
+            t.notes.push(format!(
+                "LADDER NOT DOWN on {:?} {} s after the last release was due",
+                w.ladder_up,
+                GRACE.as_secs()
+            ));
+        }
         let mut line = format!(
             "cycle {n:3} {kind:8} requests {:2} same-key {} recycled-key {} other-key {} lost {} (key-blind: extra {} missing {}) late {}",
             t.requests,
@@ -829,7 +878,7 @@ async fn main() {
         for note in &t.notes {
             println!("    {note}");
         }
-        if t.other_key + t.lost_sign_in + t.left_in > 0 {
+        if t.other_key + t.lost_sign_in + t.left_in + t.ladder_up > 0 {
             failed_cycles.push(n);
         }
         late.entry(kind).or_default().extend(t.max_late);
@@ -840,6 +889,7 @@ async fn main() {
         sum.other_key += t.other_key;
         sum.lost_sign_in += t.lost_sign_in;
         sum.left_in += t.left_in;
+        sum.ladder_up += t.ladder_up;
         sum.extra += t.extra;
         sum.missing += t.missing;
     }
@@ -850,13 +900,14 @@ async fn main() {
     for kind in ["baseline", "kill"] {
         let Some(s) = totals.get(kind) else { continue };
         println!(
-            "{kind:8}: requests {}, same-key repeats {}, recycled keys {}, different-key duplicates {}, lost sign-ins {}, left signed in {}; key-blind: extra requests {}, missing {}; latest action per cycle: {}",
+            "{kind:8}: requests {}, same-key repeats {}, recycled keys {}, different-key duplicates {}, lost sign-ins {}, left signed in {}, ladder not down {}; key-blind: extra requests {}, missing {}; latest action per cycle: {}",
             s.requests,
             s.same_key,
             s.recycled_key,
             s.other_key,
             s.lost_sign_in,
             s.left_in,
+            s.ladder_up,
             s.extra,
             s.missing,
             spread(late.remove(kind).unwrap_or_default())
