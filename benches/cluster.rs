@@ -87,7 +87,13 @@ async fn end_to_end(url: &str, site: &str, evs: &[Event]) -> Duration {
     let (eng_tx, mut eng_rx) = mpsc::channel(acdmon::sources::INBOX_CAPACITY);
     let (_btx, brx) = watch::channel(Some(b.clone()));
     let started = Instant::now();
-    tokio::spawn(forwarder::run(src_rx, eng_tx.clone(), brx, fences));
+    tokio::spawn(forwarder::run(
+        src_rx,
+        eng_tx.clone(),
+        brx,
+        fences,
+        Default::default(),
+    ));
     let progress = Arc::new(consumer::Progress::default());
     tokio::spawn(consumer::run(
         b.feed(),

@@ -163,6 +163,10 @@ pub struct Daemon {
     /// The WebSocket hub, the engine watchdog and the metrics upkeep: they
     /// hold no data, so they stop last, by abort.
     background: Vec<JoinHandle<()>>,
+    /// Cluster mode (a site's instance): re-reads the PBXs' membership
+    /// before this instance's ladder acts as the new CTI leader
+    /// (`crate::cluster::relist`).
+    pub relister: Option<crate::cluster::relist::Relister>,
 }
 
 /// Starts the engine and the configured sources (no HTTP yet), with
@@ -196,16 +200,14 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
     let config = Arc::new(config);
     let now = Ts::now();
     let mut counted_until = None;
-    let checkpoint = checkpoint.filter(|_| {
-        let central = config.cluster.as_ref().is_some_and(|c| c.is_central());
-        if central {
-            tracing::info!("engine checkpoint not restored: a central instance replays every site's stream from the start of the day");
-        }
-        !central
-    });
     let stream_resume = checkpoint
         .as_ref()
         .and_then(|cp| crate::cluster::stream_position(&cp.positions));
+    // A central instance: where each site's stream resumes.
+    let site_resume = checkpoint
+        .as_ref()
+        .map(|cp| crate::cluster::site_positions(&cp.positions))
+        .unwrap_or_default();
     let restored = checkpoint.and_then(|cp| match cp.restore(config.engine_config(), now) {
         Ok(e) => {
             counted_until = Some(Ts(cp.saved_at));
@@ -258,6 +260,11 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         let a = crate::cluster::Attach {
             engine: tx.clone(),
             resume_after: counted_until.and(stream_resume),
+            resume_sites: if counted_until.is_some() {
+                site_resume
+            } else {
+                Default::default()
+            },
             zone: config.zone.clone(),
             health: health.clone(),
             rejects: rejects.clone(),
@@ -265,10 +272,30 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         };
         let cluster = crate::cluster::Cluster::attach(c, a);
         if let Some(reg) = &cti {
-            cluster.gate_cti(reg, config.cti.iter().map(|c| c.name.clone()).collect());
+            cluster.gate_cti(
+                reg,
+                config.cti.iter().map(|c| c.name.clone()).collect(),
+                &config.sources,
+            );
+        }
+        if let Some(l) = &ladder {
+            // A new CTI leader's ladder starts from the PBXs' membership.
+            let relist = cluster.relister(crate::cluster::relist::REFRESH_WITHIN);
+            cluster.link_ladder(
+                l,
+                Box::new(move || {
+                    let r = relist.clone();
+                    Box::pin(async move { r.refresh_membership().await })
+                }),
+            );
         }
         cluster
     });
+    let relister = cluster
+        .as_ref()
+        .filter(|c| c.board.is_none())
+        .map(|c| c.relister(crate::cluster::relist::REFRESH_WITHIN));
+    let engine_inbox = tx.clone();
     let tx = cluster.as_ref().map(|c| c.inbox.clone()).unwrap_or(tx);
     let (hub, hub_task) = Hub::spawn(publisher.clone(), metrics.clone(), &config.server);
     let background = vec![
@@ -285,6 +312,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         health,
         rejects,
         inbox: tx,
+        engine_inbox,
         started: Instant::now(),
         engine: watch,
         ladder,
@@ -322,6 +350,7 @@ pub fn assemble(config: Config, setup: Setup) -> Daemon {
         http: None,
         sighup: None,
         background,
+        relister,
     }
 }
 

@@ -395,6 +395,10 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
             *stop = true;
             0
         }
+        Envelope::SiteFreshness { site, stale } => {
+            driver.engine.set_site_stale(&site, stale);
+            0
+        }
         Envelope::Event { source, event } => {
             driver.apply(&source, event);
             1
@@ -416,6 +420,22 @@ fn apply_envelope(driver: &mut Driver, env: Envelope, stop: &mut bool) -> usize 
                 driver.apply(&source, ev);
             }
             driver.engine.set_position(&source, position);
+            n.max(1)
+        }
+        Envelope::Awaited {
+            source,
+            events,
+            position,
+            awaiting,
+        } => {
+            let n = events.len();
+            let refused: Vec<_> = events
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, ev)| driver.apply_checked(&source, ev).map(|r| (i, r)))
+                .collect();
+            driver.engine.set_position(&source, position);
+            crate::sources::Awaiter::answer(awaiting, &refused);
             n.max(1)
         }
         Envelope::Checked {

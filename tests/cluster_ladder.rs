@@ -203,6 +203,13 @@ fn by_action(hook: &Hook) -> BTreeMap<(String, String), Vec<String>> {
     out
 }
 
+/// `north:<entry id>:<action index>`: the site, then the audit entry and
+/// the action, the same on every instance that holds the log.
+fn is_action_key(k: &str) -> bool {
+    let parts: Vec<&str> = k.split(':').collect();
+    parts.len() == 3 && parts[0] == "north" && parts[1..].iter().all(|p| p.parse::<u64>().is_ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cti_leader_dies_mid_escalation_and_the_other_finishes_the_walk() {
     let nats = NatsServer::start();
@@ -252,7 +259,7 @@ async fn the_cti_leader_dies_mid_escalation_and_the_other_finishes_the_walk() {
     let h = hook.clone();
     eventually(LIMIT, "stage 2's two sign-ins", move || {
         let h = h.clone();
-        async move { (h.seen().len() >= 4).then_some(()) }
+        async move { (by_action(&h).len() >= 4).then_some(()) }
     })
     .await;
     append(
@@ -260,10 +267,14 @@ async fn the_cti_leader_dies_mid_escalation_and_the_other_finishes_the_walk() {
         calls("call_abandoned", &["c1", "c2", "c3", "d1", "d2"]),
     );
     let h = hook.clone();
-    eventually(LIMIT, "eight webhook calls", move || {
-        let h = h.clone();
-        async move { (h.seen().len() >= 8).then_some(()) }
-    })
+    eventually(
+        LIMIT,
+        "eight actions (a sign-in and a sign-out each)",
+        move || {
+            let h = h.clone();
+            async move { (by_action(&h).len() >= 8).then_some(()) }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -284,8 +295,8 @@ async fn the_cti_leader_dies_mid_escalation_and_the_other_finishes_the_walk() {
     for ((verb, agent), keys) in &seen {
         let first = &keys[0];
         assert!(
-            first.starts_with("north:") && first.contains(agent.as_str()),
-            "{verb} {agent} carries an idempotency key: {keys:?}"
+            is_action_key(first),
+            "{verb} {agent} carries the idempotency key north:<entry>:<action>: {keys:?}"
         );
         assert!(
             keys.iter().all(|k| k == first),
@@ -331,6 +342,207 @@ async fn the_cti_leader_dies_mid_escalation_and_the_other_finishes_the_walk() {
     assert_eq!(
         walk,
         [
+            ("up", "first"),
+            ("up", "second"),
+            ("down", "second"),
+            ("down", "first")
+        ]
+    );
+}
+
+/// Waits until the leader's `/api/v1/escalations` has `entries` entries,
+/// none with an action pending, and the follower's is the same, field for
+/// field; returns it.
+async fn wait_same_log(leader: &Instance, follower: &Instance, entries: usize) -> Vec<Value> {
+    eventually(
+        LIMIT,
+        "the follower's escalation log equal to the leader's",
+        move || async move {
+            let (l, f) = (leader.escalations().await, follower.escalations().await);
+            let settled = l.len() == entries
+                && l.iter().all(|e| {
+                    e["actions"]
+                        .as_array()
+                        .is_some_and(|x| x.iter().all(|a| a["result"] != "pending"))
+                });
+            (settled && l == f).then_some(l)
+        },
+    )
+    .await
+}
+
+/// Distinct actions the receiver saw, per (verb, agent): how many keys.
+fn distinct_keys(hook: &Hook) -> BTreeMap<(String, String), usize> {
+    by_action(hook)
+        .into_iter()
+        .map(|(k, keys)| {
+            let mut keys = keys;
+            keys.sort();
+            keys.dedup();
+            (k, keys.len())
+        })
+        .collect()
+}
+
+/// A follower is restarted in the middle of the day's second escalation,
+/// then the leader dies: the restarted instance reads the escalation stream
+/// again, takes over and finishes the walk. Every action reaches the
+/// receiver under its own key (a1 is signed in and out twice today: four
+/// keys), none twice under different keys and none dropped because an
+/// earlier action had the same key. On the old code the restarted instance
+/// counted keys from zero, so its sign-out of a1 reused the morning's key
+/// and a receiver that drops repeats would have left a1 in the queue.
+///
+/// Along the way: the restarted follower's `/api/v1/escalations` equals the
+/// leader's, entry for entry (ids, actions, results, details, times).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_follower_takes_over_and_no_action_is_lost_or_doubled() {
+    let nats = NatsServer::start();
+    let hook = Hook::start(Answer::Status(200, r#"{"ok":true}"#.into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.jsonl");
+    std::fs::write(&feed, "").unwrap();
+    let mut east = Instance::start(dir.path(), "east", &nats.url(), &feed, &hook.url).await;
+    let mut west = Instance::start(dir.path(), "west", &nats.url(), &feed, &hook.url).await;
+    let (e, w) = (&east, &west);
+    let east_leads = eventually(LIMIT, "a CTI leader", move || async move {
+        match (e.is_leader().await, w.is_leader().await) {
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            _ => None,
+        }
+    })
+    .await;
+    let (leader, follower, follower_name) = if east_leads {
+        (&mut east, &mut west, "west")
+    } else {
+        (&mut west, &mut east, "east")
+    };
+    let actions = |n: usize| {
+        let h = hook.clone();
+        move || {
+            let h = h.clone();
+            async move {
+                let seen: usize = distinct_keys(&h).values().sum();
+                (seen >= n).then_some(())
+            }
+        }
+    };
+
+    // The morning: stage 1 signs a1 and a2 in, the queue drains, they are
+    // signed out.
+    append(&feed, available(&["a1", "a2", "b1", "b2"]));
+    append(&feed, calls("call_enqueued", &["c1", "c2", "c3"]));
+    eventually(LIMIT, "the morning's two sign-ins", actions(2)).await;
+    append(&feed, calls("call_abandoned", &["c1", "c2", "c3"]));
+    eventually(LIMIT, "the morning's two sign-outs", actions(4)).await;
+
+    // The afternoon: stage 1 again. The follower is restarted meanwhile.
+    append(&feed, calls("call_enqueued", &["e1", "e2", "e3"]));
+    eventually(LIMIT, "the afternoon's two sign-ins", actions(6)).await;
+    follower.sigkill();
+    *follower = Instance::start(dir.path(), follower_name, &nats.url(), &feed, &hook.url).await;
+    let log = wait_same_log(leader, follower, 3).await;
+    let walk: Vec<(u64, &str, &str)> = log
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_u64().unwrap_or(0),
+                e["direction"].as_str().unwrap_or("?"),
+                e["stage_name"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        walk,
+        [(1, "up", "first"), (2, "down", "first"), (3, "up", "first")],
+        "the restarted follower's log is the leader's"
+    );
+    let f = &*follower;
+    eventually(
+        LIMIT,
+        "the follower's wall shows stage 1",
+        move || async move {
+            let q = http(&f.addr, "GET", "/api/v1/queues", Some("boss"), "")
+                .await
+                .body;
+            let q: Value = serde_json::from_str(&q).ok()?;
+            (q[0]["escalation"]["stage"] == 1).then_some(())
+        },
+    )
+    .await;
+
+    // The leader dies; the restarted follower takes over, climbs to stage
+    // 2 and walks everything down.
+    leader.sigkill();
+    append(&feed, calls("call_enqueued", &["f1", "f2"]));
+    let f = &*follower;
+    eventually(LIMIT, "the restarted follower leads", move || async move {
+        f.is_leader().await.then_some(())
+    })
+    .await;
+    eventually(LIMIT, "stage 2's two sign-ins", actions(8)).await;
+    append(
+        &feed,
+        calls("call_abandoned", &["e1", "e2", "e3", "f1", "f2"]),
+    );
+    eventually(LIMIT, "every sign-out", actions(12)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut want = BTreeMap::new();
+    for (v, a, n) in [
+        ("sign_in", "a1", 2),
+        ("sign_in", "a2", 2),
+        ("sign_out", "a1", 2),
+        ("sign_out", "a2", 2),
+        ("sign_in", "b1", 1),
+        ("sign_in", "b2", 1),
+        ("sign_out", "b1", 1),
+        ("sign_out", "b2", 1),
+    ] {
+        want.insert((v.to_string(), a.to_string()), n);
+    }
+    let seen = by_action(&hook);
+    assert_eq!(
+        distinct_keys(&hook),
+        want,
+        "every action once under its own key: {seen:#?}"
+    );
+    let repeats: usize = seen.values().map(Vec::len).sum::<usize>() - 12;
+    eprintln!("repeats with the same key: {repeats}");
+    for keys in seen.values() {
+        assert!(keys.iter().all(|k| is_action_key(k)), "{keys:?}");
+    }
+    let f = &*follower;
+    let log = eventually(
+        LIMIT,
+        "the walk down in the new leader's log",
+        move || async move {
+            let log = f.escalations().await;
+            let done = log.len() == 6
+                && log.iter().all(|e| {
+                    e["actions"]
+                        .as_array()
+                        .is_some_and(|x| x.iter().all(|a| a["result"] == "ok"))
+                });
+            done.then_some(log)
+        },
+    )
+    .await;
+    let walk: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| {
+            (
+                e["direction"].as_str().unwrap_or("?"),
+                e["stage_name"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        walk,
+        [
+            ("up", "first"),
+            ("down", "first"),
             ("up", "first"),
             ("up", "second"),
             ("down", "second"),

@@ -117,7 +117,7 @@ impl Forwarder {
         let (tx, rx) = mpsc::channel(16);
         let (engine, engine_rx) = mpsc::channel(16);
         let (btx, brx) = watch::channel(Some(b.clone()));
-        tokio::spawn(forwarder::run(rx, engine, brx, fences));
+        tokio::spawn(forwarder::run(rx, engine, brx, fences, Default::default()));
         Forwarder {
             tx,
             _engine: engine_rx,

@@ -256,6 +256,18 @@ async fn two_sites_on_one_central_wall_and_a_dead_site_turns_stale() {
     })
     .await;
 
+    // A /ws client (the wall's feed) sees both hotlines, neither STALE.
+    let mut ws = wsutil::connect(&central.addr, "").await;
+    let mut seq = 0;
+    let snap = wsutil::until(&mut ws, &mut seq, LIMIT, "the snapshot", |v| {
+        v["type"] == "snapshot"
+    })
+    .await;
+    for q in ["north/hotline", "south/hotline"] {
+        let view = wsutil::queue(&snap, q).unwrap_or_else(|| panic!("{q}: {snap}"));
+        assert!(view.get("site_stale").is_none(), "{view}");
+    }
+
     // The central wall groups the tiles by site, each under its heading,
     // the site's name left off the tile (Chromium; skipped loudly without).
     let mut wall = browser::launch(&format!("http://{}/", central.addr)).await;
@@ -306,7 +318,18 @@ async fn two_sites_on_one_central_wall_and_a_dead_site_turns_stale() {
     );
     assert!(!r.body.contains("site:north"), "{}", r.body);
     // The last figures south sent stay on the wall (marked stale, not gone).
-    central.queue_with("south/hotline", 25).await;
+    let q = central.queue_with("south/hotline", 25).await;
+    assert!(q["site_stale"]["last_message_at"].is_string(), "{q}");
+    // /ws carries it in the views: south's queue says STALE (with when its
+    // stream last stored anything), north's does not.
+    let d = wsutil::until(&mut ws, &mut seq, LIMIT, "south STALE over /ws", |v| {
+        wsutil::queue(v, "south/hotline").is_some_and(|q| q["site_stale"].is_object())
+    })
+    .await;
+    assert!(
+        wsutil::queue(&d, "north/hotline").is_none_or(|q| q.get("site_stale").is_none()),
+        "{d}"
+    );
     // On the wall: south's heading says STALE, its tile is dimmed, and the
     // centre-wide summary says it lacks south.
     if let Some((_b, page)) = wall.as_mut() {
@@ -375,4 +398,138 @@ async fn a_single_process_checkpoint_is_not_counted_again_in_cluster_mode() {
     assert_eq!(q["windows"]["today"]["abandoned"], 6);
     let log = std::fs::read_to_string(&clustered.log).unwrap();
     assert!(log.contains("count them twice"), "{log}");
+}
+
+/// `acd_source_events_total{source="cluster:<site>"}`: stream messages the
+/// instance read from the site's stream since it started.
+async fn read_from(i: &Instance, site: &str) -> Option<u64> {
+    let m = i.metrics().await;
+    let key = format!("acd_source_events_total{{source=\"cluster:{site}\"}} ");
+    m.lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `acdmon replay` of one site's feed (the single-process figures).
+fn replay(dir: &Path, feed: &Path) -> Vec<Value> {
+    let cfg = dir.join("replay.toml");
+    std::fs::write(&cfg, "[time]\nzone = \"UTC\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_acdmon"))
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .arg(feed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["queues"].as_array().unwrap().clone()
+}
+
+/// The central instance is restarted at midday (an upgrade, a crash):
+/// it restores its engine checkpoint and resumes each site's stream right
+/// after where the checkpoint's figures end, instead of reading the whole
+/// day of every site again. While it was down north took more calls,
+/// south none. Once back, it shows both hotlines with the figures it showed
+/// before plus north's new calls, equal to each site's own and to a single
+/// replay of each site's feed; and it read nothing of south's stream (all
+/// of it was in the checkpoint) and only north's new messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_central_instance_restarted_mid_day_resumes_each_site_after_its_checkpoint() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (north_feed, south_feed) = (
+        dir.path().join("north.jsonl"),
+        dir.path().join("south.jsonl"),
+    );
+    std::fs::write(&north_feed, morning(40)).unwrap();
+    std::fs::write(&south_feed, morning(25)).unwrap();
+    let north = Instance::site(dir.path(), "north", &server.url(), &north_feed);
+    let south = Instance::site(dir.path(), "south", &server.url(), &south_feed);
+    let central_cfg = format!(
+        "[cluster]\nnats = [\"{}\"]\nsite = \"central\"\nsites = [\"north\", \"south\"]\nstale_after = \"10s\"\n",
+        server.url()
+    );
+    let mut central = Instance::start(dir.path(), "central", &central_cfg);
+    for i in [&north, &south, &central] {
+        i.up().await;
+    }
+    let before_south = central.queue_with("south/hotline", 25).await;
+    central.queue_with("north/hotline", 40).await;
+    // (counted every 250 ms)
+    eventually(LIMIT, "south's morning read from its stream", || async {
+        read_from(&central, "south").await.filter(|n| *n >= 1)
+    })
+    .await;
+    // A checkpoint is written every 200 ms; let a few pass, then kill it.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    central.sigkill();
+
+    // Meanwhile north takes 15 more calls.
+    let more: String = morning(55)
+        .lines()
+        .filter(|l| (40..55).any(|i| l.contains(&format!("\"c{i}\""))))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&north_feed)
+            .unwrap();
+        f.write_all(more.as_bytes()).unwrap();
+    }
+    let own_north = north.queue_with("hotline", 55).await;
+    let own_south = south.queue_with("hotline", 25).await;
+
+    let central = Instance::start(dir.path(), "central", &central_cfg);
+    central.up().await;
+    let c_north = central.queue_with("north/hotline", 55).await;
+    let c_south = central.queue_with("south/hotline", 25).await;
+    // Caught up with both streams, still the same figures: nothing twice.
+    eventually(LIMIT, "central ready", || async {
+        (http(&central.addr, "GET", "/readyz", None, "").await.status == 200).then_some(())
+    })
+    .await;
+    let c_north_now = central.queue_with("north/hotline", 55).await;
+    let c_south_now = central.queue_with("south/hotline", 25).await;
+    assert_eq!(c_north["windows"]["today"], c_north_now["windows"]["today"]);
+    assert_eq!(c_south["windows"]["today"], c_south_now["windows"]["today"]);
+    assert_eq!(
+        before_south["windows"]["today"],
+        c_south["windows"]["today"]
+    );
+    let north_replay = replay(dir.path(), &north_feed);
+    let south_replay = replay(dir.path(), &south_feed);
+    let find = |qs: &[Value]| {
+        qs.iter()
+            .find(|q| q["name"] == "hotline" || q["queue"] == "hotline")
+            .cloned()
+            .unwrap()
+    };
+    for (own, central, replayed) in [
+        (&own_north, &c_north, find(&north_replay)),
+        (&own_south, &c_south, find(&south_replay)),
+    ] {
+        assert_eq!(own["windows"]["today"], central["windows"]["today"]);
+        assert_eq!(replayed["windows"]["today"], central["windows"]["today"]);
+        assert_eq!(own["agents"], central["agents"]);
+    }
+    assert_eq!(c_north["windows"]["today"]["abandoned"], 11);
+
+    // It resumed: nothing of south's stream read again, only north's new
+    // messages (a replay of the day would read south's morning again).
+    assert_eq!(read_from(&central, "south").await, Some(0));
+    let log = std::fs::read_to_string(&central.log).unwrap();
+    assert!(
+        log.contains("restored today's figures from the engine checkpoint"),
+        "{log}"
+    );
+    assert!(
+        log.contains("resuming the site's stream after the restored checkpoint"),
+        "{log}"
+    );
 }

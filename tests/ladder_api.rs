@@ -147,12 +147,17 @@ async fn approve_reject_expire_and_manual_actions_through_the_api() {
             .iter()
             .all(|a| a["result"] == "pending")
     );
-    let q: Value = serde_json::from_str(
-        &http(&addr, "GET", "/api/v1/queues/hotline", Some("reader"), "")
+    // The entry is in the log as soon as it is written; the queue's
+    // published view follows at the engine's next publish.
+    let q: Value = eventually(LIMIT, "the queue's view shows the proposal", || async {
+        let body = http(&addr, "GET", "/api/v1/queues/hotline", Some("reader"), "")
             .await
-            .body,
-    )
-    .unwrap();
+            .body;
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .filter(|q| !q["escalation"].is_null())
+    })
+    .await;
     assert_eq!(q["escalation"]["pending"][0], 1, "{}", q["escalation"]);
     assert!(hook.seen().is_empty());
 
@@ -209,6 +214,18 @@ async fn approve_reject_expire_and_manual_actions_through_the_api() {
         .find(|s| s.body["agent"] == "x1")
         .unwrap();
     assert_eq!(x1.body["interface"], "SIP/x1");
+    // One node: the key is the audit entry and the action's index in it.
+    let i = e1["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|a| a["agent"] == "x1")
+        .unwrap();
+    assert!(
+        x1.head.contains(&format!("idempotency-key: 1:{i}\r\n")),
+        "{}",
+        x1.head
+    );
     assert_eq!(x1.body["queue"], "hotline");
     let agents: Value = serde_json::from_str(
         &http(&addr, "GET", "/api/v1/agents", Some("reader"), "")

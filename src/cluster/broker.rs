@@ -26,6 +26,7 @@ impl Broker {
             stream: self.stream.clone(),
             names: self.names.clone(),
             qualify: false,
+            awaiting: None,
         }
     }
 }

@@ -33,6 +33,25 @@ pub fn stream_position(positions: &[(String, SourcePosition)]) -> Option<u64> {
         .max()
 }
 
+/// A central instance's checkpointed positions, per site: the last stream
+/// sequence of each site's events in the figures (its consumer names
+/// sources `<site>/<source>`, all positioned in that site's stream).
+pub fn site_positions(
+    positions: &[(String, SourcePosition)],
+) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for (source, p) in positions {
+        if p.file != STREAM_FILE {
+            continue;
+        }
+        if let Some((site, _)) = source.split_once('/') {
+            let seq = out.entry(site.to_string()).or_insert(0);
+            *seq = p.offset.max(*seq);
+        }
+    }
+    out
+}
+
 /// How far this instance has read the stream (for `/readyz` and metrics).
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -106,6 +125,9 @@ pub struct Feed {
     /// A central instance's consumer: every call, queue and agent id
     /// becomes `<site>/<id>` (two sites' `hotline` stay two queues).
     pub qualify: bool,
+    /// `POST /api/v1/events` requests on this instance waiting for the
+    /// engine's verdict on a message (a site's own instances).
+    pub awaiting: Option<Arc<super::verdicts::Awaiting>>,
 }
 
 /// Reads the stream into `engine` until the engine is gone. Heartbeats
@@ -224,13 +246,27 @@ async fn read(
         } else {
             source
         };
-        let env = Envelope::Positioned {
-            source,
-            events,
-            position: SourcePosition {
-                file: STREAM_FILE,
-                offset: seq,
-            },
+        let position = SourcePosition {
+            file: STREAM_FILE,
+            offset: seq,
+        };
+        let awaiting = match (&broker.awaiting, headers.and_then(|h| h.get("Nats-Msg-Id"))) {
+            (Some(a), Some(id)) => a.take(id.as_str()),
+            _ => Vec::new(),
+        };
+        let env = if awaiting.is_empty() {
+            Envelope::Positioned {
+                source,
+                events,
+                position,
+            }
+        } else {
+            Envelope::Awaited {
+                source,
+                events,
+                position,
+                awaiting,
+            }
         };
         if engine.send(env).await.is_err() {
             return Ok(());
@@ -270,6 +306,16 @@ mod tests {
                 ("old".into(), file)
             ]),
             Some(41)
+        );
+        assert_eq!(
+            site_positions(&[
+                ("north/pbx".into(), at(40)),
+                ("north/acd".into(), at(44)),
+                ("south/pbx".into(), at(9)),
+                ("feed".into(), at(3)),
+                ("east/old".into(), file)
+            ]),
+            [("north".to_string(), 44), ("south".to_string(), 9)].into()
         );
         assert!(matches!(
             start_policy(Some(41), 0),

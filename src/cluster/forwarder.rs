@@ -26,9 +26,10 @@ use async_nats::jetstream::message::PublishMessage;
 use tokio::sync::mpsc;
 
 use super::broker::Broker;
+use super::verdicts::Awaiting;
 use super::wire;
 use crate::event::Event;
-use crate::sources::{Envelope, Inbox};
+use crate::sources::{Awaiter, Envelope, Inbox, Reject, RejectReason};
 use crate::state::SourcePosition;
 
 /// Largest payload merged into one message (the server's default
@@ -81,7 +82,9 @@ struct Pending {
     source: Arc<str>,
     events: Vec<Event>,
     position: Option<SourcePosition>,
-    verdicts: Vec<tokio::sync::oneshot::Sender<Vec<(usize, crate::sources::Reject)>>>,
+    /// `POST /api/v1/events` requests waiting for the engine's verdict on
+    /// their part of the message (see [`super::verdicts`]).
+    verdicts: Vec<Awaiter>,
 }
 
 impl Pending {
@@ -105,8 +108,13 @@ impl Pending {
                 events,
                 verdict,
             } => {
+                let len = events.len();
                 let mut x = p(source, events, None);
-                x.verdicts.push(verdict);
+                x.verdicts.push(Awaiter {
+                    first: 0,
+                    len,
+                    verdict,
+                });
                 Ok(x)
             }
             other => Err(other),
@@ -120,9 +128,14 @@ impl Pending {
         {
             return Err(next);
         }
+        let shift = self.events.len();
         self.events.extend(next.events);
         self.position = next.position.or(self.position);
-        self.verdicts.extend(next.verdicts);
+        self.verdicts
+            .extend(next.verdicts.into_iter().map(|a| Awaiter {
+                first: a.first + shift,
+                ..a
+            }));
         Ok(())
     }
 }
@@ -134,6 +147,7 @@ pub async fn run(
     engine: Inbox,
     broker: tokio::sync::watch::Receiver<Option<Broker>>,
     fences: Arc<Fences>,
+    awaiting: Arc<Awaiting>,
 ) {
     let mut carry: Option<Pending> = None;
     let mut broker = broker;
@@ -168,7 +182,7 @@ pub async fn run(
                     Err(control) => {
                         // Control messages keep their place after what came
                         // before them: publish first, then pass it on.
-                        publish(&mut broker, &fences, msg).await;
+                        publish(&mut broker, &fences, &awaiting, msg).await;
                         if engine.send(control).await.is_err() {
                             return;
                         }
@@ -185,7 +199,7 @@ pub async fn run(
             }
         }
         if !msg.source.is_empty() {
-            publish(&mut broker, &fences, msg).await;
+            publish(&mut broker, &fences, &awaiting, msg).await;
         }
     }
 }
@@ -193,8 +207,15 @@ pub async fn run(
 async fn publish(
     broker: &mut tokio::sync::watch::Receiver<Option<Broker>>,
     fences: &Fences,
-    msg: Pending,
+    awaiting: &Awaiting,
+    mut msg: Pending,
 ) {
+    if msg.events.is_empty() {
+        // Nothing to append (a relist's "all handed on" marker, see
+        // `crate::sources::tcp`): what came before it is published.
+        crate::sources::Awaiter::answer(std::mem::take(&mut msg.verdicts), &[]);
+        return;
+    }
     let b = match broker.wait_for(|b| b.is_some()).await {
         Ok(b) => b.clone(),
         Err(_) => return,
@@ -203,12 +224,24 @@ async fn publish(
     let payload = wire::encode(&msg.events);
     let id = wire::message_id(&msg.source, msg.position, &payload);
     let subject = b.names.source_subject(&msg.source);
+    // Before publishing: this instance's consumer may read the message
+    // before the acknowledgement is back.
+    let ticket = (!msg.verdicts.is_empty())
+        .then(|| awaiting.register(&id, std::mem::take(&mut msg.verdicts)));
+    let mut attempts = 0u32;
     let mut backoff = Duration::from_millis(50);
     let mut logged = false;
     loop {
         let fence = fences.get(&msg.source);
         if fence == Some(None) {
             tracing::warn!(source = %msg.source, events = msg.events.len(), "another instance ingests this source now; batch dropped");
+            if let Some(t) = ticket {
+                let why = Reject::new(
+                    RejectReason::NotApplied,
+                    "another instance ingests this source now",
+                );
+                awaiting.refuse(&id, t, &why);
+            }
             break;
         }
         let mut headers = HeaderMap::new();
@@ -224,12 +257,28 @@ async fn publish(
         if let Some(Some(last)) = fence {
             m = m.expected_last_subject_sequence(last);
         }
+        attempts += 1;
         let acked = match b.js.send_publish(subject.clone(), m).await {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
         match acked {
             Ok(ack) => {
+                // A duplicate on the first attempt is someone's earlier
+                // message with the same events (a client's retry within the
+                // duplicate window): these were not applied again. On a
+                // later attempt it is our own first one, which the
+                // consumer answers.
+                if let Some(t) = ticket.filter(|_| ack.duplicate && attempts == 1) {
+                    let why = Reject::new(
+                        RejectReason::NotApplied,
+                        format!(
+                            "the same events are already in the stream (sequence {}, within its duplicate window): not applied again",
+                            ack.sequence
+                        ),
+                    );
+                    awaiting.refuse(&id, t, &why);
+                }
                 fences.advance(&msg.source, ack.sequence);
                 if logged {
                     tracing::info!(source = %msg.source, "publishing to the stream again");
@@ -250,6 +299,13 @@ async fn publish(
                         break;
                     }
                     _ => {
+                        if let Some(t) = ticket {
+                            let why = Reject::new(
+                                RejectReason::NotApplied,
+                                "another instance ingests this source now",
+                            );
+                            awaiting.refuse(&id, t, &why);
+                        }
                         fences.fence(&msg.source);
                         tracing::error!(source = %msg.source, "another instance wrote this source's subject: this instance lost its lease and stops ingesting it");
                         break;
@@ -265,10 +321,5 @@ async fn publish(
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
-    }
-    for v in msg.verdicts {
-        // The engine's verdicts are not known here: the events are in the
-        // stream; rejects show in /metrics of every instance.
-        let _ = v.send(Vec::new());
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use metrics::Gauge;
 
 use super::broker::Broker;
+use super::cti_proxy::{self, Executors, Repeats};
 use super::forwarder::Fences;
 use super::lease::{Lease, Renewal};
 use super::wire;
@@ -69,6 +70,45 @@ impl Drop for Running {
     }
 }
 
+/// What the holder of a PBX source (AMI, ESL) answers for the site: its
+/// CTI requests and relists (`super::cti_proxy`, `super::relist`).
+pub struct PbxServe {
+    pub executors: Arc<Executors>,
+    pub repeats: Arc<Repeats>,
+    /// `acd_cluster_cti_repeats_total{source}`.
+    pub counted: metrics::Counter,
+}
+
+/// The answering tasks of a held PBX source; they stop with the lease.
+struct Answering(Vec<tokio::task::JoinHandle<()>>);
+
+impl Answering {
+    fn start(b: &Broker, source: &str, p: &PbxServe) -> Answering {
+        Answering(vec![
+            tokio::spawn(cti_proxy::serve(
+                b.clone(),
+                source.to_string(),
+                p.executors.clone(),
+                p.repeats.clone(),
+                p.counted.clone(),
+            )),
+            tokio::spawn(super::relist::serve(
+                b.clone(),
+                source.to_string(),
+                p.executors.clone(),
+            )),
+        ])
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 pub struct Ingester {
     pub source: SourceConfig,
     pub broker: tokio::sync::watch::Receiver<Option<Broker>>,
@@ -79,6 +119,8 @@ pub struct Ingester {
     pub ttl: std::time::Duration,
     /// `acd_cluster_lease_held{source,instance}`.
     pub held: Gauge,
+    /// Set for a PBX source: answered while the lease is held.
+    pub pbx: Option<PbxServe>,
 }
 
 impl Ingester {
@@ -141,6 +183,7 @@ impl Ingester {
                 continue;
             };
             let running = Running(task);
+            let answering = self.pbx.as_ref().map(|p| Answering::start(&b, &name, p));
             self.held.set(1.0);
             loop {
                 tokio::time::sleep(lease.period()).await;
@@ -158,6 +201,7 @@ impl Ingester {
                     }
                 }
             }
+            drop(answering);
             drop(running);
             self.held.set(0.0);
             self.health.remove(&name);

@@ -20,10 +20,13 @@
 pub mod broker;
 pub mod consumer;
 pub mod cti;
+pub mod cti_proxy;
 pub mod forwarder;
 pub mod ingest;
 pub mod lease;
+pub mod relist;
 pub mod sites;
+pub mod verdicts;
 pub mod wire;
 
 use std::sync::Arc;
@@ -37,7 +40,7 @@ use crate::config::{ClusterConfig, SourceConfig};
 use crate::sources::{HealthRegistry, INBOX_CAPACITY, Inbox, RejectCounter, SourceHealth};
 use crate::time::Ts;
 
-pub use consumer::stream_position;
+pub use consumer::{site_positions, stream_position};
 pub use ingest::StartSource;
 
 /// A running cluster attachment.
@@ -55,8 +58,17 @@ pub struct Cluster {
     site: String,
     leadership: Arc<cti::Leadership>,
     mirror: Arc<cti::Mirror>,
+    retention: Duration,
     /// A central instance's sites and their freshness (`[cluster] sites`).
     pub board: Option<Arc<sites::Board>>,
+    /// This instance's engine inbox (before the stream).
+    engine: Inbox,
+    /// The real actions of the PBX sources this instance runs.
+    executors: Arc<cti_proxy::Executors>,
+    repeats: Arc<cti_proxy::Repeats>,
+    /// Every source this instance ingests when it holds the lease, and
+    /// whether it can relist a PBX (set by [`Cluster::spawn_ingesters`]).
+    sources: Arc<std::sync::RwLock<Vec<(String, bool)>>>,
 }
 
 /// What [`Cluster::attach`] needs from the daemon.
@@ -66,6 +78,10 @@ pub struct Attach {
     /// Stream sequence the restored engine checkpoint ends at, if one was
     /// restored; otherwise the stream is read from the start of the day.
     pub resume_after: Option<u64>,
+    /// A central instance: per site, the stream sequence the restored
+    /// checkpoint ends at; a site not listed is read from the start of
+    /// the day (its events are not in the figures).
+    pub resume_sites: std::collections::BTreeMap<String, u64>,
     pub zone: jiff::tz::TimeZone,
     pub health: Arc<HealthRegistry>,
     pub rejects: Arc<RejectCounter>,
@@ -82,6 +98,7 @@ impl Cluster {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let (btx, brx) = watch::channel(None);
         let fences = Arc::new(forwarder::Fences::default());
+        let awaiting = Arc::new(verdicts::Awaiting::default());
         let progress = Arc::new(consumer::Progress::default());
         let names = broker::Names::new(cfg);
         let health = SourceHealth::new(&format!("cluster:{}", names.site), "nats");
@@ -92,6 +109,7 @@ impl Cluster {
             a.engine.clone(),
             brx.clone(),
             fences.clone(),
+            awaiting.clone(),
         ));
         let day_start = crate::state::window::day_bounds(Ts::now(), &a.zone).0;
         let start = consumer::start_policy(a.resume_after, day_start.0);
@@ -114,7 +132,6 @@ impl Cluster {
             leadership.clone(),
             leader_gauge,
         ));
-        tokio::spawn(cti::follow(brx.clone(), cfg.retention(), mirror.clone()));
         {
             let cfg = cfg.clone();
             let progress = progress.clone();
@@ -142,7 +159,11 @@ impl Cluster {
                     gauges,
                 ));
                 tokio::spawn(sites::beat(b.js.clone(), b.names.clone()));
-                consumer::run(b.feed(), engine, start, progress, rejects).await;
+                let feed = consumer::Feed {
+                    awaiting: Some(awaiting),
+                    ..b.feed()
+                };
+                consumer::run(feed, engine, start, progress, rejects).await;
             });
         }
         Cluster {
@@ -158,7 +179,12 @@ impl Cluster {
             site: names.site,
             leadership,
             mirror,
+            retention: cfg.retention(),
             board: None,
+            engine: a.engine,
+            executors: Arc::default(),
+            repeats: Arc::default(),
+            sources: Arc::default(),
         }
     }
 
@@ -174,9 +200,14 @@ impl Cluster {
             a.health.register(site.health.clone());
             a.health.register(site.freshness.clone());
         }
-        tokio::spawn(sites::watch_freshness(board.clone(), a.recorder.clone()));
+        tokio::spawn(sites::watch_freshness(
+            board.clone(),
+            a.recorder.clone(),
+            a.engine.clone(),
+        ));
         {
             let names = names.clone();
+            let resume_sites = a.resume_sites.clone();
             let (cfg, board, engine, rejects, recorder) = (
                 cfg.clone(),
                 board.clone(),
@@ -225,8 +256,18 @@ impl Cluster {
                         stream,
                         names,
                         qualify: true,
+                        awaiting: None,
                     };
-                    let start = consumer::start_policy(None, day_start.0);
+                    let resume = resume_sites.get(&site.site).copied();
+                    match resume {
+                        Some(seq) => {
+                            tracing::info!(site = %site.site, after = seq, "resuming the site's stream after the restored checkpoint")
+                        }
+                        None => {
+                            tracing::info!(site = %site.site, "reading the site's stream from the start of the day")
+                        }
+                    }
+                    let start = consumer::start_policy(resume, day_start.0);
                     tokio::spawn(consumer::run(
                         feed,
                         engine.clone(),
@@ -251,31 +292,115 @@ impl Cluster {
             site: names.site,
             leadership: Arc::new(cti::Leadership::default()),
             mirror: Arc::new(cti::Mirror::default()),
+            retention: cfg.retention(),
             board: Some(board),
+            engine: a.engine,
+            executors: Arc::default(),
+            repeats: Arc::default(),
+            sources: Arc::default(),
         }
     }
 
-    /// Routes the `[[cti]]` actions named `webhooks` through the site's CTI
-    /// leader ([`cti::Gate`]); other actions (AMI, ESL) stay as they are.
-    pub fn gate_cti(&self, registry: &crate::cti::CtiRegistry, webhooks: Vec<String>) {
-        let (site, mirror, leadership, broker) = (
-            self.site.clone(),
-            self.mirror.clone(),
-            self.leadership.clone(),
-            self.broker.clone(),
-        );
+    /// Connects the ladder to the site's escalation stream (a site's
+    /// instance; a central instance runs no CTI leader): it follows the
+    /// leader's records until this instance holds the `cti` lease, then
+    /// leads once `before_leading` is done (`cti::run_escalations`).
+    pub fn link_ladder(
+        &self,
+        ladder: &crate::escalation::control::LadderHandle,
+        before_leading: cti::BeforeLeading,
+    ) {
+        if self.board.is_some() {
+            return;
+        }
+        let written = ladder
+            .stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(written) = written else {
+            return;
+        };
+        tokio::spawn(cti::run_escalations(cti::Escalations {
+            broker: self.broker.clone(),
+            retention: self.retention,
+            leadership: self.leadership.clone(),
+            mirror: self.mirror.clone(),
+            progress: self.progress.clone(),
+            control: ladder.tx.clone(),
+            written,
+            before_leading,
+        }));
+    }
+
+    /// Routes the `[[cti]]` actions named `webhooks`, and the AMI and ESL
+    /// actions of `sources`, through the site's CTI leader ([`cti::Gate`]).
+    /// An AMI or ESL action is a [`cti_proxy::Proxy`] to whichever instance
+    /// holds that PBX's connection; the real one, registered when this
+    /// instance starts the source, is kept for answering it.
+    pub fn gate_cti(
+        &self,
+        registry: &crate::cti::CtiRegistry,
+        webhooks: Vec<String>,
+        sources: &[SourceConfig],
+    ) {
+        let pbx = cti_proxy::pbx_sources(sources);
+        let gate = {
+            let (site, mirror, leadership, broker) = (
+                self.site.clone(),
+                self.mirror.clone(),
+                self.leadership.clone(),
+                self.broker.clone(),
+            );
+            move |inner| -> Arc<dyn crate::cti::Cti> {
+                Arc::new(cti::Gate {
+                    inner,
+                    site: site.clone(),
+                    mirror: mirror.clone(),
+                    leadership: leadership.clone(),
+                    broker: broker.clone(),
+                })
+            }
+        };
+        let proxies: Vec<(String, Arc<dyn crate::cti::Cti>)> = pbx
+            .iter()
+            .map(|p| {
+                let proxy = cti_proxy::Proxy {
+                    source: p.clone(),
+                    broker: self.broker.clone(),
+                    patience: self.ttl * 2,
+                };
+                (p.name.clone(), gate(Arc::new(proxy)))
+            })
+            .collect();
+        for (name, proxy) in &proxies {
+            registry.insert_unwrapped(name, proxy.clone());
+        }
+        let executors = self.executors.clone();
         registry.wrap_inserts(Arc::new(move |name, inner| {
+            if let Some((_, proxy)) = proxies.iter().find(|(n, _)| n == name) {
+                if !Arc::ptr_eq(proxy, &inner) {
+                    executors.set(name, inner);
+                }
+                return proxy.clone();
+            }
             if !webhooks.iter().any(|w| w == name) {
                 return inner;
             }
-            Arc::new(cti::Gate {
-                inner,
-                site: site.clone(),
-                mirror: mirror.clone(),
-                leadership: leadership.clone(),
-                broker: broker.clone(),
-            })
+            gate(inner)
         }));
+    }
+
+    /// Has every PBX source's holder relist its queues and waits until this
+    /// instance's engine has applied them ([`relist::Relister`]).
+    pub fn relister(&self, timeout: Duration) -> relist::Relister {
+        relist::Relister {
+            broker: self.broker.clone(),
+            progress: self.progress.clone(),
+            engine: self.engine.clone(),
+            sources: self.sources.clone(),
+            timeout,
+        }
     }
 
     /// One lease-holding ingester per source; each handle stops its source
@@ -285,6 +410,13 @@ impl Cluster {
         sources: &[SourceConfig],
         start: StartSource,
     ) -> Vec<(String, tokio::task::JoinHandle<()>)> {
+        let pbx = cti_proxy::pbx_sources(sources);
+        if let Ok(mut list) = self.sources.write() {
+            *list = sources
+                .iter()
+                .map(|s| (s.name.clone(), pbx.iter().any(|p| p.name == s.name)))
+                .collect();
+        }
         sources
             .iter()
             .map(|s| {
@@ -306,6 +438,14 @@ impl Cluster {
                     zone: self.zone.clone(),
                     ttl: self.ttl,
                     held,
+                    pbx: pbx
+                        .iter()
+                        .any(|p| p.name == s.name)
+                        .then(|| ingest::PbxServe {
+                            executors: self.executors.clone(),
+                            repeats: self.repeats.clone(),
+                            counted: cti_proxy::repeats_counter(&*self.recorder, &s.name),
+                        }),
                 };
                 (s.name.clone(), tokio::spawn(ing.run()))
             })

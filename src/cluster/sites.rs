@@ -190,9 +190,17 @@ impl Site {
     }
 }
 
-/// Keeps each site's STALE state, its `site:<site>` health entry and
-/// `acd_cluster_site_stale{site}` current; logs each change once.
-pub async fn watch_freshness(board: Arc<Board>, recorder: Arc<dyn Recorder + Send + Sync>) {
+/// Keeps each site's STALE state, its `site:<site>` health entry,
+/// `acd_cluster_site_stale{site}` and the engine's views (`site_stale`,
+/// which `/ws` carries to the wall) current; logs each change once.
+pub async fn watch_freshness(
+    board: Arc<Board>,
+    recorder: Arc<dyn Recorder + Send + Sync>,
+    engine: Inbox,
+) {
+    // What the engine was last told per site; a full inbox (a stalled
+    // engine) is told at a later turn, never waited for.
+    let mut told: Vec<Option<Option<Option<Ts>>>> = vec![None; board.sites.len()];
     let gauges: Vec<_> = board
         .sites
         .iter()
@@ -211,9 +219,20 @@ pub async fn watch_freshness(board: Arc<Board>, recorder: Arc<dyn Recorder + Sen
     }
     loop {
         let now = Ts::now();
-        for (s, g) in board.sites.iter().zip(&gauges) {
+        for ((s, g), told) in board.sites.iter().zip(&gauges).zip(&mut told) {
             let stale = s.is_stale(now, board.stale_after);
             let was = s.stale.swap(stale, Ordering::Relaxed);
+            let last = s.progress.last_stored_ms.load(Ordering::Relaxed);
+            let state = stale.then_some((last > 0).then_some(Ts(last)));
+            if *told != Some(state) {
+                let env = Envelope::SiteFreshness {
+                    site: s.site.clone(),
+                    stale: state,
+                };
+                if engine.try_send(env).is_ok() {
+                    *told = Some(state);
+                }
+            }
             g.set(stale as u8 as f64);
             s.freshness.set_connected(!stale);
             s.freshness.set_synced(!stale);

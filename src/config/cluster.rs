@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::values::{HumanDuration, Secret};
-use super::{Loader, SourceConfig};
+use super::{LadderConfig, Loader, PostConfig, SourceConfig};
 
 /// `[cluster]` as written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -159,6 +159,44 @@ pub fn is_token(s: &str) -> bool {
 }
 
 impl Loader<'_> {
+    /// A central instance acts on no site: it shows every site's figures
+    /// (ids `north/hotline`), while each site's own instances run its
+    /// ladder and its CTI. A ladder or an automatic post cover there would
+    /// sign agents in through a CTI it does not have, or act a second time
+    /// beside the site's own leader: refused, each at its position.
+    pub(super) fn check_central_acts(
+        &mut self,
+        c: &ClusterConfig,
+        ladders: &[LadderConfig],
+        posts: &[PostConfig],
+    ) {
+        if !c.is_central() {
+            return;
+        }
+        let sites = (c.sites.span() != (0..0)).then(|| c.sites.span());
+        for l in ladders {
+            let at = l.stages.first().map(|s| s.when.span()).or(sites.clone());
+            self.err(
+                at,
+                format!(
+                    "ladder `{}`: [cluster] sites makes this a central instance, which runs no ladder (each site's own instances run theirs and act on its CTI): remove [[ladders]] (or sites)",
+                    l.name
+                ),
+            );
+        }
+        for p in posts {
+            if let Some(cover) = p.cover.as_ref().filter(|c| c.get_ref() == "auto") {
+                self.err(
+                    Some(cover.span()),
+                    format!(
+                        "post `{}`: cover = \"auto\" signs agents in, which a central instance ([cluster] sites) does not do: set cover = \"off\" (or remove sites)",
+                        p.name
+                    ),
+                );
+            }
+        }
+    }
+
     /// Checks `[cluster]` against itself and the sources it will carry.
     pub(super) fn check_cluster(&mut self, c: &ClusterConfig, sources: &[SourceConfig], cti: bool) {
         let span = |s: std::ops::Range<usize>| (s != (0..0)).then_some(s);
@@ -395,6 +433,37 @@ mod tests {
         assert_eq!(site.engine_config().stream.as_deref(), Some("ACDMON_north"));
         let single = Config::parse("c.toml", BASE).unwrap();
         assert_eq!(single.engine_config().stream, None);
+    }
+
+    /// A central instance with a ladder, a CTI and a post that covers by
+    /// itself: check-config names each, where it is written.
+    #[test]
+    fn a_central_instance_refuses_what_acts() {
+        let cfg = "[[queues]]\nname = \"north/hotline\"\n\
+            [[agents]]\nid = \"north/a1\"\ngroups = [\"backup\"]\n\
+            [[agents]]\nid = \"north/a2\"\n\
+            [[ladders]]\nname = \"day\"\n[[ladders.stages]]\nname = \"s1\"\nwhen = \"waiting > 5\"\nsign_in = { group = \"backup\" }\n\
+            [[cti]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+            [[posts]]\nname = \"desk\"\na = [\"north/a2\"]\nb = [\"north/a1\"]\nqueues = [\"north/hotline\"]\ncover = \"auto\"\n\
+            [cluster]\nnats = [\"nats://h:4222\"]\nsite = \"hq\"\nsites = [\"north\"]\n";
+        let e = match Config::parse("c.toml", cfg) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        };
+        let want = [
+            (
+                "c.toml:12:8:",
+                "ladder `day`: [cluster] sites makes this a central instance",
+            ),
+            ("c.toml:27:9:", "acts on no site's CTI"),
+            ("c.toml:23:9:", "post `desk`: cover = \"auto\""),
+        ];
+        for (pos, text) in want {
+            assert!(
+                e.iter().any(|l| l.starts_with(pos) && l.contains(text)),
+                "{pos} {text}: {e:#?}"
+            );
+        }
     }
 
     #[test]

@@ -494,6 +494,7 @@ impl<'a> Loader<'a> {
         let adherence = adherence_cfg.map(|c| self.adherence(&c, &agent_ids, &zone));
         if let Some(c) = &cluster {
             self.check_cluster(c, &sources, !cti.is_empty());
+            self.check_central_acts(c, &ladders, &post_cfgs);
         }
 
         Some(Config {

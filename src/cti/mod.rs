@@ -4,12 +4,13 @@
 //! source's own connection, so they live in its folder
 //! (`sources/ami/cti.rs`, `sources/esl/cti.rs`) and come back from its
 //! `spawn` in [`crate::sources::Started`]; this module keeps the trait, the
-//! registry, the webhook and the log-only action.
+//! registry, the webhook and the log-only action. (In cluster mode another
+//! instance may hold that connection: `crate::cluster::cti_proxy`.)
 
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub mod log_only;
 pub mod registry;
@@ -26,7 +27,7 @@ tokio::task_local! {
 }
 
 /// Sign an agent into a queue, or out of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CtiVerb {
     SignIn,
@@ -34,7 +35,7 @@ pub enum CtiVerb {
 }
 
 /// One request to the phone system.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CtiRequest {
     pub verb: CtiVerb,
     /// The agent id events use.
@@ -48,7 +49,7 @@ pub struct CtiRequest {
 }
 
 /// What the phone system answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtiOutcome {
     pub ok: bool,
     pub detail: String,
@@ -80,6 +81,10 @@ impl CtiOutcome {
 
 pub type CtiFuture = Pin<Box<dyn Future<Output = CtiOutcome> + Send>>;
 
+/// A membership relist in progress: done once the relist's events are
+/// handed on (to the engine, or in cluster mode to the stream).
+pub type RelistFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
 /// A way to sign agents in and out. Implementations own their timeouts and
 /// retries; the future always resolves with an outcome, never panics.
 pub trait Cti: Send + Sync {
@@ -89,6 +94,14 @@ pub trait Cti: Send + Sync {
     /// pausing the member (Asterisk `sign_out = "pause"`): a member paused
     /// with it is signed out, and eligible to be signed in (unpaused) again.
     fn sign_out_pause_reason(&self) -> Option<&str> {
+        None
+    }
+
+    /// Re-reads the phone system's queue membership on this action's
+    /// connection (AMI `QueueStatus`, the event socket's `callcenter_config`
+    /// lists), where it has one: cluster mode's new CTI leader asks for it
+    /// before acting (`crate::cluster::relist`).
+    fn relist(&self) -> Option<RelistFuture> {
         None
     }
 }

@@ -74,6 +74,14 @@ impl CtiRegistry {
         }
     }
 
+    /// Registers `cti` as it is, past the wrap (the wrap's own result:
+    /// cluster mode's proxy for a source this instance may not run).
+    pub fn insert_unwrapped(&self, name: &str, cti: Arc<dyn Cti>) {
+        if let Ok(mut m) = self.map.write() {
+            m.insert(name.to_string(), cti);
+        }
+    }
+
     /// A source or `[[cti]]` entry removed by a config reload.
     pub fn remove(&self, name: &str) {
         if let Ok(mut m) = self.map.write() {

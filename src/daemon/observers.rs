@@ -110,13 +110,20 @@ impl Parts {
             Store::open(&cfg.storage.path)
                 .with_context(|| "the audit log and interval history need [storage] path")?,
         );
-        let (ladder, handle) =
+        let (mut ladder, handle) =
             LadderObserver::new(cfg, store.clone(), cti.clone()).map_err(|e| anyhow::anyhow!(e))?;
+        // A site's instance in cluster mode: only the site's CTI leader
+        // decides (crate::cluster::cti); a central instance runs its own.
+        if cfg.cluster.as_ref().is_some_and(|c| !c.is_central()) {
+            let written = ladder.follow_a_leader();
+            *handle.stream.lock().unwrap_or_else(|e| e.into_inner()) = Some(written);
+        }
         let every = cfg.storage.checkpoint_every.0;
         let (posts, post_board) = crate::floor::posts::PostsObserver::new(cfg);
         let posts = posts
             .with_store(store.clone())
-            .with_cover(store.clone(), cti.clone());
+            .with_cover(store.clone(), cti.clone())
+            .with_key_scope(crate::cti::runner::key_scope(cfg));
         let adherence = crate::floor::adherence::AdherenceObserver::new(cfg);
         let floor = crate::floor::FloorHandles {
             posts: Some(post_board),

@@ -37,6 +37,7 @@ impl Daemon {
             http,
             sighup,
             background,
+            ..
         } = self;
         // Nothing may start a source from here on (no more SIGHUP reloads;
         // an HTTP reload finds the source set closed).

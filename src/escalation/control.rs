@@ -56,6 +56,20 @@ pub enum Command {
         by: String,
         reply: Reply,
     },
+    /// Cluster mode, a follower: a record of the leader's escalation stream
+    /// to copy into the local audit log.
+    Mirror(super::stream::Record),
+    /// Cluster mode, the leader: entry `entry` is in the escalation stream
+    /// (`error: None`), or could not be appended; its actions wait for this.
+    Appended {
+        entry: u64,
+        error: Option<String>,
+    },
+    /// Cluster mode: this instance holds the site's `cti` lease now and has
+    /// read the escalation stream to its end; take over the ladders.
+    Lead,
+    /// Cluster mode: the `cti` lease is lost; decide nothing more.
+    Follow,
 }
 
 /// What the routes hold: the command channel and the audit log (read
@@ -64,6 +78,9 @@ pub enum Command {
 pub struct LadderHandle {
     pub tx: mpsc::Sender<Command>,
     pub store: Arc<Store>,
+    /// Cluster mode: what the ladder writes, for the escalation stream
+    /// (taken once, by the cluster's escalation task).
+    pub stream: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<super::stream::Record>>>>,
 }
 
 impl LadderHandle {

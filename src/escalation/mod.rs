@@ -11,6 +11,7 @@ pub mod expr;
 pub mod ladder;
 pub mod observer;
 pub mod schedule;
+pub mod stream;
 
 /// The log entry shape lives beside the snapshot that publishes it.
 pub use crate::state::escalation_log::{ActionRecord, Direction, Entry, EntryDecision};

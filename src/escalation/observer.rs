@@ -29,10 +29,20 @@
 //! figures that move without queue events (agent states, waits growing), at
 //! most once per second of event time.
 //!
+//! Cluster mode (docs/cluster.md, "One CTI leader per site"): only the
+//! holder of the site's `cti` lease decides ([`Role::Leading`]); every
+//! entry and result it writes also goes to the escalation stream, and a
+//! decision's actions run only once the stream has its entry. The other
+//! instances ([`Role::Following`]) decide nothing: they copy the leader's
+//! records into their own audit log and rebuild the queue's ladder from it,
+//! so their wall, metrics and API show the leader's. Taking the lease over
+//! is a restart from the log (`follow`).
+//!
 //! The steps live beside this file: `audit` (the write queue), `acts`
 //! (CTI actions per agent), `commands` (the HTTP routes' commands),
 //! `floor` (what the ladder asks of the engine), `reload` (a new
-//! configuration's ladders).
+//! configuration's ladders), `follow` (leading and following in a
+//! cluster).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -45,9 +55,10 @@ use super::ladder::{
     Act, Candidate, Floor, Inputs, Mark, NotPending, Output, PENDING, Plan, QueueLadder,
 };
 use super::schedule::Schedule;
+use super::stream::Record;
 use super::{ActionRecord, Direction, Entry};
 use crate::config::Config;
-use crate::cti::runner::{ActionRunner, request_for};
+use crate::cti::runner::{ActionRunner, action_key, key_scope, request_for};
 use crate::cti::{CtiOutcome, CtiRegistry, CtiVerb};
 use crate::engine_thread::Observer;
 use crate::event::AgentStatus;
@@ -60,6 +71,7 @@ mod acts;
 mod audit;
 mod commands;
 mod floor;
+mod follow;
 mod reload;
 #[cfg(test)]
 mod tests;
@@ -100,7 +112,31 @@ struct AgentActs {
     queued: VecDeque<Act>,
 }
 
+/// Who decides (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// No cluster: this process decides and acts.
+    Single,
+    /// The site's CTI leader: decides, and acts once the escalation stream
+    /// holds the decision.
+    Leading,
+    /// Another instance of the site: mirrors the leader's log.
+    Following,
+}
+
 pub struct LadderObserver {
+    role: Role,
+    /// Cluster mode: every entry and result written, for the escalation
+    /// stream (in the order written).
+    stream: Option<mpsc::UnboundedSender<Record>>,
+    /// Entries written but not yet acknowledged by the escalation stream
+    /// (leading); their acts are held.
+    unacked: HashSet<u64>,
+    /// (entry, action) of acts a takeover found decided but never answered:
+    /// the engine's membership is looked at before they run again.
+    rerun: HashSet<(u64, usize)>,
+    /// Mirrored records the audit log refused, retried in order.
+    mirror_retry: VecDeque<Record>,
     plans: HashMap<String, Arc<Plan>>,
     schedules: Vec<Schedule>,
     /// Each schedule's plan, resolved once (no name lookups per event).
@@ -204,6 +240,11 @@ impl LadderObserver {
             .map(|s| s.ladder.as_ref().and_then(|n| plans.get(n).cloned()))
             .collect();
         let obs = LadderObserver {
+            role: Role::Single,
+            stream: None,
+            unacked: HashSet::new(),
+            rerun: HashSet::new(),
+            mirror_retry: VecDeque::new(),
             plans,
             schedules: cfg.schedules.clone(),
             schedule_plans,
@@ -211,7 +252,7 @@ impl LadderObserver {
             ladders: Vec::new(),
             store: store.clone(),
             cti,
-            actions: ActionRunner::new(RESULTS_CAPACITY),
+            actions: ActionRunner::new(RESULTS_CAPACITY).with_scope(key_scope(cfg)),
             membership: Vec::new(),
             control_rx: Some(control_rx),
             acts: HashMap::new(),
@@ -244,6 +285,7 @@ impl LadderObserver {
             LadderHandle {
                 tx: control_tx,
                 store,
+                stream: Arc::new(std::sync::Mutex::new(None)),
             },
         ))
     }
@@ -254,6 +296,15 @@ impl LadderObserver {
             return;
         }
         self.ready = true;
+        self.restore_all(engine, false);
+    }
+
+    /// Rebuilds every ladder from the audit log: at start-up, and when a
+    /// cluster instance takes the lead (`takeover`: the engine is live, so
+    /// restored queues do not wait to settle, and the acts found unanswered
+    /// are checked against the engine's membership before they run again).
+    /// A follower discards what the restore would do.
+    fn restore_all(&mut self, engine: &mut Engine, takeover: bool) {
         let entries = match self.store.all_entries() {
             Ok(e) => e,
             Err(e) => {
@@ -284,10 +335,15 @@ impl LadderObserver {
             };
             let outs = l.restore(&entries, &|n| plans.get(n).cloned());
             let n = l.signed_in().len();
-            if n > 0 || !l.is_idle() {
+            if (n > 0 || !l.is_idle()) && self.role != Role::Following {
                 tracing::info!(%queue, signed_in = n, "escalation resumed from the audit log");
-                self.settling
-                    .insert(q, engine.now().plus_ms(RESTORE_SETTLE_MS));
+                if !takeover {
+                    self.settling
+                        .insert(q, engine.now().plus_ms(RESTORE_SETTLE_MS));
+                }
+            }
+            if takeover {
+                self.rerun.extend(unanswered(&entries));
             }
             self.changed.insert(q);
             self.process(engine, outs);
@@ -339,6 +395,10 @@ impl LadderObserver {
     }
 
     fn evaluate(&mut self, engine: &mut Engine, q: usize) {
+        if self.role == Role::Following {
+            // The leader decides; this ladder is rebuilt from its records.
+            return;
+        }
         if !self.pending.is_empty() {
             // Nothing new is decided while a decision waits to be written.
             return;
@@ -430,6 +490,11 @@ impl LadderObserver {
 
     /// Writes entries, appends marks and starts acts, in the ladder's order.
     fn process(&mut self, engine: &mut Engine, outs: Vec<Output>) {
+        if self.role == Role::Following {
+            // Nothing is decided or acted on here: the leader's records
+            // say what happened (a restore's or a reload's outputs).
+            return;
+        }
         let now = engine.now();
         for o in outs {
             match o {
@@ -440,7 +505,7 @@ impl LadderObserver {
                 }
                 Output::Mark(m) => self.write(Write::Mark(m, now), now),
                 Output::Act(a) => {
-                    if self.unwritten.contains(&a.entry) {
+                    if self.unwritten.contains(&a.entry) || self.unacked.contains(&a.entry) {
                         if let Some(q) = engine.find_queue(&a.queue) {
                             self.changed.insert(q);
                         }
@@ -618,6 +683,7 @@ impl Observer for LadderObserver {
         self.ensure_ready(engine);
         self.drain_results(engine);
         self.drain_control(engine);
+        self.retry_mirror(engine);
         self.run_inline(engine);
         self.retry_writes(engine);
         self.sync(engine);
@@ -651,4 +717,15 @@ impl Observer for LadderObserver {
         }
         d
     }
+}
+
+/// (entry, action) of every ladder sign-in or sign-out still `pending` in
+/// `entries`: decided, never answered.
+fn unanswered(entries: &[Entry]) -> impl Iterator<Item = (u64, usize)> + '_ {
+    entries.iter().filter(|e| e.mode != "manual").flat_map(|e| {
+        e.actions.iter().enumerate().filter_map(move |(i, a)| {
+            (matches!(a.kind.as_str(), "sign_in" | "sign_out") && a.result == PENDING)
+                .then_some((e.id, i))
+        })
+    })
 }

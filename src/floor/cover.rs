@@ -144,6 +144,12 @@ impl AutoCover {
     }
 
     /// The queues the rule has signed holders of `post` into.
+    /// Idempotency keys start with `scope` (`crate::cti::runner::key_scope`).
+    pub fn with_key_scope(mut self, scope: String) -> Self {
+        self.actions.set_scope(scope);
+        self
+    }
+
     pub fn seats_of(&self, post: &str) -> Vec<CoverSeat> {
         self.seats
             .iter()
@@ -596,10 +602,12 @@ impl AutoCover {
 
     fn start(&mut self, engine: &Engine, a: Act) {
         let (req, source) = request_for(engine, a.verb, &a.agent, &a.queue);
+        // Cover entries have one action each; `cover:` keeps their ids
+        // apart from the ladder's entry ids.
+        let key = format!("cover:{}:0", a.entry);
         self.actions
-            .start(&self.cti, source.as_deref(), req, move |outcome| Done {
-                act: a,
-                outcome,
+            .start(&self.cti, source.as_deref(), req, &key, move |outcome| {
+                Done { act: a, outcome }
             });
     }
 

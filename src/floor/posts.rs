@@ -438,6 +438,13 @@ impl PostsObserver {
         self
     }
 
+    /// Auto cover's idempotency keys start with `scope` (cluster mode:
+    /// `<site>:`); call after [`PostsObserver::with_cover`].
+    pub fn with_key_scope(mut self, scope: String) -> Self {
+        self.cover = self.cover.map(|c| c.with_key_scope(scope));
+        self
+    }
+
     /// [`PostsObserver::new`] for `acdmon replay`: auto cover acts through
     /// the log-only CTI and logs to a private in-memory database.
     pub fn for_replay(cfg: &crate::config::Config) -> (Self, Arc<PostBoard>) {

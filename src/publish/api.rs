@@ -187,6 +187,10 @@ type Verdict = tokio::sync::oneshot::Receiver<Vec<(usize, crate::sources::Reject
 
 /// Longest wait for the engine's verdict on a request's events.
 const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// The same in cluster mode, where the events go to the engine by way of
+/// the stream (publish, acknowledgement, this instance's consumer) and an
+/// instance still catching up applies them after what it has to read first.
+const CLUSTER_VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What one `POST /api/v1/events` did, built as the body streams in.
 #[derive(Default)]
@@ -197,7 +201,8 @@ struct IngestReport {
     decoded: usize,
     rejected_total: usize,
     rejected: Vec<serde_json::Value>,
-    /// Accepted events whose verdict did not come within [`VERDICT_WAIT`].
+    /// Accepted events whose verdict did not come within the wait
+    /// ([`VERDICT_WAIT`], [`CLUSTER_VERDICT_WAIT`]).
     unconfirmed: usize,
     /// The engine's verdict on each batch sent, with the batch's line numbers.
     pending: Vec<(Vec<u64>, Verdict)>,
@@ -257,14 +262,15 @@ impl IngestReport {
         Ok(())
     }
 
-    /// Waits for the engine's verdicts and folds its refusals in.
-    async fn settle(&mut self) {
+    /// Waits for the engine's verdicts (at most `wait`) and folds its
+    /// refusals in.
+    async fn settle(&mut self, wait: std::time::Duration) {
         let mut refused: Vec<(u64, crate::sources::Reject)> = Vec::new();
         // A stalled engine must not hold the client (nor the drain): after
-        // VERDICT_WAIT the events still queued are answered as accepted
+        // the wait the events still queued are answered as accepted
         // but `unconfirmed`; the engine's refusals of those show only in
         // the metrics.
-        let deadline = tokio::time::Instant::now() + VERDICT_WAIT;
+        let deadline = tokio::time::Instant::now() + wait;
         for (lines, rx) in std::mem::take(&mut self.pending) {
             let verdict = match tokio::time::timeout_at(deadline, rx).await {
                 Ok(v) => v,
@@ -319,6 +325,11 @@ async fn ingest(State(s): State<AppState>, req: axum::extract::Request) -> Respo
     if let Err(r) = admin_guard(&s, &parts.headers, &q) {
         return r;
     }
+    let wait = if s.config.load().cluster.is_some() {
+        CLUSTER_VERDICT_WAIT
+    } else {
+        VERDICT_WAIT
+    };
     let mut body = body.into_data_stream();
     let mut dec = LineDecoder::new();
     let mut report = IngestReport::default();
@@ -344,7 +355,7 @@ async fn ingest(State(s): State<AppState>, req: axum::extract::Request) -> Respo
                 if report.deliver(&s, &mut out).await.is_err() {
                     return stopping();
                 }
-                report.settle().await;
+                report.settle(wait).await;
                 return (
                     status,
                     Json(json!({
@@ -365,7 +376,7 @@ async fn ingest(State(s): State<AppState>, req: axum::extract::Request) -> Respo
     if report.deliver(&s, &mut out).await.is_err() {
         return stopping();
     }
-    report.settle().await;
+    report.settle(wait).await;
     // 400 only when no line could even be read; the engine's refusals of
     // well-formed events are listed, not an error of the request.
     let status = if report.rejected_total == 0 || report.decoded > 0 {

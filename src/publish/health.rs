@@ -23,13 +23,41 @@ pub struct Reason {
 
 /// Envelopes waiting in the engine's inbox.
 pub fn inbox_backlog(s: &AppState) -> usize {
-    s.inbox.max_capacity().saturating_sub(s.inbox.capacity())
+    backlogs(&s.engine_inbox, &s.inbox).engine
+}
+
+/// What waits in front of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlogs {
+    /// In the engine's own inbox.
+    pub engine: usize,
+    /// In cluster mode, what sources sent that is not yet in the stream
+    /// (the forwarder's channel); `None` without `[cluster]`.
+    pub forwarder: Option<usize>,
+}
+
+/// Why two channels: in cluster mode sources send to the forwarder and the
+/// stream's consumer feeds the engine, so the sources' channel says nothing
+/// about the engine (it empties into the broker even while the engine is
+/// stalled).
+fn backlogs(engine: &crate::sources::Inbox, sources: &crate::sources::Inbox) -> Backlogs {
+    let waiting = |i: &crate::sources::Inbox| i.max_capacity().saturating_sub(i.capacity());
+    Backlogs {
+        engine: waiting(engine),
+        forwarder: (!engine.same_channel(sources)).then(|| waiting(sources)),
+    }
 }
 
 /// Every reason the daemon is not ready now; empty when it is.
 pub fn not_ready_reasons(s: &AppState) -> Vec<Reason> {
     let mut out = Vec::new();
-    if let Some(r) = engine_reason(&s.engine.status(), s.engine.stall_after(), inbox_backlog(s)) {
+    let b = backlogs(&s.engine_inbox, &s.inbox);
+    if let Some(mut r) = engine_reason(&s.engine.status(), s.engine.stall_after(), b.engine) {
+        if let Some(f) = b.forwarder.filter(|f| *f > 0) {
+            r.detail.push_str(&format!(
+                "; {f} more waiting to be appended to the event stream"
+            ));
+        }
         out.push(r);
     }
     for h in s.health.all() {
@@ -131,5 +159,41 @@ mod tests {
             behind: false,
         };
         assert_eq!(engine_reason(&ok, Duration::from_secs(5), 0), None);
+    }
+
+    fn envelope() -> crate::sources::Envelope {
+        crate::sources::Envelope::Batch {
+            source: "pbx".into(),
+            events: Vec::new(),
+        }
+    }
+
+    /// In cluster mode a stalled engine's backlog is in its own inbox (fed
+    /// by the stream), not in the channel the sources send to.
+    #[test]
+    fn the_engine_backlog_is_the_engines_own_inbox() {
+        let (engine, _erx) = tokio::sync::mpsc::channel(100);
+        let (forwarder, _frx) = tokio::sync::mpsc::channel(100);
+        for _ in 0..7 {
+            engine.try_send(envelope()).unwrap();
+        }
+        for _ in 0..2 {
+            forwarder.try_send(envelope()).unwrap();
+        }
+        assert_eq!(
+            backlogs(&engine, &forwarder),
+            Backlogs {
+                engine: 7,
+                forwarder: Some(2)
+            }
+        );
+        // One process: one channel, no forwarder.
+        assert_eq!(
+            backlogs(&engine, &engine.clone()),
+            Backlogs {
+                engine: 7,
+                forwarder: None
+            }
+        );
     }
 }

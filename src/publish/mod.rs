@@ -39,7 +39,12 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     pub health: Arc<HealthRegistry>,
     pub rejects: Arc<RejectCounter>,
+    /// Where sources and `POST /api/v1/events` send events: the engine's
+    /// inbox, or in cluster mode the forwarder to the stream.
     pub inbox: Inbox,
+    /// The engine's own inbox (`/readyz` and `acd_engine_inbox_backlog`
+    /// measure it; in cluster mode the stream's consumer feeds it).
+    pub engine_inbox: Inbox,
     pub started: Instant,
     pub metrics: Arc<metrics::Metrics>,
     pub hub: Arc<ws::Hub>,

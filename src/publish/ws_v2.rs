@@ -65,6 +65,7 @@ fn same_but_time(a: &QueueView, b: &QueueView) -> bool {
     let QueueView {
         queue,
         site,
+        site_stale,
         waiting,
         longest_wait_s: _,
         agents,
@@ -80,6 +81,7 @@ fn same_but_time(a: &QueueView, b: &QueueView) -> bool {
     } = a;
     *queue == b.queue
         && *site == b.site
+        && *site_stale == b.site_stale
         && *waiting == b.waiting
         && *agents == b.agents
         && *windows == b.windows
@@ -617,6 +619,7 @@ mod tests {
         let mut q = QueueView {
             queue: "hotline".into(),
             site: None,
+            site_stale: None,
             waiting: 1,
             longest_wait_s: 3.0,
             agents: Default::default(),

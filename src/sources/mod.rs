@@ -261,6 +261,23 @@ pub enum Envelope {
         events: Vec<Event>,
         verdict: tokio::sync::oneshot::Sender<Vec<(usize, Reject)>>,
     },
+    /// A stream message (cluster mode) part of which a `POST /api/v1/events`
+    /// on this instance awaits: applied and positioned as
+    /// [`Envelope::Positioned`], then each [`Awaiter`] gets the engine's
+    /// refusals among its events (see `crate::cluster::verdicts`).
+    Awaited {
+        source: Arc<str>,
+        events: Vec<Event>,
+        position: SourcePosition,
+        awaiting: Vec<Awaiter>,
+    },
+    /// A central instance: a site turned STALE (`stale: Some(when its stream
+    /// last stored anything, if ever)`) or live again (`None`); its queues'
+    /// views say so (`site_stale`).
+    SiteFreshness {
+        site: String,
+        stale: Option<Option<crate::time::Ts>>,
+    },
     /// The daemon is stopping: apply what came before, publish, and end the
     /// engine thread (its observers flush the interval history on drop).
     Shutdown,
@@ -273,6 +290,40 @@ pub enum Envelope {
         config: Arc<crate::config::Config>,
         done: tokio::sync::oneshot::Sender<Vec<(String, SourcePosition)>>,
     },
+}
+
+/// Who waits for the engine's verdict on `events[first..first + len]` of
+/// an [`Envelope::Awaited`] (one request's events in a merged message).
+#[derive(Debug)]
+pub struct Awaiter {
+    pub first: usize,
+    pub len: usize,
+    pub verdict: tokio::sync::oneshot::Sender<Vec<(usize, Reject)>>,
+}
+
+impl Awaiter {
+    /// Answers each awaiter with the refusals among its own events, indexed
+    /// from its first (`refused` indexes the whole message).
+    pub fn answer(awaiting: Vec<Awaiter>, refused: &[(usize, Reject)]) {
+        for a in awaiting {
+            let mine = refused
+                .iter()
+                .filter(|(i, _)| (a.first..a.first + a.len).contains(i))
+                .map(|(i, r)| (i - a.first, r.clone()))
+                .collect();
+            // The route may have stopped waiting: nothing to do.
+            let _ = a.verdict.send(mine);
+        }
+    }
+
+    /// Answers every event of each awaiter with `why` (not applied).
+    pub fn refuse(awaiting: Vec<Awaiter>, why: &Reject) {
+        for a in awaiting {
+            let _ = a
+                .verdict
+                .send((0..a.len).map(|i| (i, why.clone())).collect());
+        }
+    }
 }
 
 /// The engine's inbox. Capacity is [`INBOX_CAPACITY`].

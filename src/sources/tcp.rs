@@ -81,6 +81,41 @@ pub struct Transmit {
     pub close: Option<String>,
 }
 
+/// What travels to the driver besides the PBX's bytes: a CTI command for
+/// the protocol, or a request to relist the PBX's state (the resync a
+/// reconnect ends in), answered once the relist's events are handed on.
+#[derive(Debug)]
+pub enum Request<C> {
+    Cti(C),
+    Relist(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+/// Asks the driver behind `tx` to relist (see [`Request::Relist`]); `what`
+/// names the link in errors.
+pub fn relist<C: Send + 'static>(
+    tx: mpsc::Sender<Request<C>>,
+    what: &'static str,
+) -> crate::cti::RelistFuture {
+    Box::pin(async move {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        tx.send(Request::Relist(reply))
+            .await
+            .map_err(|_| format!("the {what} source is not running"))?;
+        done.await
+            .map_err(|_| format!("the {what} source stopped during the relist"))?
+    })
+}
+
+/// A relist asked for through [`Request::Relist`]: answered once the
+/// protocol is synced again and the events it had produced by then were
+/// taken by the inbox.
+struct RelistWait {
+    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    /// Events handed on (or dropped) up to the relist's last: `None` while
+    /// the relist is still running.
+    until: Option<u64>,
+}
+
 /// A PBX protocol as a sans-IO state machine, driven by [`run`].
 ///
 /// Calling order: for each connection, [`Protocol::handle_connected`];
@@ -133,7 +168,7 @@ pub async fn run<P: Protocol>(
     link: Link,
     mut proto: P,
     ctx: SourceCtx,
-    mut commands: mpsc::Receiver<P::Command>,
+    mut commands: mpsc::Receiver<Request<P::Command>>,
 ) {
     let mut d = Driver {
         peer: format!("{} {}", link.label, link.address),
@@ -141,6 +176,9 @@ pub async fn run<P: Protocol>(
         ctx,
         pending: VecDeque::new(),
         commands_open: true,
+        queued: 0,
+        handed: 0,
+        relists: Vec::new(),
     };
     let mut backoff = Backoff::with_bounds(d.link.reconnect_min, d.link.reconnect_max);
     loop {
@@ -162,6 +200,9 @@ pub async fn run<P: Protocol>(
                 };
                 proto.handle_disconnected(&why, Ts::now());
                 d.take(&mut proto);
+                for w in d.relists.drain(..).filter(|w| w.until.is_none()) {
+                    let _ = w.reply.send(Err(format!("relist not finished: {why}")));
+                }
                 if matches!(end, End::Stop) {
                     return;
                 }
@@ -188,6 +229,11 @@ struct Driver {
     /// Events not yet taken by the engine; they survive a reconnect.
     pending: VecDeque<Event>,
     commands_open: bool,
+    /// Events ever put in `pending`, and ever taken from it (handed on or
+    /// dropped): where a relist's events end.
+    queued: u64,
+    handed: u64,
+    relists: Vec<RelistWait>,
 }
 
 impl Driver {
@@ -202,11 +248,13 @@ impl Driver {
         }
         if !t.events.is_empty() {
             self.ctx.health.add_events(t.events.len() as u64);
+            self.queued += t.events.len() as u64;
             self.pending.extend(t.events);
         }
         if self.pending.len() > self.link.max_pending {
             let dropped = self.pending.len();
             self.pending.clear();
+            self.handed += dropped as u64;
             let detail = format!(
                 "engine behind: {dropped} {} events dropped; relisting queues",
                 self.link.what
@@ -222,26 +270,77 @@ impl Driver {
             for r in &more.rejects {
                 self.ctx.rejects.record(&self.ctx.name, &self.peer, r);
             }
+            self.queued += more.events.len() as u64;
             self.pending.extend(more.events);
         }
+        if proto.is_synced() {
+            for w in &mut self.relists {
+                w.until.get_or_insert(self.queued);
+            }
+        }
+        self.answer_relists();
         (t.bytes, t.close)
+    }
+
+    /// A relist asked for from outside (cluster mode's new CTI leader).
+    fn relist<P: Protocol>(
+        &mut self,
+        proto: &mut P,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    ) {
+        self.relists.push(RelistWait { reply, until: None });
+        proto.handle_overflow(Ts::now());
+    }
+
+    /// Relists whose events are all handed on are answered once the
+    /// receiver took them: an empty `Envelope::Checked` follows them in the
+    /// inbox, and its verdict comes back after they were applied (or, in
+    /// cluster mode, appended to the stream).
+    fn answer_relists(&mut self) {
+        let handed = self.handed;
+        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.relists)
+            .into_iter()
+            .partition(|w| w.until.is_some_and(|u| u <= handed));
+        self.relists = rest;
+        for w in done {
+            let inbox = self.ctx.inbox.clone();
+            let source = self.ctx.name.clone();
+            tokio::spawn(async move {
+                let (verdict, taken) = tokio::sync::oneshot::channel();
+                let env = Envelope::Checked {
+                    source,
+                    events: Vec::new(),
+                    verdict,
+                };
+                let r = match inbox.send(env).await {
+                    Ok(()) => taken
+                        .await
+                        .map(|_| ())
+                        .map_err(|_| "the engine stopped".into()),
+                    Err(_) => Err("the engine stopped".into()),
+                };
+                let _ = w.reply.send(r);
+            });
+        }
     }
 
     /// Hands one batch to a reserved inbox slot.
     fn send(&mut self, permit: tokio::sync::mpsc::Permit<'_, Envelope>) {
         let n = self.pending.len().min(BATCH);
         let events: Vec<Event> = self.pending.drain(..n).collect();
+        self.handed += n as u64;
         permit.send(Envelope::Batch {
             source: self.ctx.name.clone(),
             events,
         });
+        self.answer_relists();
     }
 
     async fn connection<P: Protocol>(
         &mut self,
         proto: &mut P,
         stream: TcpStream,
-        commands: &mut mpsc::Receiver<P::Command>,
+        commands: &mut mpsc::Receiver<Request<P::Command>>,
         backoff: &mut Backoff,
     ) -> End {
         let (mut rd, mut wr) = stream.into_split();
@@ -283,7 +382,8 @@ impl Driver {
                     Err(_) => return End::Stop,
                 },
                 cmd = commands.recv(), if self.commands_open => match cmd {
-                    Some(c) => proto.handle_command(c, Ts::now()),
+                    Some(Request::Cti(c)) => proto.handle_command(c, Ts::now()),
+                    Some(Request::Relist(reply)) => self.relist(proto, reply),
                     None => self.commands_open = false,
                 },
             }
@@ -300,7 +400,7 @@ impl Driver {
     async fn wait<P: Protocol>(
         &mut self,
         proto: &mut P,
-        commands: &mut mpsc::Receiver<P::Command>,
+        commands: &mut mpsc::Receiver<Request<P::Command>>,
         delay: Duration,
         why: &str,
     ) -> bool {
@@ -315,7 +415,10 @@ impl Driver {
                     Err(_) => return false,
                 },
                 cmd = commands.recv(), if self.commands_open => match cmd {
-                    Some(c) => proto.refuse(c, why),
+                    Some(Request::Cti(c)) => proto.refuse(c, why),
+                    Some(Request::Relist(reply)) => {
+                        let _ = reply.send(Err(format!("not connected: {why}")));
+                    }
                     None => self.commands_open = false,
                 },
             }
@@ -448,6 +551,128 @@ mod tests {
         let relisted = u64::from(*relists.lock().unwrap());
         assert!(relisted >= 1);
         assert_eq!(rejects.by_reason().get("overflow"), Some(&relisted));
+        task.abort();
+    }
+
+    /// A PBX that lists its callers when asked (`list\n`, answered with
+    /// `<call>\n`… and `end\n`); not synced while a list runs.
+    struct Lister {
+        partial: Vec<u8>,
+        out: Transmit,
+        listing: bool,
+    }
+
+    impl Protocol for Lister {
+        type Command = ();
+        fn handle_connected(&mut self, _now: Ts) {}
+        fn handle_input(&mut self, bytes: &[u8], _now: Ts) {
+            self.partial.extend_from_slice(bytes);
+            while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.partial.drain(..=i).collect();
+                let call = String::from_utf8_lossy(&line[..i]).to_string();
+                if call == "end" {
+                    self.listing = false;
+                    continue;
+                }
+                self.out.events.push(Event {
+                    ts: Ts(1763900000000),
+                    kind: EventKind::CallEnqueued {
+                        call,
+                        queue: "support".into(),
+                        caller: None,
+                        priority: None,
+                    },
+                });
+            }
+        }
+        fn handle_command(&mut self, _cmd: (), _now: Ts) {}
+        fn handle_timeout(&mut self, _now: Ts) {}
+        fn handle_overflow(&mut self, _now: Ts) {
+            self.listing = true;
+            self.out.bytes.extend_from_slice(b"list\n");
+        }
+        fn handle_disconnected(&mut self, _why: &str, _now: Ts) {}
+        fn poll_timeout(&self) -> Option<Ts> {
+            None
+        }
+        fn poll_transmit(&mut self, out: &mut Transmit) {
+            *out = std::mem::take(&mut self.out);
+        }
+        fn is_up(&self) -> bool {
+            true
+        }
+        fn is_synced(&self) -> bool {
+            !self.listing
+        }
+        fn refuse(&mut self, _cmd: (), _why: &str) {}
+    }
+
+    /// Cluster mode's new CTI leader asks for a relist: the answer comes
+    /// only after the PBX finished listing and the engine (here: the test)
+    /// took every listed event, never before.
+    #[tokio::test]
+    async fn a_relist_is_answered_once_its_events_were_taken() {
+        let pbx = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let link = Link {
+            address: pbx.local_addr().unwrap().to_string(),
+            connect_timeout: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(10),
+            reconnect_max: Duration::from_millis(10),
+            label: "test",
+            what: "test",
+            pbx: "the test PBX",
+            max_pending: 1000,
+        };
+        let (inbox, mut engine) = mpsc::channel(16);
+        let health = SourceHealth::new("pbx", "test");
+        let ctx = SourceCtx::new("pbx", inbox, health, Arc::new(RejectCounter::default()));
+        let proto = Lister {
+            partial: Vec::new(),
+            out: Transmit::default(),
+            listing: false,
+        };
+        let (commands, rx) = mpsc::channel(4);
+        let task = tokio::spawn(run(link, proto, ctx, rx));
+        let (mut conn, _) = pbx.accept().await.unwrap();
+
+        let mut answer = tokio::spawn(relist(commands.clone(), "test"));
+        let mut ask = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut ask))
+            .await
+            .expect("the PBX was asked to list")
+            .unwrap();
+        assert_eq!(&ask, b"list\n");
+        conn.write_all(b"c1\nc2\nend\n").await.unwrap();
+        let mut calls = Vec::new();
+        let verdict = loop {
+            let env = tokio::time::timeout(Duration::from_secs(5), engine.recv())
+                .await
+                .expect("the engine is handed the list")
+                .unwrap();
+            match env {
+                Envelope::Batch { events, .. } => {
+                    for e in events {
+                        if let EventKind::CallEnqueued { call, .. } = e.kind {
+                            calls.push(call);
+                        }
+                    }
+                }
+                Envelope::Checked {
+                    events, verdict, ..
+                } => {
+                    assert!(events.is_empty());
+                    break verdict;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(calls, ["c1", "c2"]);
+        // Not answered while the engine has not taken the marker.
+        let early = tokio::time::timeout(Duration::from_millis(100), &mut answer).await;
+        assert!(early.is_err(), "answered before the engine took the list");
+        verdict.send(Vec::new()).unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(5), answer).await;
+        assert_eq!(done.expect("answered").unwrap(), Ok(()));
         task.abort();
     }
 }

@@ -593,6 +593,24 @@ mod tests {
         let r = cp.restore(north, now).expect("its own stream");
         let q = r.find_queue("hotline").unwrap();
         assert_eq!(r.queue(q).today.tally.answered, 2);
+        // A central instance's checkpoint names its set of sites' streams:
+        // restored by a central instance of the same sites, refused (with
+        // the reason) by one that shows another set.
+        let central = |label: &str| EngineConfig {
+            stream: Some(label.into()),
+            ..cfg()
+        };
+        let two = central("central:ACDMON_north+ACDMON_south");
+        let mut c = Engine::starting_at(two.clone(), at("2026-03-10T01:00:00Z"));
+        run(&mut c, morning());
+        let ccp = c.checkpoint();
+        let three = central("central:ACDMON_north+ACDMON_south+ACDMON_east");
+        let err = ccp.restore(three, now).unwrap_err();
+        assert!(
+            err.contains("twice") && err.contains("ACDMON_east"),
+            "{err}"
+        );
+        assert!(ccp.restore(two, now).is_ok());
         // The field survives the stored form.
         let json = serde_json::to_string(&cp).unwrap();
         let back: EngineCheckpoint = serde_json::from_str(&json).unwrap();

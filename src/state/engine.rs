@@ -75,6 +75,10 @@ pub struct Engine {
     pub(super) next_sample: Ts,
     /// A trend sample was taken since the last publish.
     pub(super) trend_dirty: bool,
+    /// A central instance: the sites STALE now, with when their stream
+    /// last stored anything (shown in their queues' views; not kept in
+    /// the checkpoint: the freshness watch tells a new engine at once).
+    stale_sites: HashMap<String, Option<Ts>>,
 }
 
 /// Most agent touches [`Engine::take_touched`] keeps between two takes.
@@ -110,6 +114,7 @@ impl Engine {
             positions: BTreeMap::new(),
             next_sample: trend::next_minute(now),
             trend_dirty: false,
+            stale_sites: HashMap::new(),
         };
         let names: Vec<String> = e.cfg.queues.iter().map(|(n, _)| n.clone()).collect();
         for n in names {
@@ -716,6 +721,25 @@ impl Engine {
         }
     }
 
+    /// A central instance's site turned STALE (`Some`, with when its stream
+    /// last stored anything) or live again (`None`): its queues' views
+    /// change, so `/ws` carries it.
+    pub fn set_site_stale(&mut self, site: &str, stale: Option<Option<Ts>>) {
+        let was = self.stale_sites.get(site).copied();
+        if was == stale {
+            return;
+        }
+        match stale {
+            Some(t) => self.stale_sites.insert(site.to_string(), t),
+            None => self.stale_sites.remove(site),
+        };
+        for q in 0..self.queues.len() {
+            if self.cfg.sites.site_of(&self.queues[q].name).as_deref() == Some(site) {
+                self.touch_queue(q);
+            }
+        }
+    }
+
     /// The view of a queue as of the engine's clock. Expires the rolling
     /// window first, so a view is never stale.
     pub fn queue_view(&mut self, q: usize) -> QueueView {
@@ -726,9 +750,15 @@ impl Engine {
         let agents = qs.agents();
         let busy = agents.on_call + agents.wrap_up;
         let staffed = busy + agents.ringing + agents.available;
+        let site = self.cfg.sites.site_of(&qs.name);
+        let site_stale = site
+            .as_ref()
+            .and_then(|s| self.stale_sites.get(s))
+            .map(|&last_message_at| super::view::SiteStale { last_message_at });
         QueueView {
             queue: qs.name.to_string(),
-            site: self.cfg.sites.site_of(&qs.name),
+            site,
+            site_stale,
             waiting: qs.waiting.len() as u32,
             longest_wait_s: qs.longest_wait_ms(now) as f64 / 1000.0,
             agents,

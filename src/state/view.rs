@@ -86,6 +86,10 @@ pub struct QueueView {
     /// without `[cluster]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
+    /// Extension (a central instance): present while the queue's site is
+    /// STALE, so the wall hears it over `/ws` with the figures it qualifies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_stale: Option<SiteStale>,
     pub waiting: u32,
     pub longest_wait_s: f64,
     pub agents: AgentsByState,
@@ -104,6 +108,14 @@ pub struct QueueView {
     pub oldest_since: Option<Ts>,
     /// Extension: the event time this view was computed at.
     pub as_of: Ts,
+}
+
+/// A STALE site (docs/cluster.md, "Several sites").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SiteStale {
+    /// When the site's stream last stored anything (events or heartbeat);
+    /// `null` when nothing was ever read from it.
+    pub last_message_at: Option<Ts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

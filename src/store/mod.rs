@@ -399,6 +399,76 @@ impl Store {
         self.noted("the escalation log", r.map(drop).map_err(StoreError::from))
     }
 
+    /// Copies an entry of the cluster's CTI leader (from the escalation
+    /// stream) into this log, with the leader's id. Entries are never
+    /// rewritten: one already here is kept (reading the stream again after
+    /// a restart). Returns whether it was new.
+    pub fn mirror_entry(&self, e: &Entry) -> Result<bool, StoreError> {
+        if let Some(old) = self.entry(e.id)? {
+            if old.ts != e.ts || old.queue != e.queue || old.stage_name != e.stage_name {
+                tracing::warn!(
+                    id = e.id,
+                    "the escalation log holds another entry under the CTI leader's id; kept as it is"
+                );
+            }
+            return Ok(false);
+        }
+        self.insert_entry(e).map(|()| true)
+    }
+
+    /// Appends a result of the cluster's CTI leader (from the escalation
+    /// stream) unless this log already has it. Returns whether it was new;
+    /// a result for an entry this log lacks is skipped (logged).
+    pub fn mirror_result(
+        &self,
+        entry: u64,
+        action: Option<usize>,
+        ts: Ts,
+        result: &str,
+        detail: Option<&str>,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (known, seen): (bool, bool) = {
+            let c = lock(&self.writer);
+            let known = c
+                .query_row(
+                    "SELECT 1 FROM escalation_entries WHERE id = ?1",
+                    params![entry as i64],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            let seen = c
+                .query_row(
+                    "SELECT 1 FROM escalation_results
+                     WHERE entry_id = ?1 AND action = ?2 AND ts_ms = ?3 AND result = ?4",
+                    params![
+                        entry as i64,
+                        action.map_or(DECISION, |a| a as i64),
+                        ts.0,
+                        result
+                    ],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            (known, seen)
+        };
+        if !known {
+            tracing::warn!(
+                entry,
+                result,
+                "a result of the CTI leader for an entry this log lacks; skipped"
+            );
+            return Ok(false);
+        }
+        if seen {
+            return Ok(false);
+        }
+        self.append_result(entry, action, ts, result, detail, by)
+            .map(|()| true)
+    }
+
     /// The highest entry id (0 when empty): ids continue from it.
     pub fn max_entry_id(&self) -> Result<u64, StoreError> {
         let id: Option<i64> =
@@ -753,6 +823,30 @@ mod tests {
         let s = Store::open(path.to_str().unwrap()).unwrap();
         assert_eq!(s.all_entries().unwrap().len(), 2);
         assert_eq!(s.entry(1).unwrap().unwrap().actions[0].result, "ok");
+    }
+
+    /// A follower reads the CTI leader's escalation stream again after a
+    /// restart: what its log already holds is not written twice, and a
+    /// result for an entry it never got is skipped, not an error that would
+    /// hold up the records after it.
+    #[test]
+    fn mirrored_records_are_written_once() {
+        let s = Store::in_memory().unwrap();
+        assert!(s.mirror_entry(&entry(4)).unwrap());
+        assert!(!s.mirror_entry(&entry(4)).unwrap());
+        let ok = |s: &Store| s.mirror_result(4, Some(0), Ts(4500), "ok", Some("HTTP 200"), None);
+        assert!(ok(&s).unwrap());
+        assert!(!ok(&s).unwrap());
+        assert!(
+            !s.mirror_result(9, Some(0), Ts(9500), "ok", None, None)
+                .unwrap()
+        );
+        let rows: i64 = lock(&s.writer)
+            .query_row("SELECT COUNT(*) FROM escalation_results", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+        assert_eq!(s.entry(4).unwrap().unwrap().actions[0].result, "ok");
+        assert_eq!(s.all_entries().unwrap().len(), 1);
     }
 
     /// A full database refuses a new entry with SQLITE_FULL, health says so,

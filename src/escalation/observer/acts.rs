@@ -17,10 +17,23 @@ impl LadderObserver {
     pub(super) fn start(&mut self, engine: &Engine, a: Act) {
         let (req, source) = request_for(engine, a.verb, &a.agent, &a.queue);
         self.acts.entry(a.agent.clone()).or_default().running = Some(a.clone());
-        self.actions
-            .start(&self.cti, source.as_deref(), req, move |outcome| Done {
+        if self.rerun.remove(&(a.entry, a.action))
+            && let Some(done) = floor::already_done(engine, &self.cti, a.verb, &a.agent, &a.queue)
+        {
+            // A takeover's unanswered act the phone system shows done: the
+            // dead leader's call went through before it could record it.
+            tracing::info!(agent = %a.agent, queue = %a.queue, verb = ?a.verb, entry = a.entry,
+                "not carried out again: {done}");
+            self.actions.finish(Done {
                 act: a,
-                outcome,
+                outcome: CtiOutcome::ok(done),
+            });
+            return;
+        }
+        let key = action_key(a.entry, a.action, a.attempt);
+        self.actions
+            .start(&self.cti, source.as_deref(), req, &key, move |outcome| {
+                Done { act: a, outcome }
             });
     }
 
@@ -63,14 +76,27 @@ impl LadderObserver {
         }
         let manual = self.manual.remove(&act.entry);
         if let Some(q) = engine.find_queue(&act.queue) {
-            if !manual && let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
+            if self.role == Role::Following {
+                // Started while this instance led: its result is written
+                // (and goes to the stream); the ladder is the log's.
+                self.rebuild(engine, q);
+            } else if !manual && let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
                 l.handle_result(&act, outcome.ok, now);
             }
             self.changed.insert(q);
         }
+        // Only the act on the wire frees the agent's slot (an act failed
+        // before it started, e.g. not in the escalation stream, never held it).
         let next = self.acts.get_mut(&act.agent).and_then(|s| {
-            s.running = None;
-            s.queued.pop_front()
+            if s.running
+                .as_ref()
+                .is_some_and(|r| r.entry == act.entry && r.action == act.action)
+            {
+                s.running = None;
+                s.queued.pop_front()
+            } else {
+                None
+            }
         });
         if let Some(n) = next {
             self.start(engine, n);

@@ -43,12 +43,21 @@ impl LadderObserver {
                     Write::Entry(e) => {
                         self.unwritten.remove(&e.id);
                         self.outbox.push(e.id);
+                        self.append_entry(e);
                     }
-                    Write::Mark(m, _) => {
+                    Write::Mark(m, at) => {
                         if m.action.is_some() && m.result != PENDING {
                             self.count(m.entry, m.result);
                         }
                         self.outbox.push(m.entry);
+                        self.append_record(Record::Mark {
+                            entry: m.entry,
+                            action: m.action,
+                            ts_ms: at.0,
+                            result: m.result.to_string(),
+                            detail: m.detail,
+                            by: m.by,
+                        });
                     }
                 },
                 Err(err) => {
@@ -87,12 +96,18 @@ impl LadderObserver {
             return;
         }
         self.flush_writes(engine.now());
+        self.release_held(engine);
+    }
+
+    /// Starts the held acts whose entries are written (and, leading, in
+    /// the escalation stream), in the order decided.
+    pub(super) fn release_held(&mut self, engine: &mut Engine) {
         if self.held.is_empty() {
             return;
         }
         let held = std::mem::take(&mut self.held);
         for a in held {
-            if self.unwritten.contains(&a.entry) {
+            if self.unwritten.contains(&a.entry) || self.unacked.contains(&a.entry) {
                 self.held.push(a);
             } else {
                 if let Some(q) = engine.find_queue(&a.queue) {

@@ -43,6 +43,10 @@ impl LadderObserver {
                 let r = self.manual(engine, CtiVerb::SignOut, &agent, &queue, &by);
                 let _ = reply.send(r);
             }
+            Command::Mirror(r) => self.mirror(engine, r),
+            Command::Appended { entry, error } => self.appended(engine, entry, error),
+            Command::Lead => self.lead(engine),
+            Command::Follow => self.follow(engine),
         }
     }
 
@@ -164,6 +168,7 @@ impl LadderObserver {
         self.meta
             .insert(id, (entry.queue.clone(), entry.stage_name.clone()));
         self.outbox.push(id);
+        self.append_entry(entry.clone());
         self.manual.insert(id);
         let mut outs = vec![Output::Act(Act {
             entry: id,
@@ -189,6 +194,13 @@ impl LadderObserver {
     }
 
     pub(super) fn refuse_while_unwritten(&self) -> Result<(), ControlError> {
+        if self.role == Role::Following {
+            return Err(ControlError::Conflict(
+                "this instance follows the site's CTI leader (cluster mode); \
+                 ask the leader (acd_cluster_cti_leader 1 in its /metrics); nothing was done"
+                    .into(),
+            ));
+        }
         if self.pending.is_empty() {
             return Ok(());
         }

@@ -76,3 +76,30 @@ impl Floor for EngineFloor<'_> {
             .is_some_and(|a| self.engine.agent(a).groups.iter().any(|g| g == group))
     }
 }
+
+/// Whether the engine's membership (the phone system's, as the sources
+/// report it) already shows what an act would do: a sign-in whose agent is
+/// in the queue, a sign-out whose agent is out of it. Unknown agents and
+/// queues: `None` (act).
+pub(super) fn already_done(
+    engine: &Engine,
+    cti: &CtiRegistry,
+    verb: CtiVerb,
+    agent: &str,
+    queue: &str,
+) -> Option<String> {
+    let q = engine.find_queue(queue)?;
+    let a = engine.agent(engine.find_agent(agent)?);
+    let assignments = HashMap::new();
+    let floor = EngineFloor {
+        engine,
+        q,
+        assignments: &assignments,
+        cti,
+    };
+    match (verb, floor.signed_out(a)) {
+        (CtiVerb::SignIn, false) => Some("already in the queue per the phone system".into()),
+        (CtiVerb::SignOut, true) => Some("already out of the queue per the phone system".into()),
+        _ => None,
+    }
+}

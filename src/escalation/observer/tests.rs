@@ -76,3 +76,246 @@ fn a_member_paused_by_a_pause_mode_sign_out_is_eligible_again() {
     cti.insert("pbx", Arc::new(pause));
     assert_eq!(candidates(&cti, &mut engine), ["2002"]);
 }
+
+/// A site's ladder in cluster mode (it follows until told to lead).
+const CLUSTER_LADDER: &str = r#"
+[[queues]]
+name = "hotline"
+ladder = "emergency"
+[[agents]]
+id = "a1"
+groups = ["first"]
+[[agents]]
+id = "a2"
+groups = ["first"]
+[[ladders]]
+name = "emergency"
+mode = "auto"
+release_when = "waiting < 1"
+release_hold = "10m"
+[[ladders.stages]]
+name = "first"
+when = "waiting > 2"
+for = "0s"
+sign_in = { group = "first" }
+[cluster]
+nats = ["nats://127.0.0.1:4222"]
+site = "north"
+"#;
+
+/// Remembers every action it is asked for, with its idempotency key.
+#[derive(Default)]
+struct Witness(std::sync::Mutex<Vec<(String, String)>>);
+
+impl crate::cti::Cti for Witness {
+    fn execute(&self, req: crate::cti::CtiRequest) -> crate::cti::CtiFuture {
+        let key = crate::cti::IDEMPOTENCY_KEY
+            .try_with(|k| k.clone())
+            .unwrap_or_default();
+        self.0.lock().unwrap().push((key, req.agent));
+        Box::pin(async { CtiOutcome::ok("HTTP 200") })
+    }
+}
+
+/// The dead leader decided stage 1 (sign a1 and a2 in) and died before
+/// recording either answer; the phone system shows a1 in the queue (that
+/// call went through), a2 not. The follower mirrored the decision and
+/// acted on nothing; when it takes the lead, a1's sign-in is marked done
+/// without calling the phone system again, and a2's runs with the dead
+/// leader's key.
+#[test]
+fn a_new_leader_reruns_only_the_unanswered_acts_the_phone_system_does_not_show() {
+    let cfg = Config::parse("t.toml", CLUSTER_LADDER).unwrap();
+    let store = Arc::new(Store::in_memory().unwrap());
+    let witness = Arc::new(Witness::default());
+    let cti = Arc::new(CtiRegistry::only(witness.clone()));
+    let (mut obs, _handle) = LadderObserver::new(&cfg, store.clone(), cti).unwrap();
+    assert_eq!(obs.role(), Role::Single);
+    let _written = obs.follow_a_leader();
+    assert_eq!(obs.role(), Role::Following);
+    let t0 = Ts(1_780_000_000_000);
+    let mut engine = Engine::starting_at(cfg.engine_config(), t0);
+    engine
+        .apply(crate::event::Event {
+            ts: t0,
+            kind: crate::event::EventKind::AgentJoinedQueue {
+                agent: "a1".into(),
+                queue: "hotline".into(),
+            },
+        })
+        .unwrap();
+    obs.after_event(&mut engine, None);
+    let sign_in = |agent: &str| ActionRecord {
+        kind: "sign_in".into(),
+        agent: Some(agent.into()),
+        target_queue: Some("hotline".into()),
+        result: PENDING.into(),
+        detail: None,
+        seats: None,
+        at: None,
+    };
+    let entry = Entry {
+        id: 7,
+        ts: t0,
+        queue: "hotline".into(),
+        stage: 1,
+        stage_name: "first".into(),
+        direction: Direction::Up,
+        reason: "waiting=3 > 2".into(),
+        mode: "auto".into(),
+        actions: vec![sign_in("a1"), sign_in("a2")],
+        ladder: Some("emergency".into()),
+        decision: None,
+    };
+    obs.mirror(&mut engine, Record::Entry { entry });
+    obs.before_publish(&mut engine);
+    let q = engine.queue_index("hotline");
+    let status = obs.ladders[q].as_ref().and_then(|l| l.status()).unwrap();
+    assert_eq!(
+        (status.stage, status.signed_in),
+        (1, vec!["a1".into(), "a2".into()])
+    );
+    assert!(
+        witness.0.lock().unwrap().is_empty(),
+        "a follower acts on nothing"
+    );
+
+    obs.lead(&mut engine);
+    obs.before_publish(&mut engine);
+    assert_eq!(
+        *witness.0.lock().unwrap(),
+        [("north:7:1".to_string(), "a2".to_string())]
+    );
+    let e = store.entry(7).unwrap().unwrap();
+    let results: Vec<(&str, Option<&str>)> = e
+        .actions
+        .iter()
+        .map(|a| (a.result.as_str(), a.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("ok", Some("already in the queue per the phone system")),
+            ("ok", Some("HTTP 200"))
+        ]
+    );
+    // Ids continue after the mirrored log's.
+    assert_eq!(obs.next_id, 7);
+}
+
+/// A follower refuses to act by hand: only the site's CTI leader decides.
+#[test]
+fn a_follower_refuses_a_manual_sign_in() {
+    let cfg = Config::parse("t.toml", CLUSTER_LADDER).unwrap();
+    let store = Arc::new(Store::in_memory().unwrap());
+    let witness = Arc::new(Witness::default());
+    let cti = Arc::new(CtiRegistry::only(witness.clone()));
+    let (mut obs, _handle) = LadderObserver::new(&cfg, store, cti).unwrap();
+    let _written = obs.follow_a_leader();
+    let mut engine = Engine::starting_at(cfg.engine_config(), Ts(1_780_000_000_000));
+    obs.after_event(&mut engine, None);
+    let r = obs.manual(&mut engine, CtiVerb::SignIn, "a1", "hotline", "boss");
+    assert!(
+        matches!(&r, Err(ControlError::Conflict(m)) if m.contains("follows the site's CTI leader")),
+        "{r:?}"
+    );
+    assert!(witness.0.lock().unwrap().is_empty());
+}
+
+fn ev(ts: Ts, kind: crate::event::EventKind) -> crate::event::Event {
+    crate::event::Event { ts, kind }
+}
+
+/// The leader of a site decides stage 1 when three callers wait: the
+/// decision goes to the escalation stream, and nobody is signed in until
+/// the stream has acknowledged it. A decision the stream could not take is
+/// not carried out: its actions are marked failed, saying why.
+#[test]
+fn a_leader_acts_only_once_the_stream_has_the_decision() {
+    use crate::event::{AgentStatus, EventKind};
+    // `ack`: the stream's answer; `lost`: the lease is lost before it.
+    let run_with = |ack: Option<&str>, lost: bool| {
+        let cfg = Config::parse("t.toml", CLUSTER_LADDER).unwrap();
+        let store = Arc::new(Store::in_memory().unwrap());
+        let witness = Arc::new(Witness::default());
+        let cti = Arc::new(CtiRegistry::only(witness.clone()));
+        let (mut obs, _handle) = LadderObserver::new(&cfg, store.clone(), cti).unwrap();
+        let mut written = obs.follow_a_leader();
+        let t0 = Ts(1_780_000_000_000);
+        let mut engine = Engine::starting_at(cfg.engine_config(), t0);
+        obs.after_event(&mut engine, None);
+        obs.lead(&mut engine);
+        for a in ["a1", "a2"] {
+            let kind = EventKind::AgentState {
+                agent: a.into(),
+                status: AgentStatus::Available,
+                reason: None,
+                queue: None,
+            };
+            engine.apply(ev(t0, kind)).unwrap();
+        }
+        for c in ["c1", "c2", "c3"] {
+            let kind = EventKind::CallEnqueued {
+                call: c.into(),
+                queue: "hotline".into(),
+                caller: None,
+                priority: None,
+            };
+            engine.apply(ev(t0, kind)).unwrap();
+            let q = engine.find_queue("hotline");
+            obs.after_event(&mut engine, q);
+        }
+        obs.before_publish(&mut engine);
+        let Ok(Record::Entry { entry }) = written.try_recv() else {
+            panic!("the decision goes to the escalation stream first");
+        };
+        assert_eq!(entry.actions.len(), 2);
+        assert!(
+            witness.0.lock().unwrap().is_empty(),
+            "nothing before the ack"
+        );
+        if lost {
+            obs.follow(&mut engine);
+        }
+        obs.appended(&mut engine, entry.id, ack.map(str::to_string));
+        obs.before_publish(&mut engine);
+        let calls = witness.0.lock().unwrap().clone();
+        let stored = store.entry(entry.id).unwrap().unwrap();
+        let results: Vec<(String, String)> = stored
+            .actions
+            .iter()
+            .map(|a| (a.result.clone(), a.detail.clone().unwrap_or_default()))
+            .collect();
+        // The results follow the entry into the stream.
+        let marks = std::iter::from_fn(|| written.try_recv().ok())
+            .filter(|r| matches!(r, Record::Mark { .. }))
+            .count();
+        (entry.id, calls, results, marks)
+    };
+    let run = |ack: Option<&str>| run_with(ack, false);
+
+    let (id, calls, results, marks) = run(None);
+    let mut keys: Vec<String> = calls.into_iter().map(|(k, _)| k).collect();
+    keys.sort();
+    assert_eq!(keys, [format!("north:{id}:0"), format!("north:{id}:1")]);
+    assert!(results.iter().all(|(r, _)| r == "ok"), "{results:?}");
+    assert_eq!(marks, 2);
+
+    let (_, calls, results, marks) = run(Some("nats: timed out"));
+    assert!(calls.is_empty(), "not carried out: {calls:?}");
+    for (r, detail) in &results {
+        assert_eq!(r, "failed");
+        assert_eq!(
+            detail,
+            "not recorded in the escalation stream, not carried out: nats: timed out"
+        );
+    }
+    assert_eq!(marks, 2);
+
+    // The lease is lost while the decision waits for the stream: its
+    // actions are not started here (the new leader runs them).
+    let (_, calls, results, marks) = run_with(None, true);
+    assert!(calls.is_empty(), "{calls:?}");
+    assert!(results.iter().all(|(r, _)| r == "pending"), "{results:?}");
+    assert_eq!(marks, 0);
+}

@@ -20,7 +20,7 @@
 
   const queues = new Map();   // name -> QueueView
   const agents = new Map();   // id -> AgentView
-  let staleSites = new Map(); // site -> { silent: seconds } (cluster mode, /api/v1/sites)
+  let staleSites = new Map(); // site -> { since: ms | null } (central instance: the views' site_stale, over /ws)
   const entries = new Map();  // escalation entry id -> entry
   const trends = new Map();   // queue -> one-minute samples, oldest first (last hour)
   const TREND_MINUTES = 60;
@@ -293,9 +293,8 @@
         el.dataset.site = site;
         box.appendChild(el);
       }
-      const stale = staleSites.get(site);
-      el.classList.toggle("stale", !!stale);
-      el.textContent = stale ? T("site.stale", { site: site, s: stale.silent == null ? "?" : Math.round(stale.silent) }) : site;
+      el.classList.toggle("stale", staleSites.has(site));
+      el.textContent = siteHeadText(site);
     }
     // Keep tiles in name order (by site first: a site's heading leads its tiles).
     const key = (el) => el.classList.contains("site-head")
@@ -306,21 +305,26 @@
     if (ordered.some((el, i) => el !== els[i])) ordered.forEach((el) => box.appendChild(el));
   }
 
-  // Sites (central instance, docs/cluster.md): which are STALE now.
-  function pollSites() {
-    if (![...queues.values()].some((q) => q.site)) return;
-    const headers = token ? { Authorization: "Bearer " + token } : {};
-    fetch("/api/v1/sites", { headers, cache: "no-store" })
-      .then((r) => r.json())
-      .then((j) => {
-        const next = new Map();
-        for (const x of j.sites || []) if (x.state === "stale") next.set(x.site, { silent: x.silent_s });
-        const changed = next.size !== staleSites.size || [...next.keys()].some((k) => !staleSites.has(k));
-        staleSites = next;
-        if (changed) for (const k of queues.keys()) dirty.add(k);
-        schedule();
-      })
-      .catch(() => { /* /readyz and the connection banner cover the rest */ });
+  // Sites (central instance, docs/cluster.md): which are STALE now, from
+  // the queues' views (`site_stale`, sent over /ws when it changes).
+  function deriveStaleSites() {
+    const next = new Map();
+    for (const q of queues.values()) {
+      if (!q.site || !q.site_stale) continue;
+      const at = q.site_stale.last_message_at;
+      next.set(q.site, { since: at != null ? ms(at) : null });
+    }
+    const changed = next.size !== staleSites.size || [...next.keys()].some((k) => !staleSites.has(k));
+    staleSites = next;
+    if (changed) for (const k of queues.keys()) dirty.add(k);
+  }
+
+  // A site's heading: its name, or while STALE for how long it is silent.
+  function siteHeadText(site) {
+    const stale = staleSites.get(site);
+    if (!stale) return site;
+    const s = stale.since == null ? "?" : Math.max(0, Math.round((serverNow() - stale.since) / 1000));
+    return T("site.stale", { site: site, s: s });
   }
 
   const STATE_ORDER = { on_call: 0, ringing: 1, wrap_up: 2, available: 3, paused: 4, logged_out: 5 };
@@ -382,6 +386,7 @@
     for (const el of document.querySelectorAll('[data-tick="since"]')) {
       el.textContent = dur((serverNow() - ms(el.dataset.since)) / 1000);
     }
+    for (const el of document.querySelectorAll(".site-head.stale")) el.textContent = siteHeadText(el.dataset.site);
     updateBanner();
   }
 
@@ -478,6 +483,7 @@
         if (queues.has(e.queue)) dirty.add(e.queue);
       }
     }
+    deriveStaleSites();
     schedule();
   }
 
@@ -570,5 +576,4 @@
   setInterval(tick, 500);
   pollReady();
   setInterval(pollReady, READY_POLL_MS);
-  setInterval(pollSites, READY_POLL_MS);
 })();

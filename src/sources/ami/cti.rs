@@ -15,14 +15,15 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::session::{ActionReply, AmiAction, CONFIRM_WAIT_MS, ReplyStatus};
 use super::task::Command;
-use crate::cti::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb};
+use crate::cti::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb, RelistFuture};
+use crate::sources::tcp::Request;
 
 pub use crate::config::sources::SignOutMode;
 
 /// The AMI CTI action; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AmiCti {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Request<Command>>,
     sign_out: SignOutMode,
     pause_reason: String,
     timeout: Duration,
@@ -30,7 +31,7 @@ pub struct AmiCti {
 
 impl AmiCti {
     pub fn new(
-        tx: mpsc::Sender<Command>,
+        tx: mpsc::Sender<Request<Command>>,
         sign_out: SignOutMode,
         pause_reason: String,
         timeout: Duration,
@@ -52,6 +53,11 @@ impl Cti for AmiCti {
 
     fn sign_out_pause_reason(&self) -> Option<&str> {
         (self.sign_out == SignOutMode::Pause).then_some(self.pause_reason.as_str())
+    }
+
+    /// A full `QueueStatus` relist on this connection.
+    fn relist(&self) -> Option<RelistFuture> {
+        Some(crate::sources::tcp::relist(self.tx.clone(), "AMI"))
     }
 }
 
@@ -109,7 +115,11 @@ impl AmiCti {
     async fn call(&self, action: AmiAction) -> ActionReply {
         let (tx, rx) = oneshot::channel();
         let limit = self.timeout + Duration::from_millis(CONFIRM_WAIT_MS as u64 + 500);
-        let sent = tokio::time::timeout(limit, self.tx.send(Command { action, reply: tx })).await;
+        let sent = tokio::time::timeout(
+            limit,
+            self.tx.send(Request::Cti(Command { action, reply: tx })),
+        )
+        .await;
         if !matches!(sent, Ok(Ok(()))) {
             return ActionReply {
                 status: ReplyStatus::NotConnected,

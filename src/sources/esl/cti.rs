@@ -17,13 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::EslCommand;
 use super::lists;
 use super::session::quote_arg;
-use crate::cti::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb};
+use crate::cti::{Cti, CtiFuture, CtiOutcome, CtiRequest, CtiVerb, RelistFuture};
 use crate::event::EventKind;
+use crate::sources::tcp::Request;
 
 /// The CTI action of one ESL source.
 #[derive(Debug, Clone)]
 pub struct EslCti {
-    tx: mpsc::Sender<EslCommand>,
+    tx: mpsc::Sender<Request<EslCommand>>,
     timeout: Duration,
     logs_out: bool,
 }
@@ -31,7 +32,7 @@ pub struct EslCti {
 impl EslCti {
     /// `tx` goes to the source task; `timeout` bounds a whole sign-in or
     /// sign-out (all its commands).
-    pub fn new(tx: mpsc::Sender<EslCommand>, timeout: Duration, logs_out: bool) -> Self {
+    pub fn new(tx: mpsc::Sender<Request<EslCommand>>, timeout: Duration, logs_out: bool) -> Self {
         EslCti {
             tx,
             timeout,
@@ -42,11 +43,11 @@ impl EslCti {
     async fn api(&self, command: String, effect: Option<EventKind>) -> Result<String, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(EslCommand {
+            .send(Request::Cti(EslCommand {
                 command,
                 effect,
                 reply,
-            })
+            }))
             .await
             .map_err(|_| "the ESL source has stopped".to_string())?;
         rx.await
@@ -141,5 +142,10 @@ impl Cti for EslCti {
                 )),
             }
         })
+    }
+
+    /// The `callcenter_config` lists again on this connection.
+    fn relist(&self) -> Option<RelistFuture> {
+        Some(crate::sources::tcp::relist(self.tx.clone(), "event socket"))
     }
 }
