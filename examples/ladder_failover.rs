@@ -40,7 +40,10 @@
 //!   cargo build --release --bin acdmon --example ladder_failover
 //!   nice -n 5 target/release/examples/ladder_failover --kills 100 --baseline 20
 //! Options: `--instances 3`, `--lease-ttl 2`, `--seed N`, `--keep` (keeps
-//! the temp dir: configs, each instance's log, `requests.jsonl`).
+//! the temp dir: configs, each instance's log, `requests.jsonl`),
+//! `--membership` (the receiver reports each sign-in and sign-out into the
+//! feed, as a phone system the sources watch would; without it the engine
+//! never sees the webhook's membership changes).
 //! Exit status 1 when a different-key duplicate or a lost action appears,
 //! or a cycle ends with an instance's ladder not walked down.
 
@@ -75,6 +78,7 @@ struct Args {
     lease_ttl: u64,
     seed: u64,
     keep: bool,
+    membership: bool,
 }
 
 fn args() -> Args {
@@ -88,6 +92,7 @@ fn args() -> Args {
             .map(|d| d.as_secs())
             .unwrap_or(1),
         keep: false,
+        membership: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -108,8 +113,13 @@ fn args() -> Args {
                 i += 1;
                 continue;
             }
+            "--membership" => {
+                a.membership = true;
+                i += 1;
+                continue;
+            }
             other => panic!(
-                "unknown option {other} (--kills N --baseline N --instances 2|3 --lease-ttl S --seed N --keep)"
+                "unknown option {other} (--kills N --baseline N --instances 2|3 --lease-ttl S --seed N --keep --membership)"
             ),
         }
         i += 2;
@@ -148,6 +158,11 @@ struct Request {
 #[derive(Clone, Default)]
 struct Receiver {
     seen: Arc<Mutex<Vec<Request>>>,
+    /// `--membership`: the receiver plays the phone system the sources
+    /// watch, and reports each sign-in and sign-out into the feed
+    /// (`agent_joined_queue`, `agent_left_queue`). Without it, it is a CRM
+    /// the sources never see.
+    membership: Option<PathBuf>,
 }
 
 impl Receiver {
@@ -201,6 +216,15 @@ impl Receiver {
             key: header(&head, "idempotency-key").map(str::to_string),
             attempt: header(&head, "x-acdmon-attempt").unwrap_or("?").to_string(),
         };
+        if let Some(feed) = &self.membership {
+            let kind = if r.verb == "sign_in" {
+                "agent_joined_queue"
+            } else {
+                "agent_left_queue"
+            };
+            let line = Feed::event(kind, &format!(r#""agent":"{}","queue":"hotline""#, r.agent));
+            Feed { path: feed.clone() }.write(&[line]);
+        }
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).push(r);
         let answer = r#"{"ok":true}"#;
         let resp = format!(
@@ -774,7 +798,10 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let receiver = Receiver::default();
+    let receiver = Receiver {
+        membership: a.membership.then(|| dir.join("feed.jsonl")),
+        ..Receiver::default()
+    };
     let hook = receiver.start().await;
     let feed = Feed {
         path: dir.join("feed.jsonl"),
@@ -820,12 +847,13 @@ async fn main() {
     feed.write(&agents);
     settled(&inst).await;
     println!(
-        "ladder_failover: {} instances, lease_ttl {} s, {} baseline cycles then {} kill cycles, seed {}, dir {}",
+        "ladder_failover: {} instances, lease_ttl {} s, {} baseline cycles then {} kill cycles, seed {}, membership in the feed {}, dir {}",
         a.instances,
         a.lease_ttl,
         a.baseline,
         a.kills,
         a.seed,
+        if a.membership { "yes" } else { "no" },
         dir.display()
     );
     let mut rng = StdRng::seed_from_u64(a.seed);
