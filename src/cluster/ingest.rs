@@ -424,6 +424,7 @@ impl Ingester {
             source: Arc::from(self.source.name.as_str()),
             events: Vec::new(),
             verdict: tx,
+            origins: None,
         };
         if self.set.inbox.send(marker).await.is_ok() {
             let _ = rx.await;
