@@ -245,7 +245,7 @@ fn bench(c: &mut Criterion) {
         .map(|e| wire::encode(std::slice::from_ref(e)))
         .collect();
     // The capture run: what our forwarder publishes for these events.
-    rt.block_on(end_to_end(&url, "capture", &evs));
+    rt.block_on(end_to_end(&url, "capture", &evs, false));
     let batched = rt.block_on(published(&url, "capture"));
     let events: usize = batched
         .iter()
