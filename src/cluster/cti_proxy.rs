@@ -180,8 +180,8 @@ async fn ask(
     }
 }
 
-/// Outcomes of recent keys (the last [`REPEATS_KEPT`], none older than
-/// [`REPEATS_FOR`]); a key still being carried out is waited for.
+/// Outcomes of recent keys (the last 10,000, none older than
+/// a day); a key still being carried out is waited for.
 #[derive(Default)]
 pub struct Repeats {
     inner: Mutex<RepeatsInner>,
