@@ -358,6 +358,16 @@ impl QueueLadder {
             .observe(open && releasing && !self.active.is_empty(), now, 0);
     }
 
+    /// This ladder's clocks, for a leader that starts to follow: its
+    /// onsets carry on from there.
+    pub fn onsets(&self) -> Onsets {
+        Onsets {
+            at: self.position(),
+            up: self.up,
+            down: self.down,
+        }
+    }
+
     /// Taking the lead: the clocks a follower kept ([`Onsets`]) carry on,
     /// when the ladder stands where they were kept. A stage whose condition
     /// began under the old leader keeps its onset; one that came due while

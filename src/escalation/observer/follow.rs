@@ -317,6 +317,12 @@ impl LadderObserver {
             slot.queued.clear();
         }
         self.retry_mirror(engine);
+        // Its clocks, kept on from here as a follower's (`shadow`).
+        for (q, l) in self.ladders.iter().enumerate() {
+            if let Some(l) = l {
+                self.onsets.insert(q, l.onsets());
+            }
+        }
         self.clear_ladders(engine);
         self.restore_all(engine, false);
         self.sync(engine);
