@@ -28,6 +28,13 @@
 //! out an agent already out, is a duplicate it cannot tell from a new
 //! action. Lost: an agent of a stage the receiver never signed in, or
 //! still in when the cycle ends (15 s after the last release was due).
+//! A sign-in that never came is told apart with the instances' audit logs
+//! (`/api/v1/escalations`): *decided, never carried out* (a log has it:
+//! lost); *never decided* though a leader could have while the stage was
+//! due (lost); or *due while nobody led, over at takeover* (the stage came
+//! due after the kill, the hang-ups came before the survivor took the
+//! lease: the new leader acts on the figures it finds, docs/cluster.md
+//! "One CTI leader per site"; counted as `gap`, not lost).
 //! Key-blind counts (what a receiver that ignores the header would see):
 //! requests beyond one per expected verb and agent, and expected ones that
 //! never came. Lateness: each action's arrival after the moment the script
@@ -45,7 +52,8 @@
 //! feed, as a phone system the sources watch would; without it the engine
 //! never sees the webhook's membership changes).
 //! Exit status 1 when a different-key duplicate or a lost action appears,
-//! or a cycle ends with an instance's ladder not walked down.
+//! or a cycle ends with an instance's ladder not walked down (a `gap`
+//! alone does not fail the run).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -533,7 +541,17 @@ struct Tally {
     /// per expected (verb, agent), and expected ones that never came.
     extra: usize,
     missing: usize,
-    lost_sign_in: usize,
+    /// A stage's sign-in that no instance's audit log has: it came due
+    /// while nobody led (after the kill, before the takeover) and the
+    /// queue had drained by the takeover, so the new leader rightly did
+    /// not decide it (docs/cluster.md, "One CTI leader per site").
+    gap: usize,
+    /// Lost: a sign-in no log has though its stage was still due when a
+    /// leader was there to decide it.
+    lost_undecided: usize,
+    /// Lost: a sign-in a log has (decided) that never reached the
+    /// receiver as a new action.
+    lost_not_carried: usize,
     left_in: usize,
     /// Cycles whose ladder had not walked down on every instance.
     ladder_up: usize,
@@ -552,6 +570,7 @@ impl Ledger {
         reqs: &[Request],
         due: &BTreeMap<(String, String), Instant>,
         kill: Option<&Kill>,
+        logs: &Logs,
     ) -> Tally {
         let mut t = Tally {
             requests: reqs.len(),
@@ -610,9 +629,24 @@ impl Ledger {
                 None => t.missing += 1,
             }
             let accepted = accepted.contains(&(verb.clone(), agent.clone()));
-            if verb == "sign_in" && !accepted {
-                t.lost_sign_in += 1;
-                t.notes.push(format!("LOST: {agent} never signed in"));
+            if verb != "sign_in" || accepted {
+                continue;
+            }
+            if let Some(results) = logs.decided.get(&(verb.clone(), agent.clone())) {
+                t.lost_not_carried += 1;
+                t.notes.push(format!(
+                    "LOST: {agent} never signed in, though decided (results in the logs: {results:?})"
+                ));
+            } else if kill.is_some_and(|k| in_the_gap(k, *when, logs.drained)) {
+                t.gap += 1;
+                t.notes.push(format!(
+                    "gap: {agent}'s stage came due while nobody led and the queue had drained by the takeover: not decided (by design)"
+                ));
+            } else {
+                t.lost_undecided += 1;
+                t.notes.push(format!(
+                    "LOST: {agent} never signed in, and no log has the decision"
+                ));
             }
         }
         let left: Vec<String> = self.signed_in.drain().collect();
@@ -630,6 +664,65 @@ impl Ledger {
     }
 }
 
+/// What a leader has at most to decide a stage before it counts as
+/// having had the chance (a decision is written and appended in
+/// milliseconds; this is generous).
+const DECIDE: Duration = Duration::from_millis(250);
+
+/// Did a stage due at `due` come due while nobody led, with the queue
+/// drained by the takeover? The killed leader had under [`DECIDE`] for
+/// it, and the new one took the lead after the hang-ups.
+fn in_the_gap(k: &Kill, due: Instant, drained: Instant) -> bool {
+    let Some(takeover) = k.takeover else {
+        return false;
+    };
+    due + DECIDE > k.at && k.at + takeover > drained
+}
+
+/// What the instances' audit logs say of one cycle.
+struct Logs {
+    /// (verb, agent) decided in the cycle, with the results each log has.
+    decided: HashMap<(String, String), Vec<String>>,
+    /// When the callers hung up.
+    drained: Instant,
+}
+
+impl Logs {
+    /// Reads `/api/v1/escalations` of every instance that answers, from
+    /// `since_ms` (epoch ms: entries carry event time, the feed's write time).
+    async fn read(inst: &Instances, since_ms: u128, drained: Instant) -> Logs {
+        let mut l = Logs {
+            decided: HashMap::new(),
+            drained,
+        };
+        for i in 0..inst.len() {
+            let path = format!("/api/v1/escalations?queue=hotline&since={since_ms}");
+            let Some(resp) = get(&addr(inst, i), &path).await else {
+                continue;
+            };
+            let Some((_, body)) = resp.split_once("\r\n\r\n") else {
+                continue;
+            };
+            let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
+            for e in v.as_array().into_iter().flatten() {
+                for a in e["actions"].as_array().into_iter().flatten() {
+                    let (Some(kind), Some(agent)) = (a["kind"].as_str(), a["agent"].as_str())
+                    else {
+                        continue;
+                    };
+                    if kind == "sign_in" || kind == "sign_out" {
+                        l.decided
+                            .entry((kind.to_string(), agent.to_string()))
+                            .or_default()
+                            .push(a["result"].as_str().unwrap_or("?").to_string());
+                    }
+                }
+            }
+        }
+        l
+    }
+}
+
 /// What one cycle came to.
 struct Walk {
     /// When each (verb, agent) was due.
@@ -638,6 +731,7 @@ struct Walk {
     killed: Option<Kill>,
     /// Instances whose ladder was still up when the cycle ended.
     ladder_up: Vec<String>,
+    logs: Logs,
 }
 
 /// One surge and calm; with `kill`, the leader dies `kill` into the walk.
@@ -650,6 +744,7 @@ async fn cycle(
     kill: Option<Duration>,
 ) -> Walk {
     let from = receiver.len();
+    let start_ms = now_ms();
     let killer =
         kill.map(|offset| tokio::spawn(kill_leader(inst.clone(), bin.to_path_buf(), offset)));
     let mut due = BTreeMap::new();
@@ -727,6 +822,7 @@ async fn cycle(
         reqs: receiver.since(from),
         killed,
         ladder_up: up,
+        logs: Logs::read(inst, start_ms, drained).await,
     }
 }
 
@@ -869,7 +965,7 @@ async fn main() {
         let offset = (kind == "kill").then(|| walk.mul_f64(rng.random::<f64>()));
         let w = cycle(n, &feed, &receiver, &inst, &bin, offset).await;
         let killed = w.killed;
-        let mut t = ledger.apply(n, &w.reqs, &w.due, killed.as_ref());
+        let mut t = ledger.apply(n, &w.reqs, &w.due, killed.as_ref(), &w.logs);
         if !w.ladder_up.is_empty() {
             t.ladder_up = 1;
             t.notes.push(format!(
@@ -879,12 +975,13 @@ async fn main() {
             ));
         }
         let mut line = format!(
-            "cycle {n:3} {kind:8} requests {:2} same-key {} recycled-key {} other-key {} lost {} (key-blind: extra {} missing {}) late {}",
+            "cycle {n:3} {kind:8} requests {:2} same-key {} recycled-key {} other-key {} lost {} gap {} (key-blind: extra {} missing {}) late {}",
             t.requests,
             t.same_key,
             t.recycled_key,
             t.other_key,
-            t.lost_sign_in + t.left_in,
+            t.lost_undecided + t.lost_not_carried + t.left_in,
+            t.gap,
             t.extra,
             t.missing,
             t.max_late.map(secs).unwrap_or_else(|| "-".into()),
@@ -906,7 +1003,7 @@ async fn main() {
         for note in &t.notes {
             println!("    {note}");
         }
-        if t.other_key + t.lost_sign_in + t.left_in + t.ladder_up > 0 {
+        if t.other_key + t.lost_undecided + t.lost_not_carried + t.left_in + t.ladder_up > 0 {
             failed_cycles.push(n);
         }
         late.entry(kind).or_default().extend(t.max_late);
@@ -915,7 +1012,9 @@ async fn main() {
         sum.same_key += t.same_key;
         sum.recycled_key += t.recycled_key;
         sum.other_key += t.other_key;
-        sum.lost_sign_in += t.lost_sign_in;
+        sum.lost_undecided += t.lost_undecided;
+        sum.lost_not_carried += t.lost_not_carried;
+        sum.gap += t.gap;
         sum.left_in += t.left_in;
         sum.ladder_up += t.ladder_up;
         sum.extra += t.extra;
@@ -928,14 +1027,16 @@ async fn main() {
     for kind in ["baseline", "kill"] {
         let Some(s) = totals.get(kind) else { continue };
         println!(
-            "{kind:8}: requests {}, same-key repeats {}, recycled keys {}, different-key duplicates {}, lost sign-ins {}, left signed in {}, ladder not down {}; key-blind: extra requests {}, missing {}; latest action per cycle: {}",
+            "{kind:8}: requests {}, same-key repeats {}, recycled keys {}, different-key duplicates {}, lost sign-ins (never decided though due {}, decided never carried out {}), left signed in {}, ladder not down {}; due while nobody led and over at takeover (not decided, by design) {}; key-blind: extra requests {}, missing {}; latest action per cycle: {}",
             s.requests,
             s.same_key,
             s.recycled_key,
             s.other_key,
-            s.lost_sign_in,
+            s.lost_undecided,
+            s.lost_not_carried,
             s.left_in,
             s.ladder_up,
+            s.gap,
             s.extra,
             s.missing,
             spread(late.remove(kind).unwrap_or_default())

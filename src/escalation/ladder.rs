@@ -192,6 +192,18 @@ impl Clock {
     }
 }
 
+/// When a follower saw the next stage's `when` and the release begin to
+/// hold (event time), for the ladder it rebuilt from the leader's records
+/// ([`QueueLadder::shadow_update`]); handed to the ladder when this
+/// instance takes the lead ([`QueueLadder::resume_clocks`]), so a takeover
+/// does not restart a `for` or `release_hold` wait.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Onsets {
+    at: (Option<String>, usize, bool),
+    up: Clock,
+    down: Clock,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 struct Active {
     index: usize,
@@ -319,6 +331,62 @@ impl QueueLadder {
     pub fn restart_clocks(&mut self) {
         self.up.reset();
         self.down.reset();
+    }
+
+    /// A follower's look at the queue (cluster mode): `o` keeps when the
+    /// next stage's `when` and the release began to hold, on event time,
+    /// as the leader's clocks do; nothing is decided. The clocks restart
+    /// when the ladder moves (a mirrored step, a decision on advice, a new
+    /// plan), as the leader's do when it acts.
+    pub fn shadow_update(&self, o: &mut Onsets, now: Ts, figures: &QueueFigures) {
+        let at = self.position();
+        if o.at != at {
+            *o = Onsets {
+                at,
+                ..Onsets::default()
+            };
+        }
+        let Some(plan) = &self.plan else {
+            return;
+        };
+        let releasing = plan.release_when.eval(figures);
+        let open = self.proposal.is_none();
+        let next = plan.stages.get(self.active.len()).filter(|_| open);
+        let climbing = !releasing && next.is_some_and(|s| s.when.eval(figures));
+        o.up.observe(climbing, now, plan.grace_ms);
+        o.down
+            .observe(open && releasing && !self.active.is_empty(), now, 0);
+    }
+
+    /// This ladder's clocks, for a leader that starts to follow: its
+    /// onsets carry on from there.
+    pub fn onsets(&self) -> Onsets {
+        Onsets {
+            at: self.position(),
+            up: self.up,
+            down: self.down,
+        }
+    }
+
+    /// Taking the lead: the clocks a follower kept ([`Onsets`]) carry on,
+    /// when the ladder stands where they were kept. A stage whose condition
+    /// began under the old leader keeps its onset; one that came due while
+    /// nobody led fires at the next look if its condition still holds.
+    pub fn resume_clocks(&mut self, o: Onsets) {
+        if o.at == self.position() {
+            self.up = o.up;
+            self.down = o.down;
+        }
+    }
+
+    /// Where the ladder stands, for [`Onsets`]: its plan, its active
+    /// stages, whether advice waits.
+    fn position(&self) -> (Option<String>, usize, bool) {
+        (
+            self.plan.as_ref().map(|p| p.name.clone()),
+            self.active.len(),
+            self.proposal.is_some(),
+        )
     }
 
     /// Agents this ladder answers for: active stages, a proposal, and

@@ -52,7 +52,7 @@ use tokio::sync::mpsc;
 use super::control::{CONTROL_CAPACITY, Command, ControlError, LadderHandle};
 use super::expr::Var;
 use super::ladder::{
-    Act, Candidate, Floor, Inputs, Mark, NotPending, Output, PENDING, Plan, QueueLadder,
+    Act, Candidate, Floor, Inputs, Mark, NotPending, Onsets, Output, PENDING, Plan, QueueLadder,
 };
 use super::schedule::Schedule;
 use super::stream::Record;
@@ -141,6 +141,10 @@ pub struct LadderObserver {
     /// own are not handed over). They mean it was deposed; they are copied
     /// in when it follows.
     mirror_later: VecDeque<Record>,
+    /// Following: when each queue's next stage and release began to hold,
+    /// kept on event time as the leader's ladder keeps them; taking the
+    /// lead hands them to the restored ladders (`lead`).
+    onsets: HashMap<usize, Onsets>,
     /// The highest entry id the escalation stream has, as far as read or
     /// acknowledged.
     stream_max: u64,
@@ -285,6 +289,7 @@ impl LadderObserver {
             changed: HashSet::new(),
             local: None,
             settling: HashMap::new(),
+            onsets: HashMap::new(),
             deadline_of: Vec::new(),
             deadlines: BTreeSet::new(),
             leaving: BTreeSet::new(),
@@ -406,6 +411,7 @@ impl LadderObserver {
     fn evaluate(&mut self, engine: &mut Engine, q: usize) {
         if self.role == Role::Following {
             // The leader decides; this ladder is rebuilt from its records.
+            self.shadow(engine, q);
             return;
         }
         if !self.pending.is_empty() {
@@ -430,6 +436,9 @@ impl LadderObserver {
             return;
         };
         l.set_plan(wanted);
+        if let Some(o) = self.onsets.remove(&q) {
+            l.resume_clocks(o);
+        }
         if l.plan().is_none() && l.is_idle() && !l.has_leaving() {
             self.refresh(q);
             return;
@@ -463,6 +472,28 @@ impl LadderObserver {
             // The next queue's decisions must see these seats taken.
             self.sync(engine);
         }
+    }
+
+    /// Following: queue `q`'s ladder (the leader's, rebuilt from its
+    /// records) under the plan the leader would use, its clocks kept in
+    /// `onsets` on event time; nothing is decided.
+    fn shadow(&mut self, engine: &mut Engine, q: usize) {
+        self.ensure_ladder(engine, q);
+        let on = self.schedule_on(engine, q);
+        let wanted = match on {
+            Some(i) => self.schedule_plans[i].as_ref(),
+            None => self.base_plan[q].as_ref(),
+        };
+        let Some(l) = self.ladders[q].as_mut() else {
+            return;
+        };
+        l.set_plan(wanted);
+        if l.plan().is_none() {
+            self.onsets.remove(&q);
+            return;
+        }
+        let o = self.onsets.entry(q).or_default();
+        l.shadow_update(o, engine.now(), &engine.figures(q));
     }
 
     /// Re-indexes queue `q`'s deadline and pending sign-outs.

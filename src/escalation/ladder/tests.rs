@@ -750,3 +750,45 @@ fn a_restored_escalation_whose_ladder_is_gone_is_still_released() {
     assert_eq!(h.acts[0].0, m(12.0));
     assert!(h.l.plan().is_none(), "then the queue runs no ladder");
 }
+
+/// A follower keeps the clocks from what it sees; when the leader's
+/// "experts" step arrives (at 5:00, rebuilt from the log at 5:30), the
+/// clock of the next stage starts again, as the leader's did when it
+/// acted. Taking the lead at 7:00, it does not take the surge's onset at
+/// 10:00 for the "outbound" wait: outbound follows a full five minutes
+/// after the step (at 10:30 by the follower's clock, 10:00 by the dead
+/// leader's), not at once.
+#[test]
+fn a_follower_s_clock_restarts_when_the_leader_s_step_arrives() {
+    let mut h = H::new("auto");
+    h.at(m(0.0), 7.0);
+    h.run_to(m(5.0));
+    assert_eq!(h.stages(), [up(m(5.0), "experts")]);
+    let fig = QueueFigures {
+        waiting: 7.0,
+        logged_in: 10.0,
+        ..Default::default()
+    };
+    let plans = |n: &str| (n == "emergency").then(|| plan("auto"));
+    let mut onsets = Onsets::default();
+    let follower = QueueLadder::new("hotline", Some(plan("auto")));
+    for s in 0..=5 {
+        follower.shadow_update(&mut onsets, m(s as f64), &fig);
+    }
+    // The leader's entry arrives; the follower's ladder is rebuilt.
+    let mut follower = QueueLadder::new("hotline", Some(plan("auto")));
+    drop(follower.restore(&h.entries, &plans));
+    follower.shadow_update(&mut onsets, m(5.5), &fig);
+    follower.shadow_update(&mut onsets, m(7.0), &fig);
+
+    // The leader dies; the follower takes the lead at 7:00.
+    let mut new = H::new("auto");
+    drop(new.l.restore(&h.entries, &plans));
+    new.ids = h.ids;
+    new.l.resume_clocks(onsets);
+    assert!(new.at(m(7.0), 7.0).is_empty(), "outbound is not due yet");
+    new.run_to(m(10.4));
+    assert!(new.entries.is_empty());
+    new.run_to(m(10.5));
+    assert_eq!(new.stages(), [up(m(10.5), "outbound")]);
+}

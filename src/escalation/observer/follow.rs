@@ -291,8 +291,11 @@ impl LadderObserver {
         self.clear_ladders(engine);
         self.restore_all(engine, true);
         self.sync(engine);
-        // Decide now on what the engine shows, not at the next event.
+        // Decide now on what the engine shows, not at the next event, with
+        // the clocks kept while following (`shadow`): a stage that came
+        // due while nobody led fires now if its condition still holds.
         self.evaluate_all(engine);
+        self.onsets.clear();
         self.sync(engine);
     }
 
@@ -314,6 +317,12 @@ impl LadderObserver {
             slot.queued.clear();
         }
         self.retry_mirror(engine);
+        // Its clocks, kept on from here as a follower's (`shadow`).
+        for (q, l) in self.ladders.iter().enumerate() {
+            if let Some(l) = l {
+                self.onsets.insert(q, l.onsets());
+            }
+        }
         self.clear_ladders(engine);
         self.restore_all(engine, false);
         self.sync(engine);

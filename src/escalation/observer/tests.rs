@@ -397,3 +397,89 @@ fn an_entry_never_appended_is_set_aside_and_not_carried_out_on_takeover() {
     );
     assert_eq!(obs.next_id, 6, "ids continue after the stream's");
 }
+
+/// Three callers wait on the hotline from 10:00:00; stage 1 wants that
+/// for 30 seconds. This instance follows; the leader dies without deciding,
+/// and this instance takes the lead at `takeover_s` seconds, the queue
+/// still bad or (`drained`) empty again. Returns when stage 1 was decided
+/// (seconds after the surge began), if it was, looking until 90 s.
+fn stage_one_after_a_takeover(takeover_s: i64, drained: bool) -> Option<i64> {
+    use crate::event::{AgentStatus, EventKind};
+    let cfg = Config::parse(
+        "t.toml",
+        &CLUSTER_LADDER.replace(r#"for = "0s""#, r#"for = "30s""#),
+    )
+    .unwrap();
+    let store = Arc::new(Store::in_memory().unwrap());
+    let cti = Arc::new(CtiRegistry::only(Arc::new(Witness::default())));
+    let (mut obs, _handle) = LadderObserver::new(&cfg, store.clone(), cti).unwrap();
+    let _written = obs.follow_a_leader();
+    let t0 = Ts(1_780_000_000_000);
+    let mut engine = Engine::starting_at(cfg.engine_config(), t0);
+    let q = engine.queue_index("hotline");
+    obs.after_event(&mut engine, None);
+    for a in ["a1", "a2"] {
+        let kind = EventKind::AgentState {
+            agent: a.into(),
+            status: AgentStatus::Available,
+            reason: None,
+            queue: None,
+        };
+        engine.apply(ev(t0, kind)).unwrap();
+        obs.after_event(&mut engine, None);
+    }
+    for c in ["c1", "c2", "c3"] {
+        let kind = EventKind::CallEnqueued {
+            call: c.into(),
+            queue: "hotline".into(),
+            caller: None,
+            priority: None,
+        };
+        engine.apply(ev(t0, kind)).unwrap();
+        obs.after_event(&mut engine, Some(q));
+    }
+    // The follower looks once a second, as the engine thread has it.
+    for s in 1..=takeover_s {
+        engine.tick(t0.plus_ms(s * 1000));
+        obs.after_event(&mut engine, None);
+    }
+    if drained {
+        for c in ["c1", "c2", "c3"] {
+            let kind = EventKind::CallAbandoned {
+                call: c.into(),
+                queue: "hotline".into(),
+            };
+            engine
+                .apply(ev(t0.plus_ms(takeover_s * 1000), kind))
+                .unwrap();
+            obs.after_event(&mut engine, Some(q));
+        }
+    }
+    obs.lead(&mut engine);
+    for s in takeover_s..=90 {
+        engine.tick(t0.plus_ms(s * 1000));
+        obs.after_event(&mut engine, None);
+    }
+    obs.before_publish(&mut engine);
+    let entries = store.all_entries().unwrap();
+    entries.first().map(|e| e.ts.since(t0) / 1000)
+}
+
+/// The follower kept the stage's clock on event time, as the leader did:
+/// taking the lead 20 s into the surge, the new leader decides stage 1 at
+/// 30 s, not 30 s after the takeover (the old code restarted the wait).
+#[test]
+fn a_takeover_during_a_surge_keeps_the_stage_s_clock() {
+    assert_eq!(stage_one_after_a_takeover(20, false), Some(30));
+}
+
+/// Stage 1 came due at 30 s while nobody led (the old leader died at 25 s,
+/// its lease ran out at 40 s). The callers still wait at the takeover, so
+/// the new leader decides it at once, as a single instance would have at
+/// 30 s; had the queue drained meanwhile, nobody is signed in for callers
+/// no longer there.
+#[test]
+fn a_stage_due_while_nobody_led_is_decided_at_the_takeover_if_still_due() {
+    assert_eq!(stage_one_after_a_takeover(40, false), Some(40));
+    assert_eq!(stage_one_after_a_takeover(40, true), None);
+}
