@@ -143,10 +143,10 @@ pub struct LadderObserver {
     dirty: BTreeSet<usize>,
     /// Ladder rebuilds from the log so far (followers), for tests.
     rebuilds: u64,
-    /// (agent, queue) pairs the engine showed as a member while the ladder
-    /// held the agent there: the evidence a takeover needs before it counts
-    /// a pending sign-out as done (`floor::already_done`).
-    seen_in: HashSet<(String, usize)>,
+    /// By queue index, the agents the engine showed as members while the
+    /// ladder held them there: the evidence a takeover needs before it
+    /// counts a pending sign-out as done (`floor::already_done`).
+    seen_in: HashMap<usize, HashSet<String>>,
     /// Leading: another instance's records read meanwhile (this instance's
     /// own are not handed over). They mean it was deposed; they are copied
     /// in when it follows.
@@ -264,7 +264,7 @@ impl LadderObserver {
             mirror_retry: VecDeque::new(),
             dirty: BTreeSet::new(),
             rebuilds: 0,
-            seen_in: HashSet::new(),
+            seen_in: HashMap::new(),
             mirror_later: VecDeque::new(),
             stream_max: 0,
             plans,
@@ -626,7 +626,10 @@ impl LadderObserver {
         }
         // Evidence is per sign-in: an agent the ladders let go needs new
         // evidence the next time.
-        self.seen_in.retain(|(a, _)| now_in.contains(a));
+        for agents in self.seen_in.values_mut() {
+            agents.retain(|a| now_in.contains(a));
+        }
+        self.seen_in.retain(|_, agents| !agents.is_empty());
         self.flagged = now_in;
         // Everyone the ladder answers for (signed in, proposed, leaving, a
         // release waiting to be written) is the ladder's: a post's auto cover

@@ -90,7 +90,7 @@ impl Floor for EngineFloor<'_> {
 pub(super) fn already_done(
     engine: &Engine,
     cti: &CtiRegistry,
-    seen: &HashSet<(String, usize)>,
+    seen: &HashMap<usize, HashSet<String>>,
     verb: CtiVerb,
     agent: &str,
     queue: &str,
@@ -106,7 +106,7 @@ pub(super) fn already_done(
     };
     match (verb, floor.signed_out(a)) {
         (CtiVerb::SignIn, false) => Some("already in the queue per the phone system".into()),
-        (CtiVerb::SignOut, true) if seen.contains(&(agent.to_string(), q)) => {
+        (CtiVerb::SignOut, true) if seen.get(&q).is_some_and(|s| s.contains(agent)) => {
             Some("already out of the queue per the phone system".into())
         }
         _ => None,
@@ -123,6 +123,10 @@ impl LadderObserver {
         let Some(l) = self.ladders.get(q).and_then(Option::as_ref) else {
             return;
         };
+        // Nothing held (the usual case): nothing to look at, nothing allocated.
+        if l.is_idle() && !l.has_leaving() {
+            return;
+        }
         let floor = EngineFloor {
             engine,
             q,
@@ -133,8 +137,8 @@ impl LadderObserver {
             let member = engine
                 .find_agent(agent)
                 .is_some_and(|i| !floor.signed_out(engine.agent(i)));
-            if member && !self.seen_in.contains(&(agent.to_string(), q)) {
-                self.seen_in.insert((agent.to_string(), q));
+            if member && !self.seen_in.get(&q).is_some_and(|s| s.contains(agent)) {
+                self.seen_in.entry(q).or_default().insert(agent.to_string());
             }
         }
     }
