@@ -120,6 +120,11 @@ impl LadderObserver {
     /// queue (membership events and relists name it) and after a rebuild;
     /// only the ladder's few agents are looked at.
     pub(super) fn observe_membership(&mut self, engine: &Engine, q: usize) {
+        // Only a cluster's takeover asks (a single node restarts, it does
+        // not take over): no cost on a single node's hot path.
+        if self.role == Role::Single {
+            return;
+        }
         let Some(l) = self.ladders.get(q).and_then(Option::as_ref) else {
             return;
         };
