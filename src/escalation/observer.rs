@@ -137,6 +137,16 @@ pub struct LadderObserver {
     rerun: HashSet<(u64, usize)>,
     /// Mirrored records the audit log refused, retried in order.
     mirror_retry: VecDeque<Record>,
+    /// Queues a mirrored record changed since their ladder was last rebuilt
+    /// from the log: rebuilt once per batch (`rebuild_mirrored`), not once
+    /// per record (a restarted follower receives every retained record).
+    dirty: BTreeSet<usize>,
+    /// Ladder rebuilds from the log so far (followers), for tests.
+    rebuilds: u64,
+    /// By queue index, the agents the engine showed as members while the
+    /// ladder held them there: the evidence a takeover needs before it
+    /// counts a pending sign-out as done (`floor::already_done`).
+    seen_in: HashMap<usize, HashSet<String>>,
     /// Leading: another instance's records read meanwhile (this instance's
     /// own are not handed over). They mean it was deposed; they are copied
     /// in when it follows.
@@ -256,6 +266,9 @@ impl LadderObserver {
             unacked: HashSet::new(),
             rerun: HashSet::new(),
             mirror_retry: VecDeque::new(),
+            dirty: BTreeSet::new(),
+            rebuilds: 0,
+            seen_in: HashMap::new(),
             mirror_later: VecDeque::new(),
             stream_max: 0,
             plans,
@@ -642,6 +655,12 @@ impl LadderObserver {
             let i = engine.agent_index(a);
             engine.set_signed_in_by_escalation(i, true);
         }
+        // Evidence is per sign-in: an agent the ladders let go needs new
+        // evidence the next time.
+        for agents in self.seen_in.values_mut() {
+            agents.retain(|a| now_in.contains(a));
+        }
+        self.seen_in.retain(|_, agents| !agents.is_empty());
         self.flagged = now_in;
         // Everyone the ladder answers for (signed in, proposed, leaving, a
         // release waiting to be written) is the ladder's: a post's auto cover
@@ -682,11 +701,21 @@ impl Drop for LadderObserver {
 impl Observer for LadderObserver {
     fn after_event(&mut self, engine: &mut Engine, queue: Option<usize>) {
         for ev in std::mem::take(&mut self.membership) {
+            let q = match &ev.kind {
+                crate::event::EventKind::AgentJoinedQueue { queue, .. } => engine.find_queue(queue),
+                _ => None,
+            };
             if let Err(r) = engine.apply(ev) {
                 tracing::warn!(reason = r.reason.as_str(), detail = %r.detail, "log-only membership change not applied");
             }
+            if let Some(q) = q {
+                self.observe_membership(engine, q);
+            }
         }
         self.ensure_ready(engine);
+        if let Some(q) = queue {
+            self.observe_membership(engine, q);
+        }
         self.retry_writes(engine);
         let now = engine.now();
         match queue {
@@ -724,6 +753,7 @@ impl Observer for LadderObserver {
         self.drain_results(engine);
         self.drain_control(engine);
         self.retry_mirror(engine);
+        self.rebuild_mirrored(engine);
         self.run_inline(engine);
         self.retry_writes(engine);
         self.sync(engine);

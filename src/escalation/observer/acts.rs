@@ -18,7 +18,8 @@ impl LadderObserver {
         let (req, source) = request_for(engine, a.verb, &a.agent, &a.queue);
         self.acts.entry(a.agent.clone()).or_default().running = Some(a.clone());
         if self.rerun.remove(&(a.entry, a.action))
-            && let Some(done) = floor::already_done(engine, &self.cti, a.verb, &a.agent, &a.queue)
+            && let Some(done) =
+                floor::already_done(engine, &self.cti, &self.seen_in, a.verb, &a.agent, &a.queue)
         {
             // A takeover's unanswered act the phone system shows done: the
             // dead leader's call went through before it could record it.
@@ -79,7 +80,7 @@ impl LadderObserver {
             if self.role == Role::Following {
                 // Started while this instance led: its result is written
                 // (and goes to the stream); the ladder is the log's.
-                self.rebuild(engine, q);
+                self.dirty.insert(q);
             } else if !manual && let Some(l) = self.ladders.get_mut(q).and_then(Option::as_mut) {
                 l.handle_result(&act, outcome.ok, now);
             }

@@ -77,13 +77,20 @@ impl Floor for EngineFloor<'_> {
     }
 }
 
-/// Whether the engine's membership (the phone system's, as the sources
-/// report it) already shows what an act would do: a sign-in whose agent is
-/// in the queue, a sign-out whose agent is out of it. Unknown agents and
-/// queues: `None` (act).
+/// Whether the engine has positive evidence that an act is already done,
+/// so that a takeover need not run it again: a sign-in whose agent the
+/// engine shows in the queue; a sign-out whose agent the engine saw in the
+/// queue while the ladder held it there (`seen`, see
+/// [`LadderObserver::observe_membership`]) and now shows out of it. Not
+/// shown in it at all is no evidence: a webhook phone system may report no
+/// membership, so a sign-in it carried out is never seen, and skipping the
+/// sign-out would leave the agent signed in. The act then runs again with
+/// the same key (the receiver drops a repeat). Unknown agents and queues:
+/// `None` (act).
 pub(super) fn already_done(
     engine: &Engine,
     cti: &CtiRegistry,
+    seen: &HashMap<usize, HashSet<String>>,
     verb: CtiVerb,
     agent: &str,
     queue: &str,
@@ -99,7 +106,45 @@ pub(super) fn already_done(
     };
     match (verb, floor.signed_out(a)) {
         (CtiVerb::SignIn, false) => Some("already in the queue per the phone system".into()),
-        (CtiVerb::SignOut, true) => Some("already out of the queue per the phone system".into()),
+        (CtiVerb::SignOut, true) if seen.get(&q).is_some_and(|s| s.contains(agent)) => {
+            Some("already out of the queue per the phone system".into())
+        }
         _ => None,
+    }
+}
+
+impl LadderObserver {
+    /// Notes which of the agents queue `q`'s ladder holds the engine now
+    /// shows as members of `q`: evidence, later, that one shown out of it
+    /// has left (see [`already_done`]). Called after each event of the
+    /// queue (membership events and relists name it) and after a rebuild;
+    /// only the ladder's few agents are looked at.
+    pub(super) fn observe_membership(&mut self, engine: &Engine, q: usize) {
+        // Only a cluster's takeover asks (a single node restarts, it does
+        // not take over): no cost on a single node's hot path.
+        if self.role == Role::Single {
+            return;
+        }
+        let Some(l) = self.ladders.get(q).and_then(Option::as_ref) else {
+            return;
+        };
+        // Nothing held (the usual case): nothing to look at, nothing allocated.
+        if l.is_idle() && !l.has_leaving() {
+            return;
+        }
+        let floor = EngineFloor {
+            engine,
+            q,
+            assignments: &self.assignments,
+            cti: &self.cti,
+        };
+        for agent in l.tracked() {
+            let member = engine
+                .find_agent(agent)
+                .is_some_and(|i| !floor.signed_out(engine.agent(i)));
+            if member && !self.seen_in.get(&q).is_some_and(|s| s.contains(agent)) {
+                self.seen_in.entry(q).or_default().insert(agent.to_string());
+            }
+        }
     }
 }

@@ -2,8 +2,11 @@
 //! per site"). The leader sends every entry and result it writes to the
 //! escalation stream and starts a decision's actions once the stream has
 //! its entry; a follower copies the leader's records into its own audit log
-//! and rebuilds the touched queue's ladder from it. Taking the lead is a
-//! restart from that log; losing it drops the actions not yet started.
+//! and rebuilds the touched queue's ladder from it, once per batch of
+//! records: a rebuild reads the queue's whole day from the log, and a
+//! restarted follower receives every record the stream retains, most of
+//! them already held (those change nothing). Taking the lead is a restart
+//! from that log; losing it drops the actions not yet started.
 
 use super::*;
 
@@ -156,6 +159,7 @@ impl LadderObserver {
             }
         }
         if moved > 0 {
+            self.dirty.clear();
             self.clear_ladders(engine);
             self.restore_all(engine, false);
             self.sync(engine);
@@ -164,7 +168,8 @@ impl LadderObserver {
 
     /// Rebuilds queue `q`'s ladder from the audit log, its outputs
     /// discarded (a follower's ladder is the leader's log).
-    pub(super) fn rebuild(&mut self, engine: &mut Engine, q: usize) {
+    fn rebuild(&mut self, engine: &mut Engine, q: usize) {
+        self.rebuilds += 1;
         let queue = engine.queue(q).name.to_string();
         let entries = match self.store.entries(Some(&queue), None, i64::MAX as usize) {
             Ok(e) => e,
@@ -182,6 +187,17 @@ impl LadderObserver {
             drop(l.restore(&entries, &|n| plans.get(n).cloned()));
         }
         self.changed.insert(q);
+    }
+
+    /// Rebuilds the ladders of the queues mirrored records changed since
+    /// the last call: once per batch, before the ladders are published.
+    pub(super) fn rebuild_mirrored(&mut self, engine: &mut Engine) {
+        for q in std::mem::take(&mut self.dirty) {
+            if self.role == Role::Following {
+                self.rebuild(engine, q);
+                self.observe_membership(engine, q);
+            }
+        }
     }
 
     /// A record of the leader's, copied into the audit log (a follower).
@@ -215,7 +231,8 @@ impl LadderObserver {
         }
     }
 
-    /// Copies `r` into the audit log and rebuilds its queue's ladder;
+    /// Copies `r` into the audit log and, when the log did not hold it
+    /// yet, marks its queue's ladder for a rebuild (`rebuild_mirrored`);
     /// false when the log refused it (kept, retried).
     fn apply_mirrored(&mut self, engine: &mut Engine, r: &Record) -> bool {
         let written = match r {
@@ -266,11 +283,13 @@ impl LadderObserver {
                 self.meta.get(entry).map(|(q, _)| q.clone())
             }
         };
-        if new {
-            self.outbox.push(r.entry_id());
+        if !new {
+            // Already in the log, so already in the ladder rebuilt from it.
+            return true;
         }
+        self.outbox.push(r.entry_id());
         if let Some(q) = queue.and_then(|q| engine.find_queue(&q)) {
-            self.rebuild(engine, q);
+            self.dirty.insert(q);
         }
         true
     }
@@ -278,14 +297,15 @@ impl LadderObserver {
     /// This instance holds the `cti` lease and its log holds the
     /// escalation stream: every ladder restarts from the log, exactly as
     /// at start-up, and from now on decides. Acts decided but never
-    /// answered run again with the same key, unless the engine's
-    /// membership shows them done.
+    /// answered run again with the same key, unless the engine has
+    /// positive evidence they are done (`floor::already_done`).
     pub(super) fn lead(&mut self, engine: &mut Engine) {
         if self.role != Role::Following {
             return;
         }
         self.retry_mirror(engine);
         self.mirror_later.clear();
+        self.dirty.clear();
         tracing::info!("taking over the site's escalation ladders from the audit log");
         self.role = Role::Leading;
         self.clear_ladders(engine);
@@ -323,6 +343,7 @@ impl LadderObserver {
                 self.onsets.insert(q, l.onsets());
             }
         }
+        self.dirty.clear();
         self.clear_ladders(engine);
         self.restore_all(engine, false);
         self.sync(engine);

@@ -483,3 +483,199 @@ fn a_stage_due_while_nobody_led_is_decided_at_the_takeover_if_still_due() {
     assert_eq!(stage_one_after_a_takeover(40, false), Some(40));
     assert_eq!(stage_one_after_a_takeover(40, true), None);
 }
+
+/// The records a site's leader wrote for one surge of `hotline`: entry
+/// `id` signs `agent` in (answered ok), entry `id + 1` releases the stage
+/// and signs `agent` out (not answered yet).
+fn surge_then_release(id: u64, ts: Ts, agent: &str) -> [Record; 3] {
+    let act = |kind: &str| ActionRecord {
+        kind: kind.into(),
+        agent: Some(agent.into()),
+        target_queue: Some("hotline".into()),
+        result: PENDING.into(),
+        detail: None,
+        seats: None,
+        at: None,
+    };
+    let entry = |id: u64, ts: Ts, direction: Direction, kind: &str, reason: &str| Entry {
+        id,
+        ts,
+        queue: "hotline".into(),
+        stage: 1,
+        stage_name: "first".into(),
+        direction,
+        reason: reason.into(),
+        mode: "auto".into(),
+        actions: vec![act(kind)],
+        ladder: Some("emergency".into()),
+        decision: None,
+    };
+    [
+        Record::Entry {
+            entry: entry(id, ts, Direction::Up, "sign_in", "waiting=3 > 2"),
+        },
+        Record::Mark {
+            entry: id,
+            action: Some(0),
+            ts_ms: ts.0 + 200,
+            result: "ok".into(),
+            detail: Some("HTTP 200".into()),
+            by: None,
+        },
+        Record::Entry {
+            entry: entry(
+                id + 1,
+                ts.plus_ms(60_000),
+                Direction::Down,
+                "sign_out",
+                "waiting=0 < 1",
+            ),
+        },
+    ]
+}
+
+/// A follower of a site that phones a webhook (which reports no
+/// membership: the engine never sees a1 join `hotline`). The leader
+/// signed a1 in, then decided the release and died before calling the
+/// webhook. Taking the lead, this instance signs a1 out with the dead
+/// leader's key: "not in the queue" is no evidence that a1 left it.
+#[test]
+fn a_new_leader_signs_out_a_webhook_agent_whose_membership_it_never_saw() {
+    let cfg = Config::parse("t.toml", CLUSTER_LADDER).unwrap();
+    let store = Arc::new(Store::in_memory().unwrap());
+    let witness = Arc::new(Witness::default());
+    let cti = Arc::new(CtiRegistry::only(witness.clone()));
+    let (mut obs, _handle) = LadderObserver::new(&cfg, store.clone(), cti).unwrap();
+    let _written = obs.follow_a_leader();
+    let t0 = Ts(1_780_000_000_000);
+    // A minute on: the release is due.
+    let mut engine = Engine::starting_at(cfg.engine_config(), t0.plus_ms(61_000));
+    obs.after_event(&mut engine, None);
+    for r in surge_then_release(7, t0, "a1") {
+        obs.mirror(&mut engine, r);
+    }
+    obs.before_publish(&mut engine);
+    assert!(
+        witness.0.lock().unwrap().is_empty(),
+        "a follower acts on nothing"
+    );
+
+    obs.lead(&mut engine);
+    obs.before_publish(&mut engine);
+    assert_eq!(
+        *witness.0.lock().unwrap(),
+        [("north:8:0".to_string(), "a1".to_string())]
+    );
+    let e = store.entry(8).unwrap().unwrap();
+    assert_eq!(
+        (e.actions[0].result.as_str(), e.actions[0].detail.as_deref()),
+        ("ok", Some("HTTP 200"))
+    );
+}
+
+/// The same release, on a phone system that reports membership: the
+/// engine saw a1 join `hotline` after the sign-in and then leave it (the
+/// dead leader's sign-out went through before it could record it). The
+/// new leader marks the sign-out done without calling again.
+#[test]
+fn a_new_leader_skips_a_sign_out_the_engine_saw_go_through() {
+    use crate::event::EventKind;
+    let cfg = Config::parse("t.toml", CLUSTER_LADDER).unwrap();
+    let store = Arc::new(Store::in_memory().unwrap());
+    let witness = Arc::new(Witness::default());
+    let cti = Arc::new(CtiRegistry::only(witness.clone()));
+    let (mut obs, _handle) = LadderObserver::new(&cfg, store.clone(), cti).unwrap();
+    let _written = obs.follow_a_leader();
+    let t0 = Ts(1_780_000_000_000);
+    let mut engine = Engine::starting_at(cfg.engine_config(), t0);
+    obs.after_event(&mut engine, None);
+    let [signed_in, answered, released] = surge_then_release(7, t0, "a1");
+    obs.mirror(&mut engine, signed_in);
+    obs.mirror(&mut engine, answered);
+    obs.before_publish(&mut engine);
+    let q = engine.find_queue("hotline");
+    engine
+        .apply(ev(
+            t0.plus_ms(300),
+            EventKind::AgentJoinedQueue {
+                agent: "a1".into(),
+                queue: "hotline".into(),
+            },
+        ))
+        .unwrap();
+    obs.after_event(&mut engine, q);
+    obs.mirror(&mut engine, released);
+    obs.before_publish(&mut engine);
+    engine
+        .apply(ev(
+            t0.plus_ms(60_300),
+            EventKind::AgentLeftQueue {
+                agent: "a1".into(),
+                queue: "hotline".into(),
+            },
+        ))
+        .unwrap();
+    obs.after_event(&mut engine, q);
+
+    obs.lead(&mut engine);
+    obs.before_publish(&mut engine);
+    assert!(
+        witness.0.lock().unwrap().is_empty(),
+        "{:?}",
+        witness.0.lock().unwrap()
+    );
+    let e = store.entry(8).unwrap().unwrap();
+    assert_eq!(
+        (e.actions[0].result.as_str(), e.actions[0].detail.as_deref()),
+        ("ok", Some("already out of the queue per the phone system"))
+    );
+}
+
+/// A restarted follower receives every record the escalation stream
+/// retains, most of them already in its log. Its ladder is rebuilt from
+/// the log (the queue's whole day, read from SQLite) once per batch of
+/// mirrored records, not once per record: a day of 300 surges costs one
+/// rebuild, and receiving it all again costs none.
+#[test]
+fn a_follower_rebuilds_a_ladder_once_per_batch_of_mirrored_records() {
+    let cfg = Config::parse("t.toml", CLUSTER_LADDER).unwrap();
+    let store = Arc::new(Store::in_memory().unwrap());
+    let cti = Arc::new(CtiRegistry::only(Arc::new(Witness::default())));
+    let (mut obs, _handle) = LadderObserver::new(&cfg, store.clone(), cti).unwrap();
+    let _written = obs.follow_a_leader();
+    let t0 = Ts(1_780_000_000_000);
+    let mut engine = Engine::starting_at(cfg.engine_config(), t0);
+    obs.after_event(&mut engine, None);
+    let day: Vec<Record> = (0..300u64)
+        .flat_map(|i| {
+            let [a, b, c] = surge_then_release(1 + 2 * i, t0.plus_ms(i as i64 * 120_000), "a1");
+            let d = Record::Mark {
+                entry: 2 + 2 * i,
+                action: Some(0),
+                ts_ms: t0.0 + i as i64 * 120_000 + 60_200,
+                result: "ok".into(),
+                detail: Some("HTTP 200".into()),
+                by: None,
+            };
+            [a, b, c, d]
+        })
+        .collect();
+    for r in day.iter().cloned() {
+        obs.mirror(&mut engine, r);
+    }
+    obs.before_publish(&mut engine);
+    assert_eq!(
+        obs.rebuilds, 1,
+        "one rebuild for 1,200 new records of one queue"
+    );
+    assert_eq!(store.all_entries().unwrap().len(), 600);
+
+    // Restarted: the stream hands the whole day over again.
+    for r in day {
+        obs.mirror(&mut engine, r);
+    }
+    obs.before_publish(&mut engine);
+    assert_eq!(obs.rebuilds, 1, "records already held change nothing");
+    let q = engine.queue_index("hotline");
+    assert!(obs.ladders[q].as_ref().is_some_and(|l| l.is_idle()));
+}
